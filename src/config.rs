@@ -1,0 +1,959 @@
+//! Typed settings: a TOML file plus `UGEM_*` environment overrides.
+//!
+//! Loading happens in two passes so that `ugem check-config` can name every
+//! problem at once: each key is first parsed on its own (so one bad value does
+//! not hide the next), then the whole configuration is checked for problems
+//! that span keys or touch the file system.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use crate::domain::Domain;
+
+/// The configuration shipped in the binary; `ugem serve` uses it when no
+/// `--config` is given (relative paths then resolve against the working folder).
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/ugem.toml");
+
+/// One problem in a configuration, with the key it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted key, e.g. `smtp.listen`; empty for file-level problems.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// Where the configuration came from.
+    pub source_name: String,
+    /// The problems, in file order of sections.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} problem(s) in configuration {}:",
+            self.problems.len(),
+            self.source_name
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A size in bytes, written as a number or with a unit (`25MiB`, `100KiB`, `10MB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size (examples: 26214400, 25MiB, 100KiB)"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size `{s}` is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a size: a number of bytes or a string like \"25MiB\"")
+        })? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written with a unit (`30s`, `5m`, `90d`), or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(pub Duration);
+
+impl FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Ok(secs) = s.parse::<u64>() {
+            return Ok(Span(Duration::from_secs(secs)));
+        }
+        humantime::parse_duration(s)
+            .map(Span)
+            .map_err(|e| format!("`{s}` is not a duration ({e}; examples: 30s, 5m, 1h, 90d)"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a duration: a string like \"5m\" or a number of seconds")
+        })? {
+            Raw::N(n) => Ok(Span(Duration::from_secs(n))),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A list that may also be written as one string, comma-separated (as
+/// environment variables are).
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Raw::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("expected a string or a list of strings"))?
+    {
+        Raw::One(s) => s
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+        Raw::Many(v) => v,
+    };
+    items
+        .iter()
+        .map(|s| {
+            s.parse::<T>()
+                .map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))
+        })
+        .collect()
+}
+
+fn parse_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let s = String::deserialize(d)?;
+    s.parse::<T>()
+        .map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))
+}
+
+/// A plain `local@domain` address written by staff (postmaster, contacts).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(into = "String")]
+pub struct PlainAddress {
+    /// The part before `@`, as written.
+    pub local: String,
+    /// The domain, in A-label form.
+    pub domain: Domain,
+}
+
+impl FromStr for PlainAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (local, domain) = s
+            .rsplit_once('@')
+            .ok_or_else(|| format!("`{s}` is not an e-mail address"))?;
+        if local.is_empty()
+            || local.len() > 64
+            || !local
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"@<>()[]\\,;:\"%!".contains(&b))
+        {
+            return Err(format!("`{s}` is not a plain e-mail address"));
+        }
+        let domain = Domain::parse(domain).map_err(|e| format!("`{s}`: {e}"))?;
+        Ok(PlainAddress {
+            local: local.to_string(),
+            domain,
+        })
+    }
+}
+
+impl fmt::Display for PlainAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.local, self.domain)
+    }
+}
+
+impl From<PlainAddress> for String {
+    fn from(a: PlainAddress) -> String {
+        a.to_string()
+    }
+}
+
+impl<'de> Deserialize<'de> for PlainAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_from_str(d)
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[server]`: identity and storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// EHLO name and the name in our Received headers.
+    #[serde(deserialize_with = "parse_from_str")]
+    pub hostname: Domain,
+    /// Folder of the embedded store and the queue.
+    pub data_dir: PathBuf,
+    /// Where alerts go; also the target of `RCPT TO:<postmaster>`.
+    #[serde(deserialize_with = "parse_from_str")]
+    pub postmaster: PlainAddress,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Default log filter (tracing env-filter syntax); `RUST_LOG` overrides.
+    pub log_level: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            hostname: Domain::parse("mx.gateway.example").expect("valid default"),
+            data_dir: PathBuf::from("var"),
+            postmaster: "postmaster@gateway.example"
+                .parse()
+                .expect("valid default"),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// `[smtp]`: the inbound listener and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSection {
+    /// Addresses to listen on.
+    #[serde(deserialize_with = "one_or_many")]
+    pub listen: Vec<SocketAddr>,
+    /// Largest message accepted (advertised with SIZE).
+    pub max_message_size: ByteSize,
+    /// Recipients per message; more get 452 4.5.3.
+    pub max_recipients: usize,
+    /// Longest command line, CRLF included.
+    pub max_line_length: usize,
+    /// Longest text line in DATA, CRLF included (RFC 5322 allows 1000).
+    pub max_data_line_length: usize,
+    /// Largest header section.
+    pub max_header_size: ByteSize,
+    /// Most `Received:` headers before a message is taken for a loop.
+    pub max_received_headers: usize,
+    /// Time allowed for one command line (a total, not per read).
+    pub command_timeout: Span,
+    /// Time allowed for a whole DATA or BDAT transfer.
+    pub data_timeout: Span,
+    /// Time allowed for a whole session.
+    pub session_timeout: Span,
+    /// Errors after which the session gets 421 and is closed.
+    pub max_errors: u32,
+    /// Concurrent sessions in total.
+    pub max_connections: usize,
+    /// Concurrent sessions per client IP.
+    pub max_connections_per_ip: usize,
+    /// Free space below which the queue answers 452 4.3.1.
+    pub min_free_space: ByteSize,
+    /// PEM certificate chain; STARTTLS is offered when set (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Time allowed for the TLS handshake.
+    pub tls_handshake_timeout: Span,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        SmtpSection {
+            listen: vec!["127.0.0.1:2525".parse().expect("valid default")],
+            max_message_size: ByteSize(25 << 20),
+            max_recipients: 100,
+            max_line_length: 2048,
+            max_data_line_length: 1000,
+            max_header_size: ByteSize(100 << 10),
+            max_received_headers: 50,
+            command_timeout: Span(Duration::from_secs(300)),
+            data_timeout: Span(Duration::from_secs(600)),
+            session_timeout: Span(Duration::from_secs(1800)),
+            max_errors: 10,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            min_free_space: ByteSize(100 << 20),
+            tls_cert: None,
+            tls_key: None,
+            tls_handshake_timeout: Span(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// A `host:port` next hop.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostPort {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl FromStr for HostPort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            return Ok(HostPort {
+                host: sa.ip().to_string(),
+                port: sa.port(),
+            });
+        }
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}` is not host:port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{port}` is not a port number"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<std::net::IpAddr>().is_err() {
+            Domain::parse(host).map_err(|e| format!("`{host}`: {e}"))?;
+        }
+        Ok(HostPort {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_from_str(d)
+    }
+}
+
+impl serde::Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+/// `[delivery]`: outbound settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySection {
+    /// DNS servers (`ip:port`); empty means the system resolver.
+    #[serde(deserialize_with = "one_or_many")]
+    pub nameservers: Vec<SocketAddr>,
+    /// Static next hops by recipient domain, or `*` for all.
+    pub routes: BTreeMap<String, HostPort>,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        DeliverySection {
+            nameservers: Vec::new(),
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read only.
+    Viewer,
+    /// Suspend, restore, queue operations.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+/// One admin API token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Who uses it; recorded as the actor in the audit log.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The token in clear text.
+    pub token: Option<String>,
+    /// Or its SHA-256, as 64 hex digits (`printf %s TOKEN | sha256sum`).
+    pub sha256: Option<String>,
+}
+
+/// `[admin]`: the HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin API.
+    #[serde(deserialize_with = "parse_from_str")]
+    pub listen: SocketAddr,
+    /// A single admin token (actor name `admin`); simplest setups.
+    pub token: Option<String>,
+    /// Named tokens with roles.
+    pub tokens: Vec<TokenEntry>,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            listen: "127.0.0.1:8025".parse().expect("valid default"),
+            token: None,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// `[connections]`: the connection log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionsSection {
+    /// How long session records are kept.
+    pub retention: Span,
+    /// How often old records are pruned.
+    pub prune_interval: Span,
+}
+
+impl Default for ConnectionsSection {
+    fn default() -> Self {
+        ConnectionsSection {
+            retention: Span(Duration::from_secs(90 * 86_400)),
+            prune_interval: Span(Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// The whole configuration, with paths made absolute.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerSection,
+    /// `[smtp]`
+    pub smtp: SmtpSection,
+    /// `[delivery]`
+    pub delivery: DeliverySection,
+    /// `[admin]`
+    pub admin: AdminSection,
+    /// `[connections]`
+    pub connections: ConnectionsSection,
+}
+
+/// Where a configuration is read from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A TOML file; relative paths resolve against its folder.
+    File(PathBuf),
+    /// TOML text (the embedded default); relative paths resolve against `base`.
+    Text {
+        /// The TOML.
+        text: String,
+        /// Folder for relative paths.
+        base: PathBuf,
+    },
+}
+
+impl ConfigSource {
+    fn name(&self) -> String {
+        match self {
+            ConfigSource::File(p) => p.display().to_string(),
+            ConfigSource::Text { .. } => "(embedded default)".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads, overrides from the process environment, and validates.
+    pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(source, &env)
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    pub fn load_with_env(
+        source: &ConfigSource,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let fail = |problems: Vec<ConfigProblem>| ConfigError {
+            source_name: source.name(),
+            problems,
+        };
+        let (text, base) = match source {
+            ConfigSource::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    fail(vec![ConfigProblem {
+                        key: String::new(),
+                        message: format!("cannot read {}: {e}", path.display()),
+                    }])
+                })?;
+                let base = path
+                    .parent()
+                    .map(|p| {
+                        if p.as_os_str().is_empty() {
+                            PathBuf::from(".")
+                        } else {
+                            p.to_path_buf()
+                        }
+                    })
+                    .unwrap_or_else(|| PathBuf::from("."));
+                (text, base)
+            }
+            ConfigSource::Text { text, base } => (text.clone(), base.clone()),
+        };
+        let base = std::path::absolute(&base).unwrap_or(base);
+
+        let env_map: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("UGEM_") && k != "UGEM_ADMIN_TOKEN")
+            .cloned()
+            .collect();
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("UGEM")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env_map)),
+            )
+            .build()
+            .map_err(|e| {
+                fail(vec![ConfigProblem {
+                    key: String::new(),
+                    message: format!("not valid TOML: {e}"),
+                }])
+            })?;
+        let tree: serde_json::Value = built.try_deserialize().map_err(|e| {
+            fail(vec![ConfigProblem {
+                key: String::new(),
+                message: e.to_string(),
+            }])
+        })?;
+
+        let problems = check_keys(&tree);
+        if !problems.is_empty() {
+            return Err(fail(problems));
+        }
+        let mut cfg: Config = serde_json::from_value(tree).map_err(|e| {
+            fail(vec![ConfigProblem {
+                key: String::new(),
+                message: e.to_string(),
+            }])
+        })?;
+        cfg.resolve_paths(&base);
+        let problems = cfg.check();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(fail(problems))
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.server.data_dir);
+        if let Some(p) = self.smtp.tls_cert.as_mut() {
+            abs(p);
+        }
+        if let Some(p) = self.smtp.tls_key.as_mut() {
+            abs(p);
+        }
+    }
+
+    /// Checks that span keys or touch the file system.
+    fn check(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            out.push(ConfigProblem {
+                key: key.into(),
+                message,
+            })
+        };
+        if let Err(e) = std::fs::create_dir_all(&self.server.data_dir) {
+            bad(
+                "server.data_dir",
+                format!("cannot create {}: {e}", self.server.data_dir.display()),
+            );
+        } else if !self.server.data_dir.is_dir() {
+            bad(
+                "server.data_dir",
+                format!("{} is not a folder", self.server.data_dir.display()),
+            );
+        }
+        if self.smtp.listen.is_empty() {
+            bad("smtp.listen", "at least one address is needed".into());
+        }
+        if self.smtp.listen.contains(&self.admin.listen) {
+            bad(
+                "admin.listen",
+                format!("{} is also in smtp.listen", self.admin.listen),
+            );
+        }
+        if self.smtp.max_recipients == 0 {
+            bad("smtp.max_recipients", "must be at least 1".into());
+        }
+        if self.smtp.max_message_size.0 < 65_536 {
+            bad(
+                "smtp.max_message_size",
+                "must be at least 64KiB (RFC 5321 section 4.5.3.1.7)".into(),
+            );
+        }
+        if !(512..=65_536).contains(&self.smtp.max_line_length) {
+            bad(
+                "smtp.max_line_length",
+                "must lie between 512 and 65536".into(),
+            );
+        }
+        if !(1000..=65_536).contains(&self.smtp.max_data_line_length) {
+            bad(
+                "smtp.max_data_line_length",
+                "must lie between 1000 and 65536".into(),
+            );
+        }
+        if self.smtp.max_connections == 0 || self.smtp.max_connections_per_ip == 0 {
+            bad(
+                "smtp.max_connections",
+                "connection limits must be at least 1".into(),
+            );
+        }
+        for (key, span) in [
+            ("smtp.command_timeout", self.smtp.command_timeout),
+            ("smtp.data_timeout", self.smtp.data_timeout),
+            ("smtp.session_timeout", self.smtp.session_timeout),
+            ("smtp.tls_handshake_timeout", self.smtp.tls_handshake_timeout),
+        ] {
+            if span.0.is_zero() {
+                bad(key, "must be longer than zero".into());
+            }
+        }
+        match (&self.smtp.tls_cert, &self.smtp.tls_key) {
+            (Some(_), None) => bad("smtp.tls_key", "tls_cert is set but tls_key is not".into()),
+            (None, Some(_)) => bad("smtp.tls_cert", "tls_key is set but tls_cert is not".into()),
+            (Some(c), Some(k)) => {
+                for (key, p) in [("smtp.tls_cert", c), ("smtp.tls_key", k)] {
+                    if let Err(e) = std::fs::metadata(p) {
+                        bad(key, format!("cannot read {}: {e}", p.display()));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        for key in self.delivery.routes.keys() {
+            if key != "*" && Domain::parse(key).is_err() {
+                bad(
+                    &format!("delivery.routes.{key}"),
+                    "route keys are domain names or \"*\"".into(),
+                );
+            }
+        }
+        if self.admin.token.is_none() && self.admin.tokens.is_empty() {
+            bad(
+                "admin.token",
+                "no admin token: set admin.token or add [[admin.tokens]]".into(),
+            );
+        }
+        if matches!(&self.admin.token, Some(t) if t.len() < 8) {
+            bad("admin.token", "tokens must be at least 8 characters".into());
+        }
+        for (i, t) in self.admin.tokens.iter().enumerate() {
+            let key = format!("admin.tokens[{i}]");
+            match (&t.token, &t.sha256) {
+                (Some(_), Some(_)) | (None, None) => {
+                    bad(&key, "give exactly one of `token` and `sha256`".into())
+                }
+                (Some(tok), None) if tok.len() < 8 => {
+                    bad(&key, "tokens must be at least 8 characters".into())
+                }
+                (None, Some(h))
+                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
+                    bad(&key, "sha256 must be 64 hex digits".into())
+                }
+                _ => {}
+            }
+            if t.name.trim().is_empty() {
+                bad(&key, "name must not be empty".into());
+            }
+        }
+        if self.connections.retention.0 < Duration::from_secs(3600) {
+            bad("connections.retention", "must be at least 1h".into());
+        }
+        out
+    }
+}
+
+/// Parses every known key on its own so that each bad key is reported.
+fn check_keys(tree: &serde_json::Value) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    let Some(top) = tree.as_object() else {
+        out.push(ConfigProblem {
+            key: String::new(),
+            message: "the configuration must be a table".into(),
+        });
+        return out;
+    };
+    for (section, value) in top {
+        let result = match section.as_str() {
+            "server" => check_section::<ServerSection>(section, value),
+            "smtp" => check_section::<SmtpSection>(section, value),
+            "delivery" => check_section::<DeliverySection>(section, value),
+            "admin" => check_section::<AdminSection>(section, value),
+            "connections" => check_section::<ConnectionsSection>(section, value),
+            _ => vec![ConfigProblem {
+                key: section.clone(),
+                message: "unknown section (known: server, smtp, delivery, admin, connections)"
+                    .into(),
+            }],
+        };
+        out.extend(result);
+    }
+    out
+}
+
+/// Deserializes a section one key at a time (every field has a default).
+fn check_section<T: DeserializeOwned>(
+    section: &str,
+    value: &serde_json::Value,
+) -> Vec<ConfigProblem> {
+    let Some(map) = value.as_object() else {
+        return vec![ConfigProblem {
+            key: section.into(),
+            message: "must be a table".into(),
+        }];
+    };
+    let mut out = Vec::new();
+    for (key, v) in map {
+        let mut one = serde_json::Map::new();
+        one.insert(key.clone(), v.clone());
+        if let Err(e) = serde_json::from_value::<T>(serde_json::Value::Object(one)) {
+            let msg = e.to_string();
+            let msg = if msg.starts_with("unknown field") {
+                msg.replacen("unknown field", "unknown key", 1)
+            } else {
+                msg
+            };
+            out.push(ConfigProblem {
+                key: format!("{section}.{key}"),
+                message: msg,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ugem.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let r = Config::load_with_env(&ConfigSource::File(path), &env);
+        drop(dir);
+        r
+    }
+
+    const MINIMAL: &str = "[admin]\ntoken = \"0123456789\"\n";
+
+    fn keys(e: &ConfigError) -> Vec<&str> {
+        e.problems.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::load_with_env(
+            &ConfigSource::Text {
+                text: EMBEDDED_DEFAULT.into(),
+                base: dir.path().into(),
+            },
+            &[],
+        )
+        .unwrap();
+        assert!(cfg.server.data_dir.starts_with(dir.path()));
+    }
+
+    #[test]
+    fn sizes_and_durations_take_units() {
+        let cfg = load(
+            &format!(
+                "{MINIMAL}[smtp]\nmax_message_size = \"10MiB\"\ncommand_timeout = \"5m\"\nmax_header_size = 2048\n[connections]\nretention = \"30d\"\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.smtp.max_message_size.0, 10 << 20);
+        assert_eq!(cfg.smtp.command_timeout.0, Duration::from_secs(300));
+        assert_eq!(cfg.smtp.max_header_size.0, 2048);
+        assert_eq!(cfg.connections.retention.0, Duration::from_secs(30 * 86400));
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        let err = load(
+            &format!(
+                "{MINIMAL}[smtp]\nlisten = [\"nonsense\"]\nlisen = 1\ncommand_timeout = \"5 parsecs\"\nmax_message_size = \"12 furlongs\"\n[bogus]\nx = 1\n"
+            ),
+            &[],
+        )
+        .unwrap_err();
+        let k = keys(&err);
+        for want in [
+            "smtp.listen",
+            "smtp.lisen",
+            "smtp.command_timeout",
+            "smtp.max_message_size",
+            "bogus",
+        ] {
+            assert!(k.contains(&want), "{want} missing from {err}");
+        }
+        let text = err.to_string();
+        assert!(text.contains("unknown key `lisen`"), "{text}");
+    }
+
+    #[test]
+    fn environment_overrides_reach_nested_keys() {
+        let cfg = load(
+            MINIMAL,
+            &[
+                ("UGEM_SMTP__LISTEN", "127.0.0.1:3525,127.0.0.1:3526"),
+                ("UGEM_SMTP__MAX_RECIPIENTS", "7"),
+                ("UGEM_SERVER__HOSTNAME", "gw.example.kz"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.smtp.listen.len(), 2);
+        assert_eq!(cfg.smtp.listen[0].port(), 3525);
+        assert_eq!(cfg.smtp.max_recipients, 7);
+        assert_eq!(cfg.server.hostname.as_str(), "gw.example.kz");
+    }
+
+    #[test]
+    fn bad_environment_value_names_key() {
+        let err = load(MINIMAL, &[("UGEM_SMTP__MAX_RECIPIENTS", "many")]).unwrap_err();
+        assert_eq!(keys(&err), vec!["smtp.max_recipients"], "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_file_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("etc");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("ugem.toml");
+        std::fs::write(&path, format!("{MINIMAL}[server]\ndata_dir = \"spool\"\n")).unwrap();
+        let cfg = Config::load_with_env(&ConfigSource::File(path), &[]).unwrap();
+        assert_eq!(cfg.server.data_dir, std::path::absolute(sub.join("spool")).unwrap());
+        assert!(cfg.server.data_dir.is_dir());
+    }
+
+    #[test]
+    fn semantic_checks() {
+        let err = load(
+            "[smtp]\ntls_cert = \"missing.pem\"\nmax_recipients = 0\n[admin]\ntokens = [{ name = \"ops\", role = \"operator\", sha256 = \"xyz\" }]\n",
+            &[],
+        )
+        .unwrap_err();
+        let k = keys(&err);
+        for want in ["smtp.tls_key", "smtp.max_recipients", "admin.tokens[0]"] {
+            assert!(k.contains(&want), "{want} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!("25MiB".parse::<ByteSize>().unwrap().0, 25 << 20);
+        assert_eq!("10 MB".parse::<ByteSize>().unwrap().0, 10_000_000);
+        assert!("-1".parse::<ByteSize>().is_err());
+        assert!("99999999999999GiB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn host_ports() {
+        let hp: HostPort = "Mail.Agency.kz:25".parse().unwrap();
+        assert_eq!(hp.to_string(), "mail.agency.kz:25");
+        let v6: HostPort = "[2001:db8::1]:2525".parse().unwrap();
+        assert_eq!(v6.to_string(), "[2001:db8::1]:2525");
+        assert!("mail.agency.kz".parse::<HostPort>().is_err());
+        assert!("bad host:25".parse::<HostPort>().is_err());
+    }
+}

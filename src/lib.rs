@@ -1,0 +1,11 @@
+//! ugem: an SMTP relay gateway for registered e-government mail domains.
+//!
+//! The flow is smtp -> policy -> queue -> delivery, with the registry, the
+//! governors, notifications and the admin API around it; see ARCHITECTURE.md.
+
+pub mod address;
+pub mod config;
+pub mod domain;
+pub mod registry;
+pub mod smtp;
+pub mod store;

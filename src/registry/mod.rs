@@ -1,0 +1,461 @@
+//! Domain lifecycle: registration, suspension, restoration, disconnection.
+//!
+//! The registry keeps an in-memory snapshot of every domain and active
+//! suspension so that the SMTP policy answers MAIL and RCPT without touching
+//! the disk; every change is written to the store first, then published.
+
+mod contact;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+
+use crate::config::HostPort;
+use crate::domain::Domain;
+use crate::store::domains::{Contact, DomainRecord, DomainStatus};
+use crate::store::suspensions::{Restoration, Scope, SuspensionRecord};
+use crate::store::{Store, StoreError};
+
+pub use contact::parse_contact;
+
+/// Why a registry change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No such domain (or sender suspension).
+    #[error("{0} is not registered")]
+    NotFound(String),
+    /// Already registered.
+    #[error("domain {0} is already registered")]
+    Exists(Domain),
+    /// Server ranges overlap another domain's.
+    #[error(
+        "server range {range} overlaps {other_range} of domain {other}; to share servers, register both domains with shared servers allowed (--shared-servers)"
+    )]
+    Overlap {
+        /// The new range.
+        range: IpNet,
+        /// The domain that has it.
+        other: Domain,
+        /// Its range.
+        other_range: IpNet,
+    },
+    /// The change does not fit the domain's status.
+    #[error("{0}")]
+    State(String),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What staff give to register a domain.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct NewDomain {
+    /// The domain.
+    pub name: Domain,
+    /// Owner organization.
+    #[serde(default)]
+    pub owner: String,
+    /// Mail-server IPs or CIDRs.
+    #[serde(deserialize_with = "servers_de")]
+    pub servers: Vec<IpNet>,
+    /// Technical contacts.
+    pub contacts: Vec<Contact>,
+    /// Inbound next hop; default the first server, port 25.
+    #[serde(default)]
+    pub inbound: Option<HostPort>,
+    /// Allow server ranges shared with other domains that allow it too.
+    #[serde(default)]
+    pub shared_servers: bool,
+}
+
+/// An immutable view of the registry, swapped whole on every change.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    domains: HashMap<Domain, Arc<DomainRecord>>,
+    suspensions: HashMap<Scope, Arc<SuspensionRecord>>,
+}
+
+impl Snapshot {
+    /// A registered domain.
+    pub fn domain(&self, name: &Domain) -> Option<&Arc<DomainRecord>> {
+        self.domains.get(name)
+    }
+
+    /// The active suspension of a scope.
+    pub fn suspension(&self, scope: &Scope) -> Option<&Arc<SuspensionRecord>> {
+        self.suspensions.get(scope)
+    }
+
+    /// Number of registered domains.
+    pub fn len(&self) -> usize {
+        self.domains.len()
+    }
+
+    /// True when no domain is registered.
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+}
+
+/// The domain registry.
+pub struct Registry {
+    store: Store,
+    snap: RwLock<Arc<Snapshot>>,
+    /// Serializes read-modify-write changes.
+    change: Mutex<()>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+fn check_text(field: &str, s: &str, max: usize) -> Result<(), RegistryError> {
+    if s.len() > max || s.chars().any(|c| c.is_control()) {
+        return Err(RegistryError::Invalid(format!(
+            "{field} must be at most {max} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Loads every domain and active suspension from the store.
+    pub fn open(store: Store) -> Result<Registry, RegistryError> {
+        let r = Registry {
+            store,
+            snap: RwLock::new(Arc::new(Snapshot::default())),
+            change: Mutex::new(()),
+        };
+        r.reload()?;
+        Ok(r)
+    }
+
+    /// The store behind the registry.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Rebuilds the snapshot from the store.
+    pub fn reload(&self) -> Result<(), RegistryError> {
+        let domains = self
+            .store
+            .list_domains()?
+            .into_iter()
+            .map(|d| (d.name.clone(), Arc::new(d)))
+            .collect();
+        let suspensions = self
+            .store
+            .list_suspensions()?
+            .into_iter()
+            .filter(|s| s.is_active())
+            .map(|s| (s.scope.clone(), Arc::new(s)))
+            .collect();
+        *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Snapshot {
+            domains,
+            suspensions,
+        });
+        Ok(())
+    }
+
+    /// The current view (cheap: an Arc clone).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snap.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every domain, by name.
+    pub fn list(&self) -> Vec<Arc<DomainRecord>> {
+        let snap = self.snapshot();
+        let mut v: Vec<_> = snap.domains.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// One domain.
+    pub fn get(&self, name: &Domain) -> Option<Arc<DomainRecord>> {
+        self.snapshot().domain(name).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.change.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a connected domain.
+    pub fn add_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
+        let _g = self.lock();
+        check_text("owner", &new.owner, 300)?;
+        if new.servers.is_empty() {
+            return Err(RegistryError::Invalid("at least one server IP or CIDR is needed".into()));
+        }
+        if new.contacts.is_empty() {
+            return Err(RegistryError::Invalid("at least one technical contact is needed".into()));
+        }
+        for c in &new.contacts {
+            contact::validate(c).map_err(RegistryError::Invalid)?;
+        }
+        let snap = self.snapshot();
+        if snap.domains.contains_key(&new.name) {
+            return Err(RegistryError::Exists(new.name));
+        }
+        for other in snap.domains.values() {
+            if other.status == DomainStatus::Disconnected {
+                continue;
+            }
+            for range in &new.servers {
+                if let Some(o) = other.servers.iter().find(|o| overlaps(range, o)) {
+                    if !(new.shared_servers && other.shared_servers) {
+                        return Err(RegistryError::Overlap {
+                            range: *range,
+                            other: other.name.clone(),
+                            other_range: *o,
+                        });
+                    }
+                }
+            }
+        }
+        let now = Utc::now();
+        let rec = DomainRecord {
+            name: new.name,
+            owner: new.owner,
+            servers: new.servers.iter().map(|n| n.trunc()).collect(),
+            contacts: new.contacts,
+            inbound: new.inbound,
+            status: DomainStatus::Connected,
+            status_reason: None,
+            status_since: now,
+            shared_servers: new.shared_servers,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.put_domain(&rec)?;
+        self.reload()?;
+        Ok(rec)
+    }
+
+    fn set_status(
+        &self,
+        name: &Domain,
+        status: DomainStatus,
+        reason: Option<String>,
+    ) -> Result<DomainRecord, RegistryError> {
+        let mut rec = self
+            .store
+            .get_domain(name)?
+            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
+        let now = Utc::now();
+        rec.status = status;
+        rec.status_reason = reason;
+        rec.status_since = now;
+        rec.updated_at = now;
+        self.store.put_domain(&rec)?;
+        Ok(rec)
+    }
+
+    /// Suspends a connected domain: new mail gets 451 4.7.1.
+    pub fn suspend_domain(&self, name: &Domain, s: SuspendRequest) -> Result<SuspensionRecord, RegistryError> {
+        let _g = self.lock();
+        check_text("reason", &s.reason, 1000)?;
+        let cur = self
+            .get(name)
+            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
+        match cur.status {
+            DomainStatus::Connected => {}
+            DomainStatus::Suspended => {
+                return Err(RegistryError::State(format!("domain {name} is already suspended")));
+            }
+            DomainStatus::Disconnected => {
+                return Err(RegistryError::State(format!("domain {name} is disconnected")));
+            }
+        }
+        let mut rec = s.into_record(Scope::Domain(name.clone()));
+        rec.id = self.store.insert_suspension(&rec)?;
+        self.set_status(name, DomainStatus::Suspended, Some(rec.reason.clone()))?;
+        self.reload()?;
+        Ok(rec)
+    }
+
+    /// Ends a domain's suspension.
+    pub fn restore_domain(&self, name: &Domain, r: RestoreRequest) -> Result<DomainRecord, RegistryError> {
+        let _g = self.lock();
+        let cur = self
+            .get(name)
+            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
+        if cur.status != DomainStatus::Suspended {
+            return Err(RegistryError::State(format!(
+                "domain {name} is {}, not suspended",
+                cur.status
+            )));
+        }
+        self.end_suspension(&Scope::Domain(name.clone()), r)?;
+        let rec = self.set_status(name, DomainStatus::Connected, None)?;
+        self.reload()?;
+        Ok(rec)
+    }
+
+    /// Disconnects a domain for good: refused like an unregistered one.
+    pub fn disconnect_domain(&self, name: &Domain, reason: &str) -> Result<DomainRecord, RegistryError> {
+        let _g = self.lock();
+        check_text("reason", reason, 1000)?;
+        let cur = self
+            .get(name)
+            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
+        if cur.status == DomainStatus::Disconnected {
+            return Err(RegistryError::State(format!("domain {name} is already disconnected")));
+        }
+        if cur.status == DomainStatus::Suspended {
+            self.end_suspension(
+                &Scope::Domain(name.clone()),
+                RestoreRequest {
+                    actor: "disconnect".into(),
+                    reason: Some(reason.to_string()),
+                    held_mail: "disconnected".into(),
+                },
+            )?;
+        }
+        let rec = self.set_status(name, DomainStatus::Disconnected, Some(reason.to_string()))?;
+        self.reload()?;
+        Ok(rec)
+    }
+
+    /// Suspends one sender address.
+    pub fn suspend_sender(&self, address: &str, s: SuspendRequest) -> Result<SuspensionRecord, RegistryError> {
+        let _g = self.lock();
+        check_text("reason", &s.reason, 1000)?;
+        let addr = normalize_sender(address)?;
+        let scope = Scope::Sender(addr.clone());
+        if self.snapshot().suspension(&scope).is_some() {
+            return Err(RegistryError::State(format!("sender {addr} is already suspended")));
+        }
+        let mut rec = s.into_record(scope);
+        rec.id = self.store.insert_suspension(&rec)?;
+        self.reload()?;
+        Ok(rec)
+    }
+
+    /// Ends a sender's suspension.
+    pub fn restore_sender(&self, address: &str, r: RestoreRequest) -> Result<SuspensionRecord, RegistryError> {
+        let _g = self.lock();
+        let addr = normalize_sender(address)?;
+        let rec = self.end_suspension(&Scope::Sender(addr), r)?;
+        self.reload()?;
+        Ok(rec)
+    }
+
+    fn end_suspension(&self, scope: &Scope, r: RestoreRequest) -> Result<SuspensionRecord, RegistryError> {
+        let active = self
+            .snapshot()
+            .suspension(scope)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotFound(format!("an active suspension of {scope}")))?;
+        let mut rec = (*active).clone();
+        rec.restored = Some(Restoration {
+            by: r.actor,
+            at: Utc::now(),
+            reason: r.reason,
+            held_mail: r.held_mail,
+        });
+        self.store.update_suspension(&rec)?;
+        Ok(rec)
+    }
+
+    /// Every suspension; only active ones unless `history`.
+    pub fn suspensions(&self, history: bool) -> Result<Vec<SuspensionRecord>, RegistryError> {
+        let mut all = self.store.list_suspensions()?;
+        if !history {
+            all.retain(|s| s.is_active());
+        }
+        Ok(all)
+    }
+}
+
+/// A suspension being made.
+#[derive(Debug, Clone)]
+pub struct SuspendRequest {
+    /// Token name or `auto`.
+    pub actor: String,
+    /// Rule name or `manual`.
+    pub rule: String,
+    /// Why.
+    pub reason: String,
+    /// Counters that tripped.
+    pub evidence: serde_json::Value,
+    /// Optional automatic end.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl SuspendRequest {
+    /// A suspension by staff.
+    pub fn manual(actor: &str, reason: &str) -> SuspendRequest {
+        SuspendRequest {
+            actor: actor.into(),
+            rule: "manual".into(),
+            reason: reason.into(),
+            evidence: serde_json::Value::Null,
+            expires_at: None,
+        }
+    }
+
+    fn into_record(self, scope: Scope) -> SuspensionRecord {
+        SuspensionRecord {
+            id: 0,
+            scope,
+            rule: self.rule,
+            reason: self.reason,
+            evidence: self.evidence,
+            actor: self.actor,
+            started_at: Utc::now(),
+            expires_at: self.expires_at,
+            restored: None,
+        }
+    }
+}
+
+/// A restoration being made.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// Token name or `auto`.
+    pub actor: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// What happens to held mail: `released` or `deleted`.
+    pub held_mail: String,
+}
+
+fn normalize_sender(address: &str) -> Result<String, RegistryError> {
+    let a: crate::config::PlainAddress = address
+        .parse()
+        .map_err(RegistryError::Invalid)?;
+    Ok(format!("{}@{}", a.local.to_ascii_lowercase(), a.domain))
+}
+
+/// Parses a server address: an IP (a single host) or a CIDR range.
+pub fn parse_server(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    s.parse::<IpNet>()
+        .map(|n| n.trunc())
+        .map_err(|_| format!("`{s}` is not an IP address or CIDR range"))
+}
+
+fn servers_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let v: Vec<String> = serde::Deserialize::deserialize(d)?;
+    v.iter()
+        .map(|s| parse_server(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// True when two networks share at least one address.
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+#[cfg(test)]
+mod tests;

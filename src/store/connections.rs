@@ -1,0 +1,290 @@
+//! The connection log: one record per SMTP session, written in batches.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError, decode, encode};
+
+/// Key: start time in ms (high 64 bits) and a sequence number, so that
+/// records sort by time and pruning is a range delete.
+pub(crate) const TABLE: TableDefinition<u128, &[u8]> = TableDefinition::new("connections");
+
+/// One reply that refused something during a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The command verb it answered (`MAIL`, `RCPT`, `DATA`, ...).
+    pub command: String,
+    /// Reply code.
+    pub code: u16,
+    /// Reply text, first line.
+    pub text: String,
+}
+
+/// One SMTP session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionRecord {
+    /// Session id (as in the logs).
+    pub session: String,
+    /// Client address.
+    pub peer: String,
+    /// EHLO/HELO name given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ehlo: Option<String>,
+    /// TLS version and cipher, when STARTTLS was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+    /// Registered domain(s) the session's mail matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    /// MAIL commands.
+    pub mail_count: u32,
+    /// RCPT commands.
+    pub rcpt_count: u32,
+    /// Messages accepted (queued).
+    pub messages: u32,
+    /// Queue ids of the accepted messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue_ids: Vec<String>,
+    /// Every refusal, in order (capped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<Refusal>,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    pub ended_at: DateTime<Utc>,
+    /// Bytes read from the client.
+    pub bytes_in: u64,
+    /// Bytes written to the client.
+    pub bytes_out: u64,
+    /// How it ended: `quit`, `timeout`, `error`, `limit`, ...
+    pub close: String,
+}
+
+/// Filters for [`Store::list_connections`].
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConnectionFilter {
+    /// Only sessions that matched this registered domain.
+    pub domain: Option<String>,
+    /// Only sessions from this IP.
+    pub ip: Option<std::net::IpAddr>,
+    /// Only sessions that started at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At most this many (default 100).
+    pub limit: Option<usize>,
+}
+
+fn peer_ip(peer: &str) -> Option<std::net::IpAddr> {
+    peer.parse::<std::net::SocketAddr>()
+        .map(|s| s.ip())
+        .or_else(|_| peer.parse())
+        .ok()
+}
+
+impl Store {
+    /// Writes a batch of session records (not fsynced: see [`ConnectionLog`]).
+    pub fn insert_connections(&self, recs: &[ConnectionRecord], durable: bool) -> Result<(), StoreError> {
+        let body = |tx: &redb::WriteTransaction| {
+            let mut t = tx.open_table(TABLE)?;
+            for rec in recs {
+                let ms = rec.started_at.timestamp_millis().max(0) as u128;
+                // Find a free key for this millisecond (several sessions may start in it).
+                let mut key = ms << 64;
+                while t.get(key)?.is_some() {
+                    key += 1;
+                }
+                t.insert(key, encode(rec).as_slice())?;
+            }
+            Ok(())
+        };
+        if durable {
+            self.write(body)
+        } else {
+            self.write_lazy(body)
+        }
+    }
+
+    /// Session records matching `f`, newest first.
+    pub fn list_connections(&self, f: &ConnectionFilter) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let limit = f.limit.unwrap_or(100);
+        let since = f
+            .since
+            .map(|t| (t.timestamp_millis().max(0) as u128) << 64)
+            .unwrap_or(0);
+        let domain = f.domain.as_ref().map(|d| d.to_ascii_lowercase());
+        self.read(|tx| {
+            let t = tx.open_table(TABLE)?;
+            let mut out = Vec::new();
+            for row in t.range(since..)?.rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = row?;
+                let rec: ConnectionRecord = decode("connections", k.value(), v.value())?;
+                if let Some(d) = &domain {
+                    if !rec.domains.iter().any(|x| x == d) {
+                        continue;
+                    }
+                }
+                if let Some(ip) = f.ip {
+                    if peer_ip(&rec.peer) != Some(ip) {
+                        continue;
+                    }
+                }
+                out.push(rec);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes records of sessions that started before `before`; returns how many.
+    pub fn prune_connections(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let end = (before.timestamp_millis().max(0) as u128) << 64;
+        self.write(|tx| {
+            let mut t = tx.open_table(TABLE)?;
+            let keys: Vec<u128> = t
+                .range(..end)?
+                .map(|r| r.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for k in &keys {
+                t.remove(*k)?;
+            }
+            Ok(keys.len() as u64)
+        })
+    }
+}
+
+/// Batches session records off the SMTP hot path: sessions hand their record
+/// to a channel; a thread writes whatever has gathered in one transaction.
+/// Batches are not fsynced one by one (a lost last second of the log is
+/// acceptable); one durable commit every few seconds bounds the loss.
+#[derive(Clone)]
+pub struct ConnectionLog {
+    tx: mpsc::Sender<Msg>,
+}
+
+enum Msg {
+    Record(Box<ConnectionRecord>),
+    Flush(mpsc::Sender<()>),
+}
+
+impl ConnectionLog {
+    /// Starts the writer thread.
+    pub fn start(store: Store) -> ConnectionLog {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        std::thread::Builder::new()
+            .name("ugem-connlog".into())
+            .spawn(move || writer(store, rx))
+            .expect("spawn connection log thread");
+        ConnectionLog { tx }
+    }
+
+    /// Queues one record for writing.
+    pub fn record(&self, rec: ConnectionRecord) {
+        let _ = self.tx.send(Msg::Record(Box::new(rec)));
+    }
+
+    /// Writes everything queued so far durably, then returns.
+    pub fn flush(&self) {
+        let (done_tx, done_rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
+fn writer(store: Store, rx: mpsc::Receiver<Msg>) {
+    let mut last_durable = std::time::Instant::now();
+    let mut dirty = false;
+    loop {
+        let first = match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(m) => Some(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch = Vec::new();
+        let mut waiters = Vec::new();
+        for m in first.into_iter().chain(rx.try_iter()) {
+            match m {
+                Msg::Record(r) => batch.push(*r),
+                Msg::Flush(w) => waiters.push(w),
+            }
+        }
+        let durable = !waiters.is_empty() || last_durable.elapsed() > Duration::from_secs(5);
+        if !batch.is_empty() || (durable && dirty) {
+            match store.insert_connections(&batch, durable) {
+                Ok(()) => dirty = !durable,
+                Err(e) => tracing::error!(error = %e, lost = batch.len(), "connection log write failed"),
+            }
+            if durable {
+                last_durable = std::time::Instant::now();
+            }
+        }
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(peer: &str, domain: &str, at: DateTime<Utc>) -> ConnectionRecord {
+        ConnectionRecord {
+            session: "s1".into(),
+            peer: peer.into(),
+            ehlo: Some("mail.agency.example.kz".into()),
+            tls: None,
+            domains: vec![domain.into()],
+            mail_count: 1,
+            rcpt_count: 2,
+            messages: 1,
+            queue_ids: vec![],
+            refusals: vec![Refusal {
+                command: "RCPT".into(),
+                code: 550,
+                text: "5.7.1 relaying denied".into(),
+            }],
+            started_at: at,
+            ended_at: at,
+            bytes_in: 100,
+            bytes_out: 200,
+            close: "quit".into(),
+        }
+    }
+
+    #[test]
+    fn filter_and_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let old = now - chrono::Duration::days(100);
+        let log = ConnectionLog::start(s.clone());
+        log.record(rec("192.0.2.1:4000", "a.example.kz", old));
+        log.record(rec("192.0.2.2:4000", "b.example.kz", now));
+        log.record(rec("192.0.2.2:4001", "b.example.kz", now));
+        log.flush();
+        let all = s.list_connections(&ConnectionFilter::default()).unwrap();
+        assert_eq!(all.len(), 3);
+        let b = s
+            .list_connections(&ConnectionFilter {
+                domain: Some("B.example.kz".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(b.len(), 2);
+        let ip = s
+            .list_connections(&ConnectionFilter {
+                ip: Some("192.0.2.1".parse().unwrap()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ip.len(), 1);
+        assert_eq!(s.prune_connections(now - chrono::Duration::days(90)).unwrap(), 1);
+        assert_eq!(s.list_connections(&ConnectionFilter::default()).unwrap().len(), 2);
+    }
+}

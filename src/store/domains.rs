@@ -1,0 +1,168 @@
+//! Registered domains: who may relay, from where, and who to call.
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError, all_values, decode, encode};
+use crate::config::HostPort;
+use crate::domain::Domain;
+
+pub(crate) const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
+
+/// A technical contact of a registered domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Full name.
+    pub name: String,
+    /// E-mail address (alerts go here).
+    pub email: String,
+    /// Office phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office_phone: Option<String>,
+    /// Mobile phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile_phone: Option<String>,
+}
+
+/// Where a domain stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainStatus {
+    /// Mail flows.
+    Connected,
+    /// Temporarily refused (451 4.7.1); queued outbound mail is held.
+    Suspended,
+    /// Refused like an unregistered domain; reconnecting takes a new application.
+    Disconnected,
+}
+
+impl std::fmt::Display for DomainStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DomainStatus::Connected => "connected",
+            DomainStatus::Suspended => "suspended",
+            DomainStatus::Disconnected => "disconnected",
+        })
+    }
+}
+
+/// A registered domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainRecord {
+    /// The domain, lowercased A-label.
+    pub name: Domain,
+    /// The organization that owns it.
+    pub owner: String,
+    /// Mail-server addresses allowed to relay for it.
+    pub servers: Vec<IpNet>,
+    /// Technical contacts.
+    pub contacts: Vec<Contact>,
+    /// Where inbound mail goes; default: the first server address, port 25.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<HostPort>,
+    /// connected | suspended | disconnected.
+    pub status: DomainStatus,
+    /// Why it has its status (suspension or disconnection reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// When the status last changed.
+    pub status_since: DateTime<Utc>,
+    /// May share server addresses with other domains that also allow it.
+    #[serde(default)]
+    pub shared_servers: bool,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl DomainRecord {
+    /// The next hop for inbound mail to this domain.
+    pub fn inbound_route(&self) -> Option<HostPort> {
+        self.inbound.clone().or_else(|| {
+            self.servers.first().map(|n| HostPort {
+                host: n.addr().to_string(),
+                port: 25,
+            })
+        })
+    }
+}
+
+impl Store {
+    /// Inserts or replaces a domain record.
+    pub fn put_domain(&self, rec: &DomainRecord) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.open_table(TABLE)?
+                .insert(rec.name.as_str(), encode(rec).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// One domain, if registered.
+    pub fn get_domain(&self, name: &Domain) -> Result<Option<DomainRecord>, StoreError> {
+        self.read(|tx| {
+            let t = tx.open_table(TABLE)?;
+            match t.get(name.as_str())? {
+                Some(v) => Ok(Some(decode("domains", name, v.value())?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Every domain, by name.
+    pub fn list_domains(&self) -> Result<Vec<DomainRecord>, StoreError> {
+        self.read(|tx| all_values(tx, TABLE, "domains"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample(name: &str) -> DomainRecord {
+        let now = Utc::now();
+        DomainRecord {
+            name: Domain::parse(name).unwrap(),
+            owner: "Ministry of Examples".into(),
+            servers: vec!["192.0.2.10/32".parse().unwrap(), "2001:db8::/64".parse().unwrap()],
+            contacts: vec![Contact {
+                name: "Aliya Nurlanova".into(),
+                email: "it@example.kz".into(),
+                office_phone: Some("+7 7172 000000".into()),
+                mobile_phone: None,
+            }],
+            inbound: None,
+            status: DomainStatus::Connected,
+            status_reason: None,
+            status_since: now,
+            shared_servers: false,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn round_trip_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = sample("minfin.example.kz");
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.put_domain(&rec).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.get_domain(&rec.name).unwrap(), Some(rec.clone()));
+        assert_eq!(s.list_domains().unwrap(), vec![rec]);
+        assert_eq!(
+            s.get_domain(&Domain::parse("other.example.kz").unwrap()).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn default_inbound_route_is_first_server_port_25() {
+        let rec = sample("a.example.kz");
+        assert_eq!(rec.inbound_route().unwrap().to_string(), "192.0.2.10:25");
+    }
+}

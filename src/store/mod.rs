@@ -1,0 +1,278 @@
+//! The embedded store (redb) for the gateway's own records: domains,
+//! suspensions, connections, audit. One module per record kind; nothing
+//! outside this module touches redb, so the backend stays replaceable.
+
+pub mod audit;
+pub mod connections;
+pub mod domains;
+pub mod suspensions;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The schema this build writes; older stores are migrated at open.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (a running ugem) holds the store.
+    #[error("the store {path} is in use by another process (is another ugem running with data_dir {dir}?)")]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// Its folder.
+        dir: PathBuf,
+    },
+    /// The file is not a readable redb database.
+    #[error("the store {path} is damaged or not a ugem store: {detail}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What redb said.
+        detail: String,
+    },
+    /// Written by a newer ugem.
+    #[error("the store was written by a newer ugem (schema {found}, this build knows {supported})")]
+    SchemaTooNew {
+        /// Version found.
+        found: u64,
+        /// Version this build writes.
+        supported: u64,
+    },
+    /// A record could not be decoded.
+    #[error("record {key} in {table} cannot be decoded: {detail}")]
+    Decode {
+        /// Table name.
+        table: &'static str,
+        /// Key, printed.
+        key: String,
+        /// serde's message.
+        detail: String,
+    },
+    /// Any other storage failure.
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+macro_rules! backend_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Backend(e.to_string())
+            }
+        }
+    )*};
+}
+backend_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// Handle to the store; cheap to clone. Calls block on disk I/O: from async
+/// code, call them inside `spawn_blocking` when they write.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) `data_dir/ugem.redb`.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Backend(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join("ugem.redb");
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.clone(),
+                dir: data_dir.to_path_buf(),
+            },
+            other => StoreError::Corrupt {
+                path: path.clone(),
+                detail: other.to_string(),
+            },
+        })?;
+        let store = Store {
+            db: Arc::new(db),
+            path,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the database file in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The schema version recorded in the store.
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(table.get("schema_version")?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let found = self.schema_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        // Version 1 is the first; later versions add their steps here.
+        self.write(|tx| {
+            tx.open_table(domains::TABLE)?;
+            tx.open_table(suspensions::TABLE)?;
+            tx.open_table(audit::TABLE)?;
+            tx.open_table(connections::TABLE)?;
+            let mut meta = tx.open_table(META)?;
+            meta.insert("schema_version", SCHEMA_VERSION)?;
+            Ok(())
+        })
+    }
+
+    /// Runs `f` in one durable write transaction.
+    pub(crate) fn write<R>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let tx = self.db.begin_write()?;
+        let r = f(&tx)?;
+        tx.commit()?;
+        Ok(r)
+    }
+
+    /// Runs `f` in a write transaction whose last second may be lost on power
+    /// failure (the next durable commit persists it): for high-rate logs.
+    pub(crate) fn write_lazy<R>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(redb::Durability::None)?;
+        let r = f(&tx)?;
+        tx.commit()?;
+        Ok(r)
+    }
+
+    /// Runs `f` in a read transaction.
+    pub(crate) fn read<R>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let tx = self.db.begin_read()?;
+        f(&tx)
+    }
+}
+
+/// Encodes a record; serde_json escapes every byte, so no input breaks framing.
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize")
+}
+
+/// Decodes a record, naming the table and key on failure.
+pub(crate) fn decode<T: DeserializeOwned>(
+    table: &'static str,
+    key: impl std::fmt::Display,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Decode {
+        table,
+        key: key.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// Reads every value of a table keyed by `K`, in key order.
+pub(crate) fn all_values<K, T>(
+    tx: &redb::ReadTransaction,
+    def: TableDefinition<K, &[u8]>,
+    name: &'static str,
+) -> Result<Vec<T>, StoreError>
+where
+    K: redb::Key + 'static,
+    for<'a> K::SelfType<'a>: std::fmt::Debug,
+    T: DeserializeOwned,
+{
+    let table = tx.open_table(def)?;
+    let mut out = Vec::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        out.push(decode(name, format!("{:?}", k.value()), v.value())?);
+    }
+    Ok(out)
+}
+
+/// Next key of a table with u64 keys (1 for an empty table).
+pub(crate) fn next_u64_key(table: &redb::Table<u64, &[u8]>) -> Result<u64, StoreError> {
+    Ok(table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_open_names_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Locked { .. }), "{msg}");
+        assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn schema_version_is_recorded_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn garbage_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ugem.redb"), vec![0x5a; 8192]).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+}
