@@ -658,7 +658,7 @@ impl Config {
         if self.smtp.listen.is_empty() {
             bad("smtp.listen", "at least one address is needed".into());
         }
-        if self.smtp.listen.contains(&self.admin.listen) {
+        if self.admin.listen.port() != 0 && self.smtp.listen.contains(&self.admin.listen) {
             bad(
                 "admin.listen",
                 format!("{} is also in smtp.listen", self.admin.listen),

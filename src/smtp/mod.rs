@@ -1,6 +1,69 @@
 //! Inbound SMTP: protocol parsing (pure), session state machine, listener.
+//!
+//! - [`line`], [`command`], [`data`], [`reply`]: bytes in, typed values out;
+//!   no I/O, fuzzed.
+//! - [`session`]: one client, from greeting to QUIT; asks [`crate::policy`]
+//!   at MAIL and RCPT and hands accepted messages to the queue.
+//! - [`listener`]: the accept loop and connection limits.
+//! - [`tls`]: STARTTLS configuration.
 
 pub mod command;
 pub mod data;
 pub mod line;
+pub mod listener;
 pub mod reply;
+pub mod session;
+pub mod tls;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::store::connections::ConnectionLog;
+
+/// Everything a session needs, shared by all sessions.
+pub struct Gateway {
+    /// The configuration.
+    pub cfg: Arc<Config>,
+    /// The registry (MAIL/RCPT decisions read its snapshot).
+    pub registry: Arc<Registry>,
+    /// The spool.
+    pub queue: ugem_queue::Queue,
+    /// Session records.
+    pub connlog: ConnectionLog,
+    /// STARTTLS configuration, when certificates are configured.
+    pub tls: tls::TlsHolder,
+}
+
+impl Gateway {
+    /// Builds the shared state; loads the TLS certificate when configured.
+    pub fn new(
+        cfg: Arc<Config>,
+        registry: Arc<Registry>,
+        queue: ugem_queue::Queue,
+        connlog: ConnectionLog,
+    ) -> Result<Arc<Gateway>, tls::TlsError> {
+        let tls = match (&cfg.smtp.tls_cert, &cfg.smtp.tls_key) {
+            (Some(c), Some(k)) => tls::TlsHolder::new(Some(tls::load(c, k)?)),
+            _ => tls::TlsHolder::new(None),
+        };
+        Ok(Arc::new(Gateway {
+            cfg,
+            registry,
+            queue,
+            connlog,
+            tls,
+        }))
+    }
+
+    /// Reloads the certificate from the configured files (SIGHUP).
+    pub fn reload_tls(&self) -> Result<bool, tls::TlsError> {
+        match (&self.cfg.smtp.tls_cert, &self.cfg.smtp.tls_key) {
+            (Some(c), Some(k)) => {
+                self.tls.replace(tls::load(c, k)?);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The API's routes and handlers.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{AdminState, ApiError, audited, authorize};
+use crate::config::Role;
+use crate::domain::Domain;
+use crate::registry::{NewDomain, RestoreRequest, SuspendRequest};
+use crate::store::connections::ConnectionFilter;
+use crate::store::suspensions::Scope;
+
+/// The whole API.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/domains", get(list_domains).post(add_domain))
+        .route("/api/v1/domains/{name}", get(show_domain))
+        .route("/api/v1/domains/{name}/suspend", post(suspend_domain))
+        .route("/api/v1/domains/{name}/restore", post(restore_domain))
+        .route("/api/v1/domains/{name}/disconnect", post(disconnect_domain))
+        .route("/api/v1/senders/{address}/suspend", post(suspend_sender))
+        .route("/api/v1/senders/{address}/restore", post(restore_sender))
+        .route("/api/v1/suspensions", get(list_suspensions))
+        .route("/api/v1/connections", get(list_connections))
+        .route("/api/v1/audit", get(list_audit))
+        .with_state(state)
+}
+
+async fn readyz(State(st): State<AdminState>) -> impl IntoResponse {
+    if st.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+fn parse_domain(name: &str) -> Result<Domain, ApiError> {
+    Domain::parse(name).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
+}
+
+async fn list_domains(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let list: Vec<_> = st.registry.list().iter().map(|d| (**d).clone()).collect();
+    Ok(Json(list))
+}
+
+async fn show_domain(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let name = parse_domain(&name)?;
+    let snap = st.registry.snapshot();
+    let rec = snap
+        .domain(&name)
+        .ok_or_else(|| ApiError::not_found(format!("domain {name} is not registered")))?;
+    let suspension = snap.suspension(&Scope::Domain(name.clone())).map(|s| (**s).clone());
+    let mut v = serde_json::to_value(&**rec).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    v["inbound_route"] = serde_json::json!(rec.inbound_route().map(|r| r.to_string()));
+    v["suspension"] = serde_json::to_value(suspension).unwrap_or_default();
+    Ok(Json(v))
+}
+
+async fn add_domain(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<NewDomain>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let target = match &body {
+        Ok(Json(n)) => n.name.to_string(),
+        Err(_) => "(invalid request)".into(),
+    };
+    let reg = st.registry.clone();
+    let rec = audited(&st, &headers, client, Role::Admin, "domain.add", target, move |_| {
+        let Json(new) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        Ok(reg.add_domain(new)?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(rec)))
+}
+
+/// Body of suspend and disconnect calls.
+#[derive(Debug, Deserialize)]
+pub struct ReasonBody {
+    /// Why.
+    pub reason: String,
+}
+
+/// Body of restore calls.
+#[derive(Debug, Default, Deserialize)]
+pub struct RestoreBody {
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// `release` (default) or `delete` the held mail.
+    #[serde(default)]
+    pub held_mail: Option<String>,
+}
+
+fn need_reason(body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>) -> Result<String, ApiError> {
+    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if b.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("a reason is required"));
+    }
+    Ok(b.reason)
+}
+
+fn held_mail_choice(b: &RestoreBody) -> Result<bool, ApiError> {
+    match b.held_mail.as_deref() {
+        None | Some("release") | Some("released") => Ok(true),
+        Some("delete") | Some("deleted") => Ok(false),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "held_mail must be `release` or `delete`, not `{other}`"
+        ))),
+    }
+}
+
+/// Runs an async queue operation from inside a blocking handler.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(f)
+}
+
+async fn suspend_domain(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let reg = st.registry.clone();
+    let queue = st.queue.clone();
+    let rec = audited(&st, &headers, client, Role::Operator, "domain.suspend", name.clone(), move |caller| {
+        let domain = parse_domain(&name)?;
+        let reason = need_reason(body)?;
+        let rec = reg.suspend_domain(&domain, SuspendRequest::manual(&caller.name, &reason))?;
+        let held = hold_domain_mail(&queue, &domain, &format!("domain {domain} suspended: {reason}"))?;
+        tracing::info!(domain = %domain, held, actor = %caller.name, "domain suspended");
+        Ok(rec)
+    })
+    .await?;
+    Ok(Json(rec))
+}
+
+fn hold_domain_mail(queue: &ugem_queue::Queue, domain: &Domain, reason: &str) -> Result<usize, ApiError> {
+    let d = domain.to_string();
+    Ok(block_on(queue.hold_where(reason.to_string(), move |e| {
+        e.direction == ugem_queue::Direction::Outbound && e.domain.as_deref() == Some(d.as_str())
+    }))?)
+}
+
+async fn restore_domain(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Option<Json<RestoreBody>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let reg = st.registry.clone();
+    let queue = st.queue.clone();
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let rec = audited(&st, &headers, client, Role::Operator, "domain.restore", name.clone(), move |caller| {
+        let domain = parse_domain(&name)?;
+        let release = held_mail_choice(&body)?;
+        let rec = reg.restore_domain(
+            &domain,
+            RestoreRequest {
+                actor: caller.name.clone(),
+                reason: body.reason.clone(),
+                held_mail: if release { "released" } else { "deleted" }.into(),
+            },
+        )?;
+        let d = domain.to_string();
+        let pred = move |e: &ugem_queue::Envelope| {
+            e.direction == ugem_queue::Direction::Outbound && e.domain.as_deref() == Some(d.as_str())
+        };
+        let n = if release {
+            block_on(queue.release_where(pred))?
+        } else {
+            block_on(queue.delete_where(pred))?
+        };
+        tracing::info!(domain = %domain, messages = n, release, actor = %caller.name, "domain restored");
+        Ok(rec)
+    })
+    .await?;
+    Ok(Json(rec))
+}
+
+async fn disconnect_domain(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let reg = st.registry.clone();
+    let queue = st.queue.clone();
+    let rec = audited(&st, &headers, client, Role::Admin, "domain.disconnect", name.clone(), move |_| {
+        let domain = parse_domain(&name)?;
+        let reason = need_reason(body)?;
+        let rec = reg.disconnect_domain(&domain, &reason)?;
+        hold_domain_mail(&queue, &domain, &format!("domain {domain} disconnected: {reason}"))?;
+        Ok(rec)
+    })
+    .await?;
+    Ok(Json(rec))
+}
+
+async fn suspend_sender(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+    body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let reg = st.registry.clone();
+    let queue = st.queue.clone();
+    let rec = audited(&st, &headers, client, Role::Operator, "sender.suspend", address.clone(), move |caller| {
+        let reason = need_reason(body)?;
+        let rec = reg.suspend_sender(&address, SuspendRequest::manual(&caller.name, &reason))?;
+        if let Scope::Sender(s) = &rec.scope {
+            let s = s.clone();
+            block_on(queue.hold_where(format!("sender {s} suspended: {reason}"), move |e| {
+                e.direction == ugem_queue::Direction::Outbound && e.sender.eq_ignore_ascii_case(&s)
+            }))?;
+        }
+        Ok(rec)
+    })
+    .await?;
+    Ok(Json(rec))
+}
+
+async fn restore_sender(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+    body: Option<Json<RestoreBody>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let reg = st.registry.clone();
+    let queue = st.queue.clone();
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let rec = audited(&st, &headers, client, Role::Operator, "sender.restore", address.clone(), move |caller| {
+        let release = held_mail_choice(&body)?;
+        let rec = reg.restore_sender(
+            &address,
+            RestoreRequest {
+                actor: caller.name.clone(),
+                reason: body.reason.clone(),
+                held_mail: if release { "released" } else { "deleted" }.into(),
+            },
+        )?;
+        if let Scope::Sender(s) = &rec.scope {
+            let s = s.clone();
+            let pred = move |e: &ugem_queue::Envelope| {
+                e.direction == ugem_queue::Direction::Outbound && e.sender.eq_ignore_ascii_case(&s)
+            };
+            if release {
+                block_on(queue.release_where(pred))?;
+            } else {
+                block_on(queue.delete_where(pred))?;
+            }
+        }
+        Ok(rec)
+    })
+    .await?;
+    Ok(Json(rec))
+}
+
+/// Query of `GET /api/v1/suspensions`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SuspensionQuery {
+    /// Include ended suspensions.
+    #[serde(default)]
+    pub history: bool,
+}
+
+async fn list_suspensions(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<SuspensionQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    Ok(Json(st.registry.suspensions(q.history)?))
+}
+
+async fn list_connections(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<ConnectionFilter>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let store = st.store.clone();
+    let list = tokio::task::spawn_blocking(move || store.list_connections(&q))
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))??;
+    Ok(Json(list))
+}
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditQuery {
+    /// Newest N records (default 100).
+    pub limit: Option<usize>,
+}
+
+async fn list_audit(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    Ok(Json(st.store.list_audit(q.limit.unwrap_or(100))?))
+}

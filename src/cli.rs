@@ -1,0 +1,400 @@
+//! The admin verbs of the `ugem` binary: each one is an admin API call,
+//! printed as a table (or JSON with `--json`).
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::admin::client::{AdminClient, ClientError, segment};
+use crate::config::{Config, ConfigError, ConfigSource};
+
+/// Why a verb failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The API refused or could not be reached.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The configuration (used to find the API) is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The admin verbs.
+#[derive(Subcommand, Debug)]
+pub enum Verb {
+    /// Registered domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Sender suspensions.
+    #[command(subcommand)]
+    Sender(SenderCmd),
+    /// Suspensions of domains and senders.
+    #[command(subcommand)]
+    Suspension(SuspensionCmd),
+    /// The connection log.
+    Connections(ConnectionsArgs),
+    /// The audit trail of admin actions.
+    Audit {
+        /// Newest N records.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// `ugem domain ...`
+#[derive(Subcommand, Debug)]
+pub enum DomainCmd {
+    /// Register a domain (connected at once).
+    Add(DomainAdd),
+    /// List registered domains.
+    List,
+    /// Show one domain.
+    Show {
+        /// The domain.
+        domain: String,
+    },
+    /// Suspend a domain: its new mail gets 451, its queued mail is held.
+    Suspend {
+        /// The domain.
+        domain: String,
+        /// Why (sent to the contacts, kept in the history).
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a domain's suspension.
+    Restore {
+        /// The domain.
+        domain: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Delete the held mail instead of releasing it.
+        #[arg(long)]
+        delete_held: bool,
+    },
+    /// Disconnect a domain for good.
+    Disconnect {
+        /// The domain.
+        domain: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `ugem domain add`
+#[derive(Args, Debug)]
+pub struct DomainAdd {
+    /// The domain (internationalized names are stored as A-labels).
+    pub domain: String,
+    /// Mail-server IP or CIDR allowed to relay (repeatable).
+    #[arg(long = "server", required = true, num_args = 1..)]
+    pub servers: Vec<String>,
+    /// Technical contact: `EMAIL` or `Full Name <EMAIL>; office=PHONE; mobile=PHONE` (repeatable).
+    #[arg(long = "contact", required = true, num_args = 1..)]
+    pub contacts: Vec<String>,
+    /// Owner organization.
+    #[arg(long, default_value = "")]
+    pub owner: String,
+    /// Inbound next hop HOST:PORT (default: first server, port 25).
+    #[arg(long)]
+    pub inbound: Option<String>,
+    /// Allow server ranges shared with other domains that also allow it.
+    #[arg(long)]
+    pub shared_servers: bool,
+}
+
+/// `ugem sender ...`
+#[derive(Subcommand, Debug)]
+pub enum SenderCmd {
+    /// Suspend one sender address.
+    Suspend {
+        /// The address.
+        address: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a sender's suspension.
+    Restore {
+        /// The address.
+        address: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Delete the held mail instead of releasing it.
+        #[arg(long)]
+        delete_held: bool,
+    },
+}
+
+/// `ugem suspension ...`
+#[derive(Subcommand, Debug)]
+pub enum SuspensionCmd {
+    /// Active suspensions (all with --history).
+    List {
+        /// Include ended suspensions.
+        #[arg(long)]
+        history: bool,
+    },
+}
+
+/// `ugem connections`
+#[derive(Args, Debug)]
+pub struct ConnectionsArgs {
+    /// Sessions that matched this registered domain.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Sessions from this client IP.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Sessions since this time (RFC 3339, e.g. 2026-11-29T08:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most N sessions.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// Builds the API client from `--admin` or the configuration.
+pub fn client(src: &ConfigSource, admin: Option<&str>) -> Result<AdminClient, CliError> {
+    let token = std::env::var("UGEM_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
+    if let Some(url) = admin {
+        return Ok(AdminClient::new(url, token));
+    }
+    let cfg = Config::load(src)?;
+    // On the gateway host the operator may rely on the configured single
+    // token, as the config file is only readable by the ugem user and root.
+    let token = token.or(cfg.admin.token.clone());
+    Ok(AdminClient::new(&format!("http://{}", cfg.admin.listen), token))
+}
+
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", segment(v))))
+        .collect();
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+/// Runs one verb and prints its result.
+pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
+    let out = match verb {
+        Verb::Domain(cmd) => domain(c, cmd)?,
+        Verb::Sender(SenderCmd::Suspend { address, reason }) => Output::Record(c.post(
+            &format!("/api/v1/senders/{}/suspend", segment(&address)),
+            &json!({ "reason": reason }),
+        )?),
+        Verb::Sender(SenderCmd::Restore {
+            address,
+            reason,
+            delete_held,
+        }) => Output::Record(c.post(
+            &format!("/api/v1/senders/{}/restore", segment(&address)),
+            &json!({ "reason": reason, "held_mail": if delete_held { "delete" } else { "release" } }),
+        )?),
+        Verb::Suspension(SuspensionCmd::List { history }) => Output::Table(
+            c.get(&format!("/api/v1/suspensions?history={history}"))?,
+            &[
+                ("ID", "/id"),
+                ("SCOPE", "/scope/kind"),
+                ("TARGET", "/scope/value"),
+                ("RULE", "/rule"),
+                ("ACTOR", "/actor"),
+                ("SINCE", "/started_at"),
+                ("RESTORED", "/restored/at"),
+                ("REASON", "/reason"),
+            ],
+        ),
+        Verb::Connections(a) => Output::Table(
+            c.get(&format!(
+                "/api/v1/connections{}",
+                query(&[
+                    ("domain", a.domain),
+                    ("ip", a.ip),
+                    ("since", a.since),
+                    ("limit", Some(a.limit.to_string())),
+                ])
+            ))?,
+            &[
+                ("STARTED", "/started_at"),
+                ("PEER", "/peer"),
+                ("EHLO", "/ehlo"),
+                ("TLS", "/tls"),
+                ("DOMAINS", "/domains"),
+                ("MAIL", "/mail_count"),
+                ("RCPT", "/rcpt_count"),
+                ("MSGS", "/messages"),
+                ("REFUSED", "/refusals"),
+                ("CLOSE", "/close"),
+            ],
+        ),
+        Verb::Audit { limit } => Output::Table(
+            c.get(&format!("/api/v1/audit?limit={limit}"))?,
+            &[
+                ("SEQ", "/seq"),
+                ("AT", "/at"),
+                ("ACTOR", "/actor"),
+                ("ACTION", "/action"),
+                ("TARGET", "/target"),
+                ("CLIENT", "/client"),
+                ("OUTCOME", "/outcome"),
+            ],
+        ),
+    };
+    out.print(as_json);
+    Ok(())
+}
+
+fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
+    const COLUMNS: &[(&str, &str)] = &[
+        ("DOMAIN", "/name"),
+        ("STATUS", "/status"),
+        ("OWNER", "/owner"),
+        ("SERVERS", "/servers"),
+        ("SINCE", "/status_since"),
+    ];
+    Ok(match cmd {
+        DomainCmd::Add(a) => {
+            let contacts = a
+                .contacts
+                .iter()
+                .map(|s| crate::registry::parse_contact(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| CliError::Usage(format!("--contact: {e}")))?;
+            let body = json!({
+                "name": a.domain,
+                "owner": a.owner,
+                "servers": a.servers,
+                "contacts": contacts,
+                "inbound": a.inbound,
+                "shared_servers": a.shared_servers,
+            });
+            Output::Record(c.post("/api/v1/domains", &body)?)
+        }
+        DomainCmd::List => Output::Table(c.get("/api/v1/domains")?, COLUMNS),
+        DomainCmd::Show { domain } => {
+            Output::Record(c.get(&format!("/api/v1/domains/{}", segment(&domain)))?)
+        }
+        DomainCmd::Suspend { domain, reason } => Output::Record(c.post(
+            &format!("/api/v1/domains/{}/suspend", segment(&domain)),
+            &json!({ "reason": reason }),
+        )?),
+        DomainCmd::Restore {
+            domain,
+            reason,
+            delete_held,
+        } => Output::Record(c.post(
+            &format!("/api/v1/domains/{}/restore", segment(&domain)),
+            &json!({ "reason": reason, "held_mail": if delete_held { "delete" } else { "release" } }),
+        )?),
+        DomainCmd::Disconnect { domain, reason } => Output::Record(c.post(
+            &format!("/api/v1/domains/{}/disconnect", segment(&domain)),
+            &json!({ "reason": reason }),
+        )?),
+    })
+}
+
+/// What a verb prints.
+enum Output {
+    /// One object, printed as `key: value` lines.
+    Record(Value),
+    /// A list, printed as a table with these (header, JSON pointer) columns.
+    Table(Value, &'static [(&'static str, &'static str)]),
+}
+
+impl Output {
+    fn print(&self, as_json: bool) {
+        let v = match self {
+            Output::Record(v) | Output::Table(v, _) => v,
+        };
+        if as_json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+            return;
+        }
+        match self {
+            Output::Record(v) => print_record(v, ""),
+            Output::Table(v, cols) => print_table(v, cols),
+        }
+    }
+}
+
+/// A cell's text: scalars as they are, lists joined, objects summarized.
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) if a.iter().all(|x| !x.is_object()) => {
+            let parts: Vec<String> = a.iter().map(|x| cell(Some(x))).collect();
+            if parts.is_empty() { "-".into() } else { parts.join(",") }
+        }
+        Some(Value::Array(a)) => a.len().to_string(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn print_table(v: &Value, cols: &[(&str, &str)]) {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| cols.iter().map(|(_, p)| cell(r.pointer(p))).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut widths: Vec<usize> = cols.iter().map(|(h, _)| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count()).min(60);
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let c: String = c.chars().take(60).collect();
+                format!("{c:<w$}", w = widths[i])
+            })
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(cols.iter().map(|(h, _)| h.to_string()).collect());
+    let n = rows.len();
+    for r in rows {
+        line(r);
+    }
+    if n == 0 {
+        println!("(none)");
+    }
+}
+
+fn print_record(v: &Value, indent: &str) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m {
+                match val {
+                    Value::Object(_) => {
+                        println!("{indent}{k}:");
+                        print_record(val, &format!("{indent}  "));
+                    }
+                    Value::Array(a) if a.iter().any(|x| x.is_object()) => {
+                        println!("{indent}{k}:");
+                        for x in a {
+                            println!("{indent}  -");
+                            print_record(x, &format!("{indent}    "));
+                        }
+                    }
+                    _ => println!("{indent}{k}: {}", cell(Some(val))),
+                }
+            }
+        }
+        other => println!("{indent}{}", cell(Some(other))),
+    }
+}

@@ -1,0 +1,162 @@
+//! `ugem serve`: opens the store and the queue, starts the listeners and the
+//! background jobs, and shuts them down in order on SIGTERM or SIGINT.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState, Tokens};
+use crate::config::{Config, LogFormat};
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::store::connections::ConnectionLog;
+
+/// Installs the tracing subscriber from `[server] log_format` and `log_level`.
+pub fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.server.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.server.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs the gateway until a termination signal.
+pub fn run_blocking(cfg: Config) -> anyhow::Result<()> {
+    init_logging(&cfg);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ugem")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run(cfg, shutdown_signal()))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+    }
+}
+
+/// Runs the gateway until `shutdown` resolves.
+pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let cfg = Arc::new(cfg);
+    let data_dir = cfg.server.data_dir.clone();
+    let store = Store::open(&data_dir).context("cannot open the store")?;
+    let registry = Arc::new(Registry::open(store.clone()).context("cannot load the registry")?);
+    let queue = ugem_queue::Queue::open(
+        &data_dir.join("queue"),
+        ugem_queue::QueueOptions {
+            min_free_bytes: cfg.smtp.min_free_space.0,
+            ..Default::default()
+        },
+    )
+    .context("cannot open the queue")?;
+    let connlog = ConnectionLog::start(store.clone());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let admin_state = AdminState {
+        registry: registry.clone(),
+        store: store.clone(),
+        queue: queue.clone(),
+        tokens: Arc::new(Tokens::from_config(&cfg.admin)),
+        ready: ready.clone(),
+    };
+    let admin_listener = tokio::net::TcpListener::bind(cfg.admin.listen)
+        .await
+        .with_context(|| format!("cannot listen on admin.listen {}", cfg.admin.listen))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let mut stop = stop_rx.clone();
+    let admin_task = tokio::spawn(async move {
+        let app = admin::router(admin_state)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let r = axum::serve(admin_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    });
+
+    let smtp = crate::smtp::listener::Listeners::bind(&cfg.smtp.listen)
+        .await
+        .context("cannot start the SMTP listener")?;
+    let gateway = crate::smtp::Gateway::new(cfg.clone(), registry.clone(), queue.clone(), connlog.clone())
+        .context("cannot set up SMTP")?;
+    let smtp_addrs: Vec<String> = smtp.local_addrs().iter().map(|a| a.to_string()).collect();
+    let smtp_task = tokio::spawn(smtp.serve(gateway.clone(), stop_rx.clone()));
+    let hup_task = tokio::spawn(reload_on_hup(gateway.clone()));
+
+    let prune_task = tokio::spawn(prune_connections(store.clone(), cfg.clone(), stop_rx.clone()));
+
+    ready.store(true, Ordering::Release);
+    tracing::info!(
+        smtp = %smtp_addrs.join(","),
+        admin = %admin_addr,
+        data_dir = %data_dir.display(),
+        hostname = %cfg.server.hostname,
+        "ugem ready"
+    );
+    shutdown.await;
+    ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    // Sessions get a grace period to finish their transaction.
+    let _ = tokio::time::timeout(Duration::from_secs(30), smtp_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
+    prune_task.abort();
+    hup_task.abort();
+    let log = connlog.clone();
+    let _ = tokio::task::spawn_blocking(move || log.flush()).await;
+    tracing::info!("ugem stopped");
+    Ok(())
+}
+
+async fn prune_connections(store: Store, cfg: Arc<Config>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let before = chrono::Utc::now()
+            - chrono::Duration::from_std(cfg.connections.retention.0).unwrap_or(chrono::Duration::days(90));
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.prune_connections(before)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "old connection records pruned"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "connection log pruning failed"),
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.connections.prune_interval.0) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// SIGHUP: reload what can change safely (the TLS certificate) without
+/// dropping sessions; a bad new certificate keeps the old one in service.
+async fn reload_on_hup(gw: Arc<crate::smtp::Gateway>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match gw.reload_tls() {
+            Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Ok(false) => tracing::info!("SIGHUP: no TLS certificate configured"),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificate"),
+        }
+    }
+}
