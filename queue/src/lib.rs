@@ -1,1 +1,63 @@
-pub fn _x() {}
+//! The durable mail spool of ugem.
+//!
+//! It knows nothing about SMTP policy: it stores messages, says which are due, and remembers
+//! how their deliveries went.
+//!
+//! # Durability and group commit
+//! The SMTP layer answers 250 after DATA only once [`Queue::enqueue`] has returned, so enqueue
+//! returns only after envelope and body are in a committed redb transaction with
+//! `Durability::Immediate` (one fdatasync). To keep throughput from being one fsync per
+//! message, one writer thread owns the write side: every mutation is a job sent to it over a
+//! channel; it takes everything waiting (up to [`QueueOptions::max_batch`]), applies it in
+//! **one** write transaction, commits once, then answers each job. If the commit fails, every
+//! job of the batch gets the error and nothing of it is visible. Reads ([`Queue::get`],
+//! [`Queue::body`], [`Queue::list`], [`Queue::counts`]) use redb read transactions (MVCC
+//! snapshots) from any thread and never wait for the writer.
+//!
+//! # Storage layout
+//! One redb file, `DIR/queue.redb`, opened exclusively ([`QueueError::Locked`] otherwise):
+//! - `envelopes`: id -> serde_json [`Envelope`] (JSON escapes whatever untrusted bytes the
+//!   addresses hold);
+//! - `bodies`: id -> raw message bytes;
+//! - `schedule`: (due ms, id) -> (), where "due" is `next_attempt_ms`, or the lease end while
+//!   leased; held messages have no entry. [`Queue::lease_due`] is a range scan over it, and
+//!   every mutation moves the entry in the same transaction;
+//! - `quarantine` and `quarantine_bodies`: records that did not decode, kept for staff.
+//!
+//! Ids ([`QueueId`]) are 48 bits of unix milliseconds then 48 bits of a strictly increasing,
+//! randomly seeded per-process sequence, so keys and their hex text both sort by arrival.
+//!
+//! # Leases and crash recovery
+//! A lease ends with [`Queue::record_attempt`], or by running out, which makes the message due
+//! again. At open, every lease is ended (the exclusive file lock proves its holder is gone),
+//! undecodable records are moved to quarantine and logged, orphan bodies are dropped, and the
+//! schedule index is rebuilt from the envelopes. A message is removed, envelope and body, in the
+//! transaction that makes its last recipient final. A scheduler sleeps until
+//! [`Queue::next_due_ms`] or until [`Queue::changed`] (new, released or retried mail); a
+//! `lease_due` that finds nothing writes nothing and costs no fsync.
+//!
+//! # Disk space
+//! Enqueue first checks free space (statvfs on the queue directory): with less than
+//! [`QueueOptions::min_free_bytes`] plus the message free it fails with
+//! [`QueueError::DiskFull`] (SMTP 452 4.3.1), before anything is written. After a real I/O
+//! failure redb refuses further writes until the queue is reopened; every later mutation then
+//! fails as [`QueueError::Storage`] (SMTP 451 4.3.0), which is the safe side.
+
+#![warn(missing_docs)]
+
+mod disk;
+mod envelope;
+mod error;
+mod id;
+mod queue;
+mod store;
+mod writer;
+
+pub use envelope::{
+    AttemptOutcome, Counts, Direction, Envelope, ListFilter, MessageState, NewEnvelope, RcptStatus,
+    Recipient, RecipientUpdate,
+};
+pub use error::QueueError;
+pub use id::{ParseQueueIdError, QueueId, unix_ms};
+pub use queue::{DB_FILE, Queue, QueueOptions};
+pub use writer::QueueStats;

@@ -1,0 +1,484 @@
+//! The `Queue` handle: reads straight from redb snapshots, mutations through the writer.
+
+use std::fmt;
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::mpsc::{self, Sender};
+use std::thread::JoinHandle;
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
+use tokio::sync::Notify;
+
+use crate::disk;
+use crate::store::{self, WriteCtx};
+use crate::writer::{Counters, Job, QueueStats, TypedJob, Writer};
+use crate::{
+    AttemptOutcome, Counts, Envelope, ListFilter, NewEnvelope, QueueError, QueueId, unix_ms,
+};
+
+/// The database file inside the queue directory.
+pub const DB_FILE: &str = "queue.redb";
+
+/// Settings of a queue.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    /// Refuse new mail when less than this many bytes (plus the message) are free; default 100 MiB.
+    pub min_free_bytes: u64,
+    /// The most mutations one group commit carries; default 256.
+    pub max_batch: usize,
+    /// For tests only: while this counter is above zero, each commit is rolled back instead,
+    /// decrements it and fails as a `Storage` error (the path a full or failing disk takes).
+    pub fail_next_commits: Option<Arc<AtomicUsize>>,
+}
+
+impl Default for QueueOptions {
+    fn default() -> QueueOptions {
+        QueueOptions {
+            min_free_bytes: 100 * 1024 * 1024,
+            max_batch: 256,
+            fail_next_commits: None,
+        }
+    }
+}
+
+/// The durable mail spool; cheap to clone, all clones share one database and one writer.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    db: Arc<Database>,
+    opts: QueueOptions,
+    counters: Arc<Counters>,
+    changed: Arc<Notify>,
+    jobs: Option<Sender<Box<dyn Job>>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish what is queued and exit; waiting for it
+        // releases the database file, so the queue can be reopened as soon as the last
+        // handle is gone (restart in tests, a clean shutdown in production).
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("queue writer thread panicked");
+        }
+    }
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Opens (creating if needed) the queue in `dir`, recovers it, and starts its writer.
+    pub fn open(dir: &Path, opts: QueueOptions) -> Result<Queue, QueueError> {
+        // 0700: queued mail is nobody else's business.
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| QueueError::Storage(format!("creating {}: {e}", dir.display())))?;
+        let path = dir.join(DB_FILE);
+        let existed = path.exists();
+        let db = Database::create(&path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => QueueError::Locked { path: path.clone() },
+            other => QueueError::Storage(format!("opening {}: {other}", path.display())),
+        })?;
+        if !existed {
+            // redb syncs the file's data, not the directory entry naming it.
+            disk::sync_dir(dir)
+                .map_err(|e| QueueError::Storage(format!("syncing {}: {e}", dir.display())))?;
+        }
+
+        let txn = db.begin_write()?;
+        let report = {
+            let mut ctx = WriteCtx::open(&txn)?;
+            ctx.recover()?
+        };
+        txn.commit()?;
+        tracing::info!(
+            dir = %dir.display(),
+            messages = report.messages,
+            leases_cleared = report.leases_cleared,
+            quarantined = report.quarantined.len(),
+            orphan_bodies = report.orphan_bodies,
+            "queue opened"
+        );
+        if !report.quarantined.is_empty() {
+            tracing::error!(
+                ids = ?report.quarantined,
+                "queue records quarantined at open; inspect them before deleting"
+            );
+        }
+
+        let db = Arc::new(db);
+        let counters = Arc::new(Counters::default());
+        let changed = Arc::new(Notify::new());
+        let (jobs, rx) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            rx,
+            max_batch: opts.max_batch,
+            fail_next_commits: opts.fail_next_commits.clone(),
+            counters: counters.clone(),
+            changed: changed.clone(),
+        };
+        let writer = std::thread::Builder::new()
+            .name("ugem-queue-writer".into())
+            .spawn(move || writer.run())?;
+        Ok(Queue {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                db,
+                opts,
+                counters,
+                changed,
+                jobs: Some(jobs),
+                writer: Some(writer),
+            }),
+        })
+    }
+
+    /// The queue directory as given to `open`.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Counters of the group-commit writer.
+    pub fn stats(&self) -> QueueStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Sends a mutation to the writer and waits until its batch is committed (or failed).
+    async fn submit<T, F>(&self, work: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, QueueError> + Send + 'static,
+    {
+        let (job, answer) = TypedJob::boxed(work);
+        let jobs = self.inner.jobs.as_ref().ok_or(QueueError::Closed)?;
+        jobs.send(job).map_err(|_| QueueError::Closed)?;
+        answer.await.map_err(|_| QueueError::Closed)?
+    }
+
+    /// Stores a message durably; returns only once envelope and body are fsynced.
+    pub async fn enqueue(&self, env: NewEnvelope, body: Vec<u8>) -> Result<QueueId, QueueError> {
+        self.check_free_space(body.len())?;
+        self.submit(move |ctx| ctx.enqueue(env, &body)).await
+    }
+
+    /// Refuses new mail while the queue's filesystem is below the floor.
+    fn check_free_space(&self, incoming: usize) -> Result<(), QueueError> {
+        let free = disk::free_bytes(&self.inner.dir).map_err(|e| {
+            QueueError::Storage(format!("free space of {}: {e}", self.inner.dir.display()))
+        })?;
+        // The message itself must fit above the floor, or accepting it would break the floor.
+        let floor = self
+            .inner
+            .opts
+            .min_free_bytes
+            .saturating_add(u64::try_from(incoming).unwrap_or(u64::MAX));
+        if free < floor {
+            return Err(QueueError::DiskFull { free, floor });
+        }
+        Ok(())
+    }
+
+    /// The envelope of a queued message, or None if it is not (or no longer) queued.
+    pub fn get(&self, id: QueueId) -> Result<Option<Envelope>, QueueError> {
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(store::ENVELOPES)?;
+        let Some(raw) = table.get(id.key())? else {
+            return Ok(None);
+        };
+        store::decode(id.key(), raw.value())
+            .map(Some)
+            .map_err(|why| QueueError::Storage(format!("record {id} does not decode: {why}")))
+    }
+
+    /// The raw body of a queued message, or None if it is not queued.
+    pub fn body(&self, id: QueueId) -> Result<Option<Vec<u8>>, QueueError> {
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(store::BODIES)?;
+        Ok(table.get(id.key())?.map(|raw| raw.value().to_vec()))
+    }
+
+    /// The messages passing `filter`, oldest first.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<Envelope>, QueueError> {
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.for_each(|env| {
+            if filter.matches(&env) {
+                out.push(env);
+            }
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Totals over the whole queue.
+    pub fn counts(&self) -> Result<Counts, QueueError> {
+        let now = unix_ms();
+        let mut counts = Counts::default();
+        self.for_each(|env| {
+            counts.add(&env, now);
+            true
+        })?;
+        Ok(counts)
+    }
+
+    /// When the earliest message that is not held is next due (its lease end while leased),
+    /// so a scheduler can sleep until then instead of polling; None if nothing is scheduled.
+    pub fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(store::SCHEDULE)?;
+        Ok(table.first()?.map(|(key, _)| key.value().0))
+    }
+
+    /// Waits until a commit makes some message due sooner than before (enqueue, release,
+    /// retry, an earlier reschedule). Meant for one scheduler: a wake-up that finds nobody
+    /// waiting is kept for the next call, so check-then-wait misses nothing.
+    pub async fn changed(&self) {
+        self.inner.changed.notified().await;
+    }
+
+    /// Ids of records quarantined because they did not decode (envelope bytes kept as found).
+    pub fn quarantined(&self) -> Result<Vec<QueueId>, QueueError> {
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(store::QUARANTINE)?;
+        let mut ids = Vec::new();
+        for entry in table.iter()? {
+            let (key, _) = entry?;
+            ids.push(QueueId::from_key(key.value()));
+        }
+        Ok(ids)
+    }
+
+    /// Visits every decodable envelope in id order from one snapshot until `visit` says stop.
+    fn for_each(&self, mut visit: impl FnMut(Envelope) -> bool) -> Result<(), QueueError> {
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(store::ENVELOPES)?;
+        for entry in table.iter()? {
+            let (key, raw) = entry?;
+            match store::decode(key.value(), raw.value()) {
+                Ok(env) => {
+                    if !visit(env) {
+                        break;
+                    }
+                }
+                Err(why) => {
+                    // The writer quarantines it the next time it touches it, or at reopen.
+                    tracing::error!(queue_id = %QueueId::from_key(key.value()), error = why,
+                        "queue record does not decode; skipped");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Leases up to `max` due messages (not held, not under a live lease) until
+    /// `now_ms + lease_ms`; a lease that runs out makes its message due again.
+    pub async fn lease_due(
+        &self,
+        now_ms: u64,
+        max: usize,
+        lease_ms: u64,
+    ) -> Result<Vec<Envelope>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.submit(move |ctx| ctx.lease_due(now_ms, max, lease_ms))
+            .await
+    }
+
+    /// Records a delivery attempt and ends its lease. Returns the final envelope when every
+    /// recipient is now final and the message was removed; None while it stays queued (or if
+    /// it was deleted meanwhile).
+    pub async fn record_attempt(
+        &self,
+        id: QueueId,
+        outcome: AttemptOutcome,
+    ) -> Result<Option<Envelope>, QueueError> {
+        self.submit(move |ctx| ctx.record_attempt(id, outcome))
+            .await
+    }
+
+    /// Holds a message with a reason (replacing an earlier one); false if it is not queued.
+    pub async fn hold(&self, id: QueueId, reason: String) -> Result<bool, QueueError> {
+        self.submit(move |ctx| ctx.hold(id, reason)).await
+    }
+
+    /// Releases a held message; false if it is not queued or not held.
+    pub async fn release(&self, id: QueueId) -> Result<bool, QueueError> {
+        self.submit(move |ctx| ctx.release(id)).await
+    }
+
+    /// Holds every queued message `pred` accepts; returns how many were newly held (messages
+    /// already held keep their reason). Used to hold a suspended scope's mail.
+    pub async fn hold_where(
+        &self,
+        reason: String,
+        pred: impl Fn(&Envelope) -> bool + Send + 'static,
+    ) -> Result<usize, QueueError> {
+        self.submit(move |ctx| ctx.hold_where(&reason, &pred)).await
+    }
+
+    /// Releases every held message `pred` accepts; returns how many.
+    pub async fn release_where(
+        &self,
+        pred: impl Fn(&Envelope) -> bool + Send + 'static,
+    ) -> Result<usize, QueueError> {
+        self.submit(move |ctx| ctx.release_where(&pred)).await
+    }
+
+    /// Deletes a message (envelope and body); false if it is not queued.
+    pub async fn delete(&self, id: QueueId) -> Result<bool, QueueError> {
+        self.submit(move |ctx| ctx.delete(id)).await
+    }
+
+    /// Deletes every message `pred` accepts; returns how many.
+    pub async fn delete_where(
+        &self,
+        pred: impl Fn(&Envelope) -> bool + Send + 'static,
+    ) -> Result<usize, QueueError> {
+        self.submit(move |ctx| ctx.delete_where(&pred)).await
+    }
+
+    /// Makes a message due at `now_ms` (a held one stays held); false if it is not queued.
+    pub async fn retry(&self, id: QueueId, now_ms: u64) -> Result<bool, QueueError> {
+        self.submit(move |ctx| ctx.retry(id, now_ms)).await
+    }
+
+    /// Makes every waiting message (not held, not leased) due at `now_ms`; returns how many.
+    pub async fn retry_all(&self, now_ms: u64) -> Result<usize, QueueError> {
+        self.submit(move |ctx| ctx.retry_all(now_ms)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Direction;
+
+    fn new_env() -> NewEnvelope {
+        NewEnvelope {
+            sender: "a@agency.example".into(),
+            recipients: vec!["b@remote.example".into()],
+            client_ip: None,
+            helo: "h".into(),
+            tls: None,
+            domain: None,
+            direction: Direction::Local,
+            arrived_at_ms: 1_000,
+            size: 1,
+        }
+    }
+
+    fn opts() -> QueueOptions {
+        QueueOptions {
+            min_free_bytes: 0,
+            ..QueueOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_predicate_fails_its_batch_but_not_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), opts()).unwrap();
+        let id = q.enqueue(new_env(), b"x".to_vec()).await.unwrap();
+        let err = q
+            .hold_where("x".into(), |_| panic!("predicate bug"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, QueueError::Storage(_)));
+        assert!(q.get(id).unwrap().unwrap().held.is_none());
+        assert!(q.hold(id, "y".into()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn open_rebuilds_the_schedule_and_drops_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let q = Queue::open(dir.path(), opts()).unwrap();
+            q.enqueue(new_env(), b"x".to_vec()).await.unwrap()
+        };
+        let orphan = QueueId::from_parts(2, 2);
+        {
+            // A stale schedule entry, a missing one and an orphan body.
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut schedule = txn.open_table(store::SCHEDULE).unwrap();
+                schedule.retain(|_, _| false).unwrap();
+                schedule.insert((5, orphan.key()), ()).unwrap();
+                let mut bodies = txn.open_table(store::BODIES).unwrap();
+                bodies.insert(orphan.key(), b"lost".as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let q = Queue::open(dir.path(), opts()).unwrap();
+        assert!(q.body(orphan).unwrap().is_none());
+        let leased = q.lease_due(1_000, 10, 10).await.unwrap();
+        assert_eq!(leased.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
+    }
+
+    #[tokio::test]
+    async fn envelope_without_body_is_quarantined() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let q = Queue::open(dir.path(), opts()).unwrap();
+            q.enqueue(new_env(), b"x".to_vec()).await.unwrap()
+        };
+        {
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(store::BODIES)
+                .unwrap()
+                .remove(id.key())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let q = Queue::open(dir.path(), opts()).unwrap();
+        assert!(q.get(id).unwrap().is_none());
+        assert_eq!(q.quarantined().unwrap(), vec![id]);
+        assert!(q.lease_due(u64::MAX, 10, 1).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_corrupted_while_open_is_quarantined_by_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), opts()).unwrap();
+        let bad = q.enqueue(new_env(), b"x".to_vec()).await.unwrap();
+        let good = q.enqueue(new_env(), b"y".to_vec()).await.unwrap();
+        // Corrupt through the writer itself, as a bug would.
+        q.submit(move |ctx| {
+            ctx.put_raw_for_test(bad, b"garbage");
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert!(q.get(bad).is_err(), "a read reports the damage");
+        assert_eq!(q.list(&ListFilter::default()).unwrap().len(), 1);
+        // One bad record does not fail the batch it is in.
+        let leased = q.lease_due(1_000, 10, 10).await.unwrap();
+        assert_eq!(leased.iter().map(|e| e.id).collect::<Vec<_>>(), vec![good]);
+        assert_eq!(q.quarantined().unwrap(), vec![bad]);
+        assert!(q.get(bad).unwrap().is_none());
+    }
+}

@@ -1,0 +1,443 @@
+//! The redb layout and every change to it. Only this module touches tables, so the schedule
+//! index stays consistent with the envelopes: all writes go through `WriteCtx::put`/`remove`.
+
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use crate::{AttemptOutcome, Envelope, NewEnvelope, QueueError, QueueId};
+
+/// Queue id -> serde_json envelope.
+pub(crate) const ENVELOPES: TableDefinition<u128, &[u8]> = TableDefinition::new("envelopes");
+/// Queue id -> raw message body.
+pub(crate) const BODIES: TableDefinition<u128, &[u8]> = TableDefinition::new("bodies");
+/// (due unix ms, queue id) -> (): messages that are not held, by when they are next due.
+pub(crate) const SCHEDULE: TableDefinition<(u64, u128), ()> = TableDefinition::new("schedule");
+/// Queue id -> raw envelope bytes that failed to decode, kept for staff to inspect.
+pub(crate) const QUARANTINE: TableDefinition<u128, &[u8]> = TableDefinition::new("quarantine");
+/// Queue id -> body of a quarantined envelope, so the message can still be recovered by hand.
+pub(crate) const QUARANTINE_BODIES: TableDefinition<u128, &[u8]> =
+    TableDefinition::new("quarantine_bodies");
+
+/// Decodes a stored envelope, checking that it belongs under its key.
+pub(crate) fn decode(key: u128, bytes: &[u8]) -> Result<Envelope, String> {
+    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if env.id.key() != key {
+        return Err(format!(
+            "record holds id {} under key {}",
+            env.id,
+            QueueId::from_key(key)
+        ));
+    }
+    Ok(env)
+}
+
+/// Encodes an envelope for storage.
+fn encode(env: &Envelope) -> Result<Vec<u8>, QueueError> {
+    // Cannot fail for these types (string keys, no maps with non-string keys), but a failure
+    // must not become a panic in the writer.
+    serde_json::to_vec(env).map_err(|e| QueueError::Storage(format!("encoding envelope: {e}")))
+}
+
+/// What open-time recovery found, for the log line.
+#[derive(Debug, Default)]
+pub(crate) struct Recovery {
+    pub messages: usize,
+    pub leases_cleared: usize,
+    pub quarantined: Vec<QueueId>,
+    pub orphan_bodies: usize,
+}
+
+/// The tables of one write transaction (one group commit).
+pub(crate) struct WriteCtx<'t> {
+    envelopes: Table<'t, u128, &'static [u8]>,
+    bodies: Table<'t, u128, &'static [u8]>,
+    schedule: Table<'t, (u64, u128), ()>,
+    quarantine: Table<'t, u128, &'static [u8]>,
+    quarantine_bodies: Table<'t, u128, &'static [u8]>,
+    /// Whether anything was written: a batch that wrote nothing needs no commit (no fsync),
+    /// which keeps an idle scheduler's polling free.
+    pub(crate) dirty: bool,
+    /// Whether something may have become due sooner than the scheduler expects.
+    pub(crate) wake: bool,
+}
+
+impl<'t> WriteCtx<'t> {
+    /// Opens (creating on first use) every table in the transaction.
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<WriteCtx<'t>, QueueError> {
+        Ok(WriteCtx {
+            envelopes: txn.open_table(ENVELOPES)?,
+            bodies: txn.open_table(BODIES)?,
+            schedule: txn.open_table(SCHEDULE)?,
+            quarantine: txn.open_table(QUARANTINE)?,
+            quarantine_bodies: txn.open_table(QUARANTINE_BODIES)?,
+            dirty: false,
+            wake: false,
+        })
+    }
+
+    /// Loads an envelope; a record that does not decode is quarantined and reads as absent,
+    /// so that one bad record cannot fail the other requests of its batch.
+    fn load(&mut self, id: QueueId) -> Result<Option<Envelope>, QueueError> {
+        let raw = match self.envelopes.get(id.key())? {
+            Some(guard) => guard.value().to_vec(),
+            None => return Ok(None),
+        };
+        match decode(id.key(), &raw) {
+            Ok(env) => Ok(Some(env)),
+            Err(why) => {
+                self.quarantine(id, &raw, &why)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Every decodable envelope, oldest first (undecodable ones are quarantined).
+    fn load_all(&mut self) -> Result<Vec<Envelope>, QueueError> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for entry in self.envelopes.iter()? {
+            let (key, value) = entry?;
+            match decode(key.value(), value.value()) {
+                Ok(env) => good.push(env),
+                Err(why) => bad.push((QueueId::from_key(key.value()), value.value().to_vec(), why)),
+            }
+        }
+        for (id, raw, why) in bad {
+            self.quarantine(id, &raw, &why)?;
+        }
+        Ok(good)
+    }
+
+    /// Moves a broken record (and its body) out of the way, loudly.
+    fn quarantine(&mut self, id: QueueId, raw: &[u8], why: &str) -> Result<(), QueueError> {
+        tracing::error!(queue_id = %id, error = why, "queue record does not decode; quarantined");
+        self.dirty = true;
+        self.quarantine.insert(id.key(), raw)?;
+        self.envelopes.remove(id.key())?;
+        if let Some(body) = self.bodies.remove(id.key())? {
+            self.quarantine_bodies.insert(id.key(), body.value())?;
+        }
+        // Its schedule entry, if any, cannot be computed without the record; lease_due drops
+        // entries whose envelope is gone.
+        Ok(())
+    }
+
+    /// Stores `new`, moving its schedule entry from where `old` had it.
+    fn put(&mut self, old: Option<&Envelope>, new: &Envelope) -> Result<(), QueueError> {
+        self.dirty = true;
+        self.envelopes
+            .insert(new.id.key(), encode(new)?.as_slice())?;
+        let old_key = old.and_then(Envelope::schedule_key);
+        let new_key = new.schedule_key();
+        if old_key != new_key {
+            if let Some(key) = old_key {
+                self.schedule.remove(key)?;
+            }
+            if let Some(key) = new_key {
+                self.schedule.insert(key, ())?;
+                // New, released, retried or rescheduled earlier: a sleeping scheduler must
+                // look again.
+                if old_key.is_none_or(|(old_due, _)| key.0 < old_due) {
+                    self.wake = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a message entirely: envelope, body and schedule entry.
+    fn remove(&mut self, env: &Envelope) -> Result<(), QueueError> {
+        self.dirty = true;
+        self.envelopes.remove(env.id.key())?;
+        self.bodies.remove(env.id.key())?;
+        if let Some(key) = env.schedule_key() {
+            self.schedule.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a new message, due at its arrival time.
+    pub(crate) fn enqueue(&mut self, new: NewEnvelope, body: &[u8]) -> Result<QueueId, QueueError> {
+        // Ids are made here, in the single writer, so key order is also commit order; the
+        // check guards against a restart that reuses a seed within the same millisecond.
+        let id = loop {
+            let id = QueueId::generate();
+            if self.envelopes.get(id.key())?.is_none() {
+                break id;
+            }
+        };
+        let env = Envelope::new(id, new);
+        self.put(None, &env)?;
+        self.bodies.insert(id.key(), body)?;
+        Ok(id)
+    }
+
+    /// Leases up to `max` due messages until `now_ms + lease_ms`.
+    pub(crate) fn lease_due(
+        &mut self,
+        now_ms: u64,
+        max: usize,
+        lease_ms: u64,
+    ) -> Result<Vec<Envelope>, QueueError> {
+        let mut due = Vec::new();
+        for entry in self.schedule.range(..=(now_ms, u128::MAX))?.take(max) {
+            let (key, _) = entry?;
+            due.push(key.value());
+        }
+        let until = now_ms.saturating_add(lease_ms);
+        let mut leased = Vec::with_capacity(due.len());
+        for key in due {
+            let Some(old) = self.load(QueueId::from_key(key.1))? else {
+                // Left behind by a quarantined record.
+                self.dirty = true;
+                self.schedule.remove(key)?;
+                continue;
+            };
+            if old.schedule_key() != Some(key) {
+                // Should not happen; repair rather than lease on a stale index entry.
+                tracing::warn!(queue_id = %old.id, "stale schedule entry repaired");
+                self.dirty = true;
+                self.schedule.remove(key)?;
+                if let Some(right) = old.schedule_key() {
+                    self.schedule.insert(right, ())?;
+                }
+                continue;
+            }
+            let mut env = old.clone();
+            env.leased_until_ms = Some(until);
+            self.put(Some(&old), &env)?;
+            leased.push(env);
+        }
+        Ok(leased)
+    }
+
+    /// Applies a delivery attempt; removes the message once every recipient is final.
+    pub(crate) fn record_attempt(
+        &mut self,
+        id: QueueId,
+        outcome: AttemptOutcome,
+    ) -> Result<Option<Envelope>, QueueError> {
+        let Some(old) = self.load(id)? else {
+            return Ok(None);
+        };
+        let mut env = old.clone();
+        for update in outcome.recipients {
+            let Some(rcpt) = env.recipients.get_mut(update.index) else {
+                tracing::warn!(queue_id = %id, index = update.index, "attempt names no such recipient");
+                continue;
+            };
+            if rcpt.status.is_final() {
+                // A final recipient is never sent to again; a late duplicate result is ignored.
+                continue;
+            }
+            rcpt.status = update.status;
+            rcpt.last_error = update.last_error;
+            rcpt.attempts = rcpt.attempts.saturating_add(1);
+        }
+        env.attempts = env.attempts.saturating_add(1);
+        env.last_attempt_ms = Some(outcome.attempted_at_ms);
+        env.next_attempt_ms = outcome.next_attempt_ms;
+        env.leased_until_ms = None;
+        if env.is_done() {
+            self.remove(&old)?;
+            Ok(Some(env))
+        } else {
+            self.put(Some(&old), &env)?;
+            Ok(None)
+        }
+    }
+
+    /// Applies `change` to one message; false if there is no such message.
+    fn modify(
+        &mut self,
+        id: QueueId,
+        change: impl FnOnce(&mut Envelope) -> bool,
+    ) -> Result<bool, QueueError> {
+        let Some(old) = self.load(id)? else {
+            return Ok(false);
+        };
+        let mut env = old.clone();
+        let changed = change(&mut env);
+        if env != old {
+            self.put(Some(&old), &env)?;
+        }
+        Ok(changed)
+    }
+
+    /// Applies `change` to every message `pred` accepts; returns how many it changed.
+    fn modify_where(
+        &mut self,
+        pred: &dyn Fn(&Envelope) -> bool,
+        change: impl Fn(&mut Envelope) -> bool,
+    ) -> Result<usize, QueueError> {
+        let mut count = 0;
+        for old in self.load_all()? {
+            if !pred(&old) {
+                continue;
+            }
+            let mut env = old.clone();
+            if change(&mut env) {
+                count += 1;
+            }
+            if env != old {
+                self.put(Some(&old), &env)?;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Holds one message (replacing any earlier reason); false if there is no such message.
+    pub(crate) fn hold(&mut self, id: QueueId, reason: String) -> Result<bool, QueueError> {
+        self.modify(id, |env| {
+            env.held = Some(reason);
+            true
+        })
+    }
+
+    /// Releases one message; true only if it was held.
+    pub(crate) fn release(&mut self, id: QueueId) -> Result<bool, QueueError> {
+        self.modify(id, |env| env.held.take().is_some())
+    }
+
+    /// Holds every matching message not already held (those keep their first reason).
+    pub(crate) fn hold_where(
+        &mut self,
+        reason: &str,
+        pred: &dyn Fn(&Envelope) -> bool,
+    ) -> Result<usize, QueueError> {
+        self.modify_where(pred, |env| {
+            if env.held.is_some() {
+                return false;
+            }
+            env.held = Some(reason.to_owned());
+            true
+        })
+    }
+
+    /// Releases every matching held message.
+    pub(crate) fn release_where(
+        &mut self,
+        pred: &dyn Fn(&Envelope) -> bool,
+    ) -> Result<usize, QueueError> {
+        self.modify_where(pred, |env| env.held.take().is_some())
+    }
+
+    /// Deletes one message; false if there is no such message.
+    pub(crate) fn delete(&mut self, id: QueueId) -> Result<bool, QueueError> {
+        match self.load(id)? {
+            Some(env) => {
+                self.remove(&env)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes every matching message.
+    pub(crate) fn delete_where(
+        &mut self,
+        pred: &dyn Fn(&Envelope) -> bool,
+    ) -> Result<usize, QueueError> {
+        let mut count = 0;
+        for env in self.load_all()? {
+            if pred(&env) {
+                self.remove(&env)?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Makes one message due at `now_ms`; false if there is no such message.
+    pub(crate) fn retry(&mut self, id: QueueId, now_ms: u64) -> Result<bool, QueueError> {
+        self.modify(id, |env| {
+            env.next_attempt_ms = env.next_attempt_ms.min(now_ms);
+            true
+        })
+    }
+
+    /// Makes every waiting message (not held, not leased) due at `now_ms`.
+    pub(crate) fn retry_all(&mut self, now_ms: u64) -> Result<usize, QueueError> {
+        // Only messages due later can change, and the schedule finds exactly those.
+        let mut later = Vec::new();
+        for entry in self.schedule.range((now_ms.saturating_add(1), 0)..)? {
+            let (key, _) = entry?;
+            later.push(QueueId::from_key(key.value().1));
+        }
+        let mut count = 0;
+        for id in later {
+            let changed = self.modify(id, |env| {
+                if env.held.is_some() || env.is_leased(now_ms) || env.next_attempt_ms <= now_ms {
+                    return false;
+                }
+                env.next_attempt_ms = now_ms;
+                true
+            })?;
+            if changed {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Crash recovery at open: quarantines undecodable records, ends every lease (this process
+    /// holds the file exclusively, so their holders are gone), drops orphan bodies and rebuilds
+    /// the schedule index from the envelopes.
+    pub(crate) fn recover(&mut self) -> Result<Recovery, QueueError> {
+        let mut report = Recovery::default();
+        let mut envelopes = Vec::new();
+        let mut bad = Vec::new();
+        for entry in self.envelopes.iter()? {
+            let (key, value) = entry?;
+            match decode(key.value(), value.value()) {
+                Ok(env) => envelopes.push(env),
+                Err(why) => bad.push((QueueId::from_key(key.value()), value.value().to_vec(), why)),
+            }
+        }
+        for (id, raw, why) in bad {
+            self.quarantine(id, &raw, &why)?;
+            report.quarantined.push(id);
+        }
+
+        let mut orphans = Vec::new();
+        for entry in self.bodies.iter()? {
+            let (key, _) = entry?;
+            if self.envelopes.get(key.value())?.is_none() {
+                orphans.push(key.value());
+            }
+        }
+        for key in orphans {
+            tracing::warn!(queue_id = %QueueId::from_key(key), "body without envelope removed");
+            self.bodies.remove(key)?;
+            report.orphan_bodies += 1;
+        }
+
+        self.schedule.retain(|_, _| false)?;
+        for mut env in envelopes {
+            if self.bodies.get(env.id.key())?.is_none() {
+                let raw = encode(&env)?;
+                self.quarantine(env.id, &raw, "envelope without body")?;
+                report.quarantined.push(env.id);
+                continue;
+            }
+            if env.leased_until_ms.take().is_some() {
+                report.leases_cleared += 1;
+                self.envelopes
+                    .insert(env.id.key(), encode(&env)?.as_slice())?;
+            }
+            if let Some(key) = env.schedule_key() {
+                self.schedule.insert(key, ())?;
+            }
+            report.messages += 1;
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+impl WriteCtx<'_> {
+    /// Overwrites an envelope record with arbitrary bytes, to test damage handling.
+    pub(crate) fn put_raw_for_test(&mut self, id: QueueId, raw: &[u8]) {
+        self.dirty = true;
+        self.envelopes.insert(id.key(), raw).unwrap();
+    }
+}

@@ -1,0 +1,594 @@
+//! The queue through its public API, on a real file in a temporary directory.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use redb::{Database, TableDefinition};
+use ugem_queue::{
+    AttemptOutcome, Direction, ListFilter, MessageState, NewEnvelope, Queue, QueueError, QueueId,
+    QueueOptions, RcptStatus, RecipientUpdate, unix_ms,
+};
+
+fn open(dir: &Path) -> Queue {
+    Queue::open(dir, opts()).expect("queue opens")
+}
+
+fn opts() -> QueueOptions {
+    // The floor is not under test here; a nearly full CI disk must not fail these tests.
+    QueueOptions {
+        min_free_bytes: 0,
+        ..QueueOptions::default()
+    }
+}
+
+fn envelope(sender: &str, rcpts: &[&str], domain: &str) -> NewEnvelope {
+    NewEnvelope {
+        sender: sender.into(),
+        recipients: rcpts.iter().map(|r| (*r).to_owned()).collect(),
+        client_ip: Some("192.0.2.10".parse().unwrap()),
+        helo: "mx.agency.example".into(),
+        tls: Some("TLSv1.3".into()),
+        domain: Some(domain.into()),
+        direction: Direction::Outbound,
+        arrived_at_ms: unix_ms(),
+        size: 5,
+    }
+}
+
+fn simple() -> NewEnvelope {
+    envelope(
+        "alice@agency.example",
+        &["bob@remote.example"],
+        "agency.example",
+    )
+}
+
+fn outcome(now: u64, next: u64, updates: &[(usize, RcptStatus)]) -> AttemptOutcome {
+    AttemptOutcome {
+        attempted_at_ms: now,
+        next_attempt_ms: next,
+        recipients: updates
+            .iter()
+            .map(|&(index, status)| RecipientUpdate {
+                index,
+                status,
+                last_error: (!matches!(status, RcptStatus::Delivered))
+                    .then(|| "450 4.2.0 try later".to_owned()),
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn enqueued_mail_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    {
+        let q = open(dir.path());
+        for i in 0..3 {
+            let body = format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes();
+            ids.push(q.enqueue(simple(), body).await.unwrap());
+        }
+    }
+    let q = open(dir.path());
+    for (i, id) in ids.iter().enumerate() {
+        let env = q.get(*id).unwrap().expect("envelope kept");
+        assert_eq!(env.id, *id);
+        assert_eq!(env.sender, "alice@agency.example");
+        assert_eq!(env.recipients[0].status, RcptStatus::Pending);
+        let body = q.body(*id).unwrap().expect("body kept");
+        assert_eq!(
+            body,
+            format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes()
+        );
+    }
+    let due = q.lease_due(unix_ms(), 10, 60_000).await.unwrap();
+    assert_eq!(due.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_enqueues_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let q = q.clone();
+            tokio::spawn(async move {
+                q.enqueue(simple(), format!("message {i}").into_bytes())
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for task in tasks {
+        ids.insert(task.await.unwrap().unwrap());
+    }
+    assert_eq!(ids.len(), 200);
+    let stats = q.stats();
+    assert_eq!(stats.ops, 200);
+    assert!(
+        stats.commits <= 50,
+        "200 concurrent enqueues took {} commits",
+        stats.commits
+    );
+    assert!(stats.largest_batch > 1);
+    assert_eq!(q.counts().unwrap().total, 200);
+}
+
+#[tokio::test]
+async fn lease_record_and_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let env = envelope(
+        "alice@agency.example",
+        &["bob@remote.example", "carol@remote.example"],
+        "agency.example",
+    );
+    let id = q.enqueue(env, b"hello".to_vec()).await.unwrap();
+    let now = unix_ms();
+
+    let leased = q.lease_due(now, 10, 60_000).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].leased_until_ms, Some(now + 60_000));
+    assert!(
+        q.lease_due(now, 10, 60_000).await.unwrap().is_empty(),
+        "leased twice"
+    );
+    assert_eq!(q.counts().unwrap().leased, 1);
+
+    // One recipient delivered, one deferred: the message stays, due later.
+    let retry_at = now + 600_000;
+    let kept = q
+        .record_attempt(
+            id,
+            outcome(
+                now,
+                retry_at,
+                &[(0, RcptStatus::Delivered), (1, RcptStatus::Deferred)],
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(kept.is_none());
+    let env = q.get(id).unwrap().unwrap();
+    assert_eq!(env.attempts, 1);
+    assert_eq!(env.state(), MessageState::Deferred);
+    assert_eq!(env.leased_until_ms, None);
+    assert_eq!(env.last_attempt_ms, Some(now));
+    assert_eq!(env.recipients[0].status, RcptStatus::Delivered);
+    assert_eq!(env.recipients[1].status, RcptStatus::Deferred);
+    assert_eq!(env.recipients[1].attempts, 1);
+    assert!(env.recipients[1].last_error.is_some());
+    assert!(
+        q.lease_due(now, 10, 60_000).await.unwrap().is_empty(),
+        "not due yet"
+    );
+
+    // At the retry time it is due again; a failure of the last recipient ends it.
+    let leased = q.lease_due(retry_at, 10, 60_000).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    let done = q
+        .record_attempt(
+            id,
+            outcome(retry_at, retry_at + 1, &[(1, RcptStatus::Failed)]),
+        )
+        .await
+        .unwrap()
+        .expect("final envelope returned");
+    assert_eq!(done.attempts, 2);
+    assert!(done.is_done());
+    assert_eq!(done.recipients[0].status, RcptStatus::Delivered);
+    assert_eq!(done.recipients[1].status, RcptStatus::Failed);
+    assert!(q.get(id).unwrap().is_none());
+    assert!(q.body(id).unwrap().is_none());
+    assert_eq!(q.counts().unwrap().total, 0);
+    assert!(q.lease_due(u64::MAX, 10, 1).await.unwrap().is_empty());
+
+    // Recording for a message that is gone is not an error.
+    assert!(
+        q.record_attempt(id, outcome(now, now, &[]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn lease_due_honours_max_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(q.enqueue(simple(), b"x".to_vec()).await.unwrap());
+    }
+    let now = unix_ms();
+    let first = q.lease_due(now, 2, 1_000).await.unwrap();
+    let rest = q.lease_due(now, 10, 1_000).await.unwrap();
+    let got: Vec<_> = first.iter().chain(&rest).map(|e| e.id).collect();
+    assert_eq!(got, ids);
+    assert!(q.lease_due(now, 0, 1_000).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn expired_lease_is_due_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let id = q.enqueue(simple(), b"x".to_vec()).await.unwrap();
+    let now = unix_ms();
+    assert_eq!(q.lease_due(now, 10, 1_000).await.unwrap().len(), 1);
+    assert!(q.lease_due(now + 999, 10, 1_000).await.unwrap().is_empty());
+    let again = q.lease_due(now + 1_000, 10, 1_000).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, id);
+}
+
+#[tokio::test]
+async fn held_messages_are_not_leased() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let held = q.enqueue(simple(), b"x".to_vec()).await.unwrap();
+    let free = q.enqueue(simple(), b"y".to_vec()).await.unwrap();
+    assert!(q.hold(held, "domain suspended".into()).await.unwrap());
+    assert_eq!(
+        q.get(held).unwrap().unwrap().held.as_deref(),
+        Some("domain suspended")
+    );
+
+    let now = unix_ms();
+    let leased = q.lease_due(now, 10, 1_000).await.unwrap();
+    assert_eq!(leased.iter().map(|e| e.id).collect::<Vec<_>>(), vec![free]);
+
+    assert!(q.release(held).await.unwrap());
+    assert!(!q.release(held).await.unwrap(), "already released");
+    let leased = q.lease_due(now, 10, 1_000).await.unwrap();
+    assert_eq!(leased.iter().map(|e| e.id).collect::<Vec<_>>(), vec![held]);
+
+    let missing = QueueId::from_parts(1, 1);
+    assert!(!q.hold(missing, "x".into()).await.unwrap());
+    assert!(!q.release(missing).await.unwrap());
+}
+
+#[tokio::test]
+async fn lease_expiry_recovered_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = simple();
+    let now = env.arrived_at_ms;
+    let id = {
+        let q = open(dir.path());
+        let id = q.enqueue(env, b"x".to_vec()).await.unwrap();
+        // A worker leases it for an hour, then the process dies.
+        assert_eq!(q.lease_due(now, 10, 3_600_000).await.unwrap().len(), 1);
+        assert!(q.lease_due(now, 10, 3_600_000).await.unwrap().is_empty());
+        id
+    };
+    let q = open(dir.path());
+    assert_eq!(q.get(id).unwrap().unwrap().leased_until_ms, None);
+    let leased = q.lease_due(now, 10, 1_000).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].id, id);
+}
+
+#[tokio::test]
+async fn corrupt_envelope_is_quarantined_and_queue_opens() {
+    const ENVELOPES: TableDefinition<u128, &[u8]> = TableDefinition::new("envelopes");
+    let dir = tempfile::tempdir().unwrap();
+    let (bad, good) = {
+        let q = open(dir.path());
+        let bad = q.enqueue(simple(), b"bad".to_vec()).await.unwrap();
+        let good = q.enqueue(simple(), b"good".to_vec()).await.unwrap();
+        (bad, good)
+    };
+    // Damage one record behind the queue's back.
+    {
+        let db = Database::create(dir.path().join(ugem_queue::DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(ENVELOPES).unwrap();
+            let key = u128::from(bad.unix_ms()) << 48 | u128::from(bad.seq());
+            table
+                .insert(key, b"{\"id\": \"not json at all".as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let q = open(dir.path());
+    assert_eq!(q.quarantined().unwrap(), vec![bad]);
+    assert!(q.get(bad).unwrap().is_none());
+    assert!(q.body(bad).unwrap().is_none());
+    assert!(q.get(good).unwrap().is_some());
+    assert_eq!(q.counts().unwrap().total, 1);
+    let leased = q.lease_due(unix_ms(), 10, 1_000).await.unwrap();
+    assert_eq!(leased.iter().map(|e| e.id).collect::<Vec<_>>(), vec![good]);
+    // The queue keeps working.
+    q.enqueue(simple(), b"more".to_vec()).await.unwrap();
+}
+
+#[tokio::test]
+async fn disk_full_below_the_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(
+        dir.path(),
+        QueueOptions {
+            min_free_bytes: u64::MAX / 2,
+            ..QueueOptions::default()
+        },
+    )
+    .unwrap();
+    let err = q.enqueue(simple(), b"x".to_vec()).await.unwrap_err();
+    assert!(matches!(err, QueueError::DiskFull { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert_eq!(q.counts().unwrap().total, 0);
+    assert_eq!(q.stats().commits, 0);
+}
+
+#[tokio::test]
+async fn injected_commit_failure_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fail = Arc::new(AtomicUsize::new(0));
+    let q = Queue::open(
+        dir.path(),
+        QueueOptions {
+            min_free_bytes: 0,
+            fail_next_commits: Some(fail.clone()),
+            ..QueueOptions::default()
+        },
+    )
+    .unwrap();
+    let kept = q.enqueue(simple(), b"kept".to_vec()).await.unwrap();
+
+    fail.store(1, std::sync::atomic::Ordering::SeqCst);
+    let err = q.enqueue(simple(), b"lost".to_vec()).await.unwrap_err();
+    assert!(matches!(err, QueueError::Storage(_)), "{err:?}");
+    assert!(err.is_transient());
+    let listed = q.list(&ListFilter::default()).unwrap();
+    assert_eq!(listed.iter().map(|e| e.id).collect::<Vec<_>>(), vec![kept]);
+
+    fail.store(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(q.hold(kept, "x".into()).await.is_err());
+    assert!(
+        q.get(kept).unwrap().unwrap().held.is_none(),
+        "hold rolled back"
+    );
+    assert!(q.delete(kept).await.is_ok(), "failures used up");
+    assert_eq!(q.counts().unwrap().total, 0);
+    let stats = q.stats();
+    assert_eq!(stats.failed_batches, 2);
+}
+
+#[tokio::test]
+async fn ids_strictly_increase() {
+    let mut last = QueueId::generate();
+    let mut last_text = last.to_string();
+    for _ in 0..10_000 {
+        let id = QueueId::generate();
+        let text = id.to_string();
+        assert!(id > last);
+        assert!(text > last_text, "{text} after {last_text}");
+        assert_eq!(text.len(), 24);
+        assert_eq!(text.parse::<QueueId>().unwrap(), id);
+        last = id;
+        last_text = text;
+    }
+    // Ids handed out by enqueue keep arrival order too.
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let a = q.enqueue(simple(), b"a".to_vec()).await.unwrap();
+    let b = q.enqueue(simple(), b"b".to_vec()).await.unwrap();
+    assert!(last < a && a < b);
+}
+
+#[tokio::test]
+async fn list_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let a = q
+        .enqueue(
+            envelope("Alice@Agency.example", &["x@r.example"], "agency.example"),
+            b"a".to_vec(),
+        )
+        .await
+        .unwrap();
+    let b = q
+        .enqueue(
+            envelope("bob@other.example", &["x@r.example"], "other.example"),
+            b"b".to_vec(),
+        )
+        .await
+        .unwrap();
+    let c = q
+        .enqueue(
+            envelope("carol@agency.example", &["x@r.example"], "agency.example"),
+            b"c".to_vec(),
+        )
+        .await
+        .unwrap();
+    q.hold(b, "staff".into()).await.unwrap();
+    let now = unix_ms();
+    // c becomes deferred; a stays leased.
+    let leased = q.lease_due(now, 10, 600_000).await.unwrap();
+    assert_eq!(leased.len(), 2);
+    q.record_attempt(c, outcome(now, now + 60_000, &[(0, RcptStatus::Deferred)]))
+        .await
+        .unwrap();
+
+    let ids =
+        |f: ListFilter| -> Vec<QueueId> { q.list(&f).unwrap().into_iter().map(|e| e.id).collect() };
+    assert_eq!(ids(ListFilter::default()), vec![a, b, c]);
+    let by_domain = ListFilter {
+        domain: Some("Agency.Example".into()),
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(by_domain), vec![a, c]);
+    let by_sender = ListFilter {
+        sender: Some("ALICE".into()),
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(by_sender), vec![a]);
+    let held = ListFilter {
+        held: Some(true),
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(held), vec![b]);
+    let not_held = ListFilter {
+        held: Some(false),
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(not_held), vec![a, c]);
+    let deferred = ListFilter {
+        state: Some(MessageState::Deferred),
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(deferred), vec![c]);
+    let active = ListFilter {
+        state: Some(MessageState::Active),
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(active), vec![a]);
+    let limited = ListFilter {
+        limit: Some(2),
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(limited), vec![a, b]);
+
+    let counts = q.counts().unwrap();
+    assert_eq!(counts.total, 3);
+    assert_eq!(counts.active, 1);
+    assert_eq!(counts.deferred, 1);
+    assert_eq!(counts.held, 1);
+    assert_eq!(counts.leased, 1, "a is still leased");
+    assert_eq!(counts.bytes, 15);
+    assert!(counts.oldest_arrival_ms.is_some());
+}
+
+#[tokio::test]
+async fn bulk_hold_release_delete_and_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let mut suspended = Vec::new();
+    for _ in 0..3 {
+        let env = envelope("x@bad.example", &["y@r.example"], "bad.example");
+        suspended.push(q.enqueue(env, b"s".to_vec()).await.unwrap());
+    }
+    let other = q.enqueue(simple(), b"o".to_vec()).await.unwrap();
+    // One of them already held by staff keeps its reason.
+    q.hold(suspended[0], "staff".into()).await.unwrap();
+
+    let is_bad = |e: &ugem_queue::Envelope| e.domain.as_deref() == Some("bad.example");
+    assert_eq!(
+        q.hold_where("bad.example suspended".into(), is_bad)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        q.get(suspended[0]).unwrap().unwrap().held.as_deref(),
+        Some("staff")
+    );
+    assert_eq!(
+        q.get(suspended[1]).unwrap().unwrap().held.as_deref(),
+        Some("bad.example suspended")
+    );
+    let now = unix_ms();
+    let leased = q.lease_due(now, 10, 1_000).await.unwrap();
+    assert_eq!(leased.iter().map(|e| e.id).collect::<Vec<_>>(), vec![other]);
+
+    assert_eq!(q.release_where(is_bad).await.unwrap(), 3);
+    assert_eq!(q.release_where(is_bad).await.unwrap(), 0);
+
+    // Defer `other` far into the future, then retry it.
+    q.record_attempt(
+        other,
+        outcome(now, now + 3_600_000, &[(0, RcptStatus::Deferred)]),
+    )
+    .await
+    .unwrap();
+    let later = now + 10;
+    let due: Vec<_> = q.lease_due(later, 10, 1_000).await.unwrap();
+    assert_eq!(due.len(), 3, "released mail is due");
+    assert!(q.retry(other, later).await.unwrap());
+    let due = q.lease_due(later, 10, 1_000).await.unwrap();
+    assert_eq!(due.iter().map(|e| e.id).collect::<Vec<_>>(), vec![other]);
+    q.record_attempt(
+        other,
+        outcome(later, now + 3_600_000, &[(0, RcptStatus::Deferred)]),
+    )
+    .await
+    .unwrap();
+    // retry_all skips leased messages (the three above) and moves `other`.
+    assert_eq!(q.retry_all(later).await.unwrap(), 1);
+    assert_eq!(q.get(other).unwrap().unwrap().next_attempt_ms, later);
+    assert!(!q.retry(QueueId::from_parts(1, 1), later).await.unwrap());
+
+    assert_eq!(q.delete_where(is_bad).await.unwrap(), 3);
+    assert!(q.delete(other).await.unwrap());
+    assert!(!q.delete(other).await.unwrap());
+    assert_eq!(q.counts().unwrap().total, 0);
+    assert!(q.lease_due(u64::MAX, 10, 1).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn second_open_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let err = Queue::open(dir.path(), opts()).unwrap_err();
+    match &err {
+        QueueError::Locked { path } => assert_eq!(path, &dir.path().join(ugem_queue::DB_FILE)),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert!(!err.is_transient());
+    assert!(err.to_string().contains("queue.redb"));
+    // Once the last handle is gone the file is free again.
+    let clone = q.clone();
+    drop(q);
+    assert!(matches!(
+        Queue::open(dir.path(), opts()),
+        Err(QueueError::Locked { .. })
+    ));
+    drop(clone);
+    open(dir.path());
+}
+
+#[tokio::test]
+async fn scheduler_wakeups_and_idle_polls() {
+    use std::time::Duration;
+    use tokio::time::timeout;
+    let woken = |q: Queue| async move {
+        timeout(Duration::from_millis(50), q.changed())
+            .await
+            .is_ok()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    assert_eq!(q.next_due_ms().unwrap(), None);
+    assert!(!woken(q.clone()).await);
+
+    let env = simple();
+    let arrived = env.arrived_at_ms;
+    let id = q.enqueue(env, b"x".to_vec()).await.unwrap();
+    assert!(woken(q.clone()).await, "enqueue wakes the scheduler");
+    assert_eq!(q.next_due_ms().unwrap(), Some(arrived));
+
+    // Polling with nothing due writes nothing, so it costs no fsync.
+    let commits = q.stats().commits;
+    assert!(
+        q.lease_due(arrived - 1, 10, 1_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(q.stats().commits, commits);
+
+    // Leasing moves the entry later: no wake-up for the scheduler's own work.
+    assert_eq!(q.lease_due(arrived, 10, 1_000).await.unwrap().len(), 1);
+    assert_eq!(q.next_due_ms().unwrap(), Some(arrived + 1_000));
+    assert!(!woken(q.clone()).await);
+
+    assert!(q.hold(id, "staff".into()).await.unwrap());
+    assert_eq!(q.next_due_ms().unwrap(), None);
+    assert!(q.release(id).await.unwrap());
+    assert!(woken(q.clone()).await, "release wakes the scheduler");
+    assert_eq!(q.next_due_ms().unwrap(), Some(arrived + 1_000));
+}
