@@ -575,7 +575,8 @@ impl Config {
 
         let env_map: config::Map<String, String> = env
             .iter()
-            .filter(|(k, _)| k.starts_with("UGEM_") && k != "UGEM_ADMIN_TOKEN")
+            // Only UGEM_<SECTION>__<KEY>: UGEM_CONFIG and UGEM_ADMIN_TOKEN are not keys.
+            .filter(|(k, _)| k.strip_prefix("UGEM_").is_some_and(|r| r.contains("__")))
             .cloned()
             .collect();
         let built = config::Config::builder()
