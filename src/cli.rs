@@ -160,7 +160,9 @@ pub struct ConnectionsArgs {
 
 /// Builds the API client from `--admin` or the configuration.
 pub fn client(src: &ConfigSource, admin: Option<&str>) -> Result<AdminClient, CliError> {
-    let token = std::env::var("UGEM_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
+    let token = std::env::var("UGEM_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
     if let Some(url) = admin {
         return Ok(AdminClient::new(url, token));
     }
@@ -168,7 +170,10 @@ pub fn client(src: &ConfigSource, admin: Option<&str>) -> Result<AdminClient, Cl
     // On the gateway host the operator may rely on the configured single
     // token, as the config file is only readable by the ugem user and root.
     let token = token.or(cfg.admin.token.clone());
-    Ok(AdminClient::new(&format!("http://{}", cfg.admin.listen), token))
+    Ok(AdminClient::new(
+        &format!("http://{}", cfg.admin.listen),
+        token,
+    ))
 }
 
 fn query(pairs: &[(&str, Option<String>)]) -> String {
@@ -332,7 +337,11 @@ fn cell(v: Option<&Value>) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(a)) if a.iter().all(|x| !x.is_object()) => {
             let parts: Vec<String> = a.iter().map(|x| cell(Some(x))).collect();
-            if parts.is_empty() { "-".into() } else { parts.join(",") }
+            if parts.is_empty() {
+                "-".into()
+            } else {
+                parts.join(",")
+            }
         }
         Some(Value::Array(a)) => a.len().to_string(),
         Some(other) => other.to_string(),

@@ -72,9 +72,7 @@ impl FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(s.len());
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
         let n: u64 = num
             .parse()
@@ -104,7 +102,9 @@ impl<'de> Deserialize<'de> for ByteSize {
             S(String),
         }
         match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a size: a number of bytes or a string like \"25MiB\"")
+            serde::de::Error::custom(
+                "expected a size: a number of bytes or a string like \"25MiB\"",
+            )
         })? {
             Raw::N(n) => Ok(ByteSize(n)),
             Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
@@ -138,7 +138,9 @@ impl<'de> Deserialize<'de> for Span {
             S(String),
         }
         match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a duration: a string like \"5m\" or a number of seconds")
+            serde::de::Error::custom(
+                "expected a duration: a string like \"5m\" or a number of seconds",
+            )
         })? {
             Raw::N(n) => Ok(Span(Duration::from_secs(n))),
             Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
@@ -275,9 +277,7 @@ impl Default for ServerSection {
         ServerSection {
             hostname: Domain::parse("mx.gateway.example").expect("valid default"),
             data_dir: PathBuf::from("var"),
-            postmaster: "postmaster@gateway.example"
-                .parse()
-                .expect("valid default"),
+            postmaster: "postmaster@gateway.example".parse().expect("valid default"),
             log_format: LogFormat::Text,
             log_level: "info".into(),
         }
@@ -696,7 +696,10 @@ impl Config {
             ("smtp.command_timeout", self.smtp.command_timeout),
             ("smtp.data_timeout", self.smtp.data_timeout),
             ("smtp.session_timeout", self.smtp.session_timeout),
-            ("smtp.tls_handshake_timeout", self.smtp.tls_handshake_timeout),
+            (
+                "smtp.tls_handshake_timeout",
+                self.smtp.tls_handshake_timeout,
+            ),
         ] {
             if span.0.is_zero() {
                 bad(key, "must be longer than zero".into());
@@ -740,9 +743,7 @@ impl Config {
                 (Some(tok), None) if tok.len() < 8 => {
                     bad(&key, "tokens must be at least 8 characters".into())
                 }
-                (None, Some(h))
-                    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) =>
-                {
+                (None, Some(h)) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => {
                     bad(&key, "sha256 must be 64 hex digits".into())
                 }
                 _ => {}
@@ -923,7 +924,10 @@ mod tests {
         let path = sub.join("ugem.toml");
         std::fs::write(&path, format!("{MINIMAL}[server]\ndata_dir = \"spool\"\n")).unwrap();
         let cfg = Config::load_with_env(&ConfigSource::File(path), &[]).unwrap();
-        assert_eq!(cfg.server.data_dir, std::path::absolute(sub.join("spool")).unwrap());
+        assert_eq!(
+            cfg.server.data_dir,
+            std::path::absolute(sub.join("spool")).unwrap()
+        );
         assert!(cfg.server.data_dir.is_dir());
     }
 

@@ -4,8 +4,12 @@
 //! governors, notifications and the admin API around it; see ARCHITECTURE.md.
 
 pub mod address;
+pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod policy;
 pub mod registry;
+pub mod server;
 pub mod smtp;
 pub mod store;

@@ -53,7 +53,11 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 println!(
                     "configuration OK: smtp {:?}, admin {}, data {}",
-                    cfg.smtp.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    cfg.smtp
+                        .listen
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>(),
                     cfg.admin.listen,
                     cfg.server.data_dir.display()
                 );

@@ -53,7 +53,10 @@ async fn shutdown_signal() {
 }
 
 /// Runs the gateway until `shutdown` resolves.
-pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let data_dir = cfg.server.data_dir.clone();
     let store = Store::open(&data_dir).context("cannot open the store")?;
@@ -87,7 +90,7 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let r = axum::serve(admin_listener, app)
             .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
+                crate::server::stopped(&mut stop).await;
             })
             .await;
         if let Err(e) = r {
@@ -98,13 +101,22 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
     let smtp = crate::smtp::listener::Listeners::bind(&cfg.smtp.listen)
         .await
         .context("cannot start the SMTP listener")?;
-    let gateway = crate::smtp::Gateway::new(cfg.clone(), registry.clone(), queue.clone(), connlog.clone())
-        .context("cannot set up SMTP")?;
+    let gateway = crate::smtp::Gateway::new(
+        cfg.clone(),
+        registry.clone(),
+        queue.clone(),
+        connlog.clone(),
+    )
+    .context("cannot set up SMTP")?;
     let smtp_addrs: Vec<String> = smtp.local_addrs().iter().map(|a| a.to_string()).collect();
     let smtp_task = tokio::spawn(smtp.serve(gateway.clone(), stop_rx.clone()));
     let hup_task = tokio::spawn(reload_on_hup(gateway.clone()));
 
-    let prune_task = tokio::spawn(prune_connections(store.clone(), cfg.clone(), stop_rx.clone()));
+    let prune_task = tokio::spawn(prune_connections(
+        store.clone(),
+        cfg.clone(),
+        stop_rx.clone(),
+    ));
 
     ready.store(true, Ordering::Release);
     tracing::info!(
@@ -131,7 +143,8 @@ pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -
 async fn prune_connections(store: Store, cfg: Arc<Config>, mut stop: watch::Receiver<bool>) {
     loop {
         let before = chrono::Utc::now()
-            - chrono::Duration::from_std(cfg.connections.retention.0).unwrap_or(chrono::Duration::days(90));
+            - chrono::Duration::from_std(cfg.connections.retention.0)
+                .unwrap_or(chrono::Duration::days(90));
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.prune_connections(before)).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "old connection records pruned"),
@@ -140,7 +153,7 @@ async fn prune_connections(store: Store, cfg: Arc<Config>, mut stop: watch::Rece
         }
         tokio::select! {
             _ = tokio::time::sleep(cfg.connections.prune_interval.0) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = crate::server::stopped(&mut stop) => return,
         }
     }
 }
@@ -156,7 +169,15 @@ async fn reload_on_hup(gw: Arc<crate::smtp::Gateway>) {
         match gw.reload_tls() {
             Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded"),
             Ok(false) => tracing::info!("SIGHUP: no TLS certificate configured"),
-            Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificate"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificate")
+            }
         }
     }
+}
+
+/// Resolves once the stop flag turns true (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard wait_for returns is not Send: drop it here.
+    let _ = stop.wait_for(|s| *s).await;
 }

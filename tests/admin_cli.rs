@@ -16,9 +16,22 @@ fn api_auth_roles() {
     let gw = Gateway::start("");
     // No token: 401; unknown token: 401.
     assert_eq!(http(gw.admin, "GET", "/api/v1/domains", None, None).0, 401);
-    assert_eq!(http(gw.admin, "GET", "/api/v1/domains", Some("wrong-token-x"), None).0, 401);
+    assert_eq!(
+        http(
+            gw.admin,
+            "GET",
+            "/api/v1/domains",
+            Some("wrong-token-x"),
+            None
+        )
+        .0,
+        401
+    );
     // A viewer reads but may not suspend or add.
-    assert_eq!(http(gw.admin, "GET", "/api/v1/domains", Some(VIEWER_TOKEN), None).0, 200);
+    assert_eq!(
+        http(gw.admin, "GET", "/api/v1/domains", Some(VIEWER_TOKEN), None).0,
+        200
+    );
     gw.register("minfin.example.kz", &["127.0.0.1"]);
     let (st, body) = http(
         gw.admin,
@@ -46,13 +59,22 @@ fn api_auth_roles() {
     );
     assert_eq!(st, 403);
     // Every mutating call is audited, denied ones too, with actor and client.
-    let (st, audit) = http(gw.admin, "GET", "/api/v1/audit?limit=10", Some(VIEWER_TOKEN), None);
+    let (st, audit) = http(
+        gw.admin,
+        "GET",
+        "/api/v1/audit?limit=10",
+        Some(VIEWER_TOKEN),
+        None,
+    );
     assert_eq!(st, 200);
     let audit: serde_json::Value = serde_json::from_str(&audit).unwrap();
     let rows = audit.as_array().unwrap();
     let find = |action: &str, actor: &str, outcome: &str| {
         rows.iter().any(|r| {
-            r["action"] == action && r["actor"] == actor && r["outcome"] == outcome && r["client"].as_str().unwrap_or("").starts_with("127.0.0.1:")
+            r["action"] == action
+                && r["actor"] == actor
+                && r["outcome"] == outcome
+                && r["client"].as_str().unwrap_or("").starts_with("127.0.0.1:")
         })
     };
     assert!(find("domain.add", "root", "ok"), "{audit:#}");
@@ -88,7 +110,8 @@ fn cli_domain_lifecycle() {
     assert!(list.starts_with("DOMAIN"), "{list}");
     assert!(list.contains(&name) && list.contains("connected"), "{list}");
 
-    let json: serde_json::Value = serde_json::from_str(&gw.cli_ok(&["--json", "domain", "show", &name])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&gw.cli_ok(&["--json", "domain", "show", &name])).unwrap();
     assert_eq!(json["status"], "connected");
     assert_eq!(json["owner"], "Ministry of Finance");
     assert_eq!(json["servers"][0], "127.0.0.1/32");
@@ -126,11 +149,25 @@ fn cli_errors_are_clear() {
     // Bad token, and a role too low.
     let out = gw.cli("not-a-token", &["domain", "list"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not authorized"));
-    let out = gw.cli(VIEWER_TOKEN, &["domain", "suspend", "x.example.kz", "--reason", "r"]);
+    let out = gw.cli(
+        VIEWER_TOKEN,
+        &["domain", "suspend", "x.example.kz", "--reason", "r"],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
     // Overlapping servers are refused, naming the way to allow them.
     gw.register("a.example.kz", &["127.0.0.0/30"]);
-    let out = gw.cli(ADMIN_TOKEN, &["domain", "add", "b.example.kz", "--server", "127.0.0.2", "--contact", "it@b.example.kz"]);
+    let out = gw.cli(
+        ADMIN_TOKEN,
+        &[
+            "domain",
+            "add",
+            "b.example.kz",
+            "--server",
+            "127.0.0.2",
+            "--contact",
+            "it@b.example.kz",
+        ],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--shared-servers"));
     // Nothing listening.
     let out = std::process::Command::new(bin())
@@ -159,7 +196,11 @@ fn check_config_names_every_bad_key() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{verb}");
         let err = String::from_utf8_lossy(&out.stderr);
-        for key in ["smtp.listen", "smtp.command_timeout", "smtp.max_mesage_size"] {
+        for key in [
+            "smtp.listen",
+            "smtp.command_timeout",
+            "smtp.max_mesage_size",
+        ] {
             assert!(err.contains(key), "{verb}: {key} missing in {err}");
         }
     }
@@ -170,7 +211,11 @@ fn check_config_names_every_bad_key() {
         .arg(&good)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -6,7 +6,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Nothing answers at the address.
-    #[error("cannot reach the ugem admin API at {url}: {detail} (is `ugem serve` running? check --admin or [admin] listen)")]
+    #[error(
+        "cannot reach the ugem admin API at {url}: {detail} (is `ugem serve` running? check --admin or [admin] listen)"
+    )]
     Unreachable {
         /// The base URL.
         url: String,
@@ -64,7 +66,11 @@ impl AdminClient {
     }
 
     /// POST JSON to a path, returning the JSON body.
-    pub fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, ClientError> {
+    pub fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
         let mut req = self.agent.post(format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             req = req.header("Authorization", format!("Bearer {t}"));

@@ -122,14 +122,17 @@ impl From<ugem_queue::QueueError> for ApiError {
     }
 }
 
-/// Checks the bearer token and the role it needs.
-pub fn authorize(state: &AdminState, headers: &HeaderMap, need: Role) -> Result<Caller, ApiError> {
-    let token = headers
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = token else {
+        .map(str::trim)
+}
+
+/// Checks the bearer token and the role it needs.
+pub fn authorize(state: &AdminState, headers: &HeaderMap, need: Role) -> Result<Caller, ApiError> {
+    let Some(token) = bearer(headers) else {
         return Err(ApiError {
             status: StatusCode::UNAUTHORIZED,
             kind: "unauthorized",
@@ -173,9 +176,13 @@ where
     F: FnOnce(Caller) -> Result<T, ApiError> + Send + 'static,
 {
     let caller = authorize(state, headers, need);
+    // A known token with too low a role is recorded under its own name.
     let actor = match &caller {
         Ok(c) => c.name.clone(),
-        Err(_) => "(unauthenticated)".into(),
+        Err(_) => bearer(headers)
+            .and_then(|t| state.tokens.verify(t))
+            .map(|c| c.name)
+            .unwrap_or_else(|| "(unauthenticated)".into()),
     };
     let result = match caller {
         Ok(c) => tokio::task::spawn_blocking(move || f(c))

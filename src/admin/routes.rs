@@ -32,6 +32,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/suspensions", get(list_suspensions))
         .route("/api/v1/connections", get(list_connections))
         .route("/api/v1/audit", get(list_audit))
+        .route("/api/v1/queue", get(list_queue))
+        .route("/api/v1/queue/counts", get(queue_counts))
+        .route("/api/v1/queue/{id}", get(show_queued))
         .with_state(state)
 }
 
@@ -67,7 +70,9 @@ async fn show_domain(
     let rec = snap
         .domain(&name)
         .ok_or_else(|| ApiError::not_found(format!("domain {name} is not registered")))?;
-    let suspension = snap.suspension(&Scope::Domain(name.clone())).map(|s| (**s).clone());
+    let suspension = snap
+        .suspension(&Scope::Domain(name.clone()))
+        .map(|s| (**s).clone());
     let mut v = serde_json::to_value(&**rec).map_err(|e| ApiError::bad_request(e.to_string()))?;
     v["inbound_route"] = serde_json::json!(rec.inbound_route().map(|r| r.to_string()));
     v["suspension"] = serde_json::to_value(suspension).unwrap_or_default();
@@ -85,10 +90,18 @@ async fn add_domain(
         Err(_) => "(invalid request)".into(),
     };
     let reg = st.registry.clone();
-    let rec = audited(&st, &headers, client, Role::Admin, "domain.add", target, move |_| {
-        let Json(new) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-        Ok(reg.add_domain(new)?)
-    })
+    let rec = audited(
+        &st,
+        &headers,
+        client,
+        Role::Admin,
+        "domain.add",
+        target,
+        move |_| {
+            let Json(new) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+            Ok(reg.add_domain(new)?)
+        },
+    )
     .await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
@@ -111,7 +124,9 @@ pub struct RestoreBody {
     pub held_mail: Option<String>,
 }
 
-fn need_reason(body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>) -> Result<String, ApiError> {
+fn need_reason(
+    body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<String, ApiError> {
     let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if b.reason.trim().is_empty() {
         return Err(ApiError::bad_request("a reason is required"));
@@ -143,19 +158,35 @@ async fn suspend_domain(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let queue = st.queue.clone();
-    let rec = audited(&st, &headers, client, Role::Operator, "domain.suspend", name.clone(), move |caller| {
-        let domain = parse_domain(&name)?;
-        let reason = need_reason(body)?;
-        let rec = reg.suspend_domain(&domain, SuspendRequest::manual(&caller.name, &reason))?;
-        let held = hold_domain_mail(&queue, &domain, &format!("domain {domain} suspended: {reason}"))?;
-        tracing::info!(domain = %domain, held, actor = %caller.name, "domain suspended");
-        Ok(rec)
-    })
+    let rec = audited(
+        &st,
+        &headers,
+        client,
+        Role::Operator,
+        "domain.suspend",
+        name.clone(),
+        move |caller| {
+            let domain = parse_domain(&name)?;
+            let reason = need_reason(body)?;
+            let rec = reg.suspend_domain(&domain, SuspendRequest::manual(&caller.name, &reason))?;
+            let held = hold_domain_mail(
+                &queue,
+                &domain,
+                &format!("domain {domain} suspended: {reason}"),
+            )?;
+            tracing::info!(domain = %domain, held, actor = %caller.name, "domain suspended");
+            Ok(rec)
+        },
+    )
     .await?;
     Ok(Json(rec))
 }
 
-fn hold_domain_mail(queue: &ugem_queue::Queue, domain: &Domain, reason: &str) -> Result<usize, ApiError> {
+fn hold_domain_mail(
+    queue: &ugem_queue::Queue,
+    domain: &Domain,
+    reason: &str,
+) -> Result<usize, ApiError> {
     let d = domain.to_string();
     Ok(block_on(queue.hold_where(reason.to_string(), move |e| {
         e.direction == ugem_queue::Direction::Outbound && e.domain.as_deref() == Some(d.as_str())
@@ -208,13 +239,25 @@ async fn disconnect_domain(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let queue = st.queue.clone();
-    let rec = audited(&st, &headers, client, Role::Admin, "domain.disconnect", name.clone(), move |_| {
-        let domain = parse_domain(&name)?;
-        let reason = need_reason(body)?;
-        let rec = reg.disconnect_domain(&domain, &reason)?;
-        hold_domain_mail(&queue, &domain, &format!("domain {domain} disconnected: {reason}"))?;
-        Ok(rec)
-    })
+    let rec = audited(
+        &st,
+        &headers,
+        client,
+        Role::Admin,
+        "domain.disconnect",
+        name.clone(),
+        move |_| {
+            let domain = parse_domain(&name)?;
+            let reason = need_reason(body)?;
+            let rec = reg.disconnect_domain(&domain, &reason)?;
+            hold_domain_mail(
+                &queue,
+                &domain,
+                &format!("domain {domain} disconnected: {reason}"),
+            )?;
+            Ok(rec)
+        },
+    )
     .await?;
     Ok(Json(rec))
 }
@@ -228,17 +271,29 @@ async fn suspend_sender(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let queue = st.queue.clone();
-    let rec = audited(&st, &headers, client, Role::Operator, "sender.suspend", address.clone(), move |caller| {
-        let reason = need_reason(body)?;
-        let rec = reg.suspend_sender(&address, SuspendRequest::manual(&caller.name, &reason))?;
-        if let Scope::Sender(s) = &rec.scope {
-            let s = s.clone();
-            block_on(queue.hold_where(format!("sender {s} suspended: {reason}"), move |e| {
-                e.direction == ugem_queue::Direction::Outbound && e.sender.eq_ignore_ascii_case(&s)
-            }))?;
-        }
-        Ok(rec)
-    })
+    let rec = audited(
+        &st,
+        &headers,
+        client,
+        Role::Operator,
+        "sender.suspend",
+        address.clone(),
+        move |caller| {
+            let reason = need_reason(body)?;
+            let rec =
+                reg.suspend_sender(&address, SuspendRequest::manual(&caller.name, &reason))?;
+            if let Scope::Sender(s) = &rec.scope {
+                let s = s.clone();
+                block_on(
+                    queue.hold_where(format!("sender {s} suspended: {reason}"), move |e| {
+                        e.direction == ugem_queue::Direction::Outbound
+                            && e.sender.eq_ignore_ascii_case(&s)
+                    }),
+                )?;
+            }
+            Ok(rec)
+        },
+    )
     .await?;
     Ok(Json(rec))
 }
@@ -253,29 +308,38 @@ async fn restore_sender(
     let reg = st.registry.clone();
     let queue = st.queue.clone();
     let body = body.map(|Json(b)| b).unwrap_or_default();
-    let rec = audited(&st, &headers, client, Role::Operator, "sender.restore", address.clone(), move |caller| {
-        let release = held_mail_choice(&body)?;
-        let rec = reg.restore_sender(
-            &address,
-            RestoreRequest {
-                actor: caller.name.clone(),
-                reason: body.reason.clone(),
-                held_mail: if release { "released" } else { "deleted" }.into(),
-            },
-        )?;
-        if let Scope::Sender(s) = &rec.scope {
-            let s = s.clone();
-            let pred = move |e: &ugem_queue::Envelope| {
-                e.direction == ugem_queue::Direction::Outbound && e.sender.eq_ignore_ascii_case(&s)
-            };
-            if release {
-                block_on(queue.release_where(pred))?;
-            } else {
-                block_on(queue.delete_where(pred))?;
+    let rec = audited(
+        &st,
+        &headers,
+        client,
+        Role::Operator,
+        "sender.restore",
+        address.clone(),
+        move |caller| {
+            let release = held_mail_choice(&body)?;
+            let rec = reg.restore_sender(
+                &address,
+                RestoreRequest {
+                    actor: caller.name.clone(),
+                    reason: body.reason.clone(),
+                    held_mail: if release { "released" } else { "deleted" }.into(),
+                },
+            )?;
+            if let Scope::Sender(s) = &rec.scope {
+                let s = s.clone();
+                let pred = move |e: &ugem_queue::Envelope| {
+                    e.direction == ugem_queue::Direction::Outbound
+                        && e.sender.eq_ignore_ascii_case(&s)
+                };
+                if release {
+                    block_on(queue.release_where(pred))?;
+                } else {
+                    block_on(queue.delete_where(pred))?;
+                }
             }
-        }
-        Ok(rec)
-    })
+            Ok(rec)
+        },
+    )
     .await?;
     Ok(Json(rec))
 }
@@ -324,4 +388,46 @@ async fn list_audit(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&st, &headers, Role::Viewer)?;
     Ok(Json(st.store.list_audit(q.limit.unwrap_or(100))?))
+}
+
+async fn list_queue(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(f): Query<ugem_queue::ListFilter>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let q = st.queue.clone();
+    let list = tokio::task::spawn_blocking(move || q.list(&f))
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))??;
+    Ok(Json(list))
+}
+
+async fn queue_counts(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let q = st.queue.clone();
+    let c = tokio::task::spawn_blocking(move || q.counts())
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))??;
+    Ok(Json(c))
+}
+
+async fn show_queued(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let id: ugem_queue::QueueId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("`{id}` is not a queue id")))?;
+    let q = st.queue.clone();
+    let env = tokio::task::spawn_blocking(move || q.get(id))
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))??
+        .ok_or_else(|| ApiError::not_found(format!("no message {id} in the queue")))?;
+    Ok(Json(env))
 }

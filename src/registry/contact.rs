@@ -9,7 +9,10 @@ pub fn parse_contact(s: &str) -> Result<Contact, String> {
     let mut parts = s.split(';');
     let who = parts.next().unwrap_or("").trim();
     let (name, email) = match (who.find('<'), who.strip_suffix('>')) {
-        (Some(i), Some(_)) => (who[..i].trim().to_string(), who[i + 1..who.len() - 1].trim()),
+        (Some(i), Some(_)) => (
+            who[..i].trim().to_string(),
+            who[i + 1..who.len() - 1].trim(),
+        ),
         _ => (String::new(), who),
     };
     let email: PlainAddress = email.parse()?;
@@ -48,7 +51,9 @@ pub fn validate(c: &Contact) -> Result<(), String> {
                 .chars()
                 .all(|ch| ch.is_ascii_digit() || " +-()".contains(ch))
         {
-            return Err(format!("contact phone `{phone}`: digits, spaces and + - ( ) only"));
+            return Err(format!(
+                "contact phone `{phone}`: digits, spaces and + - ( ) only"
+            ));
         }
     }
     Ok(())
@@ -60,7 +65,10 @@ mod tests {
 
     #[test]
     fn full_contact() {
-        let c = parse_contact("Aliya Nurlanova <it@minfin.example.kz>; office=+7 7172 000000; mobile=+7 701 000 0000").unwrap();
+        let c = parse_contact(
+            "Aliya Nurlanova <it@minfin.example.kz>; office=+7 7172 000000; mobile=+7 701 000 0000",
+        )
+        .unwrap();
         assert_eq!(c.name, "Aliya Nurlanova");
         assert_eq!(c.email, "it@minfin.example.kz");
         assert_eq!(c.office_phone.as_deref(), Some("+7 7172 000000"));

@@ -32,7 +32,10 @@ impl Listeners {
 
     /// The bound addresses (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// Accepts until `stop` turns true, then waits for the sessions to end.
@@ -50,7 +53,12 @@ impl Listeners {
     }
 }
 
-async fn accept_loop(l: TcpListener, gw: Arc<Gateway>, tracker: Tracker, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    l: TcpListener,
+    gw: Arc<Gateway>,
+    tracker: Tracker,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             r = l.accept() => match r {
@@ -62,11 +70,15 @@ async fn accept_loop(l: TcpListener, gw: Arc<Gateway>, tracker: Tracker, mut sto
                     continue;
                 }
             },
-            _ = stop.wait_for(|s| *s) => return,
+            _ = crate::server::stopped(&mut stop) => return,
         };
         let _ = stream.set_nodelay(true);
         let ip = crate::policy::canonical_ip(peer.ip());
-        match tracker.admit(ip, gw.cfg.smtp.max_connections, gw.cfg.smtp.max_connections_per_ip) {
+        match tracker.admit(
+            ip,
+            gw.cfg.smtp.max_connections,
+            gw.cfg.smtp.max_connections_per_ip,
+        ) {
             Ok(guard) => {
                 let gw = gw.clone();
                 let stop = stop.clone();

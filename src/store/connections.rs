@@ -86,7 +86,11 @@ fn peer_ip(peer: &str) -> Option<std::net::IpAddr> {
 
 impl Store {
     /// Writes a batch of session records (not fsynced: see [`ConnectionLog`]).
-    pub fn insert_connections(&self, recs: &[ConnectionRecord], durable: bool) -> Result<(), StoreError> {
+    pub fn insert_connections(
+        &self,
+        recs: &[ConnectionRecord],
+        durable: bool,
+    ) -> Result<(), StoreError> {
         let body = |tx: &redb::WriteTransaction| {
             let mut t = tx.open_table(TABLE)?;
             for rec in recs {
@@ -108,7 +112,10 @@ impl Store {
     }
 
     /// Session records matching `f`, newest first.
-    pub fn list_connections(&self, f: &ConnectionFilter) -> Result<Vec<ConnectionRecord>, StoreError> {
+    pub fn list_connections(
+        &self,
+        f: &ConnectionFilter,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
         let limit = f.limit.unwrap_or(100);
         let since = f
             .since
@@ -217,7 +224,9 @@ fn writer(store: Store, rx: mpsc::Receiver<Msg>) {
         if !batch.is_empty() || (durable && dirty) {
             match store.insert_connections(&batch, durable) {
                 Ok(()) => dirty = !durable,
-                Err(e) => tracing::error!(error = %e, lost = batch.len(), "connection log write failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, lost = batch.len(), "connection log write failed")
+                }
             }
             if durable {
                 last_durable = std::time::Instant::now();
@@ -284,7 +293,16 @@ mod tests {
             })
             .unwrap();
         assert_eq!(ip.len(), 1);
-        assert_eq!(s.prune_connections(now - chrono::Duration::days(90)).unwrap(), 1);
-        assert_eq!(s.list_connections(&ConnectionFilter::default()).unwrap().len(), 2);
+        assert_eq!(
+            s.prune_connections(now - chrono::Duration::days(90))
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.list_connections(&ConnectionFilter::default())
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

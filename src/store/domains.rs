@@ -126,7 +126,10 @@ mod tests {
         DomainRecord {
             name: Domain::parse(name).unwrap(),
             owner: "Ministry of Examples".into(),
-            servers: vec!["192.0.2.10/32".parse().unwrap(), "2001:db8::/64".parse().unwrap()],
+            servers: vec![
+                "192.0.2.10/32".parse().unwrap(),
+                "2001:db8::/64".parse().unwrap(),
+            ],
             contacts: vec![Contact {
                 name: "Aliya Nurlanova".into(),
                 email: "it@example.kz".into(),
@@ -155,7 +158,8 @@ mod tests {
         assert_eq!(s.get_domain(&rec.name).unwrap(), Some(rec.clone()));
         assert_eq!(s.list_domains().unwrap(), vec![rec]);
         assert_eq!(
-            s.get_domain(&Domain::parse("other.example.kz").unwrap()).unwrap(),
+            s.get_domain(&Domain::parse("other.example.kz").unwrap())
+                .unwrap(),
             None
         );
     }

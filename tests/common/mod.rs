@@ -30,8 +30,27 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ugem")
 }
 
-/// The configuration every test gateway uses; `extra` is appended (TOML).
+/// The configuration every test gateway uses, with the TOML `extra` merged
+/// over it key by key.
 pub fn config_text(extra: &str) -> String {
+    let mut base: toml::Table = base_config().parse().expect("base config");
+    let extra: toml::Table = extra.parse().expect("extra config");
+    merge(&mut base, extra);
+    toml::to_string(&base).expect("serialize config")
+}
+
+fn merge(base: &mut toml::Table, extra: toml::Table) {
+    for (k, v) in extra {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(e)) => merge(b, e),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn base_config() -> String {
     format!(
         r#"[server]
 hostname = "gw.test.example"
@@ -52,7 +71,6 @@ tokens = [
   {{ name = "desk", role = "viewer", token = "{VIEWER_TOKEN}" }},
   {{ name = "duty", role = "operator", token = "{OPERATOR_TOKEN}" }},
 ]
-{extra}
 "#
     )
 }
@@ -119,7 +137,10 @@ impl Gateway {
             }
             Err(_) => {
                 let _ = child.kill();
-                panic!("ugem did not become ready; log:\n{}", self.log.lock().unwrap());
+                panic!(
+                    "ugem did not become ready; log:\n{}",
+                    self.log.lock().unwrap()
+                );
             }
         }
         self.child = Some(child);
@@ -184,7 +205,13 @@ impl Gateway {
 
     /// Registers a connected domain whose server is 127.0.0.1.
     pub fn register(&self, domain: &str, servers: &[&str]) {
-        let mut args = vec!["domain", "add", domain, "--contact", "IT Desk <it@contact.example.kz>"];
+        let mut args = vec![
+            "domain",
+            "add",
+            domain,
+            "--contact",
+            "IT Desk <it@contact.example.kz>",
+        ];
         for s in servers {
             args.push("--server");
             args.push(s);
@@ -211,7 +238,13 @@ fn unsafe_kill(pid: u32, sig: i32) {
 }
 
 /// Sends a raw HTTP/1.1 request; returns (status, body).
-pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect admin");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -227,7 +260,10 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, bod
     let mut resp = String::new();
     let _ = s.read_to_string(&mut resp);
     let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -253,8 +289,13 @@ impl Reply {
 impl Smtp {
     pub fn connect(addr: SocketAddr) -> Smtp {
         let stream = TcpStream::connect(addr).expect("connect smtp");
-        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        Smtp { stream, buf: Vec::new() }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        Smtp {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     /// Connects and reads the greeting (asserting 220).
@@ -316,7 +357,9 @@ impl Smtp {
 
     /// True when the server has closed the connection.
     pub fn is_closed(&mut self) -> bool {
-        self.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let mut tmp = [0u8; 1];
         matches!(self.stream.read(&mut tmp), Ok(0) | Err(_))
     }

@@ -1,0 +1,7 @@
+//! Fuzzes DataReader and BdatReader under arbitrary splits; the invariants live in
+//! `ugem::smtp::data::fuzzing::check` (also replayed by tests/fuzz_corpus.rs).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ugem::smtp::data::fuzzing::check(data));

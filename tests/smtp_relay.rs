@@ -1,0 +1,433 @@
+//! The SMTP front door end to end: policy, limits, smuggling, durability.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const AGENCY: &str = "agency.example.kz";
+
+fn gateway_with_agency(extra: &str) -> Gateway {
+    let gw = Gateway::start(extra);
+    gw.register(AGENCY, &["127.0.0.1"]);
+    gw
+}
+
+fn queued(gw: &Gateway) -> Vec<Value> {
+    let (st, body) = http(gw.admin, "GET", "/api/v1/queue", Some(VIEWER_TOKEN), None);
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str::<Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+const BODY: &str =
+    "From: clerk@agency.example.kz\r\nTo: citizen@example.org\r\nSubject: test\r\n\r\nHello.\r\n";
+
+#[test]
+fn registered_relay_is_accepted_and_queued() {
+    let gw = gateway_with_agency("");
+    let mut s = Smtp::greeted(gw.smtp);
+    let r = s.send_mail("clerk@agency.example.kz", &["citizen@example.org"], BODY);
+    assert_eq!(r.code, 250, "{r:?}");
+    assert!(r.text().starts_with("2.0.0 queued as "), "{r:?}");
+    s.expect("QUIT", 221);
+    let q = queued(&gw);
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["sender"], "clerk@agency.example.kz");
+    assert_eq!(q[0]["recipients"][0]["address"], "citizen@example.org");
+    assert_eq!(q[0]["direction"], "outbound");
+    assert_eq!(q[0]["domain"], AGENCY);
+    assert_eq!(q[0]["client_ip"], "127.0.0.1");
+    assert_eq!(q[0]["helo"], "client.test.example");
+}
+
+#[test]
+fn strangers_get_the_documented_codes() {
+    let gw = Gateway::start("");
+    gw.register(AGENCY, &["127.0.0.1"]);
+    gw.register("elsewhere.example.kz", &["192.0.2.10"]);
+
+    // Unregistered domain, external recipient: relaying denied at RCPT.
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    s.expect("MAIL FROM:<someone@example.org>", 250);
+    let r = s.expect("RCPT TO:<other@example.net>", 550);
+    assert!(r.text().starts_with("5.7.1"), "{r:?}");
+    // ...but inbound mail to a registered domain is accepted from anyone.
+    s.expect("RCPT TO:<head@agency.example.kz>", 250);
+    s.expect("RSET", 250);
+    // The null sender may only send inbound.
+    s.expect("MAIL FROM:<>", 250);
+    s.expect("RCPT TO:<x@example.net>", 550);
+    s.expect("RCPT TO:<head@agency.example.kz>", 250);
+    s.expect("RSET", 250);
+    // A registered domain used from an IP outside its servers: refused at MAIL.
+    let r = s.expect("MAIL FROM:<clerk@elsewhere.example.kz>", 550);
+    assert!(
+        r.text().contains("5.7.1") && r.text().contains("127.0.0.1"),
+        "{r:?}"
+    );
+    // A subdomain is not the registered domain.
+    s.expect("MAIL FROM:<clerk@sub.agency.example.kz>", 250);
+    s.expect("RCPT TO:<x@example.net>", 550);
+    s.expect("QUIT", 221);
+
+    // Suspended domain: 451 4.7.1 with since when and whom to contact.
+    gw.cli_ok(&["domain", "suspend", AGENCY, "--reason", "spam run"]);
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    let r = s.expect("MAIL FROM:<clerk@agency.example.kz>", 451);
+    let t = r.text();
+    assert!(
+        t.starts_with("4.7.1") && t.contains("since") && t.contains("postmaster@gw.test.example"),
+        "{t}"
+    );
+    // A suspended sender alone.
+    gw.cli_ok(&["domain", "restore", AGENCY]);
+    gw.cli_ok(&[
+        "sender",
+        "suspend",
+        "bot@agency.example.kz",
+        "--reason",
+        "phishing",
+    ]);
+    s.expect("MAIL FROM:<clerk@agency.example.kz>", 250);
+    s.expect("RSET", 250);
+    s.expect("MAIL FROM:<BOT@agency.example.kz>", 451);
+    // Disconnected: refused like an unregistered domain.
+    gw.cli_ok(&["domain", "disconnect", AGENCY, "--reason", "left"]);
+    s.expect("MAIL FROM:<clerk@agency.example.kz>", 250);
+    s.expect("RCPT TO:<x@example.net>", 550);
+    s.expect("RCPT TO:<y@agency.example.kz>", 550);
+}
+
+#[test]
+fn routing_tricks_and_nmap_relay_probes_are_refused() {
+    let gw = gateway_with_agency("");
+    let ip = "[127.0.0.1]";
+    let srv = "gw.test.example";
+    let d = "external.example";
+    // (sender, recipient) as nmap's smtp-open-relay sends them.
+    let mut probes: Vec<(String, String)> = vec![
+        ("".into(), format!("relaytest@{d}")),
+        (format!("antispam@{d}"), format!("relaytest@{d}")),
+        (format!("antispam@{srv}"), format!("relaytest@{d}")),
+        (format!("antispam@{ip}"), format!("relaytest@{d}")),
+    ];
+    for rcpt in [
+        format!("relaytest%{d}@{ip}"),
+        format!("relaytest%{d}@{srv}"),
+        format!("\"relaytest@{d}\""),
+        format!("\"relaytest%{d}\""),
+        format!("relaytest@{d}@{ip}"),
+        format!("\"relaytest@{d}\"@{ip}"),
+        format!("relaytest@{d}@{srv}"),
+        format!("@{ip}:relaytest@{d}"),
+        format!("@{srv}:relaytest@{d}"),
+        format!("{d}!relaytest"),
+        format!("{d}!relaytest@{ip}"),
+        format!("{d}!relaytest@{srv}"),
+    ] {
+        probes.push((format!("antispam@{ip}"), rcpt));
+    }
+    assert_eq!(probes.len(), 16);
+    // From the agency's own IP, with routing tricks aimed through the agency domain too.
+    for trick in [
+        format!("relaytest%{d}@{AGENCY}"),
+        format!("{d}!relaytest@{AGENCY}"),
+        format!("\"relaytest@{d}\"@{AGENCY}"),
+        format!("@{AGENCY}:relaytest@{d}"),
+        format!("relaytest@{d}@{AGENCY}"),
+    ] {
+        probes.push((format!("clerk@{AGENCY}"), trick));
+    }
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO probe.example", 250);
+    for (i, (from, to)) in probes.iter().enumerate() {
+        // Probes 2-16 use a foreign sender from the registered IP: never relayed.
+        let m = s.cmd(&format!("MAIL FROM:<{from}>"));
+        if m.code == 250 {
+            let r = s.cmd(&format!("RCPT TO:<{to}>"));
+            assert!(r.code >= 500, "probe {i} {from} -> {to} accepted: {r:?}");
+            s.expect("RSET", 250);
+        } else {
+            assert!(m.code >= 500, "probe {i}: {m:?}");
+        }
+        if i % 4 == 3 {
+            // Stay under the error limit.
+            s.expect("QUIT", 221);
+            s = Smtp::greeted(gw.smtp);
+            s.expect("EHLO probe.example", 250);
+        }
+    }
+    assert!(queued(&gw).is_empty());
+}
+
+#[test]
+fn pipelined_transaction_gets_every_reply() {
+    let gw = gateway_with_agency("");
+    let mut s = Smtp::greeted(gw.smtp);
+    let ehlo = s.cmd("EHLO client.test.example");
+    for ext in [
+        "PIPELINING",
+        "SIZE 26214400",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "CHUNKING",
+    ] {
+        assert!(
+            ehlo.lines.iter().any(|l| l == ext),
+            "{ext} missing: {ehlo:?}"
+        );
+    }
+    s.send_raw(
+        b"MAIL FROM:<clerk@agency.example.kz>\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<c@nowhere.invalid>\r\nDATA\r\n",
+    );
+    for want in [250, 250, 250, 250, 354] {
+        assert_eq!(s.reply().code, want);
+    }
+    s.send_raw(b"Subject: pipelined\r\n\r\nbody\r\n.\r\nQUIT\r\n");
+    assert_eq!(s.reply().code, 250);
+    assert_eq!(s.reply().code, 221);
+    let q = queued(&gw);
+    assert_eq!(q[0]["recipients"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn smuggling_variants_never_yield_two_messages() {
+    let gw = gateway_with_agency("");
+    let variants: [&[u8]; 9] = [
+        b"\n.\n",
+        b"\r.\r",
+        b"\r.\n",
+        b"\n.\r",
+        b"\n.\r\n",
+        b"\r\n.\n",
+        b"\r.\r\n",
+        b"\r\n.\r",
+        b"\r\n\0.\r\n",
+    ];
+    for v in variants {
+        let before = queued(&gw).len();
+        let mut s = Smtp::greeted(gw.smtp);
+        s.expect("EHLO client.test.example", 250);
+        s.expect("MAIL FROM:<clerk@agency.example.kz>", 250);
+        s.expect("RCPT TO:<citizen@example.org>", 250);
+        s.expect("DATA", 354);
+        let mut data = b"Subject: first\r\n\r\nfirst message".to_vec();
+        data.extend_from_slice(v);
+        data.extend_from_slice(
+            b"MAIL FROM:<ceo@agency.example.kz>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\n",
+        );
+        s.send_raw(&data);
+        let r = s.reply();
+        assert_eq!(r.code, 521, "variant {v:?}: {r:?}");
+        assert!(r.text().starts_with("5.5.2"));
+        assert!(s.is_closed(), "variant {v:?}: connection left open");
+        let after = queued(&gw).len();
+        assert!(
+            after - before <= 1,
+            "variant {v:?} queued {} messages",
+            after - before
+        );
+        assert_eq!(after, before, "variant {v:?}: strict mode queues nothing");
+    }
+}
+
+#[test]
+fn bare_newline_in_a_command_closes_the_session() {
+    let gw = gateway_with_agency("");
+    let mut s = Smtp::greeted(gw.smtp);
+    s.send_raw(b"EHLO x.example\nMAIL FROM:<clerk@agency.example.kz>\r\n");
+    assert_eq!(s.reply().code, 521);
+    assert!(s.is_closed());
+}
+
+#[test]
+fn limits_are_enforced() {
+    let gw = gateway_with_agency(
+        "[smtp]\nmax_recipients = 3\nmax_message_size = \"64KiB\"\nmax_received_headers = 5\nmax_errors = 20\n",
+    );
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    // An over-long command: 500 5.5.2, and the next command still works.
+    let long = format!("NOOP {}", "x".repeat(5000));
+    let r = s.cmd(&long);
+    assert_eq!(r.code, 500, "{r:?}");
+    assert!(r.text().starts_with("5.5.2"));
+    s.expect("NOOP", 250);
+    // SIZE over the limit.
+    s.expect("MAIL FROM:<clerk@agency.example.kz> SIZE=100000", 552);
+    // Recipients beyond the maximum: 452, earlier ones kept.
+    s.expect("MAIL FROM:<clerk@agency.example.kz>", 250);
+    for i in 0..3 {
+        s.expect(&format!("RCPT TO:<r{i}@example.org>"), 250);
+    }
+    let r = s.expect("RCPT TO:<r4@example.org>", 452);
+    assert!(r.text().starts_with("4.5.3"));
+    s.expect("DATA", 354);
+    s.send_raw(b"Subject: three\r\n\r\nx\r\n.\r\n");
+    assert_eq!(s.reply().code, 250);
+    // A body over the limit: read to the end, then 552.
+    s.expect("MAIL FROM:<clerk@agency.example.kz>", 250);
+    s.expect("RCPT TO:<r@example.org>", 250);
+    s.expect("DATA", 354);
+    let line = format!("{}\r\n", "y".repeat(900));
+    for _ in 0..100 {
+        s.send_raw(line.as_bytes());
+    }
+    s.send_raw(b".\r\n");
+    let r = s.reply();
+    assert_eq!(r.code, 552, "{r:?}");
+    assert!(r.text().starts_with("5.3.4"));
+    // Too many Received headers: a loop.
+    s.expect("MAIL FROM:<clerk@agency.example.kz>", 250);
+    s.expect("RCPT TO:<r@example.org>", 250);
+    s.expect("DATA", 354);
+    for i in 0..6 {
+        s.send_raw(
+            format!("Received: from hop{i}.example by x; Sun, 29 Nov 2026 08:00:00 +0000\r\n")
+                .as_bytes(),
+        );
+    }
+    s.send_raw(b"Subject: loop\r\n\r\nx\r\n.\r\n");
+    let r = s.reply();
+    assert_eq!(r.code, 554, "{r:?}");
+    assert!(r.text().starts_with("5.4.6"));
+    s.expect("QUIT", 221);
+    let q = queued(&gw);
+    assert_eq!(q.len(), 1, "only the 3-recipient message: {q:?}");
+    assert_eq!(q[0]["recipients"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn too_many_errors_close_the_session() {
+    let gw = gateway_with_agency("[smtp]\nmax_errors = 3\n");
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    s.expect("FOO", 500);
+    s.expect("BAR", 500);
+    let r = s.cmd("BAZ");
+    // The third error's reply is followed by 421 and a close.
+    assert_eq!(r.code, 500);
+    assert_eq!(s.reply().code, 421);
+    assert!(s.is_closed());
+}
+
+#[test]
+fn connections_per_ip_are_limited() {
+    let gw = gateway_with_agency("[smtp]\nmax_connections_per_ip = 2\n");
+    let _a = Smtp::greeted(gw.smtp);
+    let _b = Smtp::greeted(gw.smtp);
+    let mut c = Smtp::connect(gw.smtp);
+    let r = c.reply();
+    assert_eq!(r.code, 421, "{r:?}");
+    assert!(r.text().starts_with("4.7.0"));
+}
+
+#[test]
+fn http_on_the_smtp_port_is_dropped() {
+    let gw = gateway_with_agency("");
+    let mut s = Smtp::greeted(gw.smtp);
+    s.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(s.is_closed());
+}
+
+#[test]
+fn vrfy_and_expn_reveal_nothing() {
+    let gw = gateway_with_agency("");
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    s.expect("VRFY root", 252);
+    s.expect("EXPN staff", 502);
+    s.expect("HELP", 214);
+    s.expect("NOOP", 250);
+}
+
+#[test]
+fn received_header_and_message_id_are_added() {
+    let gw = gateway_with_agency("");
+    let mut s = Smtp::greeted(gw.smtp);
+    let r = s.send_mail(
+        "clerk@agency.example.kz",
+        &["citizen@example.org"],
+        "Subject: no id\r\n\r\n..leading dot\r\nbody\r\n",
+    );
+    assert_eq!(r.code, 250);
+    let id = r.text().rsplit(' ').next().unwrap().to_string();
+    s.expect("QUIT", 221);
+    let mut gw = gw;
+    gw.kill();
+    let q = ugem_queue::Queue::open(&gw.data_dir().join("queue"), Default::default()).unwrap();
+    let body = q.body(id.parse().unwrap()).unwrap().expect("body on disk");
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.starts_with("Received: from client.test.example ([127.0.0.1])\r\n\tby gw.test.example (ugem) with ESMTP"), "{text}");
+    assert!(text.contains("\r\nMessage-ID: <"), "{text}");
+    assert!(
+        text.contains("\r\n\r\n.leading dot\r\nbody\r\n"),
+        "dot-unstuffed: {text}"
+    );
+    assert!(!text.ends_with(".\r\n"));
+}
+
+#[test]
+fn accepted_mail_survives_sigkill() {
+    let mut gw = gateway_with_agency("");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut s = Smtp::greeted(gw.smtp);
+        let r = s.send_mail(
+            "clerk@agency.example.kz",
+            &["citizen@example.org"],
+            &format!("Subject: {i}\r\n\r\nx\r\n"),
+        );
+        assert_eq!(r.code, 250);
+        ids.push(r.text().rsplit(' ').next().unwrap().to_string());
+        // No QUIT: kill right after the 250.
+    }
+    gw.kill();
+    gw.spawn();
+    let q = queued(&gw);
+    for id in &ids {
+        assert!(
+            q.iter().any(|e| e["id"] == id.as_str()),
+            "{id} lost after SIGKILL"
+        );
+    }
+}
+
+#[test]
+fn connection_log_records_sessions() {
+    let gw = gateway_with_agency("");
+    let mut s = Smtp::greeted(gw.smtp);
+    assert_eq!(
+        s.send_mail("clerk@agency.example.kz", &["a@example.org"], BODY)
+            .code,
+        250
+    );
+    s.expect("MAIL FROM:<x@example.org>", 250);
+    s.expect("RCPT TO:<y@example.net>", 550);
+    s.expect("QUIT", 221);
+    assert!(
+        wait_for(10, || {
+            let out = gw.cli(ADMIN_TOKEN, &["--json", "connections", "--domain", AGENCY]);
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            v.as_array().is_some_and(|a| {
+                a.iter().any(|r| {
+                    r["messages"] == 1
+                        && r["mail_count"] == 2
+                        && r["ehlo"] == "client.test.example"
+                        && r["close"] == "quit"
+                        && r["refusals"][0]["code"] == 550
+                })
+            })
+        }),
+        "session not in the connection log"
+    );
+    let table = gw.cli_ok(&["connections", "--ip", "127.0.0.1"]);
+    assert!(table.starts_with("STARTED"), "{table}");
+}
