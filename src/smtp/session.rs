@@ -222,6 +222,9 @@ impl Session {
                     return c;
                 }
                 Flow::StartTls => {
+                    if self.flush(&mut conn).await.is_err() {
+                        return Close::IoError;
+                    }
                     let Conn::Plain(tcp) = conn else {
                         return Close::TlsFailed;
                     };

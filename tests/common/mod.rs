@@ -267,9 +267,15 @@ pub fn http(
     (status, body)
 }
 
+/// Anything an SMTP client can talk through (plain TCP or TLS).
+pub trait Io: Read + Write + Send {}
+impl<T: Read + Write + Send> Io for T {}
+
 /// A line-oriented SMTP client for tests.
 pub struct Smtp {
-    pub stream: TcpStream,
+    /// The TCP socket under any TLS layer (for timeouts).
+    pub tcp: TcpStream,
+    io: Box<dyn Io>,
     buf: Vec<u8>,
 }
 
@@ -293,7 +299,20 @@ impl Smtp {
             .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap();
         Smtp {
-            stream,
+            tcp: stream.try_clone().unwrap(),
+            io: Box::new(stream),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Wraps the connection in TLS (after a 220 to STARTTLS).
+    pub fn upgrade(self, cfg: std::sync::Arc<rustls::ClientConfig>, name: &str) -> Smtp {
+        assert!(self.buf.is_empty(), "server sent bytes before the TLS handshake");
+        let conn = rustls::ClientConnection::new(cfg, name.to_string().try_into().unwrap()).unwrap();
+        let tcp = self.tcp.try_clone().unwrap();
+        Smtp {
+            tcp: self.tcp,
+            io: Box::new(rustls::StreamOwned::new(conn, tcp)),
             buf: Vec::new(),
         }
     }
@@ -307,7 +326,8 @@ impl Smtp {
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write");
+        self.io.write_all(bytes).expect("write");
+        self.io.flush().expect("flush");
     }
 
     /// Sends a command (CRLF added) and reads one reply.
@@ -348,7 +368,7 @@ impl Smtp {
                 return Some(line);
             }
             let mut tmp = [0u8; 4096];
-            match self.stream.read(&mut tmp) {
+            match self.io.read(&mut tmp) {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
             }
@@ -357,11 +377,11 @@ impl Smtp {
 
     /// True when the server has closed the connection.
     pub fn is_closed(&mut self) -> bool {
-        self.stream
+        self.tcp
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let mut tmp = [0u8; 1];
-        matches!(self.stream.read(&mut tmp), Ok(0) | Err(_))
+        matches!(self.io.read(&mut tmp), Ok(0) | Err(_))
     }
 
     /// EHLO, MAIL, RCPTs, DATA, body; returns the final reply.
