@@ -431,3 +431,71 @@ fn connection_log_records_sessions() {
     let table = gw.cli_ok(&["connections", "--ip", "127.0.0.1"]);
     assert!(table.starts_with("STARTED"), "{table}");
 }
+
+#[test]
+fn bdat_chunks_are_queued_and_refused_chunks_consumed() {
+    let gw = gateway_with_agency("");
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    // A BDAT without a transaction: refused, but its octets are not read as commands.
+    let junk = b"MAIL FROM:<ceo@agency.example.kz>\r\nRCPT TO:<v@example.org>\r\n";
+    s.send_raw(format!("BDAT {}\r\n", junk.len()).as_bytes());
+    s.send_raw(junk);
+    assert_eq!(s.reply().code, 503);
+    s.expect("NOOP", 250);
+    // A real chunked message.
+    s.expect("MAIL FROM:<clerk@agency.example.kz>", 250);
+    s.expect("RCPT TO:<citizen@example.org>", 250);
+    let part1 = b"Subject: chunked\r\n\r\nfirst ";
+    let part2 = b"second\r\n.line\r\n";
+    s.send_raw(format!("BDAT {}\r\n", part1.len()).as_bytes());
+    s.send_raw(part1);
+    assert_eq!(s.reply().code, 250);
+    s.send_raw(format!("BDAT {} LAST\r\n", part2.len()).as_bytes());
+    s.send_raw(part2);
+    let r = s.reply();
+    assert_eq!(r.code, 250, "{r:?}");
+    let id = r.text().rsplit(' ').next().unwrap().to_string();
+    // DATA after BDAT in one transaction is a sequence error.
+    s.expect("MAIL FROM:<clerk@agency.example.kz>", 250);
+    s.expect("RCPT TO:<citizen@example.org>", 250);
+    s.send_raw(b"BDAT 3\r\nabc");
+    assert_eq!(s.reply().code, 250);
+    s.expect("DATA", 503);
+    s.expect("QUIT", 221);
+    let mut gw = gw;
+    gw.kill();
+    let q = ugem_queue::Queue::open(&gw.data_dir().join("queue"), Default::default()).unwrap();
+    let body = String::from_utf8(q.body(id.parse().unwrap()).unwrap().unwrap()).unwrap();
+    // BDAT content is not dot-stuffed: ".line" stays as sent.
+    assert!(body.ends_with("\r\n\r\nfirst second\r\n.line\r\n"), "{body:?}");
+    assert_eq!(q.list(&Default::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn bdat_with_bare_newline_is_refused() {
+    let gw = gateway_with_agency("");
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    s.expect("MAIL FROM:<clerk@agency.example.kz>", 250);
+    s.expect("RCPT TO:<citizen@example.org>", 250);
+    let chunk = b"Subject: x\r\n\r\nhello\n.\nMAIL FROM:<evil@example.org>\r\n";
+    s.send_raw(format!("BDAT {} LAST\r\n", chunk.len()).as_bytes());
+    s.send_raw(chunk);
+    let r = s.reply();
+    assert_eq!(r.code, 521, "{r:?}");
+    assert!(s.is_closed());
+    assert!(queued(&gw).is_empty());
+}
+
+#[test]
+fn eight_bit_addresses_need_smtputf8() {
+    let gw = gateway_with_agency("");
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    let r = s.cmd("MAIL FROM:<клерк@agency.example.kz>");
+    assert_eq!(r.code, 553, "{r:?}");
+    assert!(r.text().starts_with("5.6.7"));
+    s.expect("MAIL FROM:<клерк@agency.example.kz> SMTPUTF8", 250);
+    s.expect("RCPT TO:<гражданин@пример.рф>", 250);
+}
