@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod policy;
 pub mod registry;
+pub mod sdnotify;
 pub mod server;
 pub mod smtp;
 pub mod store;

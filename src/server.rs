@@ -119,6 +119,8 @@ pub async fn run(
     ));
 
     ready.store(true, Ordering::Release);
+    crate::sdnotify::notify("READY=1\nSTATUS=serving mail");
+    let watchdog_task = tokio::spawn(watchdog(queue.clone()));
     tracing::info!(
         smtp = %smtp_addrs.join(","),
         admin = %admin_addr,
@@ -128,6 +130,8 @@ pub async fn run(
     );
     shutdown.await;
     ready.store(false, Ordering::Release);
+    crate::sdnotify::notify("STOPPING=1\nSTATUS=stopping");
+    watchdog_task.abort();
     let _ = stop_tx.send(true);
     // Sessions get a grace period to finish their transaction.
     let _ = tokio::time::timeout(Duration::from_secs(30), smtp_task).await;
@@ -180,4 +184,24 @@ async fn reload_on_hup(gw: Arc<crate::smtp::Gateway>) {
 pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     // The guard wait_for returns is not Send: drop it here.
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Pings the systemd watchdog at half its interval while the queue's writer
+/// still answers, so a wedged gateway is restarted.
+async fn watchdog(queue: ugem_queue::Queue) {
+    let Some(every) = crate::sdnotify::watchdog_interval() else {
+        return;
+    };
+    loop {
+        let q = queue.clone();
+        let alive = tokio::task::spawn_blocking(move || q.counts().is_ok())
+            .await
+            .unwrap_or(false);
+        if alive {
+            crate::sdnotify::notify("WATCHDOG=1");
+        } else {
+            tracing::error!("queue not answering; withholding the watchdog ping");
+        }
+        tokio::time::sleep(every / 2).await;
+    }
 }
