@@ -409,21 +409,13 @@ impl serde::Serialize for ByteSize {
 /// `[delivery]`: outbound settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[derive(Default)]
 pub struct DeliverySection {
     /// DNS servers (`ip:port`); empty means the system resolver.
     #[serde(deserialize_with = "one_or_many")]
     pub nameservers: Vec<SocketAddr>,
     /// Static next hops by recipient domain, or `*` for all.
     pub routes: BTreeMap<String, HostPort>,
-}
-
-impl Default for DeliverySection {
-    fn default() -> Self {
-        DeliverySection {
-            nameservers: Vec::new(),
-            routes: BTreeMap::new(),
-        }
-    }
 }
 
 /// What a token may do.

@@ -121,7 +121,10 @@ mod tests {
 
     #[test]
     fn lowercases_and_drops_trailing_dot() {
-        assert_eq!(Domain::parse("Agency.GOV.kz.").unwrap().as_str(), "agency.gov.kz");
+        assert_eq!(
+            Domain::parse("Agency.GOV.kz.").unwrap().as_str(),
+            "agency.gov.kz"
+        );
     }
 
     #[test]
@@ -133,10 +136,23 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for bad in ["", ".", "a..b", "-a.b", "a-.b", "a b.c", "a@b.c", "localhost", "[1.2.3.4]"] {
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a b.c",
+            "a@b.c",
+            "localhost",
+            "[1.2.3.4]",
+        ] {
             assert!(Domain::parse(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(Domain::parse(&format!("{}.kz", "a".repeat(64))), Err(DomainError::BadLabel));
+        assert_eq!(
+            Domain::parse(&format!("{}.kz", "a".repeat(64))),
+            Err(DomainError::BadLabel)
+        );
     }
 
     #[test]
@@ -145,6 +161,10 @@ mod tests {
         assert!(Domain::parse("mail.agency.kz").unwrap().is_within(&parent));
         assert!(Domain::parse("agency.kz").unwrap().is_within(&parent));
         assert!(!Domain::parse("xagency.kz").unwrap().is_within(&parent));
-        assert!(!Domain::parse("agency.kz.evil.example").unwrap().is_within(&parent));
+        assert!(
+            !Domain::parse("agency.kz.evil.example")
+                .unwrap()
+                .is_within(&parent)
+        );
     }
 }

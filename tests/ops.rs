@@ -13,7 +13,8 @@ fn sd_notify_ready_watchdog_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let config = dir.path().join("ugem.toml");
     std::fs::write(&config, config_text("")).unwrap();
     let mut child = Command::new(bin())
@@ -35,7 +36,10 @@ fn sd_notify_ready_watchdog_and_stopping() {
     // Watchdog pings at half the 200 ms interval.
     assert_eq!(recv(), "WATCHDOG=1");
     assert_eq!(recv(), "WATCHDOG=1");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let mut got_stopping = false;
     for _ in 0..20 {
         if recv().starts_with("STOPPING=1") {
@@ -58,7 +62,10 @@ fn sigterm_during_data_loses_nothing() {
     s.expect("DATA", 354);
     s.send_raw(b"Subject: in flight\r\n\r\nfirst half\r\n");
     let pid = gw.child.as_ref().unwrap().id();
-    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // The transaction in flight is finished, not cut.
     s.send_raw(b"second half\r\n.\r\n");
@@ -71,5 +78,9 @@ fn sigterm_during_data_loses_nothing() {
     assert!(gw.terminate().success());
     let q = ugem_queue::Queue::open(&gw.data_dir().join("queue"), Default::default()).unwrap();
     let body = q.body(id.parse().unwrap()).unwrap().expect("message kept");
-    assert!(String::from_utf8(body).unwrap().ends_with("first half\r\nsecond half\r\n"));
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .ends_with("first half\r\nsecond half\r\n")
+    );
 }

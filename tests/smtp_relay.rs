@@ -468,7 +468,10 @@ fn bdat_chunks_are_queued_and_refused_chunks_consumed() {
     let q = ugem_queue::Queue::open(&gw.data_dir().join("queue"), Default::default()).unwrap();
     let body = String::from_utf8(q.body(id.parse().unwrap()).unwrap().unwrap()).unwrap();
     // BDAT content is not dot-stuffed: ".line" stays as sent.
-    assert!(body.ends_with("\r\n\r\nfirst second\r\n.line\r\n"), "{body:?}");
+    assert!(
+        body.ends_with("\r\n\r\nfirst second\r\n.line\r\n"),
+        "{body:?}"
+    );
     assert_eq!(q.list(&Default::default()).unwrap().len(), 1);
 }
 

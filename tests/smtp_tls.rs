@@ -15,9 +15,14 @@ fn write_cert(dir: &Path) -> Vec<u8> {
     ck.cert.der().to_vec()
 }
 
-fn client_config(trusted: &[u8], versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ClientConfig> {
+fn client_config(
+    trusted: &[u8],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from(trusted.to_vec())).unwrap();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(trusted.to_vec()))
+        .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
@@ -52,11 +57,17 @@ fn starttls_discards_pipelined_plaintext_and_resets_state() {
     // same packet must not survive into the TLS session.
     s.send_raw(b"STARTTLS\r\nMAIL FROM:<clerk@agency.example.kz>\r\n");
     assert_eq!(s.reply().code, 220);
-    let mut s = s.upgrade(client_config(&der, &[&rustls::version::TLS13]), "gw.test.example");
+    let mut s = s.upgrade(
+        client_config(&der, &[&rustls::version::TLS13]),
+        "gw.test.example",
+    );
     // A new EHLO is required: the state was reset.
     s.expect("MAIL FROM:<clerk@agency.example.kz>", 503);
     let ehlo = s.expect("EHLO client.test.example", 250);
-    assert!(!ehlo.lines.iter().any(|l| l == "STARTTLS"), "STARTTLS offered twice: {ehlo:?}");
+    assert!(
+        !ehlo.lines.iter().any(|l| l == "STARTTLS"),
+        "STARTTLS offered twice: {ehlo:?}"
+    );
     s.expect("RCPT TO:<x@example.org>", 503);
     s.expect("MAIL FROM:<clerk@agency.example.kz>", 250);
     s.expect("RCPT TO:<x@example.org>", 250);
@@ -71,7 +82,10 @@ fn starttls_discards_pipelined_plaintext_and_resets_state() {
     gw.kill();
     let q = ugem_queue::Queue::open(&gw.data_dir().join("queue"), Default::default()).unwrap();
     let env = q.get(id.parse().unwrap()).unwrap().unwrap();
-    assert!(env.tls.as_deref().unwrap().starts_with("TLSv1.3 TLS13_"), "{env:?}");
+    assert!(
+        env.tls.as_deref().unwrap().starts_with("TLSv1.3 TLS13_"),
+        "{env:?}"
+    );
     let body = String::from_utf8(q.body(env.id).unwrap().unwrap()).unwrap();
     assert!(body.contains("with ESMTPS (TLSv1.3 TLS13_"), "{body}");
 }
@@ -82,7 +96,10 @@ fn tls12_is_accepted_and_connection_log_has_cipher() {
     let mut s = Smtp::greeted(gw.smtp);
     s.expect("EHLO client.test.example", 250);
     s.expect("STARTTLS", 220);
-    let mut s = s.upgrade(client_config(&der, &[&rustls::version::TLS12]), "gw.test.example");
+    let mut s = s.upgrade(
+        client_config(&der, &[&rustls::version::TLS12]),
+        "gw.test.example",
+    );
     s.expect("EHLO client.test.example", 250);
     s.expect("QUIT", 221);
     assert!(wait_for(10, || {
@@ -100,14 +117,22 @@ fn sighup_serves_a_replaced_certificate_to_the_next_connection() {
     let new = write_cert(gw.dir.path());
     assert_ne!(old, new);
     let pid = gw.child.as_ref().unwrap().id();
-    std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
-    assert!(wait_for(10, || gw.log_text().contains("TLS certificate reloaded")));
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(wait_for(10, || gw
+        .log_text()
+        .contains("TLS certificate reloaded")));
     first.expect("NOOP", 250);
     let mut s = Smtp::greeted(gw.smtp);
     s.expect("EHLO client.test.example", 250);
     s.expect("STARTTLS", 220);
     // Only the new certificate is trusted: the handshake proves which one is served.
-    let mut s = s.upgrade(client_config(&new, &[&rustls::version::TLS13]), "gw.test.example");
+    let mut s = s.upgrade(
+        client_config(&new, &[&rustls::version::TLS13]),
+        "gw.test.example",
+    );
     s.expect("EHLO client.test.example", 250);
 }
 

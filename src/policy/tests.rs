@@ -7,7 +7,10 @@ const PM: &str = "postmaster@gw.example.kz";
 fn registry() -> (tempfile::TempDir, Registry) {
     let dir = tempfile::tempdir().unwrap();
     let r = Registry::open(Store::open(dir.path()).unwrap()).unwrap();
-    for (name, server) in [("agency.example.kz", "192.0.2.0/29"), ("other.example.kz", "2001:db8::/64")] {
+    for (name, server) in [
+        ("agency.example.kz", "192.0.2.0/29"),
+        ("other.example.kz", "2001:db8::/64"),
+    ] {
         r.add_domain(NewDomain {
             name: Domain::parse(name).unwrap(),
             owner: String::new(),
@@ -52,19 +55,37 @@ fn registered_client_relays_anywhere() {
     let (_d, r) = registry();
     let snap = r.snapshot();
     let gw = Domain::parse("gw.example.kz").unwrap();
-    let s = standing(mail_verdict(&snap, ip("192.0.2.5"), &from("clerk@agency.example.kz"), PM));
+    let s = standing(mail_verdict(
+        &snap,
+        ip("192.0.2.5"),
+        &from("clerk@agency.example.kz"),
+        PM,
+    ));
     assert!(matches!(s, SenderStanding::Relay { .. }));
-    assert!(matches!(rcpt_verdict(&snap, &s, &to("x@example.org"), &gw), RcptVerdict::Accept(RcptKind::Outbound)));
+    assert!(matches!(
+        rcpt_verdict(&snap, &s, &to("x@example.org"), &gw),
+        RcptVerdict::Accept(RcptKind::Outbound)
+    ));
     // A registered recipient is inbound even from a relaying agency.
     assert!(matches!(
         rcpt_verdict(&snap, &s, &to("x@other.example.kz"), &gw),
         RcptVerdict::Accept(RcptKind::Inbound(_))
     ));
     // IPv4-mapped IPv6 peers count as IPv4.
-    let s = standing(mail_verdict(&snap, ip("::ffff:192.0.2.5"), &from("clerk@agency.example.kz"), PM));
+    let s = standing(mail_verdict(
+        &snap,
+        ip("::ffff:192.0.2.5"),
+        &from("clerk@agency.example.kz"),
+        PM,
+    ));
     assert!(matches!(s, SenderStanding::Relay { .. }));
     // IPv6 servers.
-    let s = standing(mail_verdict(&snap, ip("2001:db8::25"), &from("a@other.example.kz"), PM));
+    let s = standing(mail_verdict(
+        &snap,
+        ip("2001:db8::25"),
+        &from("a@other.example.kz"),
+        PM,
+    ));
     assert!(matches!(s, SenderStanding::Relay { .. }));
 }
 
@@ -72,9 +93,25 @@ fn registered_client_relays_anywhere() {
 fn wrong_ip_for_registered_sender_is_refused() {
     let (_d, r) = registry();
     let snap = r.snapshot();
-    assert_eq!(refused_code(mail_verdict(&snap, ip("192.0.2.9"), &from("clerk@agency.example.kz"), PM)), 550);
+    assert_eq!(
+        refused_code(mail_verdict(
+            &snap,
+            ip("192.0.2.9"),
+            &from("clerk@agency.example.kz"),
+            PM
+        )),
+        550
+    );
     // The agency's IP with the other agency's domain.
-    assert_eq!(refused_code(mail_verdict(&snap, ip("192.0.2.5"), &from("a@other.example.kz"), PM)), 550);
+    assert_eq!(
+        refused_code(mail_verdict(
+            &snap,
+            ip("192.0.2.5"),
+            &from("a@other.example.kz"),
+            PM
+        )),
+        550
+    );
 }
 
 #[test]
@@ -82,15 +119,35 @@ fn strangers_only_reach_registered_domains() {
     let (_d, r) = registry();
     let snap = r.snapshot();
     let gw = Domain::parse("gw.example.kz").unwrap();
-    for sender in ["x@example.org", "", "x@sub.agency.example.kz", "x@[192.0.2.5]"] {
-        let rp = if sender.is_empty() { ReversePath::Null } else { from(sender) };
+    for sender in [
+        "x@example.org",
+        "",
+        "x@sub.agency.example.kz",
+        "x@[192.0.2.5]",
+    ] {
+        let rp = if sender.is_empty() {
+            ReversePath::Null
+        } else {
+            from(sender)
+        };
         // Even from a registered agency IP, a foreign sender gets no relay.
         let s = standing(mail_verdict(&snap, ip("192.0.2.5"), &rp, PM));
         assert!(matches!(s, SenderStanding::Inbound), "{sender}");
-        assert!(matches!(rcpt_verdict(&snap, &s, &to("y@example.net"), &gw), RcptVerdict::Refuse(ref r) if r.code == 550));
-        assert!(matches!(rcpt_verdict(&snap, &s, &to("y@agency.example.kz"), &gw), RcptVerdict::Accept(RcptKind::Inbound(_))));
-        assert!(matches!(rcpt_verdict(&snap, &s, &to("y@[192.0.2.5]"), &gw), RcptVerdict::Refuse(_)));
-        assert!(matches!(rcpt_verdict(&snap, &s, &ForwardPath::Postmaster, &gw), RcptVerdict::Accept(RcptKind::Postmaster)));
+        assert!(
+            matches!(rcpt_verdict(&snap, &s, &to("y@example.net"), &gw), RcptVerdict::Refuse(ref r) if r.code == 550)
+        );
+        assert!(matches!(
+            rcpt_verdict(&snap, &s, &to("y@agency.example.kz"), &gw),
+            RcptVerdict::Accept(RcptKind::Inbound(_))
+        ));
+        assert!(matches!(
+            rcpt_verdict(&snap, &s, &to("y@[192.0.2.5]"), &gw),
+            RcptVerdict::Refuse(_)
+        ));
+        assert!(matches!(
+            rcpt_verdict(&snap, &s, &ForwardPath::Postmaster, &gw),
+            RcptVerdict::Accept(RcptKind::Postmaster)
+        ));
         assert!(matches!(
             rcpt_verdict(&snap, &s, &to("PostMaster@gw.example.kz"), &gw),
             RcptVerdict::Accept(RcptKind::Postmaster)
@@ -102,25 +159,51 @@ fn strangers_only_reach_registered_domains() {
 fn suspensions_give_451() {
     let (_d, r) = registry();
     let agency = Domain::parse("agency.example.kz").unwrap();
-    r.suspend_sender("bot@agency.example.kz", SuspendRequest::manual("ops", "phishing")).unwrap();
+    r.suspend_sender(
+        "bot@agency.example.kz",
+        SuspendRequest::manual("ops", "phishing"),
+    )
+    .unwrap();
     let snap = r.snapshot();
     let v = mail_verdict(&snap, ip("192.0.2.5"), &from("Bot@Agency.example.kz"), PM);
     match v {
         MailVerdict::Refuse(rep) => {
             assert_eq!(rep.code, 451);
             let t = rep.first_line();
-            assert!(t.contains("4.7.1") && t.contains("since") && t.contains(PM), "{t}");
+            assert!(
+                t.contains("4.7.1") && t.contains("since") && t.contains(PM),
+                "{t}"
+            );
         }
         other => panic!("{other:?}"),
     }
-    standing(mail_verdict(&snap, ip("192.0.2.5"), &from("clerk@agency.example.kz"), PM));
-    r.suspend_domain(&agency, SuspendRequest::manual("ops", "volume")).unwrap();
+    standing(mail_verdict(
+        &snap,
+        ip("192.0.2.5"),
+        &from("clerk@agency.example.kz"),
+        PM,
+    ));
+    r.suspend_domain(&agency, SuspendRequest::manual("ops", "volume"))
+        .unwrap();
     let snap = r.snapshot();
-    assert_eq!(refused_code(mail_verdict(&snap, ip("192.0.2.5"), &from("clerk@agency.example.kz"), PM)), 451);
+    assert_eq!(
+        refused_code(mail_verdict(
+            &snap,
+            ip("192.0.2.5"),
+            &from("clerk@agency.example.kz"),
+            PM
+        )),
+        451
+    );
     // Inbound mail to a suspended domain still flows.
     let gw = Domain::parse("gw.example.kz").unwrap();
     assert!(matches!(
-        rcpt_verdict(&snap, &SenderStanding::Inbound, &to("x@agency.example.kz"), &gw),
+        rcpt_verdict(
+            &snap,
+            &SenderStanding::Inbound,
+            &to("x@agency.example.kz"),
+            &gw
+        ),
         RcptVerdict::Accept(RcptKind::Inbound(_))
     ));
 }

@@ -191,10 +191,14 @@ impl Registry {
         let _g = self.lock();
         check_text("owner", &new.owner, 300)?;
         if new.servers.is_empty() {
-            return Err(RegistryError::Invalid("at least one server IP or CIDR is needed".into()));
+            return Err(RegistryError::Invalid(
+                "at least one server IP or CIDR is needed".into(),
+            ));
         }
         if new.contacts.is_empty() {
-            return Err(RegistryError::Invalid("at least one technical contact is needed".into()));
+            return Err(RegistryError::Invalid(
+                "at least one technical contact is needed".into(),
+            ));
         }
         for c in &new.contacts {
             contact::validate(c).map_err(RegistryError::Invalid)?;
@@ -208,14 +212,14 @@ impl Registry {
                 continue;
             }
             for range in &new.servers {
-                if let Some(o) = other.servers.iter().find(|o| overlaps(range, o)) {
-                    if !(new.shared_servers && other.shared_servers) {
-                        return Err(RegistryError::Overlap {
-                            range: *range,
-                            other: other.name.clone(),
-                            other_range: *o,
-                        });
-                    }
+                if let Some(o) = other.servers.iter().find(|o| overlaps(range, o))
+                    && !(new.shared_servers && other.shared_servers)
+                {
+                    return Err(RegistryError::Overlap {
+                        range: *range,
+                        other: other.name.clone(),
+                        other_range: *o,
+                    });
                 }
             }
         }
@@ -258,7 +262,11 @@ impl Registry {
     }
 
     /// Suspends a connected domain: new mail gets 451 4.7.1.
-    pub fn suspend_domain(&self, name: &Domain, s: SuspendRequest) -> Result<SuspensionRecord, RegistryError> {
+    pub fn suspend_domain(
+        &self,
+        name: &Domain,
+        s: SuspendRequest,
+    ) -> Result<SuspensionRecord, RegistryError> {
         let _g = self.lock();
         check_text("reason", &s.reason, 1000)?;
         let cur = self
@@ -267,10 +275,14 @@ impl Registry {
         match cur.status {
             DomainStatus::Connected => {}
             DomainStatus::Suspended => {
-                return Err(RegistryError::State(format!("domain {name} is already suspended")));
+                return Err(RegistryError::State(format!(
+                    "domain {name} is already suspended"
+                )));
             }
             DomainStatus::Disconnected => {
-                return Err(RegistryError::State(format!("domain {name} is disconnected")));
+                return Err(RegistryError::State(format!(
+                    "domain {name} is disconnected"
+                )));
             }
         }
         let mut rec = s.into_record(Scope::Domain(name.clone()));
@@ -281,7 +293,11 @@ impl Registry {
     }
 
     /// Ends a domain's suspension.
-    pub fn restore_domain(&self, name: &Domain, r: RestoreRequest) -> Result<DomainRecord, RegistryError> {
+    pub fn restore_domain(
+        &self,
+        name: &Domain,
+        r: RestoreRequest,
+    ) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock();
         let cur = self
             .get(name)
@@ -299,14 +315,20 @@ impl Registry {
     }
 
     /// Disconnects a domain for good: refused like an unregistered one.
-    pub fn disconnect_domain(&self, name: &Domain, reason: &str) -> Result<DomainRecord, RegistryError> {
+    pub fn disconnect_domain(
+        &self,
+        name: &Domain,
+        reason: &str,
+    ) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock();
         check_text("reason", reason, 1000)?;
         let cur = self
             .get(name)
             .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
         if cur.status == DomainStatus::Disconnected {
-            return Err(RegistryError::State(format!("domain {name} is already disconnected")));
+            return Err(RegistryError::State(format!(
+                "domain {name} is already disconnected"
+            )));
         }
         if cur.status == DomainStatus::Suspended {
             self.end_suspension(
@@ -324,13 +346,19 @@ impl Registry {
     }
 
     /// Suspends one sender address.
-    pub fn suspend_sender(&self, address: &str, s: SuspendRequest) -> Result<SuspensionRecord, RegistryError> {
+    pub fn suspend_sender(
+        &self,
+        address: &str,
+        s: SuspendRequest,
+    ) -> Result<SuspensionRecord, RegistryError> {
         let _g = self.lock();
         check_text("reason", &s.reason, 1000)?;
         let addr = normalize_sender(address)?;
         let scope = Scope::Sender(addr.clone());
         if self.snapshot().suspension(&scope).is_some() {
-            return Err(RegistryError::State(format!("sender {addr} is already suspended")));
+            return Err(RegistryError::State(format!(
+                "sender {addr} is already suspended"
+            )));
         }
         let mut rec = s.into_record(scope);
         rec.id = self.store.insert_suspension(&rec)?;
@@ -339,7 +367,11 @@ impl Registry {
     }
 
     /// Ends a sender's suspension.
-    pub fn restore_sender(&self, address: &str, r: RestoreRequest) -> Result<SuspensionRecord, RegistryError> {
+    pub fn restore_sender(
+        &self,
+        address: &str,
+        r: RestoreRequest,
+    ) -> Result<SuspensionRecord, RegistryError> {
         let _g = self.lock();
         let addr = normalize_sender(address)?;
         let rec = self.end_suspension(&Scope::Sender(addr), r)?;
@@ -347,12 +379,15 @@ impl Registry {
         Ok(rec)
     }
 
-    fn end_suspension(&self, scope: &Scope, r: RestoreRequest) -> Result<SuspensionRecord, RegistryError> {
-        let active = self
-            .snapshot()
-            .suspension(scope)
-            .cloned()
-            .ok_or_else(|| RegistryError::NotFound(format!("an active suspension of {scope}")))?;
+    fn end_suspension(
+        &self,
+        scope: &Scope,
+        r: RestoreRequest,
+    ) -> Result<SuspensionRecord, RegistryError> {
+        let active =
+            self.snapshot().suspension(scope).cloned().ok_or_else(|| {
+                RegistryError::NotFound(format!("an active suspension of {scope}"))
+            })?;
         let mut rec = (*active).clone();
         rec.restored = Some(Restoration {
             by: r.actor,
@@ -428,9 +463,7 @@ pub struct RestoreRequest {
 }
 
 fn normalize_sender(address: &str) -> Result<String, RegistryError> {
-    let a: crate::config::PlainAddress = address
-        .parse()
-        .map_err(RegistryError::Invalid)?;
+    let a: crate::config::PlainAddress = address.parse().map_err(RegistryError::Invalid)?;
     Ok(format!("{}@{}", a.local.to_ascii_lowercase(), a.domain))
 }
 

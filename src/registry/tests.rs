@@ -20,7 +20,8 @@ fn new(name: &str, servers: &[&str]) -> NewDomain {
 #[test]
 fn add_then_duplicate_refused() {
     let (_d, r) = reg();
-    r.add_domain(new("a.example.kz", &["192.0.2.10/32"])).unwrap();
+    r.add_domain(new("a.example.kz", &["192.0.2.10/32"]))
+        .unwrap();
     assert!(matches!(
         r.add_domain(new("A.example.kz", &["192.0.2.99/32"])),
         Err(RegistryError::Exists(_))
@@ -33,14 +34,20 @@ fn overlap_refused_unless_both_share() {
     let mut a = new("a.example.kz", &["192.0.2.0/28"]);
     a.shared_servers = true;
     r.add_domain(a).unwrap();
-    let err = r.add_domain(new("b.example.kz", &["192.0.2.5"])).unwrap_err();
+    let err = r
+        .add_domain(new("b.example.kz", &["192.0.2.5"]))
+        .unwrap_err();
     assert!(err.to_string().contains("--shared-servers"), "{err}");
     let mut b = new("b.example.kz", &["192.0.2.5"]);
     b.shared_servers = true;
     r.add_domain(b).unwrap();
     // IPv6 overlap is checked too.
-    r.add_domain(new("c.example.kz", &["2001:db8::/48"])).unwrap();
-    assert!(r.add_domain(new("d.example.kz", &["2001:db8:0:1::1"])).is_err());
+    r.add_domain(new("c.example.kz", &["2001:db8::/48"]))
+        .unwrap();
+    assert!(
+        r.add_domain(new("d.example.kz", &["2001:db8:0:1::1"]))
+            .is_err()
+    );
 }
 
 #[test]
@@ -52,8 +59,15 @@ fn suspend_restore_disconnect_cycle() {
         .suspend_domain(&name, SuspendRequest::manual("ops", "spam run"))
         .unwrap();
     assert_eq!(r.get(&name).unwrap().status, DomainStatus::Suspended);
-    assert!(r.snapshot().suspension(&Scope::Domain(name.clone())).is_some());
-    assert!(r.suspend_domain(&name, SuspendRequest::manual("ops", "again")).is_err());
+    assert!(
+        r.snapshot()
+            .suspension(&Scope::Domain(name.clone()))
+            .is_some()
+    );
+    assert!(
+        r.suspend_domain(&name, SuspendRequest::manual("ops", "again"))
+            .is_err()
+    );
     r.restore_domain(
         &name,
         RestoreRequest {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::Gateway;
-use super::command::{Body, Command, CommandError, MailParams, parse_command};
+use super::command::{Command, CommandError, MailParams, parse_command};
 use super::data::{BdatReader, DataLimits, DataOutcome, DataReader};
 use super::line::{LineBuffer, LineError};
 use super::reply::Reply;
@@ -492,10 +492,11 @@ impl Session {
         if !self.esmtp && params != MailParams::default() {
             return self.error(Reply::new(555, "5.5.4", "parameters need EHLO"));
         }
-        if let ReversePath::Mailbox(mb) = &from {
-            if mb.is_utf8() && !params.smtputf8 {
-                return self.error(Reply::new(553, "5.6.7", "non-ASCII address needs SMTPUTF8"));
-            }
+        if let ReversePath::Mailbox(mb) = &from
+            && mb.is_utf8()
+            && !params.smtputf8
+        {
+            return self.error(Reply::new(553, "5.6.7", "non-ASCII address needs SMTPUTF8"));
         }
         let max = self.gw.cfg.smtp.max_message_size.0;
         if params.size.is_some_and(|s| s > max) {
@@ -540,10 +541,11 @@ impl Session {
         let Some(txn) = self.txn.as_ref() else {
             return self.error(Reply::new(503, "5.5.1", "send MAIL first"));
         };
-        if let ForwardPath::Mailbox(mb) = &to {
-            if mb.is_utf8() && !txn.params.smtputf8 {
-                return self.error(Reply::new(553, "5.6.7", "non-ASCII address needs SMTPUTF8"));
-            }
+        if let ForwardPath::Mailbox(mb) = &to
+            && mb.is_utf8()
+            && !txn.params.smtputf8
+        {
+            return self.error(Reply::new(553, "5.6.7", "non-ASCII address needs SMTPUTF8"));
         }
         if txn.rcpts.len() >= self.gw.cfg.smtp.max_recipients {
             // Not an error: the client sends the rest in another transaction.
@@ -650,9 +652,8 @@ impl Session {
         if let Some(r) = refusal {
             return self.error(r);
         }
-        let Some(reader) = reader else {
-            return None;
-        };
+        // No refusal means a transaction took the chunk.
+        let reader = reader?;
         if last {
             let (end, body) = reader.finish();
             return self.end_of_message(end, body).await;
@@ -774,17 +775,13 @@ impl Session {
             .map(|t| format!(" ({t})"))
             .unwrap_or_default();
         let date = Utc::now().to_rfc2822();
-        let body = match txn.params.body {
-            Some(Body::EightBitMime) => "",
-            _ => "",
-        };
         let for_clause = if txn.rcpts.len() == 1 {
             format!("\r\n\tfor <{}>", txn.rcpts[0].0)
         } else {
             String::new()
         };
         format!(
-            "Received: from {helo} ([{ip}])\r\n\tby {host} (ugem) with {proto}{tls}{body}\r\n\tid {id}.{seq}{for_clause};\r\n\t{date}\r\n",
+            "Received: from {helo} ([{ip}])\r\n\tby {host} (ugem) with {proto}{tls}\r\n\tid {id}.{seq}{for_clause};\r\n\t{date}\r\n",
             host = self.gw.cfg.server.hostname,
             id = self.id,
             seq = self.txn_seq,

@@ -131,15 +131,15 @@ impl Store {
                 }
                 let (k, v) = row?;
                 let rec: ConnectionRecord = decode("connections", k.value(), v.value())?;
-                if let Some(d) = &domain {
-                    if !rec.domains.iter().any(|x| x == d) {
-                        continue;
-                    }
+                if let Some(d) = &domain
+                    && !rec.domains.iter().any(|x| x == d)
+                {
+                    continue;
                 }
-                if let Some(ip) = f.ip {
-                    if peer_ip(&rec.peer) != Some(ip) {
-                        continue;
-                    }
+                if let Some(ip) = f.ip
+                    && peer_ip(&rec.peer) != Some(ip)
+                {
+                    continue;
                 }
                 out.push(rec);
             }

@@ -23,7 +23,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another process (a running ugem) holds the store.
-    #[error("the store {path} is in use by another process (is another ugem running with data_dir {dir}?)")]
+    #[error(
+        "the store {path} is in use by another process (is another ugem running with data_dir {dir}?)"
+    )]
     Locked {
         /// The database file.
         path: PathBuf,

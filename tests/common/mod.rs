@@ -117,16 +117,15 @@ impl Gateway {
                 let Ok(line) = line else { break };
                 log.lock().unwrap().push_str(&line);
                 log.lock().unwrap().push('\n');
-                if !sent {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if v["message"] == "ugem ready" {
-                            let _ = tx.send((
-                                v["smtp"].as_str().unwrap_or_default().to_string(),
-                                v["admin"].as_str().unwrap_or_default().to_string(),
-                            ));
-                            sent = true;
-                        }
-                    }
+                if !sent
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "ugem ready"
+                {
+                    let _ = tx.send((
+                        v["smtp"].as_str().unwrap_or_default().to_string(),
+                        v["admin"].as_str().unwrap_or_default().to_string(),
+                    ));
+                    sent = true;
                 }
             }
         });
@@ -307,8 +306,12 @@ impl Smtp {
 
     /// Wraps the connection in TLS (after a 220 to STARTTLS).
     pub fn upgrade(self, cfg: std::sync::Arc<rustls::ClientConfig>, name: &str) -> Smtp {
-        assert!(self.buf.is_empty(), "server sent bytes before the TLS handshake");
-        let conn = rustls::ClientConnection::new(cfg, name.to_string().try_into().unwrap()).unwrap();
+        assert!(
+            self.buf.is_empty(),
+            "server sent bytes before the TLS handshake"
+        );
+        let conn =
+            rustls::ClientConnection::new(cfg, name.to_string().try_into().unwrap()).unwrap();
         let tcp = self.tcp.try_clone().unwrap();
         Smtp {
             tcp: self.tcp,
