@@ -409,13 +409,51 @@ impl serde::Serialize for ByteSize {
 /// `[delivery]`: outbound settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[derive(Default)]
 pub struct DeliverySection {
     /// DNS servers (`ip:port`); empty means the system resolver.
     #[serde(deserialize_with = "one_or_many")]
     pub nameservers: Vec<SocketAddr>,
     /// Static next hops by recipient domain, or `*` for all.
     pub routes: BTreeMap<String, HostPort>,
+    /// Concurrent outbound connections in total.
+    pub max_connections: usize,
+    /// Concurrent connections to one destination (domain or next hop).
+    pub max_connections_per_destination: usize,
+    /// First retry delay; doubles per attempt.
+    pub min_backoff: Span,
+    /// Longest retry delay.
+    pub max_backoff: Span,
+    /// Give up (bounce) after this long in the queue.
+    pub max_queue_lifetime: Span,
+    /// Send a delay warning to the sender once a message is this old (off when unset).
+    pub delay_warning: Option<Span>,
+    /// Connect timeout per address.
+    pub connect_timeout: Span,
+    /// Timeout for the greeting and each command reply (RFC 5321 4.5.3.2: 5 min).
+    pub command_timeout: Span,
+    /// Timeout for the reply after the end of data (RFC 5321 4.5.3.2: 10 min).
+    pub data_timeout: Span,
+    /// How long an idle connection is kept for the next message to the same place.
+    pub idle_timeout: Span,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        DeliverySection {
+            nameservers: Vec::new(),
+            routes: BTreeMap::new(),
+            max_connections: 100,
+            max_connections_per_destination: 10,
+            min_backoff: Span(Duration::from_secs(300)),
+            max_backoff: Span(Duration::from_secs(4000)),
+            max_queue_lifetime: Span(Duration::from_secs(5 * 86_400)),
+            delay_warning: None,
+            connect_timeout: Span(Duration::from_secs(30)),
+            command_timeout: Span(Duration::from_secs(300)),
+            data_timeout: Span(Duration::from_secs(600)),
+            idle_timeout: Span(Duration::from_secs(10)),
+        }
+    }
 }
 
 /// What a token may do.
@@ -716,6 +754,25 @@ impl Config {
                     "route keys are domain names or \"*\"".into(),
                 );
             }
+        }
+        let d = &self.delivery;
+        if d.max_connections == 0 || d.max_connections_per_destination == 0 {
+            bad(
+                "delivery.max_connections",
+                "connection limits must be at least 1".into(),
+            );
+        }
+        if d.min_backoff.0.is_zero() || d.min_backoff > d.max_backoff {
+            bad(
+                "delivery.min_backoff",
+                "must be above zero and at most delivery.max_backoff".into(),
+            );
+        }
+        if d.max_queue_lifetime.0 < d.min_backoff.0 {
+            bad(
+                "delivery.max_queue_lifetime",
+                "must be at least delivery.min_backoff".into(),
+            );
         }
         if self.admin.token.is_none() && self.admin.tokens.is_empty() {
             bad(

@@ -7,6 +7,7 @@ pub mod address;
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod policy;
 pub mod registry;

@@ -246,3 +246,94 @@ fn environment_overrides_reach_the_server() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("smtp.max_recipients"));
 }
+
+#[test]
+fn queue_management_verbs() {
+    let gw = Gateway::start("");
+    gw.register("agency.example.kz", &["127.0.0.1"]);
+    let mut s = Smtp::greeted(gw.smtp);
+    let r = s.send_mail(
+        "clerk@agency.example.kz",
+        &["citizen@example.org"],
+        "Subject: q\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250);
+    let id = r.text().rsplit(' ').next().unwrap().to_string();
+    let list = gw.cli_ok(&["queue", "list"]);
+    assert!(list.starts_with("ID") && list.contains(&id), "{list}");
+    let show = gw.cli_ok(&["--json", "queue", "show", &id]);
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(v["recipients"][0]["status"], "pending");
+    // A viewer may look but not hold.
+    let out = gw.cli(VIEWER_TOKEN, &["queue", "hold", &id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+    let out = gw.cli(
+        OPERATOR_TOKEN,
+        &["queue", "hold", &id, "--reason", "looks odd"],
+    );
+    assert!(out.status.success());
+    let held = gw.cli_ok(&["--json", "queue", "list", "--held"]);
+    assert!(held.contains("looks odd"), "{held}");
+    let counts: serde_json::Value =
+        serde_json::from_str(&gw.cli_ok(&["--json", "queue", "counts"])).unwrap();
+    assert_eq!(counts["held"], 1);
+    gw.cli_ok(&["queue", "release", &id]);
+    assert!(gw.cli_ok(&["--json", "queue", "list", "--held"]).trim() == "[]");
+    gw.cli_ok(&["queue", "retry", &id]);
+    gw.cli_ok(&["queue", "retry", "--all"]);
+    gw.cli_ok(&["queue", "delete", &id]);
+    let out = gw.cli(ADMIN_TOKEN, &["queue", "show", &id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no message"));
+    let audit = gw.cli_ok(&["--json", "audit"]);
+    for action in [
+        "queue.hold",
+        "queue.release",
+        "queue.retry",
+        "queue.retry_all",
+        "queue.delete",
+    ] {
+        assert!(audit.contains(action), "{action} not audited");
+    }
+}
+
+#[test]
+fn suspending_a_domain_holds_its_queued_mail_and_restore_releases_it() {
+    let gw = Gateway::start("");
+    gw.register("agency.example.kz", &["127.0.0.1"]);
+    let mut s = Smtp::greeted(gw.smtp);
+    assert_eq!(
+        s.send_mail(
+            "clerk@agency.example.kz",
+            &["a@example.org"],
+            "Subject: 1\r\n\r\nx\r\n"
+        )
+        .code,
+        250
+    );
+    gw.cli_ok(&[
+        "domain",
+        "suspend",
+        "agency.example.kz",
+        "--reason",
+        "volume",
+    ]);
+    let held = gw.cli_ok(&["--json", "queue", "list", "--held"]);
+    assert!(
+        held.contains("domain agency.example.kz suspended"),
+        "{held}"
+    );
+    gw.cli_ok(&["domain", "restore", "agency.example.kz"]);
+    assert_eq!(
+        gw.cli_ok(&["--json", "queue", "list", "--held"]).trim(),
+        "[]"
+    );
+    gw.cli_ok(&[
+        "domain",
+        "suspend",
+        "agency.example.kz",
+        "--reason",
+        "again",
+    ]);
+    gw.cli_ok(&["domain", "restore", "agency.example.kz", "--delete-held"]);
+    assert_eq!(gw.cli_ok(&["--json", "queue", "list"]).trim(), "[]");
+}

@@ -34,7 +34,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/queue", get(list_queue))
         .route("/api/v1/queue/counts", get(queue_counts))
-        .route("/api/v1/queue/{id}", get(show_queued))
+        .route("/api/v1/queue/{id}", get(show_queued).delete(delete_queued))
+        .route("/api/v1/queue/{id}/retry", post(retry_queued))
+        .route("/api/v1/queue/{id}/hold", post(hold_queued))
+        .route("/api/v1/queue/{id}/release", post(release_queued))
+        .route("/api/v1/queue/retry-all", post(retry_all))
         .with_state(state)
 }
 
@@ -430,4 +434,129 @@ async fn show_queued(
         .map_err(|e| ApiError::bad_request(e.to_string()))??
         .ok_or_else(|| ApiError::not_found(format!("no message {id} in the queue")))?;
     Ok(Json(env))
+}
+
+fn parse_queue_id(id: &str) -> Result<ugem_queue::QueueId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("`{id}` is not a queue id")))
+}
+
+/// Body of `POST /api/v1/queue/{id}/hold`.
+#[derive(Debug, Default, Deserialize)]
+pub struct HoldBody {
+    /// Why (shown in `queue show`).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The queue operations that take one id: retry, hold, release, delete.
+#[derive(Debug, Clone, Copy)]
+enum QueueOp {
+    Retry,
+    Hold,
+    Release,
+    Delete,
+}
+
+async fn queue_op(
+    st: AdminState,
+    client: SocketAddr,
+    headers: HeaderMap,
+    id: String,
+    op: QueueOp,
+    reason: Option<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let action = match op {
+        QueueOp::Retry => "queue.retry",
+        QueueOp::Hold => "queue.hold",
+        QueueOp::Release => "queue.release",
+        QueueOp::Delete => "queue.delete",
+    };
+    let queue = st.queue.clone();
+    let changed = audited(
+        &st,
+        &headers,
+        client,
+        Role::Operator,
+        action,
+        id.clone(),
+        move |caller| {
+            let qid = parse_queue_id(&id)?;
+            let done = match op {
+                QueueOp::Retry => block_on(queue.retry(qid, ugem_queue::unix_ms()))?,
+                QueueOp::Hold => block_on(queue.hold(
+                    qid,
+                    reason.unwrap_or_else(|| format!("held by {}", caller.name)),
+                ))?,
+                QueueOp::Release => block_on(queue.release(qid))?,
+                QueueOp::Delete => block_on(queue.delete(qid))?,
+            };
+            if !done {
+                return Err(ApiError::not_found(match op {
+                    QueueOp::Release => format!("no held message {id} in the queue"),
+                    _ => format!("no message {id} in the queue"),
+                }));
+            }
+            Ok(())
+        },
+    )
+    .await;
+    changed.map(|()| Json(serde_json::json!({"ok": true})).into_response())
+}
+
+async fn retry_queued(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    queue_op(st, client, headers, id, QueueOp::Retry, None).await
+}
+
+async fn hold_queued(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<HoldBody>>,
+) -> Result<axum::response::Response, ApiError> {
+    let reason = body.and_then(|Json(b)| b.reason);
+    queue_op(st, client, headers, id, QueueOp::Hold, reason).await
+}
+
+async fn release_queued(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    queue_op(st, client, headers, id, QueueOp::Release, None).await
+}
+
+async fn delete_queued(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    queue_op(st, client, headers, id, QueueOp::Delete, None).await
+}
+
+async fn retry_all(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let queue = st.queue.clone();
+    let n = audited(
+        &st,
+        &headers,
+        client,
+        Role::Operator,
+        "queue.retry_all",
+        "*".into(),
+        move |_| Ok(block_on(queue.retry_all(ugem_queue::unix_ms()))?),
+    )
+    .await?;
+    Ok(Json(serde_json::json!({"retried": n})))
 }

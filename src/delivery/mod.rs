@@ -1,0 +1,9 @@
+//! Outbound delivery: the scheduler leases due messages from the queue,
+//! [`route`] finds where each recipient domain goes (registered inbound
+//! route, static route, or MX), [`client`] carries them over SMTP/TLS,
+//! [`outcome`] decides retry or bounce, and [`dsn`] writes the bounces.
+
+pub mod client;
+pub mod dsn;
+pub mod outcome;
+pub mod route;
