@@ -162,16 +162,30 @@ impl Content {
 
     /// Line content: octets other than CR, LF and NUL.
     fn text(&mut self, bytes: &[u8]) {
-        self.line_len = self.line_len.saturating_add(bytes.len());
-        if self.line_len.saturating_add(2) > self.limits.max_line_length {
-            self.fail(DataError::LineTooLong(self.limits.max_line_length));
+        let n = bytes.len() as u64;
+        if self.error.is_none() {
+            // The refusal named is the limit crossed at the earliest octet
+            // (size first on a tie), so that it does not depend on how the
+            // input was cut into reads.
+            let line_room = (self.limits.max_line_length.saturating_sub(2))
+                .saturating_sub(self.line_len) as u64;
+            let size_room = self.limits.max_size.saturating_sub(self.size);
+            match (n > size_room, n > line_room) {
+                (true, true) if line_room < size_room => {
+                    self.fail(DataError::LineTooLong(self.limits.max_line_length))
+                }
+                (true, _) => self.fail(DataError::TooBig(self.limits.max_size)),
+                (false, true) => self.fail(DataError::LineTooLong(self.limits.max_line_length)),
+                (false, false) => {}
+            }
         }
+        self.line_len = self.line_len.saturating_add(bytes.len());
         if self.in_header && self.field.len() < FIELD_PREFIX {
             let room = FIELD_PREFIX - self.field.len();
             self.field
                 .extend_from_slice(bytes.get(..room).unwrap_or(bytes));
         }
-        self.add_size(bytes.len() as u64);
+        self.size = self.size.saturating_add(n);
         if self.error.is_none() {
             self.body.extend_from_slice(bytes);
         }

@@ -71,7 +71,8 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A one-line reply; `enhanced` is `"x.y.z"` or `""` for none.
+    /// A one-line reply; `enhanced` is `"x.y.z"`, or `""` for none (a
+    /// malformed code is left out rather than sent).
     pub fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
         Reply {
             code,

@@ -654,6 +654,16 @@ impl Session {
         }
         // No refusal means a transaction took the chunk.
         let reader = reader?;
+        if reader.is_broken() && reader.framing_error().is_some() {
+            // Close at the first bad chunk rather than at LAST.
+            tracing::warn!("bare CR or LF in BDAT data (SMTP smuggling attempt?)");
+            self.reply(Reply::new(
+                521,
+                "5.5.2",
+                "bare CR or LF in message data; closing connection",
+            ));
+            return Some(Flow::Close(Close::Smuggling));
+        }
         if last {
             let (end, body) = reader.finish();
             return self.end_of_message(end, body).await;
