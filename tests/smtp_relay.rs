@@ -559,3 +559,29 @@ fn storage_failure_is_a_temporary_error_and_leaves_nothing() {
         "a failed commit left a message in view"
     );
 }
+
+#[test]
+fn unauthorized_pipelining_is_refused() {
+    let gw = gateway_with_agency("");
+    // Before the EHLO reply the client cannot know PIPELINING is offered.
+    let mut s = Smtp::greeted(gw.smtp);
+    s.send_raw(b"EHLO client.test.example\r\nMAIL FROM:<clerk@agency.example.kz>\r\n");
+    let r = s.reply();
+    assert_eq!(r.code, 503, "{r:?}");
+    assert!(r.text().starts_with("5.5.0"));
+    assert!(s.is_closed());
+    // HELO sessions never get pipelining.
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("HELO client.test.example", 250);
+    s.send_raw(b"MAIL FROM:<clerk@agency.example.kz>\r\nRCPT TO:<a@example.org>\r\n");
+    assert_eq!(s.reply().code, 503);
+    // Message text sent before the 354.
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    s.send_raw(b"MAIL FROM:<clerk@agency.example.kz>\r\nRCPT TO:<a@example.org>\r\nDATA\r\nSubject: early\r\n\r\nx\r\n.\r\n");
+    assert_eq!(s.reply().code, 250);
+    assert_eq!(s.reply().code, 250);
+    assert_eq!(s.reply().code, 503);
+    assert!(s.is_closed());
+    assert!(queued(&gw).is_empty());
+}

@@ -106,6 +106,7 @@ enum Close {
     TooManyErrors,
     Smuggling,
     ForeignProtocol,
+    Pipelining,
     Shutdown,
     TlsFailed,
 }
@@ -120,6 +121,7 @@ impl Close {
             Close::TooManyErrors => "too-many-errors",
             Close::Smuggling => "bare-newline",
             Close::ForeignProtocol => "foreign-protocol",
+            Close::Pipelining => "unauthorized-pipelining",
             Close::Shutdown => "shutdown",
             Close::TlsFailed => "tls-failed",
         }
@@ -391,6 +393,22 @@ impl Session {
             }
             Err(e) => return self.error(e.reply()),
         };
+        // Commands sent ahead of time where the client could not know that
+        // pipelining is allowed (before the EHLO reply, in HELO sessions, or
+        // message text before the 354): the smuggling and injection attacks
+        // rely on it (Postfix's smtpd_forbid_unauth_pipelining).
+        let ahead = !self.lines.is_empty()
+            && (!self.esmtp || matches!(cmd, Command::Data))
+            && !matches!(cmd, Command::Quit);
+        if ahead {
+            tracing::info!("improper command pipelining; closing");
+            self.reply(Reply::new(
+                503,
+                "5.5.0",
+                "improper use of SMTP command pipelining; closing connection",
+            ));
+            return Some(Flow::Close(Close::Pipelining));
+        }
         match cmd {
             Command::Ehlo(name) => self.ehlo(name, true),
             Command::Helo(name) => self.ehlo(name, false),
