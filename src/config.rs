@@ -349,8 +349,8 @@ impl Default for SmtpSection {
     }
 }
 
-/// A `host:port` next hop.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A `host:port` next hop (stored and shown as that text).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {
     /// Host name or IP address.
     pub host: String,
@@ -391,6 +391,12 @@ impl fmt::Display for HostPort {
         } else {
             write!(f, "{}:{}", self.host, self.port)
         }
+    }
+}
+
+impl serde::Serialize for HostPort {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
