@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 use crate::admin::client::{AdminClient, ClientError, segment};
 use crate::config::{Config, ConfigError, ConfigSource};
 
+mod applications;
+pub use applications::{ApplicationCmd, ApplicationSubmit};
+
 /// Why a verb failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -36,6 +39,9 @@ pub enum Verb {
     /// The mail queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// Applications to connect a domain: submit, decide, follow deadlines.
+    #[command(subcommand)]
+    Application(ApplicationCmd),
     /// The connection log.
     Connections(ConnectionsArgs),
     /// The audit trail of admin actions.
@@ -277,6 +283,7 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             ],
         ),
         Verb::Queue(cmd) => queue(c, cmd)?,
+        Verb::Application(cmd) => return applications::run(c, cmd, as_json),
         Verb::Connections(a) => Output::Table(
             c.get(&format!(
                 "/api/v1/connections{}",

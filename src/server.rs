@@ -74,6 +74,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let admin_state = AdminState {
+        cfg: cfg.clone(),
         registry: registry.clone(),
         store: store.clone(),
         queue: queue.clone(),
@@ -112,6 +113,24 @@ pub async fn run(
     let smtp_task = tokio::spawn(smtp.serve(gateway.clone(), stop_rx.clone()));
     let hup_task = tokio::spawn(reload_on_hup(gateway.clone()));
 
+    let resolver = crate::delivery::route::Resolver::new(&cfg.delivery.nameservers)
+        .context("cannot set up the DNS resolver")?
+        .with_smtp_port(cfg.delivery.mx_port);
+    let scheduler = crate::delivery::scheduler::Scheduler::new(
+        cfg.clone(),
+        queue.clone(),
+        registry.clone(),
+        resolver,
+        crate::delivery::scheduler::client_settings(&cfg),
+    );
+    let delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));
+
+    let deadlines_task = tokio::spawn(crate::notify::overdue_alerts(
+        registry.clone(),
+        queue.clone(),
+        cfg.clone(),
+        stop_rx.clone(),
+    ));
     let prune_task = tokio::spawn(prune_connections(
         store.clone(),
         cfg.clone(),
@@ -135,8 +154,11 @@ pub async fn run(
     let _ = stop_tx.send(true);
     // Sessions get a grace period to finish their transaction.
     let _ = tokio::time::timeout(Duration::from_secs(30), smtp_task).await;
+    // Deliveries in flight finish their transaction (bounded by the client timeouts).
+    let _ = tokio::time::timeout(Duration::from_secs(60), delivery_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
     prune_task.abort();
+    deadlines_task.abort();
     hup_task.abort();
     let log = connlog.clone();
     let _ = tokio::task::spawn_blocking(move || log.flush()).await;

@@ -34,6 +34,8 @@ pub struct AdminState {
     pub tokens: Arc<Tokens>,
     /// Set once every listener is up.
     pub ready: Arc<AtomicBool>,
+    /// The configuration (registration rules, postmaster, resolver).
+    pub cfg: Arc<crate::config::Config>,
 }
 
 impl AdminState {

@@ -11,6 +11,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::{AdminState, ApiError, audited, authorize};
+
+mod applications;
 use crate::config::Role;
 use crate::domain::Domain;
 use crate::registry::{NewDomain, RestoreRequest, SuspendRequest};
@@ -39,6 +41,23 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/queue/{id}/hold", post(hold_queued))
         .route("/api/v1/queue/{id}/release", post(release_queued))
         .route("/api/v1/queue/retry-all", post(retry_all))
+        .route(
+            "/api/v1/applications",
+            get(applications::list).post(applications::submit),
+        )
+        .route("/api/v1/applications/{id}", get(applications::show))
+        .route(
+            "/api/v1/applications/{id}/approve",
+            post(applications::approve),
+        )
+        .route(
+            "/api/v1/applications/{id}/reject",
+            post(applications::reject),
+        )
+        .route(
+            "/api/v1/applications/{id}/withdraw",
+            post(applications::withdraw),
+        )
         .with_state(state)
 }
 
@@ -243,6 +262,7 @@ async fn disconnect_domain(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let queue = st.queue.clone();
+    let cfg = st.cfg.clone();
     let rec = audited(
         &st,
         &headers,
@@ -259,7 +279,13 @@ async fn disconnect_domain(
                 &domain,
                 &format!("domain {domain} disconnected: {reason}"),
             )?;
-            Ok(rec)
+            // The contacts learn of it by mail; a failed notice is reported, not raised.
+            let text = crate::notify::notices::domain_disconnected(&cfg, &rec);
+            let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text);
+            let mut out =
+                serde_json::to_value(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
+            out["notice"] = serde_json::to_value(notice).unwrap_or_default();
+            Ok(out)
         },
     )
     .await?;

@@ -7,3 +7,4 @@ pub mod client;
 pub mod dsn;
 pub mod outcome;
 pub mod route;
+pub mod scheduler;

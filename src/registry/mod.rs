@@ -4,6 +4,9 @@
 //! suspension so that the SMTP policy answers MAIL and RCPT without touching
 //! the disk; every change is written to the store first, then published.
 
+pub mod applications;
+pub mod calendar;
+pub mod checks;
 mod contact;
 
 use std::collections::HashMap;
@@ -259,6 +262,77 @@ impl Registry {
         rec.updated_at = now;
         self.store.put_domain(&rec)?;
         Ok(rec)
+    }
+
+    /// Connects a disconnected domain again with the data of a new approved
+    /// application (servers, contacts and owner are replaced; history kept).
+    pub fn reconnect_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
+        let _g = self.lock();
+        self.check_new_domain(&new)?;
+        let cur = self
+            .store
+            .get_domain(&new.name)?
+            .ok_or_else(|| RegistryError::NotFound(format!("domain {}", new.name)))?;
+        if cur.status != DomainStatus::Disconnected {
+            return Err(RegistryError::State(format!(
+                "domain {} is {}, not disconnected",
+                new.name, cur.status
+            )));
+        }
+        let now = Utc::now();
+        let rec = DomainRecord {
+            name: new.name,
+            owner: new.owner,
+            servers: new.servers.iter().map(|n| n.trunc()).collect(),
+            contacts: new.contacts,
+            inbound: new.inbound,
+            status: DomainStatus::Connected,
+            status_reason: None,
+            status_since: now,
+            shared_servers: new.shared_servers,
+            created_at: cur.created_at,
+            updated_at: now,
+        };
+        self.store.put_domain(&rec)?;
+        self.reload()?;
+        Ok(rec)
+    }
+
+    /// The checks `add_domain` makes, minus "already registered": owner,
+    /// servers, contacts, and no overlap with another live domain's servers.
+    fn check_new_domain(&self, new: &NewDomain) -> Result<(), RegistryError> {
+        check_text("owner", &new.owner, 300)?;
+        if new.servers.is_empty() {
+            return Err(RegistryError::Invalid(
+                "at least one server IP or CIDR is needed".into(),
+            ));
+        }
+        if new.contacts.is_empty() {
+            return Err(RegistryError::Invalid(
+                "at least one technical contact is needed".into(),
+            ));
+        }
+        for c in &new.contacts {
+            contact::validate(c).map_err(RegistryError::Invalid)?;
+        }
+        let snap = self.snapshot();
+        for other in snap.domains.values() {
+            if other.status == DomainStatus::Disconnected || other.name == new.name {
+                continue;
+            }
+            for range in &new.servers {
+                if let Some(o) = other.servers.iter().find(|o| overlaps(range, o))
+                    && !(new.shared_servers && other.shared_servers)
+                {
+                    return Err(RegistryError::Overlap {
+                        range: *range,
+                        other: other.name.clone(),
+                        other_range: *o,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Suspends a connected domain: new mail gets 451 4.7.1.

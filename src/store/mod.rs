@@ -2,6 +2,7 @@
 //! suspensions, connections, audit. One module per record kind; nothing
 //! outside this module touches redb, so the backend stays replaceable.
 
+pub mod applications;
 pub mod audit;
 pub mod connections;
 pub mod domains;
@@ -154,6 +155,7 @@ impl Store {
             tx.open_table(suspensions::TABLE)?;
             tx.open_table(audit::TABLE)?;
             tx.open_table(connections::TABLE)?;
+            tx.open_table(applications::TABLE)?;
             let mut meta = tx.open_table(META)?;
             meta.insert("schema_version", SCHEMA_VERSION)?;
             Ok(())

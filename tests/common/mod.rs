@@ -2,6 +2,9 @@
 //! talks SMTP and HTTP to it.
 #![allow(dead_code)]
 
+pub mod dns;
+pub mod fake_mx;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

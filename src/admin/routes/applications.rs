@@ -1,0 +1,321 @@
+//! `/api/v1/applications`: the registration workflow over HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+
+use super::super::{AdminState, ApiError, audited, authorize};
+use super::block_on;
+use crate::config::{Config, Role};
+use crate::registry::applications::{
+    ApplicationError, ApplicationFilter, Applications, NewApplication,
+};
+use crate::registry::checks;
+use crate::store::domains::Contact;
+
+impl From<ApplicationError> for ApiError {
+    fn from(e: ApplicationError) -> Self {
+        let e = match e {
+            // Overlaps and the like read the same as from `domain add`.
+            ApplicationError::Registry(r) => return r.into(),
+            other => other,
+        };
+        let (status, kind) = match &e {
+            ApplicationError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApplicationError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApplicationError::Locked { .. } => (StatusCode::CONFLICT, "resubmission_locked"),
+            ApplicationError::Conflict(_) | ApplicationError::Registry(_) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            ApplicationError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError {
+            status,
+            kind,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn workflow(st: &AdminState) -> Applications {
+    Applications::from_config(st.registry.clone(), &st.cfg.registration)
+}
+
+fn parse_id(id: &str) -> Result<u64, ApiError> {
+    id.trim_start_matches('#')
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("`{id}` is not an application id")))
+}
+
+/// What happened to a notice: queued (with its id) or why not.
+#[derive(Debug, Serialize)]
+pub struct NoticeOutcome {
+    /// Who it is for.
+    pub to: Vec<String>,
+    /// The queue id, once queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<String>,
+    /// Why it was not queued; the decision stands regardless.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Queues a notice to contacts from inside a blocking handler; a failure is
+/// reported, never raised: the decision it announces is already made.
+pub(super) fn notify_contacts(
+    queue: &ugem_queue::Queue,
+    cfg: &Config,
+    contacts: &[Contact],
+    text: crate::notify::notices::Text,
+) -> NoticeOutcome {
+    let to: Vec<String> = contacts.iter().map(|c| c.email.clone()).collect();
+    match block_on(crate::notify::enqueue_notice(
+        queue,
+        cfg,
+        &to,
+        &text.subject,
+        &text.body,
+    )) {
+        Ok(id) => NoticeOutcome {
+            to,
+            queued: Some(id.to_string()),
+            error: None,
+        },
+        Err(e) => {
+            tracing::error!(error = %e, subject = %text.subject, "notice not queued");
+            NoticeOutcome {
+                to,
+                queued: None,
+                error: Some(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Query of `GET /api/v1/applications`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    /// pending | approved | rejected | withdrawn
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Only pending applications past their decision date.
+    #[serde(default)]
+    pub overdue: Option<bool>,
+    /// Only this domain.
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+pub(super) async fn list(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let filter = ApplicationFilter {
+        status: q
+            .status
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(ApiError::bad_request)?,
+        overdue: q.overdue.unwrap_or(false),
+        domain: q
+            .domain
+            .filter(|s| !s.is_empty())
+            .map(|d| super::parse_domain(&d))
+            .transpose()?,
+    };
+    let apps = workflow(&st);
+    let list = tokio::task::spawn_blocking(move || apps.list(&filter))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(list))
+}
+
+pub(super) async fn submit(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<NewApplication>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let target = match &body {
+        Ok(Json(n)) => n.domain.to_string(),
+        Err(_) => "(invalid request)".into(),
+    };
+    let apps = workflow(&st);
+    let view = audited(
+        &st,
+        &headers,
+        client,
+        Role::Admin,
+        "application.submit",
+        target,
+        move |caller| {
+            let Json(new) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+            let v = apps.submit(new, &caller.name)?;
+            tracing::info!(
+                application = v.application.id,
+                domain = %v.application.domain,
+                due = %v.application.decision_due,
+                actor = %caller.name,
+                "application submitted"
+            );
+            Ok(v)
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub(super) async fn show(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let id = parse_id(&id)?;
+    let apps = workflow(&st);
+    let (view, all) = tokio::task::spawn_blocking(move || {
+        let v = apps.get(id)?;
+        let all = apps.registry().store().list_applications()?;
+        Ok::<_, ApplicationError>((v, all))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let domains = st.registry.list();
+    let advice = checks::advise(&view.application, &domains, &all, &st.cfg).await;
+    let mut v = serde_json::to_value(&view).map_err(|e| ApiError::internal(e.to_string()))?;
+    v["checks"] = serde_json::to_value(advice).unwrap_or_default();
+    Ok(Json(v))
+}
+
+/// Body of `POST /api/v1/applications/{id}/approve` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    /// Let the domain share server ranges with domains that allow it too.
+    #[serde(default)]
+    pub shared_servers: bool,
+}
+
+pub(super) async fn approve(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<ApproveBody>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let apps = workflow(&st);
+    let queue = st.queue.clone();
+    let cfg: Arc<Config> = st.cfg.clone();
+    let shared = body.map(|Json(b)| b.shared_servers).unwrap_or(false);
+    let out = audited(
+        &st,
+        &headers,
+        client,
+        Role::Admin,
+        "application.approve",
+        format!("application #{}", id.trim_start_matches('#')),
+        move |caller| {
+            let id = parse_id(&id)?;
+            let ok = apps.approve(id, &caller.name, shared)?;
+            let app = &ok.application.application;
+            tracing::info!(
+                application = id,
+                domain = %app.domain,
+                reconnected = ok.reconnected,
+                actor = %caller.name,
+                "application approved; domain connected"
+            );
+            let text = crate::notify::notices::application_approved(&cfg, app, &ok.domain);
+            let notice = notify_contacts(&queue, &cfg, &app.contacts, text);
+            let mut v = serde_json::to_value(&ok).map_err(|e| ApiError::internal(e.to_string()))?;
+            v["notice"] = serde_json::to_value(notice).unwrap_or_default();
+            Ok(v)
+        },
+    )
+    .await?;
+    Ok(Json(out))
+}
+
+/// Body of `POST /api/v1/applications/{id}/reject`.
+#[derive(Debug, Deserialize)]
+pub struct RejectBody {
+    /// The reasons, sent to the applicant.
+    pub reason: String,
+}
+
+pub(super) async fn reject(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<RejectBody>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let apps = workflow(&st);
+    let queue = st.queue.clone();
+    let cfg: Arc<Config> = st.cfg.clone();
+    let out = audited(
+        &st,
+        &headers,
+        client,
+        Role::Admin,
+        "application.reject",
+        format!("application #{}", id.trim_start_matches('#')),
+        move |caller| {
+            let id = parse_id(&id)?;
+            let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+            let v = apps.reject(id, &caller.name, &b.reason)?;
+            let app = &v.application;
+            tracing::info!(application = id, domain = %app.domain, actor = %caller.name, "application rejected");
+            let text = crate::notify::notices::application_rejected(&cfg, app, v.resubmit_from);
+            let notice = notify_contacts(&queue, &cfg, &app.contacts, text);
+            let mut out = serde_json::to_value(&v).map_err(|e| ApiError::internal(e.to_string()))?;
+            out["notice"] = serde_json::to_value(notice).unwrap_or_default();
+            Ok(out)
+        },
+    )
+    .await?;
+    Ok(Json(out))
+}
+
+/// Body of `POST /api/v1/applications/{id}/withdraw` (optional).
+#[derive(Debug, Default, Deserialize)]
+pub struct WithdrawBody {
+    /// Why (e.g. the applicant's letter).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+pub(super) async fn withdraw(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<WithdrawBody>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let apps = workflow(&st);
+    let reason = body.and_then(|Json(b)| b.reason);
+    let out = audited(
+        &st,
+        &headers,
+        client,
+        Role::Admin,
+        "application.withdraw",
+        format!("application #{}", id.trim_start_matches('#')),
+        move |caller| {
+            let id = parse_id(&id)?;
+            Ok(apps.withdraw(id, &caller.name, reason.as_deref())?)
+        },
+    )
+    .await?;
+    Ok(Json(out))
+}

@@ -1,0 +1,471 @@
+//! The delivery scheduler: leases due messages from the queue, groups each
+//! message's pending recipients by destination, delivers them over pooled
+//! connections within per-destination and total limits, and records the
+//! outcome (done, retry at backoff, or bounce).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use ugem_queue::{AttemptOutcome, Direction, Envelope, Queue, RcptStatus, RecipientUpdate};
+
+use super::client::{ClientSettings, ConnError, Connection, RcptResult, Target};
+use super::outcome::Backoff;
+use super::route::{Resolver, Route, route_for};
+use crate::config::Config;
+use crate::domain::Domain;
+use crate::registry::Registry;
+use crate::store::suspensions::Scope;
+
+/// How long a lease lasts: longer than the slowest attempt can take, so a
+/// live delivery is never leased twice (a crash leaves it to run out).
+const LEASE_MS: u64 = 30 * 60 * 1000;
+
+/// The delivery engine.
+pub struct Scheduler {
+    cfg: Arc<Config>,
+    queue: Queue,
+    registry: Arc<Registry>,
+    resolver: Resolver,
+    settings: ClientSettings,
+    backoff: Backoff,
+    total: Arc<Semaphore>,
+    per_dest: Mutex<HashMap<String, Arc<Semaphore>>>,
+    pool: Mutex<HashMap<String, Vec<(Instant, Connection)>>>,
+}
+
+/// The recipients of one message that share a destination.
+struct Group {
+    route: Route,
+    key: String,
+    rcpts: Vec<usize>,
+}
+
+impl Scheduler {
+    /// Builds the scheduler from the configuration.
+    pub fn new(
+        cfg: Arc<Config>,
+        queue: Queue,
+        registry: Arc<Registry>,
+        resolver: Resolver,
+        settings: ClientSettings,
+    ) -> Arc<Scheduler> {
+        let d = &cfg.delivery;
+        Arc::new(Scheduler {
+            backoff: Backoff {
+                min: d.min_backoff.0,
+                max: d.max_backoff.0,
+            },
+            total: Arc::new(Semaphore::new(d.max_connections)),
+            per_dest: Mutex::new(HashMap::new()),
+            pool: Mutex::new(HashMap::new()),
+            cfg,
+            queue,
+            registry,
+            resolver,
+            settings,
+        })
+    }
+
+    /// Runs until `stop` turns true; attempts in flight finish first.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+            // Lease only what can start now, so leases don't run out in line.
+            let free = self.total.available_permits().saturating_sub(tasks.len());
+            let now = ugem_queue::unix_ms();
+            let leased = if free > 0 {
+                match self.queue.lease_due(now, free.min(256), LEASE_MS).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot lease due messages");
+                        Vec::new()
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let got = leased.len();
+            for env in leased {
+                let me = self.clone();
+                tasks.spawn(async move { me.attempt(env).await });
+            }
+            if got > 0 && got == free.min(256) {
+                continue;
+            }
+            self.close_idle();
+            let wait = match self.queue.next_due_ms() {
+                Ok(Some(due)) => Duration::from_millis(due.saturating_sub(ugem_queue::unix_ms())),
+                _ => Duration::from_secs(5),
+            }
+            .clamp(Duration::from_millis(10), Duration::from_secs(5));
+            tokio::select! {
+                _ = self.queue.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = crate::server::stopped(&mut stop) => break,
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        let conns: Vec<Connection> = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            pool.drain().flat_map(|(_, v)| v).map(|(_, c)| c).collect()
+        };
+        for c in conns {
+            c.quit().await;
+        }
+    }
+
+    fn close_idle(&self) {
+        let idle = self.cfg.delivery.idle_timeout.0;
+        let stale: Vec<Connection> = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let mut out = Vec::new();
+            for conns in pool.values_mut() {
+                let (old, keep): (Vec<_>, Vec<_>) =
+                    conns.drain(..).partition(|(t, _)| t.elapsed() > idle);
+                *conns = keep;
+                out.extend(old.into_iter().map(|(_, c)| c));
+            }
+            pool.retain(|_, v| !v.is_empty());
+            out
+        };
+        if !stale.is_empty() {
+            tokio::spawn(async move {
+                for c in stale {
+                    c.quit().await;
+                }
+            });
+        }
+    }
+
+    /// Is the message's sending scope suspended now? Then it is held, not sent.
+    fn suspended_scope(&self, env: &Envelope) -> Option<String> {
+        if env.direction != Direction::Outbound {
+            return None;
+        }
+        let snap = self.registry.snapshot();
+        if let Some(d) = env.domain.as_deref().and_then(|d| Domain::parse(d).ok())
+            && let Some(s) = snap.suspension(&Scope::Domain(d))
+        {
+            return Some(format!("{} suspended: {}", s.scope, s.reason));
+        }
+        snap.suspension(&Scope::Sender(env.sender.to_lowercase()))
+            .map(|s| format!("{} suspended: {}", s.scope, s.reason))
+    }
+
+    /// One delivery attempt of one message.
+    async fn attempt(self: Arc<Self>, env: Envelope) {
+        let id = env.id;
+        if let Some(why) = self.suspended_scope(&env) {
+            tracing::info!(queue_id = %id, reason = %why, "holding mail of a suspended scope");
+            if let Err(e) = self.queue.hold(id, why).await {
+                tracing::error!(queue_id = %id, error = %e, "hold failed");
+            }
+            return;
+        }
+        let q = self.queue.clone();
+        let body = match tokio::task::spawn_blocking(move || q.body(id))
+            .await
+            .unwrap_or_else(|e| Err(ugem_queue::QueueError::Storage(e.to_string())))
+        {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "cannot read message body");
+                return;
+            }
+        };
+        let now = ugem_queue::unix_ms();
+        let expired = super::outcome::expired(
+            env.arrived_at_ms,
+            now,
+            self.cfg.delivery.max_queue_lifetime.0,
+        );
+        let mut updates: Vec<RecipientUpdate> = Vec::new();
+        let mut remote: HashMap<usize, Option<String>> = HashMap::new();
+
+        let groups = self.groups(&env);
+        let mut handles = Vec::new();
+        for g in groups {
+            let me = self.clone();
+            let sender = env.sender.clone();
+            let rcpts: Vec<String> = g
+                .rcpts
+                .iter()
+                .map(|&i| env.recipients[i].address.clone())
+                .collect();
+            let body = body.clone();
+            handles.push(tokio::spawn(async move {
+                let res = me.deliver_group(&g, &sender, &rcpts, &body).await;
+                (g.rcpts, res)
+            }));
+        }
+        for h in handles {
+            let Ok((idx, (results, mta))) = h.await else {
+                continue;
+            };
+            for (i, r) in idx.into_iter().zip(results) {
+                let (status, text) = match r {
+                    RcptResult::Delivered { reply } => (RcptStatus::Delivered, reply),
+                    RcptResult::Failed { reply } => (RcptStatus::Failed, reply),
+                    RcptResult::Deferred { reply } if expired => (
+                        RcptStatus::Failed,
+                        format!("4.4.7 delivery time expired; last error: {reply}"),
+                    ),
+                    RcptResult::Deferred { reply } => (RcptStatus::Deferred, reply),
+                };
+                remote.insert(i, mta.clone());
+                updates.push(RecipientUpdate {
+                    index: i,
+                    status,
+                    last_error: Some(text),
+                });
+            }
+        }
+
+        // Bounce before recording: a crash in between costs a duplicate
+        // bounce, never a lost one.
+        let failed: Vec<(String, String, Option<String>)> = updates
+            .iter()
+            .filter(|u| u.status == RcptStatus::Failed)
+            .map(|u| {
+                (
+                    env.recipients[u.index].address.clone(),
+                    u.last_error.clone().unwrap_or_default(),
+                    remote.get(&u.index).cloned().flatten(),
+                )
+            })
+            .collect();
+        if !failed.is_empty() {
+            self.bounce(&env, &body, &failed).await;
+        }
+        let next = now + self.backoff.delay(env.attempts + 1).as_millis() as u64;
+        let outcome = AttemptOutcome {
+            attempted_at_ms: now,
+            next_attempt_ms: next,
+            recipients: updates,
+        };
+        match self.queue.record_attempt(id, outcome).await {
+            Ok(Some(done)) => {
+                tracing::info!(queue_id = %id, attempts = done.attempts, "message left the queue")
+            }
+            Ok(None) => tracing::info!(queue_id = %id, next_attempt_ms = next, "message deferred"),
+            Err(e) => {
+                tracing::error!(queue_id = %id, error = %e, "cannot record the attempt; the lease will run out and it will be retried")
+            }
+        }
+    }
+
+    fn groups(&self, env: &Envelope) -> Vec<Group> {
+        let snap = self.registry.snapshot();
+        let mut by_key: BTreeMap<String, Group> = BTreeMap::new();
+        for (i, r) in env.recipients.iter().enumerate() {
+            if r.status.is_final() {
+                continue;
+            }
+            let domain = r.address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+            let Ok(domain) = Domain::parse(domain) else {
+                // The SMTP side only queues parsed addresses; keep the
+                // recipient deferred rather than guessing.
+                continue;
+            };
+            let route = route_for(&domain, &snap, &self.cfg.delivery.routes);
+            let key = route_key(&route);
+            by_key
+                .entry(key.clone())
+                .or_insert_with(|| Group {
+                    route,
+                    key,
+                    rcpts: Vec::new(),
+                })
+                .rcpts
+                .push(i);
+        }
+        by_key.into_values().collect()
+    }
+
+    fn dest_semaphore(&self, key: &str) -> Arc<Semaphore> {
+        let mut m = self.per_dest.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(key.to_string())
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(
+                    self.cfg.delivery.max_connections_per_destination,
+                ))
+            })
+            .clone()
+    }
+
+    fn pooled(&self, key: &str) -> Option<Connection> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = pool.get_mut(key)?;
+        conns.pop().map(|(_, c)| c)
+    }
+
+    fn give_back(&self, key: &str, c: Connection) {
+        if !c.is_usable() {
+            // A 421 or a broken stream: close rather than reuse.
+            tokio::spawn(c.quit());
+            return;
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.entry(key.to_string())
+            .or_default()
+            .push((Instant::now(), c));
+    }
+
+    /// Delivers one group; every recipient gets a result. Returns the
+    /// results and the remote MTA that gave them.
+    async fn deliver_group(
+        &self,
+        g: &Group,
+        sender: &str,
+        rcpts: &[String],
+        body: &[u8],
+    ) -> (Vec<RcptResult>, Option<String>) {
+        let all = |f: &dyn Fn() -> RcptResult| rcpts.iter().map(|_| f()).collect::<Vec<_>>();
+        let _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit) = match (
+            self.total.clone().acquire_owned().await,
+            self.dest_semaphore(&g.key).acquire_owned().await,
+        ) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => {
+                return (
+                    all(&|| RcptResult::Deferred {
+                        reply: "4.3.2 shutting down".into(),
+                    }),
+                    None,
+                );
+            }
+        };
+        // A pooled connection first; if it has gone stale, a fresh one.
+        if let Some(mut c) = self.pooled(&g.key)
+            && let Ok(results) = c.send(sender, rcpts, body).await
+        {
+            let mta = Some(c.remote().to_string());
+            self.give_back(&g.key, c);
+            return (results, mta);
+        }
+        let targets = match self.resolver.targets(&g.route).await {
+            Ok(t) if !t.is_empty() => t,
+            Ok(_) => {
+                return (
+                    all(&|| RcptResult::Deferred {
+                        reply: format!("4.4.4 no address for {}", g.key),
+                    }),
+                    None,
+                );
+            }
+            Err(e) if e.is_permanent() => {
+                let text = format!("{} {e}", e.enhanced());
+                return (
+                    all(&|| RcptResult::Failed {
+                        reply: text.clone(),
+                    }),
+                    None,
+                );
+            }
+            Err(e) => {
+                let text = format!("{} {e}", e.enhanced());
+                return (
+                    all(&|| RcptResult::Deferred {
+                        reply: text.clone(),
+                    }),
+                    None,
+                );
+            }
+        };
+        let mut last_err = String::from("4.4.1 no target answered");
+        for t in targets.iter() {
+            let target = Target {
+                host: t.host.clone(),
+                addr: t.addr,
+            };
+            let mut conn = match Connection::open(&target, &self.settings).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!(target = %t.addr, error = %e, "connection failed; trying the next target");
+                    last_err = conn_error_text(&e, t.addr);
+                    continue;
+                }
+            };
+            match conn.send(sender, rcpts, body).await {
+                Ok(results) => {
+                    self.give_back(&g.key, conn);
+                    return (results, Some(format!("{} [{}]", t.host, t.addr.ip())));
+                }
+                Err(e) => {
+                    // Mid-transaction failure: nothing is known to be
+                    // delivered, so everything is retried later (a rare
+                    // duplicate beats a loss).
+                    last_err = conn_error_text(&e, t.addr);
+                    break;
+                }
+            }
+        }
+        (
+            all(&|| RcptResult::Deferred {
+                reply: last_err.clone(),
+            }),
+            None,
+        )
+    }
+
+    async fn bounce(
+        &self,
+        env: &Envelope,
+        body: &[u8],
+        failed: &[(String, String, Option<String>)],
+    ) {
+        let host = self.cfg.server.hostname.to_string();
+        let postmaster = self.cfg.server.postmaster.to_string();
+        let Some((new, msg)) =
+            super::dsn::bounce(env, body, failed, &host, &postmaster, chrono::Utc::now())
+        else {
+            tracing::info!(queue_id = %env.id, "no bounce for the null sender");
+            return;
+        };
+        match self.queue.enqueue(new, msg).await {
+            Ok(bid) => {
+                tracing::info!(queue_id = %env.id, bounce_id = %bid, failed = failed.len(), "bounce queued")
+            }
+            Err(e) => tracing::error!(queue_id = %env.id, error = %e, "cannot queue the bounce"),
+        }
+    }
+}
+
+fn route_key(r: &Route) -> String {
+    match r {
+        Route::Registered(hp) => format!("registered:{hp}"),
+        Route::Static(hp) => format!("static:{hp}"),
+        Route::Mx(d) => format!("mx:{d}"),
+    }
+}
+
+fn conn_error_text(e: &ConnError, addr: std::net::SocketAddr) -> String {
+    format!("{e} (at {addr})")
+}
+
+/// Client settings from the configuration.
+pub fn client_settings(cfg: &Config) -> ClientSettings {
+    let tls = cfg.delivery.tls;
+    let d = &cfg.delivery;
+    ClientSettings {
+        helo: cfg.server.hostname.to_string(),
+        tls,
+        timeouts: super::client::Timeouts {
+            connect: d.connect_timeout.0,
+            greeting: d.command_timeout.0,
+            command: d.command_timeout.0,
+            data_init: d.command_timeout.0.min(Duration::from_secs(120)),
+            data_block: d.command_timeout.0.min(Duration::from_secs(180)),
+            data_end: d.data_timeout.0,
+        },
+        extra_roots: Vec::new(),
+    }
+}

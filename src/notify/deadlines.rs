@@ -1,0 +1,261 @@
+//! The postmaster's deadline alerts: once a day per pending application from
+//! its decision date on, and a reminder when the calendar lacks a year.
+
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use tokio::sync::watch;
+
+use super::mail::{NotifyError, enqueue_notice};
+use super::notices;
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::registry::applications::{ApplicationError, Applications};
+
+/// Why a round of alerts stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    /// Reading or updating applications failed.
+    #[error(transparent)]
+    Application(#[from] ApplicationError),
+    /// The alert could not be queued.
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    /// A blocking task died.
+    #[error("alert task failed: {0}")]
+    Task(String),
+}
+
+/// Runs until `stop` turns true: every `[registration] overdue_check_interval`,
+/// queues an alert to the postmaster for each pending application that is due
+/// today or overdue and has not been alerted today.
+pub async fn overdue_alerts(
+    registry: Arc<Registry>,
+    queue: ugem_queue::Queue,
+    cfg: Arc<Config>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let apps = Arc::new(Applications::from_config(registry, &cfg.registration));
+    let mut calendar_reviewed: Option<NaiveDate> = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match alert_due(&apps, &queue, &cfg).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(alerts = n, "deadline alerts queued for the postmaster"),
+            Err(e) => tracing::warn!(error = %e, "deadline alerts failed; retrying next round"),
+        }
+        let today = apps.today();
+        if calendar_reviewed != Some(today) {
+            calendar_reviewed = Some(today);
+            if let Err(e) = calendar_reminder(&apps, &queue, &cfg, today).await {
+                tracing::warn!(error = %e, "calendar reminder not queued");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.registration.overdue_check_interval.0) => {}
+            _ = crate::server::stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// One round: alerts for every application due for one; returns how many were queued.
+pub async fn alert_due(
+    apps: &Arc<Applications>,
+    queue: &ugem_queue::Queue,
+    cfg: &Config,
+) -> Result<usize, AlertError> {
+    let a = apps.clone();
+    let due = tokio::task::spawn_blocking(move || a.due_for_alert())
+        .await
+        .map_err(|e| AlertError::Task(e.to_string()))??;
+    let today = apps.today();
+    let mut sent = 0;
+    for v in due {
+        let app = &v.application;
+        let text = notices::deadline_alert(cfg, app, today, v.working_days_left.unwrap_or(0));
+        let to = [cfg.server.postmaster.to_string()];
+        let id = enqueue_notice(queue, cfg, &to, &text.subject, &text.body).await?;
+        tracing::warn!(
+            application = app.id,
+            domain = %app.domain,
+            due = %app.decision_due,
+            queue_id = %id,
+            "application at or past its decision date; postmaster alerted"
+        );
+        // Marked after queueing: a crash in between repeats an alert rather than losing it.
+        let (a, app_id) = (apps.clone(), app.id);
+        tokio::task::spawn_blocking(move || a.mark_alerted(app_id))
+            .await
+            .map_err(|e| AlertError::Task(e.to_string()))??;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// Warns (log and mail) when the calendar has no holidays for this year, or
+/// in December for the next one.
+async fn calendar_reminder(
+    apps: &Applications,
+    queue: &ugem_queue::Queue,
+    cfg: &Config,
+    today: NaiveDate,
+) -> Result<(), NotifyError> {
+    let mut years = Vec::new();
+    if !apps.calendar().covers(today.year()) {
+        years.push(today.year());
+    }
+    if today.month() == 12 && !apps.calendar().covers(today.year() + 1) {
+        years.push(today.year() + 1);
+    }
+    if years.is_empty() {
+        return Ok(());
+    }
+    tracing::warn!(
+        ?years,
+        "the working-day calendar has no holidays for these years; review [registration]"
+    );
+    let text = notices::calendar_review(cfg, &years);
+    let to = [cfg.server.postmaster.to_string()];
+    enqueue_notice(queue, cfg, &to, &text.subject, &text.body).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Domain;
+    use crate::registry::applications::{FixedClock, NewApplication};
+    use crate::registry::{parse_contact, parse_server};
+    use crate::store::Store;
+    use crate::store::applications::ApplicantCategory;
+
+    struct World {
+        _dir: tempfile::TempDir,
+        queue: ugem_queue::Queue,
+        registry: Arc<Registry>,
+        cfg: Config,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let registry = Arc::new(Registry::open(store).unwrap());
+        let queue = ugem_queue::Queue::open(
+            &dir.path().join("queue"),
+            ugem_queue::QueueOptions {
+                min_free_bytes: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        World {
+            _dir: dir,
+            queue,
+            registry,
+            cfg: Config::default(),
+        }
+    }
+
+    fn submit(apps: &Applications, received: Option<NaiveDate>) -> u64 {
+        apps.submit(
+            NewApplication {
+                domain: Domain::parse("agency.example.kz").unwrap(),
+                owner: "Agency".into(),
+                category: ApplicantCategory::StateBody,
+                head: "Head".into(),
+                servers: vec![parse_server("95.59.10.1").unwrap()],
+                contacts: vec![
+                    parse_contact("IT <it@agency.example.kz>; mobile=+7 701 0000000").unwrap(),
+                ],
+                inbound: None,
+                received_on: received,
+            },
+            "root",
+        )
+        .unwrap()
+        .application
+        .id
+    }
+
+    fn queued(q: &ugem_queue::Queue) -> Vec<ugem_queue::Envelope> {
+        q.list(&ugem_queue::ListFilter::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_alert_per_application_per_day() {
+        let w = world();
+        let clock = Arc::new(FixedClock::on("2026-03-02".parse().unwrap()));
+        let apps = Arc::new(Applications::with_clock(
+            w.registry.clone(),
+            &w.cfg.registration,
+            clock.clone(),
+        ));
+        submit(&apps, None); // due 2026-03-10
+        assert_eq!(alert_due(&apps, &w.queue, &w.cfg).await.unwrap(), 0);
+        clock.set("2026-03-10".parse().unwrap());
+        assert_eq!(alert_due(&apps, &w.queue, &w.cfg).await.unwrap(), 1);
+        assert_eq!(alert_due(&apps, &w.queue, &w.cfg).await.unwrap(), 0);
+        clock.set("2026-03-11".parse().unwrap());
+        assert_eq!(alert_due(&apps, &w.queue, &w.cfg).await.unwrap(), 1);
+
+        let q = queued(&w.queue);
+        assert_eq!(q.len(), 2);
+        for e in &q {
+            assert_eq!(e.direction, ugem_queue::Direction::Local);
+            assert_eq!(e.sender, "postmaster@gateway.example");
+            assert_eq!(e.recipients.len(), 1);
+            assert_eq!(e.recipients[0].address, "postmaster@gateway.example");
+        }
+        let subjects: Vec<String> = q
+            .iter()
+            .map(|e| {
+                let body = w.queue.body(e.id).unwrap().unwrap();
+                let m = mail_parser::MessageParser::default().parse(&body).unwrap();
+                m.subject().unwrap().to_string()
+            })
+            .collect();
+        assert!(
+            subjects.contains(&"Due today: application #1 for agency.example.kz".to_string()),
+            "{subjects:?}"
+        );
+        assert!(
+            subjects.contains(
+                &"Overdue: application #1 for agency.example.kz (due 2026-03-10)".to_string()
+            ),
+            "{subjects:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_loop_alerts_and_stops_when_told() {
+        let w = world();
+        let apps = Applications::from_config(w.registry.clone(), &w.cfg.registration);
+        let received = apps.today() - chrono::Days::new(20);
+        submit(&apps, Some(received));
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(overdue_alerts(
+            w.registry.clone(),
+            w.queue.clone(),
+            Arc::new(w.cfg.clone()),
+            rx,
+        ));
+        let mut alerted = false;
+        for _ in 0..100 {
+            let rec = w.registry.store().get_application(1).unwrap().unwrap();
+            if rec.alerted_on == Some(apps.today()) {
+                alerted = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(alerted, "no alert recorded");
+        assert!(!queued(&w.queue).is_empty());
+        tx.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("the loop stops")
+            .unwrap();
+    }
+}

@@ -1,0 +1,430 @@
+use super::*;
+use crate::registry::parse_contact;
+use crate::store::Store;
+
+struct World {
+    _dir: tempfile::TempDir,
+    clock: Arc<FixedClock>,
+    apps: Applications,
+}
+
+fn d(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+/// A workflow on a fresh store with the Kazakhstan calendar, today = `today`.
+fn world(today: &str) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let registry = Arc::new(Registry::open(store).unwrap());
+    let clock = Arc::new(FixedClock::on(d(today)));
+    let apps = Applications::with_clock(registry, &RegistrationSection::default(), clock.clone());
+    World {
+        _dir: dir,
+        clock,
+        apps,
+    }
+}
+
+fn new_app(domain: &str, server: &str) -> NewApplication {
+    NewApplication {
+        domain: Domain::parse(domain).unwrap(),
+        owner: "Ministry of Examples".into(),
+        category: ApplicantCategory::StateBody,
+        head: "A. Minister".into(),
+        servers: vec![parse_server(server).unwrap()],
+        contacts: vec![
+            parse_contact("Aliya Nurlanova <it@agency.example.kz>; mobile=+7 701 000 0000")
+                .unwrap(),
+        ],
+        inbound: None,
+        received_on: None,
+    }
+}
+
+#[test]
+fn submit_sets_the_deadline_in_working_days() {
+    let w = world("2026-03-19");
+    let v = w
+        .apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+    assert_eq!(v.application.id, 1);
+    assert_eq!(v.application.status, ApplicationStatus::Pending);
+    assert_eq!(v.application.received_on, d("2026-03-19"));
+    // Over Nauryz: 20, 26, 27, 30, 31 March.
+    assert_eq!(v.application.decision_due, d("2026-03-31"));
+    assert_eq!(v.working_days_left, Some(5));
+    assert!(!v.overdue);
+    assert_eq!(v.application.submitted_by, "root");
+}
+
+#[test]
+fn received_date_is_checked() {
+    let w = world("2026-03-19");
+    let mut n = new_app("a.example.kz", "95.59.10.1");
+    n.received_on = Some(d("2026-03-20"));
+    let err = w.apps.submit(n.clone(), "root").unwrap_err();
+    assert!(err.to_string().contains("in the future"), "{err}");
+    n.received_on = Some(d("2025-01-01"));
+    assert!(w.apps.submit(n.clone(), "root").is_err());
+    n.received_on = Some(d("2026-03-10"));
+    let v = w.apps.submit(n, "root").unwrap();
+    assert_eq!(v.application.decision_due, d("2026-03-17"));
+    assert!(v.overdue);
+    assert_eq!(v.working_days_left, Some(-2));
+}
+
+#[test]
+fn every_field_is_validated() {
+    let w = world("2026-03-02");
+    let mut n = new_app("a.example.kz", "95.59.10.1");
+    n.head = "  ".into();
+    assert!(
+        w.apps
+            .submit(n, "root")
+            .unwrap_err()
+            .to_string()
+            .contains("head")
+    );
+    let mut n = new_app("a.example.kz", "95.59.10.1");
+    n.owner = "x\ny".into();
+    assert!(w.apps.submit(n, "root").is_err());
+    let mut n = new_app("a.example.kz", "95.59.10.1");
+    n.servers.clear();
+    assert!(w.apps.submit(n, "root").is_err());
+    let mut n = new_app("a.example.kz", "95.59.10.1");
+    n.servers = vec![parse_server("0.0.0.0/0").unwrap()];
+    assert!(w.apps.submit(n, "root").is_err());
+    let mut n = new_app("a.example.kz", "95.59.10.1");
+    n.contacts = vec![parse_contact("it@agency.example.kz; mobile=+7 701 000 0000").unwrap()];
+    let err = w.apps.submit(n, "root").unwrap_err().to_string();
+    assert!(err.contains("full name"), "{err}");
+    let mut n = new_app("a.example.kz", "95.59.10.1");
+    n.contacts = vec![parse_contact("IT <it@agency.example.kz>").unwrap()];
+    let err = w.apps.submit(n, "root").unwrap_err().to_string();
+    assert!(err.contains("phone"), "{err}");
+    assert!(
+        w.apps
+            .list(&ApplicationFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn one_pending_application_per_domain() {
+    let w = world("2026-03-02");
+    w.apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+    let err = w
+        .apps
+        .submit(new_app("A.example.kz", "95.59.10.2"), "root")
+        .unwrap_err();
+    assert!(matches!(err, ApplicationError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("pending application #1"), "{err}");
+}
+
+#[test]
+fn approve_connects_and_registered_domains_refuse_new_applications() {
+    let w = world("2026-03-02");
+    let mut n = new_app("a.example.kz", "95.59.10.1");
+    n.inbound = Some("mail.a.example.kz:2525".parse().unwrap());
+    w.apps.submit(n, "root").unwrap();
+    w.clock.set(d("2026-03-04"));
+    let ok = w.apps.approve(1, "chief", false).unwrap();
+    assert!(!ok.reconnected);
+    assert_eq!(ok.domain.status, DomainStatus::Connected);
+    assert_eq!(ok.domain.owner, "Ministry of Examples");
+    assert_eq!(ok.domain.servers, vec![parse_server("95.59.10.1").unwrap()]);
+    assert_eq!(ok.domain.contacts[0].email, "it@agency.example.kz");
+    assert_eq!(
+        ok.domain.inbound_route().unwrap().to_string(),
+        "mail.a.example.kz:2525"
+    );
+    let app = ok.application.application;
+    assert_eq!(app.status, ApplicationStatus::Approved);
+    assert_eq!(app.decided_on, Some(d("2026-03-04")));
+    assert_eq!(app.decided_by.as_deref(), Some("chief"));
+    let name = Domain::parse("a.example.kz").unwrap();
+    assert!(w.apps.registry().get(&name).is_some());
+
+    // Decided applications stay decided.
+    let err = w.apps.approve(1, "chief", false).unwrap_err();
+    assert!(err.to_string().contains("approved, not pending"), "{err}");
+    assert!(w.apps.reject(1, "chief", "late").is_err());
+    // The domain is connected: a new application is refused.
+    let err = w
+        .apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("already registered (connected)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn approval_of_an_overlapping_server_is_refused_and_stays_pending() {
+    let w = world("2026-03-02");
+    w.apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+    w.apps.approve(1, "chief", false).unwrap();
+    w.apps
+        .submit(new_app("b.example.kz", "95.59.10.0/30"), "root")
+        .unwrap();
+    let err = w.apps.approve(2, "chief", false).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApplicationError::Registry(RegistryError::Overlap { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        w.apps.get(2).unwrap().application.status,
+        ApplicationStatus::Pending
+    );
+}
+
+#[test]
+fn disconnected_domain_is_reconnected_by_a_new_application() {
+    let w = world("2026-03-02");
+    w.apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+    let first = w.apps.approve(1, "chief", false).unwrap().domain;
+    let name = first.name.clone();
+    w.apps
+        .registry()
+        .disconnect_domain(&name, "left the sector")
+        .unwrap();
+    let v = w
+        .apps
+        .submit(new_app("a.example.kz", "95.59.20.1"), "root")
+        .unwrap();
+    let ok = w.apps.approve(v.application.id, "chief", false).unwrap();
+    assert!(ok.reconnected);
+    assert_eq!(ok.domain.status, DomainStatus::Connected);
+    assert_eq!(ok.domain.status_reason, None);
+    assert_eq!(ok.domain.servers, vec![parse_server("95.59.20.1").unwrap()]);
+    assert_eq!(ok.domain.created_at, first.created_at);
+    assert_eq!(
+        w.apps.registry().get(&name).unwrap().status,
+        DomainStatus::Connected
+    );
+}
+
+#[test]
+fn rejection_needs_a_reason_and_locks_for_30_calendar_days() {
+    let w = world("2026-03-02");
+    w.apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+    assert!(w.apps.reject(1, "chief", "   ").is_err());
+    let v = w
+        .apps
+        .reject(1, "chief", "not an eligible category")
+        .unwrap();
+    assert_eq!(v.application.status, ApplicationStatus::Rejected);
+    assert_eq!(
+        v.application.reason.as_deref(),
+        Some("not an eligible category")
+    );
+    assert_eq!(v.resubmit_from, Some(d("2026-04-01")));
+
+    // Day 29 after the rejection: refused, naming the first allowed date.
+    w.clock.set(d("2026-03-31"));
+    let err = w
+        .apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap_err();
+    match &err {
+        ApplicationError::Locked {
+            id,
+            rejected_on,
+            first_date,
+            ..
+        } => {
+            assert_eq!(*id, 1);
+            assert_eq!(*rejected_on, d("2026-03-02"));
+            assert_eq!(*first_date, d("2026-04-01"));
+        }
+        other => panic!("expected Locked, got {other}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("a new application may be submitted from 2026-04-01"),
+        "{err}"
+    );
+    // Other domains are not affected.
+    w.apps
+        .submit(new_app("b.example.kz", "95.59.10.2"), "root")
+        .unwrap();
+
+    // Day 30: accepted.
+    w.clock.set(d("2026-04-01"));
+    let v = w
+        .apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+    assert_eq!(v.application.status, ApplicationStatus::Pending);
+}
+
+#[test]
+fn a_backdated_receipt_inside_the_lock_is_refused() {
+    let w = world("2026-03-02");
+    w.apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+    w.apps.reject(1, "chief", "incomplete").unwrap();
+    w.clock.set(d("2026-04-10"));
+    let mut n = new_app("a.example.kz", "95.59.10.1");
+    // Received on day 29, entered later: still inside the lock.
+    n.received_on = Some(d("2026-03-31"));
+    assert!(matches!(
+        w.apps.submit(n, "root"),
+        Err(ApplicationError::Locked { .. })
+    ));
+}
+
+#[test]
+fn withdrawal_ends_a_pending_application_without_a_lock() {
+    let w = world("2026-03-02");
+    w.apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+    let v = w
+        .apps
+        .withdraw(1, "root", Some("applicant's letter"))
+        .unwrap();
+    assert_eq!(v.application.status, ApplicationStatus::Withdrawn);
+    assert!(v.resubmit_from.is_none());
+    w.apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+}
+
+#[test]
+fn unknown_ids_are_not_found() {
+    let w = world("2026-03-02");
+    assert!(matches!(w.apps.get(7), Err(ApplicationError::NotFound(7))));
+    assert!(matches!(
+        w.apps.approve(7, "x", false),
+        Err(ApplicationError::NotFound(7))
+    ));
+}
+
+#[test]
+fn overdue_filter_and_list_filters() {
+    let w = world("2026-03-02");
+    w.apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap(); // due 10 Mar
+    w.clock.set(d("2026-03-06"));
+    w.apps
+        .submit(new_app("b.example.kz", "95.59.10.2"), "root")
+        .unwrap(); // due 16 Mar (9 Mar off)
+    assert_eq!(
+        w.apps.get(2).unwrap().application.decision_due,
+        d("2026-03-16")
+    );
+    w.apps
+        .submit(new_app("c.example.kz", "95.59.10.3"), "root")
+        .unwrap();
+    w.apps.reject(3, "chief", "no").unwrap();
+
+    w.clock.set(d("2026-03-10"));
+    let v = w.apps.get(1).unwrap();
+    assert!(!v.overdue, "due today is not overdue");
+    assert_eq!(v.working_days_left, Some(0));
+    w.clock.set(d("2026-03-11"));
+    let overdue = w
+        .apps
+        .list(&ApplicationFilter {
+            overdue: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(overdue[0].application.id, 1);
+    assert_eq!(overdue[0].working_days_left, Some(-1));
+    let rejected = w
+        .apps
+        .list(&ApplicationFilter {
+            status: Some(ApplicationStatus::Rejected),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        !rejected[0].overdue,
+        "decided applications are never overdue"
+    );
+    let for_b = w
+        .apps
+        .list(&ApplicationFilter {
+            domain: Some(Domain::parse("b.example.kz").unwrap()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(for_b.len(), 1);
+}
+
+#[test]
+fn deadline_alerts_go_out_once_a_day_from_the_due_date() {
+    let w = world("2026-03-02");
+    w.apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap(); // due 10 Mar
+    w.clock.set(d("2026-03-09"));
+    assert!(w.apps.due_for_alert().unwrap().is_empty());
+    w.clock.set(d("2026-03-10"));
+    let due = w.apps.due_for_alert().unwrap();
+    assert_eq!(due.len(), 1);
+    w.apps.mark_alerted(1).unwrap();
+    assert!(w.apps.due_for_alert().unwrap().is_empty());
+    w.clock.set(d("2026-03-11"));
+    assert_eq!(w.apps.due_for_alert().unwrap().len(), 1);
+    w.apps.mark_alerted(1).unwrap();
+    w.apps.approve(1, "chief", false).unwrap();
+    w.clock.set(d("2026-03-12"));
+    assert!(w.apps.due_for_alert().unwrap().is_empty());
+}
+
+#[test]
+fn a_year_without_holidays_is_flagged() {
+    let w = world("2027-12-28");
+    let v = w
+        .apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+    let warning = v
+        .calendar_warning
+        .expect("2028 is not in the shipped calendar");
+    assert!(warning.contains("2028"), "{warning}");
+    let w = world("2026-03-02");
+    let v = w
+        .apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+    assert!(v.calendar_warning.is_none());
+}
+
+#[test]
+fn the_weekend_after_a_friday_deadline_is_overdue() {
+    let w = world("2026-02-06");
+    let v = w
+        .apps
+        .submit(new_app("a.example.kz", "95.59.10.1"), "root")
+        .unwrap();
+    assert_eq!(v.application.decision_due, d("2026-02-13"));
+    w.clock.set(d("2026-02-14"));
+    let v = w.apps.get(1).unwrap();
+    assert!(v.overdue);
+    assert_eq!(v.working_days_left, Some(-1));
+    w.clock.set(d("2026-02-17"));
+    assert_eq!(w.apps.get(1).unwrap().working_days_left, Some(-2));
+}
