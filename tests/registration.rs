@@ -4,8 +4,7 @@
 //! `registry::applications`.)
 
 mod common;
-#[path = "common/dns.rs"]
-mod dns;
+use common::dns;
 
 use chrono::{Days, NaiveDate};
 use common::*;
