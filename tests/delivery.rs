@@ -1,0 +1,428 @@
+//! Delivery end to end: the real binary relays to fake remote MXs found
+//! through a DNS server on loopback, retries, bounces, forwards inbound mail
+//! to the registered server, and survives SIGKILL mid-delivery.
+
+mod common;
+
+use std::time::Duration;
+
+use common::dns::{Rec, TestDns};
+use common::fake_mx::{Behaviour, FakeMx, has_bare_line_ending};
+use common::*;
+use mail_parser::MimeHeaders;
+use serde_json::Value;
+
+const AGENCY: &str = "agency.example.kz";
+
+/// A gateway whose MX lookups go to `dns` and reach port `mx_port`, with a
+/// short retry schedule.
+fn gateway(dns: &TestDns, mx_port: u16, extra: &str) -> Gateway {
+    let base = format!(
+        "[delivery]\nnameservers = {}\nmx_port = {mx_port}\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\nmax_queue_lifetime = \"1h\"\nconnect_timeout = \"3s\"\ncommand_timeout = \"10s\"\ndata_timeout = \"10s\"\ntls = \"none\"\n",
+        dns.nameservers_toml()
+    );
+    let cfg = config_text(&base);
+    let cfg = config_text_over(&cfg, extra);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ugem.toml");
+    std::fs::write(&path, cfg).unwrap();
+    Gateway::start_in(dir, path)
+}
+
+/// `extra` merged over a full configuration text.
+fn config_text_over(base: &str, extra: &str) -> String {
+    let mut b: toml::Table = base.parse().unwrap();
+    let e: toml::Table = extra.parse().unwrap();
+    for (k, v) in e {
+        match (b.get_mut(&k), v) {
+            (Some(toml::Value::Table(bt)), toml::Value::Table(et)) => bt.extend(et),
+            (_, v) => {
+                b.insert(k, v);
+            }
+        }
+    }
+    toml::to_string(&b).unwrap()
+}
+
+fn dns_for(names: &[&str]) -> TestDns {
+    let mut recs: Vec<(&str, Rec)> = Vec::new();
+    for n in names {
+        recs.push((n, Rec::Mx(10, "mx.remote.example")));
+    }
+    recs.push(("mx.remote.example", Rec::A("127.0.0.1".parse().unwrap())));
+    recs.push(("nullmx.example", Rec::Mx(0, ".")));
+    TestDns::start(&recs)
+}
+
+fn queue_counts(gw: &Gateway) -> Value {
+    let (_, body) = http(
+        gw.admin,
+        "GET",
+        "/api/v1/queue/counts",
+        Some(VIEWER_TOKEN),
+        None,
+    );
+    serde_json::from_str(&body).unwrap()
+}
+
+fn queue_list(gw: &Gateway) -> Vec<Value> {
+    let (_, body) = http(gw.admin, "GET", "/api/v1/queue", Some(VIEWER_TOKEN), None);
+    serde_json::from_str::<Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn send(gw: &Gateway, from: &str, to: &[&str], body: &str) -> String {
+    let mut s = Smtp::greeted(gw.smtp);
+    let r = s.send_mail(from, to, body);
+    assert_eq!(r.code, 250, "{r:?}");
+    s.expect("QUIT", 221);
+    r.text().rsplit(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn relays_through_mx_byte_for_byte() {
+    let mx = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&["example.org"]);
+    let gw = gateway(&dns, mx.addr().port(), "");
+    gw.register(AGENCY, &["127.0.0.1"]);
+    // As sent over SMTP (dot-stuffed) and as the message really is.
+    let wire = "From: clerk@agency.example.kz\r\nSubject: hi\r\nMessage-ID: <m1@agency.example.kz>\r\n\r\n..starts with a dot\r\n...two dots\r\nend";
+    let body = "From: clerk@agency.example.kz\r\nSubject: hi\r\nMessage-ID: <m1@agency.example.kz>\r\n\r\n.starts with a dot\r\n..two dots\r\nend\r\n";
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["a@example.org", "b@example.org"],
+        wire,
+    );
+    assert!(
+        mx.wait_for_messages(1, Duration::from_secs(20)),
+        "not delivered; log:\n{}",
+        gw.log_text()
+    );
+    let m = &mx.messages()[0];
+    assert_eq!(m.sender, "clerk@agency.example.kz");
+    assert_eq!(m.recipients, vec!["a@example.org", "b@example.org"]);
+    assert_eq!(m.helo, "gw.test.example");
+    let text = String::from_utf8(m.body.clone()).unwrap();
+    assert!(text.starts_with("Received: from client.test.example ([127.0.0.1])\r\n\tby gw.test.example (ugem) with ESMTP"), "{text}");
+    assert!(text.ends_with(body), "body changed on the way: {text:?}");
+    // On the wire: dot-stuffed, CRLF only.
+    assert!(m.wire.windows(5).any(|w| w == b"\n..st"), "not dot-stuffed");
+    for raw in mx.inbound() {
+        assert!(!has_bare_line_ending(&raw), "ugem emitted a bare CR or LF");
+    }
+    assert!(
+        wait_for(10, || queue_counts(&gw)["total"] == 0),
+        "message did not leave the queue"
+    );
+}
+
+#[test]
+fn static_route_and_connection_reuse() {
+    let mx = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&[]);
+    let gw = gateway(
+        &dns,
+        1,
+        &format!("[delivery.routes]\n\"*\" = \"{}\"\n", mx.addr()),
+    );
+    gw.register(AGENCY, &["127.0.0.1"]);
+    for i in 0..5 {
+        send(
+            &gw,
+            "clerk@agency.example.kz",
+            &[&format!("r{i}@anywhere.example")],
+            "Subject: s\r\n\r\nx\r\n",
+        );
+    }
+    assert!(mx.wait_for_messages(5, Duration::from_secs(20)));
+    assert!(
+        mx.connections() < 5,
+        "no connection reuse: {} connections",
+        mx.connections()
+    );
+}
+
+#[test]
+fn inbound_mail_goes_to_the_registered_server() {
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let other = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&[AGENCY]);
+    // A static "*" route must not capture a registered domain's mail.
+    let gw = gateway(
+        &dns,
+        other.addr().port(),
+        &format!("[delivery.routes]\n\"*\" = \"{}\"\n", other.addr()),
+    );
+    gw.cli_ok(&[
+        "domain",
+        "add",
+        AGENCY,
+        "--server",
+        "192.0.2.10",
+        "--contact",
+        "it@contact.example.kz",
+        "--inbound",
+        &agency_server.addr().to_string(),
+    ]);
+    // An internet sender, from an address that is not the agency's.
+    send(
+        &gw,
+        "citizen@example.org",
+        &["head@agency.example.kz"],
+        "Subject: to the agency\r\n\r\nhello\r\n",
+    );
+    assert!(agency_server.wait_for_messages(1, Duration::from_secs(20)));
+    assert_eq!(
+        agency_server.messages()[0].recipients,
+        vec!["head@agency.example.kz"]
+    );
+    assert!(other.messages().is_empty());
+}
+
+#[test]
+fn permanent_failure_bounces_to_the_sender_with_a_dsn() {
+    let remote = FakeMx::start(Behaviour::accept());
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&["example.org"]);
+    let gw = gateway(&dns, remote.addr().port(), "");
+    gw.cli_ok(&[
+        "domain",
+        "add",
+        AGENCY,
+        "--server",
+        "127.0.0.1",
+        "--contact",
+        "it@contact.example.kz",
+        "--inbound",
+        &agency_server.addr().to_string(),
+    ]);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["reject-me@example.org", "fine@example.org"],
+        "Subject: secret report\r\nMessage-ID: <orig@agency.example.kz>\r\n\r\nBODY-MUST-NOT-BOUNCE\r\n",
+    );
+    assert!(remote.wait_for_messages(1, Duration::from_secs(20)));
+    assert_eq!(remote.messages()[0].recipients, vec!["fine@example.org"]);
+    // The DSN goes back to the agency through its registered server.
+    assert!(
+        agency_server.wait_for_messages(1, Duration::from_secs(20)),
+        "no bounce; log:\n{}",
+        gw.log_text()
+    );
+    let dsn = &agency_server.messages()[0];
+    assert_eq!(dsn.sender, "", "a bounce has the null sender");
+    assert_eq!(dsn.recipients, vec!["clerk@agency.example.kz"]);
+    let msg = mail_parser::MessageParser::default()
+        .parse(&dsn.body)
+        .expect("DSN parses");
+    let ct = msg.content_type().unwrap();
+    assert_eq!(ct.ctype(), "multipart");
+    assert_eq!(ct.subtype(), Some("report"));
+    let raw = String::from_utf8_lossy(&dsn.body);
+    assert!(
+        raw.contains("Final-Recipient: rfc822; reject-me@example.org"),
+        "{raw}"
+    );
+    assert!(raw.contains("Action: failed"), "{raw}");
+    assert!(raw.contains("Status: 5."), "{raw}");
+    assert!(
+        raw.contains("Subject: secret report"),
+        "original headers missing: {raw}"
+    );
+    assert!(
+        !raw.contains("BODY-MUST-NOT-BOUNCE"),
+        "original body returned: {raw}"
+    );
+    assert!(!raw.contains("fine@example.org\r\nAction"), "{raw}");
+    assert!(wait_for(10, || queue_counts(&gw)["total"] == 0));
+}
+
+#[test]
+fn null_mx_bounces_at_once_and_bounces_never_bounce() {
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&[]);
+    let gw = gateway(&dns, 1, "");
+    gw.cli_ok(&[
+        "domain",
+        "add",
+        AGENCY,
+        "--server",
+        "127.0.0.1",
+        "--contact",
+        "it@contact.example.kz",
+        "--inbound",
+        &agency_server.addr().to_string(),
+    ]);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["x@nullmx.example"],
+        "Subject: n\r\n\r\nx\r\n",
+    );
+    assert!(
+        agency_server.wait_for_messages(1, Duration::from_secs(20)),
+        "log:\n{}",
+        gw.log_text()
+    );
+    let raw = String::from_utf8_lossy(&agency_server.messages()[0].body).to_string();
+    assert!(raw.contains("Status: 5.1.10"), "{raw}");
+    // An inbound bounce (null sender) to an unreachable place is dropped, not bounced.
+    send(
+        &gw,
+        "",
+        &["postmaster@agency.example.kz"],
+        "Subject: bounce\r\n\r\nx\r\n",
+    );
+    assert!(agency_server.wait_for_messages(2, Duration::from_secs(20)));
+    assert!(wait_for(10, || queue_counts(&gw)["total"] == 0));
+}
+
+#[test]
+fn temporary_failures_are_retried_until_expiry_then_bounced() {
+    let remote = FakeMx::start(Behaviour::accept());
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&["example.org"]);
+    let gw = gateway(
+        &dns,
+        remote.addr().port(),
+        "[delivery]\nmax_queue_lifetime = \"4s\"\n",
+    );
+    gw.cli_ok(&[
+        "domain",
+        "add",
+        AGENCY,
+        "--server",
+        "127.0.0.1",
+        "--contact",
+        "it@contact.example.kz",
+        "--inbound",
+        &agency_server.addr().to_string(),
+    ]);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["defer-me@example.org"],
+        "Subject: d\r\n\r\nx\r\n",
+    );
+    // Deferred with a last error and growing attempts...
+    assert!(
+        wait_for(15, || {
+            queue_list(&gw).first().is_some_and(|e| {
+                e["attempts"].as_u64().unwrap_or(0) >= 2
+                    && e["recipients"][0]["status"] == "deferred"
+                    && e["recipients"][0]["last_error"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("451")
+            })
+        }),
+        "not retried: {:?}",
+        queue_list(&gw)
+    );
+    // ...then expired and bounced with 4.4.7 turned permanent.
+    assert!(
+        agency_server.wait_for_messages(1, Duration::from_secs(20)),
+        "no expiry bounce"
+    );
+    let raw = String::from_utf8_lossy(&agency_server.messages()[0].body).to_string();
+    assert!(raw.contains("Status: 5.4.7"), "{raw}");
+    assert!(wait_for(10, || queue_counts(&gw)["total"] == 0));
+    assert!(remote.attempts().is_empty() || remote.messages().is_empty());
+}
+
+#[test]
+fn dropped_connection_in_data_is_retried() {
+    let remote = FakeMx::start(Behaviour::drop_in_data());
+    let dns = dns_for(&["example.org"]);
+    let gw = gateway(&dns, remote.addr().port(), "");
+    gw.register(AGENCY, &["127.0.0.1"]);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["a@example.org"],
+        "Subject: d\r\n\r\nline1\r\nline2\r\n",
+    );
+    assert!(wait_for(15, || queue_list(&gw).first().is_some_and(|e| e
+        ["attempts"]
+        .as_u64()
+        .unwrap_or(0)
+        >= 2)));
+    let e = &queue_list(&gw)[0];
+    assert_eq!(e["recipients"][0]["status"], "deferred");
+    assert!(remote.connections() >= 2);
+}
+
+/// RCPT commands the remote has seen (connections are reused, so count these).
+fn rcpts(mx: &FakeMx) -> usize {
+    mx.verbs().iter().filter(|v| v.as_str() == "RCPT").count()
+}
+
+#[test]
+fn held_mail_is_not_sent_until_released() {
+    let remote = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&["example.org"]);
+    let gw = gateway(
+        &dns,
+        remote.addr().port(),
+        "[delivery]\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\n",
+    );
+    gw.register(AGENCY, &["127.0.0.1"]);
+    // A recipient the remote defers keeps the message in the queue.
+    let id = send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["defer-me@example.org"],
+        "Subject: h\r\n\r\nx\r\n",
+    );
+    assert!(wait_for(10, || rcpts(&remote) >= 1));
+    gw.cli_ok(&["queue", "hold", &id, "--reason", "inspect"]);
+    // Let an attempt in flight (if any) finish, then count.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = rcpts(&remote);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rcpts(&remote), before, "held mail was tried");
+    gw.cli_ok(&["queue", "release", &id]);
+    assert!(
+        wait_for(10, || rcpts(&remote) > before),
+        "released mail not tried"
+    );
+    // A suspended domain's queued mail is held the same way.
+    gw.cli_ok(&["domain", "suspend", AGENCY, "--reason", "test"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = rcpts(&remote);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rcpts(&remote), before, "suspended domain's mail was tried");
+    let held = gw.cli_ok(&["--json", "queue", "list", "--held"]);
+    assert!(held.contains(&id), "{held}");
+}
+
+#[test]
+fn sigkill_during_delivery_then_delivered_after_restart() {
+    let slow = FakeMx::start(Behaviour::slow(Duration::from_millis(1500)));
+    let dns = dns_for(&["example.org"]);
+    let mut gw = gateway(&dns, slow.addr().port(), "");
+    gw.register(AGENCY, &["127.0.0.1"]);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["a@example.org"],
+        "Subject: k\r\n\r\nsurvive\r\n",
+    );
+    // Wait until the delivery is under way, then kill the gateway.
+    assert!(wait_for(10, || slow.connections() >= 1));
+    gw.kill();
+    let before = slow.messages().len();
+    gw.spawn();
+    assert!(
+        slow.wait_for_messages(before.max(1), Duration::from_secs(40)),
+        "lost after SIGKILL"
+    );
+    assert!(wait_for(20, || queue_counts(&gw)["total"] == 0));
+    let n = slow.messages().len();
+    assert!(n >= 1 && n <= 2, "{n} copies (one duplicate at most)");
+}
