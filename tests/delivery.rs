@@ -424,5 +424,5 @@ fn sigkill_during_delivery_then_delivered_after_restart() {
     );
     assert!(wait_for(20, || queue_counts(&gw)["total"] == 0));
     let n = slow.messages().len();
-    assert!(n >= 1 && n <= 2, "{n} copies (one duplicate at most)");
+    assert!((1..=2).contains(&n), "{n} copies (one duplicate at most)");
 }
