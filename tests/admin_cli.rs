@@ -263,7 +263,9 @@ fn queue_management_verbs() {
     assert!(list.starts_with("ID") && list.contains(&id), "{list}");
     let show = gw.cli_ok(&["--json", "queue", "show", &id]);
     let v: serde_json::Value = serde_json::from_str(&show).unwrap();
-    assert_eq!(v["recipients"][0]["status"], "pending");
+    // Pending, or deferred once the first attempt hit the test's dead route.
+    let status = v["recipients"][0]["status"].as_str().unwrap().to_string();
+    assert!(status == "pending" || status == "deferred", "{status}");
     // A viewer may look but not hold.
     let out = gw.cli(VIEWER_TOKEN, &["queue", "hold", &id]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));

@@ -18,10 +18,10 @@ const AGENCY: &str = "agency.example.kz";
 /// short retry schedule.
 fn gateway(dns: &TestDns, mx_port: u16, extra: &str) -> Gateway {
     let base = format!(
-        "[delivery]\nnameservers = {}\nmx_port = {mx_port}\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\nmax_queue_lifetime = \"1h\"\nconnect_timeout = \"3s\"\ncommand_timeout = \"10s\"\ndata_timeout = \"10s\"\ntls = \"none\"\n",
+        "[delivery]\nroutes = {{}}\nnameservers = {}\nmx_port = {mx_port}\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\nmax_queue_lifetime = \"1h\"\nconnect_timeout = \"3s\"\ncommand_timeout = \"10s\"\ndata_timeout = \"10s\"\ntls = \"none\"\n",
         dns.nameservers_toml()
     );
-    let cfg = config_text(&base);
+    let cfg = config_text_over(&config_text(""), &base);
     let cfg = config_text_over(&cfg, extra);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ugem.toml");
@@ -425,4 +425,43 @@ fn sigkill_during_delivery_then_delivered_after_restart() {
     assert!(wait_for(20, || queue_counts(&gw)["total"] == 0));
     let n = slow.messages().len();
     assert!((1..=2).contains(&n), "{n} copies (one duplicate at most)");
+}
+
+#[test]
+fn optional_delay_warning_is_sent_once() {
+    let remote = FakeMx::start(Behaviour::accept());
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&["example.org"]);
+    let gw = gateway(
+        &dns,
+        remote.addr().port(),
+        "[delivery]\ndelay_warning = \"2s\"\n",
+    );
+    gw.cli_ok(&[
+        "domain",
+        "add",
+        AGENCY,
+        "--server",
+        "127.0.0.1",
+        "--contact",
+        "it@contact.example.kz",
+        "--inbound",
+        &agency_server.addr().to_string(),
+    ]);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["defer-me@example.org"],
+        "Subject: slow\r\n\r\nx\r\n",
+    );
+    assert!(
+        agency_server.wait_for_messages(1, Duration::from_secs(20)),
+        "no delay warning"
+    );
+    let raw = String::from_utf8_lossy(&agency_server.messages()[0].body).to_string();
+    assert!(raw.contains("Action: delayed"), "{raw}");
+    assert!(raw.contains("Status: 4."), "{raw}");
+    // Later attempts do not warn again.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(agency_server.messages().len(), 1);
 }

@@ -245,6 +245,7 @@ impl Scheduler {
         if !failed.is_empty() {
             self.bounce(&env, &body, &failed).await;
         }
+        self.maybe_warn(&env, &body, &updates, &remote, now).await;
         let next = now + self.backoff.delay(env.attempts + 1).as_millis() as u64;
         let outcome = AttemptOutcome {
             attempted_at_ms: now,
@@ -414,6 +415,63 @@ impl Scheduler {
             }),
             None,
         )
+    }
+
+    /// The optional delay warning: sent by the first attempt after the
+    /// message has waited `delivery.delay_warning`, so no flag is stored.
+    async fn maybe_warn(
+        &self,
+        env: &Envelope,
+        body: &[u8],
+        updates: &[RecipientUpdate],
+        remote: &HashMap<usize, Option<String>>,
+        now: u64,
+    ) {
+        let Some(after) = self.cfg.delivery.delay_warning else {
+            return;
+        };
+        let threshold = env.arrived_at_ms + after.0.as_millis() as u64;
+        if now < threshold || env.last_attempt_ms.is_some_and(|l| l >= threshold) {
+            return;
+        }
+        let delayed: Vec<super::dsn::FailedRcpt> = updates
+            .iter()
+            .filter(|u| u.status == RcptStatus::Deferred)
+            .map(|u| {
+                (
+                    env.recipients[u.index].address.clone(),
+                    u.last_error.clone().unwrap_or_default(),
+                    remote.get(&u.index).cloned().flatten(),
+                )
+            })
+            .collect();
+        if delayed.is_empty() {
+            return;
+        }
+        let until = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(
+            (env.arrived_at_ms + self.cfg.delivery.max_queue_lifetime.0.as_millis() as u64) as i64,
+        )
+        .unwrap_or_else(chrono::Utc::now);
+        let host = self.cfg.server.hostname.to_string();
+        let postmaster = self.cfg.server.postmaster.to_string();
+        if let Some((new, msg)) = super::dsn::delay_warning(
+            env,
+            body,
+            &delayed,
+            &host,
+            &postmaster,
+            chrono::Utc::now(),
+            until,
+        ) {
+            match self.queue.enqueue(new, msg).await {
+                Ok(wid) => {
+                    tracing::info!(queue_id = %env.id, warning_id = %wid, "delay warning queued")
+                }
+                Err(e) => {
+                    tracing::error!(queue_id = %env.id, error = %e, "cannot queue the delay warning")
+                }
+            }
+        }
     }
 
     async fn bounce(

@@ -67,6 +67,16 @@ listen = ["127.0.0.1:0"]
 min_free_space = "1MiB"
 command_timeout = "20s"
 
+# Mail goes nowhere by default (the discard port refuses), and retries are
+# rare, so queue contents stay put; tests/delivery.rs sets real routes.
+[delivery]
+min_backoff = "1h"
+max_backoff = "2h"
+tls = "none"
+
+[delivery.routes]
+"*" = "127.0.0.1:9"
+
 [admin]
 listen = "127.0.0.1:0"
 tokens = [
