@@ -625,6 +625,33 @@ pub struct Config {
     pub connections: ConnectionsSection,
     /// `[registration]`
     pub registration: RegistrationSection,
+    /// `[alarms]`
+    pub alarms: AlarmsSection,
+}
+
+/// `[alarms]`: when the postmaster is told that the queue backs up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlarmsSection {
+    /// Alert when more messages than this are queued.
+    pub queue_size: usize,
+    /// Alert when the oldest queued message is older than this.
+    pub queue_age: Span,
+    /// How often the queue is checked.
+    pub check_interval: Span,
+    /// While the condition lasts, repeat the alert this often.
+    pub repeat: Span,
+}
+
+impl Default for AlarmsSection {
+    fn default() -> Self {
+        AlarmsSection {
+            queue_size: 10_000,
+            queue_age: Span(Duration::from_secs(3600)),
+            check_interval: Span(Duration::from_secs(60)),
+            repeat: Span(Duration::from_secs(3600)),
+        }
+    }
 }
 
 /// Where a configuration is read from.
@@ -948,10 +975,11 @@ fn check_keys(tree: &serde_json::Value) -> Vec<ConfigProblem> {
             "delivery" => check_section::<DeliverySection>(section, value),
             "admin" => check_section::<AdminSection>(section, value),
             "connections" => check_section::<ConnectionsSection>(section, value),
+            "alarms" => check_section::<AlarmsSection>(section, value),
             "registration" => check_section::<RegistrationSection>(section, value),
             _ => vec![ConfigProblem {
                 key: section.clone(),
-                message: "unknown section (known: server, smtp, delivery, admin, connections, registration)"
+                message: "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms)"
                     .into(),
             }],
         };

@@ -131,6 +131,11 @@ pub async fn run(
         cfg.clone(),
         stop_rx.clone(),
     ));
+    let alarms_task = tokio::spawn(crate::notify::alarms::queue_alarms(
+        queue.clone(),
+        cfg.clone(),
+        stop_rx.clone(),
+    ));
     let prune_task = tokio::spawn(prune_connections(
         store.clone(),
         cfg.clone(),
@@ -159,6 +164,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
     prune_task.abort();
     deadlines_task.abort();
+    alarms_task.abort();
     hup_task.abort();
     let log = connlog.clone();
     let _ = tokio::task::spawn_blocking(move || log.flush()).await;

@@ -84,3 +84,87 @@ fn sigterm_during_data_loses_nothing() {
             .ends_with("first half\r\nsecond half\r\n")
     );
 }
+
+fn metric(text: &str, line_prefix: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(line_prefix)
+                .map(|v| v.trim().parse::<f64>().unwrap())
+        })
+        .unwrap_or_else(|| panic!("{line_prefix} missing in:\n{text}"))
+}
+
+#[test]
+fn metrics_count_real_traffic() {
+    let gw = Gateway::start("");
+    gw.register("agency.example.kz", &["127.0.0.1"]);
+    let mut s = Smtp::greeted(gw.smtp);
+    assert_eq!(
+        s.send_mail(
+            "clerk@agency.example.kz",
+            &["a@example.org"],
+            "Subject: m\r\n\r\nx\r\n"
+        )
+        .code,
+        250
+    );
+    s.expect("MAIL FROM:<x@example.org>", 250);
+    s.expect("RCPT TO:<y@example.net>", 550);
+    s.expect("QUIT", 221);
+    gw.cli_ok(&[
+        "domain",
+        "suspend",
+        "agency.example.kz",
+        "--reason",
+        "metrics",
+    ]);
+    // The dead test route defers the message: one deferred outcome.
+    assert!(wait_for(10, || http(
+        gw.admin, "GET", "/metrics", None, None
+    )
+    .1
+    .contains("class=\"deferred\"")));
+    let (st, text) = http(gw.admin, "GET", "/metrics", None, None);
+    assert_eq!(st, 200);
+    assert!(metric(&text, "ugem_smtp_sessions_total ") >= 1.0);
+    assert_eq!(metric(&text, "ugem_smtp_messages_accepted_total "), 1.0);
+    assert_eq!(
+        metric(&text, "ugem_smtp_refusals_total{reply=\"550 5.7.1\"} "),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "ugem_delivery_recipients_total{class=\"deferred\"} "),
+        1.0
+    );
+    assert_eq!(metric(&text, "ugem_queue_messages{state=\"held\"} "), 1.0);
+    assert_eq!(
+        metric(&text, "ugem_suspensions_active{scope=\"domain\"} "),
+        1.0
+    );
+    assert!(metric(&text, "ugem_queue_oldest_age_seconds ") >= 0.0);
+    assert!(metric(&text, "ugem_store_size_bytes{file=\"store\"} ") > 0.0);
+}
+
+#[test]
+fn queue_alarm_reaches_the_postmaster() {
+    let gw = Gateway::start("[alarms]\nqueue_size = 1\ncheck_interval = \"1s\"\n");
+    gw.register("agency.example.kz", &["127.0.0.1"]);
+    for i in 0..2 {
+        let mut s = Smtp::greeted(gw.smtp);
+        let r = s.send_mail(
+            "clerk@agency.example.kz",
+            &["a@example.org"],
+            &format!("Subject: {i}\r\n\r\nx\r\n"),
+        );
+        assert_eq!(r.code, 250);
+    }
+    assert!(
+        wait_for(15, || {
+            let (_, body) = http(gw.admin, "GET", "/api/v1/queue", Some(VIEWER_TOKEN), None);
+            body.contains("\"direction\":\"local\"") && body.contains("postmaster@gw.test.example")
+        }),
+        "no alarm queued; log:\n{}",
+        gw.log_text()
+    );
+    assert!(gw.log_text().contains("queue alarm"));
+}

@@ -24,6 +24,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/domains", get(list_domains).post(add_domain))
         .route("/api/v1/domains/{name}", get(show_domain))
         .route("/api/v1/domains/{name}/suspend", post(suspend_domain))
@@ -67,6 +68,61 @@ async fn readyz(State(st): State<AdminState>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
     }
+}
+
+/// Prometheus scrape (no token, like the health checks: the admin listener
+/// belongs on an internal network).
+async fn metrics(State(st): State<AdminState>) -> Result<impl IntoResponse, ApiError> {
+    let queue = st.queue.clone();
+    let store = st.store.clone();
+    let snap = st.registry.snapshot();
+    let mut g = tokio::task::spawn_blocking(move || -> Result<crate::metrics::Gauges, ApiError> {
+        let c = queue.counts()?;
+        let now = ugem_queue::unix_ms();
+        // One pass over the envelopes for generated mail; fine at scrape
+        // intervals for queues of tens of thousands.
+        let backlog = queue
+            .list(&ugem_queue::ListFilter::default())?
+            .iter()
+            .filter(|e| e.direction == ugem_queue::Direction::Local)
+            .count() as u64;
+        Ok(crate::metrics::Gauges {
+            queue: vec![
+                ("active", c.active as u64),
+                ("deferred", c.deferred as u64),
+                ("held", c.held as u64),
+                ("leased", c.leased as u64),
+            ],
+            queue_bytes: c.bytes,
+            oldest_age_seconds: c
+                .oldest_arrival_ms
+                .map(|t| now.saturating_sub(t) as f64 / 1000.0)
+                .unwrap_or(0.0),
+            notification_backlog: backlog,
+            suspensions: Vec::new(),
+            store_bytes: store.size_bytes(),
+            queue_file_bytes: std::fs::metadata(queue.dir().join(ugem_queue::DB_FILE))
+                .map(|m| m.len())
+                .unwrap_or(0),
+        })
+    })
+    .await
+    .map_err(|e| ApiError::bad_request(e.to_string()))??;
+    let (mut domains, mut senders) = (0u64, 0u64);
+    for s in snap.active_suspensions() {
+        match s.scope {
+            Scope::Domain(_) => domains += 1,
+            Scope::Sender(_) => senders += 1,
+        }
+    }
+    g.suspensions = vec![("domain", domains), ("sender", senders)];
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::render(&g),
+    ))
 }
 
 fn parse_domain(name: &str) -> Result<Domain, ApiError> {

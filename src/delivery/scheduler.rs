@@ -220,6 +220,11 @@ impl Scheduler {
                     ),
                     RcptResult::Deferred { reply } => (RcptStatus::Deferred, reply),
                 };
+                crate::metrics::delivery(match status {
+                    RcptStatus::Delivered => "delivered",
+                    RcptStatus::Failed => "failed",
+                    _ => "deferred",
+                });
                 remote.insert(i, mta.clone());
                 updates.push(RecipientUpdate {
                     index: i,

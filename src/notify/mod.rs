@@ -4,6 +4,7 @@
 //! registration notices, and [`deadlines`] alerts the postmaster about
 //! applications that reach their decision date.
 
+pub mod alarms;
 pub mod deadlines;
 pub mod mail;
 pub mod notices;

@@ -94,6 +94,11 @@ impl Snapshot {
         self.suspensions.get(scope)
     }
 
+    /// Every active suspension.
+    pub fn active_suspensions(&self) -> impl Iterator<Item = &Arc<SuspensionRecord>> {
+        self.suspensions.values()
+    }
+
     /// Number of registered domains.
     pub fn len(&self) -> usize {
         self.domains.len()

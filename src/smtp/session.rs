@@ -37,9 +37,13 @@ pub async fn run(
     let id = session_id();
     let span = tracing::info_span!("smtp", session = %id, peer = %peer);
     async move {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::metrics::SESSIONS.fetch_add(1, Relaxed);
+        crate::metrics::SESSIONS_ACTIVE.fetch_add(1, Relaxed);
         let mut s = Session::new(gw, peer, id);
         let close = s.serve(stream, stop).await;
         s.finish(close);
+        crate::metrics::SESSIONS_ACTIVE.fetch_sub(1, Relaxed);
     }
     .instrument(span)
     .await
@@ -266,6 +270,8 @@ impl Session {
     fn reply(&mut self, r: Reply) {
         if r.code >= 400 {
             self.note_refusal(&r);
+            let enhanced = r.enhanced.map(|e| e.to_string()).unwrap_or_default();
+            crate::metrics::refusal(r.code, &enhanced);
         }
         r.write_to(&mut self.out);
     }
@@ -760,6 +766,10 @@ impl Session {
             Ok(id) => {
                 tracing::info!(queue_id = %id, from = %txn.from, rcpts = txn.rcpts.len(), size = body.len(), "message queued");
                 self.rec.messages += 1;
+                crate::metrics::MESSAGES_ACCEPTED
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::BYTES_ACCEPTED
+                    .fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 if self.rec.queue_ids.len() < 100 {
                     self.rec.queue_ids.push(id.to_string());
                 }
