@@ -38,7 +38,7 @@ fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
 
 /// Counts one refusal reply.
 pub fn refusal(code: u16, enhanced: &str) {
-    bump(&REFUSALS, &format!("{code} {enhanced}").trim().to_string());
+    bump(&REFUSALS, format!("{code} {enhanced}").trim());
 }
 
 /// Counts one recipient's delivery outcome.
