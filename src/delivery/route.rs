@@ -138,6 +138,31 @@ pub struct Resolver {
     smtp_port: u16,
 }
 
+/// A hickory resolver builder for `nameservers` (UDP and TCP on each), or
+/// for the system's configuration when the list is empty; shared by
+/// delivery and the registration checks.
+pub fn resolver_builder(
+    nameservers: &[SocketAddr],
+) -> Result<hickory_resolver::ResolverBuilder<TokioRuntimeProvider>, String> {
+    if nameservers.is_empty() {
+        return TokioResolver::builder_tokio().map_err(|e| e.to_string());
+    }
+    let servers = nameservers
+        .iter()
+        .map(|sa| {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = sa.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = sa.port();
+            NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
+        })
+        .collect();
+    Ok(TokioResolver::builder_with_config(
+        ResolverConfig::from_name_servers(servers),
+        TokioRuntimeProvider::default(),
+    ))
+}
+
 impl Resolver {
     /// A caching resolver: the system's (`/etc/resolv.conf`) when
     /// `nameservers` is empty, else exactly these servers over UDP and TCP.
@@ -159,25 +184,8 @@ impl Resolver {
     }
 
     fn build(nameservers: &[SocketAddr], cache: bool) -> Result<Resolver, ResolveError> {
-        let mut builder = if nameservers.is_empty() {
-            TokioResolver::builder_tokio()
-                .map_err(|e| ResolveError::Config(format!("system resolver: {e}")))?
-        } else {
-            let servers = nameservers
-                .iter()
-                .map(|sa| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = sa.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = sa.port();
-                    NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
-            )
-        };
+        let mut builder = resolver_builder(nameservers)
+            .map_err(|e| ResolveError::Config(format!("system resolver: {e}")))?;
         let opts = builder.options_mut();
         // Mail routing follows the DNS only, like Postfix's default
         // smtp_host_lookup = dns: /etc/hosts must not redirect an MX.

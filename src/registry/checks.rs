@@ -13,9 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::NetError;
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -270,25 +268,8 @@ pub struct HickoryLookup {
 impl HickoryLookup {
     /// Uses `nameservers` (`[delivery] nameservers`), or the system's when empty.
     pub fn new(nameservers: &[SocketAddr], timeout: Duration) -> Result<HickoryLookup, String> {
-        let mut builder = if nameservers.is_empty() {
-            TokioResolver::builder_tokio()
-                .map_err(|e| format!("no system resolver configuration: {e}"))?
-        } else {
-            let servers = nameservers
-                .iter()
-                .map(|sa| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = sa.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = sa.port();
-                    NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
-            )
-        };
+        let mut builder = crate::delivery::route::resolver_builder(nameservers)
+            .map_err(|e| format!("no system resolver configuration: {e}"))?;
         let opts = builder.options_mut();
         opts.timeout = timeout;
         opts.attempts = 1;
