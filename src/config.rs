@@ -565,6 +565,20 @@ pub struct RegistrationSection {
     /// The operator's UTC offset: dates of receipt and decision are local dates.
     #[serde(deserialize_with = "parse_from_str")]
     pub utc_offset: UtcOffset,
+    /// What happens to a disconnected domain's queued outbound mail.
+    pub disconnect_queued: DisconnectQueued,
+}
+
+/// A disconnected domain's queued outbound mail: kept held for staff, or
+/// bounced to its senders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DisconnectQueued {
+    /// Held until staff release or delete it.
+    #[default]
+    Hold,
+    /// Returned to the senders with a DSN (5.7.1).
+    Bounce,
 }
 
 impl Default for RegistrationSection {
@@ -579,6 +593,7 @@ impl Default for RegistrationSection {
             gateway_addresses: Vec::new(),
             // Kazakhstan has one time zone, UTC+5, since 1 March 2024.
             utc_offset: UtcOffset(chrono::FixedOffset::east_opt(5 * 3600).expect("valid offset")),
+            disconnect_queued: DisconnectQueued::Hold,
         }
     }
 }
@@ -627,6 +642,8 @@ pub struct Config {
     pub registration: RegistrationSection,
     /// `[alarms]`
     pub alarms: AlarmsSection,
+    /// `[governor]`: rate limits, anomaly detection, automatic suspension.
+    pub governor: crate::governor::settings::GovernorSection,
 }
 
 /// `[alarms]`: when the postmaster is told that the queue backs up.
@@ -954,6 +971,9 @@ impl Config {
                 );
             }
         }
+        for (key, message) in self.governor.problems() {
+            bad(&key, message);
+        }
         out
     }
 }
@@ -976,10 +996,13 @@ fn check_keys(tree: &serde_json::Value) -> Vec<ConfigProblem> {
             "admin" => check_section::<AdminSection>(section, value),
             "connections" => check_section::<ConnectionsSection>(section, value),
             "alarms" => check_section::<AlarmsSection>(section, value),
+            "governor" => {
+                check_section::<crate::governor::settings::GovernorSection>(section, value)
+            }
             "registration" => check_section::<RegistrationSection>(section, value),
             _ => vec![ConfigProblem {
                 key: section.clone(),
-                message: "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms)"
+                message: "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor)"
                     .into(),
             }],
         };

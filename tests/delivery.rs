@@ -465,3 +465,48 @@ fn optional_delay_warning_is_sent_once() {
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(agency_server.messages().len(), 1);
 }
+
+#[test]
+fn disconnecting_can_bounce_queued_mail() {
+    let remote = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&[]);
+    let gw = gateway(
+        &dns,
+        1,
+        &format!(
+            "[delivery.routes]\n\"*\" = \"{}\"\n[registration]\ndisconnect_queued = \"bounce\"\n",
+            remote.addr()
+        ),
+    );
+    gw.register(AGENCY, &["127.0.0.1"]);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["defer-me@example.org"],
+        "Subject: q\r\n\r\nx\r\n",
+    );
+    assert!(wait_for(10, || rcpts(&remote) >= 1));
+    gw.cli_ok(&[
+        "domain",
+        "disconnect",
+        AGENCY,
+        "--reason",
+        "left the sector",
+    ]);
+    // The DSN to the (now disconnected) sender goes out by the "*" route.
+    assert!(
+        wait_for(20, || remote.messages().iter().any(|m| m.sender.is_empty())),
+        "no bounce"
+    );
+    let dsn = remote
+        .messages()
+        .into_iter()
+        .find(|m| m.sender.is_empty())
+        .unwrap();
+    assert_eq!(dsn.recipients, vec!["clerk@agency.example.kz"]);
+    let raw = String::from_utf8_lossy(&dsn.body).to_string();
+    assert!(
+        raw.contains("Status: 5.7.1") && raw.contains("disconnected"),
+        "{raw}"
+    );
+}

@@ -33,6 +33,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/senders/{address}/suspend", post(suspend_sender))
         .route("/api/v1/senders/{address}/restore", post(restore_sender))
         .route("/api/v1/suspensions", get(list_suspensions))
+        .route("/api/v1/governor", get(governor_status))
+        .route(
+            "/api/v1/domains/{name}/limits",
+            get(show_limits).put(set_limits).post(set_limits),
+        )
         .route("/api/v1/connections", get(list_connections))
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/queue", get(list_queue))
@@ -266,10 +271,10 @@ fn hold_domain_mail(
     domain: &Domain,
     reason: &str,
 ) -> Result<usize, ApiError> {
-    let d = domain.to_string();
-    Ok(block_on(queue.hold_where(reason.to_string(), move |e| {
-        e.direction == ugem_queue::Direction::Outbound && e.domain.as_deref() == Some(d.as_str())
-    }))?)
+    let scope = Scope::Domain(domain.clone());
+    Ok(block_on(crate::governor::actions::hold_scope_mail(
+        queue, &scope, reason,
+    ))?)
 }
 
 async fn restore_domain(
@@ -281,10 +286,13 @@ async fn restore_domain(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let queue = st.queue.clone();
+    let gov = st.governor.clone();
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let rec = audited(&st, &headers, client, Role::Operator, "domain.restore", name.clone(), move |caller| {
         let domain = parse_domain(&name)?;
         let release = held_mail_choice(&body)?;
+        let scope = Scope::Domain(domain.clone());
+        let active = reg.snapshot().suspension(&scope).map(|s| s.id);
         let rec = reg.restore_domain(
             &domain,
             RestoreRequest {
@@ -293,16 +301,12 @@ async fn restore_domain(
                 held_mail: if release { "released" } else { "deleted" }.into(),
             },
         )?;
-        let d = domain.to_string();
-        let pred = move |e: &ugem_queue::Envelope| {
-            e.direction == ugem_queue::Direction::Outbound && e.domain.as_deref() == Some(d.as_str())
-        };
-        let n = if release {
-            block_on(queue.release_where(pred))?
-        } else {
-            block_on(queue.delete_where(pred))?
-        };
+        let n = block_on(crate::governor::actions::release_scope_mail(&queue, &scope, release))?;
         tracing::info!(domain = %domain, messages = n, release, actor = %caller.name, "domain restored");
+        // The contacts and webhooks hear of the restore like of the suspension.
+        if let Some(ended) = active.and_then(|id| reg.store().get_suspension(id).ok().flatten()) {
+            block_on(gov.on_restored(&ended));
+        }
         Ok(rec)
     })
     .await?;
@@ -330,11 +334,24 @@ async fn disconnect_domain(
             let domain = parse_domain(&name)?;
             let reason = need_reason(body)?;
             let rec = reg.disconnect_domain(&domain, &reason)?;
-            hold_domain_mail(
-                &queue,
-                &domain,
-                &format!("domain {domain} disconnected: {reason}"),
-            )?;
+            match cfg.registration.disconnect_queued {
+                crate::config::DisconnectQueued::Hold => {
+                    hold_domain_mail(
+                        &queue,
+                        &domain,
+                        &format!("domain {domain} disconnected: {reason}"),
+                    )?;
+                }
+                // Due now: the scheduler sees the domain disconnected and bounces.
+                crate::config::DisconnectQueued::Bounce => {
+                    let d = domain.to_string();
+                    block_on(queue.release_where(move |e| {
+                        e.direction == ugem_queue::Direction::Outbound
+                            && e.domain.as_deref() == Some(d.as_str())
+                    }))?;
+                    block_on(queue.retry_all(ugem_queue::unix_ms()))?;
+                }
+            }
             // The contacts learn of it by mail; a failed notice is reported, not raised.
             let text = crate::notify::notices::domain_disconnected(&cfg, &rec);
             let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text);
@@ -368,15 +385,11 @@ async fn suspend_sender(
             let reason = need_reason(body)?;
             let rec =
                 reg.suspend_sender(&address, SuspendRequest::manual(&caller.name, &reason))?;
-            if let Scope::Sender(s) = &rec.scope {
-                let s = s.clone();
-                block_on(
-                    queue.hold_where(format!("sender {s} suspended: {reason}"), move |e| {
-                        e.direction == ugem_queue::Direction::Outbound
-                            && e.sender.eq_ignore_ascii_case(&s)
-                    }),
-                )?;
-            }
+            block_on(crate::governor::actions::hold_scope_mail(
+                &queue,
+                &rec.scope,
+                &format!("{} suspended: {reason}", rec.scope),
+            ))?;
             Ok(rec)
         },
     )
@@ -393,6 +406,7 @@ async fn restore_sender(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let queue = st.queue.clone();
+    let gov = st.governor.clone();
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let rec = audited(
         &st,
@@ -411,23 +425,70 @@ async fn restore_sender(
                     held_mail: if release { "released" } else { "deleted" }.into(),
                 },
             )?;
-            if let Scope::Sender(s) = &rec.scope {
-                let s = s.clone();
-                let pred = move |e: &ugem_queue::Envelope| {
-                    e.direction == ugem_queue::Direction::Outbound
-                        && e.sender.eq_ignore_ascii_case(&s)
-                };
-                if release {
-                    block_on(queue.release_where(pred))?;
-                } else {
-                    block_on(queue.delete_where(pred))?;
-                }
-            }
+            block_on(crate::governor::actions::release_scope_mail(
+                &queue, &rec.scope, release,
+            ))?;
+            block_on(gov.on_restored(&rec));
             Ok(rec)
         },
     )
     .await?;
     Ok(Json(rec))
+}
+
+/// `GET /api/v1/governor`: counters, throttled scopes, suspension counts.
+async fn governor_status(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    Ok(Json(st.governor.status()))
+}
+
+async fn show_limits(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let name = parse_domain(&name)?;
+    let rec = st
+        .registry
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("domain {name} is not registered")))?;
+    Ok(Json(crate::governor::effective_limits(&st.cfg, &rec)))
+}
+
+/// `PUT /api/v1/domains/{name}/limits`: replaces the domain's overrides
+/// (an empty object goes back to the `[governor]` defaults).
+async fn set_limits(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<
+        Json<crate::store::domains::DomainLimits>,
+        axum::extract::rejection::JsonRejection,
+    >,
+) -> Result<impl IntoResponse, ApiError> {
+    let reg = st.registry.clone();
+    let cfg = st.cfg.clone();
+    let v = audited(
+        &st,
+        &headers,
+        client,
+        Role::Admin,
+        "domain.limits",
+        name.clone(),
+        move |_| {
+            let domain = parse_domain(&name)?;
+            let Json(limits) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+            let rec = reg.set_limits(&domain, Some(limits))?;
+            Ok(crate::governor::effective_limits(&cfg, &rec))
+        },
+    )
+    .await?;
+    Ok(Json(v))
 }
 
 /// Query of `GET /api/v1/suspensions`.

@@ -33,6 +33,8 @@ pub struct Scheduler {
     total: Arc<Semaphore>,
     per_dest: Mutex<HashMap<String, Arc<Semaphore>>>,
     pool: Mutex<HashMap<String, Vec<(Instant, Connection)>>>,
+    /// Learns from remote replies (rejection and unknown-recipient rules).
+    governor: Arc<crate::governor::Governor>,
 }
 
 /// The recipients of one message that share a destination.
@@ -50,6 +52,7 @@ impl Scheduler {
         registry: Arc<Registry>,
         resolver: Resolver,
         settings: ClientSettings,
+        governor: Arc<crate::governor::Governor>,
     ) -> Arc<Scheduler> {
         let d = &cfg.delivery;
         Arc::new(Scheduler {
@@ -65,6 +68,7 @@ impl Scheduler {
             registry,
             resolver,
             settings,
+            governor,
         })
     }
 
@@ -190,7 +194,24 @@ impl Scheduler {
         let mut updates: Vec<RecipientUpdate> = Vec::new();
         let mut remote: HashMap<usize, Option<String>> = HashMap::new();
 
-        let groups = self.groups(&env);
+        if let Some(reason) = self.disconnected_sender(&env) {
+            // Bounce everything still pending: the domain may no longer
+            // send through the gateway ([registration] disconnect_queued).
+            for (i, r) in env.recipients.iter().enumerate() {
+                if !r.status.is_final() {
+                    updates.push(RecipientUpdate {
+                        index: i,
+                        status: RcptStatus::Failed,
+                        last_error: Some(reason.clone()),
+                    });
+                }
+            }
+        }
+        let groups = if updates.is_empty() {
+            self.groups(&env)
+        } else {
+            Vec::new()
+        };
         let mut handles = Vec::new();
         for g in groups {
             let me = self.clone();
@@ -234,6 +255,8 @@ impl Scheduler {
             }
         }
 
+        self.governor.observe_delivery(&env, &updates);
+
         // Bounce before recording: a crash in between costs a duplicate
         // bounce, never a lost one.
         let failed: Vec<(String, String, Option<String>)> = updates
@@ -266,6 +289,21 @@ impl Scheduler {
                 tracing::error!(queue_id = %id, error = %e, "cannot record the attempt; the lease will run out and it will be retried")
             }
         }
+    }
+
+    /// For outbound mail of a disconnected domain whose queued mail is to
+    /// be bounced, the bounce reason.
+    fn disconnected_sender(&self, env: &Envelope) -> Option<String> {
+        if env.direction != Direction::Outbound
+            || self.cfg.registration.disconnect_queued != crate::config::DisconnectQueued::Bounce
+        {
+            return None;
+        }
+        let d = Domain::parse(env.domain.as_deref()?).ok()?;
+        let rec = self.registry.get(&d)?;
+        (rec.status == crate::store::domains::DomainStatus::Disconnected).then(|| {
+            format!("5.7.1 the sending domain {d} was disconnected from the gateway; not sent")
+        })
     }
 
     fn groups(&self, env: &Envelope) -> Vec<Group> {
