@@ -330,6 +330,19 @@ min_free_space = "16MiB"
 [admin]
 listen = "$UGEM_ADMIN_ADDR"
 token = "$UGEM_TOKEN"
+
+# One sender floods on purpose: limits and volume floors far above the bench's
+# rate, so the governor's checks are measured but never refuse or suspend.
+[governor]
+domain_messages_per_hour = 1000000000
+domain_recipients_per_hour = 1000000000
+sender_messages_per_hour = 1000000000
+sender_recipients_per_hour = 1000000000
+sender_messages_per_minute = 1000000000
+connections_per_minute = 1000000000
+volume_floor = 1000000000
+domain_volume_floor = 1000000000
+new_recipients_burst = 1000000000
 EOF
   if [[ -n $UGEM_EXTRA_TOML ]]; then
     printf '\n# UGEM_EXTRA_TOML\n%s\n' "$UGEM_EXTRA_TOML" >>"$UGEM_CONF"

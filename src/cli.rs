@@ -44,6 +44,8 @@ pub enum Verb {
     Application(ApplicationCmd),
     /// The connection log.
     Connections(ConnectionsArgs),
+    /// Rate governors: counters, throttled scopes, suspension counts.
+    Governor,
     /// The audit trail of admin actions.
     Audit {
         /// Newest N records.
@@ -83,6 +85,8 @@ pub enum DomainCmd {
         #[arg(long)]
         delete_held: bool,
     },
+    /// Show or set the domain's rate limits (overrides of `[governor]`).
+    Limits(DomainLimitsArgs),
     /// Disconnect a domain for good.
     Disconnect {
         /// The domain.
@@ -91,6 +95,28 @@ pub enum DomainCmd {
         #[arg(long)]
         reason: String,
     },
+}
+
+/// `ugem domain limits`: without values it shows the limits in force.
+#[derive(Args, Debug)]
+pub struct DomainLimitsArgs {
+    /// The domain.
+    pub domain: String,
+    /// Messages per hour for the whole domain.
+    #[arg(long)]
+    pub messages_per_hour: Option<u32>,
+    /// Outbound recipients per hour for the whole domain.
+    #[arg(long)]
+    pub recipients_per_hour: Option<u32>,
+    /// Messages per hour for each sender of the domain.
+    #[arg(long)]
+    pub sender_messages_per_hour: Option<u32>,
+    /// Outbound recipients per hour for each sender of the domain.
+    #[arg(long)]
+    pub sender_recipients_per_hour: Option<u32>,
+    /// Drop every override: back to the `[governor]` defaults.
+    #[arg(long)]
+    pub clear: bool,
 }
 
 /// `ugem domain add`
@@ -279,10 +305,14 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
                 ("ACTOR", "/actor"),
                 ("SINCE", "/started_at"),
                 ("RESTORED", "/restored/at"),
+                ("BY", "/restored/by"),
+                ("EXPIRES", "/expires_at"),
                 ("REASON", "/reason"),
+                ("EVIDENCE", "/evidence"),
             ],
         ),
         Verb::Queue(cmd) => queue(c, cmd)?,
+        Verb::Governor => Output::Record(c.get("/api/v1/governor")?),
         Verb::Application(cmd) => return applications::run(c, cmd, as_json),
         Verb::Connections(a) => Output::Table(
             c.get(&format!(
@@ -425,6 +455,35 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
             &format!("/api/v1/domains/{}/restore", segment(&domain)),
             &json!({ "reason": reason, "held_mail": if delete_held { "delete" } else { "release" } }),
         )?),
+        DomainCmd::Limits(a) => {
+            let path = format!("/api/v1/domains/{}/limits", segment(&a.domain));
+            let values = [
+                ("messages_per_hour", a.messages_per_hour),
+                ("recipients_per_hour", a.recipients_per_hour),
+                ("sender_messages_per_hour", a.sender_messages_per_hour),
+                ("sender_recipients_per_hour", a.sender_recipients_per_hour),
+            ];
+            if !a.clear && values.iter().all(|(_, v)| v.is_none()) {
+                Output::Record(c.get(&path)?)
+            } else {
+                // Start from the overrides in force, so one flag changes one limit.
+                let mut body = if a.clear {
+                    json!({})
+                } else {
+                    c.get(&path)?
+                        .get("overrides")
+                        .cloned()
+                        .filter(|v| v.is_object())
+                        .unwrap_or_else(|| json!({}))
+                };
+                for (k, v) in values {
+                    if let Some(v) = v {
+                        body[k] = json!(v);
+                    }
+                }
+                Output::Record(c.post(&path, &body)?)
+            }
+        }
         DomainCmd::Disconnect { domain, reason } => Output::Record(c.post(
             &format!("/api/v1/domains/{}/disconnect", segment(&domain)),
             &json!({ "reason": reason }),

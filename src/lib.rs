@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod governor;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

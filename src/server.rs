@@ -72,8 +72,11 @@ pub async fn run(
     let connlog = ConnectionLog::start(store.clone());
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let governor = crate::governor::Governor::new(cfg.clone(), registry.clone(), queue.clone());
+    let governor_task = tokio::spawn(governor.clone().run(stop_rx.clone()));
 
     let admin_state = AdminState {
+        governor: governor.clone(),
         cfg: cfg.clone(),
         registry: registry.clone(),
         store: store.clone(),
@@ -107,6 +110,7 @@ pub async fn run(
         registry.clone(),
         queue.clone(),
         connlog.clone(),
+        governor.clone(),
     )
     .context("cannot set up SMTP")?;
     let smtp_addrs: Vec<String> = smtp.local_addrs().iter().map(|a| a.to_string()).collect();
@@ -122,6 +126,7 @@ pub async fn run(
         registry.clone(),
         resolver,
         crate::delivery::scheduler::client_settings(&cfg),
+        governor.clone(),
     );
     let delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));
 
@@ -162,6 +167,8 @@ pub async fn run(
     // Deliveries in flight finish their transaction (bounded by the client timeouts).
     let _ = tokio::time::timeout(Duration::from_secs(60), delivery_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
+    // Saves the detector state (baselines) on its way out.
+    let _ = tokio::time::timeout(Duration::from_secs(5), governor_task).await;
     prune_task.abort();
     deadlines_task.abort();
     alarms_task.abort();

@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+#[path = "../fuzz/checks/mod.rs"]
+mod checks;
+
 /// Runs `check` on every file of one target's corpus.
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,4 +45,24 @@ fn data_corpus() {
 #[test]
 fn address_corpus() {
     replay("address", ugem::address::fuzzing::check);
+}
+
+#[test]
+fn queue_record_corpus() {
+    replay("queue_record", ugem_queue::fuzzing::check);
+}
+
+#[test]
+fn config_corpus() {
+    replay("config", checks::config);
+}
+
+#[test]
+fn reply_corpus() {
+    replay("reply", checks::reply);
+}
+
+#[test]
+fn message_corpus() {
+    replay("message", checks::message);
 }

@@ -45,6 +45,7 @@
 
 #![warn(missing_docs)]
 
+mod db;
 mod disk;
 mod envelope;
 mod error;
@@ -61,3 +62,52 @@ pub use error::QueueError;
 pub use id::{ParseQueueIdError, QueueId, unix_ms};
 pub use queue::{DB_FILE, Queue, QueueOptions};
 pub use writer::QueueStats;
+
+/// Entry points for the fuzz targets (`fuzz/fuzz_targets/queue_record.rs`) and the corpus replay
+/// on stable (`tests/fuzz_corpus.rs`): the decode path every stored envelope goes through at
+/// open, with its invariants.
+pub mod fuzzing {
+    use crate::store::decode;
+    use crate::{Envelope, QueueId};
+
+    /// Decodes `bytes` as a stored envelope record, as [`crate::Queue::open`] does, and checks:
+    /// no panic on any input; a record decodes only under its own key; whatever decodes
+    /// re-encodes to JSON that decodes to the same envelope; the derived questions (state,
+    /// schedule entry, lease) do not panic.
+    ///
+    /// The first 16 bytes (big-endian, zero-padded when shorter) are the key the record is
+    /// stored under; the rest is the record.
+    pub fn check(bytes: &[u8]) {
+        let split = bytes.len().min(16);
+        let mut key = [0u8; 16];
+        key[16 - split..].copy_from_slice(&bytes[..split]);
+        let key = u128::from_be_bytes(key);
+        let record = &bytes[split..];
+        if let Ok(env) = decode(key, record) {
+            assert_eq!(env.id.key(), key, "decoded under a foreign key");
+            roundtrip(&env);
+        }
+        // The whole input as a record, under its own id if it has one.
+        if let Ok(env) = serde_json::from_slice::<Envelope>(bytes) {
+            let again = decode(env.id.key(), bytes).expect("decodes under its own key");
+            assert_eq!(again, env);
+            roundtrip(&env);
+            let other = QueueId::from_key(env.id.key() ^ 1);
+            assert!(
+                decode(other.key(), bytes).is_err(),
+                "a record decoded under another id's key"
+            );
+        }
+    }
+
+    fn roundtrip(env: &Envelope) {
+        let json = serde_json::to_vec(env).expect("an envelope always encodes");
+        let back = decode(env.id.key(), &json).expect("re-encoded envelope decodes");
+        assert_eq!(&back, env, "round trip changed the envelope");
+        let _ = env.state();
+        let _ = env.is_done();
+        let _ = env.is_leased(u64::MAX);
+        let _ = env.schedule_key();
+        assert_eq!(env.id.to_string().parse::<QueueId>().ok(), Some(env.id));
+    }
+}

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 use tokio::sync::Notify;
 
+use crate::db::DbSlot;
 use crate::disk;
 use crate::store::{self, WriteCtx};
 use crate::writer::{Counters, Job, QueueStats, TypedJob, Writer};
@@ -52,7 +53,7 @@ pub struct Queue {
 
 struct Inner {
     dir: PathBuf,
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     opts: QueueOptions,
     counters: Arc<Counters>,
     changed: Arc<Notify>,
@@ -124,7 +125,7 @@ impl Queue {
             );
         }
 
-        let db = Arc::new(db);
+        let db = Arc::new(DbSlot::new(&path, db));
         let counters = Arc::new(Counters::default());
         let changed = Arc::new(Notify::new());
         let (jobs, rx) = mpsc::channel();
@@ -199,7 +200,8 @@ impl Queue {
 
     /// The envelope of a queued message, or None if it is not (or no longer) queued.
     pub fn get(&self, id: QueueId) -> Result<Option<Envelope>, QueueError> {
-        let txn = self.inner.db.begin_read()?;
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read()?;
         let table = txn.open_table(store::ENVELOPES)?;
         let Some(raw) = table.get(id.key())? else {
             return Ok(None);
@@ -211,7 +213,8 @@ impl Queue {
 
     /// The raw body of a queued message, or None if it is not queued.
     pub fn body(&self, id: QueueId) -> Result<Option<Vec<u8>>, QueueError> {
-        let txn = self.inner.db.begin_read()?;
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read()?;
         let table = txn.open_table(store::BODIES)?;
         Ok(table.get(id.key())?.map(|raw| raw.value().to_vec()))
     }
@@ -246,7 +249,8 @@ impl Queue {
     /// When the earliest message that is not held is next due (its lease end while leased),
     /// so a scheduler can sleep until then instead of polling; None if nothing is scheduled.
     pub fn next_due_ms(&self) -> Result<Option<u64>, QueueError> {
-        let txn = self.inner.db.begin_read()?;
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read()?;
         let table = txn.open_table(store::SCHEDULE)?;
         Ok(table.first()?.map(|(key, _)| key.value().0))
     }
@@ -260,7 +264,8 @@ impl Queue {
 
     /// Ids of records quarantined because they did not decode (envelope bytes kept as found).
     pub fn quarantined(&self) -> Result<Vec<QueueId>, QueueError> {
-        let txn = self.inner.db.begin_read()?;
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read()?;
         let table = txn.open_table(store::QUARANTINE)?;
         let mut ids = Vec::new();
         for entry in table.iter()? {
@@ -272,7 +277,8 @@ impl Queue {
 
     /// Visits every decodable envelope in id order from one snapshot until `visit` says stop.
     fn for_each(&self, mut visit: impl FnMut(Envelope) -> bool) -> Result<(), QueueError> {
-        let txn = self.inner.db.begin_read()?;
+        let db = self.inner.db.get()?;
+        let txn = db.begin_read()?;
         let table = txn.open_table(store::ENVELOPES)?;
         for entry in table.iter()? {
             let (key, raw) = entry?;

@@ -58,6 +58,9 @@ pub(crate) struct WriteCtx<'t> {
     pub(crate) dirty: bool,
     /// Whether something may have become due sooner than the scheduler expects.
     pub(crate) wake: bool,
+    /// Messages enqueued in this transaction: if its commit fails they were refused (451),
+    /// and must not show up should the failed commit have reached the disk after all.
+    pub(crate) created: Vec<QueueId>,
 }
 
 impl<'t> WriteCtx<'t> {
@@ -71,6 +74,7 @@ impl<'t> WriteCtx<'t> {
             quarantine_bodies: txn.open_table(QUARANTINE_BODIES)?,
             dirty: false,
             wake: false,
+            created: Vec::new(),
         })
     }
 
@@ -168,6 +172,7 @@ impl<'t> WriteCtx<'t> {
         let env = Envelope::new(id, new);
         self.put(None, &env)?;
         self.bodies.insert(id.key(), body)?;
+        self.created.push(id);
         Ok(id)
     }
 

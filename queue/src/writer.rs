@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 
-use redb::{Database, Durability};
+use redb::Durability;
 use tokio::sync::{Notify, oneshot};
 
 use crate::QueueError;
+use crate::db::DbSlot;
 use crate::store::WriteCtx;
 
 /// A mutation waiting for the writer.
@@ -78,6 +79,7 @@ pub(crate) struct Counters {
     pub ops: AtomicU64,
     pub failed_batches: AtomicU64,
     pub largest_batch: AtomicUsize,
+    pub reopens: AtomicU64,
 }
 
 /// Snapshot of the writer's counters.
@@ -92,6 +94,9 @@ pub struct QueueStats {
     pub failed_batches: u64,
     /// The most mutations one transaction carried.
     pub largest_batch: usize,
+    /// Times the database was reopened after a failed batch (redb refuses writes after an
+    /// I/O error until reopened).
+    pub reopens: u64,
 }
 
 impl Counters {
@@ -102,13 +107,14 @@ impl Counters {
             ops: self.ops.load(Ordering::Relaxed),
             failed_batches: self.failed_batches.load(Ordering::Relaxed),
             largest_batch: self.largest_batch.load(Ordering::Relaxed),
+            reopens: self.reopens.load(Ordering::Relaxed),
         }
     }
 }
 
 /// What the writer thread needs.
 pub(crate) struct Writer {
-    pub db: Arc<Database>,
+    pub db: Arc<DbSlot>,
     pub rx: Receiver<Box<dyn Job>>,
     pub max_batch: usize,
     pub fail_next_commits: Option<Arc<AtomicUsize>>,
@@ -161,6 +167,7 @@ impl Writer {
                 Err(e) => {
                     self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, jobs = n, "queue batch failed; nothing of it was written");
+                    self.reopen();
                     Err(e)
                 }
             };
@@ -170,18 +177,35 @@ impl Writer {
         }
     }
 
+    /// After a failed batch: redb refuses every write after an I/O error until the file is
+    /// opened again, so reopen it now; mail is accepted again as soon as the fault is gone.
+    /// A reopen that fails leaves the database closed, and its next user tries again.
+    fn reopen(&self) {
+        match self.db.reopen() {
+            Ok(()) => {
+                self.counters.reopens.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("queue database reopened after a failed batch");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "queue database could not be reopened; retrying at its next use");
+            }
+        }
+    }
+
     /// Applies every job in one transaction and commits it durably.
     fn commit_batch(&self, jobs: &mut [Box<dyn Job>]) -> Result<Applied, QueueError> {
-        let mut txn = self.db.begin_write()?;
+        // Reopens the database first if a storage error left it closed.
+        let db = self.db.get()?;
+        let mut txn = db.begin_write()?;
         // Immediate is redb's default; stated because the 250 after DATA depends on it.
         txn.set_durability(Durability::Immediate)
             .map_err(|e| QueueError::Storage(e.to_string()))?;
-        let (dirty, wake) = {
+        let (dirty, wake, created) = {
             let mut ctx = WriteCtx::open(&txn)?;
             for job in jobs.iter_mut() {
                 job.apply(&mut ctx)?;
             }
-            (ctx.dirty, ctx.wake)
+            (ctx.dirty, ctx.wake, std::mem::take(&mut ctx.created))
         };
         if !dirty {
             // Nothing to make durable: skip the fsync.
@@ -197,7 +221,12 @@ impl Writer {
                 "injected commit failure (test hook)".into(),
             ));
         }
-        txn.commit()?;
+        if let Err(e) = txn.commit() {
+            // The commit may still have reached the file; its senders get 451, so the reopen
+            // that follows removes these messages before anyone sees them.
+            self.db.refuse(created);
+            return Err(e.into());
+        }
         Ok(Applied {
             committed: true,
             wake,

@@ -355,6 +355,11 @@ async fn injected_commit_failure_leaves_nothing() {
     assert_eq!(q.counts().unwrap().total, 0);
     let stats = q.stats();
     assert_eq!(stats.failed_batches, 2);
+    // Every failed batch reopens the database (what an I/O error requires of redb); the
+    // queue keeps working on the new handle, reads and writes alike.
+    assert_eq!(stats.reopens, 2);
+    let again = q.enqueue(simple(), b"again".to_vec()).await.unwrap();
+    assert_eq!(q.body(again).unwrap().as_deref(), Some(&b"again"[..]));
 }
 
 #[tokio::test]

@@ -36,6 +36,8 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// The configuration (registration rules, postmaster, resolver).
     pub cfg: Arc<crate::config::Config>,
+    /// The governor: restore notices, counters for `GET /api/v1/governor`.
+    pub governor: Arc<crate::governor::Governor>,
 }
 
 impl AdminState {

@@ -242,6 +242,7 @@ async fn suspend_domain(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let queue = st.queue.clone();
+    let gov = st.governor.clone();
     let rec = audited(
         &st,
         &headers,
@@ -259,6 +260,8 @@ async fn suspend_domain(
                 &format!("domain {domain} suspended: {reason}"),
             )?;
             tracing::info!(domain = %domain, held, actor = %caller.name, "domain suspended");
+            // The reason goes to the contacts, the postmaster and the webhooks.
+            block_on(gov.on_suspended(&rec, held));
             Ok(rec)
         },
     )
@@ -374,6 +377,7 @@ async fn suspend_sender(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let queue = st.queue.clone();
+    let gov = st.governor.clone();
     let rec = audited(
         &st,
         &headers,
@@ -385,11 +389,12 @@ async fn suspend_sender(
             let reason = need_reason(body)?;
             let rec =
                 reg.suspend_sender(&address, SuspendRequest::manual(&caller.name, &reason))?;
-            block_on(crate::governor::actions::hold_scope_mail(
+            let held = block_on(crate::governor::actions::hold_scope_mail(
                 &queue,
                 &rec.scope,
                 &format!("{} suspended: {reason}", rec.scope),
             ))?;
+            block_on(gov.on_suspended(&rec, held));
             Ok(rec)
         },
     )

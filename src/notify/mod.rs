@@ -8,6 +8,7 @@ pub mod alarms;
 pub mod deadlines;
 pub mod mail;
 pub mod notices;
+pub mod webhook;
 
 pub use deadlines::overdue_alerts;
 pub use mail::{NotifyError, enqueue_notice};

@@ -244,6 +244,7 @@ impl Registry {
             shared_servers: new.shared_servers,
             created_at: now,
             updated_at: now,
+            limits: None,
         };
         self.store.put_domain(&rec)?;
         self.reload()?;
@@ -297,6 +298,8 @@ impl Registry {
             shared_servers: new.shared_servers,
             created_at: cur.created_at,
             updated_at: now,
+            // Limits granted by staff outlive the reconnection.
+            limits: cur.limits,
         };
         self.store.put_domain(&rec)?;
         self.reload()?;
@@ -475,6 +478,35 @@ impl Registry {
             held_mail: r.held_mail,
         });
         self.store.update_suspension(&rec)?;
+        Ok(rec)
+    }
+
+    /// Sets (or with `None`, clears) a domain's governor overrides.
+    pub fn set_limits(
+        &self,
+        name: &Domain,
+        limits: Option<crate::store::domains::DomainLimits>,
+    ) -> Result<DomainRecord, RegistryError> {
+        let _g = self.lock();
+        let mut rec = self
+            .store
+            .get_domain(name)?
+            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
+        if let Some(l) = &limits {
+            let all = [
+                l.messages_per_hour,
+                l.recipients_per_hour,
+                l.sender_messages_per_hour,
+                l.sender_recipients_per_hour,
+            ];
+            if all.contains(&Some(0)) {
+                return Err(RegistryError::Invalid("limits must be at least 1".into()));
+            }
+        }
+        rec.limits = limits.filter(|l| *l != Default::default());
+        rec.updated_at = Utc::now();
+        self.store.put_domain(&rec)?;
+        self.reload()?;
         Ok(rec)
     }
 

@@ -177,6 +177,15 @@ impl LineBuffer {
         self.buf.len() - self.start
     }
 
+    /// The first octet of the line being assembled, if any (`None` while an
+    /// over-long line is being discarded or the stream is broken).
+    pub fn line_start(&self) -> Option<u8> {
+        match self.mode {
+            Mode::Normal => self.buf.get(self.start).copied(),
+            _ => None,
+        }
+    }
+
     /// True when nothing is buffered.
     pub fn is_empty(&self) -> bool {
         self.buffered() == 0

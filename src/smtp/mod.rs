@@ -33,6 +33,8 @@ pub struct Gateway {
     pub connlog: ConnectionLog,
     /// STARTTLS configuration, when certificates are configured.
     pub tls: tls::TlsHolder,
+    /// Rate limits and the anomaly detector (checked at connect, MAIL, RCPT).
+    pub governor: Arc<crate::governor::Governor>,
 }
 
 impl Gateway {
@@ -42,6 +44,7 @@ impl Gateway {
         registry: Arc<Registry>,
         queue: ugem_queue::Queue,
         connlog: ConnectionLog,
+        governor: Arc<crate::governor::Governor>,
     ) -> Result<Arc<Gateway>, tls::TlsError> {
         let tls = match (&cfg.smtp.tls_cert, &cfg.smtp.tls_key) {
             (Some(c), Some(k)) => tls::TlsHolder::new(Some(tls::load(c, k)?)),
@@ -53,6 +56,7 @@ impl Gateway {
             queue,
             connlog,
             tls,
+            governor,
         }))
     }
 

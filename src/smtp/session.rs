@@ -113,6 +113,7 @@ enum Close {
     Pipelining,
     Shutdown,
     TlsFailed,
+    RateLimited,
 }
 
 impl Close {
@@ -128,6 +129,7 @@ impl Close {
             Close::Pipelining => "unauthorized-pipelining",
             Close::Shutdown => "shutdown",
             Close::TlsFailed => "tls-failed",
+            Close::RateLimited => "rate-limited",
         }
     }
 }
@@ -219,6 +221,13 @@ impl Session {
     async fn serve(&mut self, stream: TcpStream, mut stop: watch::Receiver<bool>) -> Close {
         let mut conn = Conn::Plain(stream);
         let host = self.gw.cfg.server.hostname.clone();
+        // Connections per client IP (governor): 421 instead of the greeting.
+        if let Err(r) = self.gw.governor.check_connection(self.peer.ip()) {
+            tracing::info!(reason = %r.first_line(), "connection rate-limited");
+            self.reply(r);
+            let _ = self.flush(&mut conn).await;
+            return Close::RateLimited;
+        }
         self.reply(Reply::new(220, "2.0.0", format!("{host} ESMTP ugem ready")));
         loop {
             match self.command_loop(&mut conn, &mut stop).await {
@@ -343,6 +352,10 @@ impl Session {
 
     async fn command_loop(&mut self, conn: &mut Conn, stop: &mut watch::Receiver<bool>) -> Flow {
         let mut buf = vec![0u8; 16 * 1024];
+        // A total deadline per command line, not per read: a client that
+        // trickles one byte a second (slowloris) is cut off all the same.
+        let timeout = self.gw.cfg.smtp.command_timeout.0;
+        let mut deadline = Instant::now() + timeout;
         loop {
             while let Some(item) = self.lines.next_line() {
                 let line = match item {
@@ -359,12 +372,14 @@ impl Session {
                         if let Some(f) = self.error(Reply::new(500, "5.5.2", "line too long")) {
                             return f;
                         }
+                        deadline = Instant::now() + timeout;
                         continue;
                     }
                 };
                 if let Some(flow) = self.command(&line, conn).await {
                     return flow;
                 }
+                deadline = Instant::now() + timeout;
             }
             if *stop.borrow() && self.txn.is_none() {
                 self.reply(Reply::new(
@@ -374,7 +389,6 @@ impl Session {
                 ));
                 return Flow::Close(Close::Shutdown);
             }
-            let deadline = Instant::now() + self.gw.cfg.smtp.command_timeout.0;
             let n = tokio::select! {
                 r = self.read_more(conn, &mut buf, deadline) => match r {
                     Ok(n) => n,
@@ -386,6 +400,17 @@ impl Session {
                 }
             };
             self.lines.push(&buf[..n]);
+            // A line that cannot start a command (a TLS ClientHello, binary
+            // junk) never ends with CRLF: drop the client at once rather than
+            // at the deadline, as parse_command would at the line's end.
+            if self
+                .lines
+                .line_start()
+                .is_some_and(|b| !b.is_ascii_alphabetic() && b != b'\r' && b != b'\n')
+            {
+                tracing::info!("foreign protocol on the SMTP port; closing");
+                return Flow::Close(Close::ForeignProtocol);
+            }
         }
     }
 
@@ -541,6 +566,15 @@ impl Session {
                 if let SenderStanding::Relay { domain } = &standing {
                     self.note_domain(domain.as_str());
                 }
+                // Message rates of the agency's domain and sender (governor).
+                if let (SenderStanding::Relay { domain }, ReversePath::Mailbox(mb)) =
+                    (&standing, &from)
+                    && let Err(r) = self.gw.governor.check_mail(domain, &policy::sender_key(mb))
+                {
+                    tracing::info!(from = %from, reason = %r.first_line(), "MAIL rate-limited");
+                    self.reply(r);
+                    return None;
+                }
                 self.txn = Some(Transaction {
                     from,
                     standing,
@@ -590,6 +624,22 @@ impl Session {
                 };
                 if let RcptKind::Inbound(d) = &kind {
                     self.note_domain(d.as_str());
+                }
+                // Recipient rates and the anomaly detector see outbound relay only.
+                if kind == RcptKind::Outbound
+                    && let Some(Transaction {
+                        standing: SenderStanding::Relay { domain },
+                        from: ReversePath::Mailbox(mb),
+                        ..
+                    }) = self.txn.as_ref()
+                    && let Err(r) =
+                        self.gw
+                            .governor
+                            .check_rcpt(domain, &policy::sender_key(mb), &address)
+                {
+                    tracing::info!(to = %to, reason = %r.first_line(), "RCPT rate-limited");
+                    self.reply(r);
+                    return None;
                 }
                 if let Some(txn) = self.txn.as_mut() {
                     txn.rcpts.push((address, kind));

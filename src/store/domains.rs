@@ -76,6 +76,27 @@ pub struct DomainRecord {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// Rate limits that replace the `[governor]` defaults for this domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<DomainLimits>,
+}
+
+/// Per-domain governor overrides (absent fields keep the defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainLimits {
+    /// Messages per hour for the whole domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_per_hour: Option<u32>,
+    /// Outbound recipients per hour for the whole domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_per_hour: Option<u32>,
+    /// Messages per hour for each sender of the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_messages_per_hour: Option<u32>,
+    /// Outbound recipients per hour for each sender of the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_recipients_per_hour: Option<u32>,
 }
 
 impl DomainRecord {
@@ -143,6 +164,7 @@ mod tests {
             shared_servers: false,
             created_at: now,
             updated_at: now,
+            limits: None,
         }
     }
 

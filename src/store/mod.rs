@@ -6,6 +6,7 @@ pub mod applications;
 pub mod audit;
 pub mod connections;
 pub mod domains;
+pub mod governor;
 pub mod suspensions;
 
 use std::path::{Path, PathBuf};
@@ -156,6 +157,9 @@ impl Store {
             tx.open_table(audit::TABLE)?;
             tx.open_table(connections::TABLE)?;
             tx.open_table(applications::TABLE)?;
+            // New tables need no schema bump: they are created when missing.
+            tx.open_table(governor::STATS)?;
+            tx.open_table(governor::NOTICES)?;
             let mut meta = tx.open_table(META)?;
             meta.insert("schema_version", SCHEMA_VERSION)?;
             Ok(())

@@ -106,6 +106,7 @@ fn registered(
         shared_servers: shared,
         created_at: now,
         updated_at: now,
+        limits: None,
     })
 }
 

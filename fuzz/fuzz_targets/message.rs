@@ -1,0 +1,10 @@
+//! Fuzzes `check_message` and the outbound wire form (dot-stuffing);
+//! invariants in `fuzz/checks/mod.rs` (also replayed by tests/fuzz_corpus.rs).
+#![no_main]
+
+#[path = "../checks/mod.rs"]
+mod checks;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| checks::message(data));

@@ -1,0 +1,122 @@
+//! The shared database handle, reopened after a failed commit.
+//!
+//! After an I/O error redb poisons its handle: every later transaction fails until the file is
+//! opened again. A gateway must not need a restart to accept mail once the fault is gone (an
+//! EIO from a flaky disk, ENOSPC from a full one), so the writer reopens the file after every
+//! failed batch. If that reopen fails too (the fault lasts), the slot stays closed and the next
+//! user, reader or writer, tries again.
+//!
+//! Readers hold the read side of the lock for the whole of their transaction: redb read
+//! transactions keep the file open, and a second open of the same file in one process fails,
+//! so a reopen waits until no reader is inside.
+//!
+//! A commit that failed in its last fsync may still have reached the file. Messages enqueued by
+//! a failed batch were refused (451), so every reopen first removes them, before any reader can
+//! see them: the client retries, and the message must not also be delivered from here.
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+
+use redb::{Database, DatabaseError, Durability};
+
+use crate::store::WriteCtx;
+use crate::{QueueError, QueueId};
+
+/// The one `Database` of a queue, behind a lock that allows swapping it.
+pub(crate) struct DbSlot {
+    path: PathBuf,
+    db: RwLock<Option<Database>>,
+    /// Messages of failed commits, removed at the next successful reopen.
+    refused: Mutex<Vec<QueueId>>,
+}
+
+/// A borrowed open database; keep it alive as long as any transaction begun from it.
+pub(crate) struct DbRef<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl Deref for DbRef<'_> {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        // DbSlot::get hands out a DbRef only over Some.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("DbRef over a closed slot"))
+    }
+}
+
+impl DbSlot {
+    /// Wraps a database opened from `path`.
+    pub(crate) fn new(path: &Path, db: Database) -> DbSlot {
+        DbSlot {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(db)),
+            refused: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The open database, reopening it first if a storage error closed it; a storage error
+    /// while it cannot be reopened.
+    pub(crate) fn get(&self) -> Result<DbRef<'_>, QueueError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_some() {
+            return Ok(DbRef(guard));
+        }
+        drop(guard);
+        if let Err(e) = self.reopen() {
+            return Err(QueueError::Storage(format!(
+                "queue database is closed after a storage error: {e}"
+            )));
+        }
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err(QueueError::Storage(
+                "queue database is closed after a storage error".into(),
+            ));
+        }
+        Ok(DbRef(guard))
+    }
+
+    /// Records messages whose commit failed, to be removed at the reopen that follows.
+    pub(crate) fn refuse(&self, ids: Vec<QueueId>) {
+        if !ids.is_empty() {
+            self.refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(ids);
+        }
+    }
+
+    /// Closes the handle and opens the file again (redb repairs it if the failed commit left
+    /// it needing so), then removes the messages of failed commits. On failure the slot stays
+    /// closed until the next attempt.
+    pub(crate) fn reopen(&self) -> Result<(), QueueError> {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // Drop the poisoned handle first: the file can be open only once.
+        drop(slot.take());
+        let db = Database::create(&self.path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => QueueError::Locked {
+                path: self.path.clone(),
+            },
+            e => QueueError::Storage(format!("reopening {}: {e}", self.path.display())),
+        })?;
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if !refused.is_empty() {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::Immediate)
+                .map_err(|e| QueueError::Storage(e.to_string()))?;
+            {
+                let mut ctx = WriteCtx::open(&txn)?;
+                for id in refused.iter() {
+                    if ctx.delete(*id)? {
+                        tracing::warn!(queue_id = %id,
+                            "removed a message whose commit failed (its sender got 451)");
+                    }
+                }
+            }
+            txn.commit()?;
+            refused.clear();
+        }
+        *slot = Some(db);
+        Ok(())
+    }
+}

@@ -1,0 +1,217 @@
+//! Keyed GCRA limiters (the governor crate), one limiter per quota class.
+//!
+//! governor fixes one `Quota` per limiter, while per-domain overrides and
+//! throttled scopes need other quotas: [`Limiters`] keeps one keyed limiter
+//! per distinct (rate, burst) and picks it by the quota a check asks for. The
+//! number of classes is bounded by the configuration and the overrides.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+type Keyed<C> =
+    RateLimiter<String, DashMapStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// A rate: `count` per `per`, with a burst of `burst` cells at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    /// Cells per period.
+    pub count: u32,
+    /// The period.
+    pub per: Duration,
+    /// Cells allowed at once.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// `count` per hour with `burst_percent` of it allowed at once.
+    pub fn per_hour(count: u32, burst_percent: u32) -> Rate {
+        Rate::new(count, Duration::from_secs(3600), burst_percent)
+    }
+
+    /// `count` per minute with `burst_percent` of it allowed at once.
+    pub fn per_minute(count: u32, burst_percent: u32) -> Rate {
+        Rate::new(count, Duration::from_secs(60), burst_percent)
+    }
+
+    fn new(count: u32, per: Duration, burst_percent: u32) -> Rate {
+        let count = count.max(1);
+        let burst = (u64::from(count) * u64::from(burst_percent.clamp(1, 100)) / 100).max(1);
+        Rate {
+            count,
+            per,
+            burst: burst as u32,
+        }
+    }
+
+    /// This rate divided (a throttled scope), never below 1 per period.
+    pub fn divided(self, by: u32) -> Rate {
+        let by = by.max(1);
+        Rate {
+            count: (self.count / by).max(1),
+            per: self.per,
+            burst: (self.burst / by).max(1),
+        }
+    }
+
+    fn quota(&self) -> Quota {
+        // count >= 1 and burst >= 1 by construction.
+        let period = self.per / self.count;
+        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
+        Quota::with_period(period.max(Duration::from_nanos(1)))
+            .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN))
+            .allow_burst(burst)
+    }
+
+    /// "500/hour", as SMTP replies and notices say it.
+    pub fn describe(&self) -> String {
+        let unit = match self.per.as_secs() {
+            3600 => "hour".to_string(),
+            60 => "minute".to_string(),
+            s => format!("{s}s"),
+        };
+        format!("{}/{unit}", self.count)
+    }
+}
+
+/// Keyed limiters by rate class.
+pub struct Limiters<C: Clock + Clone = DefaultClock> {
+    clock: C,
+    classes: RwLock<HashMap<Rate, Arc<Keyed<C>>>>,
+}
+
+impl Limiters<DefaultClock> {
+    /// Limiters on the monotonic clock.
+    pub fn new() -> Self {
+        Limiters::with_clock(DefaultClock::default())
+    }
+}
+
+impl Default for Limiters<DefaultClock> {
+    fn default() -> Self {
+        Limiters::new()
+    }
+}
+
+impl<C: Clock + Clone> Limiters<C> {
+    /// Limiters on a given clock (tests use `FakeRelativeClock`).
+    pub fn with_clock(clock: C) -> Self {
+        Limiters {
+            clock,
+            classes: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn class(&self, rate: Rate) -> Arc<Keyed<C>> {
+        // Sessions share the read lock; a new class is rare.
+        if let Some(c) = self
+            .classes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&rate)
+        {
+            return c.clone();
+        }
+        let mut m = self.classes.write().unwrap_or_else(|p| p.into_inner());
+        m.entry(rate)
+            .or_insert_with(|| {
+                Arc::new(RateLimiter::dashmap_with_clock(
+                    rate.quota(),
+                    self.clock.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// Takes one cell for `key` at `rate`; false when over the limit.
+    pub fn check(&self, rate: Rate, key: String) -> bool {
+        // The key is namespaced by the caller ("d:", "s:"...), so one class
+        // may serve several kinds of limit without collisions.
+        self.class(rate).check_key(&key).is_ok()
+    }
+
+    /// Drops keys whose state equals a fresh one; bounds memory.
+    pub fn retain_recent(&self) {
+        let classes: Vec<_> = {
+            let m = self.classes.read().unwrap_or_else(|p| p.into_inner());
+            m.values().cloned().collect()
+        };
+        for c in classes {
+            c.retain_recent();
+            c.shrink_to_fit();
+        }
+    }
+
+    /// Keys held across all classes.
+    pub fn keys(&self) -> usize {
+        let m = self.classes.read().unwrap_or_else(|p| p.into_inner());
+        m.values().map(|c| c.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    #[test]
+    fn hourly_limit_with_full_burst_then_refill() {
+        let clock = FakeRelativeClock::default();
+        let l = Limiters::with_clock(clock.clone());
+        let r = Rate::per_hour(5, 100);
+        for i in 0..5 {
+            assert!(l.check(r, "s:a@x".into()), "cell {i}");
+        }
+        assert!(!l.check(r, "s:a@x".into()));
+        // Another key is unaffected.
+        assert!(l.check(r, "s:b@x".into()));
+        // One cell comes back every 12 minutes.
+        clock.advance(Duration::from_secs(12 * 60));
+        assert!(l.check(r, "s:a@x".into()));
+        assert!(!l.check(r, "s:a@x".into()));
+    }
+
+    #[test]
+    fn burst_percent_smooths() {
+        let clock = FakeRelativeClock::default();
+        let l = Limiters::with_clock(clock.clone());
+        let r = Rate::per_hour(100, 10);
+        assert_eq!(r.burst, 10);
+        let ok = (0..50).filter(|_| l.check(r, "d:x".into())).count();
+        assert_eq!(ok, 10);
+        clock.advance(Duration::from_secs(36));
+        assert!(l.check(r, "d:x".into()));
+    }
+
+    #[test]
+    fn throttled_class_is_separate_and_tighter() {
+        let clock = FakeRelativeClock::default();
+        let l = Limiters::with_clock(clock);
+        let r = Rate::per_hour(100, 100);
+        let t = r.divided(10);
+        assert_eq!((t.count, t.burst), (10, 10));
+        assert_eq!((0..20).filter(|_| l.check(t, "s:a".into())).count(), 10);
+        assert!(l.check(r, "s:a".into()));
+        assert_eq!(r.describe(), "100/hour");
+    }
+
+    #[test]
+    fn retain_recent_bounds_keys() {
+        let clock = FakeRelativeClock::default();
+        let l = Limiters::with_clock(clock.clone());
+        let r = Rate::per_minute(60, 100);
+        for i in 0..1000 {
+            l.check(r, format!("ip:{i}"));
+        }
+        assert_eq!(l.keys(), 1000);
+        clock.advance(Duration::from_secs(120));
+        l.retain_recent();
+        assert_eq!(l.keys(), 0);
+    }
+}

@@ -1,0 +1,1080 @@
+//! Rate governors, the anomaly detector and automatic suspension.
+//!
+//! - [`limits`]: keyed GCRA limiters (governor crate), checked at connect,
+//!   MAIL and RCPT for outbound relay: over a limit, `451 4.7.0` naming it.
+//! - [`detector`]: per-domain and per-sender counters over a sliding window
+//!   with a learned baseline; rules that explain themselves.
+//! - [`ladder`]: warn, throttle, suspend; a domain follows its senders.
+//! - [`actions`]: holding and releasing a scope's queued mail.
+//! - [`notices`]: the words of the notices; webhooks in `notify::webhook`.
+//!
+//! The SMTP and delivery paths only touch memory ([`Governor::check_mail`],
+//! [`Governor::check_rcpt`], [`Governor::observe_delivery`]); decisions go
+//! over a channel to [`Governor::run`], which writes the store, holds mail
+//! and notifies off the hot path.
+
+pub mod actions;
+pub mod detector;
+pub mod ladder;
+pub mod limits;
+pub mod notices;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::domain::Domain;
+use crate::notify::webhook::Webhooks;
+use crate::registry::{Registry, RestoreRequest, SuspendRequest};
+use crate::smtp::reply::Reply;
+use crate::store::suspensions::{Scope, SuspensionRecord};
+use detector::{OutcomeKind, ScopeStats, Trip};
+use ladder::LadderState;
+use limits::{Limiters, Rate};
+use settings::Step;
+
+/// Counters shown by `GET /api/v1/governor`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections refused by the per-IP rate.
+    pub connections_refused: AtomicU64,
+    /// MAIL commands refused by a message rate.
+    pub mail_refused: AtomicU64,
+    /// RCPT commands refused by a recipient rate.
+    pub rcpt_refused: AtomicU64,
+    /// Warnings sent (ladder step `warn`).
+    pub warnings: AtomicU64,
+    /// Throttles applied (ladder step `throttle`).
+    pub throttles: AtomicU64,
+    /// Senders suspended automatically.
+    pub sender_suspensions: AtomicU64,
+    /// Domains suspended automatically.
+    pub domain_suspensions: AtomicU64,
+    /// Automatic suspensions lifted at their expiry.
+    pub expiries: AtomicU64,
+    /// Notices queued.
+    pub notices: AtomicU64,
+    /// Notices skipped as duplicates (same scope, kind and day).
+    pub notices_deduplicated: AtomicU64,
+}
+
+impl Counters {
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every counter by name.
+    pub fn to_json(&self) -> serde_json::Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "connections_refused": g(&self.connections_refused),
+            "mail_refused": g(&self.mail_refused),
+            "rcpt_refused": g(&self.rcpt_refused),
+            "warnings": g(&self.warnings),
+            "throttles": g(&self.throttles),
+            "sender_suspensions": g(&self.sender_suspensions),
+            "domain_suspensions": g(&self.domain_suspensions),
+            "expiries": g(&self.expiries),
+            "notices": g(&self.notices),
+            "notices_deduplicated": g(&self.notices_deduplicated),
+        })
+    }
+}
+
+/// A domain's limits: its overrides over the `[governor]` defaults.
+pub fn effective_limits(
+    cfg: &Config,
+    rec: &crate::store::domains::DomainRecord,
+) -> serde_json::Value {
+    let g = &cfg.governor;
+    let o = rec.limits.unwrap_or_default();
+    serde_json::json!({
+        "domain": rec.name,
+        "overrides": rec.limits,
+        "messages_per_hour": o.messages_per_hour.unwrap_or(g.domain_messages_per_hour),
+        "recipients_per_hour": o.recipients_per_hour.unwrap_or(g.domain_recipients_per_hour),
+        "sender_messages_per_hour": o.sender_messages_per_hour.unwrap_or(g.sender_messages_per_hour),
+        "sender_recipients_per_hour": o
+            .sender_recipients_per_hour
+            .unwrap_or(g.sender_recipients_per_hour),
+        "sender_messages_per_minute": g.sender_messages_per_minute,
+        "burst_percent": g.burst_percent,
+    })
+}
+
+/// A scope's detector state and ladder, as persisted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Tracked {
+    stats: ScopeStats,
+    #[serde(default)]
+    ladder: LadderState,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+/// A decision for the background task.
+#[derive(Debug)]
+enum Event {
+    /// A ladder step for a scope.
+    Step {
+        scope: Scope,
+        domain: Domain,
+        step: Step,
+        trip: Trip,
+    },
+}
+
+/// The governor: limits, detector, ladder.
+pub struct Governor {
+    cfg: Arc<Config>,
+    registry: Arc<Registry>,
+    queue: ugem_queue::Queue,
+    limits: Limiters,
+    scopes: Mutex<HashMap<String, Tracked>>,
+    /// Throttled scope keys and when the throttle ends (unix ms).
+    throttled: Mutex<HashMap<String, u64>>,
+    events: mpsc::UnboundedSender<Event>,
+    events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
+    webhooks: Webhooks,
+    /// What it has done.
+    pub counters: Counters,
+}
+
+impl std::fmt::Debug for Governor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governor").finish_non_exhaustive()
+    }
+}
+
+fn key(scope: &Scope) -> String {
+    match scope {
+        Scope::Domain(d) => format!("d:{d}"),
+        Scope::Sender(s) => format!("s:{s}"),
+    }
+}
+
+fn scope_of(key: &str) -> Option<Scope> {
+    match key.split_once(':')? {
+        ("d", d) => Domain::parse(d).ok().map(Scope::Domain),
+        ("s", s) => Some(Scope::Sender(s.to_string())),
+        _ => None,
+    }
+}
+
+fn rate_limited(rate: Rate, what: &str, scope: &str) -> Reply {
+    Reply::new(
+        451,
+        "4.7.0",
+        format!(
+            "rate limit: {} {what}/{} for {scope}; try later",
+            rate.count,
+            rate.describe()
+                .split_once('/')
+                .map(|(_, u)| u.to_string())
+                .unwrap_or_default()
+        ),
+    )
+}
+
+impl Governor {
+    /// Builds the governor and loads the detector state saved in the store.
+    /// Webhooks start here, so call it inside the runtime.
+    pub fn new(
+        cfg: Arc<Config>,
+        registry: Arc<Registry>,
+        queue: ugem_queue::Queue,
+    ) -> Arc<Governor> {
+        let g = &cfg.governor;
+        let webhooks = Webhooks::start(g.webhooks.clone(), g.webhook_attempts, g.webhook_timeout.0);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut scopes = HashMap::new();
+        match registry.store().load_governor_stats() {
+            Ok(rows) => {
+                let now = crate::store::now_ms();
+                for (k, v) in rows {
+                    match serde_json::from_slice::<Tracked>(&v) {
+                        Ok(mut t) => {
+                            // The recipient memory is not saved: warm up again.
+                            t.stats.seen_since_ms = now;
+                            scopes.insert(k, t);
+                        }
+                        Err(e) => {
+                            tracing::warn!(scope = %k, error = %e, "detector state unreadable; starting over")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot load detector state"),
+        }
+        Arc::new(Governor {
+            limits: Limiters::new(),
+            scopes: Mutex::new(scopes),
+            throttled: Mutex::new(HashMap::new()),
+            events: tx,
+            events_rx: Mutex::new(Some(rx)),
+            webhooks,
+            counters: Counters::default(),
+            cfg,
+            registry,
+            queue,
+        })
+    }
+
+    fn enabled(&self) -> bool {
+        self.cfg.governor.enabled
+    }
+
+    fn is_throttled(&self, k: &str, now: u64) -> bool {
+        let t = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
+        t.get(k).is_some_and(|&until| until > now)
+    }
+
+    /// The rate for `base`, divided while the scope is throttled.
+    fn effective(&self, base: Rate, k: &str, now: u64) -> Rate {
+        if self.is_throttled(k, now) {
+            base.divided(self.cfg.governor.throttle_divisor)
+        } else {
+            base
+        }
+    }
+
+    /// New connection from `ip`: `Err` carries the 421 to send before closing.
+    pub fn check_connection(&self, ip: IpAddr) -> Result<(), Reply> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let ip = crate::policy::canonical_ip(ip);
+        // One key per IPv6 /64: a host owns a whole /64, and it bounds the keys.
+        let k = match ip {
+            IpAddr::V4(v4) => format!("ip:{v4}"),
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        };
+        let rate = Rate::per_minute(self.cfg.governor.connections_per_minute, 100);
+        if self.limits.check(rate, k) {
+            return Ok(());
+        }
+        Counters::bump(&self.counters.connections_refused);
+        crate::metrics::throttle("connections_per_minute");
+        Err(Reply::new(
+            421,
+            "4.7.0",
+            format!(
+                "rate limit: {} connections/minute from {ip}; try later",
+                rate.count
+            ),
+        ))
+    }
+
+    /// MAIL FROM of a registered agency relaying: the message rates of its
+    /// domain and of the sender. `sender` is the lowercased address.
+    pub fn check_mail(&self, domain: &Domain, sender: &str) -> Result<(), Reply> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let g = &self.cfg.governor;
+        let now = crate::store::now_ms();
+        let over = self
+            .registry
+            .snapshot()
+            .domain(domain)
+            .and_then(|r| r.limits);
+        let dk = key(&Scope::Domain(domain.clone()));
+        let sk = key(&Scope::Sender(sender.to_string()));
+        let b = g.burst_percent;
+        let checks = [
+            (
+                Rate::per_hour(
+                    over.and_then(|o| o.messages_per_hour)
+                        .unwrap_or(g.domain_messages_per_hour),
+                    b,
+                ),
+                &dk,
+                true,
+                "domain_messages_per_hour",
+            ),
+            (
+                Rate::per_hour(
+                    over.and_then(|o| o.sender_messages_per_hour)
+                        .unwrap_or(g.sender_messages_per_hour),
+                    b,
+                ),
+                &sk,
+                false,
+                "sender_messages_per_hour",
+            ),
+            (
+                Rate::per_minute(g.sender_messages_per_minute, 100),
+                &sk,
+                false,
+                "sender_messages_per_minute",
+            ),
+        ];
+        for (base, k, is_domain, metric) in checks {
+            let rate = self.effective(base, k, now);
+            if !self.limits.check(rate, format!("m:{k}")) {
+                Counters::bump(&self.counters.mail_refused);
+                crate::metrics::throttle(metric);
+                self.note_throttled(domain, sender, now);
+                let label = if is_domain {
+                    format!("domain {domain}")
+                } else {
+                    format!("sender {sender}")
+                };
+                return Err(rate_limited(rate, "messages", &label));
+            }
+        }
+        Ok(())
+    }
+
+    /// One outbound RCPT of a registered agency: the recipient rates, then
+    /// the detector's traffic rules. `sender` is the lowercased address.
+    pub fn check_rcpt(&self, domain: &Domain, sender: &str, rcpt: &str) -> Result<(), Reply> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let g = &self.cfg.governor;
+        let now = crate::store::now_ms();
+        let over = self
+            .registry
+            .snapshot()
+            .domain(domain)
+            .and_then(|r| r.limits);
+        let ds = Scope::Domain(domain.clone());
+        let ss = Scope::Sender(sender.to_string());
+        let (dk, sk) = (key(&ds), key(&ss));
+        let b = g.burst_percent;
+        let checks = [
+            (
+                Rate::per_hour(
+                    over.and_then(|o| o.recipients_per_hour)
+                        .unwrap_or(g.domain_recipients_per_hour),
+                    b,
+                ),
+                &dk,
+                true,
+                "domain_recipients_per_hour",
+            ),
+            (
+                Rate::per_hour(
+                    over.and_then(|o| o.sender_recipients_per_hour)
+                        .unwrap_or(g.sender_recipients_per_hour),
+                    b,
+                ),
+                &sk,
+                false,
+                "sender_recipients_per_hour",
+            ),
+        ];
+        for (base, k, is_domain, metric) in checks {
+            let rate = self.effective(base, k, now);
+            if !self.limits.check(rate, format!("r:{k}")) {
+                Counters::bump(&self.counters.rcpt_refused);
+                crate::metrics::throttle(metric);
+                self.note_throttled(domain, sender, now);
+                let label = if is_domain {
+                    format!("domain {domain}")
+                } else {
+                    format!("sender {sender}")
+                };
+                return Err(rate_limited(rate, "recipients", &label));
+            }
+        }
+        let mut trips = Vec::new();
+        {
+            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+            for (scope, k) in [(&ss, &sk), (&ds, &dk)] {
+                let t = self.tracked(&mut scopes, k, now);
+                t.stats.note_recipient(rcpt, now);
+                t.dirty = true;
+                let floor = match scope {
+                    Scope::Domain(_) => g.domain_volume_floor,
+                    Scope::Sender(_) => g.volume_floor,
+                };
+                if let Some(trip) = detector::judge_traffic(&t.stats, scope, now, g, floor) {
+                    trips.push((scope.clone(), trip));
+                }
+            }
+        }
+        for (scope, trip) in trips {
+            self.decide(scope, domain, trip, now);
+        }
+        Ok(())
+    }
+
+    fn tracked<'a>(
+        &self,
+        scopes: &'a mut HashMap<String, Tracked>,
+        k: &str,
+        now: u64,
+    ) -> &'a mut Tracked {
+        let g = &self.cfg.governor;
+        let window_ms = g.window.0.as_millis() as u64;
+        // Look up before inserting: no key allocation for known scopes.
+        if !scopes.contains_key(k) {
+            scopes.insert(
+                k.to_string(),
+                Tracked {
+                    stats: ScopeStats::new(now, window_ms),
+                    ladder: LadderState::default(),
+                    dirty: true,
+                },
+            );
+        }
+        let t = scopes.get_mut(k).expect("inserted above");
+        t.stats.roll(now, window_ms, g.baseline_alpha);
+        t
+    }
+
+    fn note_throttled(&self, domain: &Domain, sender: &str, now: u64) {
+        let g = &self.cfg.governor;
+        let ss = Scope::Sender(sender.to_string());
+        let trip = {
+            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+            let t = self.tracked(&mut scopes, &key(&ss), now);
+            t.stats.note_throttled(now);
+            t.dirty = true;
+            detector::judge_throttling(&t.stats, &ss, now, g)
+        };
+        if let Some(trip) = trip {
+            self.decide(ss, domain, trip, now);
+        }
+    }
+
+    /// Delivery results of one attempt: feeds the rejection and
+    /// unknown-recipient rules of the message's domain and sender.
+    pub fn observe_delivery(
+        &self,
+        env: &ugem_queue::Envelope,
+        updates: &[ugem_queue::RecipientUpdate],
+    ) {
+        if !self.enabled() || env.direction != ugem_queue::Direction::Outbound {
+            return;
+        }
+        let Some(domain) = env.domain.as_deref().and_then(|d| Domain::parse(d).ok()) else {
+            return;
+        };
+        let g = &self.cfg.governor;
+        let now = crate::store::now_ms();
+        let kinds: Vec<OutcomeKind> = updates
+            .iter()
+            .map(|u| {
+                detector::classify(
+                    u.status == ugem_queue::RcptStatus::Delivered,
+                    u.status == ugem_queue::RcptStatus::Failed,
+                    u.last_error.as_deref().unwrap_or(""),
+                    &g.spam_patterns,
+                )
+            })
+            .collect();
+        let ss = Scope::Sender(env.sender.to_lowercase());
+        let ds = Scope::Domain(domain.clone());
+        let mut trips = Vec::new();
+        {
+            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+            for scope in [&ss, &ds] {
+                let t = self.tracked(&mut scopes, &key(scope), now);
+                for k in &kinds {
+                    t.stats.note_outcome(*k, now);
+                }
+                t.dirty = true;
+                if let Some(trip) = detector::judge_outcomes(&t.stats, scope, now, g) {
+                    trips.push((scope.clone(), trip));
+                }
+            }
+        }
+        for (scope, trip) in trips {
+            self.decide(scope, &domain, trip, now);
+        }
+    }
+
+    /// A rule tripped for `scope`: climbs its ladder and hands the step on.
+    fn decide(&self, scope: Scope, domain: &Domain, trip: Trip, now: u64) {
+        let snap = self.registry.snapshot();
+        if snap.suspension(&scope).is_some()
+            || snap.suspension(&Scope::Domain(domain.clone())).is_some()
+        {
+            return;
+        }
+        let g = &self.cfg.governor;
+        let k = key(&scope);
+        let step = {
+            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+            let t = self.tracked(&mut scopes, &k, now);
+            t.dirty = true;
+            t.ladder
+                .climb(&g.ladder, g.step_interval.0.as_millis() as u64, now)
+        };
+        let Some(step) = step else {
+            return;
+        };
+        tracing::warn!(scope = %scope, rule = trip.rule, step = step.as_str(), summary = %trip.summary, "governor decision");
+        if step == Step::Throttle {
+            let until = now + g.throttle_duration.0.as_millis() as u64;
+            self.throttled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(k, until);
+        }
+        let _ = self.events.send(Event::Step {
+            scope,
+            domain: domain.clone(),
+            step,
+            trip,
+        });
+    }
+
+    /// Runs the decisions and the housekeeping until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let Some(mut rx) = self
+            .events_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let every = self.cfg.governor.housekeeping_interval.0;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ev) => self.handle(ev).await,
+                    None => break,
+                },
+                _ = tick.tick() => self.housekeeping().await,
+                _ = crate::server::stopped(&mut stop) => break,
+            }
+        }
+        self.save(true).await;
+    }
+
+    async fn handle(&self, ev: Event) {
+        let Event::Step {
+            scope,
+            domain,
+            step,
+            trip,
+        } = ev;
+        match step {
+            Step::Warn | Step::Throttle => {
+                Counters::bump(if step == Step::Warn {
+                    &self.counters.warnings
+                } else {
+                    &self.counters.throttles
+                });
+                let day = Utc::now().format("%Y-%m-%d");
+                let dedup = format!("{}|{}|{day}", step.as_str(), key(&scope));
+                let text = notices::early_step(&self.cfg, &scope, step, &trip);
+                self.notify(&domain, &dedup, text).await;
+                self.webhooks.send(serde_json::json!({
+                    "event": step.as_str(),
+                    "gateway": self.cfg.server.hostname.to_string(),
+                    "scope": scope,
+                    "rule": trip.rule,
+                    "reason": trip.summary,
+                    "evidence": trip.evidence,
+                    "at": Utc::now(),
+                }));
+            }
+            Step::Suspend => {
+                let made = self
+                    .suspend(&scope, trip.rule, &trip.summary, trip.evidence)
+                    .await;
+                // Enough suspended senders take their domain with them.
+                if made.is_some() && matches!(scope, Scope::Sender(_)) {
+                    self.maybe_suspend_domain(&domain).await;
+                }
+            }
+        }
+    }
+
+    /// Suspends a scope automatically, holds its mail and notifies.
+    async fn suspend(
+        &self,
+        scope: &Scope,
+        rule: &str,
+        reason: &str,
+        evidence: serde_json::Value,
+    ) -> Option<SuspensionRecord> {
+        let expires_at = self
+            .cfg
+            .governor
+            .expiry_for(rule)
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| Utc::now() + d);
+        let req = SuspendRequest {
+            actor: "auto".into(),
+            rule: rule.into(),
+            // The reason appears in 451 replies: keep them well under 512 octets.
+            reason: reason.chars().take(300).collect(),
+            evidence,
+            expires_at,
+        };
+        let reg = self.registry.clone();
+        let sc = scope.clone();
+        let r = tokio::task::spawn_blocking(move || match &sc {
+            Scope::Domain(d) => reg.suspend_domain(d, req),
+            Scope::Sender(s) => reg.suspend_sender(s, req),
+        })
+        .await;
+        let rec = match r {
+            Ok(Ok(rec)) => rec,
+            Ok(Err(e)) => {
+                tracing::info!(scope = %scope, error = %e, "automatic suspension not made");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(scope = %scope, error = %e, "suspension task failed");
+                return None;
+            }
+        };
+        Counters::bump(match scope {
+            Scope::Domain(_) => &self.counters.domain_suspensions,
+            Scope::Sender(_) => &self.counters.sender_suspensions,
+        });
+        let held = actions::hold_scope_mail(
+            &self.queue,
+            scope,
+            &format!("{scope} suspended: {}", rec.reason),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(scope = %scope, error = %e, "cannot hold the suspended scope's mail");
+            0
+        });
+        tracing::warn!(scope = %scope, rule, held, id = rec.id, "suspended automatically");
+        self.on_suspended(&rec, held).await;
+        Some(rec)
+    }
+
+    /// A suspension began (automatic or by staff): notifies the contacts,
+    /// the postmaster and the webhooks, once per suspension.
+    pub async fn on_suspended(&self, rec: &SuspensionRecord, held: usize) {
+        let domain = match &rec.scope {
+            Scope::Domain(d) => Some(d.clone()),
+            Scope::Sender(s) => s.rsplit_once('@').and_then(|(_, d)| Domain::parse(d).ok()),
+        };
+        if let Some(d) = &domain {
+            let text = notices::suspended(&self.cfg, rec);
+            self.notify(d, &format!("suspend|{}", rec.id), text).await;
+        }
+        self.webhooks
+            .send(self.event_json("suspend", rec, Some(held)));
+    }
+
+    async fn maybe_suspend_domain(&self, domain: &Domain) {
+        let need = self.cfg.governor.domain_after_senders;
+        if need == 0 {
+            return;
+        }
+        let suffix = format!("@{domain}");
+        let snap = self.registry.snapshot();
+        let senders: Vec<serde_json::Value> = snap
+            .active_suspensions()
+            .filter(|s| s.actor == "auto")
+            .filter_map(|s| match &s.scope {
+                Scope::Sender(a) if a.ends_with(&suffix) => {
+                    Some(serde_json::json!({"sender": a, "rule": s.rule, "suspension": s.id}))
+                }
+                _ => None,
+            })
+            .collect();
+        if (senders.len() as u32) < need {
+            return;
+        }
+        let reason = format!(
+            "{} senders of {domain} were suspended automatically (limit {need})",
+            senders.len()
+        );
+        let evidence = serde_json::json!({
+            "rule": "senders_suspended",
+            "scope": format!("domain {domain}"),
+            "suspended_senders": senders,
+            "limit": need,
+        });
+        self.suspend(
+            &Scope::Domain(domain.clone()),
+            "senders_suspended",
+            &reason,
+            evidence,
+        )
+        .await;
+    }
+
+    fn event_json(
+        &self,
+        event: &str,
+        rec: &SuspensionRecord,
+        held: Option<usize>,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "event": event,
+            "gateway": self.cfg.server.hostname.to_string(),
+            "suspension": rec,
+            "scope": rec.scope,
+            "rule": rec.rule,
+            "reason": rec.reason,
+            "evidence": rec.evidence,
+            "actor": rec.actor,
+            "held_messages": held,
+            "at": Utc::now(),
+        })
+    }
+
+    /// Queues a notice to the domain's contacts and the postmaster, once per `dedup` key.
+    async fn notify(&self, domain: &Domain, dedup: &str, text: crate::notify::notices::Text) {
+        let store = self.registry.store().clone();
+        let k = dedup.to_string();
+        let fresh =
+            tokio::task::spawn_blocking(move || store.claim_notice(&k, crate::store::now_ms()))
+                .await
+                .map(|r| r.unwrap_or(true))
+                .unwrap_or(true);
+        if !fresh {
+            Counters::bump(&self.counters.notices_deduplicated);
+            return;
+        }
+        let mut to = Vec::new();
+        if self.cfg.governor.notify_contacts
+            && let Some(rec) = self.registry.get(domain)
+        {
+            to.extend(rec.contacts.iter().map(|c| c.email.clone()));
+        }
+        to.push(self.cfg.server.postmaster.to_string());
+        match crate::notify::enqueue_notice(&self.queue, &self.cfg, &to, &text.subject, &text.body)
+            .await
+        {
+            Ok(id) => {
+                Counters::bump(&self.counters.notices);
+                tracing::info!(queue_id = %id, subject = %text.subject, "governor notice queued");
+            }
+            Err(e) => tracing::error!(error = %e, "cannot queue the governor notice"),
+        }
+    }
+
+    /// A suspension ended (staff or expiry): forget the recent traffic that
+    /// led to it, drop any throttle, and notify the contacts and webhooks.
+    pub async fn on_restored(&self, rec: &SuspensionRecord) {
+        let k = key(&rec.scope);
+        {
+            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(t) = scopes.get_mut(&k) {
+                t.stats.reset_recent();
+                t.ladder.reset();
+                t.dirty = true;
+            }
+        }
+        self.throttled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&k);
+        let domain = match &rec.scope {
+            Scope::Domain(d) => Some(d.clone()),
+            Scope::Sender(s) => s.rsplit_once('@').and_then(|(_, d)| Domain::parse(d).ok()),
+        };
+        if let Some(d) = domain {
+            let text = notices::restored(&self.cfg, rec);
+            self.notify(&d, &format!("restore|{}", rec.id), text).await;
+        }
+        self.webhooks.send(self.event_json("restore", rec, None));
+    }
+
+    /// Expiries, throttle ends, limiter and tracker pruning, state saving.
+    async fn housekeeping(&self) {
+        let now = crate::store::now_ms();
+        self.throttled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, until| *until > now);
+        self.limits.retain_recent();
+        self.lift_expired().await;
+        self.evict();
+        self.save(false).await;
+        let store = self.registry.store().clone();
+        let before = now.saturating_sub(3 * 24 * 3600 * 1000);
+        let _ = tokio::task::spawn_blocking(move || store.prune_notices(before)).await;
+    }
+
+    async fn lift_expired(&self) {
+        let now = Utc::now();
+        let due: Vec<Arc<SuspensionRecord>> = self
+            .registry
+            .snapshot()
+            .active_suspensions()
+            .filter(|s| s.actor == "auto" && s.expires_at.is_some_and(|t| t <= now))
+            .cloned()
+            .collect();
+        for s in due {
+            let reg = self.registry.clone();
+            let scope = s.scope.clone();
+            let req = RestoreRequest {
+                actor: "auto".into(),
+                reason: Some("the automatic suspension expired".into()),
+                held_mail: "released".into(),
+            };
+            let r = tokio::task::spawn_blocking(move || match &scope {
+                Scope::Domain(d) => reg.restore_domain(d, req).map(|_| ()),
+                Scope::Sender(a) => reg.restore_sender(a, req).map(|_| ()),
+            })
+            .await;
+            if !matches!(r, Ok(Ok(()))) {
+                tracing::error!(scope = %s.scope, "cannot lift an expired suspension");
+                continue;
+            }
+            Counters::bump(&self.counters.expiries);
+            let n = actions::release_scope_mail(&self.queue, &s.scope, true)
+                .await
+                .unwrap_or(0);
+            tracing::info!(scope = %s.scope, released = n, "automatic suspension expired");
+            let ended = self
+                .registry
+                .store()
+                .get_suspension(s.id)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| (*s).clone());
+            self.on_restored(&ended).await;
+        }
+    }
+
+    /// Bounds the tracked senders: the longest idle go first. Domains stay.
+    fn evict(&self) {
+        let max = self.cfg.governor.max_tracked_senders;
+        let mut gone = Vec::new();
+        {
+            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut senders: Vec<(u64, String)> = scopes
+                .iter()
+                .filter(|(k, _)| k.starts_with("s:"))
+                .map(|(k, t)| (t.stats.last_seen_ms, k.clone()))
+                .collect();
+            if senders.len() <= max {
+                return;
+            }
+            senders.sort();
+            let excess = senders.len() - max;
+            // Idle ones first (sorted by last activity); active ones only
+            // when more than the cap are active at once.
+            for (_, k) in senders.into_iter().take(excess) {
+                scopes.remove(&k);
+                gone.push(k);
+            }
+        }
+        let store = self.registry.store().clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.delete_governor_stats(&gone) {
+                tracing::warn!(error = %e, "cannot delete evicted detector state");
+            }
+        });
+    }
+
+    /// Writes the changed scopes' state (all of it when `all`).
+    async fn save(&self, all: bool) {
+        let rows: Vec<(String, Vec<u8>)> = {
+            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+            scopes
+                .iter_mut()
+                .filter(|(_, t)| all || t.dirty)
+                .map(|(k, t)| {
+                    t.dirty = false;
+                    (k.clone(), serde_json::to_vec(t).unwrap_or_default())
+                })
+                .collect()
+        };
+        let store = self.registry.store().clone();
+        match tokio::task::spawn_blocking(move || store.save_governor_stats(&rows)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot save detector state"),
+            Err(e) => tracing::warn!(error = %e, "detector save task failed"),
+        }
+    }
+
+    /// The state shown by `GET /api/v1/governor`.
+    pub fn status(&self) -> serde_json::Value {
+        let now = crate::store::now_ms();
+        let throttled: Vec<serde_json::Value> = self
+            .throttled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, u)| **u > now)
+            .map(|(k, u)| {
+                serde_json::json!({
+                    "scope": scope_of(k),
+                    "until": chrono::DateTime::<Utc>::from_timestamp_millis(*u as i64),
+                })
+            })
+            .collect();
+        let (mut domains, mut senders) = (0u64, 0u64);
+        for s in self.registry.snapshot().active_suspensions() {
+            match s.scope {
+                Scope::Domain(_) => domains += 1,
+                Scope::Sender(_) => senders += 1,
+            }
+        }
+        let tracked = self.scopes.lock().unwrap_or_else(|p| p.into_inner()).len();
+        serde_json::json!({
+            "enabled": self.enabled(),
+            "counters": self.counters.to_json(),
+            "throttled": throttled,
+            "active_suspensions": {"domain": domains, "sender": senders},
+            "tracked_scopes": tracked,
+            "limiter_keys": self.limits.keys(),
+            "webhooks": {
+                "delivered": self.webhooks.stats.delivered.load(Ordering::Relaxed),
+                "failed": self.webhooks.stats.failed.load(Ordering::Relaxed),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::NewDomain;
+
+    fn setup(dir: &std::path::Path) -> (Arc<Governor>, Domain) {
+        let store = crate::store::Store::open(dir).unwrap();
+        let registry = Arc::new(Registry::open(store).unwrap());
+        let d = Domain::parse("agency.example.kz").unwrap();
+        registry
+            .add_domain(NewDomain {
+                name: d.clone(),
+                owner: "Agency".into(),
+                servers: vec!["192.0.2.1/32".parse().unwrap()],
+                contacts: vec![crate::registry::parse_contact("it@agency.example.kz").unwrap()],
+                inbound: None,
+                shared_servers: false,
+            })
+            .unwrap();
+        let queue =
+            ugem_queue::Queue::open(&dir.join("queue"), ugem_queue::QueueOptions::default())
+                .unwrap();
+        let mut cfg = Config::default();
+        cfg.governor.volume_floor = 3;
+        cfg.governor.volume_factor = 1.0;
+        cfg.governor.step_interval = crate::config::Span(std::time::Duration::ZERO);
+        (Governor::new(Arc::new(cfg), registry, queue), d)
+    }
+
+    fn next_step(rx: &mut mpsc::UnboundedReceiver<Event>) -> Event {
+        rx.try_recv().expect("a decision")
+    }
+
+    #[tokio::test]
+    async fn ladder_warns_throttles_suspends_and_notices_are_deduplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gov, d) = setup(dir.path());
+        let mut rx = gov.events_rx.lock().unwrap().take().unwrap();
+        let sender = "clerk@agency.example.kz";
+        for i in 0..4 {
+            gov.check_rcpt(&d, sender, &format!("r{i}@far.example"))
+                .unwrap();
+        }
+        let ev = next_step(&mut rx);
+        assert!(matches!(&ev, Event::Step { step: Step::Warn, trip, .. } if trip.rule == "volume"));
+        gov.handle(ev).await;
+        assert_eq!(gov.counters.notices.load(Ordering::Relaxed), 1);
+
+        gov.check_rcpt(&d, sender, "r5@far.example").unwrap();
+        let ev = next_step(&mut rx);
+        assert!(matches!(
+            &ev,
+            Event::Step {
+                step: Step::Throttle,
+                ..
+            }
+        ));
+        assert!(gov.is_throttled(&format!("s:{sender}"), crate::store::now_ms()));
+        gov.handle(ev).await;
+
+        gov.check_rcpt(&d, sender, "r6@far.example").unwrap();
+        let ev = next_step(&mut rx);
+        assert!(matches!(
+            &ev,
+            Event::Step {
+                step: Step::Suspend,
+                ..
+            }
+        ));
+        gov.handle(ev).await;
+        let snap = gov.registry.snapshot();
+        let s = snap
+            .suspension(&Scope::Sender(sender.into()))
+            .expect("suspended");
+        assert_eq!((s.actor.as_str(), s.rule.as_str()), ("auto", "volume"));
+        assert_eq!(s.evidence["rule"], "volume");
+        assert_eq!(gov.counters.notices.load(Ordering::Relaxed), 3);
+        // A suspended sender is not judged again.
+        gov.check_rcpt(&d, sender, "r7@far.example").unwrap();
+        assert!(rx.try_recv().is_err());
+
+        // A second warning for the same scope on the same day is not mailed.
+        gov.handle(Event::Step {
+            scope: Scope::Sender(sender.into()),
+            domain: d.clone(),
+            step: Step::Warn,
+            trip: Trip {
+                rule: "volume",
+                summary: "again".into(),
+                evidence: serde_json::Value::Null,
+            },
+        })
+        .await;
+        assert_eq!(gov.counters.notices_deduplicated.load(Ordering::Relaxed), 1);
+        let counts = gov.queue.counts().unwrap();
+        assert_eq!(counts.total, 3, "three notices queued");
+
+        // Restore: counters of the scope start over, and a notice follows.
+        let rec = gov
+            .registry
+            .restore_sender(
+                sender,
+                RestoreRequest {
+                    actor: "ops".into(),
+                    reason: None,
+                    held_mail: "released".into(),
+                },
+            )
+            .unwrap();
+        gov.on_restored(&rec).await;
+        assert_eq!(gov.counters.notices.load(Ordering::Relaxed), 4);
+        gov.check_rcpt(&d, sender, "r8@far.example").unwrap();
+        assert!(rx.try_recv().is_err(), "recent traffic was forgotten");
+    }
+
+    #[tokio::test]
+    async fn detector_state_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (gov, d) = setup(dir.path());
+            gov.check_rcpt(&d, "a@agency.example.kz", "x@far.example")
+                .unwrap();
+            gov.save(true).await;
+        }
+        let gov = setup_again(dir.path());
+        let scopes = gov.scopes.lock().unwrap();
+        let t = scopes.get("s:a@agency.example.kz").expect("loaded");
+        assert_eq!(t.stats.cur.recipients, 1);
+    }
+
+    fn setup_again(dir: &std::path::Path) -> Arc<Governor> {
+        let store = crate::store::Store::open(dir).unwrap();
+        let registry = Arc::new(Registry::open(store).unwrap());
+        let queue =
+            ugem_queue::Queue::open(&dir.join("queue"), ugem_queue::QueueOptions::default())
+                .unwrap();
+        Governor::new(Arc::new(Config::default()), registry, queue)
+    }
+}

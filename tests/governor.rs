@@ -1,0 +1,411 @@
+//! Rate governors, anomaly detection and automatic suspension, end to end
+//! through the real binary: limits answer 451 4.7.0, a burst suspends the
+//! sender and then the domain (451 4.7.1, queued mail held), notices reach
+//! the contacts and the postmaster, webhooks get JSON, restore releases.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::fake_mx::{Behaviour, FakeMx};
+use common::{ADMIN_TOKEN, Gateway, Smtp, http, wait_for};
+use serde_json::Value;
+
+/// Registers a domain on 127.0.0.1 that shares the server with others.
+fn register(gw: &Gateway, domain: &str) {
+    gw.cli_ok(&[
+        "domain",
+        "add",
+        domain,
+        "--server",
+        "127.0.0.1",
+        "--shared-servers",
+        "--contact",
+        "IT Desk <it@contact.example.kz>",
+    ]);
+}
+
+fn api(gw: &Gateway, path: &str) -> Value {
+    let (status, body) = http(gw.admin, "GET", path, Some(ADMIN_TOKEN), None);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn queue(gw: &Gateway, query: &str) -> Vec<Value> {
+    api(gw, &format!("/api/v1/queue{query}"))
+        .as_array()
+        .cloned()
+        .unwrap()
+}
+
+/// One transaction; returns the reply to MAIL and those to each RCPT.
+fn transaction(gw: &Gateway, from: &str, to: &[String]) -> (u16, String, Vec<u16>) {
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    let r = s.cmd(&format!("MAIL FROM:<{from}>"));
+    if r.code != 250 {
+        return (r.code, r.text(), Vec::new());
+    }
+    let mut codes = Vec::new();
+    let mut last = String::new();
+    for t in to {
+        let r = s.cmd(&format!("RCPT TO:<{t}>"));
+        codes.push(r.code);
+        last = r.text();
+    }
+    if codes.contains(&250) {
+        s.expect("DATA", 354);
+        s.send_raw(b"Subject: test\r\n\r\nhello\r\n.\r\n");
+        let r = s.reply();
+        assert_eq!(r.code, 250, "{}", r.text());
+    }
+    s.cmd("QUIT");
+    (250, last, codes)
+}
+
+fn rcpts(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}@far.example")).collect()
+}
+
+/// A tiny HTTP server that records request bodies and answers 200.
+fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { break };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut data = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&data).to_string();
+                if let Some(i) = text.find("\r\n\r\n") {
+                    let len = text[..i]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                        })
+                        .unwrap_or(0);
+                    if data.len() >= i + 4 + len {
+                        if let Ok(v) = serde_json::from_slice(&data[i + 4..i + 4 + len]) {
+                            g.lock().unwrap().push(v);
+                        }
+                        break;
+                    }
+                }
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn sender_over_its_recipient_rate_gets_451_and_other_domains_are_unaffected() {
+    let mut gw =
+        Gateway::start("[governor]\nsender_recipients_per_hour = 5\nburst_percent = 100\n");
+    register(&gw, "a.example.kz");
+    register(&gw, "b.example.kz");
+
+    let (_, text, codes) = transaction(&gw, "alice@a.example.kz", &rcpts("x", 7));
+    assert_eq!(codes, [250, 250, 250, 250, 250, 451, 451]);
+    assert!(
+        text.starts_with("4.7.0 rate limit: 5 recipients/hour for sender alice@a.example.kz"),
+        "{text}"
+    );
+
+    // Another domain (and another sender) is unaffected.
+    let (_, _, codes) = transaction(&gw, "bob@b.example.kz", &rcpts("y", 3));
+    assert_eq!(codes, [250, 250, 250]);
+
+    // A per-domain override, set through the CLI, takes effect at once.
+    let out = gw.cli_ok(&[
+        "domain",
+        "limits",
+        "a.example.kz",
+        "--recipients-per-hour",
+        "3",
+    ]);
+    assert!(out.contains("recipients_per_hour"), "{out}");
+    let (_, text, codes) = transaction(&gw, "carol@a.example.kz", &rcpts("z", 4));
+    assert_eq!(codes, [250, 250, 250, 451]);
+    assert!(
+        text.contains("3 recipients/hour for domain a.example.kz"),
+        "{text}"
+    );
+    let shown = gw.cli_ok(&["--json", "domain", "show", "a.example.kz"]);
+    let v: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["limits"]["recipients_per_hour"], 3);
+
+    let g = api(&gw, "/api/v1/governor");
+    assert_eq!(g["counters"]["rcpt_refused"], 3, "{g}");
+    let status = gw.cli_ok(&["governor"]);
+    assert!(status.contains("rcpt_refused"), "{status}");
+
+    // The detector's state outlives a restart.
+    gw.terminate();
+    gw.spawn();
+    let g = api(&gw, "/api/v1/governor");
+    assert!(g["tracked_scopes"].as_u64().unwrap() >= 4, "{g}");
+}
+
+#[test]
+fn burst_suspends_sender_then_domain_holds_mail_notifies_and_restore_releases() {
+    let mx = FakeMx::start(Behaviour::accept());
+    let (hook, hooks) = webhook_receiver();
+    let mut gw = Gateway::start(&format!(
+        "[governor]\nvolume_floor = 5\nvolume_factor = 2.0\nladder = [\"suspend\"]\n\
+         domain_after_senders = 2\nwebhooks = [\"{hook}\"]\n\
+         [delivery.routes]\n\"*\" = \"127.0.0.1:9\"\n\"contact.example.kz\" = \"{mx}\"\n\
+         \"gw.test.example\" = \"{mx}\"\n",
+        mx = mx.addr()
+    ));
+    register(&gw, "a.example.kz");
+    register(&gw, "b.example.kz");
+
+    // Queued before the burst: mail that the suspension must hold.
+    let (_, _, codes) = transaction(&gw, "mallory@a.example.kz", &rcpts("early", 2));
+    assert_eq!(codes, [250, 250]);
+
+    // The burst: the 11th recipient trips the volume rule (twice the floor of 5).
+    let mut suspended = None;
+    for i in 0..30 {
+        let (code, text, _) =
+            transaction(&gw, "mallory@a.example.kz", &rcpts(&format!("b{i}-"), 3));
+        if code == 451 {
+            suspended = Some(text);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = suspended.expect("the sender was never suspended");
+    assert!(
+        text.starts_with("4.7.1 sender mallory@a.example.kz suspended"),
+        "{text}"
+    );
+
+    let list = gw.cli_ok(&["suspension", "list"]);
+    assert!(
+        list.contains("mallory@a.example.kz") && list.contains("volume") && list.contains("auto"),
+        "{list}"
+    );
+    let json: Value = serde_json::from_str(&gw.cli_ok(&["--json", "suspension", "list"])).unwrap();
+    let rec = &json.as_array().unwrap()[0];
+    assert_eq!(rec["rule"], "volume");
+    assert_eq!(rec["actor"], "auto");
+    assert_eq!(rec["evidence"]["window_seconds"], 3600);
+    assert!(
+        rec["evidence"]["recipients"].as_u64().unwrap() > 10,
+        "{rec}"
+    );
+
+    // Its queued mail is held; another sender's is not.
+    assert!(wait_for(10, || {
+        let q = queue(&gw, "?sender=mallory@a.example.kz");
+        !q.is_empty() && q.iter().all(|e| !e["held"].is_null())
+    }));
+
+    // The notice reaches the contacts and the postmaster, with the evidence.
+    assert!(
+        mx.wait_for_messages(1, Duration::from_secs(20)),
+        "no notice delivered"
+    );
+    let notice = mx
+        .messages()
+        .into_iter()
+        .find(|m| m.recipients.iter().any(|r| r == "it@contact.example.kz"))
+        .expect("notice to the contact");
+    let msg = mail_parser::MessageParser::default()
+        .parse(&notice.body)
+        .unwrap();
+    assert_eq!(
+        msg.subject(),
+        Some("Mail gateway: sender mallory@a.example.kz suspended (volume)")
+    );
+    let body = msg.body_text(0).unwrap().to_string();
+    assert!(
+        body.contains("Evidence") && body.contains("\"recipients\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("ugem sender restore mallory@a.example.kz"),
+        "{body}"
+    );
+    assert!(wait_for(20, || mx.messages().iter().any(|m| m
+        .recipients
+        .iter()
+        .any(|r| r == "postmaster@gw.test.example"))));
+
+    // The webhook got the JSON.
+    assert!(wait_for(20, || hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|v| v["event"] == "suspend")));
+    let ev = hooks.lock().unwrap()[0].clone();
+    assert_eq!(ev["rule"], "volume");
+    assert_eq!(ev["scope"]["value"], "mallory@a.example.kz");
+
+    // A second sender of the domain bursts: the domain follows.
+    for i in 0..30 {
+        let (code, _, _) = transaction(&gw, "trent@a.example.kz", &rcpts(&format!("t{i}-"), 3));
+        if code == 451 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(wait_for(10, || {
+        let (code, text, _) = transaction(&gw, "peggy@a.example.kz", &rcpts("p", 1));
+        code == 451 && text.contains("domain a.example.kz suspended")
+    }));
+    let all: Value = serde_json::from_str(&gw.cli_ok(&["--json", "suspension", "list"])).unwrap();
+    let domain = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["scope"]["kind"] == "domain")
+        .expect("domain suspension")
+        .clone();
+    assert_eq!(domain["rule"], "senders_suspended");
+    assert_eq!(
+        domain["evidence"]["suspended_senders"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Other domains are unaffected throughout.
+    let (_, _, codes) = transaction(&gw, "bob@b.example.kz", &rcpts("ok", 2));
+    assert_eq!(codes, [250, 250]);
+    let g = api(&gw, "/api/v1/governor");
+    assert_eq!(g["counters"]["sender_suspensions"], 2, "{g}");
+    assert_eq!(g["counters"]["domain_suspensions"], 1, "{g}");
+
+    // Restore: mail is accepted again, held mail released, a notice sent.
+    gw.cli_ok(&[
+        "domain",
+        "restore",
+        "a.example.kz",
+        "--reason",
+        "false alarm",
+    ]);
+    gw.cli_ok(&[
+        "sender",
+        "restore",
+        "mallory@a.example.kz",
+        "--reason",
+        "password reset",
+    ]);
+    assert!(wait_for(10, || queue(&gw, "?sender=mallory@a.example.kz")
+        .iter()
+        .all(|e| e["held"].is_null())));
+    let (code, _, codes) = transaction(&gw, "mallory@a.example.kz", &rcpts("again", 1));
+    assert_eq!((code, codes), (250, vec![250]));
+    assert!(wait_for(20, || mx.messages().iter().any(|m| {
+        String::from_utf8_lossy(&m.body)
+            .contains("Subject: Mail gateway: sender mallory@a.example.kz restored")
+    })));
+    assert!(wait_for(20, || hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|v| v["event"] == "restore")));
+    let history = gw.cli_ok(&["suspension", "list", "--history"]);
+    assert!(history.contains("root"), "{history}");
+    gw.terminate();
+}
+
+#[test]
+fn remote_rejections_trip_the_rejection_rule() {
+    let mx = FakeMx::start(Behaviour::accept());
+    let gw = Gateway::start(&format!(
+        "[governor]\nrejection_min = 3\nrejection_share = 0.5\nunknown_min = 100000\n\
+         ladder = [\"suspend\"]\n[delivery.routes]\n\"*\" = \"{}\"\n",
+        mx.addr()
+    ));
+    register(&gw, "a.example.kz");
+    let to: Vec<String> = (0..4).map(|i| format!("reject{i}@far.example")).collect();
+    let (_, _, codes) = transaction(&gw, "eve@a.example.kz", &to);
+    assert_eq!(codes, [250; 4]);
+    assert!(wait_for(20, || {
+        let s = api(&gw, "/api/v1/suspensions");
+        s.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["scope"]["value"] == "eve@a.example.kz" && r["rule"] == "rejections")
+    }));
+    let s = api(&gw, "/api/v1/suspensions");
+    let rec = s
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["scope"]["value"] == "eve@a.example.kz")
+        .unwrap()
+        .clone();
+    assert_eq!(rec["evidence"]["rejected"], 4, "{rec}");
+    let (code, text, _) = transaction(&gw, "eve@a.example.kz", &rcpts("n", 1));
+    assert_eq!(code, 451, "{text}");
+}
+
+#[test]
+fn sustained_throttling_suspends_and_the_suspension_expires_by_itself() {
+    let gw = Gateway::start(
+        "[governor]\nsender_recipients_per_hour = 2\nburst_percent = 100\nthrottled_count = 3\n\
+         ladder = [\"suspend\"]\nexpire = { throttled = \"2s\" }\nhousekeeping_interval = \"1s\"\n",
+    );
+    register(&gw, "a.example.kz");
+    let (_, text, codes) = transaction(&gw, "frank@a.example.kz", &rcpts("f", 6));
+    assert_eq!(codes, [250, 250, 451, 451, 451, 451]);
+    assert!(
+        text.contains("2 recipients/hour for sender frank@a.example.kz"),
+        "{text}"
+    );
+    assert!(wait_for(10, || {
+        let s = api(&gw, "/api/v1/suspensions");
+        s.as_array().unwrap().iter().any(|r| {
+            r["scope"]["value"] == "frank@a.example.kz"
+                && r["rule"] == "throttled"
+                && r["expires_at"].is_string()
+                && r["evidence"]["refusals"].as_u64() >= Some(3)
+        })
+    }));
+    let (code, text, _) = transaction(&gw, "frank@a.example.kz", &rcpts("g", 1));
+    assert_eq!(code, 451, "{text}");
+    assert!(text.starts_with("4.7.1"), "{text}");
+
+    // The expiry lifts it: restored by `auto`, held mail released, mail accepted.
+    assert!(wait_for(15, || {
+        let s = api(&gw, "/api/v1/suspensions?history=true");
+        s.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["restored"]["by"] == "auto" && r["restored"]["held_mail"] == "released")
+    }));
+    assert!(
+        api(&gw, "/api/v1/suspensions")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(wait_for(10, || queue(&gw, "?sender=frank@a.example.kz")
+        .iter()
+        .all(|e| e["held"].is_null())));
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    s.expect("MAIL FROM:<frank@a.example.kz>", 250);
+    let g = api(&gw, "/api/v1/governor");
+    assert_eq!(g["counters"]["expiries"], 1, "{g}");
+}

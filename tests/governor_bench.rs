@@ -1,0 +1,81 @@
+//! The cost of the policy and governor checks per RCPT with 100,000 distinct
+//! senders (issue target: a median under 1 µs). Ignored by default; run with
+//! `cargo test --release --test governor_bench -- --ignored --nocapture`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ugem::address::{ForwardPath, ReversePath};
+use ugem::config::Config;
+use ugem::domain::Domain;
+use ugem::governor::Governor;
+use ugem::policy::{self, MailVerdict, SenderStanding};
+use ugem::registry::{NewDomain, Registry};
+use ugem::store::Store;
+
+#[test]
+#[ignore]
+fn rcpt_check_cost_with_100k_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let registry = Arc::new(Registry::open(store).unwrap());
+    let domain = Domain::parse("agency.example.kz").unwrap();
+    registry
+        .add_domain(NewDomain {
+            name: domain.clone(),
+            owner: "Agency".into(),
+            servers: vec!["127.0.0.1/32".parse().unwrap()],
+            contacts: vec![ugem::registry::parse_contact("it@agency.example.kz").unwrap()],
+            inbound: None,
+            shared_servers: false,
+        })
+        .unwrap();
+    let queue = ugem_queue::Queue::open(
+        &dir.path().join("queue"),
+        ugem_queue::QueueOptions::default(),
+    )
+    .unwrap();
+    let mut cfg = Config::default();
+    // Limits high enough that the benchmark measures checks, not refusals.
+    cfg.governor.domain_recipients_per_hour = u32::MAX / 4;
+    cfg.governor.domain_messages_per_hour = u32::MAX / 4;
+    cfg.governor.volume_floor = u64::MAX / 4;
+    cfg.governor.domain_volume_floor = u64::MAX / 4;
+    cfg.governor.new_recipients_burst = u64::MAX / 4;
+    cfg.governor.max_tracked_senders = 200_000;
+    let host = cfg.server.hostname.clone();
+    let gov = Governor::new(Arc::new(cfg), registry.clone(), queue);
+    let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+
+    let senders: Vec<String> = (0..100_000)
+        .map(|i| format!("user{i}@agency.example.kz"))
+        .collect();
+    // Warm up: every key exists before timing.
+    for s in &senders {
+        gov.check_rcpt(&domain, s, "warm@far.example").unwrap();
+    }
+    let (to, _) = ForwardPath::parse("<citizen@far.example>").unwrap();
+    let (from, _) = ReversePath::parse("<user1@agency.example.kz>").unwrap();
+    let snap = registry.snapshot();
+    let standing = match policy::mail_verdict(&snap, ip, &from, "postmaster@x") {
+        MailVerdict::Accept(s @ SenderStanding::Relay { .. }) => s,
+        _ => panic!("not a relay"),
+    };
+    let mut times = Vec::with_capacity(senders.len());
+    for (i, s) in senders.iter().enumerate() {
+        let rcpt = format!("r{i}@far.example");
+        let t = Instant::now();
+        let snap = registry.snapshot();
+        let v = policy::rcpt_verdict(&snap, &standing, &to, &host);
+        let ok = gov.check_rcpt(&domain, s, &rcpt).is_ok();
+        times.push(t.elapsed());
+        assert!(matches!(v, policy::RcptVerdict::Accept(_)) && ok);
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    let p99 = times[times.len() * 99 / 100];
+    println!(
+        "policy + governor per RCPT, 100k keys: median {median:?}, p99 {p99:?}, limiter keys {}",
+        gov.status()["limiter_keys"]
+    );
+}
