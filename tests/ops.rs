@@ -118,12 +118,13 @@ fn metrics_count_real_traffic() {
         "--reason",
         "metrics",
     ]);
-    // The dead test route defers the message: one deferred outcome.
+    // The dead test route defers the message (one recipient) and the
+    // suspension notice to the contact and the postmaster (two).
     assert!(wait_for(10, || http(
         gw.admin, "GET", "/metrics", None, None
     )
     .1
-    .contains("class=\"deferred\"")));
+    .contains("ugem_delivery_recipients_total{class=\"deferred\"} 3")));
     let (st, text) = http(gw.admin, "GET", "/metrics", None, None);
     assert_eq!(st, 200);
     assert!(metric(&text, "ugem_smtp_sessions_total ") >= 1.0);
@@ -134,7 +135,7 @@ fn metrics_count_real_traffic() {
     );
     assert_eq!(
         metric(&text, "ugem_delivery_recipients_total{class=\"deferred\"} "),
-        1.0
+        3.0
     );
     assert_eq!(metric(&text, "ugem_queue_messages{state=\"held\"} "), 1.0);
     assert_eq!(

@@ -7,7 +7,7 @@
 //! constant memory per scope, and it is exact for steady traffic.
 
 use std::collections::{HashSet, VecDeque};
-use std::hash::Hasher;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -72,14 +72,33 @@ pub struct ScopeStats {
     pub last_seen_ms: u64,
     /// Recipient hashes seen; not persisted (a restart starts a new warm-up).
     #[serde(skip)]
-    pub seen: HashSet<u64>,
+    pub seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
     /// Since when `seen` has been filling; the burst rule waits a full window.
     #[serde(skip)]
     pub seen_since_ms: u64,
+    /// Keeps the hour-of-week baseline and the recipient memory (domains).
+    /// Senders do without: they are many, and 1.3 KiB of baseline plus a
+    /// recipient set each would not stay bounded; their volume is judged
+    /// against their typical active window.
+    #[serde(default = "yes")]
+    pub detailed: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ScopeStats {
-    /// A scope first seen at `now_ms`.
+    /// A sender-like scope: no hour-of-week baseline, no recipient memory.
+    pub fn light(now_ms: u64, window_ms: u64) -> ScopeStats {
+        ScopeStats {
+            baseline: Vec::new(),
+            detailed: false,
+            ..ScopeStats::new(now_ms, window_ms)
+        }
+    }
+
+    /// A scope first seen at `now_ms`, with every statistic (a domain).
     pub fn new(now_ms: u64, window_ms: u64) -> ScopeStats {
         ScopeStats {
             bucket_start_ms: bucket_of(now_ms, window_ms),
@@ -90,8 +109,9 @@ impl ScopeStats {
             learned: 0,
             throttles: VecDeque::new(),
             last_seen_ms: now_ms,
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             seen_since_ms: now_ms,
+            detailed: true,
         }
     }
 
@@ -99,7 +119,7 @@ impl ScopeStats {
     pub fn roll(&mut self, now_ms: u64, window_ms: u64, alpha: f64) {
         let window_ms = window_ms.max(1);
         let target = bucket_of(now_ms, window_ms);
-        if self.baseline.len() != HOURS_OF_WEEK {
+        if self.detailed && self.baseline.len() != HOURS_OF_WEEK {
             self.baseline = vec![-1.0; HOURS_OF_WEEK];
         }
         // A week of empty windows teaches all there is to learn from silence.
@@ -119,13 +139,13 @@ impl ScopeStats {
     }
 
     fn learn(&mut self, start_ms: u64, recipients: f64, alpha: f64) {
-        let slot = hour_of_week(start_ms);
-        let b = &mut self.baseline[slot];
-        *b = if *b < 0.0 {
-            recipients
-        } else {
-            alpha * recipients + (1.0 - alpha) * *b
-        };
+        if let Some(b) = self.baseline.get_mut(hour_of_week(start_ms)) {
+            *b = if *b < 0.0 {
+                recipients
+            } else {
+                alpha * recipients + (1.0 - alpha) * *b
+            };
+        }
         // Quiet windows say nothing about the size of an active hour.
         if recipients > 0.0 {
             self.typical = if self.typical < 0.0 {
@@ -170,9 +190,17 @@ impl ScopeStats {
 
     /// Counts one accepted recipient; true if the address is new to the scope.
     pub fn note_recipient(&mut self, address: &str, now_ms: u64) -> bool {
+        self.note_recipient_hash(address_hash(address), now_ms)
+    }
+
+    /// [`ScopeStats::note_recipient`] with the address already hashed
+    /// ([`address_hash`]), so one RCPT hashes once for both its scopes.
+    pub fn note_recipient_hash(&mut self, h: u64, now_ms: u64) -> bool {
         self.last_seen_ms = now_ms;
         self.cur.recipients += 1;
-        let h = address_hash(address);
+        if !self.detailed {
+            return false;
+        }
         if self.seen.len() >= SEEN_CAP {
             // Forget and warm up again rather than grow without bound.
             self.seen.clear();
@@ -316,7 +344,7 @@ pub fn judge_traffic(
         });
     }
     let warm = now_ms.saturating_sub(s.seen_since_ms) >= window_ms;
-    if warm && est.new_recipients >= g.new_recipients_burst {
+    if s.detailed && warm && est.new_recipients >= g.new_recipients_burst {
         return Some(Trip {
             rule: "new_recipients",
             summary: format!(
@@ -445,7 +473,28 @@ fn hour_of_week(ms: u64) -> usize {
     (hours % HOURS_OF_WEEK as u64) as usize
 }
 
-fn address_hash(a: &str) -> u64 {
+/// A hasher for keys that are hashes already ([`address_hash`]): the set of
+/// seen recipients need not hash them a second time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are used; fold anything else in rather than panic.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The hash a recipient address is remembered by (case-insensitive).
+pub fn address_hash(a: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     // Lowercased byte by byte: no allocation on the RCPT path.
     for b in a.bytes() {
@@ -667,6 +716,21 @@ mod tests {
         s.note_throttled(MONDAY + 2000);
         assert!(judge_throttling(&s, &"x", MONDAY + 2000, &g).is_some());
         assert!(judge_throttling(&s, &"x", MONDAY + 120_000, &g).is_none());
+    }
+
+    #[test]
+    fn light_scopes_learn_a_typical_window_and_remember_no_recipients() {
+        let g = cfg();
+        let mut s = ScopeStats::light(MONDAY, HOUR);
+        assert!(s.baseline.is_empty());
+        for h in 0..24 {
+            assert!(send(&mut s, 400, MONDAY + h * HOUR, HOUR, &g).is_empty());
+        }
+        assert!(s.baseline.is_empty() && s.seen.is_empty());
+        assert!(s.baseline_at(MONDAY + 24 * HOUR).unwrap() > 350.0);
+        // Ten times the usual in a few minutes is still caught.
+        let trips = send(&mut s, 3000, MONDAY + 24 * HOUR, HOUR / 12, &g);
+        assert_eq!(trips[0].rule, "volume");
     }
 
     #[test]

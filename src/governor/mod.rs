@@ -160,6 +160,19 @@ fn key(scope: &Scope) -> String {
     }
 }
 
+/// A scope key ("d:x", "s:x") as people read it ("domain x", "sender x").
+struct Label<'a>(&'a str);
+
+impl std::fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.split_once(':') {
+            Some(("d", x)) => write!(f, "domain {x}"),
+            Some(("s", x)) => write!(f, "sender {x}"),
+            _ => f.write_str(self.0),
+        }
+    }
+}
+
 fn scope_of(key: &str) -> Option<Scope> {
     match key.split_once(':')? {
         ("d", d) => Domain::parse(d).ok().map(Scope::Domain),
@@ -185,14 +198,14 @@ fn rate_limited(rate: Rate, what: &str, scope: &str) -> Reply {
 
 impl Governor {
     /// Builds the governor and loads the detector state saved in the store.
-    /// Webhooks start here, so call it inside the runtime.
     pub fn new(
         cfg: Arc<Config>,
         registry: Arc<Registry>,
         queue: ugem_queue::Queue,
     ) -> Arc<Governor> {
         let g = &cfg.governor;
-        let webhooks = Webhooks::start(g.webhooks.clone(), g.webhook_attempts, g.webhook_timeout.0);
+        // Events wait in the store's outbox until `run` starts the sender.
+        let webhooks = Webhooks::new(registry.store().clone(), g.webhooks.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let mut scopes = HashMap::new();
         match registry.store().load_governor_stats() {
@@ -260,7 +273,7 @@ impl Governor {
             }
         };
         let rate = Rate::per_minute(self.cfg.governor.connections_per_minute, 100);
-        if self.limits.check(rate, k) {
+        if self.limits.check(rate, &k) {
             return Ok(());
         }
         Counters::bump(&self.counters.connections_refused);
@@ -288,8 +301,7 @@ impl Governor {
             .snapshot()
             .domain(domain)
             .and_then(|r| r.limits);
-        let dk = key(&Scope::Domain(domain.clone()));
-        let sk = key(&Scope::Sender(sender.to_string()));
+        let (md, ms) = (format!("m:d:{domain}"), format!("m:s:{sender}"));
         let b = g.burst_percent;
         let checks = [
             (
@@ -298,7 +310,7 @@ impl Governor {
                         .unwrap_or(g.domain_messages_per_hour),
                     b,
                 ),
-                &dk,
+                &md,
                 true,
                 "domain_messages_per_hour",
             ),
@@ -308,20 +320,20 @@ impl Governor {
                         .unwrap_or(g.sender_messages_per_hour),
                     b,
                 ),
-                &sk,
+                &ms,
                 false,
                 "sender_messages_per_hour",
             ),
             (
                 Rate::per_minute(g.sender_messages_per_minute, 100),
-                &sk,
+                &ms,
                 false,
                 "sender_messages_per_minute",
             ),
         ];
-        for (base, k, is_domain, metric) in checks {
-            let rate = self.effective(base, k, now);
-            if !self.limits.check(rate, format!("m:{k}")) {
+        for (base, lk, is_domain, metric) in checks {
+            let rate = self.effective(base, &lk[2..], now);
+            if !self.limits.check(rate, lk) {
                 Counters::bump(&self.counters.mail_refused);
                 crate::metrics::throttle(metric);
                 self.note_throttled(domain, sender, now);
@@ -349,9 +361,10 @@ impl Governor {
             .snapshot()
             .domain(domain)
             .and_then(|r| r.limits);
-        let ds = Scope::Domain(domain.clone());
-        let ss = Scope::Sender(sender.to_string());
-        let (dk, sk) = (key(&ds), key(&ss));
+        // The limiter keys ("r:d:...", "r:s:...") end with the detector's
+        // keys: two allocations per RCPT, no more.
+        let (rd, rs) = (format!("r:d:{domain}"), format!("r:s:{sender}"));
+        let (dk, sk) = (&rd[2..], &rs[2..]);
         let b = g.burst_percent;
         let checks = [
             (
@@ -360,7 +373,7 @@ impl Governor {
                         .unwrap_or(g.domain_recipients_per_hour),
                     b,
                 ),
-                &dk,
+                &rd,
                 true,
                 "domain_recipients_per_hour",
             ),
@@ -370,14 +383,14 @@ impl Governor {
                         .unwrap_or(g.sender_recipients_per_hour),
                     b,
                 ),
-                &sk,
+                &rs,
                 false,
                 "sender_recipients_per_hour",
             ),
         ];
-        for (base, k, is_domain, metric) in checks {
-            let rate = self.effective(base, k, now);
-            if !self.limits.check(rate, format!("r:{k}")) {
+        for (base, lk, is_domain, metric) in checks {
+            let rate = self.effective(base, &lk[2..], now);
+            if !self.limits.check(rate, lk) {
                 Counters::bump(&self.counters.rcpt_refused);
                 crate::metrics::throttle(metric);
                 self.note_throttled(domain, sender, now);
@@ -389,24 +402,23 @@ impl Governor {
                 return Err(rate_limited(rate, "recipients", &label));
             }
         }
+        let h = detector::address_hash(rcpt);
         let mut trips = Vec::new();
         {
             let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-            for (scope, k) in [(&ss, &sk), (&ds, &dk)] {
+            for (k, floor) in [(sk, g.volume_floor), (dk, g.domain_volume_floor)] {
                 let t = self.tracked(&mut scopes, k, now);
-                t.stats.note_recipient(rcpt, now);
+                t.stats.note_recipient_hash(h, now);
                 t.dirty = true;
-                let floor = match scope {
-                    Scope::Domain(_) => g.domain_volume_floor,
-                    Scope::Sender(_) => g.volume_floor,
-                };
-                if let Some(trip) = detector::judge_traffic(&t.stats, scope, now, g, floor) {
-                    trips.push((scope.clone(), trip));
+                if let Some(trip) = detector::judge_traffic(&t.stats, &Label(k), now, g, floor) {
+                    trips.push((k.to_string(), trip));
                 }
             }
         }
-        for (scope, trip) in trips {
-            self.decide(scope, domain, trip, now);
+        for (k, trip) in trips {
+            if let Some(scope) = scope_of(&k) {
+                self.decide(scope, domain, trip, now);
+            }
         }
         Ok(())
     }
@@ -424,7 +436,11 @@ impl Governor {
             scopes.insert(
                 k.to_string(),
                 Tracked {
-                    stats: ScopeStats::new(now, window_ms),
+                    stats: if k.starts_with("s:") {
+                        ScopeStats::light(now, window_ms)
+                    } else {
+                        ScopeStats::new(now, window_ms)
+                    },
                     ladder: LadderState::default(),
                     dirty: true,
                 },
@@ -543,7 +559,11 @@ impl Governor {
         else {
             return;
         };
-        let every = self.cfg.governor.housekeeping_interval.0;
+        let g = &self.cfg.governor;
+        let sender =
+            self.webhooks
+                .spawn_sender(g.webhook_attempts, g.webhook_timeout.0, stop.clone());
+        let every = g.housekeeping_interval.0;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -557,6 +577,8 @@ impl Governor {
             }
         }
         self.save(true).await;
+        // Pending webhook events stay in the outbox for the next start.
+        sender.abort();
     }
 
     async fn handle(&self, ev: Event) {

@@ -1,124 +1,197 @@
-//! JSON webhooks: every governor event is POSTed to each configured URL by a
-//! background task, with retries and exponential backoff.
-//!
-//! Webhooks are best effort: an event still undelivered when the gateway
-//! stops is lost (the e-mail notices, which go through the queue, are not).
+//! JSON webhooks: every governor event is written to an outbox in the store
+//! (one job per URL), and a background task POSTs due jobs, retrying with
+//! exponential backoff. Like the e-mail notices, pending events survive a
+//! restart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, watch};
+
+use crate::store::Store;
+use crate::store::webhooks::WebhookJob;
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Jobs sent per round.
+const BATCH: usize = 32;
 
 /// Counters of webhook deliveries.
 #[derive(Debug, Default)]
 pub struct WebhookStats {
     /// Requests answered with 2xx.
     pub delivered: AtomicU64,
-    /// Events given up after the last attempt.
+    /// Jobs given up after their last attempt.
     pub failed: AtomicU64,
 }
 
-/// The sending side: cheap to clone, never blocks.
-#[derive(Clone, Debug)]
+/// The sending side: cheap to clone, never blocks the caller.
+#[derive(Clone)]
 pub struct Webhooks {
-    tx: Option<mpsc::UnboundedSender<serde_json::Value>>,
+    store: Option<Store>,
+    urls: Arc<Vec<String>>,
+    wake: Arc<Notify>,
     /// Delivery counters.
     pub stats: Arc<WebhookStats>,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks")
+            .field("urls", &self.urls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Webhooks {
     /// A sender that drops everything (no URLs configured).
     pub fn disabled() -> Webhooks {
         Webhooks {
-            tx: None,
+            store: None,
+            urls: Arc::default(),
+            wake: Arc::default(),
             stats: Arc::default(),
         }
     }
 
-    /// Starts the background sender for `urls`.
-    pub fn start(urls: Vec<String>, attempts: u32, timeout: Duration) -> Webhooks {
-        if urls.is_empty() {
-            return Webhooks::disabled();
+    /// The outbox for `urls`; nothing is sent until [`Webhooks::spawn_sender`].
+    pub fn new(store: Store, urls: Vec<String>) -> Webhooks {
+        Webhooks {
+            store: Some(store),
+            urls: Arc::new(urls),
+            wake: Arc::default(),
+            stats: Arc::default(),
         }
-        let (tx, mut rx) = mpsc::unbounded_channel::<serde_json::Value>();
-        let stats: Arc<WebhookStats> = Arc::default();
-        let st = stats.clone();
+    }
+
+    /// Starts the background sender; jobs left in the store by an earlier
+    /// run are sent too, even if no URL is configured any more.
+    pub fn spawn_sender(
+        &self,
+        attempts: u32,
+        timeout: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.clone().run(attempts.max(1), timeout, stop))
+    }
+
+    /// Queues an event for every URL (written to the store off the runtime).
+    pub fn send(&self, event: serde_json::Value) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        if self.urls.is_empty() {
+            return;
+        }
+        let jobs: Vec<WebhookJob> = self
+            .urls
+            .iter()
+            .map(|u| WebhookJob {
+                id: 0,
+                url: u.clone(),
+                body: event.clone(),
+                attempts: 0,
+                next_at_ms: 0,
+            })
+            .collect();
+        let wake = self.wake.clone();
+        tokio::task::spawn_blocking(move || match store.add_webhook_jobs(&jobs) {
+            Ok(()) => wake.notify_one(),
+            Err(e) => tracing::error!(error = %e, "cannot store webhook events"),
+        });
+    }
+
+    async fn run(self, attempts: u32, timeout: Duration, mut stop: watch::Receiver<bool>) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(true)
             .build()
             .into();
-        let urls = Arc::new(urls);
-        tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                let body = Arc::new(serde_json::to_vec(&event).unwrap_or_default());
-                for url in urls.iter() {
-                    // One task per URL and event: a dead receiver delays nobody else.
-                    tokio::spawn(deliver(
-                        agent.clone(),
-                        url.clone(),
-                        body.clone(),
-                        attempts.max(1),
-                        st.clone(),
-                    ));
-                }
+        loop {
+            let s = store.clone();
+            let now = crate::store::now_ms();
+            let due = tokio::task::spawn_blocking(move || s.due_webhook_jobs(now, BATCH))
+                .await
+                .unwrap_or_else(|e| Err(crate::store::StoreError::Backend(e.to_string())))
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot read the webhook outbox");
+                    Vec::new()
+                });
+            let full = due.len() == BATCH;
+            // One task per job: a dead receiver delays the others by one timeout at most.
+            let mut tasks = tokio::task::JoinSet::new();
+            for job in due {
+                tasks.spawn(deliver(
+                    agent.clone(),
+                    store.clone(),
+                    job,
+                    attempts,
+                    self.stats.clone(),
+                ));
             }
-        });
-        Webhooks {
-            tx: Some(tx),
-            stats,
-        }
-    }
-
-    /// Queues an event for every URL.
-    pub fn send(&self, event: serde_json::Value) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(event);
+            while tasks.join_next().await.is_some() {}
+            if full {
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = crate::server::stopped(&mut stop) => return,
+            }
         }
     }
 }
 
 async fn deliver(
     agent: ureq::Agent,
-    url: String,
-    body: Arc<Vec<u8>>,
+    store: Store,
+    mut job: WebhookJob,
     attempts: u32,
     stats: Arc<WebhookStats>,
 ) {
-    let mut wait = Duration::from_secs(1);
-    for attempt in 1..=attempts {
-        let (a, u, b) = (agent.clone(), url.clone(), body.clone());
-        // ureq is blocking: keep it off the async workers.
-        let r = tokio::task::spawn_blocking(move || {
-            a.post(&u)
-                .header("Content-Type", "application/json")
-                .header("User-Agent", "ugem")
-                .send(&b[..])
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        match r {
-            Ok(()) => {
-                stats.delivered.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(url = %url, attempt, error = %e, "webhook delivery failed");
-                if attempt < attempts {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(MAX_BACKOFF);
-                }
-            }
+    let (a, url) = (agent, job.url.clone());
+    let body = serde_json::to_vec(&job.body).unwrap_or_default();
+    // ureq is blocking: keep it off the async workers.
+    let r = tokio::task::spawn_blocking(move || {
+        a.post(&url)
+            .header("Content-Type", "application/json")
+            .header("User-Agent", "ugem")
+            .send(&body[..])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    job.attempts += 1;
+    let retry = match r {
+        Ok(()) => {
+            stats.delivered.fetch_add(1, Ordering::Relaxed);
+            None
         }
+        Err(e) if job.attempts < attempts => {
+            tracing::warn!(url = %job.url, attempt = job.attempts, error = %e, "webhook delivery failed; will retry");
+            let wait = Duration::from_secs(1)
+                .saturating_mul(1 << job.attempts.min(16))
+                .min(MAX_BACKOFF);
+            job.next_at_ms = crate::store::now_ms() + wait.as_millis() as u64;
+            Some(job.clone())
+        }
+        Err(e) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(url = %job.url, attempts = job.attempts, error = %e, "webhook event dropped after the last attempt");
+            None
+        }
+    };
+    let id = job.id;
+    let done =
+        tokio::task::spawn_blocking(move || store.finish_webhook_job(id, retry.as_ref())).await;
+    if !matches!(done, Ok(Ok(()))) {
+        tracing::error!(id, "cannot update the webhook outbox");
     }
-    stats.failed.fetch_add(1, Ordering::Relaxed);
-    tracing::error!(url = %url, attempts, "webhook event dropped after the last attempt");
 }
 
 #[cfg(test)]
@@ -126,9 +199,9 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
-    /// A one-shot HTTP server that fails the first request and accepts the second.
-    #[tokio::test]
-    async fn retries_until_accepted() {
+    /// An HTTP server that fails the first request and accepts the second.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_until_accepted_from_the_outbox() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let server = std::thread::spawn(move || {
@@ -167,11 +240,11 @@ mod tests {
             }
             bodies
         });
-        let w = Webhooks::start(
-            vec![format!("http://{addr}/hook")],
-            3,
-            Duration::from_secs(5),
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        let w = Webhooks::new(store.clone(), vec![format!("http://{addr}/hook")]);
+        w.spawn_sender(3, Duration::from_secs(5), stop);
         w.send(serde_json::json!({"event": "suspend", "rule": "volume"}));
         let bodies = tokio::task::spawn_blocking(move || server.join().unwrap())
             .await
@@ -179,12 +252,14 @@ mod tests {
         assert_eq!(bodies.len(), 2);
         let v: serde_json::Value = serde_json::from_str(&bodies[1]).unwrap();
         assert_eq!(v["rule"], "volume");
-        for _ in 0..100 {
-            if w.stats.delivered.load(Ordering::Relaxed) == 1 {
+        for _ in 0..200 {
+            if w.stats.delivered.load(Ordering::Relaxed) == 1
+                && store.due_webhook_jobs(u64::MAX, 10).unwrap().is_empty()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("not counted");
+        panic!("not delivered or still in the outbox");
     }
 }

@@ -8,6 +8,7 @@ pub mod connections;
 pub mod domains;
 pub mod governor;
 pub mod suspensions;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -160,6 +161,7 @@ impl Store {
             // New tables need no schema bump: they are created when missing.
             tx.open_table(governor::STATS)?;
             tx.open_table(governor::NOTICES)?;
+            tx.open_table(webhooks::TABLE)?;
             let mut meta = tx.open_table(META)?;
             meta.insert("schema_version", SCHEMA_VERSION)?;
             Ok(())
