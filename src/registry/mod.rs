@@ -197,40 +197,10 @@ impl Registry {
     /// Registers a connected domain.
     pub fn add_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock();
-        check_text("owner", &new.owner, 300)?;
-        if new.servers.is_empty() {
-            return Err(RegistryError::Invalid(
-                "at least one server IP or CIDR is needed".into(),
-            ));
-        }
-        if new.contacts.is_empty() {
-            return Err(RegistryError::Invalid(
-                "at least one technical contact is needed".into(),
-            ));
-        }
-        for c in &new.contacts {
-            contact::validate(c).map_err(RegistryError::Invalid)?;
-        }
-        let snap = self.snapshot();
-        if snap.domains.contains_key(&new.name) {
+        if self.snapshot().domains.contains_key(&new.name) {
             return Err(RegistryError::Exists(new.name));
         }
-        for other in snap.domains.values() {
-            if other.status == DomainStatus::Disconnected {
-                continue;
-            }
-            for range in &new.servers {
-                if let Some(o) = other.servers.iter().find(|o| overlaps(range, o))
-                    && !(new.shared_servers && other.shared_servers)
-                {
-                    return Err(RegistryError::Overlap {
-                        range: *range,
-                        other: other.name.clone(),
-                        other_range: *o,
-                    });
-                }
-            }
-        }
+        self.check_new_domain(&new)?;
         let now = Utc::now();
         let rec = DomainRecord {
             name: new.name,
