@@ -363,7 +363,7 @@ fn queue(c: &AdminClient, cmd: QueueCmd) -> Result<Output, CliError> {
             state,
             limit,
         } => Output::Table(
-            c.get(&format!(
+            with_arrival_times(c.get(&format!(
                 "/api/v1/queue{}",
                 query(&[
                     ("held", held.then(|| "true".to_string())),
@@ -372,10 +372,10 @@ fn queue(c: &AdminClient, cmd: QueueCmd) -> Result<Output, CliError> {
                     ("state", state),
                     ("limit", Some(limit.to_string())),
                 ])
-            ))?,
+            ))?),
             &[
                 ("ID", "/id"),
-                ("ARRIVED", "/arrived_at_ms"),
+                ("ARRIVED", "/arrived"),
                 ("DIR", "/direction"),
                 ("SENDER", "/sender"),
                 ("RCPTS", "/recipients"),
@@ -411,6 +411,20 @@ fn queue(c: &AdminClient, cmd: QueueCmd) -> Result<Output, CliError> {
             Output::Record(c.delete(&format!("/api/v1/queue/{}", segment(&id)))?)
         }
     })
+}
+
+/// Adds `arrived` (RFC 3339) next to each envelope's `arrived_at_ms`.
+fn with_arrival_times(mut v: Value) -> Value {
+    if let Some(items) = v.as_array_mut() {
+        for e in items {
+            let at = e["arrived_at_ms"]
+                .as_i64()
+                .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+            e["arrived"] = json!(at);
+        }
+    }
+    v
 }
 
 fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
