@@ -5,24 +5,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-const AGENCY: &str = "agency.example.kz";
-
-fn gateway_with_agency(extra: &str) -> Gateway {
-    let gw = Gateway::start(extra);
-    gw.register(AGENCY, &["127.0.0.1"]);
-    gw
-}
-
-fn queued(gw: &Gateway) -> Vec<Value> {
-    let (st, body) = http(gw.admin, "GET", "/api/v1/queue", Some(VIEWER_TOKEN), None);
-    assert_eq!(st, 200, "{body}");
-    serde_json::from_str::<Value>(&body)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 const BODY: &str =
     "From: clerk@agency.example.kz\r\nTo: citizen@example.org\r\nSubject: test\r\n\r\nHello.\r\n";
 

@@ -331,10 +331,31 @@ impl Governor {
                 "sender_messages_per_minute",
             ),
         ];
-        for (base, lk, is_domain, metric) in checks {
+        self.check_rates(
+            &checks,
+            "messages",
+            &self.counters.mail_refused,
+            domain,
+            sender,
+            now,
+        )
+    }
+
+    /// Checks each (rate, limiter key, is-domain, metric) in turn; the first
+    /// one over its limit is counted, noted for the detector and refused.
+    fn check_rates(
+        &self,
+        checks: &[(Rate, &String, bool, &'static str)],
+        what: &str,
+        refused: &std::sync::atomic::AtomicU64,
+        domain: &Domain,
+        sender: &str,
+        now: u64,
+    ) -> Result<(), Reply> {
+        for &(base, lk, is_domain, metric) in checks {
             let rate = self.effective(base, &lk[2..], now);
             if !self.limits.check(rate, lk) {
-                Counters::bump(&self.counters.mail_refused);
+                Counters::bump(refused);
                 crate::metrics::throttle(metric);
                 self.note_throttled(domain, sender, now);
                 let label = if is_domain {
@@ -342,7 +363,7 @@ impl Governor {
                 } else {
                     format!("sender {sender}")
                 };
-                return Err(rate_limited(rate, "messages", &label));
+                return Err(rate_limited(rate, what, &label));
             }
         }
         Ok(())
@@ -388,20 +409,14 @@ impl Governor {
                 "sender_recipients_per_hour",
             ),
         ];
-        for (base, lk, is_domain, metric) in checks {
-            let rate = self.effective(base, &lk[2..], now);
-            if !self.limits.check(rate, lk) {
-                Counters::bump(&self.counters.rcpt_refused);
-                crate::metrics::throttle(metric);
-                self.note_throttled(domain, sender, now);
-                let label = if is_domain {
-                    format!("domain {domain}")
-                } else {
-                    format!("sender {sender}")
-                };
-                return Err(rate_limited(rate, "recipients", &label));
-            }
-        }
+        self.check_rates(
+            &checks,
+            "recipients",
+            &self.counters.rcpt_refused,
+            domain,
+            sender,
+            now,
+        )?;
         let h = detector::address_hash(rcpt);
         let mut trips = Vec::new();
         {

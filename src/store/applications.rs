@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use ipnet::IpNet;
-use redb::{ReadableTable, TableDefinition};
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::domains::Contact;
-use super::{Store, StoreError, all_values, decode, encode, next_u64_key};
+use super::{Store, StoreError, all_values};
 use crate::config::HostPort;
 use crate::domain::Domain;
 
@@ -183,40 +183,30 @@ pub struct ApplicationRecord {
     pub alerted_on: Option<NaiveDate>,
 }
 
+impl super::Numbered for ApplicationRecord {
+    const NAME: &'static str = "applications";
+    fn number(&self) -> u64 {
+        self.id
+    }
+    fn set_number(&mut self, id: u64) {
+        self.id = id;
+    }
+}
+
 impl Store {
     /// Stores a new application and returns its id.
     pub fn insert_application(&self, rec: &ApplicationRecord) -> Result<u64, StoreError> {
-        self.write(|tx| {
-            let mut t = tx.open_table(TABLE)?;
-            let id = next_u64_key(&t)?;
-            let mut rec = rec.clone();
-            rec.id = id;
-            t.insert(id, encode(&rec).as_slice())?;
-            Ok(id)
-        })
+        self.insert_numbered(TABLE, rec)
     }
 
-    /// Replaces a stored application (to record a decision).
+    /// Replaces a stored application; it must exist.
     pub fn update_application(&self, rec: &ApplicationRecord) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let mut t = tx.open_table(TABLE)?;
-            if t.get(rec.id)?.is_none() {
-                return Err(StoreError::Backend(format!("no application {}", rec.id)));
-            }
-            t.insert(rec.id, encode(rec).as_slice())?;
-            Ok(())
-        })
+        self.replace_numbered(TABLE, rec)
     }
 
     /// One application by id.
     pub fn get_application(&self, id: u64) -> Result<Option<ApplicationRecord>, StoreError> {
-        self.read(|tx| {
-            let t = tx.open_table(TABLE)?;
-            match t.get(id)? {
-                Some(v) => Ok(Some(decode("applications", id, v.value())?)),
-                None => Ok(None),
-            }
-        })
+        self.get_numbered(TABLE, id)
     }
 
     /// Every application, oldest first.

@@ -240,6 +240,69 @@ where
     Ok(out)
 }
 
+/// A record kept under a store-assigned number (suspensions, applications).
+pub(crate) trait Numbered: Serialize + DeserializeOwned + Clone {
+    /// The table's name, for error messages.
+    const NAME: &'static str;
+    /// The record's number.
+    fn number(&self) -> u64;
+    /// Sets the number the store assigned.
+    fn set_number(&mut self, id: u64);
+}
+
+impl Store {
+    /// Stores a new numbered record and returns its number.
+    pub(crate) fn insert_numbered<T: Numbered>(
+        &self,
+        def: TableDefinition<u64, &[u8]>,
+        rec: &T,
+    ) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(def)?;
+            let id = next_u64_key(&t)?;
+            let mut rec = rec.clone();
+            rec.set_number(id);
+            t.insert(id, encode(&rec).as_slice())?;
+            Ok(id)
+        })
+    }
+
+    /// Replaces a stored numbered record; it must exist.
+    pub(crate) fn replace_numbered<T: Numbered>(
+        &self,
+        def: TableDefinition<u64, &[u8]>,
+        rec: &T,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(def)?;
+            if t.get(rec.number())?.is_none() {
+                return Err(StoreError::Backend(format!(
+                    "no {} record {}",
+                    T::NAME,
+                    rec.number()
+                )));
+            }
+            t.insert(rec.number(), encode(rec).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// One numbered record.
+    pub(crate) fn get_numbered<T: Numbered>(
+        &self,
+        def: TableDefinition<u64, &[u8]>,
+        id: u64,
+    ) -> Result<Option<T>, StoreError> {
+        self.read(|tx| {
+            let t = tx.open_table(def)?;
+            match t.get(id)? {
+                Some(v) => Ok(Some(decode(T::NAME, id, v.value())?)),
+                None => Ok(None),
+            }
+        })
+    }
+}
+
 /// Next key of a table with u64 keys (1 for an empty table).
 pub(crate) fn next_u64_key(table: &redb::Table<u64, &[u8]>) -> Result<u64, StoreError> {
     Ok(table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1))

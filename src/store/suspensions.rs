@@ -1,10 +1,10 @@
 //! Suspensions of a domain or a sender, with their history.
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, TableDefinition};
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, all_values, decode, encode, next_u64_key};
+use super::{Store, StoreError, all_values};
 use crate::domain::Domain;
 
 pub(crate) const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("suspensions");
@@ -76,40 +76,30 @@ impl SuspensionRecord {
     }
 }
 
+impl super::Numbered for SuspensionRecord {
+    const NAME: &'static str = "suspensions";
+    fn number(&self) -> u64 {
+        self.id
+    }
+    fn set_number(&mut self, id: u64) {
+        self.id = id;
+    }
+}
+
 impl Store {
     /// Stores a new suspension and returns its id.
     pub fn insert_suspension(&self, rec: &SuspensionRecord) -> Result<u64, StoreError> {
-        self.write(|tx| {
-            let mut t = tx.open_table(TABLE)?;
-            let id = next_u64_key(&t)?;
-            let mut rec = rec.clone();
-            rec.id = id;
-            t.insert(id, encode(&rec).as_slice())?;
-            Ok(id)
-        })
+        self.insert_numbered(TABLE, rec)
     }
 
-    /// Replaces a stored suspension (to record its restoration).
+    /// Replaces a stored suspension; it must exist.
     pub fn update_suspension(&self, rec: &SuspensionRecord) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let mut t = tx.open_table(TABLE)?;
-            if t.get(rec.id)?.is_none() {
-                return Err(StoreError::Backend(format!("no suspension {}", rec.id)));
-            }
-            t.insert(rec.id, encode(rec).as_slice())?;
-            Ok(())
-        })
+        self.replace_numbered(TABLE, rec)
     }
 
     /// One suspension by id.
     pub fn get_suspension(&self, id: u64) -> Result<Option<SuspensionRecord>, StoreError> {
-        self.read(|tx| {
-            let t = tx.open_table(TABLE)?;
-            match t.get(id)? {
-                Some(v) => Ok(Some(decode("suspensions", id, v.value())?)),
-                None => Ok(None),
-            }
-        })
+        self.get_numbered(TABLE, id)
     }
 
     /// Every suspension, oldest first.

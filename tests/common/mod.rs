@@ -452,3 +452,24 @@ pub fn files_under(p: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The agency domain most tests register for 127.0.0.1.
+pub const AGENCY: &str = "agency.example.kz";
+
+/// A gateway with `AGENCY` registered for 127.0.0.1.
+pub fn gateway_with_agency(extra: &str) -> Gateway {
+    let gw = Gateway::start(extra);
+    gw.register(AGENCY, &["127.0.0.1"]);
+    gw
+}
+
+/// Every queued envelope, through the admin API.
+pub fn queued(gw: &Gateway) -> Vec<serde_json::Value> {
+    let (st, body) = http(gw.admin, "GET", "/api/v1/queue", Some(VIEWER_TOKEN), None);
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
