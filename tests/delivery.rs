@@ -44,6 +44,21 @@ fn config_text_over(base: &str, extra: &str) -> String {
     toml::to_string(&b).unwrap()
 }
 
+/// Registers `AGENCY` for `server`, its inbound mail going to `inbound`.
+fn register_with_inbound(gw: &Gateway, server: &str, inbound: &FakeMx) {
+    gw.cli_ok(&[
+        "domain",
+        "add",
+        AGENCY,
+        "--server",
+        server,
+        "--contact",
+        "it@contact.example.kz",
+        "--inbound",
+        &inbound.addr().to_string(),
+    ]);
+}
+
 fn dns_for(names: &[&str]) -> TestDns {
     let mut recs: Vec<(&str, Rec)> = Vec::new();
     for n in names {
@@ -157,17 +172,7 @@ fn inbound_mail_goes_to_the_registered_server() {
         other.addr().port(),
         &format!("[delivery.routes]\n\"*\" = \"{}\"\n", other.addr()),
     );
-    gw.cli_ok(&[
-        "domain",
-        "add",
-        AGENCY,
-        "--server",
-        "192.0.2.10",
-        "--contact",
-        "it@contact.example.kz",
-        "--inbound",
-        &agency_server.addr().to_string(),
-    ]);
+    register_with_inbound(&gw, "192.0.2.10", &agency_server);
     // An internet sender, from an address that is not the agency's.
     send(
         &gw,
@@ -189,17 +194,7 @@ fn permanent_failure_bounces_to_the_sender_with_a_dsn() {
     let agency_server = FakeMx::start(Behaviour::accept());
     let dns = dns_for(&["example.org"]);
     let gw = gateway(&dns, remote.addr().port(), "");
-    gw.cli_ok(&[
-        "domain",
-        "add",
-        AGENCY,
-        "--server",
-        "127.0.0.1",
-        "--contact",
-        "it@contact.example.kz",
-        "--inbound",
-        &agency_server.addr().to_string(),
-    ]);
+    register_with_inbound(&gw, "127.0.0.1", &agency_server);
     send(
         &gw,
         "clerk@agency.example.kz",
@@ -247,17 +242,7 @@ fn null_mx_bounces_at_once_and_bounces_never_bounce() {
     let agency_server = FakeMx::start(Behaviour::accept());
     let dns = dns_for(&[]);
     let gw = gateway(&dns, 1, "");
-    gw.cli_ok(&[
-        "domain",
-        "add",
-        AGENCY,
-        "--server",
-        "127.0.0.1",
-        "--contact",
-        "it@contact.example.kz",
-        "--inbound",
-        &agency_server.addr().to_string(),
-    ]);
+    register_with_inbound(&gw, "127.0.0.1", &agency_server);
     send(
         &gw,
         "clerk@agency.example.kz",
@@ -292,17 +277,7 @@ fn temporary_failures_are_retried_until_expiry_then_bounced() {
         remote.addr().port(),
         "[delivery]\nmax_queue_lifetime = \"4s\"\n",
     );
-    gw.cli_ok(&[
-        "domain",
-        "add",
-        AGENCY,
-        "--server",
-        "127.0.0.1",
-        "--contact",
-        "it@contact.example.kz",
-        "--inbound",
-        &agency_server.addr().to_string(),
-    ]);
+    register_with_inbound(&gw, "127.0.0.1", &agency_server);
     send(
         &gw,
         "clerk@agency.example.kz",
@@ -437,17 +412,7 @@ fn optional_delay_warning_is_sent_once() {
         remote.addr().port(),
         "[delivery]\ndelay_warning = \"2s\"\n",
     );
-    gw.cli_ok(&[
-        "domain",
-        "add",
-        AGENCY,
-        "--server",
-        "127.0.0.1",
-        "--contact",
-        "it@contact.example.kz",
-        "--inbound",
-        &agency_server.addr().to_string(),
-    ]);
+    register_with_inbound(&gw, "127.0.0.1", &agency_server);
     send(
         &gw,
         "clerk@agency.example.kz",
