@@ -491,14 +491,25 @@ impl Hasher for Prehashed {
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
     }
+    fn write_u128(&mut self, n: u128) {
+        // Scope keys: the low half is one of its two random hashes.
+        self.0 = n as u64;
+    }
 }
 
-/// The hash a recipient address is remembered by (case-insensitive).
+/// The hash a recipient address is remembered by (case-insensitive), seeded
+/// per process: the set is not persisted, and senders cannot aim collisions.
 pub fn address_hash(a: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    // Lowercased byte by byte: no allocation on the RCPT path.
-    for b in a.bytes() {
-        h.write_u8(b.to_ascii_lowercase());
+    static SEED: std::sync::LazyLock<foldhash::fast::RandomState> =
+        std::sync::LazyLock::new(Default::default);
+    let mut h = std::hash::BuildHasher::build_hasher(&*SEED);
+    // Lowercased a chunk at a time on the stack: no allocation per RCPT.
+    let mut buf = [0u8; 64];
+    for chunk in a.as_bytes().chunks(buf.len()) {
+        let b = &mut buf[..chunk.len()];
+        b.copy_from_slice(chunk);
+        b.make_ascii_lowercase();
+        h.write(b);
     }
     h.finish()
 }

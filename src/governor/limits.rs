@@ -15,8 +15,14 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
-type Keyed<C> =
-    RateLimiter<String, DashMapStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+/// Limiter keys are 128-bit ([`super::scopes::ScopeKey::limit`], or an IP
+/// address with a tag): no allocation and no pointer to follow per check.
+type Keyed<C> = RateLimiter<
+    u128,
+    DashMapStateStore<u128, foldhash::fast::RandomState>,
+    C,
+    NoOpMiddleware<<C as Clock>::Instant>,
+>;
 
 /// A rate: `count` per `per`, with a burst of `burst` cells at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,7 +89,7 @@ impl Rate {
 /// Keyed limiters by rate class.
 pub struct Limiters<C: Clock + Clone = DefaultClock> {
     clock: C,
-    classes: RwLock<HashMap<Rate, Arc<Keyed<C>>>>,
+    classes: RwLock<HashMap<Rate, Arc<Keyed<C>>, foldhash::fast::RandomState>>,
 }
 
 impl Limiters<DefaultClock> {
@@ -104,7 +110,7 @@ impl<C: Clock + Clone> Limiters<C> {
     pub fn with_clock(clock: C) -> Self {
         Limiters {
             clock,
-            classes: RwLock::new(HashMap::new()),
+            classes: RwLock::new(HashMap::default()),
         }
     }
 
@@ -121,22 +127,27 @@ impl<C: Clock + Clone> Limiters<C> {
         let mut m = self.classes.write().unwrap_or_else(|p| p.into_inner());
         m.entry(rate)
             .or_insert_with(|| {
-                Arc::new(RateLimiter::dashmap_with_clock(
+                Arc::new(RateLimiter::dashmap_with_clock_and_hasher(
                     rate.quota(),
                     self.clock.clone(),
+                    foldhash::fast::RandomState::default(),
                 ))
             })
             .clone()
     }
 
     /// Takes one cell for `key` at `rate`; false when over the limit.
-    // `&String` because the keyed limiter's key type is `String`: a `&str`
-    // would cost an allocation per check.
-    #[allow(clippy::ptr_arg)]
-    pub fn check(&self, rate: Rate, key: &String) -> bool {
-        // The key is namespaced by the caller ("d:", "s:"...), so one class
-        // may serve several kinds of limit without collisions.
-        self.class(rate).check_key(key).is_ok()
+    pub fn check(&self, rate: Rate, key: u128) -> bool {
+        // Keys carry their kind of limit (tags), so one class may serve
+        // several kinds of limit without collisions.
+        {
+            // The common case: the class exists; no Arc traffic.
+            let m = self.classes.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = m.get(&rate) {
+                return c.check_key(&key).is_ok();
+            }
+        }
+        self.class(rate).check_key(&key).is_ok()
     }
 
     /// Drops keys whose state equals a fresh one; bounds memory.
@@ -163,21 +174,24 @@ mod tests {
     use super::*;
     use governor::clock::FakeRelativeClock;
 
+    const K_A: u128 = 1;
+    const K_B: u128 = 2;
+
     #[test]
     fn hourly_limit_with_full_burst_then_refill() {
         let clock = FakeRelativeClock::default();
         let l = Limiters::with_clock(clock.clone());
         let r = Rate::per_hour(5, 100);
         for i in 0..5 {
-            assert!(l.check(r, &"s:a@x".into()), "cell {i}");
+            assert!(l.check(r, K_A), "cell {i}");
         }
-        assert!(!l.check(r, &"s:a@x".into()));
+        assert!(!l.check(r, K_A));
         // Another key is unaffected.
-        assert!(l.check(r, &"s:b@x".into()));
+        assert!(l.check(r, K_B));
         // One cell comes back every 12 minutes.
         clock.advance(Duration::from_secs(12 * 60));
-        assert!(l.check(r, &"s:a@x".into()));
-        assert!(!l.check(r, &"s:a@x".into()));
+        assert!(l.check(r, K_A));
+        assert!(!l.check(r, K_A));
     }
 
     #[test]
@@ -186,10 +200,10 @@ mod tests {
         let l = Limiters::with_clock(clock.clone());
         let r = Rate::per_hour(100, 10);
         assert_eq!(r.burst, 10);
-        let ok = (0..50).filter(|_| l.check(r, &"d:x".into())).count();
+        let ok = (0..50).filter(|_| l.check(r, K_A)).count();
         assert_eq!(ok, 10);
         clock.advance(Duration::from_secs(36));
-        assert!(l.check(r, &"d:x".into()));
+        assert!(l.check(r, K_A));
     }
 
     #[test]
@@ -199,8 +213,8 @@ mod tests {
         let r = Rate::per_hour(100, 100);
         let t = r.divided(10);
         assert_eq!((t.count, t.burst), (10, 10));
-        assert_eq!((0..20).filter(|_| l.check(t, &"s:a".into())).count(), 10);
-        assert!(l.check(r, &"s:a".into()));
+        assert_eq!((0..20).filter(|_| l.check(t, K_A)).count(), 10);
+        assert!(l.check(r, K_A));
         assert_eq!(r.describe(), "100/hour");
     }
 
@@ -210,7 +224,7 @@ mod tests {
         let l = Limiters::with_clock(clock.clone());
         let r = Rate::per_minute(60, 100);
         for i in 0..1000 {
-            l.check(r, &format!("ip:{i}"));
+            l.check(r, i);
         }
         assert_eq!(l.keys(), 1000);
         clock.advance(Duration::from_secs(120));

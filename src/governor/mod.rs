@@ -18,11 +18,12 @@ pub mod detector;
 pub mod ladder;
 pub mod limits;
 pub mod notices;
+pub mod scopes;
 pub mod settings;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
@@ -38,6 +39,7 @@ use crate::store::suspensions::{Scope, SuspensionRecord};
 use detector::{OutcomeKind, ScopeStats, Trip};
 use ladder::LadderState;
 use limits::{Limiters, Rate};
+use scopes::{Keyer, LimitTag, ScopeKey, ScopeTable};
 use settings::Step;
 
 /// Counters shown by `GET /api/v1/governor`.
@@ -112,6 +114,9 @@ pub fn effective_limits(
 /// A scope's detector state and ladder, as persisted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tracked {
+    /// The scope's stored name ("d:x", "s:x"), as in [`key`].
+    #[serde(skip)]
+    name: String,
     stats: ScopeStats,
     #[serde(default)]
     ladder: LadderState,
@@ -137,9 +142,12 @@ pub struct Governor {
     registry: Arc<Registry>,
     queue: ugem_queue::Queue,
     limits: Limiters,
-    scopes: Mutex<HashMap<String, Tracked>>,
-    /// Throttled scope keys and when the throttle ends (unix ms).
-    throttled: Mutex<HashMap<String, u64>>,
+    keyer: Keyer,
+    scopes: ScopeTable<Tracked>,
+    /// Throttled scopes: name and when the throttle ends (unix ms).
+    throttled: Mutex<HashMap<ScopeKey, (String, u64)>>,
+    /// Entries in `throttled`: when zero, checks skip its lock.
+    throttled_n: AtomicUsize,
     events: mpsc::UnboundedSender<Event>,
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
     webhooks: Webhooks,
@@ -207,7 +215,8 @@ impl Governor {
         // Events wait in the store's outbox until `run` starts the sender.
         let webhooks = Webhooks::new(registry.store().clone(), g.webhooks.clone());
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut scopes = HashMap::new();
+        let keyer = Keyer::default();
+        let scopes = ScopeTable::default();
         match registry.store().load_governor_stats() {
             Ok(rows) => {
                 let now = crate::store::now_ms();
@@ -216,7 +225,9 @@ impl Governor {
                         Ok(mut t) => {
                             // The recipient memory is not saved: warm up again.
                             t.stats.seen_since_ms = now;
-                            scopes.insert(k, t);
+                            let sk = keyer.key(&k);
+                            t.name = k;
+                            scopes.shard(sk).insert(sk, t);
                         }
                         Err(e) => {
                             tracing::warn!(scope = %k, error = %e, "detector state unreadable; starting over")
@@ -228,8 +239,10 @@ impl Governor {
         }
         Arc::new(Governor {
             limits: Limiters::new(),
-            scopes: Mutex::new(scopes),
+            keyer,
+            scopes,
             throttled: Mutex::new(HashMap::new()),
+            throttled_n: AtomicUsize::new(0),
             events: tx,
             events_rx: Mutex::new(Some(rx)),
             webhooks,
@@ -244,13 +257,16 @@ impl Governor {
         self.cfg.governor.enabled
     }
 
-    fn is_throttled(&self, k: &str, now: u64) -> bool {
+    fn is_throttled(&self, k: ScopeKey, now: u64) -> bool {
+        if self.throttled_n.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
         let t = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
-        t.get(k).is_some_and(|&until| until > now)
+        t.get(&k).is_some_and(|&(_, until)| until > now)
     }
 
     /// The rate for `base`, divided while the scope is throttled.
-    fn effective(&self, base: Rate, k: &str, now: u64) -> Rate {
+    fn effective(&self, base: Rate, k: ScopeKey, now: u64) -> Rate {
         if self.is_throttled(k, now) {
             base.divided(self.cfg.governor.throttle_divisor)
         } else {
@@ -265,15 +281,13 @@ impl Governor {
         }
         let ip = crate::policy::canonical_ip(ip);
         // One key per IPv6 /64: a host owns a whole /64, and it bounds the keys.
+        // The tag in the top byte keeps IP keys apart from the other kinds.
         let k = match ip {
-            IpAddr::V4(v4) => format!("ip:{v4}"),
-            IpAddr::V6(v6) => {
-                let s = v6.segments();
-                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
+            IpAddr::V4(v4) => (4u128 << 120) | u128::from(u32::from(v4)),
+            IpAddr::V6(v6) => (6u128 << 120) | (u128::from(v6) >> 64),
         };
         let rate = Rate::per_minute(self.cfg.governor.connections_per_minute, 100);
-        if self.limits.check(rate, &k) {
+        if self.limits.check(rate, k) {
             return Ok(());
         }
         Counters::bump(&self.counters.connections_refused);
@@ -301,7 +315,10 @@ impl Governor {
             .snapshot()
             .domain(domain)
             .and_then(|r| r.limits);
-        let (md, ms) = (format!("m:d:{domain}"), format!("m:s:{sender}"));
+        let (kd, ks) = (
+            self.keyer.domain(domain.as_str()),
+            self.keyer.sender(sender),
+        );
         let b = g.burst_percent;
         let checks = [
             (
@@ -310,7 +327,8 @@ impl Governor {
                         .unwrap_or(g.domain_messages_per_hour),
                     b,
                 ),
-                &md,
+                kd,
+                LimitTag::Messages,
                 true,
                 "domain_messages_per_hour",
             ),
@@ -320,13 +338,15 @@ impl Governor {
                         .unwrap_or(g.sender_messages_per_hour),
                     b,
                 ),
-                &ms,
+                ks,
+                LimitTag::Messages,
                 false,
                 "sender_messages_per_hour",
             ),
             (
                 Rate::per_minute(g.sender_messages_per_minute, 100),
-                &ms,
+                ks,
+                LimitTag::Messages,
                 false,
                 "sender_messages_per_minute",
             ),
@@ -336,28 +356,28 @@ impl Governor {
             "messages",
             &self.counters.mail_refused,
             domain,
-            sender,
+            (sender, ks),
             now,
         )
     }
 
-    /// Checks each (rate, limiter key, is-domain, metric) in turn; the first
-    /// one over its limit is counted, noted for the detector and refused.
+    /// Checks each (rate, scope, limit, is-domain, metric) in turn; the
+    /// first one over its limit is counted, noted for the detector and refused.
     fn check_rates(
         &self,
-        checks: &[(Rate, &String, bool, &'static str)],
+        checks: &[(Rate, ScopeKey, LimitTag, bool, &'static str)],
         what: &str,
         refused: &std::sync::atomic::AtomicU64,
         domain: &Domain,
-        sender: &str,
+        (sender, ks): (&str, ScopeKey),
         now: u64,
     ) -> Result<(), Reply> {
-        for &(base, lk, is_domain, metric) in checks {
-            let rate = self.effective(base, &lk[2..], now);
-            if !self.limits.check(rate, lk) {
+        for &(base, sk, tag, is_domain, metric) in checks {
+            let rate = self.effective(base, sk, now);
+            if !self.limits.check(rate, sk.limit(tag)) {
                 Counters::bump(refused);
                 crate::metrics::throttle(metric);
-                self.note_throttled(domain, sender, now);
+                self.note_throttled(domain, sender, ks, now);
                 let label = if is_domain {
                     format!("domain {domain}")
                 } else {
@@ -382,10 +402,10 @@ impl Governor {
             .snapshot()
             .domain(domain)
             .and_then(|r| r.limits);
-        // The limiter keys ("r:d:...", "r:s:...") end with the detector's
-        // keys: two allocations per RCPT, no more.
-        let (rd, rs) = (format!("r:d:{domain}"), format!("r:s:{sender}"));
-        let (dk, sk) = (&rd[2..], &rs[2..]);
+        let (kd, ks) = (
+            self.keyer.domain(domain.as_str()),
+            self.keyer.sender(sender),
+        );
         let b = g.burst_percent;
         let checks = [
             (
@@ -394,7 +414,8 @@ impl Governor {
                         .unwrap_or(g.domain_recipients_per_hour),
                     b,
                 ),
-                &rd,
+                kd,
+                LimitTag::Recipients,
                 true,
                 "domain_recipients_per_hour",
             ),
@@ -404,7 +425,8 @@ impl Governor {
                         .unwrap_or(g.sender_recipients_per_hour),
                     b,
                 ),
-                &rs,
+                ks,
+                LimitTag::Recipients,
                 false,
                 "sender_recipients_per_hour",
             ),
@@ -414,64 +436,68 @@ impl Governor {
             "recipients",
             &self.counters.rcpt_refused,
             domain,
-            sender,
+            (sender, ks),
             now,
         )?;
         let h = detector::address_hash(rcpt);
         let mut trips = Vec::new();
-        {
-            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-            for (k, floor) in [(sk, g.volume_floor), (dk, g.domain_volume_floor)] {
-                let t = self.tracked(&mut scopes, k, now);
-                t.stats.note_recipient_hash(h, now);
-                t.dirty = true;
-                if let Some(trip) = detector::judge_traffic(&t.stats, &Label(k), now, g, floor) {
-                    trips.push((k.to_string(), trip));
+        // Sender then domain, one shard lock at a time (they may share one).
+        for (k, floor) in [(ks, g.volume_floor), (kd, g.domain_volume_floor)] {
+            let mut shard = self.scopes.shard(k);
+            let t = self.tracked(&mut shard, k, now, || {
+                if k == ks {
+                    format!("s:{sender}")
+                } else {
+                    format!("d:{domain}")
                 }
+            });
+            t.stats.note_recipient_hash(h, now);
+            t.dirty = true;
+            if let Some(trip) = detector::judge_traffic(&t.stats, &Label(&t.name), now, g, floor) {
+                trips.push((t.name.clone(), trip));
             }
         }
-        for (k, trip) in trips {
-            if let Some(scope) = scope_of(&k) {
+        for (name, trip) in trips {
+            if let Some(scope) = scope_of(&name) {
                 self.decide(scope, domain, trip, now);
             }
         }
         Ok(())
     }
 
+    /// The scope `k`'s state in its locked shard, made (named by `name`) if new.
     fn tracked<'a>(
         &self,
-        scopes: &'a mut HashMap<String, Tracked>,
-        k: &str,
+        shard: &'a mut HashMap<ScopeKey, Tracked, scopes::Hasher>,
+        k: ScopeKey,
         now: u64,
+        name: impl FnOnce() -> String,
     ) -> &'a mut Tracked {
         let g = &self.cfg.governor;
         let window_ms = g.window.0.as_millis() as u64;
-        // Look up before inserting: no key allocation for known scopes.
-        if !scopes.contains_key(k) {
-            scopes.insert(
-                k.to_string(),
-                Tracked {
-                    stats: if k.starts_with("s:") {
-                        ScopeStats::light(now, window_ms)
-                    } else {
-                        ScopeStats::new(now, window_ms)
-                    },
-                    ladder: LadderState::default(),
-                    dirty: true,
+        let t = shard.entry(k).or_insert_with(|| {
+            let name = name();
+            Tracked {
+                stats: if name.starts_with("s:") {
+                    ScopeStats::light(now, window_ms)
+                } else {
+                    ScopeStats::new(now, window_ms)
                 },
-            );
-        }
-        let t = scopes.get_mut(k).expect("inserted above");
+                name,
+                ladder: LadderState::default(),
+                dirty: true,
+            }
+        });
         t.stats.roll(now, window_ms, g.baseline_alpha);
         t
     }
 
-    fn note_throttled(&self, domain: &Domain, sender: &str, now: u64) {
+    fn note_throttled(&self, domain: &Domain, sender: &str, ks: ScopeKey, now: u64) {
         let g = &self.cfg.governor;
         let ss = Scope::Sender(sender.to_string());
         let trip = {
-            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-            let t = self.tracked(&mut scopes, &key(&ss), now);
+            let mut shard = self.scopes.shard(ks);
+            let t = self.tracked(&mut shard, ks, now, || key(&ss));
             t.stats.note_throttled(now);
             t.dirty = true;
             detector::judge_throttling(&t.stats, &ss, now, g)
@@ -510,17 +536,17 @@ impl Governor {
         let ss = Scope::Sender(env.sender.to_lowercase());
         let ds = Scope::Domain(domain.clone());
         let mut trips = Vec::new();
-        {
-            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-            for scope in [&ss, &ds] {
-                let t = self.tracked(&mut scopes, &key(scope), now);
-                for k in &kinds {
-                    t.stats.note_outcome(*k, now);
-                }
-                t.dirty = true;
-                if let Some(trip) = detector::judge_outcomes(&t.stats, scope, now, g) {
-                    trips.push((scope.clone(), trip));
-                }
+        for scope in [&ss, &ds] {
+            let name = key(scope);
+            let sk = self.keyer.key(&name);
+            let mut shard = self.scopes.shard(sk);
+            let t = self.tracked(&mut shard, sk, now, || name);
+            for k in &kinds {
+                t.stats.note_outcome(*k, now);
+            }
+            t.dirty = true;
+            if let Some(trip) = detector::judge_outcomes(&t.stats, scope, now, g) {
+                trips.push((scope.clone(), trip));
             }
         }
         for (scope, trip) in trips {
@@ -538,9 +564,10 @@ impl Governor {
         }
         let g = &self.cfg.governor;
         let k = key(&scope);
+        let sk = self.keyer.key(&k);
         let step = {
-            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-            let t = self.tracked(&mut scopes, &k, now);
+            let mut shard = self.scopes.shard(sk);
+            let t = self.tracked(&mut shard, sk, now, || k.clone());
             t.dirty = true;
             t.ladder
                 .climb(&g.ladder, g.step_interval.0.as_millis() as u64, now)
@@ -551,10 +578,9 @@ impl Governor {
         tracing::warn!(scope = %scope, rule = trip.rule, step = step.as_str(), summary = %trip.summary, "governor decision");
         if step == Step::Throttle {
             let until = now + g.throttle_duration.0.as_millis() as u64;
-            self.throttled
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(k, until);
+            let mut t = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
+            t.insert(sk, (k, until));
+            self.throttled_n.store(t.len(), Ordering::Relaxed);
         }
         let _ = self.events.send(Event::Step {
             scope,
@@ -803,19 +829,17 @@ impl Governor {
     /// A suspension ended (staff or expiry): forget the recent traffic that
     /// led to it, drop any throttle, and notify the contacts and webhooks.
     pub async fn on_restored(&self, rec: &SuspensionRecord) {
-        let k = key(&rec.scope);
-        {
-            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(t) = scopes.get_mut(&k) {
-                t.stats.reset_recent();
-                t.ladder.reset();
-                t.dirty = true;
-            }
+        let sk = self.keyer.key(&key(&rec.scope));
+        if let Some(t) = self.scopes.shard(sk).get_mut(&sk) {
+            t.stats.reset_recent();
+            t.ladder.reset();
+            t.dirty = true;
         }
-        self.throttled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&k);
+        {
+            let mut t = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
+            t.remove(&sk);
+            self.throttled_n.store(t.len(), Ordering::Relaxed);
+        }
         let domain = match &rec.scope {
             Scope::Domain(d) => Some(d.clone()),
             Scope::Sender(s) => s.rsplit_once('@').and_then(|(_, d)| Domain::parse(d).ok()),
@@ -830,10 +854,11 @@ impl Governor {
     /// Expiries, throttle ends, limiter and tracker pruning, state saving.
     async fn housekeeping(&self) {
         let now = crate::store::now_ms();
-        self.throttled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, until| *until > now);
+        {
+            let mut t = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
+            t.retain(|_, (_, until)| *until > now);
+            self.throttled_n.store(t.len(), Ordering::Relaxed);
+        }
         self.limits.retain_recent();
         self.lift_expired().await;
         self.evict();
@@ -888,24 +913,23 @@ impl Governor {
     /// Bounds the tracked senders: the longest idle go first. Domains stay.
     fn evict(&self) {
         let max = self.cfg.governor.max_tracked_senders;
-        let mut gone = Vec::new();
-        {
-            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-            let mut senders: Vec<(u64, String)> = scopes
-                .iter()
-                .filter(|(k, _)| k.starts_with("s:"))
-                .map(|(k, t)| (t.stats.last_seen_ms, k.clone()))
-                .collect();
-            if senders.len() <= max {
-                return;
-            }
-            senders.sort();
-            let excess = senders.len() - max;
-            // Idle ones first (sorted by last activity); active ones only
-            // when more than the cap are active at once.
-            for (_, k) in senders.into_iter().take(excess) {
-                scopes.remove(&k);
-                gone.push(k);
+        let mut senders: Vec<(u64, ScopeKey)> = Vec::new();
+        self.scopes.each_shard(|m| {
+            senders.extend(
+                m.iter()
+                    .filter(|(_, t)| t.name.starts_with("s:"))
+                    .map(|(k, t)| (t.stats.last_seen_ms, *k)),
+            )
+        });
+        if senders.len() <= max {
+            return;
+        }
+        senders.sort();
+        let excess = senders.len() - max;
+        let mut gone = Vec::with_capacity(excess);
+        for (_, k) in senders.into_iter().take(excess) {
+            if let Some(t) = self.scopes.shard(k).remove(&k) {
+                gone.push(t.name);
             }
         }
         let store = self.registry.store().clone();
@@ -918,17 +942,13 @@ impl Governor {
 
     /// Writes the changed scopes' state (all of it when `all`).
     async fn save(&self, all: bool) {
-        let rows: Vec<(String, Vec<u8>)> = {
-            let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-            scopes
-                .iter_mut()
-                .filter(|(_, t)| all || t.dirty)
-                .map(|(k, t)| {
-                    t.dirty = false;
-                    (k.clone(), serde_json::to_vec(t).unwrap_or_default())
-                })
-                .collect()
-        };
+        let mut rows: Vec<(String, Vec<u8>)> = Vec::new();
+        self.scopes.each_shard(|m| {
+            rows.extend(m.values_mut().filter(|t| all || t.dirty).map(|t| {
+                t.dirty = false;
+                (t.name.clone(), serde_json::to_vec(t).unwrap_or_default())
+            }))
+        });
         let store = self.registry.store().clone();
         match tokio::task::spawn_blocking(move || store.save_governor_stats(&rows)).await {
             Ok(Ok(())) => {}
@@ -944,8 +964,8 @@ impl Governor {
             .throttled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(_, u)| **u > now)
+            .values()
+            .filter(|(_, u)| *u > now)
             .map(|(k, u)| {
                 serde_json::json!({
                     "scope": scope_of(k),
@@ -960,7 +980,7 @@ impl Governor {
                 Scope::Sender(_) => senders += 1,
             }
         }
-        let tracked = self.scopes.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let tracked = self.scopes.len();
         serde_json::json!({
             "enabled": self.enabled(),
             "counters": self.counters.to_json(),
@@ -1033,7 +1053,7 @@ mod tests {
                 ..
             }
         ));
-        assert!(gov.is_throttled(&format!("s:{sender}"), crate::store::now_ms()));
+        assert!(gov.is_throttled(gov.keyer.sender(sender), crate::store::now_ms()));
         gov.handle(ev).await;
 
         gov.check_rcpt(&d, sender, "r6@far.example").unwrap();
@@ -1101,8 +1121,10 @@ mod tests {
             gov.save(true).await;
         }
         let gov = setup_again(dir.path());
-        let scopes = gov.scopes.lock().unwrap();
-        let t = scopes.get("s:a@agency.example.kz").expect("loaded");
+        let k = gov.keyer.sender("a@agency.example.kz");
+        let shard = gov.scopes.shard(k);
+        let t = shard.get(&k).expect("loaded");
+        assert_eq!(t.name, "s:a@agency.example.kz");
         assert_eq!(t.stats.cur.recipients, 1);
     }
 
