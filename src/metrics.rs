@@ -19,6 +19,8 @@ pub static SESSIONS_ACTIVE: AtomicI64 = AtomicI64::new(0);
 pub static MESSAGES_ACCEPTED: AtomicU64 = AtomicU64::new(0);
 /// Bytes of accepted messages.
 pub static BYTES_ACCEPTED: AtomicU64 = AtomicU64::new(0);
+/// Remote refusals naming a gateway address on a blocklist.
+static GATEWAY_LISTED: AtomicU64 = AtomicU64::new(0);
 
 /// Refusals by reply code and enhanced code ("550 5.7.1").
 static REFUSALS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
@@ -44,6 +46,11 @@ pub fn refusal(code: u16, enhanced: &str) {
 /// Counts one recipient's delivery outcome.
 pub fn delivery(class: &str) {
     bump(&DELIVERIES, class);
+}
+
+/// Counts one remote refusal naming a gateway address on a blocklist.
+pub fn gateway_listed() {
+    GATEWAY_LISTED.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Counts one governor throttle.
@@ -134,6 +141,17 @@ pub fn render(g: &Gauges) -> String {
         out,
         "ugem_smtp_accepted_bytes_total {}",
         BYTES_ACCEPTED.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "ugem_gateway_listed_total",
+        "counter",
+        "Remote refusals naming a gateway address on a blocklist.",
+    );
+    let _ = writeln!(
+        out,
+        "ugem_gateway_listed_total {}",
+        GATEWAY_LISTED.load(Ordering::Relaxed)
     );
     family(
         &mut out,

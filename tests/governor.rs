@@ -409,3 +409,85 @@ fn sustained_throttling_suspends_and_the_suspension_expires_by_itself() {
     let g = api(&gw, "/api/v1/governor");
     assert_eq!(g["counters"]["expiries"], 1, "{g}");
 }
+
+#[test]
+fn a_blocklisted_gateway_alarms_the_postmaster_and_spares_the_sender() {
+    // Every remote refuses: "our" address (the source of the gateway's
+    // connections, 127.0.0.1 here) is on a blocklist.
+    let listed = FakeMx::start(Behaviour {
+        rcpt_reply: Some(
+            "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using \
+             zen.spamhaus.org"
+                .into(),
+        ),
+        ..Behaviour::accept()
+    });
+    let postmaster = FakeMx::start(Behaviour::accept());
+    let (hook, hooks) = webhook_receiver();
+    let gw = Gateway::start(&format!(
+        "[governor]\nrejection_min = 3\nrejection_share = 0.5\nladder = [\"suspend\"]\n\
+         webhooks = [\"{hook}\"]\n[delivery]\nmin_backoff = \"1s\"\n\
+         [delivery.routes]\n\"*\" = \"{}\"\n\"gw.test.example\" = \"{}\"\n",
+        listed.addr(),
+        postmaster.addr()
+    ));
+    register(&gw, "a.example.kz");
+    let (_, _, codes) = transaction(&gw, "eve@a.example.kz", &rcpts("l", 5));
+    assert_eq!(codes, [250; 5]);
+
+    // The listing is seen, counted and shown...
+    assert!(wait_for(20, || {
+        let g = api(&gw, "/api/v1/governor");
+        g["counters"]["gateway_listed"].as_u64() >= Some(5)
+            && g["gateway_listings"][0]["address"] == "127.0.0.1"
+    }));
+    let g = api(&gw, "/api/v1/governor");
+    let l = &g["gateway_listings"][0];
+    assert_eq!(l["last_domain"], "a.example.kz", "{g}");
+    assert!(
+        l["last_reply"].as_str().unwrap().contains("spamhaus"),
+        "{g}"
+    );
+    // ...the postmaster is told, once...
+    assert!(
+        postmaster.wait_for_messages(1, Duration::from_secs(20)),
+        "no notice"
+    );
+    let raw = postmaster.messages()[0].body.clone();
+    let msg = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(
+        msg.subject(),
+        Some("Mail gateway: address 127.0.0.1 is on a blocklist")
+    );
+    let text = msg.body_text(0).unwrap();
+    assert!(text.contains("blocked using zen.spamhaus.org"), "{text}");
+    assert!(text.contains("mail of a.example.kz"), "{text}");
+    // ...and so are the webhooks.
+    assert!(wait_for(10, || hooks.lock().unwrap().iter().any(
+        |v| v["event"] == "gateway_listed" && v["address"] == "127.0.0.1"
+    )));
+    let metrics = common::http(gw.admin, "GET", "/metrics", None, None).1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ugem_gateway_listed_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+
+    // Five refusals (over rejection_min = 3, all of them) and retries: the
+    // sender was not suspended for the gateway's listing, and still sends.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        api(&gw, "/api/v1/suspensions")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let (code, text, codes) = transaction(&gw, "eve@a.example.kz", &rcpts("m", 1));
+    assert_eq!((code, codes), (250, vec![250]), "{text}");
+    assert_eq!(
+        postmaster.messages().len(),
+        1,
+        "the notice is sent once a day"
+    );
+}

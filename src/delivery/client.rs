@@ -748,6 +748,8 @@ pub struct Connection {
     wire: Wire,
     ext: Extensions,
     remote: String,
+    /// Our end of the connection: the address remote blocklists see.
+    local: Option<std::net::IpAddr>,
     tls: Option<String>,
     verified: bool,
     timeouts: Timeouts,
@@ -811,7 +813,9 @@ impl Connection {
         // Commands are written whole; Nagle would only hold back the last
         // small write (the final dot) for a delayed ACK.
         let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().ok().map(|a| a.ip());
         let mut c = Connection {
+            local,
             wire: Wire::new(tcp),
             ext: Extensions::default(),
             remote: format!("{} [{}]", target.host, target.addr.ip()),
@@ -1234,6 +1238,11 @@ impl Connection {
     /// Whether the certificate verified for the host name (false in plaintext).
     pub fn tls_verified(&self) -> bool {
         self.tls.is_some() && self.verified
+    }
+
+    /// Our address on this connection (what remote blocklists see).
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.local
     }
 
     /// `"mx.example.org [192.0.2.1]"`, for logs and DSNs (Remote-MTA).

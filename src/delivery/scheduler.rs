@@ -431,7 +431,12 @@ impl Scheduler {
                 addr: t.addr,
             };
             let mut conn = match Connection::open(&target, &self.settings).await {
-                Ok(c) => c,
+                Ok(c) => {
+                    if let Some(ip) = c.local_ip() {
+                        self.governor.note_source_address(ip);
+                    }
+                    c
+                }
                 Err(e) => {
                     tracing::info!(target = %t.addr, error = %e, "connection failed; trying the next target");
                     last_err = conn_error_text(&e, t.addr);

@@ -8,6 +8,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -213,12 +214,18 @@ impl ScopeStats {
         new
     }
 
-    /// Counts one delivery result.
+    /// Counts one recipient's first delivery result.
     pub fn note_outcome(&mut self, kind: OutcomeKind, now_ms: u64) {
-        self.last_seen_ms = now_ms;
         self.cur.outcomes += 1;
+        self.note_refusal(kind, now_ms);
+    }
+
+    /// Counts the refusal in a retried recipient's later result: its
+    /// outcome was counted at the first attempt and must not count twice.
+    pub fn note_refusal(&mut self, kind: OutcomeKind, now_ms: u64) {
+        self.last_seen_ms = now_ms;
         match kind {
-            OutcomeKind::Delivered | OutcomeKind::Deferred => {}
+            OutcomeKind::Delivered | OutcomeKind::Deferred | OutcomeKind::GatewayListed => {}
             OutcomeKind::Rejected => self.cur.rejected += 1,
             OutcomeKind::Spam => {
                 self.cur.rejected += 1;
@@ -261,14 +268,41 @@ pub enum OutcomeKind {
     Spam,
     /// 5.1.1 user unknown.
     Unknown,
+    /// A blocklist refusal naming the gateway's own address: about the
+    /// gateway, not this sender; it raises a gateway alarm instead.
+    GatewayListed,
+}
+
+/// Which reply texts mean what; from `[governor]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Patterns<'a> {
+    /// A blocklist or spam refusal.
+    pub spam: &'a [String],
+    /// A blocklist listing (with a gateway address: the gateway is listed).
+    pub listing: &'a [String],
+    /// The gateway's addresses (configured, and seen as the source of
+    /// outbound connections).
+    pub own: &'a [IpAddr],
+}
+
+fn mentions(lower: &str, patterns: &[String]) -> bool {
+    patterns
+        .iter()
+        .any(|p| !p.is_empty() && lower.contains(&p.to_ascii_lowercase()))
 }
 
 /// Classifies a remote reply for the detector.
-pub fn classify(delivered: bool, permanent: bool, text: &str, patterns: &[String]) -> OutcomeKind {
+pub fn classify(delivered: bool, permanent: bool, text: &str, p: Patterns<'_>) -> OutcomeKind {
     if delivered {
         return OutcomeKind::Delivered;
     }
     let lower = text.to_ascii_lowercase();
+    // "Client host [our address] blocked using zen.spamhaus.org" is about
+    // the gateway; "[our address] this message is likely unsolicited" (no
+    // listing) is about the message, and stays the sender's.
+    if mentions(&lower, p.listing) && names_address(text, p.own).is_some() {
+        return OutcomeKind::GatewayListed;
+    }
     if permanent
         && (lower.contains("5.1.1")
             || lower.contains("user unknown")
@@ -278,10 +312,7 @@ pub fn classify(delivered: bool, permanent: bool, text: &str, patterns: &[String
     {
         return OutcomeKind::Unknown;
     }
-    if patterns
-        .iter()
-        .any(|p| !p.is_empty() && lower.contains(&p.to_ascii_lowercase()))
-    {
+    if mentions(&lower, p.spam) {
         return OutcomeKind::Spam;
     }
     if permanent {
@@ -289,6 +320,20 @@ pub fn classify(delivered: bool, permanent: bool, text: &str, patterns: &[String
     } else {
         OutcomeKind::Deferred
     }
+}
+
+/// The first of `own` that `text` names as an address literal
+/// ("Client host [203.0.113.5] blocked using zen.spamhaus.org").
+pub fn names_address(text: &str, own: &[IpAddr]) -> Option<IpAddr> {
+    if own.is_empty() {
+        return None;
+    }
+    text.split(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':'))
+        .map(|t| t.trim_matches(|c| c == '.' || c == ':'))
+        .filter(|t| t.len() >= 2)
+        .filter_map(|t| t.parse::<IpAddr>().ok())
+        .map(crate::policy::canonical_ip)
+        .find(|ip| own.contains(ip))
 }
 
 /// A rule that tripped, with what it saw.
@@ -379,7 +424,9 @@ pub fn judge_outcomes(
     if est.outcomes == 0 {
         return None;
     }
-    let share = |n: u64| n as f64 / est.outcomes as f64;
+    // A later refusal of a recipient counted at an earlier window can put
+    // more refusals than outcomes in this one: a share is at most 1.
+    let share = |n: u64| (n as f64 / est.outcomes as f64).min(1.0);
     if est.unknown >= g.unknown_min && share(est.unknown) >= g.unknown_share {
         return Some(Trip {
             rule: "unknown_recipients",
@@ -661,28 +708,76 @@ mod tests {
 
     #[test]
     fn classify_replies() {
-        let p = GovernorSection::default().spam_patterns;
+        let g = GovernorSection::default();
+        let p = Patterns {
+            spam: &g.spam_patterns,
+            listing: &g.listing_patterns,
+            own: &[],
+        };
+        let c = |delivered, permanent, text| classify(delivered, permanent, text, p);
         assert_eq!(
-            classify(false, true, "550 5.1.1 user unknown", &p),
+            c(false, true, "550 5.1.1 user unknown"),
             OutcomeKind::Unknown
         );
         assert_eq!(
-            classify(false, false, "451 4.7.1 listed at zen.spamhaus.org", &p),
+            c(false, false, "451 4.7.1 listed at zen.spamhaus.org"),
             OutcomeKind::Spam
         );
         assert_eq!(
-            classify(false, true, "554 5.7.1 message rejected", &p),
+            c(false, true, "554 5.7.1 message rejected"),
             OutcomeKind::Spam
         );
         assert_eq!(
-            classify(false, true, "552 5.2.2 mailbox full", &p),
+            c(false, true, "552 5.2.2 mailbox full"),
             OutcomeKind::Rejected
         );
+        assert_eq!(c(false, false, "421 4.4.2 timeout"), OutcomeKind::Deferred);
+        assert_eq!(c(true, false, "250 ok"), OutcomeKind::Delivered);
+    }
+
+    #[test]
+    fn a_listing_of_the_gateway_is_not_the_senders_fault() {
+        let g = GovernorSection::default();
+        let own: Vec<IpAddr> = vec![
+            "203.0.113.5".parse().unwrap(),
+            "2001:db8::25".parse().unwrap(),
+        ];
+        let p = Patterns {
+            spam: &g.spam_patterns,
+            listing: &g.listing_patterns,
+            own: &own,
+        };
+        let listed = "554 5.7.1 Service unavailable; Client host [203.0.113.5] blocked using zen.spamhaus.org";
+        assert_eq!(classify(false, true, listed, p), OutcomeKind::GatewayListed);
+        assert_eq!(names_address(listed, &own), Some(own[0]));
+        let v6 = "550 5.7.1 IP 2001:db8::25 is listed on a blocklist.";
+        assert_eq!(names_address(v6, &own), Some(own[1]));
+        assert_eq!(classify(false, false, v6, p), OutcomeKind::GatewayListed);
+        // Another address in the text (a relay the message passed) is the message's problem.
+        let other = "554 5.7.1 blocked: 198.51.100.7 listed at bl.example";
+        assert_eq!(classify(false, true, other, p), OutcomeKind::Spam);
+        // A content verdict that quotes our address (as large providers do) stays the sender's.
+        let content = "550-5.7.1 [203.0.113.5] This message is likely unsolicited mail (spam)";
+        assert_eq!(classify(false, true, content, p), OutcomeKind::Spam);
+        // Our address without any blocklist word is an ordinary refusal.
         assert_eq!(
-            classify(false, false, "421 4.4.2 timeout", &p),
-            OutcomeKind::Deferred
+            classify(false, true, "550 5.1.1 user unknown (from 203.0.113.5)", p),
+            OutcomeKind::Unknown
         );
-        assert_eq!(classify(true, false, "250 ok", &p), OutcomeKind::Delivered);
+        // Numbers that are not addresses do not match.
+        assert_eq!(names_address("550 5.7.1 listed 203.0.113", &own), None);
+    }
+
+    #[test]
+    fn a_retried_refusal_counts_once() {
+        let mut s = ScopeStats::new(MONDAY, HOUR);
+        s.note_outcome(OutcomeKind::Deferred, MONDAY);
+        s.note_refusal(OutcomeKind::Deferred, MONDAY);
+        s.note_refusal(OutcomeKind::Rejected, MONDAY);
+        assert_eq!((s.cur.outcomes, s.cur.rejected), (1, 1));
+        s.note_refusal(OutcomeKind::GatewayListed, MONDAY);
+        s.note_outcome(OutcomeKind::GatewayListed, MONDAY);
+        assert_eq!((s.cur.outcomes, s.cur.rejected, s.cur.spam), (2, 1, 0));
     }
 
     #[test]

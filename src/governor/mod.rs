@@ -65,6 +65,8 @@ pub struct Counters {
     pub notices: AtomicU64,
     /// Notices skipped as duplicates (same scope, kind and day).
     pub notices_deduplicated: AtomicU64,
+    /// Remote refusals naming a gateway address on a blocklist.
+    pub gateway_listed: AtomicU64,
 }
 
 impl Counters {
@@ -86,6 +88,7 @@ impl Counters {
             "expiries": g(&self.expiries),
             "notices": g(&self.notices),
             "notices_deduplicated": g(&self.notices_deduplicated),
+            "gateway_listed": g(&self.gateway_listed),
         })
     }
 }
@@ -134,6 +137,22 @@ enum Event {
         step: Step,
         trip: Trip,
     },
+    /// A remote refused mail because a gateway address is on a blocklist.
+    GatewayListed {
+        address: IpAddr,
+        reply: String,
+        domain: Option<Domain>,
+    },
+}
+
+/// The latest blocklist refusal naming one gateway address.
+#[derive(Debug, Clone, Serialize)]
+struct Listing {
+    address: IpAddr,
+    reply: String,
+    domain: String,
+    refusals: u64,
+    last_ms: u64,
 }
 
 /// The governor: limits, detector, ladder.
@@ -148,6 +167,11 @@ pub struct Governor {
     throttled: Mutex<HashMap<ScopeKey, (String, u64)>>,
     /// Entries in `throttled`: when zero, checks skip its lock.
     throttled_n: AtomicUsize,
+    /// The gateway's own addresses: configured, and seen as the source of
+    /// outbound connections. A blocklist refusal naming one is a gateway alarm.
+    own: std::sync::RwLock<Vec<IpAddr>>,
+    /// Blocklist refusals naming a gateway address, by address.
+    listings: Mutex<HashMap<IpAddr, Listing>>,
     events: mpsc::UnboundedSender<Event>,
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
     webhooks: Webhooks,
@@ -243,6 +267,14 @@ impl Governor {
             scopes,
             throttled: Mutex::new(HashMap::new()),
             throttled_n: AtomicUsize::new(0),
+            own: std::sync::RwLock::new(
+                cfg.registration
+                    .gateway_addresses
+                    .iter()
+                    .map(|ip| crate::policy::canonical_ip(*ip))
+                    .collect(),
+            ),
+            listings: Mutex::new(HashMap::new()),
             events: tx,
             events_rx: Mutex::new(Some(rx)),
             webhooks,
@@ -271,6 +303,25 @@ impl Governor {
             base.divided(self.cfg.governor.throttle_divisor)
         } else {
             base
+        }
+    }
+
+    /// An outbound connection left from `ip`: remembered as a gateway address.
+    pub fn note_source_address(&self, ip: IpAddr) {
+        let ip = crate::policy::canonical_ip(ip);
+        if self
+            .own
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&ip)
+        {
+            return;
+        }
+        let mut own = self.own.write().unwrap_or_else(|p| p.into_inner());
+        // A host has few addresses; the bound only guards against a surprise.
+        if !own.contains(&ip) && own.len() < 256 {
+            tracing::info!(address = %ip, "outbound source address noted");
+            own.push(ip);
         }
     }
 
@@ -508,31 +559,60 @@ impl Governor {
     }
 
     /// Delivery results of one attempt: feeds the rejection and
-    /// unknown-recipient rules of the message's domain and sender.
+    /// unknown-recipient rules of the message's domain and sender. `env` is
+    /// the message before this attempt was recorded: a recipient's first
+    /// result counts as an outcome, a retried one only if it is a refusal.
     pub fn observe_delivery(
         &self,
         env: &ugem_queue::Envelope,
         updates: &[ugem_queue::RecipientUpdate],
     ) {
-        if !self.enabled() || env.direction != ugem_queue::Direction::Outbound {
+        if !self.enabled() {
             return;
         }
-        let Some(domain) = env.domain.as_deref().and_then(|d| Domain::parse(d).ok()) else {
-            return;
-        };
         let g = &self.cfg.governor;
         let now = crate::store::now_ms();
-        let kinds: Vec<OutcomeKind> = updates
-            .iter()
-            .map(|u| {
-                detector::classify(
-                    u.status == ugem_queue::RcptStatus::Delivered,
-                    u.status == ugem_queue::RcptStatus::Failed,
-                    u.last_error.as_deref().unwrap_or(""),
-                    &g.spam_patterns,
-                )
-            })
-            .collect();
+        let own = self.own.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let domain = env.domain.as_deref().and_then(|d| Domain::parse(d).ok());
+        let patterns = detector::Patterns {
+            spam: &g.spam_patterns,
+            listing: &g.listing_patterns,
+            own: &own,
+        };
+        // Whatever the mail (bounces and notices too), a refusal naming the
+        // gateway's own address is a gateway alarm.
+        for u in updates {
+            let text = u.last_error.as_deref().unwrap_or("");
+            if u.status != ugem_queue::RcptStatus::Delivered
+                && detector::classify(false, false, text, patterns) == OutcomeKind::GatewayListed
+            {
+                self.gateway_listed(&own, text, domain.as_ref(), now);
+            }
+        }
+        let Some(domain) = domain.filter(|_| env.direction == ugem_queue::Direction::Outbound)
+        else {
+            return;
+        };
+        let mut kinds: Vec<(OutcomeKind, bool)> = Vec::with_capacity(updates.len());
+        for u in updates {
+            let text = u.last_error.as_deref().unwrap_or("");
+            let failed = u.status == ugem_queue::RcptStatus::Failed;
+            let kind = detector::classify(
+                u.status == ugem_queue::RcptStatus::Delivered,
+                failed,
+                text,
+                patterns,
+            );
+            let first = env.recipients.get(u.index).is_none_or(|r| r.attempts == 0);
+            // Our own give-up after the lifetime is not a remote refusal.
+            let expired = text.starts_with("4.4.7");
+            if first || (failed && !expired) {
+                kinds.push((kind, first));
+            }
+        }
+        if kinds.is_empty() {
+            return;
+        }
         let ss = Scope::Sender(env.sender.to_lowercase());
         let ds = Scope::Domain(domain.clone());
         let mut trips = Vec::new();
@@ -541,8 +621,12 @@ impl Governor {
             let sk = self.keyer.key(&name);
             let mut shard = self.scopes.shard(sk);
             let t = self.tracked(&mut shard, sk, now, || name);
-            for k in &kinds {
-                t.stats.note_outcome(*k, now);
+            for &(k, first) in &kinds {
+                if first {
+                    t.stats.note_outcome(k, now);
+                } else {
+                    t.stats.note_refusal(k, now);
+                }
             }
             t.dirty = true;
             if let Some(trip) = detector::judge_outcomes(&t.stats, scope, now, g) {
@@ -551,6 +635,42 @@ impl Governor {
         }
         for (scope, trip) in trips {
             self.decide(scope, &domain, trip, now);
+        }
+    }
+
+    /// Records a blocklist refusal naming a gateway address; the first of a
+    /// burst goes on to the background task to alert the postmaster.
+    fn gateway_listed(&self, own: &[IpAddr], reply: &str, domain: Option<&Domain>, now: u64) {
+        let Some(address) = detector::names_address(reply, own) else {
+            return;
+        };
+        Counters::bump(&self.counters.gateway_listed);
+        crate::metrics::gateway_listed();
+        let fresh = {
+            let mut l = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+            let e = l.entry(address).or_insert_with(|| Listing {
+                address,
+                reply: String::new(),
+                domain: String::new(),
+                refusals: 0,
+                last_ms: 0,
+            });
+            // One event a minute per address at most; the notice is
+            // deduplicated per day by the store anyway.
+            let fresh = now.saturating_sub(e.last_ms) >= 60_000;
+            e.reply = reply.chars().take(500).collect();
+            e.domain = domain.map(|d| d.to_string()).unwrap_or_default();
+            e.refusals += 1;
+            e.last_ms = now;
+            fresh
+        };
+        tracing::error!(address = %address, domain = ?domain.map(|d| d.as_str()), reply, "a gateway address is on a blocklist");
+        if fresh {
+            let _ = self.events.send(Event::GatewayListed {
+                address,
+                reply: reply.to_string(),
+                domain: domain.cloned(),
+            });
         }
     }
 
@@ -623,12 +743,34 @@ impl Governor {
     }
 
     async fn handle(&self, ev: Event) {
-        let Event::Step {
-            scope,
-            domain,
-            step,
-            trip,
-        } = ev;
+        let (scope, domain, step, trip) = match ev {
+            Event::Step {
+                scope,
+                domain,
+                step,
+                trip,
+            } => (scope, domain, step, trip),
+            Event::GatewayListed {
+                address,
+                reply,
+                domain,
+            } => {
+                let day = Utc::now().format("%Y-%m-%d");
+                let whose = domain.as_ref().map_or("the gateway itself", |d| d.as_str());
+                let text = notices::gateway_listed(&self.cfg, address, &reply, whose);
+                self.notify(None, &format!("listed|{address}|{day}"), text)
+                    .await;
+                self.webhooks.send(serde_json::json!({
+                    "event": "gateway_listed",
+                    "gateway": self.cfg.server.hostname.to_string(),
+                    "address": address,
+                    "reply": reply,
+                    "domain": domain,
+                    "at": Utc::now(),
+                }));
+                return;
+            }
+        };
         match step {
             Step::Warn | Step::Throttle => {
                 Counters::bump(if step == Step::Warn {
@@ -639,7 +781,7 @@ impl Governor {
                 let day = Utc::now().format("%Y-%m-%d");
                 let dedup = format!("{}|{}|{day}", step.as_str(), key(&scope));
                 let text = notices::early_step(&self.cfg, &scope, step, &trip);
-                self.notify(&domain, &dedup, text).await;
+                self.notify(Some(&domain), &dedup, text).await;
                 self.webhooks.send(serde_json::json!({
                     "event": step.as_str(),
                     "gateway": self.cfg.server.hostname.to_string(),
@@ -730,7 +872,8 @@ impl Governor {
         };
         if let Some(d) = &domain {
             let text = notices::suspended(&self.cfg, rec);
-            self.notify(d, &format!("suspend|{}", rec.id), text).await;
+            self.notify(Some(d), &format!("suspend|{}", rec.id), text)
+                .await;
         }
         self.webhooks
             .send(self.event_json("suspend", rec, Some(held)));
@@ -796,7 +939,14 @@ impl Governor {
     }
 
     /// Queues a notice to the domain's contacts and the postmaster, once per `dedup` key.
-    async fn notify(&self, domain: &Domain, dedup: &str, text: crate::notify::notices::Text) {
+    /// Queues a notice to the postmaster and, with a domain, its contacts;
+    /// at most once per `dedup` key.
+    async fn notify(
+        &self,
+        domain: Option<&Domain>,
+        dedup: &str,
+        text: crate::notify::notices::Text,
+    ) {
         let store = self.registry.store().clone();
         let k = dedup.to_string();
         let fresh =
@@ -810,7 +960,7 @@ impl Governor {
         }
         let mut to = Vec::new();
         if self.cfg.governor.notify_contacts
-            && let Some(rec) = self.registry.get(domain)
+            && let Some(rec) = domain.and_then(|d| self.registry.get(d))
         {
             to.extend(rec.contacts.iter().map(|c| c.email.clone()));
         }
@@ -846,7 +996,8 @@ impl Governor {
         };
         if let Some(d) = domain {
             let text = notices::restored(&self.cfg, rec);
-            self.notify(&d, &format!("restore|{}", rec.id), text).await;
+            self.notify(Some(&d), &format!("restore|{}", rec.id), text)
+                .await;
         }
         self.webhooks.send(self.event_json("restore", rec, None));
     }
@@ -981,12 +1132,33 @@ impl Governor {
             }
         }
         let tracked = self.scopes.len();
+        let mut listings: Vec<Listing> = self
+            .listings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        listings.sort_by_key(|l| std::cmp::Reverse(l.last_ms));
+        let listings: Vec<serde_json::Value> = listings
+            .into_iter()
+            .map(|l| {
+                serde_json::json!({
+                    "address": l.address,
+                    "refusals": l.refusals,
+                    "last_reply": l.reply,
+                    "last_domain": l.domain,
+                    "last_at": chrono::DateTime::<Utc>::from_timestamp_millis(l.last_ms as i64),
+                })
+            })
+            .collect();
         serde_json::json!({
             "enabled": self.enabled(),
             "counters": self.counters.to_json(),
             "throttled": throttled,
             "active_suspensions": {"domain": domains, "sender": senders},
             "tracked_scopes": tracked,
+            "gateway_listings": listings,
             "limiter_keys": self.limits.keys(),
             "webhooks": {
                 "delivered": self.webhooks.stats.delivered.load(Ordering::Relaxed),
@@ -1023,6 +1195,116 @@ mod tests {
         cfg.governor.volume_factor = 1.0;
         cfg.governor.step_interval = crate::config::Span(std::time::Duration::ZERO);
         (Governor::new(Arc::new(cfg), registry, queue), d)
+    }
+
+    /// An outbound message of `sender` to `n` recipients, each tried `attempts` times.
+    fn outbound(sender: &str, n: usize, attempts: u32) -> ugem_queue::Envelope {
+        let rcpts: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"address": format!("r{i}@far.example"), "status": "pending",
+                    "last_error": null, "attempts": attempts})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "id": ugem_queue::QueueId::generate(), "sender": sender, "recipients": rcpts,
+            "client_ip": null, "helo": "h", "tls": null, "domain": "agency.example.kz",
+            "direction": "outbound", "arrived_at_ms": 0, "size": 1, "next_attempt_ms": 0,
+            "attempts": attempts, "held": null, "leased_until_ms": null, "last_attempt_ms": null,
+        }))
+        .unwrap()
+    }
+
+    fn updates(
+        n: usize,
+        status: ugem_queue::RcptStatus,
+        text: &str,
+    ) -> Vec<ugem_queue::RecipientUpdate> {
+        (0..n)
+            .map(|index| ugem_queue::RecipientUpdate {
+                index,
+                status,
+                last_error: Some(text.into()),
+            })
+            .collect()
+    }
+
+    fn outcomes(gov: &Governor, name: &str) -> detector::Counts {
+        let k = gov.keyer.key(name);
+        gov.scopes
+            .shard(k)
+            .get(&k)
+            .map(|t| t.stats.cur)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn retried_recipients_count_once() {
+        use ugem_queue::RcptStatus::{Deferred, Failed};
+        let dir = tempfile::tempdir().unwrap();
+        let (gov, _) = setup(dir.path());
+        let a = "a@agency.example.kz";
+        // First attempt: three deferrals naming a spam filter.
+        gov.observe_delivery(
+            &outbound(a, 3, 0),
+            &updates(3, Deferred, "451 4.7.1 spam suspected"),
+        );
+        let c = outcomes(&gov, "s:a@agency.example.kz");
+        assert_eq!((c.outcomes, c.rejected, c.spam), (3, 3, 3));
+        // Retries that defer again add nothing...
+        for _ in 0..5 {
+            gov.observe_delivery(
+                &outbound(a, 3, 1),
+                &updates(3, Deferred, "451 4.7.1 spam suspected"),
+            );
+        }
+        assert_eq!(outcomes(&gov, "s:a@agency.example.kz"), c);
+        // ...nor does our own give-up at the end of the lifetime...
+        gov.observe_delivery(
+            &outbound(a, 3, 9),
+            &updates(
+                3,
+                Failed,
+                "4.4.7 delivery time expired; last error: 451 spam",
+            ),
+        );
+        assert_eq!(outcomes(&gov, "s:a@agency.example.kz"), c);
+        // ...but a later permanent refusal counts as a refusal, not a new outcome.
+        gov.observe_delivery(
+            &outbound(a, 1, 2),
+            &updates(1, Failed, "550 5.1.1 user unknown"),
+        );
+        let c = outcomes(&gov, "d:agency.example.kz");
+        assert_eq!((c.outcomes, c.rejected, c.unknown), (3, 4, 1));
+    }
+
+    #[test]
+    fn a_listing_of_a_gateway_address_is_an_alarm_not_a_rejection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gov, _) = setup(dir.path());
+        let mut rx = gov.events_rx.lock().unwrap().take().unwrap();
+        let text = "554 5.7.1 Client host [203.0.113.5] blocked using zen.spamhaus.org";
+        // Before the gateway knows the address, it is an ordinary spam refusal.
+        gov.observe_delivery(
+            &outbound("a@agency.example.kz", 2, 0),
+            &updates(2, ugem_queue::RcptStatus::Failed, text),
+        );
+        assert_eq!(outcomes(&gov, "s:a@agency.example.kz").spam, 2);
+        assert!(rx.try_recv().is_err());
+        gov.note_source_address("203.0.113.5".parse().unwrap());
+        gov.observe_delivery(
+            &outbound("b@agency.example.kz", 2, 0),
+            &updates(2, ugem_queue::RcptStatus::Failed, text),
+        );
+        let c = outcomes(&gov, "s:b@agency.example.kz");
+        assert_eq!((c.outcomes, c.rejected, c.spam), (2, 0, 0));
+        assert_eq!(gov.counters.gateway_listed.load(Ordering::Relaxed), 2);
+        // One alarm for the burst.
+        assert!(
+            matches!(rx.try_recv(), Ok(Event::GatewayListed { address, .. }) if address.to_string() == "203.0.113.5")
+        );
+        assert!(rx.try_recv().is_err());
+        let st = gov.status();
+        assert_eq!(st["gateway_listings"][0]["refusals"], 2, "{st}");
     }
 
     fn next_step(rx: &mut mpsc::UnboundedReceiver<Event>) -> Event {

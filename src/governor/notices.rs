@@ -125,3 +125,24 @@ pub fn restored(cfg: &Config, rec: &SuspensionRecord) -> Text {
         ),
     }
 }
+
+/// A remote server refused mail because one of the gateway's own addresses
+/// is on a blocklist: for the postmaster, whatever domain was sending.
+pub fn gateway_listed(cfg: &Config, address: std::net::IpAddr, reply: &str, domain: &str) -> Text {
+    Text {
+        subject: format!("Mail gateway: address {address} is on a blocklist"),
+        body: format!(
+            "A remote server refused mail from the gateway {} because the gateway's address \
+             {address} is on a blocklist. Every agency's mail to that server (and to others \
+             using the same list) is now refused or delayed.\n\n\
+             The refusal (while delivering mail of {domain}):\n  {reply}\n\n\
+             These refusals are not counted against the sending domains: the listing is \
+             about the gateway. What to do: look the address up at the list named in the \
+             refusal, find the traffic that caused it (`ugem governor`, `ugem suspension \
+             list --history`, the delivery log around the listing), stop it, and request \
+             delisting. This notice is sent at most once a day per address.\n{}",
+            cfg.server.hostname,
+            footer(cfg)
+        ),
+    }
+}

@@ -72,6 +72,10 @@ pub struct GovernorSection {
     pub rejection_min: u64,
     /// Reply texts (lowercase substrings) that mark a blocklist or spam refusal.
     pub spam_patterns: Vec<String>,
+    /// Reply texts that mark a blocklist listing: with one of the gateway's
+    /// own addresses in the reply, the refusal is a gateway alarm and is not
+    /// counted against the sender.
+    pub listing_patterns: Vec<String>,
     /// Unknown recipients (5.1.1): trip at this share of outcomes...
     pub unknown_share: f64,
     /// ...with at least this many unknown recipients.
@@ -132,6 +136,18 @@ impl Default for GovernorSection {
                 "listed",
                 "spam",
                 "5.7.1",
+            ]
+            .map(String::from)
+            .to_vec(),
+            listing_patterns: [
+                "spamhaus",
+                "spamcop",
+                "barracuda",
+                "blocklist",
+                "blacklist",
+                "dnsbl",
+                "listed",
+                "blocked using",
             ]
             .map(String::from)
             .to_vec(),
