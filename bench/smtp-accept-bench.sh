@@ -2,7 +2,7 @@
 # smtp-accept-bench.sh -- messages ACCEPTED per second: ugem against a Postfix
 # relay on the same machine, in the same run, with the same load generator.
 #
-#   smtp-source -s CONC -m COUNT -l SIZE --SMTP--> ugem     127.0.0.1:2530 (queues)
+#   smtp-source -s CONC -m COUNT -l SIZE --SMTP--> ugem     127.0.0.1:2530 --> smtp-sink 127.0.0.1:2526
 #                                         --SMTP--> postfix  127.0.0.1:2525 --> smtp-sink 127.0.0.1:2526
 #
 # What is timed: how long smtp-source takes to send COUNT messages over CONC
@@ -13,11 +13,11 @@
 # durable acceptance. smtp-source aborts on any other reply, so a run that
 # exits 0 had every message accepted.
 #
-# * ugem does not deliver yet: the messages it accepts stay in its queue (in a
-#   temp data dir, removed at exit). Postfix relays everything to smtp-sink
-#   WHILE it accepts (as a production relay would) and its queue drains
-#   between runs; its end-to-end rate is shown too. Once ugem delivers, use
-#   /work/shared/bench/relay-bench.sh-style end-to-end runs as well.
+# * Both relay everything to the same smtp-sink WHILE they accept (as a
+#   production relay would; ugem through a `[delivery.routes] "*"` route) and
+#   their queues drain between runs; the end-to-end rate (until the sink has
+#   every message) is shown too. /work/shared/bench/relay-bench.sh, with
+#   bench/relay-gateway.sh, is the reference end-to-end comparison.
 # * ugem runs from target/release/ugem (built first, BUILD=1) with a temporary
 #   config; the domain agency.example is registered with server 127.0.0.1
 #   through the admin API (`ugem domain add`), so smtp-source's
@@ -331,6 +331,13 @@ min_free_space = "16MiB"
 listen = "$UGEM_ADMIN_ADDR"
 token = "$UGEM_TOKEN"
 
+# Everything to the sink, as Postfix's relayhost does (no DNS, no TLS).
+[delivery]
+tls = "none"
+
+[delivery.routes]
+"*" = "$SINK_ADDR"
+
 # One sender floods on purpose: limits and volume floors far above the bench's
 # rate, so the governor's checks are measured but never refuse or suspend.
 [governor]
@@ -416,10 +423,8 @@ warmup() { # name conc kib count
   local base
   base=$(sink_count)
   send "$(addr_of "$1")" "$2" "$3" "$4" "$WORK/warmup.log" || log "WARNING: warm-up smtp-source failed for $1: $(head -c 200 "$WORK/warmup.log")"
-  if [[ $1 == postfix ]]; then
-    wait_sink $((base + $4)) "$DRAIN_TIMEOUT" || log "WARNING: postfix warm-up not fully relayed"
-    postfix_wait_idle
-  fi
+  wait_sink $((base + $4)) "$DRAIN_TIMEOUT" || log "WARNING: $1 warm-up not fully relayed"
+  if [[ $1 == postfix ]]; then postfix_wait_idle; fi
 }
 
 # one timed run: name conc kib count rep -> a CSV row in $ROWS
@@ -443,7 +448,7 @@ run_one() {
   if ((rc != 0)); then
     status="source_rc=$rc:$(tr '\n,' '  ' <"$WORK/source.log" | cut -c1-100)"
   fi
-  if [[ $name == postfix ]]; then
+  if ((rc == 0)); then
     if wait_sink $((base + count)) "$DRAIN_TIMEOUT"; then
       t2=$(date +%s.%N)
       e2e=$(awk -v m="$count" -v t0="$t0" -v t2="$t2" 'BEGIN{printf "%.1f", m/(t2-t0)}')
@@ -482,8 +487,8 @@ if [[ $FSYNC_TEST == 1 && -f $SHARED_BENCH/fsync-rate.py ]]; then
   python3 "$SHARED_BENCH/fsync-rate.py" --dir "$SPOOL_PARENT" | sed 's/^/    /' >&2
 fi
 
+start_sink
 if want postfix; then
-  start_sink
   start_postfix
 fi
 if want ugem; then
@@ -514,7 +519,7 @@ for sc in $SCENARIOS; do
     done
   done
   if want ugem; then
-    log "ugem data dir after c=$conc ${kib}KiB: $(du -sh "$UGEM_DATA" | cut -f1) (queued, never delivered)"
+    log "ugem data dir after c=$conc ${kib}KiB: $(du -sh "$UGEM_DATA" | cut -f1)"
   fi
 done
 
@@ -523,15 +528,15 @@ echo "raw runs (target,conc,KiB,msgs,rep,accept_s,accept_msg/s,e2e_msg/s,cpu_bus
 cat "$ROWS"
 echo
 echo "messages accepted per second (median of $REPS; a message counts once its 250 after DATA arrived)"
-printf '%-16s %6s %12s %13s %8s %12s %6s %6s\n' scenario msgs 'ugem msg/s' 'postfix msg/s' ratio 'pf e2e msg/s' 'ugem%' 'pf%'
+printf '%-16s %6s %12s %13s %8s %12s %12s %6s %6s\n' scenario msgs 'ugem msg/s' 'postfix msg/s' ratio 'ugem e2e' 'pf e2e msg/s' 'ugem%' 'pf%'
 for sc in $(tr ' ' '\n' <<<"$SCENARIOS" | awk 'NF && !seen[$0]++'); do
   IFS=: read -r conc kib count <<<"$sc"
   sel() { # target column -> values of the runs without errors
     awk -F, -v n="$1" -v c="$conc" -v k="$kib" -v col="$2" '$1==n && $2==c && $3==k && $11=="ok" {print $col}' "$ROWS"
   }
   errs() { awk -F, -v n="$1" -v c="$conc" -v k="$kib" '$1==n && $2==c && $3==k && $11!="ok"' "$ROWS" | wc -l; }
-  u=NA p=NA pe=NA ucpu=NA pcpu=NA
-  if want ugem; then u=$(sel ugem 7 | median); ucpu=$(sel ugem 9 | median); fi
+  u=NA p=NA ue=NA pe=NA ucpu=NA pcpu=NA
+  if want ugem; then u=$(sel ugem 7 | median); ue=$(sel ugem 8 | awk '$1 != "NA"' | median); ucpu=$(sel ugem 9 | median); fi
   if want postfix; then p=$(sel postfix 7 | median); pe=$(sel postfix 8 | awk '$1 != "NA"' | median); pcpu=$(sel postfix 9 | median); fi
   ratio=$(awk -v u="$u" -v p="$p" 'BEGIN{ if (u=="NA" || p=="NA" || p==0) print "NA"; else printf "%.2f", u/p }')
   note=""
@@ -539,18 +544,15 @@ for sc in $(tr ' ' '\n' <<<"$SCENARIOS" | awk 'NF && !seen[$0]++'); do
     n=$(errs "$name")
     if ((n > 0)); then note="$note  ($name: $n failed run(s), not counted)"; fi
   done
-  printf '%-16s %6s %12s %13s %8s %12s %6s %6s%s\n' "c=$conc ${kib}KiB" "$count" "$u" "$p" "$ratio" "$pe" "$ucpu" "$pcpu" "$note"
+  printf '%-16s %6s %12s %13s %8s %12s %12s %6s %6s%s\n' "c=$conc ${kib}KiB" "$count" "$u" "$p" "$ratio" "$ue" "$pe" "$ucpu" "$pcpu" "$note"
 done
 echo
 echo "ratio = ugem/postfix acceptance rate; ugem%/pf% = whole-machine CPU busy during the run ($(nproc) cores)."
-if want ugem; then
-  echo "ugem: acceptance only -- delivery is not implemented yet, so its accepted messages stay queued"
-  echo "      (temp data dir, removed at exit); Postfix relays to smtp-sink while it accepts."
-fi
+echo "e2e = messages / (first connection .. the sink has them all): both relay to smtp-sink while accepting."
 if want postfix && [[ -f $WORK/postfix/maillog ]]; then
   echo "postfix delivery log: sent=$(grep -c 'status=sent' "$WORK/postfix/maillog" || true)" \
     "deferred=$(grep -c 'status=deferred' "$WORK/postfix/maillog" || true)" \
     "bounced=$(grep -c 'status=bounced' "$WORK/postfix/maillog" || true)" \
     "warnings=$(grep -c 'warning:' "$WORK/postfix/maillog" || true)"
-  echo "sink total messages: $(sink_count)"
 fi
+echo "sink total messages: $(sink_count)"

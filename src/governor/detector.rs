@@ -356,6 +356,15 @@ pub fn judge_traffic(
     g: &GovernorSection,
     floor: u64,
 ) -> Option<Trip> {
+    // The estimate never exceeds the two buckets' sum: most RCPTs stop here,
+    // before any floating point.
+    let (recent, recent_new) = (
+        s.cur.recipients + s.prev.recipients,
+        s.cur.new_recipients + s.prev.new_recipients,
+    );
+    if recent <= floor && (!s.detailed || recent_new < g.new_recipients_burst) {
+        return None;
+    }
     let window_ms = g.window.0.as_millis() as u64;
     let est = s.estimate(now_ms, window_ms);
     let win = g.window.0.as_secs();
