@@ -491,3 +491,62 @@ fn a_blocklisted_gateway_alarms_the_postmaster_and_spares_the_sender() {
         "the notice is sent once a day"
     );
 }
+
+#[test]
+fn message_and_connection_rates_answer_with_the_limit_named() {
+    let gw = Gateway::start(
+        "[governor]\nsender_messages_per_minute = 2\ndomain_messages_per_hour = 3\n\
+         burst_percent = 100\nconnections_per_minute = 8\n",
+    );
+    register(&gw, "a.example.kz");
+    // Per sender per minute: the third MAIL of dave is refused, naming the limit.
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    for _ in 0..2 {
+        s.expect("MAIL FROM:<dave@a.example.kz>", 250);
+        s.expect("RSET", 250);
+    }
+    let r = s.expect("MAIL FROM:<dave@a.example.kz>", 451);
+    assert!(
+        r.text()
+            .starts_with("4.7.0 rate limit: 2 messages/minute for sender dave@a.example.kz"),
+        "{r:?}"
+    );
+    // Per domain per hour: the domain's third message (another sender) is
+    // its last; the fourth is refused for the domain.
+    s.expect("MAIL FROM:<erin@a.example.kz>", 250);
+    s.expect("RSET", 250);
+    let r = s.expect("MAIL FROM:<erin@a.example.kz>", 451);
+    assert!(
+        r.text()
+            .contains("rate limit: 3 messages/hour for domain a.example.kz"),
+        "{r:?}"
+    );
+    s.cmd("QUIT");
+    let g = api(&gw, "/api/v1/governor");
+    assert_eq!(g["counters"]["mail_refused"], 2, "{g}");
+
+    // Per client IP: eight connections a minute, the ninth gets 421 and is closed.
+    // (One was used above.)
+    let mut open = Vec::new();
+    for _ in 0..7 {
+        open.push(Smtp::greeted(gw.smtp));
+    }
+    let mut ninth = Smtp::connect(gw.smtp);
+    let r = ninth.reply();
+    assert_eq!(r.code, 421, "{r:?}");
+    assert!(
+        r.text()
+            .starts_with("4.7.0 rate limit: 8 connections/minute from 127.0.0.1"),
+        "{r:?}"
+    );
+    let g = api(&gw, "/api/v1/governor");
+    assert_eq!(g["counters"]["connections_refused"], 1, "{g}");
+    let metrics = common::http(gw.admin, "GET", "/metrics", None, None).1;
+    assert!(
+        metrics.contains("limit=\"connections_per_minute\"")
+            && metrics.contains("limit=\"sender_messages_per_minute\"")
+            && metrics.contains("limit=\"domain_messages_per_hour\""),
+        "{metrics}"
+    );
+}

@@ -371,17 +371,15 @@ impl Governor {
             self.keyer.sender(sender),
         );
         let b = g.burst_percent;
+        // The narrowest scope first: a sender over its own limit must not
+        // use up its domain's budget, which its colleagues share.
         let checks = [
             (
-                Rate::per_hour(
-                    over.and_then(|o| o.messages_per_hour)
-                        .unwrap_or(g.domain_messages_per_hour),
-                    b,
-                ),
-                kd,
+                Rate::per_minute(g.sender_messages_per_minute, 100),
+                ks,
                 LimitTag::Messages,
-                true,
-                "domain_messages_per_hour",
+                false,
+                "sender_messages_per_minute",
             ),
             (
                 Rate::per_hour(
@@ -395,11 +393,15 @@ impl Governor {
                 "sender_messages_per_hour",
             ),
             (
-                Rate::per_minute(g.sender_messages_per_minute, 100),
-                ks,
+                Rate::per_hour(
+                    over.and_then(|o| o.messages_per_hour)
+                        .unwrap_or(g.domain_messages_per_hour),
+                    b,
+                ),
+                kd,
                 LimitTag::Messages,
-                false,
-                "sender_messages_per_minute",
+                true,
+                "domain_messages_per_hour",
             ),
         ];
         self.check_rates(
@@ -458,18 +460,8 @@ impl Governor {
             self.keyer.sender(sender),
         );
         let b = g.burst_percent;
+        // Sender first, as at MAIL.
         let checks = [
-            (
-                Rate::per_hour(
-                    over.and_then(|o| o.recipients_per_hour)
-                        .unwrap_or(g.domain_recipients_per_hour),
-                    b,
-                ),
-                kd,
-                LimitTag::Recipients,
-                true,
-                "domain_recipients_per_hour",
-            ),
             (
                 Rate::per_hour(
                     over.and_then(|o| o.sender_recipients_per_hour)
@@ -480,6 +472,17 @@ impl Governor {
                 LimitTag::Recipients,
                 false,
                 "sender_recipients_per_hour",
+            ),
+            (
+                Rate::per_hour(
+                    over.and_then(|o| o.recipients_per_hour)
+                        .unwrap_or(g.domain_recipients_per_hour),
+                    b,
+                ),
+                kd,
+                LimitTag::Recipients,
+                true,
+                "domain_recipients_per_hour",
             ),
         ];
         self.check_rates(
@@ -1174,6 +1177,13 @@ mod tests {
     use crate::registry::NewDomain;
 
     fn setup(dir: &std::path::Path) -> (Arc<Governor>, Domain) {
+        setup_with(dir, |_| {})
+    }
+
+    fn setup_with(
+        dir: &std::path::Path,
+        tune: impl FnOnce(&mut Config),
+    ) -> (Arc<Governor>, Domain) {
         let store = crate::store::Store::open(dir).unwrap();
         let registry = Arc::new(Registry::open(store).unwrap());
         let d = Domain::parse("agency.example.kz").unwrap();
@@ -1194,6 +1204,7 @@ mod tests {
         cfg.governor.volume_floor = 3;
         cfg.governor.volume_factor = 1.0;
         cfg.governor.step_interval = crate::config::Span(std::time::Duration::ZERO);
+        tune(&mut cfg);
         (Governor::new(Arc::new(cfg), registry, queue), d)
     }
 
@@ -1235,6 +1246,37 @@ mod tests {
             .get(&k)
             .map(|t| t.stats.cur)
             .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn memory_stays_bounded_however_many_senders_appear() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gov, d) = setup_with(dir.path(), |c| {
+            c.governor.max_tracked_senders = 500;
+            c.governor.volume_floor = u64::MAX / 4;
+            c.governor.domain_volume_floor = u64::MAX / 4;
+            // One cell an hour at most, refilled within 10 ms: idle at once.
+            c.governor.sender_recipients_per_hour = 360_000;
+            c.governor.domain_recipients_per_hour = u32::MAX / 4;
+            c.governor.burst_percent = 1;
+        });
+        for i in 0..20_000 {
+            gov.check_rcpt(&d, &format!("u{i}@agency.example.kz"), "x@far.example")
+                .unwrap();
+        }
+        assert!(gov.limits.keys() >= 20_000);
+        assert!(gov.scopes.len() > 20_000);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        gov.limits.retain_recent();
+        gov.evict();
+        // The domain's own key may stay busy; the senders' keys are gone.
+        assert!(gov.limits.keys() <= 1, "{}", gov.limits.keys());
+        // The 500 most recent senders and the domain stay tracked.
+        assert_eq!(gov.scopes.len(), 501);
+        let k = gov.keyer.sender("u19999@agency.example.kz");
+        assert!(gov.scopes.shard(k).contains_key(&k));
+        let k = gov.keyer.sender("u0@agency.example.kz");
+        assert!(!gov.scopes.shard(k).contains_key(&k));
     }
 
     #[test]
