@@ -443,6 +443,11 @@ pub struct DeliverySection {
     pub idle_timeout: Span,
     /// STARTTLS toward remote servers: none, may (opportunistic), encrypt, verify.
     pub tls: crate::delivery::client::TlsPolicy,
+    /// Per recipient domain (or `.domain` for its subdomains): overrides `tls`.
+    pub tls_policy: BTreeMap<String, crate::delivery::client::TlsPolicy>,
+    /// Extra trust anchors (PEM) for checking remote certificates, besides
+    /// the system's: a national or private CA that partners' servers use.
+    pub tls_ca_file: Option<PathBuf>,
     /// TCP port of MX targets: 25 on the internet; test labs change it.
     pub mx_port: u16,
 }
@@ -463,6 +468,8 @@ impl Default for DeliverySection {
             data_timeout: Span(Duration::from_secs(600)),
             idle_timeout: Span(Duration::from_secs(10)),
             tls: crate::delivery::client::TlsPolicy::May,
+            tls_policy: BTreeMap::new(),
+            tls_ca_file: None,
             mx_port: 25,
         }
     }
@@ -795,6 +802,9 @@ impl Config {
         if let Some(p) = self.smtp.tls_key.as_mut() {
             abs(p);
         }
+        if let Some(p) = self.delivery.tls_ca_file.as_mut() {
+            abs(p);
+        }
     }
 
     /// Checks that span keys or touch the file system.
@@ -885,6 +895,16 @@ impl Config {
                     "route keys are domain names or \"*\"".into(),
                 );
             }
+        }
+        for key in self.delivery.tls_policy.keys() {
+            if let Err(e) = crate::delivery::tls_policy::check_key(key) {
+                bad(&format!("delivery.tls_policy.{key}"), e);
+            }
+        }
+        if let Some(p) = &self.delivery.tls_ca_file
+            && let Err(e) = crate::delivery::client::load_roots(p)
+        {
+            bad("delivery.tls_ca_file", e.to_string());
         }
         let d = &self.delivery;
         if d.max_connections == 0 || d.max_connections_per_destination == 0 {
@@ -1153,6 +1173,47 @@ mod tests {
             std::path::absolute(sub.join("spool")).unwrap()
         );
         assert!(cfg.server.data_dir.is_dir());
+    }
+
+    #[test]
+    fn tls_policy_keys_and_the_ca_file_are_checked() {
+        let err = load(
+            &format!("{MINIMAL}[delivery.tls_policy]\n\"x.example\" = \"sometimes\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `sometimes`"),
+            "{err}"
+        );
+        let err = load(
+            &format!(
+                "{MINIMAL}[delivery]\ntls_ca_file = \"missing-ca.pem\"\n[delivery.tls_policy]\n\"*.gov.kz\" = \"verify\"\n\".ok.example\" = \"encrypt\"\n"
+            ),
+            &[],
+        )
+        .unwrap_err();
+        let k = keys(&err);
+        for want in ["delivery.tls_ca_file", "delivery.tls_policy.*.gov.kz"] {
+            assert!(k.contains(&want), "{want} missing from {err}");
+        }
+        assert!(!k.contains(&"delivery.tls_policy..ok.example"), "{err}");
+        // A file that is not PEM is refused too.
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let err = load(
+            &format!(
+                "{MINIMAL}[delivery]\ntls_ca_file = \"{}\"\n",
+                junk.display()
+            ),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("no usable CA certificate"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -125,7 +125,8 @@ pub async fn run(
         queue.clone(),
         registry.clone(),
         resolver,
-        crate::delivery::scheduler::client_settings(&cfg),
+        crate::delivery::scheduler::client_settings(&cfg)
+            .context("cannot load delivery.tls_ca_file")?,
         governor.clone(),
     );
     let delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::dns::{Rec, TestDns};
-use common::fake_mx::{Behaviour, FakeMx, has_bare_line_ending};
+use common::fake_mx::{Behaviour, FakeMx, TestPki, has_bare_line_ending};
 use common::*;
 use mail_parser::MimeHeaders;
 use serde_json::Value;
@@ -474,4 +474,109 @@ fn disconnecting_can_bounce_queued_mail() {
         raw.contains("Status: 5.7.1") && raw.contains("disconnected"),
         "{raw}"
     );
+}
+
+#[test]
+fn tls_policy_per_destination_with_a_private_ca() {
+    // tls.example requires a verified certificate, which only the CA in
+    // `tls_ca_file` can vouch for; must.example requires encryption from a
+    // server that offers none; plain.example, behind the same next hop,
+    // follows the default ("none").
+    let pki = TestPki::new(&["mx.tls.example"]);
+    let secure = FakeMx::start(Behaviour::starttls(pki.server.clone()));
+    let plain = FakeMx::start(Behaviour::accept());
+    let dns = TestDns::start(&[("mx.tls.example", Rec::A("127.0.0.1".parse().unwrap()))]);
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = ca_dir.path().join("partners-ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let gw = gateway(
+        &dns,
+        25,
+        &format!(
+            "[delivery]\ntls = \"none\"\ntls_ca_file = \"{}\"\n\
+             [delivery.routes]\n\"tls.example\" = \"mx.tls.example:{}\"\n\
+             \"must.example\" = \"{plain}\"\n\"plain.example\" = \"{plain}\"\n\
+             [delivery.tls_policy]\n\"tls.example\" = \"verify\"\n\"must.example\" = \"encrypt\"\n",
+            ca.display(),
+            secure.addr().port(),
+            plain = plain.addr(),
+        ),
+    );
+    gw.register(AGENCY, &["127.0.0.1"]);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["a@tls.example", "b@must.example", "c@plain.example"],
+        "Subject: policy\r\n\r\nhello\r\n",
+    );
+    assert!(
+        secure.wait_for_messages(1, Duration::from_secs(20)),
+        "verified delivery failed; log:\n{}",
+        gw.log_text()
+    );
+    let m = &secure.messages()[0];
+    assert!(m.tls, "delivered without TLS");
+    assert_eq!(m.recipients, vec!["a@tls.example"]);
+    assert!(plain.wait_for_messages(1, Duration::from_secs(20)));
+    let m = &plain.messages()[0];
+    assert!(!m.tls);
+    assert_eq!(
+        m.recipients,
+        vec!["c@plain.example"],
+        "must.example went out in plaintext"
+    );
+    // must.example waits in the queue, saying why.
+    assert!(
+        wait_for(20, || {
+            queue_list(&gw).iter().any(|e| {
+                e["recipients"].as_array().unwrap().iter().any(|r| {
+                    r["address"] == "b@must.example"
+                        && r["status"] == "deferred"
+                        && r["last_error"]
+                            .as_str()
+                            .is_some_and(|t| t.to_ascii_lowercase().contains("tls"))
+                })
+            })
+        }),
+        "{:?}",
+        queue_list(&gw)
+    );
+    assert_eq!(plain.messages().len(), 1);
+
+    // Without the CA file the same certificate does not verify: nothing
+    // goes to tls.example, and the queue says why.
+    let gw2 = gateway(
+        &dns,
+        25,
+        &format!(
+            "[delivery]
+tls = \"none\"
+[delivery.routes]
+\"tls.example\" = \"mx.tls.example:{}\"
+             [delivery.tls_policy]
+\"tls.example\" = \"verify\"
+",
+            secure.addr().port(),
+        ),
+    );
+    gw2.register(AGENCY, &["127.0.0.1"]);
+    send(
+        &gw2,
+        "clerk@agency.example.kz",
+        &["d@tls.example"],
+        "Subject: x\r\n\r\nx\r\n",
+    );
+    assert!(
+        wait_for(20, || {
+            queue_list(&gw2).iter().any(|e| {
+                e["recipients"][0]["status"] == "deferred"
+                    && e["recipients"][0]["last_error"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("certificate"))
+            })
+        }),
+        "{:?}",
+        queue_list(&gw2)
+    );
+    assert_eq!(secure.messages().len(), 1);
 }

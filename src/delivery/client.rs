@@ -775,8 +775,18 @@ impl Connection {
     /// upgrades with STARTTLS as the policy says. Under `May`, a failed
     /// handshake is followed by a new connection without STARTTLS.
     pub async fn open(target: &Target, s: &ClientSettings) -> Result<Connection, ConnError> {
-        match Self::open_with(target, s, s.tls).await {
-            Err(e @ ConnError::Tls { .. }) if s.tls == TlsPolicy::May => {
+        Self::open_as(target, s, s.tls).await
+    }
+
+    /// [`Connection::open`] under `policy` instead of the settings' own (a
+    /// destination's entry in `[delivery.tls_policy]`).
+    pub async fn open_as(
+        target: &Target,
+        s: &ClientSettings,
+        policy: TlsPolicy,
+    ) -> Result<Connection, ConnError> {
+        match Self::open_with(target, s, policy).await {
+            Err(e @ ConnError::Tls { .. }) if policy == TlsPolicy::May => {
                 tracing::warn!(
                     remote = %target.addr, host = %target.host, error = %e,
                     "STARTTLS failed; delivering in plaintext (opportunistic TLS, RFC 7435)"
@@ -1313,6 +1323,46 @@ fn provider() -> Arc<CryptoProvider> {
     static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     P.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
         .clone()
+}
+
+/// A CA file that cannot serve as trust anchors.
+#[derive(Debug, thiserror::Error)]
+pub enum RootsError {
+    /// Unreadable, or not PEM.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Readable, but no certificate in it could be used.
+    #[error("{path} holds no usable CA certificate")]
+    Empty {
+        /// The file.
+        path: String,
+    },
+}
+
+/// Loads the PEM certificates of `path` as extra trust anchors.
+pub fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, RootsError> {
+    let shown = path.display().to_string();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| RootsError::Read {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?
+        .collect::<Result<_, _>>()
+        .map_err(|e| RootsError::Read {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(certs.iter().cloned());
+    if added == 0 {
+        return Err(RootsError::Empty { path: shown });
+    }
+    Ok(certs)
 }
 
 /// The system's trust anchors, loaded once from the distribution's CA

@@ -8,3 +8,4 @@ pub mod dsn;
 pub mod outcome;
 pub mod route;
 pub mod scheduler;
+pub mod tls_policy;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use ugem_queue::{AttemptOutcome, Direction, Envelope, Queue, RcptStatus, RecipientUpdate};
 
-use super::client::{ClientSettings, ConnError, Connection, RcptResult, Target};
+use super::client::{ClientSettings, ConnError, Connection, RcptResult, Target, TlsPolicy};
 use super::outcome::Backoff;
 use super::route::{Resolver, Route, route_for};
 use crate::config::Config;
@@ -40,6 +40,10 @@ pub struct Scheduler {
 /// The recipients of one message that share a destination.
 struct Group {
     route: Route,
+    /// STARTTLS policy of the group's recipient domain.
+    tls: TlsPolicy,
+    /// Route and policy: the unit of connection reuse and of the
+    /// per-destination limit.
     key: String,
     rcpts: Vec<usize>,
 }
@@ -320,11 +324,20 @@ impl Scheduler {
                 continue;
             };
             let route = route_for(&domain, &snap, &self.cfg.delivery.routes);
-            let key = route_key(&route);
+            let d = &self.cfg.delivery;
+            let tls = super::tls_policy::policy_for(&domain, &d.tls_policy, d.tls);
+            // Domains behind one next hop with different policies must
+            // not share a connection opened under the weaker one.
+            let key = if tls == d.tls {
+                route_key(&route)
+            } else {
+                format!("{} tls={tls:?}", route_key(&route))
+            };
             by_key
                 .entry(key.clone())
                 .or_insert_with(|| Group {
                     route,
+                    tls,
                     key,
                     rcpts: Vec::new(),
                 })
@@ -430,7 +443,7 @@ impl Scheduler {
                 host: t.host.clone(),
                 addr: t.addr,
             };
-            let mut conn = match Connection::open(&target, &self.settings).await {
+            let mut conn = match Connection::open_as(&target, &self.settings, g.tls).await {
                 Ok(c) => {
                     if let Some(ip) = c.local_ip() {
                         self.governor.note_source_address(ip);
@@ -557,11 +570,11 @@ fn conn_error_text(e: &ConnError, addr: std::net::SocketAddr) -> String {
     format!("{e} (at {addr})")
 }
 
-/// Client settings from the configuration.
-pub fn client_settings(cfg: &Config) -> ClientSettings {
+/// Client settings from the configuration (the CA file was checked with it).
+pub fn client_settings(cfg: &Config) -> Result<ClientSettings, super::client::RootsError> {
     let tls = cfg.delivery.tls;
     let d = &cfg.delivery;
-    ClientSettings {
+    Ok(ClientSettings {
         helo: cfg.server.hostname.to_string(),
         tls,
         timeouts: super::client::Timeouts {
@@ -572,6 +585,9 @@ pub fn client_settings(cfg: &Config) -> ClientSettings {
             data_block: d.command_timeout.0.min(Duration::from_secs(180)),
             data_end: d.data_timeout.0,
         },
-        extra_roots: Vec::new(),
-    }
+        extra_roots: match &d.tls_ca_file {
+            Some(p) => super::client::load_roots(p)?,
+            None => Vec::new(),
+        },
+    })
 }

@@ -345,6 +345,8 @@ pub fn has_bare_line_ending(bytes: &[u8]) -> bool {
 pub struct TestPki {
     /// The CA certificate to trust.
     pub ca: CertificateDer<'static>,
+    /// The same, PEM-encoded (for `delivery.tls_ca_file`).
+    pub ca_pem: String,
     /// A server configuration with the leaf certificate and its key.
     pub server: Arc<ServerConfig>,
 }
@@ -376,6 +378,7 @@ impl TestPki {
                 .expect("server config");
         TestPki {
             ca: ca.der().clone(),
+            ca_pem: ca.pem(),
             server: Arc::new(server),
         }
     }

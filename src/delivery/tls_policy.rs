@@ -1,0 +1,92 @@
+//! Per-destination STARTTLS policy, like Postfix's `smtp_tls_policy_maps`:
+//! `[delivery.tls_policy]` maps a recipient domain (`"partner.example"`) or
+//! its subdomains (`".partner.example"`) to none, may, encrypt or verify;
+//! other domains get `delivery.tls`.
+
+use std::collections::BTreeMap;
+
+use super::client::TlsPolicy;
+use crate::domain::Domain;
+
+/// The policy for mail to `domain`: its own entry, else the nearest parent's
+/// `.parent` entry, else `default`.
+pub fn policy_for(
+    domain: &Domain,
+    map: &BTreeMap<String, TlsPolicy>,
+    default: TlsPolicy,
+) -> TlsPolicy {
+    if map.is_empty() {
+        return default;
+    }
+    let name = domain.as_str();
+    if let Some(p) = map.get(name) {
+        return *p;
+    }
+    // "a.b.example" -> ".b.example", then ".example".
+    let mut rest = name;
+    while let Some((_, parent)) = rest.split_once('.') {
+        if let Some(p) = map.get(&format!(".{parent}")) {
+            return *p;
+        }
+        rest = parent;
+    }
+    default
+}
+
+/// What is wrong with a `[delivery.tls_policy]` key, if anything.
+pub fn check_key(key: &str) -> Result<(), String> {
+    let name = key.strip_prefix('.').unwrap_or(key);
+    match Domain::parse(name) {
+        Ok(d) if d.as_str() == name => Ok(()),
+        Ok(d) => Err(format!(
+            "write the domain as {}",
+            if key.starts_with('.') {
+                format!(".{d}")
+            } else {
+                d.to_string()
+            }
+        )),
+        Err(e) => Err(format!(
+            "keys are domains (\"partner.example\") or their subdomains (\".partner.example\"): {e}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TlsPolicy::*;
+
+    fn map() -> BTreeMap<String, TlsPolicy> {
+        [
+            ("gov.kz".to_string(), Verify),
+            (".gov.kz".to_string(), Encrypt),
+            ("legacy.example".to_string(), None),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn exact_then_parent_then_default() {
+        let m = map();
+        let p = |d: &str| policy_for(&Domain::parse(d).unwrap(), &m, May);
+        assert_eq!(p("gov.kz"), Verify);
+        assert_eq!(p("egov.gov.kz"), Encrypt);
+        assert_eq!(p("mail.egov.gov.kz"), Encrypt);
+        assert_eq!(p("legacy.example"), None);
+        assert_eq!(p("sub.legacy.example"), May);
+        assert_eq!(p("example.org"), May);
+        // Not a label boundary: "notgov.kz" is not under ".gov.kz".
+        assert_eq!(p("notgov.kz"), May);
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        assert!(check_key("gov.kz").is_ok());
+        assert!(check_key(".gov.kz").is_ok());
+        assert!(check_key("*.gov.kz").is_err());
+        assert!(check_key("Gov.KZ").is_err());
+        assert!(check_key("").is_err());
+    }
+}
