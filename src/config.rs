@@ -902,7 +902,7 @@ impl Config {
             }
         }
         if let Some(p) = &self.delivery.tls_ca_file
-            && let Err(e) = crate::delivery::client::load_roots(p)
+            && let Err(e) = crate::trust::load_roots(p)
         {
             bad("delivery.tls_ca_file", e.to_string());
         }

@@ -18,3 +18,4 @@ pub mod sdnotify;
 pub mod server;
 pub mod smtp;
 pub mod store;
+pub mod trust;

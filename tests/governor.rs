@@ -72,44 +72,60 @@ fn rcpts(prefix: &str, n: usize) -> Vec<String> {
 
 /// A tiny HTTP server that records request bodies and answers 200.
 fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    receiver(None)
+}
+
+/// The same over TLS with `tls` (a certificate for 127.0.0.1).
+fn receiver(tls: Option<Arc<rustls::ServerConfig>>) -> (String, Arc<Mutex<Vec<Value>>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/hook", l.local_addr().unwrap());
     let got: Arc<Mutex<Vec<Value>>> = Arc::default();
     let g = got.clone();
     std::thread::spawn(move || {
         for s in l.incoming() {
-            let Ok(mut s) = s else { break };
+            let Ok(s) = s else { break };
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut data = Vec::new();
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
+            match &tls {
+                Some(cfg) => {
+                    let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+                    serve_one(rustls::StreamOwned::new(conn, s), &g);
                 }
-                data.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&data).to_string();
-                if let Some(i) = text.find("\r\n\r\n") {
-                    let len = text[..i]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                        })
-                        .unwrap_or(0);
-                    if data.len() >= i + 4 + len {
-                        if let Ok(v) = serde_json::from_slice(&data[i + 4..i + 4 + len]) {
-                            g.lock().unwrap().push(v);
-                        }
-                        break;
-                    }
-                }
+                None => serve_one(s, &g),
             }
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
     (url, got)
+}
+
+fn serve_one(mut s: impl Read + Write, got: &Mutex<Vec<Value>>) {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data).to_string();
+        if let Some(i) = text.find("\r\n\r\n") {
+            let len = text[..i]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                })
+                .unwrap_or(0);
+            if data.len() >= i + 4 + len {
+                if let Ok(v) = serde_json::from_slice(&data[i + 4..i + 4 + len]) {
+                    got.lock().unwrap().push(v);
+                }
+                break;
+            }
+        }
+    }
+    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = s.flush();
 }
 
 #[test]
@@ -549,4 +565,43 @@ fn message_and_connection_rates_answer_with_the_limit_named() {
             && metrics.contains("limit=\"domain_messages_per_hour\""),
         "{metrics}"
     );
+}
+
+#[test]
+fn webhooks_reach_an_https_receiver_through_the_extra_trust_anchors() {
+    let pki = common::fake_mx::TestPki::new(&["127.0.0.1"]);
+    let (hook, hooks) = receiver(Some(pki.server.clone()));
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = ca_dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let gw = Gateway::start(&format!(
+        "[governor]\nwebhooks = [\"{hook}\"]\n[delivery]\ntls_ca_file = \"{}\"\n",
+        ca.display()
+    ));
+    register(&gw, "a.example.kz");
+    gw.cli_ok(&["domain", "suspend", "a.example.kz", "--reason", "test"]);
+    assert!(
+        wait_for(20, || hooks.lock().unwrap().iter().any(|v| v["event"]
+            == "suspend"
+            && v["scope"]["value"] == "a.example.kz")),
+        "no event over https; log:\n{}",
+        gw.log_text()
+    );
+    let g = api(&gw, "/api/v1/governor");
+    assert_eq!(g["webhooks"]["delivered"], 1, "{g}");
+
+    // A receiver whose certificate nothing vouches for gets nothing.
+    let other = common::fake_mx::TestPki::new(&["127.0.0.1"]);
+    let (hook2, hooks2) = receiver(Some(other.server.clone()));
+    let gw2 = Gateway::start(&format!(
+        "[governor]\nwebhooks = [\"{hook2}\"]\nwebhook_attempts = 1\n[delivery]\ntls_ca_file = \"{}\"\n",
+        ca.display()
+    ));
+    register(&gw2, "a.example.kz");
+    gw2.cli_ok(&["domain", "suspend", "a.example.kz", "--reason", "test"]);
+    assert!(wait_for(
+        20,
+        || api(&gw2, "/api/v1/governor")["webhooks"]["failed"] == 1
+    ));
+    assert!(hooks2.lock().unwrap().is_empty());
 }

@@ -36,7 +36,6 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -1325,78 +1324,15 @@ fn provider() -> Arc<CryptoProvider> {
         .clone()
 }
 
-/// A CA file that cannot serve as trust anchors.
-#[derive(Debug, thiserror::Error)]
-pub enum RootsError {
-    /// Unreadable, or not PEM.
-    #[error("cannot read {path}: {reason}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-    /// Readable, but no certificate in it could be used.
-    #[error("{path} holds no usable CA certificate")]
-    Empty {
-        /// The file.
-        path: String,
-    },
-}
-
-/// Loads the PEM certificates of `path` as extra trust anchors.
-pub fn load_roots(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, RootsError> {
-    let shown = path.display().to_string();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| RootsError::Read {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?
-        .collect::<Result<_, _>>()
-        .map_err(|e| RootsError::Read {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-    let mut store = RootCertStore::empty();
-    let (added, _) = store.add_parsable_certificates(certs.iter().cloned());
-    if added == 0 {
-        return Err(RootsError::Empty { path: shown });
-    }
-    Ok(certs)
-}
-
-/// The system's trust anchors, loaded once from the distribution's CA
-/// bundle (`SSL_CERT_FILE` first). On Linux this is what
-/// rustls-platform-verifier (mail-send's default) does underneath:
-/// rustls-native-certs roots and a webpki verifier. Doing it here lets test
-/// CAs be added to the system roots and lets `May` record a failed check
-/// instead of failing the handshake.
+/// The system's trust anchors as a root store, built once from
+/// [`crate::trust::system_certs`]; this also lets `May` record a failed
+/// check instead of failing the handshake.
 fn system_roots() -> Arc<RootCertStore> {
     static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
     ROOTS
         .get_or_init(|| {
             let mut store = RootCertStore::empty();
-            let env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
-            let candidates = env.into_iter().chain(
-                [
-                    "/etc/ssl/certs/ca-certificates.crt",
-                    "/etc/pki/tls/certs/ca-bundle.crt",
-                    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-                    "/etc/ssl/ca-bundle.pem",
-                    "/etc/ssl/cert.pem",
-                ]
-                .map(std::path::PathBuf::from),
-            );
-            for path in candidates {
-                let Ok(certs) = CertificateDer::pem_file_iter(&path) else {
-                    continue;
-                };
-                let (added, _) = store.add_parsable_certificates(certs.flatten());
-                if added > 0 {
-                    tracing::debug!(path = %path.display(), added, "loaded system CA roots");
-                    break;
-                }
-            }
+            store.add_parsable_certificates(crate::trust::system_certs().iter().cloned());
             if store.is_empty() {
                 tracing::warn!("no system CA roots found: TLS policy `verify` cannot succeed");
             }

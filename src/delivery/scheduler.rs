@@ -571,7 +571,7 @@ fn conn_error_text(e: &ConnError, addr: std::net::SocketAddr) -> String {
 }
 
 /// Client settings from the configuration (the CA file was checked with it).
-pub fn client_settings(cfg: &Config) -> Result<ClientSettings, super::client::RootsError> {
+pub fn client_settings(cfg: &Config) -> Result<ClientSettings, crate::trust::RootsError> {
     let tls = cfg.delivery.tls;
     let d = &cfg.delivery;
     Ok(ClientSettings {
@@ -586,7 +586,7 @@ pub fn client_settings(cfg: &Config) -> Result<ClientSettings, super::client::Ro
             data_end: d.data_timeout.0,
         },
         extra_roots: match &d.tls_ca_file {
-            Some(p) => super::client::load_roots(p)?,
+            Some(p) => crate::trust::load_roots(p)?,
             None => Vec::new(),
         },
     })

@@ -724,9 +724,12 @@ impl Governor {
             return;
         };
         let g = &self.cfg.governor;
-        let sender =
-            self.webhooks
-                .spawn_sender(g.webhook_attempts, g.webhook_timeout.0, stop.clone());
+        let sender = self.webhooks.spawn_sender(
+            g.webhook_attempts,
+            g.webhook_timeout.0,
+            crate::trust::all_certs(self.cfg.delivery.tls_ca_file.as_deref()),
+            stop.clone(),
+        );
         let every = g.housekeeping_interval.0;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -66,14 +66,17 @@ impl Webhooks {
     }
 
     /// Starts the background sender; jobs left in the store by an earlier
-    /// run are sent too, even if no URL is configured any more.
+    /// run are sent too, even if no URL is configured any more. `https://`
+    /// receivers must present a certificate that `roots` vouch for
+    /// ([`crate::trust::all_certs`]).
     pub fn spawn_sender(
         &self,
         attempts: u32,
         timeout: Duration,
+        roots: Vec<rustls_pki_types::CertificateDer<'static>>,
         stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.clone().run(attempts.max(1), timeout, stop))
+        tokio::spawn(self.clone().run(attempts.max(1), timeout, roots, stop))
     }
 
     /// Queues an event for every URL (written to the store off the runtime).
@@ -102,13 +105,29 @@ impl Webhooks {
         });
     }
 
-    async fn run(self, attempts: u32, timeout: Duration, mut stop: watch::Receiver<bool>) {
+    async fn run(
+        self,
+        attempts: u32,
+        timeout: Duration,
+        roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let Some(store) = self.store.clone() else {
             return;
         };
+        let roots: Vec<ureq::tls::Certificate<'static>> = roots
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(true)
+            .tls_config(tls)
             .build()
             .into();
         loop {
@@ -244,7 +263,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let (_stop_tx, stop) = watch::channel(false);
         let w = Webhooks::new(store.clone(), vec![format!("http://{addr}/hook")]);
-        w.spawn_sender(3, Duration::from_secs(5), stop);
+        w.spawn_sender(3, Duration::from_secs(5), Vec::new(), stop);
         w.send(serde_json::json!({"event": "suspend", "rule": "volume"}));
         let bodies = tokio::task::spawn_blocking(move || server.join().unwrap())
             .await
