@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod dsn;
+pub mod mta_sts;
 pub mod outcome;
 pub mod route;
 pub mod scheduler;

@@ -216,6 +216,40 @@ impl Resolver {
         }
     }
 
+    /// The strings of `name`'s TXT records (each record's strings joined);
+    /// empty when the name or the records do not exist.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, ResolveError> {
+        let name = fqdn(name)?;
+        match self.dns.lookup(name, RecordType::TXT).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(t) => Some(
+                        t.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s))
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) => match classify(&e) {
+                Negative::NxDomain | Negative::NoData => Ok(Vec::new()),
+                Negative::Failure(text) => Err(ResolveError::Temporary(text)),
+            },
+        }
+    }
+
+    /// The addresses of `host` on `port` (A/AAAA, no MX), as targets.
+    pub async fn addresses(&self, host: &str, port: u16) -> Result<Vec<Target>, ResolveError> {
+        self.next_hop(&HostPort {
+            host: host.to_string(),
+            port,
+        })
+        .await
+    }
+
     /// A configured next hop: a literal address, or a name's A/AAAA without
     /// an MX lookup (Postfix's `[host]`).
     async fn next_hop(&self, hp: &HostPort) -> Result<Vec<Target>, ResolveError> {
