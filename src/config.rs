@@ -450,6 +450,10 @@ pub struct DeliverySection {
     pub tls_ca_file: Option<PathBuf>,
     /// TCP port of MX targets: 25 on the internet; test labs change it.
     pub mx_port: u16,
+    /// Honour recipient domains' MTA-STS policies (RFC 8461).
+    pub mta_sts: bool,
+    /// HTTPS port of MTA-STS policy hosts: 443 on the internet; labs change it.
+    pub mta_sts_port: u16,
 }
 
 impl Default for DeliverySection {
@@ -471,6 +475,8 @@ impl Default for DeliverySection {
             tls_policy: BTreeMap::new(),
             tls_ca_file: None,
             mx_port: 25,
+            mta_sts: true,
+            mta_sts_port: 443,
         }
     }
 }

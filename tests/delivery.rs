@@ -580,3 +580,144 @@ tls = \"none\"
     );
     assert_eq!(secure.messages().len(), 1);
 }
+
+/// An HTTPS server for MTA-STS policies: `GET /.well-known/mta-sts.txt`
+/// answers the body for the request's Host, 404 otherwise.
+fn policy_server(
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    policies: Vec<(&'static str, String)>,
+) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { break };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let conn = rustls::ServerConnection::new(tls.clone()).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, s);
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let req = String::from_utf8_lossy(&req).to_string();
+            let host = req
+                .lines()
+                .find_map(|l| l.strip_prefix("Host: "))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let body = policies
+                .iter()
+                .find(|(h, _)| *h == host)
+                .filter(|_| req.starts_with("GET /.well-known/mta-sts.txt "))
+                .map(|(_, b)| b.clone());
+            let resp = match body {
+                Some(b) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{b}",
+                    b.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
+            };
+            let _ = s.write_all(resp.as_bytes());
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+    });
+    addr
+}
+
+#[test]
+fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
+    let pki = TestPki::new(&[
+        "mx.sts.example",
+        "mta-sts.sts.example",
+        "mta-sts.wrong.example",
+    ]);
+    let mx = FakeMx::start(Behaviour::starttls(pki.server.clone()));
+    let policies = policy_server(
+        pki.server.clone(),
+        vec![
+            (
+                "mta-sts.sts.example",
+                "version: STSv1\r\nmode: enforce\r\nmx: mx.sts.example\r\nmax_age: 86400\r\n"
+                    .into(),
+            ),
+            (
+                "mta-sts.wrong.example",
+                "version: STSv1\r\nmode: enforce\r\nmx: *.elsewhere.example\r\nmax_age: 86400\r\n"
+                    .into(),
+            ),
+        ],
+    );
+    let lo = || Rec::A("127.0.0.1".parse().unwrap());
+    let dns = TestDns::start(&[
+        ("sts.example", Rec::Mx(10, "mx.sts.example")),
+        ("_mta-sts.sts.example", Rec::Txt("v=STSv1; id=20261129;")),
+        ("mta-sts.sts.example", lo()),
+        ("wrong.example", Rec::Mx(10, "mx.sts.example")),
+        ("_mta-sts.wrong.example", Rec::Txt("v=STSv1; id=1;")),
+        ("mta-sts.wrong.example", lo()),
+        ("plain.example", Rec::Mx(10, "mx.sts.example")),
+        ("mx.sts.example", lo()),
+    ]);
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = ca_dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let gw = gateway(
+        &dns,
+        mx.addr().port(),
+        &format!(
+            "[delivery]\ntls_ca_file = \"{}\"\nmta_sts_port = {}\n",
+            ca.display(),
+            policies.port()
+        ),
+    );
+    gw.register(AGENCY, &["127.0.0.1"]);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["a@sts.example", "b@wrong.example", "c@plain.example"],
+        "Subject: sts\r\n\r\nhello\r\n",
+    );
+    assert!(
+        mx.wait_for_messages(2, Duration::from_secs(20)),
+        "log:\n{}",
+        gw.log_text()
+    );
+    let got = mx.messages();
+    let sts = got
+        .iter()
+        .find(|m| m.recipients == ["a@sts.example"])
+        .expect("sts.example delivered");
+    // The gateway's default here is tls = "none": only the policy made it TLS.
+    assert!(sts.tls, "sts.example went out without TLS");
+    let plain = got
+        .iter()
+        .find(|m| m.recipients == ["c@plain.example"])
+        .expect("plain.example delivered");
+    assert!(!plain.tls);
+    // wrong.example's policy lists no MX it has: kept, with the reason.
+    assert!(
+        wait_for(20, || queue_list(&gw).iter().any(|e| {
+            e["recipients"].as_array().unwrap().iter().any(|r| {
+                r["address"] == "b@wrong.example"
+                    && r["status"] == "deferred"
+                    && r["last_error"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("MTA-STS policy of wrong.example"))
+            })
+        })),
+        "{:?}",
+        queue_list(&gw)
+    );
+    assert!(
+        got.iter()
+            .all(|m| !m.recipients.iter().any(|r| r == "b@wrong.example"))
+    );
+    assert!(gw.log_text().contains("MTA-STS policy fetched"));
+}

@@ -66,3 +66,8 @@ fn reply_corpus() {
 fn message_corpus() {
     replay("message", checks::message);
 }
+
+#[test]
+fn mta_sts_corpus() {
+    replay("mta_sts", ugem::delivery::mta_sts::fuzzing::check);
+}

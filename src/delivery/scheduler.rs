@@ -35,6 +35,8 @@ pub struct Scheduler {
     pool: Mutex<HashMap<String, Vec<(Instant, Connection)>>>,
     /// Learns from remote replies (rejection and unknown-recipient rules).
     governor: Arc<crate::governor::Governor>,
+    /// Recipient domains' MTA-STS policies (off with `delivery.mta_sts = false`).
+    mta_sts: Option<super::mta_sts::MtaSts>,
 }
 
 /// The recipients of one message that share a destination.
@@ -42,6 +44,8 @@ struct Group {
     route: Route,
     /// STARTTLS policy of the group's recipient domain.
     tls: TlsPolicy,
+    /// Whether `[delivery.tls_policy]` named it (then MTA-STS does not apply).
+    tls_explicit: bool,
     /// Route and policy: the unit of connection reuse and of the
     /// per-destination limit.
     key: String,
@@ -58,6 +62,13 @@ impl Scheduler {
         settings: ClientSettings,
         governor: Arc<crate::governor::Governor>,
     ) -> Arc<Scheduler> {
+        let mta_sts = cfg.delivery.mta_sts.then(|| {
+            super::mta_sts::MtaSts::new(
+                resolver.clone(),
+                cfg.delivery.mta_sts_port,
+                crate::trust::all_certs(cfg.delivery.tls_ca_file.as_deref()),
+            )
+        });
         let d = &cfg.delivery;
         Arc::new(Scheduler {
             backoff: Backoff {
@@ -73,6 +84,7 @@ impl Scheduler {
             resolver,
             settings,
             governor,
+            mta_sts,
         })
     }
 
@@ -325,7 +337,8 @@ impl Scheduler {
             };
             let route = route_for(&domain, &snap, &self.cfg.delivery.routes);
             let d = &self.cfg.delivery;
-            let tls = super::tls_policy::policy_for(&domain, &d.tls_policy, d.tls);
+            let explicit = super::tls_policy::lookup(&domain, &d.tls_policy);
+            let tls = explicit.unwrap_or(d.tls);
             // Domains behind one next hop with different policies must
             // not share a connection opened under the weaker one.
             let key = if tls == d.tls {
@@ -338,6 +351,7 @@ impl Scheduler {
                 .or_insert_with(|| Group {
                     route,
                     tls,
+                    tls_explicit: explicit.is_some(),
                     key,
                     rcpts: Vec::new(),
                 })
@@ -400,13 +414,26 @@ impl Scheduler {
                 );
             }
         };
+        // MTA-STS, for MX routes that no tls_policy entry governs: enforce
+        // means verified TLS, and only to the MX hosts the policy lists.
+        let sts = match (&g.route, &self.mta_sts) {
+            (Route::Mx(d), Some(m)) if !g.tls_explicit => m.policy(d).await.map(|p| (d, p)),
+            _ => None,
+        };
+        let enforce = sts
+            .as_ref()
+            .is_some_and(|(_, p)| p.mode == super::mta_sts::Mode::Enforce);
+        let tls = if enforce { TlsPolicy::Verify } else { g.tls };
         // A pooled connection first; if it has gone stale, a fresh one.
-        if let Some(mut c) = self.pooled(&g.key)
-            && let Ok(results) = c.send(sender, rcpts, body).await
-        {
-            let mta = Some(c.remote().to_string());
-            self.give_back(&g.key, c);
-            return (results, mta);
+        if let Some(mut c) = self.pooled(&g.key) {
+            if enforce && !c.tls_verified() {
+                // Opened before the policy was known: not good enough now.
+                tokio::spawn(c.quit());
+            } else if let Ok(results) = c.send(sender, rcpts, body).await {
+                let mta = Some(c.remote().to_string());
+                self.give_back(&g.key, c);
+                return (results, mta);
+            }
         }
         let targets = match self.resolver.targets(&g.route).await {
             Ok(t) if !t.is_empty() => t,
@@ -437,13 +464,47 @@ impl Scheduler {
                 );
             }
         };
+        let targets = match &sts {
+            Some((d, p)) => {
+                let listed: Vec<_> = targets
+                    .iter()
+                    .filter(|t| p.allows(&t.host))
+                    .cloned()
+                    .collect();
+                if listed.len() < targets.len() {
+                    let hosts: Vec<&str> = targets
+                        .iter()
+                        .filter(|t| !p.allows(&t.host))
+                        .map(|t| t.host.as_str())
+                        .collect();
+                    tracing::warn!(domain = %d, mode = ?p.mode, hosts = ?hosts, "MX hosts outside the domain's MTA-STS policy");
+                }
+                if !enforce {
+                    targets
+                } else if listed.is_empty() {
+                    let text = format!(
+                        "4.7.5 the MTA-STS policy of {d} (enforce) lists none of its MX hosts (policy: {})",
+                        p.mx.join(", ")
+                    );
+                    return (
+                        all(&|| RcptResult::Deferred {
+                            reply: text.clone(),
+                        }),
+                        None,
+                    );
+                } else {
+                    listed
+                }
+            }
+            None => targets,
+        };
         let mut last_err = String::from("4.4.1 no target answered");
         for t in targets.iter() {
             let target = Target {
                 host: t.host.clone(),
                 addr: t.addr,
             };
-            let mut conn = match Connection::open_as(&target, &self.settings, g.tls).await {
+            let mut conn = match Connection::open_as(&target, &self.settings, tls).await {
                 Ok(c) => {
                     if let Some(ip) = c.local_ip() {
                         self.governor.note_source_address(ip);
@@ -453,6 +514,9 @@ impl Scheduler {
                 Err(e) => {
                     tracing::info!(target = %t.addr, error = %e, "connection failed; trying the next target");
                     last_err = conn_error_text(&e, t.addr);
+                    if enforce {
+                        last_err = format!("{last_err}; required by the MTA-STS policy");
+                    }
                     continue;
                 }
             };

@@ -15,22 +15,28 @@ pub fn policy_for(
     map: &BTreeMap<String, TlsPolicy>,
     default: TlsPolicy,
 ) -> TlsPolicy {
+    lookup(domain, map).unwrap_or(default)
+}
+
+/// The entry that applies to `domain`, if any (an explicit entry also
+/// overrides the domain's MTA-STS policy).
+pub fn lookup(domain: &Domain, map: &BTreeMap<String, TlsPolicy>) -> Option<TlsPolicy> {
     if map.is_empty() {
-        return default;
+        return None;
     }
     let name = domain.as_str();
     if let Some(p) = map.get(name) {
-        return *p;
+        return Some(*p);
     }
     // "a.b.example" -> ".b.example", then ".example".
     let mut rest = name;
     while let Some((_, parent)) = rest.split_once('.') {
         if let Some(p) = map.get(&format!(".{parent}")) {
-            return *p;
+            return Some(*p);
         }
         rest = parent;
     }
-    default
+    None
 }
 
 /// What is wrong with a `[delivery.tls_policy]` key, if anything.
