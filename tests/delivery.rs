@@ -720,4 +720,36 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
             .all(|m| !m.recipients.iter().any(|r| r == "b@wrong.example"))
     );
     assert!(gw.log_text().contains("MTA-STS policy fetched"));
+
+    // After a restart with the policy host out of reach, the cached policy
+    // (kept in the store) still governs: TLS again, though the default is none.
+    let mut gw = gw;
+    gw.terminate();
+    let cfg = std::fs::read_to_string(&gw.config).unwrap().replace(
+        &format!("mta_sts_port = {}", policies.port()),
+        "mta_sts_port = 9",
+    );
+    assert!(cfg.contains("mta_sts_port = 9"));
+    std::fs::write(&gw.config, cfg).unwrap();
+    gw.spawn();
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["d@sts.example"],
+        "Subject: again\r\n\r\nhello\r\n",
+    );
+    assert!(
+        mx.wait_for_messages(3, Duration::from_secs(20)),
+        "log:\n{}",
+        gw.log_text()
+    );
+    let again = mx
+        .messages()
+        .into_iter()
+        .find(|m| m.recipients == ["d@sts.example"])
+        .unwrap();
+    assert!(
+        again.tls,
+        "the stored policy was not applied after the restart"
+    );
 }

@@ -7,7 +7,8 @@
 //! with a verified certificate, no redirects, 64 KiB at most). Policies are
 //! cached for their `max_age` and stay in effect when the TXT record or the
 //! web server disappears (§5.1), so an attacker on the path cannot turn
-//! them off; the record is looked at again at most every few minutes.
+//! them off; the record is looked at again at most every few minutes. The
+//! cache is kept in the store too, so a restart keeps it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,7 +35,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 const RECHECK_MS: u64 = 5 * 60 * 1000;
 
 /// What a policy asks of senders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Verified TLS to a listed MX, or no delivery.
     Enforce,
@@ -45,7 +47,7 @@ pub enum Mode {
 }
 
 /// A parsed policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
     /// enforce, testing or none.
     pub mode: Mode,
@@ -252,12 +254,21 @@ struct Cached {
     checked_ms: u64,
 }
 
+/// A cached policy as the store keeps it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    policy: Policy,
+    id: String,
+    expires_ms: u64,
+}
+
 /// Policies by domain, fetched and cached on demand.
 pub struct MtaSts {
     resolver: Resolver,
     port: u16,
     tls: Arc<ClientConfig>,
     cache: Mutex<HashMap<String, Cached>>,
+    store: Option<crate::store::Store>,
 }
 
 impl std::fmt::Debug for MtaSts {
@@ -269,22 +280,62 @@ impl std::fmt::Debug for MtaSts {
 }
 
 impl MtaSts {
-    /// Fetches over HTTPS on `port` (443; labs change it), trusting `roots`.
-    pub fn new(resolver: Resolver, port: u16, roots: Vec<CertificateDer<'static>>) -> MtaSts {
-        let mut store = RootCertStore::empty();
-        store.add_parsable_certificates(roots);
+    /// Fetches over HTTPS on `port` (443; labs change it), trusting `roots`;
+    /// with a store, the cache is loaded from it and saved to it.
+    pub fn new(
+        resolver: Resolver,
+        port: u16,
+        roots: Vec<CertificateDer<'static>>,
+        store: Option<crate::store::Store>,
+    ) -> MtaSts {
+        let mut anchors = RootCertStore::empty();
+        anchors.add_parsable_certificates(roots);
         let tls =
             ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
                 .expect("ring supports the default versions")
-                .with_root_certificates(store)
+                .with_root_certificates(anchors)
                 .with_no_client_auth();
+        let cache = store.as_ref().map(load).unwrap_or_default();
         MtaSts {
             resolver,
             port,
             tls: Arc::new(tls),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(cache),
+            store,
         }
+    }
+
+    /// Domains with a policy cached (for tests and status).
+    pub fn cached_domains(&self) -> Vec<String> {
+        let m = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<String> = m
+            .iter()
+            .filter(|(_, c)| c.policy.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn save(&self, domain: &str, policy: &Policy, id: &str, expires_ms: u64) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let saved = Saved {
+            policy: policy.clone(),
+            id: id.to_string(),
+            expires_ms,
+        };
+        let (domain, bytes) = (
+            domain.to_string(),
+            serde_json::to_vec(&saved).unwrap_or_default(),
+        );
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.save_mta_sts(&domain, &bytes) {
+                tracing::warn!(domain, error = %e, "cannot save the MTA-STS policy");
+            }
+        });
     }
 
     /// The policy in effect for mail to `domain`, if any (mode none: none).
@@ -330,6 +381,7 @@ impl MtaSts {
         match tokio::time::timeout(FETCH_TIMEOUT, self.fetch(domain)).await {
             Ok(Ok(p)) => {
                 tracing::info!(domain = %key, id, mode = ?p.mode, mx = ?p.mx, max_age = p.max_age, "MTA-STS policy fetched");
+                self.save(&key, &p, &id, now + p.max_age * 1000);
                 let policy = (p.mode != Mode::None).then(|| Arc::new(p.clone()));
                 self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
                     key,
@@ -418,6 +470,38 @@ impl MtaSts {
         }
         Ok(parse_response(&raw)?)
     }
+}
+
+/// The unexpired policies saved in `store`; the expired ones are deleted.
+fn load(store: &crate::store::Store) -> HashMap<String, Cached> {
+    let now = crate::store::now_ms();
+    let rows = store.load_mta_sts().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot load the cached MTA-STS policies");
+        Vec::new()
+    });
+    let mut out = HashMap::new();
+    let mut expired = Vec::new();
+    for (domain, bytes) in rows {
+        match serde_json::from_slice::<Saved>(&bytes) {
+            Ok(s) if s.expires_ms > now => {
+                out.insert(
+                    domain,
+                    Cached {
+                        policy: (s.policy.mode != Mode::None).then(|| Arc::new(s.policy)),
+                        id: s.id,
+                        expires_ms: s.expires_ms,
+                        // Look at the record on first use; the policy holds meanwhile.
+                        checked_ms: 0,
+                    },
+                );
+            }
+            _ => expired.push(domain),
+        }
+    }
+    if let Err(e) = store.delete_mta_sts(&expired) {
+        tracing::warn!(error = %e, "cannot forget expired MTA-STS policies");
+    }
+    out
 }
 
 /// Fuzzing entry points (cargo-fuzz target `mta_sts`, corpus replayed by

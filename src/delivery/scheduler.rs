@@ -67,6 +67,7 @@ impl Scheduler {
                 resolver.clone(),
                 cfg.delivery.mta_sts_port,
                 crate::trust::all_certs(cfg.delivery.tls_ca_file.as_deref()),
+                Some(registry.store().clone()),
             )
         });
         let d = &cfg.delivery;

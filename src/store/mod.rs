@@ -7,6 +7,7 @@ pub mod audit;
 pub mod connections;
 pub mod domains;
 pub mod governor;
+pub mod mta_sts;
 pub mod suspensions;
 pub mod webhooks;
 

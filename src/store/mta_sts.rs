@@ -1,0 +1,72 @@
+//! Cached MTA-STS policies, so that a restart does not open the window
+//! RFC 8461 §5.1 closes: a policy stays in force for its max_age even if
+//! an attacker hides the record or the policy host.
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::{Store, StoreError};
+
+pub(crate) const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("mta_sts");
+
+impl Store {
+    /// Saves one domain's cached policy (JSON).
+    pub fn save_mta_sts(&self, domain: &str, record: &[u8]) -> Result<(), StoreError> {
+        self.write_lazy(|tx| {
+            tx.open_table(POLICIES)?.insert(domain, record)?;
+            Ok(())
+        })
+    }
+
+    /// Every cached policy, raw.
+    pub fn load_mta_sts(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(|tx| {
+            let t = match tx.open_table(POLICIES) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Forgets the cached policies of `domains` (expired ones).
+    pub fn delete_mta_sts(&self, domains: &[String]) -> Result<(), StoreError> {
+        if domains.is_empty() {
+            return Ok(());
+        }
+        self.write_lazy(|tx| {
+            let mut t = tx.open_table(POLICIES)?;
+            for d in domains {
+                t.remove(d.as_str())?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert!(s.load_mta_sts().unwrap().is_empty());
+            s.save_mta_sts("a.example", b"{}").unwrap();
+            s.save_mta_sts("b.example", b"{}").unwrap();
+            s.delete_mta_sts(&["b.example".into()]).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.load_mta_sts().unwrap(),
+            vec![("a.example".to_string(), b"{}".to_vec())]
+        );
+    }
+}
