@@ -401,6 +401,17 @@ impl Scheduler {
         body: &[u8],
     ) -> (Vec<RcptResult>, Option<String>) {
         let all = |f: &dyn Fn() -> RcptResult| rcpts.iter().map(|_| f()).collect::<Vec<_>>();
+        // MTA-STS, for MX routes that no tls_policy entry governs: enforce
+        // means verified TLS, and only to the MX hosts the policy lists.
+        // Looked up before taking connection slots: a fetch may be slow.
+        let sts = match (&g.route, &self.mta_sts) {
+            (Route::Mx(d), Some(m)) if !g.tls_explicit => m.policy(d).await.map(|p| (d, p)),
+            _ => None,
+        };
+        let enforce = sts
+            .as_ref()
+            .is_some_and(|(_, p)| p.mode == super::mta_sts::Mode::Enforce);
+        let tls = if enforce { TlsPolicy::Verify } else { g.tls };
         let _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit) = match (
             self.total.clone().acquire_owned().await,
             self.dest_semaphore(&g.key).acquire_owned().await,
@@ -415,16 +426,6 @@ impl Scheduler {
                 );
             }
         };
-        // MTA-STS, for MX routes that no tls_policy entry governs: enforce
-        // means verified TLS, and only to the MX hosts the policy lists.
-        let sts = match (&g.route, &self.mta_sts) {
-            (Route::Mx(d), Some(m)) if !g.tls_explicit => m.policy(d).await.map(|p| (d, p)),
-            _ => None,
-        };
-        let enforce = sts
-            .as_ref()
-            .is_some_and(|(_, p)| p.mode == super::mta_sts::Mode::Enforce);
-        let tls = if enforce { TlsPolicy::Verify } else { g.tls };
         // A pooled connection first; if it has gone stale, a fresh one.
         if let Some(mut c) = self.pooled(&g.key) {
             if enforce && !c.tls_verified() {
