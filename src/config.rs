@@ -323,6 +323,16 @@ pub struct SmtpSection {
     pub tls_key: Option<PathBuf>,
     /// Time allowed for the TLS handshake.
     pub tls_handshake_timeout: Span,
+    /// Ask a registered domain's server whether an inbound recipient exists
+    /// before accepting it, so unknown users are refused at RCPT and the
+    /// gateway never bounces to forged senders (backscatter).
+    pub verify_recipients: bool,
+    /// How long "exists" answers are remembered.
+    pub verify_positive_ttl: Span,
+    /// How long "unknown" answers are remembered.
+    pub verify_negative_ttl: Span,
+    /// Time allowed for one probe; after it the recipient is accepted.
+    pub verify_timeout: Span,
 }
 
 impl Default for SmtpSection {
@@ -345,6 +355,10 @@ impl Default for SmtpSection {
             tls_cert: None,
             tls_key: None,
             tls_handshake_timeout: Span(Duration::from_secs(30)),
+            verify_recipients: true,
+            verify_positive_ttl: Span(Duration::from_secs(86_400)),
+            verify_negative_ttl: Span(Duration::from_secs(3_600)),
+            verify_timeout: Span(Duration::from_secs(10)),
         }
     }
 }

@@ -105,28 +105,39 @@ pub async fn run(
     let smtp = crate::smtp::listener::Listeners::bind(&cfg.smtp.listen)
         .await
         .context("cannot start the SMTP listener")?;
+    let resolver = crate::delivery::route::Resolver::new(&cfg.delivery.nameservers)
+        .context("cannot set up the DNS resolver")?
+        .with_smtp_port(cfg.delivery.mx_port);
+    let client_settings = crate::delivery::scheduler::client_settings(&cfg)
+        .context("cannot load delivery.tls_ca_file")?;
+    let verifier = cfg.smtp.verify_recipients.then(|| {
+        Arc::new(crate::delivery::verify::Verifier::new(
+            resolver.clone(),
+            client_settings.clone(),
+            cfg.smtp.verify_positive_ttl.0,
+            cfg.smtp.verify_negative_ttl.0,
+            cfg.smtp.verify_timeout.0,
+        ))
+    });
     let gateway = crate::smtp::Gateway::new(
         cfg.clone(),
         registry.clone(),
         queue.clone(),
         connlog.clone(),
         governor.clone(),
+        verifier,
     )
     .context("cannot set up SMTP")?;
     let smtp_addrs: Vec<String> = smtp.local_addrs().iter().map(|a| a.to_string()).collect();
     let smtp_task = tokio::spawn(smtp.serve(gateway.clone(), stop_rx.clone()));
     let hup_task = tokio::spawn(reload_on_hup(gateway.clone()));
 
-    let resolver = crate::delivery::route::Resolver::new(&cfg.delivery.nameservers)
-        .context("cannot set up the DNS resolver")?
-        .with_smtp_port(cfg.delivery.mx_port);
     let scheduler = crate::delivery::scheduler::Scheduler::new(
         cfg.clone(),
         queue.clone(),
         registry.clone(),
         resolver,
-        crate::delivery::scheduler::client_settings(&cfg)
-            .context("cannot load delivery.tls_ca_file")?,
+        client_settings,
         governor.clone(),
     );
     let delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));

@@ -753,3 +753,75 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
         "the stored policy was not applied after the restart"
     );
 }
+
+#[test]
+fn inbound_unknown_recipients_are_refused_at_rcpt_not_bounced() {
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&[]);
+    let gw = gateway(&dns, 25, "");
+    register_with_inbound(&gw, "192.0.2.10", &agency_server);
+    // An internet sender (127.0.0.1 is not the agency's server).
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO mx.sender.example", 250);
+    s.expect("MAIL FROM:<someone@sender.example>", 250);
+    let r = s.expect("RCPT TO:<reject-nobody@agency.example.kz>", 550);
+    assert!(
+        r.text().starts_with(
+            "5.1.1 <reject-nobody@agency.example.kz>: unknown at agency.example.kz's mail server"
+        ) && r.text().contains("user unknown"),
+        "{r:?}"
+    );
+    s.expect("RCPT TO:<minister@agency.example.kz>", 250);
+    s.expect("DATA", 354);
+    s.send_raw(b"Subject: hello\r\n\r\nhello\r\n.\r\n");
+    assert_eq!(s.reply().code, 250);
+    s.expect("QUIT", 221);
+    // Only the real recipient's message reached the server; the probes
+    // used the null sender and sent no DATA.
+    assert!(agency_server.wait_for_messages(1, Duration::from_secs(20)));
+    let got = agency_server.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].recipients, vec!["minister@agency.example.kz"]);
+    let verbs = agency_server.verbs();
+    assert!(
+        agency_server
+            .commands()
+            .iter()
+            .any(|(_, c)| c == "MAIL FROM:<>"),
+        "{verbs:?}"
+    );
+    // The answer is remembered: no new probe for the same address.
+    let before = agency_server.connections();
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO mx.sender.example", 250);
+    s.expect("MAIL FROM:<other@sender.example>", 250);
+    s.expect("RCPT TO:<Reject-Nobody@agency.example.kz>", 550);
+    s.expect("QUIT", 221);
+    assert_eq!(agency_server.connections(), before);
+    // Nothing was bounced to the (possibly forged) internet sender.
+    assert!(
+        wait_for(10, || queue_counts(&gw)["total"] == 0),
+        "{:?}",
+        queue_list(&gw)
+    );
+
+    // A server that does not answer leaves the recipient accepted and queued.
+    let dns2 = dns_for(&[]);
+    let gw2 = gateway(&dns2, 25, "");
+    gw2.cli_ok(&[
+        "domain",
+        "add",
+        AGENCY,
+        "--server",
+        "192.0.2.10",
+        "--contact",
+        "it@contact.example.kz",
+        "--inbound",
+        "127.0.0.1:9",
+    ]);
+    let mut s = Smtp::greeted(gw2.smtp);
+    s.expect("EHLO mx.sender.example", 250);
+    s.expect("MAIL FROM:<someone@sender.example>", 250);
+    s.expect("RCPT TO:<reject-nobody@agency.example.kz>", 250);
+    s.expect("QUIT", 221);
+}

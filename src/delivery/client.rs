@@ -970,6 +970,54 @@ impl Connection {
         Ok(())
     }
 
+    /// Address verification (like Postfix's `reject_unverified_recipient`):
+    /// `MAIL FROM:<>` and `RCPT TO:<rcpt>`, nothing more; the transaction is
+    /// left open for RSET or QUIT. Returns the reply to RCPT; a refused MAIL
+    /// is an `Err` (it says nothing of the recipient).
+    pub async fn probe(&mut self, rcpt: &str) -> Result<RemoteReply, ConnError> {
+        if rcpt.is_empty() || !valid_path(rcpt) || (!rcpt.is_ascii() && !self.ext.smtputf8) {
+            return Err(ConnError::Setup(format!("cannot probe {rcpt:?}")));
+        }
+        let r = self.probe_inner(rcpt).await;
+        if r.is_err() {
+            self.closing = true;
+        }
+        r
+    }
+
+    async fn probe_inner(&mut self, rcpt: &str) -> Result<RemoteReply, ConnError> {
+        let t = self.timeouts;
+        if self.used {
+            let reply = self
+                .wire
+                .command("RSET\r\n", t.command, Stage::Rset)
+                .await?;
+            if reply.code != 250 {
+                return Err(ConnError::Refused {
+                    stage: Stage::Rset,
+                    reply,
+                });
+            }
+        }
+        self.used = true;
+        let mail = if rcpt.is_ascii() {
+            "MAIL FROM:<>\r\n"
+        } else {
+            "MAIL FROM:<> SMTPUTF8\r\n"
+        };
+        let reply = self.wire.command(mail, t.command, Stage::Mail).await?;
+        if reply.class() != Class::Success {
+            // Says nothing of the recipient (the null sender refused, say).
+            return Err(ConnError::Refused {
+                stage: Stage::Mail,
+                reply,
+            });
+        }
+        self.wire
+            .command(&format!("RCPT TO:<{rcpt}>\r\n"), t.command, Stage::Rcpt)
+            .await
+    }
+
     /// Sends one message: RSET if the connection carried one before, MAIL
     /// (with SIZE, BODY=8BITMIME, SMTPUTF8 as needed), RCPT for each
     /// recipient (pipelined when offered), DATA if at least one was

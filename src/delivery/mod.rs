@@ -10,3 +10,4 @@ pub mod outcome;
 pub mod route;
 pub mod scheduler;
 pub mod tls_policy;
+pub mod verify;

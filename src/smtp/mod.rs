@@ -35,6 +35,8 @@ pub struct Gateway {
     pub tls: tls::TlsHolder,
     /// Rate limits and the anomaly detector (checked at connect, MAIL, RCPT).
     pub governor: Arc<crate::governor::Governor>,
+    /// Inbound recipient verification (`smtp.verify_recipients`).
+    pub verifier: Option<Arc<crate::delivery::verify::Verifier>>,
 }
 
 impl Gateway {
@@ -45,6 +47,7 @@ impl Gateway {
         queue: ugem_queue::Queue,
         connlog: ConnectionLog,
         governor: Arc<crate::governor::Governor>,
+        verifier: Option<Arc<crate::delivery::verify::Verifier>>,
     ) -> Result<Arc<Gateway>, tls::TlsError> {
         let tls = match (&cfg.smtp.tls_cert, &cfg.smtp.tls_key) {
             (Some(c), Some(k)) => tls::TlsHolder::new(Some(tls::load(c, k)?)),
@@ -57,6 +60,7 @@ impl Gateway {
             connlog,
             tls,
             governor,
+            verifier,
         }))
     }
 

@@ -444,7 +444,7 @@ impl Session {
             Command::Ehlo(name) => self.ehlo(name, true),
             Command::Helo(name) => self.ehlo(name, false),
             Command::Mail { from, params } => return self.mail(from, params),
-            Command::Rcpt { to, .. } => return self.rcpt(to),
+            Command::Rcpt { to, .. } => return self.rcpt(to).await,
             Command::Data => return self.data(conn).await,
             Command::Bdat { size, last } => return self.bdat(conn, size, last).await,
             Command::Rset => {
@@ -594,7 +594,7 @@ impl Session {
         }
     }
 
-    fn rcpt(&mut self, to: ForwardPath) -> Option<Flow> {
+    async fn rcpt(&mut self, to: ForwardPath) -> Option<Flow> {
         self.rec.rcpt_count += 1;
         let Some(txn) = self.txn.as_ref() else {
             return self.error(Reply::new(503, "5.5.1", "send MAIL first"));
@@ -624,6 +624,10 @@ impl Session {
                 };
                 if let RcptKind::Inbound(d) = &kind {
                     self.note_domain(d.as_str());
+                    if let Some(r) = self.unknown_inbound(d, &address, &snap).await {
+                        tracing::info!(to = %to, reason = %r.first_line(), "RCPT refused by the domain's server");
+                        return self.error(r);
+                    }
                 }
                 // Recipient rates and the anomaly detector see outbound relay only.
                 if kind == RcptKind::Outbound
@@ -647,6 +651,36 @@ impl Session {
                 self.reply(Reply::new(250, "2.1.5", "recipient OK"));
                 None
             }
+        }
+    }
+
+    /// Asks the domain's own server whether `address` exists (see
+    /// `delivery::verify`); the 550 to send when it says no.
+    async fn unknown_inbound(
+        &self,
+        d: &crate::domain::Domain,
+        address: &str,
+        snap: &crate::registry::Snapshot,
+    ) -> Option<Reply> {
+        use crate::delivery::verify::Verdict;
+        let v = self.gw.verifier.as_ref()?;
+        let dc = &self.gw.cfg.delivery;
+        let route = crate::delivery::route::route_for(d, snap, &dc.routes);
+        let tls = crate::delivery::tls_policy::policy_for(d, &dc.tls_policy, dc.tls);
+        match v.verify(&route, tls, address).await {
+            Verdict::Unknown(remote) => Some(Reply::new(
+                550,
+                "5.1.1",
+                format!(
+                    "<{address}>: unknown at {d}'s mail server ({})",
+                    remote
+                        .chars()
+                        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                        .take(200)
+                        .collect::<String>()
+                ),
+            )),
+            Verdict::Exists | Verdict::Unverified(_) => None,
         }
     }
 

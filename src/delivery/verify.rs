@@ -1,0 +1,205 @@
+//! Inbound recipient verification (Postfix's `reject_unverified_recipient`):
+//! before accepting internet mail for a registered domain, ask the domain's
+//! own server with `MAIL FROM:<>` / `RCPT TO:<x>`. An unknown user is then
+//! refused at RCPT by us, instead of accepted, forwarded, refused by the
+//! agency and bounced by the gateway to a sender that is usually forged:
+//! backscatter is a classic way onto blocklists.
+//!
+//! Answers are cached (positive and negative TTLs). Only a permanent refusal
+//! of the recipient refuses it; a server that is down, slow or that refuses
+//! the null sender leaves the recipient accepted and queued, as a
+//! store-and-forward gateway must. A server that failed is not probed again
+//! for a minute.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use super::client::{ClientSettings, Connection, Target, TlsPolicy};
+use super::outcome::Class;
+use super::route::{Resolver, Route};
+
+/// Most cached answers; beyond it the expired go, then the oldest.
+const MAX_CACHED: usize = 100_000;
+/// Probes at once, over all servers.
+const MAX_PROBES: usize = 32;
+/// A server that could not answer is left alone this long.
+const DOWN_MS: u64 = 60_000;
+
+/// What the domain's server said of a recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It accepted the recipient.
+    Exists,
+    /// It refused the recipient permanently; its reply.
+    Unknown(String),
+    /// No answer that settles it (down, slow, busy, a 4xx): accept.
+    Unverified(String),
+}
+
+/// Probes and remembers.
+pub struct Verifier {
+    resolver: Resolver,
+    settings: ClientSettings,
+    positive_ms: u64,
+    negative_ms: u64,
+    timeout: Duration,
+    cache: Mutex<HashMap<String, (Verdict, u64)>>,
+    down: Mutex<HashMap<String, u64>>,
+    slots: Semaphore,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier using the delivery client's settings.
+    pub fn new(
+        resolver: Resolver,
+        settings: ClientSettings,
+        positive: Duration,
+        negative: Duration,
+        timeout: Duration,
+    ) -> Verifier {
+        Verifier {
+            resolver,
+            settings,
+            positive_ms: positive.as_millis() as u64,
+            negative_ms: negative.as_millis() as u64,
+            timeout,
+            cache: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashMap::new()),
+            slots: Semaphore::new(MAX_PROBES),
+        }
+    }
+
+    /// Asks the server behind `route` about `address`, under STARTTLS
+    /// policy `tls`; cached answers first.
+    pub async fn verify(&self, route: &Route, tls: TlsPolicy, address: &str) -> Verdict {
+        let key = address.to_ascii_lowercase();
+        let now = crate::store::now_ms();
+        if let Some((v, until)) = self.lock_cache().get(&key)
+            && *until > now
+        {
+            return v.clone();
+        }
+        let server = format!("{route:?}");
+        if self
+            .down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&server)
+            .is_some_and(|&until| until > now)
+        {
+            return Verdict::Unverified("the server failed a probe moments ago".into());
+        }
+        let Ok(Ok(_permit)) = tokio::time::timeout(self.timeout, self.slots.acquire()).await else {
+            return Verdict::Unverified("too many probes at once".into());
+        };
+        let verdict =
+            match tokio::time::timeout(self.timeout, self.probe(route, tls, address)).await {
+                Ok(v) => v,
+                Err(_) => Verdict::Unverified("the probe timed out".into()),
+            };
+        let ttl = match &verdict {
+            Verdict::Exists => self.positive_ms,
+            Verdict::Unknown(_) => self.negative_ms,
+            Verdict::Unverified(why) => {
+                tracing::info!(server, why, "recipient not verified; accepting");
+                self.down
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(server, now + DOWN_MS);
+                return verdict;
+            }
+        };
+        let mut cache = self.lock_cache();
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, (_, until)| *until > now);
+            if cache.len() >= MAX_CACHED {
+                // Still full of live answers: start over rather than grow.
+                cache.clear();
+            }
+        }
+        cache.insert(key, (verdict.clone(), now + ttl));
+        verdict
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Verdict, u64)>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn probe(&self, route: &Route, tls: TlsPolicy, address: &str) -> Verdict {
+        let targets = match self.resolver.targets(route).await {
+            Ok(t) => t,
+            Err(e) => return Verdict::Unverified(e.to_string()),
+        };
+        let mut why = String::from("no address");
+        for t in targets.iter().take(2) {
+            let target = Target {
+                host: t.host.clone(),
+                addr: t.addr,
+            };
+            let mut conn = match Connection::open_as(&target, &self.settings, tls).await {
+                Ok(c) => c,
+                Err(e) => {
+                    why = e.to_string();
+                    continue;
+                }
+            };
+            let r = conn.probe(address).await;
+            tokio::spawn(conn.quit());
+            return match r {
+                Ok(reply) if reply.class() == Class::Success => Verdict::Exists,
+                Ok(reply) if reply.class() == Class::Permanent && is_rcpt_refusal(&reply) => {
+                    Verdict::Unknown(reply.to_string())
+                }
+                Ok(reply) => Verdict::Unverified(reply.to_string()),
+                Err(e) => Verdict::Unverified(e.to_string()),
+            };
+        }
+        Verdict::Unverified(why)
+    }
+}
+
+/// A 5xx to RCPT that is about the recipient (5.1.x address, 5.2.x
+/// mailbox), or without an enhanced code; not a policy refusal (5.7.x).
+fn is_rcpt_refusal(r: &super::client::RemoteReply) -> bool {
+    match r.enhanced {
+        Some(e) => matches!(e.subject, 0..=2),
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::reply::Enhanced;
+
+    fn reply(code: u16, enhanced: Option<(u16, u16)>) -> super::super::client::RemoteReply {
+        super::super::client::RemoteReply {
+            code,
+            enhanced: enhanced.map(|(subject, detail)| Enhanced {
+                class: (code / 100) as u8,
+                subject,
+                detail,
+            }),
+            lines: vec!["x".into()],
+        }
+    }
+
+    #[test]
+    fn only_refusals_of_the_recipient_count() {
+        assert!(is_rcpt_refusal(&reply(550, Some((1, 1)))));
+        assert!(is_rcpt_refusal(&reply(552, Some((2, 2)))));
+        assert!(is_rcpt_refusal(&reply(550, None)));
+        // Policy (5.7.x) and system (5.3.x) refusals say nothing of the mailbox.
+        assert!(!is_rcpt_refusal(&reply(550, Some((7, 1)))));
+        assert!(!is_rcpt_refusal(&reply(554, Some((3, 0)))));
+    }
+}
