@@ -985,8 +985,8 @@ impl Connection {
         r
     }
 
-    async fn probe_inner(&mut self, rcpt: &str) -> Result<RemoteReply, ConnError> {
-        let t = self.timeouts;
+    /// Starts a transaction: RSET first if the connection carried one.
+    async fn begin(&mut self, t: Timeouts) -> Result<(), ConnError> {
         if self.used {
             let reply = self
                 .wire
@@ -1000,6 +1000,12 @@ impl Connection {
             }
         }
         self.used = true;
+        Ok(())
+    }
+
+    async fn probe_inner(&mut self, rcpt: &str) -> Result<RemoteReply, ConnError> {
+        let t = self.timeouts;
+        self.begin(t).await?;
         let mail = if rcpt.is_ascii() {
             "MAIL FROM:<>\r\n"
         } else {
@@ -1099,19 +1105,7 @@ impl Connection {
         }
 
         let t = self.timeouts;
-        if self.used {
-            let reply = self
-                .wire
-                .command("RSET\r\n", t.command, Stage::Rset)
-                .await?;
-            if reply.code != 250 {
-                return Err(ConnError::Refused {
-                    stage: Stage::Rset,
-                    reply,
-                });
-            }
-        }
-        self.used = true;
+        self.begin(t).await?;
 
         let mut mail = format!("MAIL FROM:<{sender}>");
         if self.ext.size.is_some() {

@@ -131,6 +131,23 @@ impl ResolveError {
     }
 }
 
+/// The TXT records among `answers`, each one's strings joined without
+/// spaces (RFC 7208 §3.3, RFC 8461 §3.1).
+pub fn txt_strings(answers: &[hickory_resolver::proto::rr::Record]) -> Vec<String> {
+    answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(t) => Some(
+                t.txt_data
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s))
+                    .collect::<String>(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Turns routes into addresses with hickory; cheap to clone (shared cache).
 #[derive(Debug, Clone)]
 pub struct Resolver {
@@ -221,19 +238,7 @@ impl Resolver {
     pub async fn txt(&self, name: &str) -> Result<Vec<String>, ResolveError> {
         let name = fqdn(name)?;
         match self.dns.lookup(name, RecordType::TXT).await {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::TXT(t) => Some(
-                        t.txt_data
-                            .iter()
-                            .map(|s| String::from_utf8_lossy(s))
-                            .collect::<String>(),
-                    ),
-                    _ => None,
-                })
-                .collect()),
+            Ok(lookup) => Ok(txt_strings(lookup.answers())),
             Err(e) => match classify(&e) {
                 Negative::NxDomain | Negative::NoData => Ok(Vec::new()),
                 Negative::Failure(text) => Err(ResolveError::Temporary(text)),

@@ -326,20 +326,8 @@ impl Lookup for HickoryLookup {
             .txt_lookup(fqdn(name))
             .await
             .map_err(dns_fail)?;
-        Ok(l.answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                // A long SPF record comes as several strings, joined without
-                // spaces (RFC 7208 3.3).
-                RData::TXT(t) => Some(
-                    t.txt_data
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s))
-                        .collect::<String>(),
-                ),
-                _ => None,
-            })
-            .collect())
+        // A long SPF record comes as several strings, joined without spaces.
+        Ok(crate::delivery::route::txt_strings(l.answers()))
     }
 
     async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, DnsFail> {

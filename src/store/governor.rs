@@ -27,33 +27,12 @@ impl Store {
 
     /// Removes the statistics of scopes no longer tracked.
     pub fn delete_governor_stats(&self, keys: &[String]) -> Result<(), StoreError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        self.write_lazy(|tx| {
-            let mut t = tx.open_table(STATS)?;
-            for k in keys {
-                t.remove(k.as_str())?;
-            }
-            Ok(())
-        })
+        self.remove_keys(STATS, keys)
     }
 
     /// Every saved statistics record, raw.
     pub fn load_governor_stats(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.read(|tx| {
-            let t = match tx.open_table(STATS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e.into()),
-            };
-            let mut out = Vec::new();
-            for row in t.iter()? {
-                let (k, v) = row?;
-                out.push((k.value().to_string(), v.value().to_vec()));
-            }
-            Ok(out)
-        })
+        self.raw_rows(STATS)
     }
 
     /// Records that the notice `key` is sent; false if it already was.

@@ -203,6 +203,47 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every row of a table of raw values keyed by text (empty if the table
+    /// was never written).
+    pub(crate) fn raw_rows(
+        &self,
+        def: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(|tx| {
+            let t = match tx.open_table(def) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Removes `keys` from a table keyed by text, in one lazy transaction.
+    pub(crate) fn remove_keys(
+        &self,
+        def: TableDefinition<&str, &[u8]>,
+        keys: &[String],
+    ) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.write_lazy(|tx| {
+            let mut t = tx.open_table(def)?;
+            for k in keys {
+                t.remove(k.as_str())?;
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Encodes a record; serde_json escapes every byte, so no input breaks framing.
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialize")

@@ -2,7 +2,7 @@
 //! RFC 8461 §5.1 closes: a policy stays in force for its max_age even if
 //! an attacker hides the record or the policy host.
 
-use redb::{ReadableTable, TableDefinition};
+use redb::TableDefinition;
 
 use super::{Store, StoreError};
 
@@ -19,33 +19,12 @@ impl Store {
 
     /// Every cached policy, raw.
     pub fn load_mta_sts(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.read(|tx| {
-            let t = match tx.open_table(POLICIES) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e.into()),
-            };
-            let mut out = Vec::new();
-            for row in t.iter()? {
-                let (k, v) = row?;
-                out.push((k.value().to_string(), v.value().to_vec()));
-            }
-            Ok(out)
-        })
+        self.raw_rows(POLICIES)
     }
 
     /// Forgets the cached policies of `domains` (expired ones).
     pub fn delete_mta_sts(&self, domains: &[String]) -> Result<(), StoreError> {
-        if domains.is_empty() {
-            return Ok(());
-        }
-        self.write_lazy(|tx| {
-            let mut t = tx.open_table(POLICIES)?;
-            for d in domains {
-                t.remove(d.as_str())?;
-            }
-            Ok(())
-        })
+        self.remove_keys(POLICIES, domains)
     }
 }
 
