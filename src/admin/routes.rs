@@ -17,7 +17,8 @@ use crate::config::Role;
 use crate::domain::Domain;
 use crate::registry::{NewDomain, RestoreRequest, SuspendRequest};
 use crate::store::connections::ConnectionFilter;
-use crate::store::suspensions::Scope;
+use crate::store::domains::DomainRecord;
+use crate::store::suspensions::{Scope, SuspensionRecord};
 
 /// The whole API.
 pub fn router(state: AdminState) -> Router {
@@ -240,44 +241,21 @@ async fn suspend_domain(
     Path(name): Path<String>,
     body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let reg = st.registry.clone();
-    let queue = st.queue.clone();
-    let gov = st.governor.clone();
+    let (st2, target) = (st.clone(), name.clone());
     let rec = audited(
         &st,
         &headers,
         client,
         Role::Operator,
         "domain.suspend",
-        name.clone(),
+        name,
         move |caller| {
-            let domain = parse_domain(&name)?;
-            let reason = need_reason(body)?;
-            let rec = reg.suspend_domain(&domain, SuspendRequest::manual(&caller.name, &reason))?;
-            let held = hold_domain_mail(
-                &queue,
-                &domain,
-                &format!("domain {domain} suspended: {reason}"),
-            )?;
-            tracing::info!(domain = %domain, held, actor = %caller.name, "domain suspended");
-            // The reason goes to the contacts, the postmaster and the webhooks.
-            block_on(gov.on_suspended(&rec, held));
-            Ok(rec)
+            let scope = Scope::Domain(parse_domain(&target)?);
+            staff_suspend(&st2, &scope, &caller.name, &need_reason(body)?)
         },
     )
     .await?;
     Ok(Json(rec))
-}
-
-fn hold_domain_mail(
-    queue: &ugem_queue::Queue,
-    domain: &Domain,
-    reason: &str,
-) -> Result<usize, ApiError> {
-    let scope = Scope::Domain(domain.clone());
-    Ok(block_on(crate::governor::actions::hold_scope_mail(
-        queue, &scope, reason,
-    ))?)
 }
 
 async fn restore_domain(
@@ -287,33 +265,81 @@ async fn restore_domain(
     Path(name): Path<String>,
     body: Option<Json<RestoreBody>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let reg = st.registry.clone();
-    let queue = st.queue.clone();
-    let gov = st.governor.clone();
+    let (st2, target) = (st.clone(), name.clone());
     let body = body.map(|Json(b)| b).unwrap_or_default();
-    let rec = audited(&st, &headers, client, Role::Operator, "domain.restore", name.clone(), move |caller| {
-        let domain = parse_domain(&name)?;
-        let release = held_mail_choice(&body)?;
-        let scope = Scope::Domain(domain.clone());
-        let active = reg.snapshot().suspension(&scope).map(|s| s.id);
-        let rec = reg.restore_domain(
-            &domain,
-            RestoreRequest {
-                actor: caller.name.clone(),
-                reason: body.reason.clone(),
-                held_mail: if release { "released" } else { "deleted" }.into(),
-            },
-        )?;
-        let n = block_on(crate::governor::actions::release_scope_mail(&queue, &scope, release))?;
-        tracing::info!(domain = %domain, messages = n, release, actor = %caller.name, "domain restored");
-        // The contacts and webhooks hear of the restore like of the suspension.
-        if let Some(ended) = active.and_then(|id| reg.store().get_suspension(id).ok().flatten()) {
-            block_on(gov.on_restored(&ended));
-        }
-        Ok(rec)
-    })
+    let rec = audited(
+        &st,
+        &headers,
+        client,
+        Role::Operator,
+        "domain.restore",
+        name,
+        move |caller| {
+            let domain = parse_domain(&target)?;
+            let (_, rec) = staff_restore(&st2, &Scope::Domain(domain), &caller.name, &body)?;
+            rec.ok_or_else(|| ApiError::internal("no domain record after the restore"))
+        },
+    )
     .await?;
     Ok(Json(rec))
+}
+
+/// Staff suspend a scope: the record, its queued mail held, and the notices
+/// to the contacts, the postmaster and the webhooks.
+fn staff_suspend(
+    st: &AdminState,
+    scope: &Scope,
+    actor: &str,
+    reason: &str,
+) -> Result<SuspensionRecord, ApiError> {
+    let req = SuspendRequest::manual(actor, reason);
+    let rec = match scope {
+        Scope::Domain(d) => st.registry.suspend_domain(d, req)?,
+        Scope::Sender(a) => st.registry.suspend_sender(a, req)?,
+    };
+    let held = block_on(crate::governor::actions::hold_scope_mail(
+        &st.queue,
+        &rec.scope,
+        &format!("{} suspended: {reason}", rec.scope),
+    ))?;
+    tracing::info!(scope = %rec.scope, held, actor, "suspended by staff");
+    block_on(st.governor.on_suspended(&rec, held));
+    Ok(rec)
+}
+
+/// Staff restore a scope: the record closed, its held mail released or
+/// deleted as `body` says, and the notices. Returns the ended suspension
+/// (when on record) and, for a domain, its record.
+fn staff_restore(
+    st: &AdminState,
+    scope: &Scope,
+    actor: &str,
+    body: &RestoreBody,
+) -> Result<(Option<SuspensionRecord>, Option<DomainRecord>), ApiError> {
+    let release = held_mail_choice(body)?;
+    let req = RestoreRequest {
+        actor: actor.to_string(),
+        reason: body.reason.clone(),
+        held_mail: if release { "released" } else { "deleted" }.into(),
+    };
+    let (ended, domain) = match scope {
+        Scope::Domain(d) => {
+            let active = st.registry.snapshot().suspension(scope).map(|s| s.id);
+            let rec = st.registry.restore_domain(d, req)?;
+            let ended = active.and_then(|id| st.registry.store().get_suspension(id).ok().flatten());
+            (ended, Some(rec))
+        }
+        Scope::Sender(a) => (Some(st.registry.restore_sender(a, req)?), None),
+    };
+    let n = block_on(crate::governor::actions::release_scope_mail(
+        &st.queue, scope, release,
+    ))?;
+    tracing::info!(scope = %scope, messages = n, release, actor, "restored by staff");
+    // The contacts and webhooks hear of the restore like of the suspension.
+    if let Some(e) = &ended {
+        block_on(st.governor.on_restored(e));
+    }
+    Ok((ended, domain))
 }
 
 async fn disconnect_domain(
@@ -339,11 +365,11 @@ async fn disconnect_domain(
             let rec = reg.disconnect_domain(&domain, &reason)?;
             match cfg.registration.disconnect_queued {
                 crate::config::DisconnectQueued::Hold => {
-                    hold_domain_mail(
+                    block_on(crate::governor::actions::hold_scope_mail(
                         &queue,
-                        &domain,
+                        &Scope::Domain(domain.clone()),
                         &format!("domain {domain} disconnected: {reason}"),
-                    )?;
+                    ))?;
                 }
                 // Due now: the scheduler sees the domain disconnected and bounces.
                 crate::config::DisconnectQueued::Bounce => {
@@ -375,27 +401,21 @@ async fn suspend_sender(
     Path(address): Path<String>,
     body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let reg = st.registry.clone();
-    let queue = st.queue.clone();
-    let gov = st.governor.clone();
+    let (st2, target) = (st.clone(), address.clone());
     let rec = audited(
         &st,
         &headers,
         client,
         Role::Operator,
         "sender.suspend",
-        address.clone(),
+        address,
         move |caller| {
-            let reason = need_reason(body)?;
-            let rec =
-                reg.suspend_sender(&address, SuspendRequest::manual(&caller.name, &reason))?;
-            let held = block_on(crate::governor::actions::hold_scope_mail(
-                &queue,
-                &rec.scope,
-                &format!("{} suspended: {reason}", rec.scope),
-            ))?;
-            block_on(gov.on_suspended(&rec, held));
-            Ok(rec)
+            staff_suspend(
+                &st2,
+                &Scope::Sender(target),
+                &caller.name,
+                &need_reason(body)?,
+            )
         },
     )
     .await?;
@@ -409,9 +429,7 @@ async fn restore_sender(
     Path(address): Path<String>,
     body: Option<Json<RestoreBody>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let reg = st.registry.clone();
-    let queue = st.queue.clone();
-    let gov = st.governor.clone();
+    let (st2, target) = (st.clone(), address.clone());
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let rec = audited(
         &st,
@@ -419,22 +437,11 @@ async fn restore_sender(
         client,
         Role::Operator,
         "sender.restore",
-        address.clone(),
+        address,
         move |caller| {
-            let release = held_mail_choice(&body)?;
-            let rec = reg.restore_sender(
-                &address,
-                RestoreRequest {
-                    actor: caller.name.clone(),
-                    reason: body.reason.clone(),
-                    held_mail: if release { "released" } else { "deleted" }.into(),
-                },
-            )?;
-            block_on(crate::governor::actions::release_scope_mail(
-                &queue, &rec.scope, release,
-            ))?;
-            block_on(gov.on_restored(&rec));
-            Ok(rec)
+            staff_restore(&st2, &Scope::Sender(target), &caller.name, &body)?
+                .0
+                .ok_or_else(|| ApiError::internal("no suspension record after the restore"))
         },
     )
     .await?;
