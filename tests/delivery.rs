@@ -637,6 +637,7 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
         "mx.sts.example",
         "mta-sts.sts.example",
         "mta-sts.wrong.example",
+        "mta-sts.trial.example",
     ]);
     let mx = FakeMx::start(Behaviour::starttls(pki.server.clone()));
     let policies = policy_server(
@@ -652,6 +653,11 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
                 "version: STSv1\r\nmode: enforce\r\nmx: *.elsewhere.example\r\nmax_age: 86400\r\n"
                     .into(),
             ),
+            (
+                "mta-sts.trial.example",
+                "version: STSv1\r\nmode: testing\r\nmx: *.elsewhere.example\r\nmax_age: 86400\r\n"
+                    .into(),
+            ),
         ],
     );
     let lo = || Rec::A("127.0.0.1".parse().unwrap());
@@ -663,6 +669,9 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
         ("_mta-sts.wrong.example", Rec::Txt("v=STSv1; id=1;")),
         ("mta-sts.wrong.example", lo()),
         ("plain.example", Rec::Mx(10, "mx.sts.example")),
+        ("trial.example", Rec::Mx(10, "mx.sts.example")),
+        ("_mta-sts.trial.example", Rec::Txt("v=STSv1; id=7;")),
+        ("mta-sts.trial.example", lo()),
         ("mx.sts.example", lo()),
     ]);
     let ca_dir = tempfile::tempdir().unwrap();
@@ -681,11 +690,16 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
     send(
         &gw,
         "clerk@agency.example.kz",
-        &["a@sts.example", "b@wrong.example", "c@plain.example"],
+        &[
+            "a@sts.example",
+            "b@wrong.example",
+            "c@plain.example",
+            "e@trial.example",
+        ],
         "Subject: sts\r\n\r\nhello\r\n",
     );
     assert!(
-        mx.wait_for_messages(2, Duration::from_secs(20)),
+        mx.wait_for_messages(3, Duration::from_secs(20)),
         "log:\n{}",
         gw.log_text()
     );
@@ -701,6 +715,16 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
         .find(|m| m.recipients == ["c@plain.example"])
         .expect("plain.example delivered");
     assert!(!plain.tls);
+    // testing mode: the unlisted MX is only logged, the mail goes as usual.
+    let trial = got
+        .iter()
+        .find(|m| m.recipients == ["e@trial.example"])
+        .expect("trial.example delivered (testing mode)");
+    assert!(!trial.tls);
+    assert!(
+        gw.log_text()
+            .contains("MX hosts outside the domain's MTA-STS policy")
+    );
     // wrong.example's policy lists no MX it has: kept, with the reason.
     assert!(
         wait_for(20, || queue_list(&gw).iter().any(|e| {
@@ -739,7 +763,7 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
         "Subject: again\r\n\r\nhello\r\n",
     );
     assert!(
-        mx.wait_for_messages(3, Duration::from_secs(20)),
+        mx.wait_for_messages(4, Duration::from_secs(20)),
         "log:\n{}",
         gw.log_text()
     );
