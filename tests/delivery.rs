@@ -581,56 +581,6 @@ tls = \"none\"
     assert_eq!(secure.messages().len(), 1);
 }
 
-/// An HTTPS server for MTA-STS policies: `GET /.well-known/mta-sts.txt`
-/// answers the body for the request's Host, 404 otherwise.
-fn policy_server(
-    tls: std::sync::Arc<rustls::ServerConfig>,
-    policies: Vec<(&'static str, String)>,
-) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(s) = s else { break };
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let conn = rustls::ServerConnection::new(tls.clone()).unwrap();
-            let mut s = rustls::StreamOwned::new(conn, s);
-            let mut req = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            let req = String::from_utf8_lossy(&req).to_string();
-            let host = req
-                .lines()
-                .find_map(|l| l.strip_prefix("Host: "))
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            let body = policies
-                .iter()
-                .find(|(h, _)| *h == host)
-                .filter(|_| req.starts_with("GET /.well-known/mta-sts.txt "))
-                .map(|(_, b)| b.clone());
-            let resp = match body {
-                Some(b) => format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{b}",
-                    b.len()
-                ),
-                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
-            };
-            let _ = s.write_all(resp.as_bytes());
-            s.conn.send_close_notify();
-            let _ = s.flush();
-        }
-    });
-    addr
-}
-
 #[test]
 fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
     let pki = TestPki::new(&[
@@ -640,8 +590,9 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
         "mta-sts.trial.example",
     ]);
     let mx = FakeMx::start(Behaviour::starttls(pki.server.clone()));
-    let policies = policy_server(
+    let policies = common::policy_server::PolicyServer::start(
         pki.server.clone(),
+        Duration::ZERO,
         vec![
             (
                 "mta-sts.sts.example",
@@ -683,7 +634,7 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
         &format!(
             "[delivery]\ntls_ca_file = \"{}\"\nmta_sts_port = {}\n",
             ca.display(),
-            policies.port()
+            policies.addr.port()
         ),
     );
     gw.register(AGENCY, &["127.0.0.1"]);
@@ -750,7 +701,7 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
     let mut gw = gw;
     gw.terminate();
     let cfg = std::fs::read_to_string(&gw.config).unwrap().replace(
-        &format!("mta_sts_port = {}", policies.port()),
+        &format!("mta_sts_port = {}", policies.addr.port()),
         "mta_sts_port = 9",
     );
     assert!(cfg.contains("mta_sts_port = 9"));

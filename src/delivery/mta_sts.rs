@@ -268,6 +268,8 @@ pub struct MtaSts {
     port: u16,
     tls: Arc<ClientConfig>,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Domains being looked at, so that a burst fetches once.
+    inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     store: Option<crate::store::Store>,
 }
 
@@ -302,6 +304,7 @@ impl MtaSts {
             port,
             tls: Arc::new(tls),
             cache: Mutex::new(cache),
+            inflight: Mutex::new(HashMap::new()),
             store,
         }
     }
@@ -340,20 +343,52 @@ impl MtaSts {
 
     /// The policy in effect for mail to `domain`, if any (mode none: none).
     pub async fn policy(&self, domain: &Domain) -> Option<Arc<Policy>> {
-        let now = crate::store::now_ms();
         let key = domain.as_str().to_string();
+        if let Some(p) = self.fresh(&key) {
+            return p;
+        }
+        // One look per domain at a time: the first delivery of a burst
+        // fetches, the others wait for it and read the cache.
+        let gate = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let r = {
+            let _turn = gate.lock().await;
+            match self.fresh(&key) {
+                Some(p) => p,
+                None => self.refresh(domain, &key).await,
+            }
+        };
+        let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's own reference and ours: nobody else waits.
+        if Arc::strong_count(&gate) <= 2 {
+            m.remove(&key);
+        }
+        r
+    }
+
+    /// The cached answer when the record was looked at recently.
+    fn fresh(&self, key: &str) -> Option<Option<Arc<Policy>>> {
+        let now = crate::store::now_ms();
+        let c = self.cached(key)?;
+        (now.saturating_sub(c.checked_ms) < RECHECK_MS)
+            .then(|| (c.expires_ms > now).then(|| c.policy.clone()).flatten())
+    }
+
+    /// Looks at the record and fetches the policy when its id is new.
+    async fn refresh(&self, domain: &Domain, key: &str) -> Option<Arc<Policy>> {
+        let now = crate::store::now_ms();
+        let key = key.to_string();
         let cached = self.cached(&key);
         let live = |c: &Option<Cached>| {
             c.as_ref()
                 .filter(|c| c.expires_ms > now)
                 .and_then(|c| c.policy.clone())
         };
-        if cached
-            .as_ref()
-            .is_some_and(|c| now.saturating_sub(c.checked_ms) < RECHECK_MS)
-        {
-            return live(&cached);
-        }
         let record = match self.resolver.txt(&format!("_mta-sts.{key}")).await {
             Ok(strings) => parse_txt(&strings),
             Err(e) => {

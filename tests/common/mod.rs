@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod fake_mx;
+pub mod policy_server;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
