@@ -28,6 +28,10 @@ static REFUSALS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 static DELIVERIES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 /// Governor throttles by limit name.
 static THROTTLES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+/// Inbound recipient probes by result ("exists", "unknown", "unverified").
+static VERIFICATIONS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+/// MTA-STS events ("fetched", "fetch_failed", "enforced_refusal").
+static MTA_STS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
     let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
@@ -51,6 +55,16 @@ pub fn delivery(class: &str) {
 /// Counts one remote refusal naming a gateway address on a blocklist.
 pub fn gateway_listed() {
     GATEWAY_LISTED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts one inbound recipient probe by its result.
+pub fn verification(result: &str) {
+    bump(&VERIFICATIONS, result);
+}
+
+/// Counts one MTA-STS event.
+pub fn mta_sts(event: &str) {
+    bump(&MTA_STS, event);
 }
 
 /// Counts one governor throttle.
@@ -184,6 +198,25 @@ pub fn render(g: &Gauges) -> String {
         "limit",
         &THROTTLES,
     );
+    family(
+        &mut out,
+        "ugem_recipient_verifications_total",
+        "counter",
+        "Inbound recipient probes of registered domains' servers, by result.",
+    );
+    labelled(
+        &mut out,
+        "ugem_recipient_verifications_total",
+        "result",
+        &VERIFICATIONS,
+    );
+    family(
+        &mut out,
+        "ugem_mta_sts_total",
+        "counter",
+        "MTA-STS policy fetches and refusals to deliver, by event.",
+    );
+    labelled(&mut out, "ugem_mta_sts_total", "event", &MTA_STS);
     family(
         &mut out,
         "ugem_queue_messages",

@@ -676,6 +676,12 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
         gw.log_text()
             .contains("MX hosts outside the domain's MTA-STS policy")
     );
+    let metrics = http(gw.admin, "GET", "/metrics", None, None).1;
+    assert!(
+        metrics.contains("ugem_mta_sts_total{event=\"fetched\"} 3")
+            && metrics.contains("ugem_mta_sts_total{event=\"enforced_refusal\"}"),
+        "{metrics}"
+    );
     // wrong.example's policy lists no MX it has: kept, with the reason.
     assert!(
         wait_for(20, || queue_list(&gw).iter().any(|e| {
@@ -779,6 +785,13 @@ fn inbound_unknown_recipients_are_refused_at_rcpt_not_bounced() {
         "{:?}",
         queue_list(&gw)
     );
+    let metrics = http(gw.admin, "GET", "/metrics", None, None).1;
+    for line in [
+        "ugem_recipient_verifications_total{result=\"unknown\"} 1",
+        "ugem_recipient_verifications_total{result=\"exists\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
 
     // A server that does not answer leaves the recipient accepted and queued.
     let dns2 = dns_for(&[]);

@@ -415,6 +415,7 @@ impl MtaSts {
         }
         match tokio::time::timeout(FETCH_TIMEOUT, self.fetch(domain)).await {
             Ok(Ok(p)) => {
+                crate::metrics::mta_sts("fetched");
                 tracing::info!(domain = %key, id, mode = ?p.mode, mx = ?p.mx, max_age = p.max_age, "MTA-STS policy fetched");
                 self.save(&key, &p, &id, now + p.max_age * 1000);
                 let policy = (p.mode != Mode::None).then(|| Arc::new(p.clone()));
@@ -430,11 +431,13 @@ impl MtaSts {
                 policy
             }
             Ok(Err(e)) => {
+                crate::metrics::mta_sts("fetch_failed");
                 tracing::warn!(domain = %key, error = %e, "MTA-STS policy not fetched; the cached one, if any, stays");
                 self.touch(&key, now);
                 live(&cached)
             }
             Err(_) => {
+                crate::metrics::mta_sts("fetch_failed");
                 tracing::warn!(domain = %key, "MTA-STS policy fetch timed out");
                 self.touch(&key, now);
                 live(&cached)

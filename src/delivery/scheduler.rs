@@ -484,6 +484,7 @@ impl Scheduler {
                 if !enforce {
                     targets
                 } else if listed.is_empty() {
+                    crate::metrics::mta_sts("enforced_refusal");
                     let text = format!(
                         "4.7.5 the MTA-STS policy of {d} (enforce) lists none of its MX hosts (policy: {})",
                         p.mx.join(", ")

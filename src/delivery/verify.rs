@@ -106,6 +106,11 @@ impl Verifier {
                 Ok(v) => v,
                 Err(_) => Verdict::Unverified("the probe timed out".into()),
             };
+        crate::metrics::verification(match &verdict {
+            Verdict::Exists => "exists",
+            Verdict::Unknown(_) => "unknown",
+            Verdict::Unverified(_) => "unverified",
+        });
         let ttl = match &verdict {
             Verdict::Exists => self.positive_ms,
             Verdict::Unknown(_) => self.negative_ms,
