@@ -813,3 +813,28 @@ fn inbound_unknown_recipients_are_refused_at_rcpt_not_bounced() {
     s.expect("RCPT TO:<reject-nobody@agency.example.kz>", 250);
     s.expect("QUIT", 221);
 }
+
+#[test]
+fn concurrent_rcpts_to_one_address_probe_the_server_once() {
+    // A slow agency server: every session's RCPT arrives during the first probe.
+    let agency_server = FakeMx::start(Behaviour::slow(Duration::from_millis(200)));
+    let dns = dns_for(&[]);
+    let gw = gateway(&dns, 25, "");
+    register_with_inbound(&gw, "192.0.2.10", &agency_server);
+    let smtp = gw.smtp;
+    let sessions: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut s = Smtp::greeted(smtp);
+                s.expect("EHLO mx.sender.example", 250);
+                s.expect(&format!("MAIL FROM:<s{i}@sender.example>"), 250);
+                let r = s.cmd("RCPT TO:<reject-ghost@agency.example.kz>");
+                s.cmd("QUIT");
+                r.code
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = sessions.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(codes, [550; 4]);
+    assert_eq!(agency_server.connections(), 1, "one probe for the burst");
+}

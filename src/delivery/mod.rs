@@ -9,5 +9,6 @@ pub mod mta_sts;
 pub mod outcome;
 pub mod route;
 pub mod scheduler;
+pub mod single_flight;
 pub mod tls_policy;
 pub mod verify;

@@ -269,7 +269,7 @@ pub struct MtaSts {
     tls: Arc<ClientConfig>,
     cache: Mutex<HashMap<String, Cached>>,
     /// Domains being looked at, so that a burst fetches once.
-    inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    inflight: super::single_flight::Gates,
     store: Option<crate::store::Store>,
 }
 
@@ -304,7 +304,7 @@ impl MtaSts {
             port,
             tls: Arc::new(tls),
             cache: Mutex::new(cache),
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Default::default(),
             store,
         }
     }
@@ -349,26 +349,14 @@ impl MtaSts {
         }
         // One look per domain at a time: the first delivery of a burst
         // fetches, the others wait for it and read the cache.
-        let gate = self
-            .inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.clone())
-            .or_default()
-            .clone();
-        let r = {
-            let _turn = gate.lock().await;
-            match self.fresh(&key) {
-                Some(p) => p,
-                None => self.refresh(domain, &key).await,
-            }
-        };
-        let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        // The map's own reference and ours: nobody else waits.
-        if Arc::strong_count(&gate) <= 2 {
-            m.remove(&key);
-        }
-        r
+        self.inflight
+            .run(&key, async {
+                match self.fresh(&key) {
+                    Some(p) => p,
+                    None => self.refresh(domain, &key).await,
+                }
+            })
+            .await
     }
 
     /// The cached answer when the record was looked at recently.

@@ -49,6 +49,7 @@ pub struct Verifier {
     cache: Mutex<HashMap<String, (Verdict, u64)>>,
     down: Mutex<HashMap<String, u64>>,
     slots: Semaphore,
+    inflight: super::single_flight::Gates,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -75,6 +76,7 @@ impl Verifier {
             cache: Mutex::new(HashMap::new()),
             down: Mutex::new(HashMap::new()),
             slots: Semaphore::new(MAX_PROBES),
+            inflight: Default::default(),
         }
     }
 
@@ -82,12 +84,36 @@ impl Verifier {
     /// policy `tls`; cached answers first.
     pub async fn verify(&self, route: &Route, tls: TlsPolicy, address: &str) -> Verdict {
         let key = address.to_ascii_lowercase();
-        let now = crate::store::now_ms();
-        if let Some((v, until)) = self.lock_cache().get(&key)
-            && *until > now
-        {
-            return v.clone();
+        if let Some(v) = self.cached(&key) {
+            return v;
         }
+        // One probe per address at a time; those waiting read its answer.
+        self.inflight
+            .run(&key, async {
+                match self.cached(&key) {
+                    Some(v) => v,
+                    None => self.verify_now(route, tls, address, key.clone()).await,
+                }
+            })
+            .await
+    }
+
+    fn cached(&self, key: &str) -> Option<Verdict> {
+        let now = crate::store::now_ms();
+        self.lock_cache()
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(v, _)| v.clone())
+    }
+
+    async fn verify_now(
+        &self,
+        route: &Route,
+        tls: TlsPolicy,
+        address: &str,
+        key: String,
+    ) -> Verdict {
+        let now = crate::store::now_ms();
         let server = format!("{route:?}");
         if self
             .down
