@@ -747,6 +747,8 @@ pub struct Connection {
     wire: Wire,
     ext: Extensions,
     remote: String,
+    /// The host name it was opened for (MX name, next hop, or address text).
+    host: String,
     /// Our end of the connection: the address remote blocklists see.
     local: Option<std::net::IpAddr>,
     tls: Option<String>,
@@ -828,6 +830,7 @@ impl Connection {
             wire: Wire::new(tcp),
             ext: Extensions::default(),
             remote: format!("{} [{}]", target.host, target.addr.ip()),
+            host: target.host.clone(),
             tls: None,
             verified: false,
             timeouts: t,
@@ -1289,6 +1292,11 @@ impl Connection {
     /// Whether the certificate verified for the host name (false in plaintext).
     pub fn tls_verified(&self) -> bool {
         self.tls.is_some() && self.verified
+    }
+
+    /// The host name the connection was opened for.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// Our address on this connection (what remote blocklists see).

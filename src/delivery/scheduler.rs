@@ -428,7 +428,10 @@ impl Scheduler {
         };
         // A pooled connection first; if it has gone stale, a fresh one.
         if let Some(mut c) = self.pooled(&g.key) {
-            if enforce && !c.tls_verified() {
+            let unfit = sts.as_ref().is_some_and(|(_, p)| {
+                p.mode == super::mta_sts::Mode::Enforce && !(c.tls_verified() && p.allows(c.host()))
+            });
+            if unfit {
                 // Opened before the policy was known: not good enough now.
                 tokio::spawn(c.quit());
             } else if let Ok(results) = c.send(sender, rcpts, body).await {
