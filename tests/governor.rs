@@ -605,3 +605,39 @@ fn webhooks_reach_an_https_receiver_through_the_extra_trust_anchors() {
     ));
     assert!(hooks2.lock().unwrap().is_empty());
 }
+
+#[test]
+fn a_listing_in_the_greeting_of_the_first_connection_is_recognised() {
+    // Nothing configured and no connection made before: the source address
+    // is learnt as the connection opens, before the refusing greeting.
+    let listed = FakeMx::start(Behaviour {
+        greeting: "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using \
+                   zen.spamhaus.org"
+            .into(),
+        ..Behaviour::accept()
+    });
+    let gw = Gateway::start(&format!(
+        "[governor]\nrejection_min = 1\nrejection_share = 0.1\nladder = [\"suspend\"]\n\
+         [delivery.routes]\n\"*\" = \"{}\"\n",
+        listed.addr()
+    ));
+    register(&gw, "a.example.kz");
+    let (_, _, codes) = transaction(&gw, "eve@a.example.kz", &rcpts("g", 2));
+    assert_eq!(codes, [250, 250]);
+    assert!(
+        wait_for(
+            20,
+            || api(&gw, "/api/v1/governor")["gateway_listings"][0]["address"] == "127.0.0.1"
+        ),
+        "{}",
+        gw.log_text()
+    );
+    // Counted against the sender, this would suspend it at once.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        api(&gw, "/api/v1/suspensions")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

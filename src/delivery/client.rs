@@ -129,6 +129,19 @@ pub struct ClientSettings {
     pub timeouts: Timeouts,
     /// Trust anchors added to the system's (tests use a private CA).
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Told our address of every TCP connection made, before the greeting
+    /// (a greeting may already be a blocklist refusal naming it).
+    pub on_connect: Option<SourceHook>,
+}
+
+/// A callback for the source address of outbound connections.
+#[derive(Clone)]
+pub struct SourceHook(pub Arc<dyn Fn(std::net::IpAddr) + Send + Sync>);
+
+impl fmt::Debug for SourceHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SourceHook")
+    }
 }
 
 impl ClientSettings {
@@ -139,6 +152,7 @@ impl ClientSettings {
             tls: TlsPolicy::May,
             timeouts: Timeouts::default(),
             extra_roots: Vec::new(),
+            on_connect: None,
         }
     }
 }
@@ -825,6 +839,9 @@ impl Connection {
         // small write (the final dot) for a delayed ACK.
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().ok().map(|a| a.ip());
+        if let (Some(hook), Some(ip)) = (&s.on_connect, local) {
+            (hook.0)(ip);
+        }
         let mut c = Connection {
             local,
             wire: Wire::new(tcp),

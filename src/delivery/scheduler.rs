@@ -59,9 +59,15 @@ impl Scheduler {
         queue: Queue,
         registry: Arc<Registry>,
         resolver: Resolver,
-        settings: ClientSettings,
+        mut settings: ClientSettings,
         governor: Arc<crate::governor::Governor>,
     ) -> Arc<Scheduler> {
+        // Every outbound source address is one of ours: a blocklist refusal
+        // naming it (even in a greeting) is about the gateway.
+        let g = governor.clone();
+        settings.on_connect = Some(super::client::SourceHook(Arc::new(move |ip| {
+            g.note_source_address(ip)
+        })));
         let mta_sts = cfg.delivery.mta_sts.then(|| {
             super::mta_sts::MtaSts::new(
                 resolver.clone(),
@@ -511,12 +517,7 @@ impl Scheduler {
                 addr: t.addr,
             };
             let mut conn = match Connection::open_as(&target, &self.settings, tls).await {
-                Ok(c) => {
-                    if let Some(ip) = c.local_ip() {
-                        self.governor.note_source_address(ip);
-                    }
-                    c
-                }
+                Ok(c) => c,
                 Err(e) => {
                     tracing::info!(target = %t.addr, error = %e, "connection failed; trying the next target");
                     last_err = conn_error_text(&e, t.addr);
@@ -659,5 +660,6 @@ pub fn client_settings(cfg: &Config) -> Result<ClientSettings, crate::trust::Roo
             Some(p) => crate::trust::load_roots(p)?,
             None => Vec::new(),
         },
+        on_connect: None,
     })
 }
