@@ -46,6 +46,9 @@ pub enum Verb {
     Connections(ConnectionsArgs),
     /// Rate governors: counters, throttled scopes, suspension counts.
     Governor,
+    /// Inbound recipient verification.
+    #[command(subcommand)]
+    Recipient(RecipientCmd),
     /// The audit trail of admin actions.
     Audit {
         /// Newest N records.
@@ -221,6 +224,17 @@ pub enum SenderCmd {
     },
 }
 
+/// `ugem recipient ...`
+#[derive(Subcommand, Debug)]
+pub enum RecipientCmd {
+    /// Forget the cached answer of the domain's server for an address (after
+    /// a mailbox was created or removed), so the next RCPT asks again.
+    Forget {
+        /// The address.
+        address: String,
+    },
+}
+
 /// `ugem suspension ...`
 #[derive(Subcommand, Debug)]
 pub enum SuspensionCmd {
@@ -313,6 +327,9 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
         ),
         Verb::Queue(cmd) => queue(c, cmd)?,
         Verb::Governor => Output::Record(c.get("/api/v1/governor")?),
+        Verb::Recipient(RecipientCmd::Forget { address }) => Output::Record(
+            c.delete(&format!("/api/v1/verification/{}", segment(&address)))?,
+        ),
         Verb::Application(cmd) => return applications::run(c, cmd, as_json),
         Verb::Connections(a) => Output::Table(
             c.get(&format!(

@@ -75,7 +75,22 @@ pub async fn run(
     let governor = crate::governor::Governor::new(cfg.clone(), registry.clone(), queue.clone());
     let governor_task = tokio::spawn(governor.clone().run(stop_rx.clone()));
 
+    let resolver = crate::delivery::route::Resolver::new(&cfg.delivery.nameservers)
+        .context("cannot set up the DNS resolver")?
+        .with_smtp_port(cfg.delivery.mx_port);
+    let client_settings = crate::delivery::scheduler::client_settings(&cfg)
+        .context("cannot load delivery.tls_ca_file")?;
+    let verifier = cfg.smtp.verify_recipients.then(|| {
+        Arc::new(crate::delivery::verify::Verifier::new(
+            resolver.clone(),
+            client_settings.clone(),
+            cfg.smtp.verify_positive_ttl.0,
+            cfg.smtp.verify_negative_ttl.0,
+            cfg.smtp.verify_timeout.0,
+        ))
+    });
     let admin_state = AdminState {
+        verifier: verifier.clone(),
         governor: governor.clone(),
         cfg: cfg.clone(),
         registry: registry.clone(),
@@ -105,20 +120,6 @@ pub async fn run(
     let smtp = crate::smtp::listener::Listeners::bind(&cfg.smtp.listen)
         .await
         .context("cannot start the SMTP listener")?;
-    let resolver = crate::delivery::route::Resolver::new(&cfg.delivery.nameservers)
-        .context("cannot set up the DNS resolver")?
-        .with_smtp_port(cfg.delivery.mx_port);
-    let client_settings = crate::delivery::scheduler::client_settings(&cfg)
-        .context("cannot load delivery.tls_ca_file")?;
-    let verifier = cfg.smtp.verify_recipients.then(|| {
-        Arc::new(crate::delivery::verify::Verifier::new(
-            resolver.clone(),
-            client_settings.clone(),
-            cfg.smtp.verify_positive_ttl.0,
-            cfg.smtp.verify_negative_ttl.0,
-            cfg.smtp.verify_timeout.0,
-        ))
-    });
     let gateway = crate::smtp::Gateway::new(
         cfg.clone(),
         registry.clone(),

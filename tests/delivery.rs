@@ -779,6 +779,22 @@ fn inbound_unknown_recipients_are_refused_at_rcpt_not_bounced() {
     s.expect("RCPT TO:<Reject-Nobody@agency.example.kz>", 550);
     s.expect("QUIT", 221);
     assert_eq!(agency_server.connections(), before);
+    // Staff drop the cached answer (a mailbox was just created): asked again.
+    let out = gw.cli_ok(&[
+        "--json",
+        "recipient",
+        "forget",
+        "reject-nobody@agency.example.kz",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["forgotten"], true, "{out}");
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO mx.sender.example", 250);
+    s.expect("MAIL FROM:<other@sender.example>", 250);
+    s.expect("RCPT TO:<reject-nobody@agency.example.kz>", 550);
+    s.expect("QUIT", 221);
+    assert_eq!(agency_server.connections(), before + 1);
+    assert!(gw.cli_ok(&["audit"]).contains("verification.forget"));
     // Nothing was bounced to the (possibly forged) internet sender.
     assert!(
         wait_for(10, || queue_counts(&gw)["total"] == 0),
@@ -787,7 +803,7 @@ fn inbound_unknown_recipients_are_refused_at_rcpt_not_bounced() {
     );
     let metrics = http(gw.admin, "GET", "/metrics", None, None).1;
     for line in [
-        "ugem_recipient_verifications_total{result=\"unknown\"} 1",
+        "ugem_recipient_verifications_total{result=\"unknown\"} 2",
         "ugem_recipient_verifications_total{result=\"exists\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");

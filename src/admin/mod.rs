@@ -38,6 +38,8 @@ pub struct AdminState {
     pub cfg: Arc<crate::config::Config>,
     /// The governor: restore notices, counters for `GET /api/v1/governor`.
     pub governor: Arc<crate::governor::Governor>,
+    /// Inbound recipient verification, whose cached answers staff may drop.
+    pub verifier: Option<Arc<crate::delivery::verify::Verifier>>,
 }
 
 impl AdminState {

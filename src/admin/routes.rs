@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 
 use super::{AdminState, ApiError, audited, authorize};
@@ -35,6 +35,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/senders/{address}/restore", post(restore_sender))
         .route("/api/v1/suspensions", get(list_suspensions))
         .route("/api/v1/governor", get(governor_status))
+        .route(
+            "/api/v1/verification/{address}",
+            delete(forget_verification),
+        )
         .route(
             "/api/v1/domains/{name}/limits",
             get(show_limits).put(set_limits).post(set_limits),
@@ -446,6 +450,35 @@ async fn restore_sender(
     )
     .await?;
     Ok(Json(rec))
+}
+
+/// `DELETE /api/v1/verification/{address}`: drops the cached answer of the
+/// domain's server for an inbound recipient.
+async fn forget_verification(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (v, target) = (st.verifier.clone(), address.clone());
+    let out = audited(
+        &st,
+        &headers,
+        client,
+        Role::Operator,
+        "verification.forget",
+        address,
+        move |_| {
+            let forgotten = v.as_ref().is_some_and(|v| v.forget(&target));
+            Ok(serde_json::json!({
+                "address": target,
+                "forgotten": forgotten,
+                "verification": if v.is_some() { "on" } else { "off" },
+            }))
+        },
+    )
+    .await?;
+    Ok(Json(out))
 }
 
 /// `GET /api/v1/governor`: counters, throttled scopes, suspension counts.

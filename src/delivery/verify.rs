@@ -98,6 +98,14 @@ impl Verifier {
             .await
     }
 
+    /// Drops the cached answer for `address` (a mailbox was just created or
+    /// removed); true if there was one.
+    pub fn forget(&self, address: &str) -> bool {
+        self.lock_cache()
+            .remove(&address.to_ascii_lowercase())
+            .is_some()
+    }
+
     fn cached(&self, key: &str) -> Option<Verdict> {
         let now = crate::store::now_ms();
         self.lock_cache()
