@@ -49,6 +49,9 @@ pub enum Verb {
     /// Inbound recipient verification.
     #[command(subcommand)]
     Recipient(RecipientCmd),
+    /// MTA-STS policies in force for recipient domains.
+    #[command(subcommand, name = "mta-sts")]
+    MtaSts(MtaStsCmd),
     /// The audit trail of admin actions.
     Audit {
         /// Newest N records.
@@ -235,6 +238,13 @@ pub enum RecipientCmd {
     },
 }
 
+/// `ugem mta-sts ...`
+#[derive(Subcommand, Debug)]
+pub enum MtaStsCmd {
+    /// The cached policies: domain, mode, MX patterns, expiry.
+    List,
+}
+
 /// `ugem suspension ...`
 #[derive(Subcommand, Debug)]
 pub enum SuspensionCmd {
@@ -327,6 +337,15 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
         ),
         Verb::Queue(cmd) => queue(c, cmd)?,
         Verb::Governor => Output::Record(c.get("/api/v1/governor")?),
+        Verb::MtaSts(MtaStsCmd::List) => Output::Table(
+            c.get("/api/v1/mta-sts")?,
+            &[
+                ("DOMAIN", "/domain"),
+                ("MODE", "/mode"),
+                ("MX", "/mx"),
+                ("EXPIRES", "/expires_at"),
+            ],
+        ),
         Verb::Recipient(RecipientCmd::Forget { address }) => Output::Record(
             c.delete(&format!("/api/v1/verification/{}", segment(&address)))?,
         ),

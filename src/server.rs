@@ -89,7 +89,16 @@ pub async fn run(
             cfg.smtp.verify_timeout.0,
         ))
     });
+    let mta_sts = cfg.delivery.mta_sts.then(|| {
+        Arc::new(crate::delivery::mta_sts::MtaSts::new(
+            resolver.clone(),
+            cfg.delivery.mta_sts_port,
+            crate::trust::all_certs(cfg.delivery.tls_ca_file.as_deref()),
+            Some(store.clone()),
+        ))
+    });
     let admin_state = AdminState {
+        mta_sts: mta_sts.clone(),
         verifier: verifier.clone(),
         governor: governor.clone(),
         cfg: cfg.clone(),
@@ -140,6 +149,7 @@ pub async fn run(
         resolver,
         client_settings,
         governor.clone(),
+        mta_sts,
     );
     let delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));
 

@@ -702,6 +702,22 @@ fn mta_sts_enforce_requires_verified_tls_to_a_listed_mx() {
     );
     assert!(gw.log_text().contains("MTA-STS policy fetched"));
 
+    // Staff see the policies in force.
+    let list = gw.cli_ok(&["mta-sts", "list"]);
+    assert!(
+        list.contains("sts.example") && list.contains("enforce"),
+        "{list}"
+    );
+    let v: Value = serde_json::from_str(&gw.cli_ok(&["--json", "mta-sts", "list"])).unwrap();
+    let trial = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["domain"] == "trial.example")
+        .expect("trial.example listed");
+    assert_eq!(trial["mode"], "testing");
+    assert_eq!(trial["mx"][0], "*.elsewhere.example");
+
     // After a restart with the policy host out of reach, the cached policy
     // (kept in the store) still governs: TLS again, though the default is none.
     let mut gw = gw;

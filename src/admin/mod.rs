@@ -40,6 +40,8 @@ pub struct AdminState {
     pub governor: Arc<crate::governor::Governor>,
     /// Inbound recipient verification, whose cached answers staff may drop.
     pub verifier: Option<Arc<crate::delivery::verify::Verifier>>,
+    /// Cached MTA-STS policies, which staff may list.
+    pub mta_sts: Option<Arc<crate::delivery::mta_sts::MtaSts>>,
 }
 
 impl AdminState {

@@ -39,6 +39,7 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/verification/{address}",
             delete(forget_verification),
         )
+        .route("/api/v1/mta-sts", get(list_mta_sts))
         .route(
             "/api/v1/domains/{name}/limits",
             get(show_limits).put(set_limits).post(set_limits),
@@ -479,6 +480,17 @@ async fn forget_verification(
     )
     .await?;
     Ok(Json(out))
+}
+
+/// `GET /api/v1/mta-sts`: the MTA-STS policies in force for recipient domains.
+async fn list_mta_sts(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    Ok(Json(
+        st.mta_sts.as_ref().map(|m| m.list()).unwrap_or_default(),
+    ))
 }
 
 /// `GET /api/v1/governor`: counters, throttled scopes, suspension counts.

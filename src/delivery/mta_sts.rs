@@ -321,6 +321,32 @@ impl MtaSts {
         v
     }
 
+    /// Every cached policy in force, for staff: domain, id, mode, MX
+    /// patterns, expiry and when the record was last looked at.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        let now = crate::store::now_ms();
+        let m = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<(&String, &Cached)> = m
+            .iter()
+            .filter(|(_, c)| c.policy.is_some() && c.expires_ms > now)
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        let at = |ms: u64| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64);
+        v.into_iter()
+            .filter_map(|(d, c)| {
+                let p = c.policy.as_ref()?;
+                Some(serde_json::json!({
+                    "domain": d,
+                    "id": c.id,
+                    "mode": p.mode,
+                    "mx": p.mx,
+                    "expires_at": at(c.expires_ms),
+                    "checked_at": (c.checked_ms > 0).then(|| at(c.checked_ms)).flatten(),
+                }))
+            })
+            .collect()
+    }
+
     fn save(&self, domain: &str, policy: &Policy, id: &str, expires_ms: u64) {
         let Some(store) = self.store.clone() else {
             return;

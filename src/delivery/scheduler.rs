@@ -36,7 +36,7 @@ pub struct Scheduler {
     /// Learns from remote replies (rejection and unknown-recipient rules).
     governor: Arc<crate::governor::Governor>,
     /// Recipient domains' MTA-STS policies (off with `delivery.mta_sts = false`).
-    mta_sts: Option<super::mta_sts::MtaSts>,
+    mta_sts: Option<Arc<super::mta_sts::MtaSts>>,
 }
 
 /// The recipients of one message that share a destination.
@@ -53,7 +53,8 @@ struct Group {
 }
 
 impl Scheduler {
-    /// Builds the scheduler from the configuration.
+    /// Builds the scheduler from the configuration; `mta_sts` is the policy
+    /// cache (none: MTA-STS off).
     pub fn new(
         cfg: Arc<Config>,
         queue: Queue,
@@ -61,6 +62,7 @@ impl Scheduler {
         resolver: Resolver,
         mut settings: ClientSettings,
         governor: Arc<crate::governor::Governor>,
+        mta_sts: Option<Arc<super::mta_sts::MtaSts>>,
     ) -> Arc<Scheduler> {
         // Every outbound source address is one of ours: a blocklist refusal
         // naming it (even in a greeting) is about the gateway.
@@ -68,14 +70,7 @@ impl Scheduler {
         settings.on_connect = Some(super::client::SourceHook(Arc::new(move |ip| {
             g.note_source_address(ip)
         })));
-        let mta_sts = cfg.delivery.mta_sts.then(|| {
-            super::mta_sts::MtaSts::new(
-                resolver.clone(),
-                cfg.delivery.mta_sts_port,
-                crate::trust::all_certs(cfg.delivery.tls_ca_file.as_deref()),
-                Some(registry.store().clone()),
-            )
-        });
+
         let d = &cfg.delivery;
         Arc::new(Scheduler {
             backoff: Backoff {
