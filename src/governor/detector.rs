@@ -328,6 +328,8 @@ pub fn names_address(text: &str, own: &[IpAddr]) -> Option<IpAddr> {
     if own.is_empty() {
         return None;
     }
+    // "[IPv6:2001:db8::25]": the tag would glue "6:" to the address.
+    let text = text.replace("IPv6:", " ").replace("ipv6:", " ");
     text.split(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':'))
         .map(|t| t.trim_matches(|c| c == '.' || c == ':'))
         .filter(|t| t.len() >= 2)
@@ -772,6 +774,11 @@ mod tests {
         assert_eq!(
             classify(false, true, "550 5.1.1 user unknown (from 203.0.113.5)", p),
             OutcomeKind::Unknown
+        );
+        // The SMTP address-literal form of IPv6.
+        assert_eq!(
+            names_address("554 5.7.1 [IPv6:2001:db8::25] listed at bl.example", &own),
+            Some(own[1])
         );
         // Numbers that are not addresses do not match.
         assert_eq!(names_address("550 5.7.1 listed 203.0.113", &own), None);
