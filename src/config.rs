@@ -331,8 +331,23 @@ pub struct SmtpSection {
     pub verify_positive_ttl: Span,
     /// How long "unknown" answers are remembered.
     pub verify_negative_ttl: Span,
-    /// Time allowed for one probe; after it the recipient is accepted.
+    /// Time allowed for one probe; then `verify_unsettled` applies.
     pub verify_timeout: Span,
+    /// When the server cannot settle it (down, slow, 4xx): accept the
+    /// recipient and queue (store-and-forward), or defer it with 450 4.1.1
+    /// (Postfix's default) so the sender's MTA keeps the mail.
+    pub verify_unsettled: VerifyUnsettled,
+}
+
+/// What an unsettled recipient verification does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyUnsettled {
+    /// Accept and queue.
+    #[default]
+    Accept,
+    /// `450 4.1.1`: the sending MTA retries later.
+    Defer,
 }
 
 impl Default for SmtpSection {
@@ -359,6 +374,7 @@ impl Default for SmtpSection {
             verify_positive_ttl: Span(Duration::from_secs(86_400)),
             verify_negative_ttl: Span(Duration::from_secs(3_600)),
             verify_timeout: Span(Duration::from_secs(10)),
+            verify_unsettled: VerifyUnsettled::Accept,
         }
     }
 }

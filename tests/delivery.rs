@@ -825,25 +825,31 @@ fn inbound_unknown_recipients_are_refused_at_rcpt_not_bounced() {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
 
-    // A server that does not answer leaves the recipient accepted and queued.
-    let dns2 = dns_for(&[]);
-    let gw2 = gateway(&dns2, 25, "");
-    gw2.cli_ok(&[
-        "domain",
-        "add",
-        AGENCY,
-        "--server",
-        "192.0.2.10",
-        "--contact",
-        "it@contact.example.kz",
-        "--inbound",
-        "127.0.0.1:9",
-    ]);
-    let mut s = Smtp::greeted(gw2.smtp);
-    s.expect("EHLO mx.sender.example", 250);
-    s.expect("MAIL FROM:<someone@sender.example>", 250);
-    s.expect("RCPT TO:<reject-nobody@agency.example.kz>", 250);
-    s.expect("QUIT", 221);
+    // A server that does not answer leaves the recipient accepted and
+    // queued; with verify_unsettled = "defer", deferred (450) instead.
+    for (extra, code) in [("", 250), ("[smtp]\nverify_unsettled = \"defer\"\n", 450)] {
+        let dns2 = dns_for(&[]);
+        let gw2 = gateway(&dns2, 25, extra);
+        gw2.cli_ok(&[
+            "domain",
+            "add",
+            AGENCY,
+            "--server",
+            "192.0.2.10",
+            "--contact",
+            "it@contact.example.kz",
+            "--inbound",
+            "127.0.0.1:9",
+        ]);
+        let mut s = Smtp::greeted(gw2.smtp);
+        s.expect("EHLO mx.sender.example", 250);
+        s.expect("MAIL FROM:<someone@sender.example>", 250);
+        let r = s.expect("RCPT TO:<reject-nobody@agency.example.kz>", code);
+        if code == 450 {
+            assert!(r.text().starts_with("4.1.1"), "{r:?}");
+        }
+        s.expect("QUIT", 221);
+    }
 }
 
 #[test]

@@ -625,8 +625,13 @@ impl Session {
                 if let RcptKind::Inbound(d) = &kind {
                     self.note_domain(d.as_str());
                     if let Some(r) = self.unknown_inbound(d, &address, &snap).await {
-                        tracing::info!(to = %to, reason = %r.first_line(), "RCPT refused by the domain's server");
-                        return self.error(r);
+                        tracing::info!(to = %to, code = r.code, reason = %r.first_line(), "RCPT not verified with the domain's server");
+                        if r.code >= 500 {
+                            return self.error(r);
+                        }
+                        // A deferral is not the client's error.
+                        self.reply(r);
+                        return None;
                     }
                 }
                 // Recipient rates and the anomaly detector see outbound relay only.
@@ -655,7 +660,8 @@ impl Session {
     }
 
     /// Asks the domain's own server whether `address` exists (see
-    /// `delivery::verify`); the 550 to send when it says no.
+    /// `delivery::verify`); the 550 to send when it says no, or the 450 when
+    /// it cannot say and `smtp.verify_unsettled = "defer"`.
     async fn unknown_inbound(
         &self,
         d: &crate::domain::Domain,
@@ -680,6 +686,15 @@ impl Session {
                         .collect::<String>()
                 ),
             )),
+            Verdict::Unverified(why)
+                if self.gw.cfg.smtp.verify_unsettled == crate::config::VerifyUnsettled::Defer =>
+            {
+                Some(Reply::new(
+                    450,
+                    "4.1.1",
+                    format!("<{address}>: cannot verify the recipient now ({why}); try later"),
+                ))
+            }
             Verdict::Exists | Verdict::Unverified(_) => None,
         }
     }
