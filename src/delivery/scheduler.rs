@@ -471,38 +471,17 @@ impl Scheduler {
             }
         };
         let targets = match &sts {
-            Some((d, p)) => {
-                let listed: Vec<_> = targets
-                    .iter()
-                    .filter(|t| p.allows(&t.host))
-                    .cloned()
-                    .collect();
-                if listed.len() < targets.len() {
-                    let hosts: Vec<&str> = targets
-                        .iter()
-                        .filter(|t| !p.allows(&t.host))
-                        .map(|t| t.host.as_str())
-                        .collect();
-                    tracing::warn!(domain = %d, mode = ?p.mode, hosts = ?hosts, "MX hosts outside the domain's MTA-STS policy");
-                }
-                if !enforce {
-                    targets
-                } else if listed.is_empty() {
-                    crate::metrics::mta_sts("enforced_refusal");
-                    let text = format!(
-                        "4.7.5 the MTA-STS policy of {d} (enforce) lists none of its MX hosts (policy: {})",
-                        p.mx.join(", ")
-                    );
+            Some((d, p)) => match sts_targets(d, p, targets) {
+                Ok(t) => t,
+                Err(text) => {
                     return (
                         all(&|| RcptResult::Deferred {
                             reply: text.clone(),
                         }),
                         None,
                     );
-                } else {
-                    listed
                 }
-            }
+            },
             None => targets,
         };
         let mut last_err = String::from("4.4.1 no target answered");
@@ -630,6 +609,33 @@ fn route_key(r: &Route) -> String {
         Route::Static(hp) => format!("static:{hp}"),
         Route::Mx(d) => format!("mx:{d}"),
     }
+}
+
+/// The MX targets an MTA-STS policy allows: under `enforce` only the listed
+/// hosts (`Err`: the deferral text when none is), under `testing` all of
+/// them; unlisted hosts are logged either way.
+fn sts_targets(
+    d: &Domain,
+    p: &super::mta_sts::Policy,
+    targets: Vec<super::route::Target>,
+) -> Result<Vec<super::route::Target>, String> {
+    let (listed, other): (Vec<_>, Vec<_>) =
+        targets.iter().cloned().partition(|t| p.allows(&t.host));
+    if !other.is_empty() {
+        let hosts: Vec<&str> = other.iter().map(|t| t.host.as_str()).collect();
+        tracing::warn!(domain = %d, mode = ?p.mode, hosts = ?hosts, "MX hosts outside the domain's MTA-STS policy");
+    }
+    if p.mode != super::mta_sts::Mode::Enforce {
+        return Ok(targets);
+    }
+    if listed.is_empty() {
+        crate::metrics::mta_sts("enforced_refusal");
+        return Err(format!(
+            "4.7.5 the MTA-STS policy of {d} (enforce) lists none of its MX hosts (policy: {})",
+            p.mx.join(", ")
+        ));
+    }
+    Ok(listed)
 }
 
 fn conn_error_text(e: &ConnError, addr: std::net::SocketAddr) -> String {
