@@ -876,3 +876,47 @@ fn concurrent_rcpts_to_one_address_probe_the_server_once() {
     assert_eq!(codes, [550; 4]);
     assert_eq!(agency_server.connections(), 1, "one probe for the burst");
 }
+
+#[test]
+fn bounces_to_a_disconnected_domain_go_to_its_last_registered_server() {
+    // The agency's MX would name the gateway itself: gateway-generated mail
+    // must use the server it had registered, not the MX (here: no route at all).
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let remote = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&[]);
+    let gw = gateway(
+        &dns,
+        1,
+        &format!(
+            "[delivery.routes]\n\"example.org\" = \"{}\"\n[registration]\ndisconnect_queued = \"bounce\"\n",
+            remote.addr()
+        ),
+    );
+    register_with_inbound(&gw, "127.0.0.1", &agency_server);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["defer-me@example.org"],
+        "Subject: q\r\n\r\nx\r\n",
+    );
+    assert!(wait_for(10, || rcpts(&remote) >= 1));
+    gw.cli_ok(&[
+        "domain",
+        "disconnect",
+        AGENCY,
+        "--reason",
+        "left the sector",
+    ]);
+    assert!(
+        agency_server.wait_for_messages(1, Duration::from_secs(20)),
+        "the bounce did not reach the agency's server; queue: {:?}",
+        queue_list(&gw)
+    );
+    let dsn = agency_server
+        .messages()
+        .into_iter()
+        .find(|m| m.sender.is_empty())
+        .expect("a DSN");
+    assert_eq!(dsn.recipients, vec!["clerk@agency.example.kz"]);
+    assert!(String::from_utf8_lossy(&dsn.body).contains("disconnected"));
+}

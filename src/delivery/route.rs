@@ -61,6 +61,23 @@ pub fn route_for(domain: &Domain, snap: &Snapshot, routes: &BTreeMap<String, Hos
     Route::Mx(domain.clone())
 }
 
+/// The route for mail the gateway itself sends (bounces, notices): like
+/// [`route_for`], but a disconnected domain still gets its last registered
+/// server. Its MX records usually still name the gateway, so a bounce or the
+/// disconnection notice sent by MX would loop back here and be refused.
+pub fn route_for_local(
+    domain: &Domain,
+    snap: &Snapshot,
+    routes: &BTreeMap<String, HostPort>,
+) -> Route {
+    if let Some(rec) = snap.domain(domain)
+        && let Some(hp) = rec.inbound_route()
+    {
+        return Route::Registered(hp);
+    }
+    route_for(domain, snap, routes)
+}
+
 /// The `[delivery.routes]` entry for a domain: exact match, else `"*"`.
 fn static_route<'a>(
     domain: &Domain,

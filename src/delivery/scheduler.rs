@@ -337,7 +337,11 @@ impl Scheduler {
                 // recipient deferred rather than guessing.
                 continue;
             };
-            let route = route_for(&domain, &snap, &self.cfg.delivery.routes);
+            let route = if env.direction == ugem_queue::Direction::Local {
+                super::route::route_for_local(&domain, &snap, &self.cfg.delivery.routes)
+            } else {
+                route_for(&domain, &snap, &self.cfg.delivery.routes)
+            };
             let d = &self.cfg.delivery;
             let explicit = super::tls_policy::lookup(&domain, &d.tls_policy);
             let tls = explicit.unwrap_or(d.tls);
