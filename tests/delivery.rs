@@ -879,3 +879,34 @@ fn disconnecting_can_bounce_queued_mail_to_the_last_registered_server() {
         "{raw}"
     );
 }
+
+#[test]
+fn an_mx_that_is_the_gateway_itself_bounces_as_a_loop() {
+    // loop.example's MX names the gateway (server.hostname = gw.test.example);
+    // a fake MX stands where that name points, and must never be used.
+    let me = FakeMx::start(Behaviour::accept());
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let dns = TestDns::start(&[
+        ("loop.example", Rec::Mx(10, "gw.test.example")),
+        ("gw.test.example", Rec::A("127.0.0.1".parse().unwrap())),
+    ]);
+    let gw = gateway(&dns, me.addr().port(), "");
+    register_with_inbound(&gw, "127.0.0.1", &agency_server);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["someone@loop.example"],
+        "Subject: loop\r\n\r\nx\r\n",
+    );
+    assert!(
+        agency_server.wait_for_messages(1, Duration::from_secs(20)),
+        "no bounce; log:\n{}",
+        gw.log_text()
+    );
+    let raw = String::from_utf8_lossy(&agency_server.messages()[0].body).to_string();
+    assert!(
+        raw.contains("Status: 5.4.6") && raw.contains("loops back to this gateway"),
+        "{raw}"
+    );
+    assert_eq!(me.connections(), 0, "the gateway connected to itself");
+}

@@ -474,6 +474,28 @@ impl Scheduler {
                 );
             }
         };
+        // An MX that is this gateway would loop (Postfix: "mail for X loops
+        // back to myself"): never connect to ourselves.
+        let targets = match &g.route {
+            Route::Mx(d) => {
+                let me = self.cfg.server.hostname.as_str();
+                let (me_too, others): (Vec<_>, Vec<_>) = targets
+                    .into_iter()
+                    .partition(|t| t.host.trim_end_matches('.').eq_ignore_ascii_case(me));
+                if others.is_empty() && !me_too.is_empty() {
+                    let text =
+                        format!("5.4.6 mail for {d} loops back to this gateway (its MX is {me})");
+                    return (
+                        all(&|| RcptResult::Failed {
+                            reply: text.clone(),
+                        }),
+                        None,
+                    );
+                }
+                others
+            }
+            _ => targets,
+        };
         let targets = match &sts {
             Some((d, p)) => match sts_targets(d, p, targets) {
                 Ok(t) => t,
