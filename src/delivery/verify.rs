@@ -135,10 +135,10 @@ impl Verifier {
         let Ok(Ok(_permit)) = tokio::time::timeout(self.timeout, self.slots.acquire()).await else {
             return Verdict::Unverified("too many probes at once".into());
         };
-        let verdict =
+        let (verdict, server_failed) =
             match tokio::time::timeout(self.timeout, self.probe(route, tls, address)).await {
                 Ok(v) => v,
-                Err(_) => Verdict::Unverified("the probe timed out".into()),
+                Err(_) => (Verdict::Unverified("the probe timed out".into()), true),
             };
         crate::metrics::verification(match &verdict {
             Verdict::Exists => "exists",
@@ -149,11 +149,13 @@ impl Verifier {
             Verdict::Exists => self.positive_ms,
             Verdict::Unknown(_) => self.negative_ms,
             Verdict::Unverified(why) => {
-                tracing::info!(server, why, "recipient not verified; accepting");
-                self.down
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(server, now + DOWN_MS);
+                tracing::info!(server, why, "recipient not verified");
+                if server_failed {
+                    self.down
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(server, now + DOWN_MS);
+                }
                 return verdict;
             }
         };
@@ -173,10 +175,12 @@ impl Verifier {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn probe(&self, route: &Route, tls: TlsPolicy, address: &str) -> Verdict {
+    /// The verdict, and whether the server itself failed (unreachable,
+    /// broken session) rather than answering about this address.
+    async fn probe(&self, route: &Route, tls: TlsPolicy, address: &str) -> (Verdict, bool) {
         let targets = match self.resolver.targets(route).await {
             Ok(t) => t,
-            Err(e) => return Verdict::Unverified(e.to_string()),
+            Err(e) => return (Verdict::Unverified(e.to_string()), true),
         };
         let mut why = String::from("no address");
         for t in targets.iter().take(2) {
@@ -194,15 +198,16 @@ impl Verifier {
             let r = conn.probe(address).await;
             tokio::spawn(conn.quit());
             return match r {
-                Ok(reply) if reply.class() == Class::Success => Verdict::Exists,
+                Ok(reply) if reply.class() == Class::Success => (Verdict::Exists, false),
                 Ok(reply) if reply.class() == Class::Permanent && is_rcpt_refusal(&reply) => {
-                    Verdict::Unknown(reply.to_string())
+                    (Verdict::Unknown(reply.to_string()), false)
                 }
-                Ok(reply) => Verdict::Unverified(reply.to_string()),
-                Err(e) => Verdict::Unverified(e.to_string()),
+                // A 4xx or a policy refusal about this address only.
+                Ok(reply) => (Verdict::Unverified(reply.to_string()), false),
+                Err(e) => (Verdict::Unverified(e.to_string()), true),
             };
         }
-        Verdict::Unverified(why)
+        (Verdict::Unverified(why), true)
     }
 }
 
