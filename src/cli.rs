@@ -44,7 +44,7 @@ pub enum Verb {
     Application(ApplicationCmd),
     /// The connection log.
     Connections(ConnectionsArgs),
-    /// Rate governors: counters, throttled scopes, suspension counts.
+    /// Rate governors: counters, throttled scopes, suspension counts, gateway listings.
     Governor,
     /// Inbound recipient verification.
     #[command(subcommand)]
