@@ -337,6 +337,9 @@ pub struct SmtpSection {
     /// recipient and queue (store-and-forward), or defer it with 450 4.1.1
     /// (Postfix's default) so the sender's MTA keeps the mail.
     pub verify_unsettled: VerifyUnsettled,
+    /// Probes one client IP may cause per minute (a dictionary attack
+    /// through the gateway); over it, `450 4.7.1`. Cached answers are free.
+    pub verify_probes_per_minute: u32,
 }
 
 /// What an unsettled recipient verification does.
@@ -375,6 +378,7 @@ impl Default for SmtpSection {
             verify_negative_ttl: Span(Duration::from_secs(3_600)),
             verify_timeout: Span(Duration::from_secs(10)),
             verify_unsettled: VerifyUnsettled::Accept,
+            verify_probes_per_minute: 120,
         }
     }
 }

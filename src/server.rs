@@ -87,6 +87,7 @@ pub async fn run(
             cfg.smtp.verify_positive_ttl.0,
             cfg.smtp.verify_negative_ttl.0,
             cfg.smtp.verify_timeout.0,
+            cfg.smtp.verify_probes_per_minute,
         ))
     });
     let mta_sts = cfg.delivery.mta_sts.then(|| {
@@ -129,6 +130,17 @@ pub async fn run(
     let smtp = crate::smtp::listener::Listeners::bind(&cfg.smtp.listen)
         .await
         .context("cannot start the SMTP listener")?;
+    if let Some(v) = verifier.clone() {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => v.prune(),
+                    _ = stopped(&mut stop) => break,
+                }
+            }
+        });
+    }
     let gateway = crate::smtp::Gateway::new(
         cfg.clone(),
         registry.clone(),

@@ -910,3 +910,27 @@ fn an_mx_that_is_the_gateway_itself_bounces_as_a_loop() {
     );
     assert_eq!(me.connections(), 0, "the gateway connected to itself");
 }
+
+#[test]
+fn a_dictionary_attack_is_deferred_after_the_probe_rate() {
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&[]);
+    let gw = gateway(&dns, 25, "[smtp]\nverify_probes_per_minute = 2\n");
+    register_with_inbound(&gw, "192.0.2.10", &agency_server);
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO mx.sender.example", 250);
+    s.expect("MAIL FROM:<guess@sender.example>", 250);
+    s.expect("RCPT TO:<reject-a@agency.example.kz>", 550);
+    s.expect("RCPT TO:<reject-b@agency.example.kz>", 550);
+    // A third new address from this client would be a third probe this minute.
+    let r = s.expect("RCPT TO:<reject-c@agency.example.kz>", 450);
+    assert!(
+        r.text()
+            .starts_with("4.7.1 too many recipients to verify from 127.0.0.1"),
+        "{r:?}"
+    );
+    // Answers already known cost nothing.
+    s.expect("RCPT TO:<reject-a@agency.example.kz>", 550);
+    s.expect("QUIT", 221);
+    assert_eq!(agency_server.connections(), 2);
+}

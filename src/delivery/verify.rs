@@ -50,6 +50,11 @@ pub struct Verifier {
     down: Mutex<HashMap<String, u64>>,
     slots: Semaphore,
     inflight: super::single_flight::Gates,
+    /// Probes per client IP per minute (0: unlimited).
+    per_client: Option<(
+        crate::governor::limits::Limiters,
+        crate::governor::limits::Rate,
+    )>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -66,6 +71,7 @@ impl Verifier {
         positive: Duration,
         negative: Duration,
         timeout: Duration,
+        probes_per_minute: u32,
     ) -> Verifier {
         Verifier {
             resolver,
@@ -77,6 +83,12 @@ impl Verifier {
             down: Mutex::new(HashMap::new()),
             slots: Semaphore::new(MAX_PROBES),
             inflight: Default::default(),
+            per_client: (probes_per_minute > 0).then(|| {
+                (
+                    crate::governor::limits::Limiters::new(),
+                    crate::governor::limits::Rate::per_minute(probes_per_minute, 100),
+                )
+            }),
         }
     }
 
@@ -96,6 +108,32 @@ impl Verifier {
                 }
             })
             .await
+    }
+
+    /// Whether `client` may cause a probe for `address` now: a cached
+    /// answer is always free; new probes count against the client's rate.
+    pub fn may_probe(&self, client: std::net::IpAddr, address: &str) -> bool {
+        if self.cached(&address.to_ascii_lowercase()).is_some() {
+            return true;
+        }
+        match &self.per_client {
+            Some((limits, rate)) => limits.check(*rate, crate::governor::limits::ip_key(client)),
+            None => true,
+        }
+    }
+
+    /// Drops expired answers, recovered servers and idle per-client probe
+    /// counters (every minute, from the server's housekeeping).
+    pub fn prune(&self) {
+        let now = crate::store::now_ms();
+        self.lock_cache().retain(|_, (_, until)| *until > now);
+        self.down
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, until| *until > now);
+        if let Some((limits, _)) = &self.per_client {
+            limits.retain_recent();
+        }
     }
 
     /// Drops the cached answer for `address` (a mailbox was just created or

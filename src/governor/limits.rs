@@ -24,6 +24,16 @@ type Keyed<C> = RateLimiter<
     NoOpMiddleware<<C as Clock>::Instant>,
 >;
 
+/// The limiter key of a client address: one per IPv4 address, one per IPv6
+/// /64 (a host owns a whole /64, and it bounds the keys); the tag in the top
+/// byte keeps IP keys apart from the other kinds.
+pub fn ip_key(ip: std::net::IpAddr) -> u128 {
+    match crate::policy::canonical_ip(ip) {
+        std::net::IpAddr::V4(v4) => (4u128 << 120) | u128::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => (6u128 << 120) | (u128::from(v6) >> 64),
+    }
+}
+
 /// A rate: `count` per `per`, with a burst of `burst` cells at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {

@@ -331,12 +331,7 @@ impl Governor {
             return Ok(());
         }
         let ip = crate::policy::canonical_ip(ip);
-        // One key per IPv6 /64: a host owns a whole /64, and it bounds the keys.
-        // The tag in the top byte keeps IP keys apart from the other kinds.
-        let k = match ip {
-            IpAddr::V4(v4) => (4u128 << 120) | u128::from(u32::from(v4)),
-            IpAddr::V6(v6) => (6u128 << 120) | (u128::from(v6) >> 64),
-        };
+        let k = limits::ip_key(ip);
         let rate = Rate::per_minute(self.cfg.governor.connections_per_minute, 100);
         if self.limits.check(rate, k) {
             return Ok(());

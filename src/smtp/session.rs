@@ -670,6 +670,16 @@ impl Session {
     ) -> Option<Reply> {
         use crate::delivery::verify::Verdict;
         let v = self.gw.verifier.as_ref()?;
+        if !v.may_probe(self.peer.ip(), address) {
+            return Some(Reply::new(
+                450,
+                "4.7.1",
+                format!(
+                    "too many recipients to verify from {}; try later",
+                    self.peer.ip()
+                ),
+            ));
+        }
         let dc = &self.gw.cfg.delivery;
         let route = crate::delivery::route::route_for(d, snap, &dc.routes);
         let tls = crate::delivery::tls_policy::policy_for(d, &dc.tls_policy, dc.tls);
