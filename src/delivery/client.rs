@@ -71,6 +71,15 @@ pub struct Target {
     pub addr: SocketAddr,
 }
 
+impl From<&super::route::Target> for Target {
+    fn from(t: &super::route::Target) -> Target {
+        Target {
+            host: t.host.clone(),
+            addr: t.addr,
+        }
+    }
+}
+
 /// When to use STARTTLS, like Postfix's `smtp_tls_security_level`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use ugem_queue::{AttemptOutcome, Direction, Envelope, Queue, RcptStatus, RecipientUpdate};
 
-use super::client::{ClientSettings, ConnError, Connection, RcptResult, Target, TlsPolicy};
+use super::client::{ClientSettings, ConnError, Connection, RcptResult, TlsPolicy};
 use super::outcome::Backoff;
 use super::route::{Resolver, Route, route_for};
 use crate::config::Config;
@@ -512,11 +512,7 @@ impl Scheduler {
         };
         let mut last_err = String::from("4.4.1 no target answered");
         for t in targets.iter() {
-            let target = Target {
-                host: t.host.clone(),
-                addr: t.addr,
-            };
-            let mut conn = match Connection::open_as(&target, &self.settings, tls).await {
+            let mut conn = match Connection::open_as(&t.into(), &self.settings, tls).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::info!(target = %t.addr, error = %e, "connection failed; trying the next target");

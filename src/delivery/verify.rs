@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::client::{ClientSettings, Connection, Target, TlsPolicy};
+use super::client::{ClientSettings, Connection, TlsPolicy};
 use super::outcome::Class;
 use super::route::{Resolver, Route};
 
@@ -222,11 +222,7 @@ impl Verifier {
         };
         let mut why = String::from("no address");
         for t in targets.iter().take(2) {
-            let target = Target {
-                host: t.host.clone(),
-                addr: t.addr,
-            };
-            let mut conn = match Connection::open_as(&target, &self.settings, tls).await {
+            let mut conn = match Connection::open_as(&t.into(), &self.settings, tls).await {
                 Ok(c) => c,
                 Err(e) => {
                     why = e.to_string();
