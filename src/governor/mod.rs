@@ -1262,6 +1262,10 @@ mod tests {
             gov.check_rcpt(&d, &format!("u{i}@agency.example.kz"), "x@far.example")
                 .unwrap();
         }
+        // One sender clearly later than all the others (activity is kept in ms).
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        gov.check_rcpt(&d, "latest@agency.example.kz", "x@far.example")
+            .unwrap();
         assert!(gov.limits.keys() >= 20_000);
         assert!(gov.scopes.len() > 20_000);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -1271,7 +1275,7 @@ mod tests {
         assert!(gov.limits.keys() <= 1, "{}", gov.limits.keys());
         // The 500 most recent senders and the domain stay tracked.
         assert_eq!(gov.scopes.len(), 501);
-        let k = gov.keyer.sender("u19999@agency.example.kz");
+        let k = gov.keyer.sender("latest@agency.example.kz");
         assert!(gov.scopes.shard(k).contains_key(&k));
         let k = gov.keyer.sender("u0@agency.example.kz");
         assert!(!gov.scopes.shard(k).contains_key(&k));
