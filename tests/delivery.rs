@@ -810,7 +810,7 @@ fn inbound_unknown_recipients_are_refused_at_rcpt_not_bounced() {
 #[test]
 fn concurrent_rcpts_to_one_address_probe_the_server_once() {
     // A slow agency server: every session's RCPT arrives during the first probe.
-    let agency_server = FakeMx::start(Behaviour::slow(Duration::from_millis(200)));
+    let agency_server = FakeMx::start(Behaviour::slow(Duration::from_millis(400)));
     let dns = dns_for(&[]);
     let gw = gateway(&dns, 25, "");
     register_with_inbound(&gw, "192.0.2.10", &agency_server);
