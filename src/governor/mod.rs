@@ -127,6 +127,43 @@ struct Tracked {
     dirty: bool,
 }
 
+/// What the MAIL and RCPT checks share (see `Governor::subject`).
+struct Subject {
+    now: u64,
+    over: crate::store::domains::DomainLimits,
+    kd: ScopeKey,
+    ks: ScopeKey,
+}
+
+/// One rate limit to check: its rate before any throttle, whose it is, and
+/// the metric that counts its refusals.
+struct Check {
+    base: Rate,
+    scope: ScopeKey,
+    tag: LimitTag,
+    is_domain: bool,
+    metric: &'static str,
+}
+
+impl Check {
+    fn sender(base: Rate, scope: ScopeKey, tag: LimitTag, metric: &'static str) -> Check {
+        Check {
+            base,
+            scope,
+            tag,
+            is_domain: false,
+            metric,
+        }
+    }
+
+    fn domain(base: Rate, scope: ScopeKey, tag: LimitTag, metric: &'static str) -> Check {
+        Check {
+            is_domain: true,
+            ..Check::sender(base, scope, tag, metric)
+        }
+    }
+}
+
 /// A decision for the background task.
 #[derive(Debug)]
 enum Event {
@@ -348,54 +385,57 @@ impl Governor {
         ))
     }
 
+    /// What the MAIL and RCPT checks share: the time, the domain's limit
+    /// overrides and both scope keys; `None` when the governor is off.
+    fn subject(&self, domain: &Domain, sender: &str) -> Option<Subject> {
+        if !self.enabled() {
+            return None;
+        }
+        Some(Subject {
+            now: crate::store::now_ms(),
+            over: self
+                .registry
+                .snapshot()
+                .domain(domain)
+                .and_then(|r| r.limits)
+                .unwrap_or_default(),
+            kd: self.keyer.domain(domain.as_str()),
+            ks: self.keyer.sender(sender),
+        })
+    }
+
+    /// An hourly rate: the domain's override, else the default.
+    fn hourly(&self, own: Option<u32>, default: u32) -> Rate {
+        Rate::per_hour(own.unwrap_or(default), self.cfg.governor.burst_percent)
+    }
+
     /// MAIL FROM of a registered agency relaying: the message rates of its
     /// domain and of the sender. `sender` is the lowercased address.
     pub fn check_mail(&self, domain: &Domain, sender: &str) -> Result<(), Reply> {
-        if !self.enabled() {
+        let Some(sj) = self.subject(domain, sender) else {
             return Ok(());
-        }
+        };
         let g = &self.cfg.governor;
-        let now = crate::store::now_ms();
-        let over = self
-            .registry
-            .snapshot()
-            .domain(domain)
-            .and_then(|r| r.limits);
-        let (kd, ks) = (
-            self.keyer.domain(domain.as_str()),
-            self.keyer.sender(sender),
-        );
-        let b = g.burst_percent;
+        let tag = LimitTag::Messages;
         // The narrowest scope first: a sender over its own limit must not
         // use up its domain's budget, which its colleagues share.
         let checks = [
-            (
+            Check::sender(
                 Rate::per_minute(g.sender_messages_per_minute, 100),
-                ks,
-                LimitTag::Messages,
-                false,
+                sj.ks,
+                tag,
                 "sender_messages_per_minute",
             ),
-            (
-                Rate::per_hour(
-                    over.and_then(|o| o.sender_messages_per_hour)
-                        .unwrap_or(g.sender_messages_per_hour),
-                    b,
-                ),
-                ks,
-                LimitTag::Messages,
-                false,
+            Check::sender(
+                self.hourly(sj.over.sender_messages_per_hour, g.sender_messages_per_hour),
+                sj.ks,
+                tag,
                 "sender_messages_per_hour",
             ),
-            (
-                Rate::per_hour(
-                    over.and_then(|o| o.messages_per_hour)
-                        .unwrap_or(g.domain_messages_per_hour),
-                    b,
-                ),
-                kd,
-                LimitTag::Messages,
-                true,
+            Check::domain(
+                self.hourly(sj.over.messages_per_hour, g.domain_messages_per_hour),
+                sj.kd,
+                tag,
                 "domain_messages_per_hour",
             ),
         ];
@@ -404,29 +444,29 @@ impl Governor {
             "messages",
             &self.counters.mail_refused,
             domain,
-            (sender, ks),
-            now,
+            sender,
+            &sj,
         )
     }
 
-    /// Checks each (rate, scope, limit, is-domain, metric) in turn; the
-    /// first one over its limit is counted, noted for the detector and refused.
+    /// Checks each limit in turn; the first one over is counted, noted for
+    /// the detector and refused.
     fn check_rates(
         &self,
-        checks: &[(Rate, ScopeKey, LimitTag, bool, &'static str)],
+        checks: &[Check],
         what: &str,
         refused: &std::sync::atomic::AtomicU64,
         domain: &Domain,
-        (sender, ks): (&str, ScopeKey),
-        now: u64,
+        sender: &str,
+        sj: &Subject,
     ) -> Result<(), Reply> {
-        for &(base, sk, tag, is_domain, metric) in checks {
-            let rate = self.effective(base, sk, now);
-            if !self.limits.check(rate, sk.limit(tag)) {
+        for c in checks {
+            let rate = self.effective(c.base, c.scope, sj.now);
+            if !self.limits.check(rate, c.scope.limit(c.tag)) {
                 Counters::bump(refused);
-                crate::metrics::throttle(metric);
-                self.note_throttled(domain, sender, ks, now);
-                let label = if is_domain {
+                crate::metrics::throttle(c.metric);
+                self.note_throttled(domain, sender, sj.ks, sj.now);
+                let label = if c.is_domain {
                     format!("domain {domain}")
                 } else {
                     format!("sender {sender}")
@@ -440,43 +480,26 @@ impl Governor {
     /// One outbound RCPT of a registered agency: the recipient rates, then
     /// the detector's traffic rules. `sender` is the lowercased address.
     pub fn check_rcpt(&self, domain: &Domain, sender: &str, rcpt: &str) -> Result<(), Reply> {
-        if !self.enabled() {
+        let Some(sj) = self.subject(domain, sender) else {
             return Ok(());
-        }
+        };
         let g = &self.cfg.governor;
-        let now = crate::store::now_ms();
-        let over = self
-            .registry
-            .snapshot()
-            .domain(domain)
-            .and_then(|r| r.limits);
-        let (kd, ks) = (
-            self.keyer.domain(domain.as_str()),
-            self.keyer.sender(sender),
-        );
-        let b = g.burst_percent;
+        let tag = LimitTag::Recipients;
         // Sender first, as at MAIL.
         let checks = [
-            (
-                Rate::per_hour(
-                    over.and_then(|o| o.sender_recipients_per_hour)
-                        .unwrap_or(g.sender_recipients_per_hour),
-                    b,
+            Check::sender(
+                self.hourly(
+                    sj.over.sender_recipients_per_hour,
+                    g.sender_recipients_per_hour,
                 ),
-                ks,
-                LimitTag::Recipients,
-                false,
+                sj.ks,
+                tag,
                 "sender_recipients_per_hour",
             ),
-            (
-                Rate::per_hour(
-                    over.and_then(|o| o.recipients_per_hour)
-                        .unwrap_or(g.domain_recipients_per_hour),
-                    b,
-                ),
-                kd,
-                LimitTag::Recipients,
-                true,
+            Check::domain(
+                self.hourly(sj.over.recipients_per_hour, g.domain_recipients_per_hour),
+                sj.kd,
+                tag,
                 "domain_recipients_per_hour",
             ),
         ];
@@ -485,9 +508,10 @@ impl Governor {
             "recipients",
             &self.counters.rcpt_refused,
             domain,
-            (sender, ks),
-            now,
+            sender,
+            &sj,
         )?;
+        let (now, kd, ks) = (sj.now, sj.kd, sj.ks);
         let h = detector::address_hash(rcpt);
         let mut trips = Vec::new();
         // Sender then domain, one shard lock at a time (they may share one).

@@ -147,6 +147,9 @@ struct Transaction {
     params: MailParams,
     rcpts: Vec<(String, RcptKind)>,
     bdat: Option<BdatReader>,
+    /// The governor's key of a relaying agency sender (lowercased address),
+    /// made once at MAIL for every RCPT of the transaction.
+    sender_key: Option<String>,
 }
 
 struct Session {
@@ -566,10 +569,15 @@ impl Session {
                 if let SenderStanding::Relay { domain } = &standing {
                     self.note_domain(domain.as_str());
                 }
+                let sender_key = match (&standing, &from) {
+                    (SenderStanding::Relay { .. }, ReversePath::Mailbox(mb)) => {
+                        Some(policy::sender_key(mb))
+                    }
+                    _ => None,
+                };
                 // Message rates of the agency's domain and sender (governor).
-                if let (SenderStanding::Relay { domain }, ReversePath::Mailbox(mb)) =
-                    (&standing, &from)
-                    && let Err(r) = self.gw.governor.check_mail(domain, &policy::sender_key(mb))
+                if let (SenderStanding::Relay { domain }, Some(key)) = (&standing, &sender_key)
+                    && let Err(r) = self.gw.governor.check_mail(domain, key)
                 {
                     tracing::info!(from = %from, reason = %r.first_line(), "MAIL rate-limited");
                     self.reply(r);
@@ -581,6 +589,7 @@ impl Session {
                     params,
                     rcpts: Vec::new(),
                     bdat: None,
+                    sender_key,
                 });
                 self.reply(Reply::new(250, "2.1.0", "sender OK"));
                 None
@@ -638,13 +647,10 @@ impl Session {
                 if kind == RcptKind::Outbound
                     && let Some(Transaction {
                         standing: SenderStanding::Relay { domain },
-                        from: ReversePath::Mailbox(mb),
+                        sender_key: Some(key),
                         ..
                     }) = self.txn.as_ref()
-                    && let Err(r) =
-                        self.gw
-                            .governor
-                            .check_rcpt(domain, &policy::sender_key(mb), &address)
+                    && let Err(r) = self.gw.governor.check_rcpt(domain, key, &address)
                 {
                     tracing::info!(to = %to, reason = %r.first_line(), "RCPT rate-limited");
                     self.reply(r);
