@@ -102,9 +102,37 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-fn labelled(out: &mut String, name: &str, label: &str, map: &Mutex<BTreeMap<String, u64>>) {
+/// One family with a single unlabelled sample.
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// One counter family with a sample per label value.
+fn labelled(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    map: &Mutex<BTreeMap<String, u64>>,
+) {
+    family(out, name, "counter", help);
     let m = map.lock().unwrap_or_else(|p| p.into_inner());
     for (k, v) in m.iter() {
+        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape(k));
+    }
+}
+
+/// One gauge family with a sample per label value.
+fn gauges<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    rows: &[(&str, V)],
+) {
+    family(out, name, "gauge", help);
+    for (k, v) in rows {
         let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape(k));
     }
 }
@@ -112,169 +140,119 @@ fn labelled(out: &mut String, name: &str, label: &str, map: &Mutex<BTreeMap<Stri
 /// Renders every metric in the Prometheus text format.
 pub fn render(g: &Gauges) -> String {
     let mut out = String::with_capacity(2048);
-    family(
-        &mut out,
+    let o = &mut out;
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    scalar(
+        o,
         "ugem_smtp_sessions_total",
         "counter",
         "SMTP sessions started.",
+        load(&SESSIONS),
     );
-    let _ = writeln!(
-        out,
-        "ugem_smtp_sessions_total {}",
-        SESSIONS.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
+    scalar(
+        o,
         "ugem_smtp_sessions_active",
         "gauge",
         "SMTP sessions in progress.",
+        SESSIONS_ACTIVE.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "ugem_smtp_sessions_active {}",
-        SESSIONS_ACTIVE.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
+    scalar(
+        o,
         "ugem_smtp_messages_accepted_total",
         "counter",
         "Messages accepted and queued.",
+        load(&MESSAGES_ACCEPTED),
     );
-    let _ = writeln!(
-        out,
-        "ugem_smtp_messages_accepted_total {}",
-        MESSAGES_ACCEPTED.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
+    scalar(
+        o,
         "ugem_smtp_accepted_bytes_total",
         "counter",
         "Bytes of accepted messages.",
+        load(&BYTES_ACCEPTED),
     );
-    let _ = writeln!(
-        out,
-        "ugem_smtp_accepted_bytes_total {}",
-        BYTES_ACCEPTED.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
+    scalar(
+        o,
         "ugem_gateway_listed_total",
         "counter",
         "Remote refusals naming a gateway address on a blocklist.",
-    );
-    let _ = writeln!(
-        out,
-        "ugem_gateway_listed_total {}",
-        GATEWAY_LISTED.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
-        "ugem_smtp_refusals_total",
-        "counter",
-        "Refusal replies by code.",
-    );
-    labelled(&mut out, "ugem_smtp_refusals_total", "reply", &REFUSALS);
-    family(
-        &mut out,
-        "ugem_delivery_recipients_total",
-        "counter",
-        "Recipient delivery outcomes by class.",
+        load(&GATEWAY_LISTED),
     );
     labelled(
-        &mut out,
+        o,
+        "ugem_smtp_refusals_total",
+        "Refusal replies by code.",
+        "reply",
+        &REFUSALS,
+    );
+    labelled(
+        o,
         "ugem_delivery_recipients_total",
+        "Recipient delivery outcomes by class.",
         "class",
         &DELIVERIES,
     );
-    family(
-        &mut out,
-        "ugem_governor_throttles_total",
-        "counter",
-        "Governor throttles by limit.",
-    );
     labelled(
-        &mut out,
+        o,
         "ugem_governor_throttles_total",
+        "Governor throttles by limit.",
         "limit",
         &THROTTLES,
     );
-    family(
-        &mut out,
-        "ugem_recipient_verifications_total",
-        "counter",
-        "Inbound recipient probes of registered domains' servers, by result.",
-    );
     labelled(
-        &mut out,
+        o,
         "ugem_recipient_verifications_total",
+        "Inbound recipient probes of registered domains' servers, by result.",
         "result",
         &VERIFICATIONS,
     );
-    family(
-        &mut out,
+    labelled(
+        o,
         "ugem_mta_sts_total",
-        "counter",
         "MTA-STS policy fetches and refusals to deliver, by event.",
+        "event",
+        &MTA_STS,
     );
-    labelled(&mut out, "ugem_mta_sts_total", "event", &MTA_STS);
-    family(
-        &mut out,
+    gauges(
+        o,
         "ugem_queue_messages",
-        "gauge",
         "Queued messages by state.",
+        "state",
+        &g.queue,
     );
-    for (state, n) in &g.queue {
-        let _ = writeln!(out, "ugem_queue_messages{{state=\"{state}\"}} {n}");
-    }
-    family(
-        &mut out,
+    scalar(
+        o,
         "ugem_queue_bytes",
         "gauge",
         "Bytes of queued messages.",
+        g.queue_bytes,
     );
-    let _ = writeln!(out, "ugem_queue_bytes {}", g.queue_bytes);
-    family(
-        &mut out,
+    scalar(
+        o,
         "ugem_queue_oldest_age_seconds",
         "gauge",
         "Age of the oldest queued message.",
+        format!("{:.3}", g.oldest_age_seconds),
     );
-    let _ = writeln!(
-        out,
-        "ugem_queue_oldest_age_seconds {:.3}",
-        g.oldest_age_seconds
-    );
-    family(
-        &mut out,
+    scalar(
+        o,
         "ugem_notification_backlog",
         "gauge",
         "Generated mail (bounces, notices) waiting in the queue.",
+        g.notification_backlog,
     );
-    let _ = writeln!(out, "ugem_notification_backlog {}", g.notification_backlog);
-    family(
-        &mut out,
+    gauges(
+        o,
         "ugem_suspensions_active",
-        "gauge",
         "Active suspensions by scope.",
+        "scope",
+        &g.suspensions,
     );
-    for (scope, n) in &g.suspensions {
-        let _ = writeln!(out, "ugem_suspensions_active{{scope=\"{scope}\"}} {n}");
-    }
-    family(
-        &mut out,
+    gauges(
+        o,
         "ugem_store_size_bytes",
-        "gauge",
         "Size of the store and queue files.",
-    );
-    let _ = writeln!(
-        out,
-        "ugem_store_size_bytes{{file=\"store\"}} {}",
-        g.store_bytes
-    );
-    let _ = writeln!(
-        out,
-        "ugem_store_size_bytes{{file=\"queue\"}} {}",
-        g.queue_file_bytes
+        "file",
+        &[("store", g.store_bytes), ("queue", g.queue_file_bytes)],
     );
     out
 }
