@@ -772,8 +772,6 @@ pub struct Connection {
     remote: String,
     /// The host name it was opened for (MX name, next hop, or address text).
     host: String,
-    /// Our end of the connection: the address remote blocklists see.
-    local: Option<std::net::IpAddr>,
     tls: Option<String>,
     verified: bool,
     timeouts: Timeouts,
@@ -847,12 +845,10 @@ impl Connection {
         // Commands are written whole; Nagle would only hold back the last
         // small write (the final dot) for a delayed ACK.
         let _ = tcp.set_nodelay(true);
-        let local = tcp.local_addr().ok().map(|a| a.ip());
-        if let (Some(hook), Some(ip)) = (&s.on_connect, local) {
-            (hook.0)(ip);
+        if let (Some(hook), Ok(local)) = (&s.on_connect, tcp.local_addr()) {
+            (hook.0)(local.ip());
         }
         let mut c = Connection {
-            local,
             wire: Wire::new(tcp),
             ext: Extensions::default(),
             remote: format!("{} [{}]", target.host, target.addr.ip()),
@@ -1323,11 +1319,6 @@ impl Connection {
     /// The host name the connection was opened for.
     pub fn host(&self) -> &str {
         &self.host
-    }
-
-    /// Our address on this connection (what remote blocklists see).
-    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
-        self.local
     }
 
     /// `"mx.example.org [192.0.2.1]"`, for logs and DSNs (Remote-MTA).

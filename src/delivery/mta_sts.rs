@@ -309,18 +309,6 @@ impl MtaSts {
         }
     }
 
-    /// Domains with a policy cached (for tests and status).
-    pub fn cached_domains(&self) -> Vec<String> {
-        let m = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<String> = m
-            .iter()
-            .filter(|(_, c)| c.policy.is_some())
-            .map(|(k, _)| k.clone())
-            .collect();
-        v.sort();
-        v
-    }
-
     /// Every cached policy in force, for staff: domain, id, mode, MX
     /// patterns, expiry and when the record was last looked at.
     pub fn list(&self) -> Vec<serde_json::Value> {
