@@ -594,44 +594,42 @@ impl Governor {
         }
         let g = &self.cfg.governor;
         let now = crate::store::now_ms();
-        let own = self.own.read().unwrap_or_else(|p| p.into_inner()).clone();
         let domain = env.domain.as_deref().and_then(|d| Domain::parse(d).ok());
-        let patterns = detector::Patterns {
-            spam: &g.spam_patterns,
-            listing: &g.listing_patterns,
-            own: &own,
-        };
-        // Whatever the mail (bounces and notices too), a refusal naming the
-        // gateway's own address is a gateway alarm.
-        for u in updates {
-            let text = u.last_error.as_deref().unwrap_or("");
-            if u.status != ugem_queue::RcptStatus::Delivered
-                && detector::classify(false, false, text, patterns) == OutcomeKind::GatewayListed
-            {
-                self.gateway_listed(&own, text, domain.as_ref(), now);
+        // Only outbound mail of a registered domain feeds its rules; any mail
+        // (bounces and notices too) can show that a gateway address is listed.
+        let counted = domain
+            .as_ref()
+            .filter(|_| env.direction == ugem_queue::Direction::Outbound);
+        let mut kinds: Vec<(OutcomeKind, bool)> = Vec::with_capacity(updates.len());
+        {
+            let own = self.own.read().unwrap_or_else(|p| p.into_inner());
+            let patterns = detector::Patterns {
+                spam: &g.spam_patterns,
+                listing: &g.listing_patterns,
+                own: &own,
+            };
+            for u in updates {
+                let text = u.last_error.as_deref().unwrap_or("");
+                let failed = u.status == ugem_queue::RcptStatus::Failed;
+                let delivered = u.status == ugem_queue::RcptStatus::Delivered;
+                let kind = detector::classify(delivered, failed, text, patterns);
+                if kind == OutcomeKind::GatewayListed {
+                    self.gateway_listed(&own, text, domain.as_ref(), now);
+                }
+                if counted.is_none() {
+                    continue;
+                }
+                let first = env.recipients.get(u.index).is_none_or(|r| r.attempts == 0);
+                // Our own give-up after the lifetime is not a remote refusal.
+                let expired = text.starts_with("4.4.7");
+                if first || (failed && !expired) {
+                    kinds.push((kind, first));
+                }
             }
         }
-        let Some(domain) = domain.filter(|_| env.direction == ugem_queue::Direction::Outbound)
-        else {
+        let Some(domain) = counted else {
             return;
         };
-        let mut kinds: Vec<(OutcomeKind, bool)> = Vec::with_capacity(updates.len());
-        for u in updates {
-            let text = u.last_error.as_deref().unwrap_or("");
-            let failed = u.status == ugem_queue::RcptStatus::Failed;
-            let kind = detector::classify(
-                u.status == ugem_queue::RcptStatus::Delivered,
-                failed,
-                text,
-                patterns,
-            );
-            let first = env.recipients.get(u.index).is_none_or(|r| r.attempts == 0);
-            // Our own give-up after the lifetime is not a remote refusal.
-            let expired = text.starts_with("4.4.7");
-            if first || (failed && !expired) {
-                kinds.push((kind, first));
-            }
-        }
         if kinds.is_empty() {
             return;
         }
@@ -656,7 +654,7 @@ impl Governor {
             }
         }
         for (scope, trip) in trips {
-            self.decide(scope, &domain, trip, now);
+            self.decide(scope, domain, trip, now);
         }
     }
 
