@@ -53,7 +53,8 @@ fn rcpt_check_cost_with_100k_keys() {
         .collect();
     // Warm up: every key exists before timing.
     for s in &senders {
-        gov.check_rcpt(&domain, s, "warm@far.example").unwrap();
+        gov.check_rcpt(&registry.snapshot(), &domain, s, "warm@far.example")
+            .unwrap();
     }
     let (to, _) = ForwardPath::parse("<citizen@far.example>").unwrap();
     let (from, _) = ReversePath::parse("<user1@agency.example.kz>").unwrap();
@@ -70,7 +71,7 @@ fn rcpt_check_cost_with_100k_keys() {
         let snap = registry.snapshot();
         let v = policy::rcpt_verdict(&snap, &standing, &to, &host);
         let p = t.elapsed();
-        let ok = gov.check_rcpt(&domain, s, &rcpt).is_ok();
+        let ok = gov.check_rcpt(&snap, &domain, s, &rcpt).is_ok();
         both.push(t.elapsed());
         pol.push(p);
         assert!(matches!(v, policy::RcptVerdict::Accept(_)) && ok);
@@ -93,11 +94,12 @@ fn rcpt_check_cost_with_100k_keys() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    let snap0 = registry.snapshot();
     let mut hot = Vec::with_capacity(n);
     for i in 0..n {
         let rcpt = format!("h{i}@far.example");
         let t = Instant::now();
-        let _ = gov.check_rcpt(&domain, &senders[0], &rcpt);
+        let _ = gov.check_rcpt(&snap0, &domain, &senders[0], &rcpt);
         hot.push(t.elapsed());
     }
     let (hm, _) = median(&mut hot);
@@ -108,12 +110,17 @@ fn rcpt_check_cost_with_100k_keys() {
     let t = Instant::now();
     std::thread::scope(|sc| {
         for half in senders.chunks(senders.len() / 2) {
-            let (gov, domain) = (&gov, &domain);
+            let (gov, domain, registry) = (&gov, &domain, &registry);
             sc.spawn(move || {
                 for (i, s) in half.iter().enumerate() {
                     assert!(
-                        gov.check_rcpt(domain, s, &format!("t{i}@far.example"))
-                            .is_ok()
+                        gov.check_rcpt(
+                            &registry.snapshot(),
+                            domain,
+                            s,
+                            &format!("t{i}@far.example")
+                        )
+                        .is_ok()
                     );
                 }
             });

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::domain::Domain;
 use crate::notify::webhook::Webhooks;
-use crate::registry::{Registry, RestoreRequest, SuspendRequest};
+use crate::registry::{Registry, RestoreRequest, Snapshot, SuspendRequest};
 use crate::smtp::reply::Reply;
 use crate::store::suspensions::{Scope, SuspensionRecord};
 use detector::{OutcomeKind, ScopeStats, Trip};
@@ -386,16 +386,15 @@ impl Governor {
     }
 
     /// What the MAIL and RCPT checks share: the time, the domain's limit
-    /// overrides and both scope keys; `None` when the governor is off.
-    fn subject(&self, domain: &Domain, sender: &str) -> Option<Subject> {
+    /// overrides (from the caller's registry snapshot) and both scope keys;
+    /// `None` when the governor is off.
+    fn subject(&self, snap: &Snapshot, domain: &Domain, sender: &str) -> Option<Subject> {
         if !self.enabled() {
             return None;
         }
         Some(Subject {
             now: crate::store::now_ms(),
-            over: self
-                .registry
-                .snapshot()
+            over: snap
                 .domain(domain)
                 .and_then(|r| r.limits)
                 .unwrap_or_default(),
@@ -410,9 +409,10 @@ impl Governor {
     }
 
     /// MAIL FROM of a registered agency relaying: the message rates of its
-    /// domain and of the sender. `sender` is the lowercased address.
-    pub fn check_mail(&self, domain: &Domain, sender: &str) -> Result<(), Reply> {
-        let Some(sj) = self.subject(domain, sender) else {
+    /// domain and of the sender. `sender` is the lowercased address; `snap`
+    /// is the registry snapshot the session's policy decided with.
+    pub fn check_mail(&self, snap: &Snapshot, domain: &Domain, sender: &str) -> Result<(), Reply> {
+        let Some(sj) = self.subject(snap, domain, sender) else {
             return Ok(());
         };
         let g = &self.cfg.governor;
@@ -478,9 +478,16 @@ impl Governor {
     }
 
     /// One outbound RCPT of a registered agency: the recipient rates, then
-    /// the detector's traffic rules. `sender` is the lowercased address.
-    pub fn check_rcpt(&self, domain: &Domain, sender: &str, rcpt: &str) -> Result<(), Reply> {
-        let Some(sj) = self.subject(domain, sender) else {
+    /// the detector's traffic rules. `sender` is the lowercased address;
+    /// `snap` is the registry snapshot the session's policy decided with.
+    pub fn check_rcpt(
+        &self,
+        snap: &Snapshot,
+        domain: &Domain,
+        sender: &str,
+        rcpt: &str,
+    ) -> Result<(), Reply> {
+        let Some(sj) = self.subject(snap, domain, sender) else {
             return Ok(());
         };
         let g = &self.cfg.governor;
@@ -1281,13 +1288,23 @@ mod tests {
             c.governor.burst_percent = 1;
         });
         for i in 0..20_000 {
-            gov.check_rcpt(&d, &format!("u{i}@agency.example.kz"), "x@far.example")
-                .unwrap();
+            gov.check_rcpt(
+                &gov.registry.snapshot(),
+                &d,
+                &format!("u{i}@agency.example.kz"),
+                "x@far.example",
+            )
+            .unwrap();
         }
         // One sender clearly later than all the others (activity is kept in ms).
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        gov.check_rcpt(&d, "latest@agency.example.kz", "x@far.example")
-            .unwrap();
+        gov.check_rcpt(
+            &gov.registry.snapshot(),
+            &d,
+            "latest@agency.example.kz",
+            "x@far.example",
+        )
+        .unwrap();
         assert!(gov.limits.keys() >= 20_000);
         assert!(gov.scopes.len() > 20_000);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -1384,15 +1401,21 @@ mod tests {
         let mut rx = gov.events_rx.lock().unwrap().take().unwrap();
         let sender = "clerk@agency.example.kz";
         for i in 0..4 {
-            gov.check_rcpt(&d, sender, &format!("r{i}@far.example"))
-                .unwrap();
+            gov.check_rcpt(
+                &gov.registry.snapshot(),
+                &d,
+                sender,
+                &format!("r{i}@far.example"),
+            )
+            .unwrap();
         }
         let ev = next_step(&mut rx);
         assert!(matches!(&ev, Event::Step { step: Step::Warn, trip, .. } if trip.rule == "volume"));
         gov.handle(ev).await;
         assert_eq!(gov.counters.notices.load(Ordering::Relaxed), 1);
 
-        gov.check_rcpt(&d, sender, "r5@far.example").unwrap();
+        gov.check_rcpt(&gov.registry.snapshot(), &d, sender, "r5@far.example")
+            .unwrap();
         let ev = next_step(&mut rx);
         assert!(matches!(
             &ev,
@@ -1404,7 +1427,8 @@ mod tests {
         assert!(gov.is_throttled(gov.keyer.sender(sender), crate::store::now_ms()));
         gov.handle(ev).await;
 
-        gov.check_rcpt(&d, sender, "r6@far.example").unwrap();
+        gov.check_rcpt(&gov.registry.snapshot(), &d, sender, "r6@far.example")
+            .unwrap();
         let ev = next_step(&mut rx);
         assert!(matches!(
             &ev,
@@ -1422,7 +1446,8 @@ mod tests {
         assert_eq!(s.evidence["rule"], "volume");
         assert_eq!(gov.counters.notices.load(Ordering::Relaxed), 3);
         // A suspended sender is not judged again.
-        gov.check_rcpt(&d, sender, "r7@far.example").unwrap();
+        gov.check_rcpt(&gov.registry.snapshot(), &d, sender, "r7@far.example")
+            .unwrap();
         assert!(rx.try_recv().is_err());
 
         // A second warning for the same scope on the same day is not mailed.
@@ -1455,7 +1480,8 @@ mod tests {
             .unwrap();
         gov.on_restored(&rec).await;
         assert_eq!(gov.counters.notices.load(Ordering::Relaxed), 4);
-        gov.check_rcpt(&d, sender, "r8@far.example").unwrap();
+        gov.check_rcpt(&gov.registry.snapshot(), &d, sender, "r8@far.example")
+            .unwrap();
         assert!(rx.try_recv().is_err(), "recent traffic was forgotten");
     }
 
@@ -1464,8 +1490,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (gov, d) = setup(dir.path());
-            gov.check_rcpt(&d, "a@agency.example.kz", "x@far.example")
-                .unwrap();
+            gov.check_rcpt(
+                &gov.registry.snapshot(),
+                &d,
+                "a@agency.example.kz",
+                "x@far.example",
+            )
+            .unwrap();
             gov.save(true).await;
         }
         let gov = setup_again(dir.path());

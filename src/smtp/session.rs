@@ -577,7 +577,7 @@ impl Session {
                 };
                 // Message rates of the agency's domain and sender (governor).
                 if let (SenderStanding::Relay { domain }, Some(key)) = (&standing, &sender_key)
-                    && let Err(r) = self.gw.governor.check_mail(domain, key)
+                    && let Err(r) = self.gw.governor.check_mail(&snap, domain, key)
                 {
                     tracing::info!(from = %from, reason = %r.first_line(), "MAIL rate-limited");
                     self.reply(r);
@@ -650,7 +650,7 @@ impl Session {
                         sender_key: Some(key),
                         ..
                     }) = self.txn.as_ref()
-                    && let Err(r) = self.gw.governor.check_rcpt(domain, key, &address)
+                    && let Err(r) = self.gw.governor.check_rcpt(&snap, domain, key, &address)
                 {
                     tracing::info!(to = %to, reason = %r.first_line(), "RCPT rate-limited");
                     self.reply(r);
