@@ -44,8 +44,9 @@ pub enum Verb {
     Application(ApplicationCmd),
     /// The connection log.
     Connections(ConnectionsArgs),
-    /// Rate governors: counters, throttled scopes, suspension counts, gateway listings.
-    Governor,
+    /// Rate governors: counters, throttled scopes, suspension counts,
+    /// gateway listings; one scope's state; replays of traffic.
+    Governor(GovernorArgs),
     /// Inbound recipient verification.
     #[command(subcommand)]
     Recipient(RecipientCmd),
@@ -120,6 +121,21 @@ pub struct DomainLimitsArgs {
     /// Outbound recipients per hour for each sender of the domain.
     #[arg(long)]
     pub sender_recipients_per_hour: Option<u32>,
+    /// Messages per minute for each sender of the domain.
+    #[arg(long)]
+    pub sender_messages_per_minute: Option<u32>,
+    /// Outbound recipients per minute for each sender of the domain.
+    #[arg(long)]
+    pub sender_recipients_per_minute: Option<u32>,
+    /// Never-seen recipients per 5 minutes each sender may reach before its own peak counts.
+    #[arg(long = "new-recipients-5min")]
+    pub new_recipients_5min: Option<u32>,
+    /// The same per hour.
+    #[arg(long)]
+    pub new_recipients_hour: Option<u32>,
+    /// Never-seen recipients per hour of the whole domain (accountable senders left out).
+    #[arg(long)]
+    pub domain_new_recipients_hour: Option<u32>,
     /// Drop every override: back to the `[governor]` defaults.
     #[arg(long)]
     pub clear: bool,
@@ -225,6 +241,69 @@ pub enum SenderCmd {
         #[arg(long)]
         delete_held: bool,
     },
+    /// Show a sender's limits, or declare it (a bulk sender) with its own:
+    /// a declared sender is bounded by its rates, not judged on how many of
+    /// its recipients are new.
+    Limits(SenderLimitsArgs),
+}
+
+/// `ugem sender limits`: without values it shows the limits in force.
+#[derive(Args, Debug)]
+pub struct SenderLimitsArgs {
+    /// The address.
+    pub address: String,
+    /// Messages per minute.
+    #[arg(long)]
+    pub messages_per_minute: Option<u32>,
+    /// Messages per hour.
+    #[arg(long)]
+    pub messages_per_hour: Option<u32>,
+    /// Outbound recipients per minute.
+    #[arg(long)]
+    pub recipients_per_minute: Option<u32>,
+    /// Outbound recipients per hour.
+    #[arg(long)]
+    pub recipients_per_hour: Option<u32>,
+    /// Why it is declared (kept with the declaration).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Declare it with its domain's limits (no values needed).
+    #[arg(long)]
+    pub declare: bool,
+    /// Withdraw the declaration.
+    #[arg(long)]
+    pub clear: bool,
+}
+
+/// `ugem governor [...]`
+#[derive(Args, Debug)]
+pub struct GovernorArgs {
+    /// What to do (default: the status).
+    #[command(subcommand)]
+    pub cmd: Option<GovernorCmd>,
+}
+
+/// `ugem governor ...`
+#[derive(Subcommand, Debug)]
+pub enum GovernorCmd {
+    /// Counters, throttled scopes, suspension counts, gateway listings.
+    Status,
+    /// One scope's detector state: windows, peaks, rate cells, ladder.
+    Scope {
+        /// A sender address or a domain.
+        scope: String,
+    },
+    /// Replays a trace of events (JSON lines) through the governor on a
+    /// virtual clock, with this configuration's `[governor]`; prints every
+    /// decision as a JSON line, then a summary line per sender. Runs here,
+    /// not against the running gateway.
+    Replay {
+        /// The trace file (`-`: standard input).
+        trace: std::path::PathBuf,
+        /// Print only the summary lines.
+        #[arg(long)]
+        summary_only: bool,
+    },
 }
 
 /// `ugem recipient ...`
@@ -303,6 +382,86 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
+/// `ugem governor replay`: runs locally with the configuration's `[governor]`.
+pub fn replay(src: &ConfigSource, trace: &std::path::Path, summary_only: bool) -> Result<(), CliError> {
+    use std::io::{BufRead, Write};
+    let cfg = Config::load(src)?;
+    let reader: Box<dyn BufRead> = if trace.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::new(std::fs::File::open(trace).map_err(|e| {
+            CliError::Usage(format!("{}: {e}", trace.display()))
+        })?))
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let started = std::time::Instant::now();
+    let report = rt.block_on(async {
+        let mut lines = reader.lines().enumerate();
+        let mut first: Option<crate::governor::replay::TraceEvent> = None;
+        let next = |lines: &mut dyn Iterator<Item = (usize, std::io::Result<String>)>| -> Result<Option<crate::governor::replay::TraceEvent>, CliError> {
+            for (i, l) in lines {
+                let l = l.map_err(|e| CliError::Usage(e.to_string()))?;
+                if l.trim().is_empty() {
+                    continue;
+                }
+                return serde_json::from_str(&l)
+                    .map(Some)
+                    .map_err(|e| CliError::Usage(format!("trace line {}: {e}", i + 1)));
+            }
+            Ok(None)
+        };
+        if let Some(ev) = next(&mut lines)? {
+            first = Some(ev);
+        }
+        let Some(first) = first else {
+            return Err(CliError::Usage("the trace is empty".into()));
+        };
+        let mut r = crate::governor::replay::Replayer::new(cfg, first.t())
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let stdout = std::io::stdout();
+        let mut out = |d: &crate::governor::replay::Decision| {
+            if !summary_only {
+                let _ = writeln!(stdout.lock(), "{}", serde_json::to_string(d).unwrap_or_default());
+            }
+        };
+        r.apply(first, &mut out)
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        while let Some(ev) = next(&mut lines)? {
+            r.apply(ev, &mut out)
+                .await
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+        }
+        Ok(r.finish(&mut out).await)
+    })?;
+    let mut o = std::io::stdout().lock();
+    for (sender, t) in &report.senders {
+        let _ = writeln!(o, "{}", json!({"summary": "sender", "sender": sender, "tally": t}));
+    }
+    for (d, at) in &report.domains_suspended {
+        let _ = writeln!(o, "{}", json!({"summary": "domain_suspended", "domain": d, "t": at}));
+    }
+    for m in &report.marks {
+        let _ = writeln!(o, "{}", json!({"summary": "mark", "mark": m}));
+    }
+    let _ = writeln!(
+        o,
+        "{}",
+        json!({
+            "summary": "replay",
+            "events": report.events,
+            "virtual_seconds": report.span_ms / 1000,
+            "decisions": report.decisions.len(),
+            "gateway_listed": report.gateway_listed,
+            "wall_seconds": started.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
+}
+
 /// Runs one verb and prints its result.
 pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
     let out = match verb {
@@ -336,7 +495,48 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             ],
         ),
         Verb::Queue(cmd) => queue(c, cmd)?,
-        Verb::Governor => Output::Record(c.get("/api/v1/governor")?),
+        Verb::Governor(GovernorArgs { cmd }) => match cmd {
+            None | Some(GovernorCmd::Status) => Output::Record(c.get("/api/v1/governor")?),
+            Some(GovernorCmd::Scope { scope }) => Output::Record(
+                c.get(&format!("/api/v1/governor/scopes/{}", segment(&scope)))?,
+            ),
+            Some(GovernorCmd::Replay { .. }) => {
+                return Err(CliError::Usage(
+                    "replay runs locally: see ugem::cli::replay".into(),
+                ));
+            }
+        },
+        Verb::Sender(SenderCmd::Limits(a)) => {
+            let path = format!("/api/v1/senders/{}/limits", segment(&a.address));
+            let values = [
+                ("messages_per_minute", a.messages_per_minute),
+                ("messages_per_hour", a.messages_per_hour),
+                ("recipients_per_minute", a.recipients_per_minute),
+                ("recipients_per_hour", a.recipients_per_hour),
+            ];
+            if a.clear {
+                Output::Record(c.delete(&path)?)
+            } else if !a.declare && a.note.is_none() && values.iter().all(|(_, v)| v.is_none()) {
+                Output::Record(c.get(&path)?)
+            } else {
+                // Start from the declaration in force, so one flag changes one limit.
+                let mut body = c
+                    .get(&path)?
+                    .get("declared")
+                    .cloned()
+                    .filter(|v| v.is_object())
+                    .unwrap_or_else(|| json!({}));
+                for (k, v) in values {
+                    if let Some(v) = v {
+                        body[k] = json!(v);
+                    }
+                }
+                if let Some(n) = a.note {
+                    body["note"] = json!(n);
+                }
+                Output::Record(c.post(&path, &body)?)
+            }
+        }
         Verb::MtaSts(MtaStsCmd::List) => Output::Table(
             c.get("/api/v1/mta-sts")?,
             &[
@@ -512,6 +712,11 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
                 ("recipients_per_hour", a.recipients_per_hour),
                 ("sender_messages_per_hour", a.sender_messages_per_hour),
                 ("sender_recipients_per_hour", a.sender_recipients_per_hour),
+                ("sender_messages_per_minute", a.sender_messages_per_minute),
+                ("sender_recipients_per_minute", a.sender_recipients_per_minute),
+                ("new_recipients_5min", a.new_recipients_5min),
+                ("new_recipients_hour", a.new_recipients_hour),
+                ("domain_new_recipients_hour", a.domain_new_recipients_hour),
             ];
             if !a.clear && values.iter().all(|(_, v)| v.is_none()) {
                 Output::Record(c.get(&path)?)

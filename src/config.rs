@@ -810,6 +810,8 @@ impl Config {
             }])
         })?;
 
+        let mut tree = tree;
+        let retired = crate::governor::settings::strip_retired(&mut tree);
         let problems = check_keys(&tree);
         if !problems.is_empty() {
             return Err(fail(problems));
@@ -820,6 +822,7 @@ impl Config {
                 message: e.to_string(),
             }])
         })?;
+        cfg.governor.retired = retired;
         cfg.resolve_paths(&base);
         let problems = cfg.check();
         if problems.is_empty() {

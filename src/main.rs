@@ -51,6 +51,11 @@ fn main() -> ExitCode {
     match args.command {
         Command::CheckConfig => match Config::load(&src) {
             Ok(cfg) => {
+                for k in &cfg.governor.retired {
+                    eprintln!(
+                        "warning: governor.{k} is no longer used (see the README's governor section) and is ignored"
+                    );
+                }
                 println!(
                     "configuration OK: smtp {:?}, admin {}, data {}",
                     cfg.smtp
@@ -84,6 +89,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Verb(Verb::Governor(cli::GovernorArgs {
+            cmd: Some(cli::GovernorCmd::Replay {
+                trace,
+                summary_only,
+            }),
+        })) => match cli::replay(&src, &trace, summary_only) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ugem: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Verb(verb) => {
             let client = match cli::client(&src, args.admin.as_deref()) {
                 Ok(c) => c,

@@ -72,6 +72,9 @@ pub async fn run(
     let connlog = ConnectionLog::start(store.clone());
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
+    for k in &cfg.governor.retired {
+        tracing::warn!(key = %format!("governor.{k}"), "configuration key no longer used; ignored");
+    }
     let governor = crate::governor::Governor::new(cfg.clone(), registry.clone(), queue.clone());
     let governor_task = tokio::spawn(governor.clone().run(stop_rx.clone()));
 

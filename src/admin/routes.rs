@@ -35,6 +35,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/senders/{address}/restore", post(restore_sender))
         .route("/api/v1/suspensions", get(list_suspensions))
         .route("/api/v1/governor", get(governor_status))
+        .route("/api/v1/governor/scopes/{scope}", get(governor_scope))
+        .route(
+            "/api/v1/senders/{address}/limits",
+            get(show_sender_limits)
+                .put(set_sender_limits)
+                .post(set_sender_limits)
+                .delete(clear_sender_limits),
+        )
         .route(
             "/api/v1/verification/{address}",
             delete(forget_verification),
@@ -500,6 +508,109 @@ async fn governor_status(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&st, &headers, Role::Viewer)?;
     Ok(Json(st.governor.status()))
+}
+
+/// `GET /api/v1/governor/scopes/{scope}`: one scope's detector state
+/// ("a@b" for a sender, "b" for a domain).
+async fn governor_scope(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path(scope): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let sc = if scope.contains('@') {
+        Scope::Sender(scope.trim().to_ascii_lowercase())
+    } else {
+        Scope::Domain(parse_domain(&scope)?)
+    };
+    st.governor
+        .scope_state(&sc)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("{sc} is not tracked")))
+}
+
+/// The domain record of a sender address, if registered.
+fn sender_domain(
+    st: &AdminState,
+    address: &str,
+) -> Result<std::sync::Arc<crate::store::domains::DomainRecord>, ApiError> {
+    let d = address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .ok_or_else(|| ApiError::bad_request(format!("{address:?} is not an address")))?;
+    let name = parse_domain(d)?;
+    st.registry
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("domain {name} is not registered")))
+}
+
+/// `GET /api/v1/senders/{address}/limits`: the limits in force for a sender.
+async fn show_sender_limits(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let address = address.trim().to_ascii_lowercase();
+    let rec = sender_domain(&st, &address)?;
+    Ok(Json(crate::governor::effective_sender_limits(
+        &st.cfg, &rec, &address,
+    )))
+}
+
+/// `PUT /api/v1/senders/{address}/limits`: declares a sender (a bulk sender)
+/// with its own limits; it is then bounded by them, not judged on novelty.
+async fn set_sender_limits(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+    body: Result<Json<crate::store::domains::SenderLimits>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let reg = st.registry.clone();
+    let cfg = st.cfg.clone();
+    let v = audited(
+        &st,
+        &headers,
+        client,
+        Role::Admin,
+        "sender.limits",
+        address.clone(),
+        move |_| {
+            let Json(limits) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+            let address = address.trim().to_ascii_lowercase();
+            let rec = reg.set_sender_limits(&address, Some(limits))?;
+            Ok(crate::governor::effective_sender_limits(&cfg, &rec, &address))
+        },
+    )
+    .await?;
+    Ok(Json(v))
+}
+
+/// `DELETE /api/v1/senders/{address}/limits`: withdraws a declaration.
+async fn clear_sender_limits(
+    State(st): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let reg = st.registry.clone();
+    let cfg = st.cfg.clone();
+    let v = audited(
+        &st,
+        &headers,
+        client,
+        Role::Admin,
+        "sender.limits.clear",
+        address.clone(),
+        move |_| {
+            let address = address.trim().to_ascii_lowercase();
+            let rec = reg.set_sender_limits(&address, None)?;
+            Ok(crate::governor::effective_sender_limits(&cfg, &rec, &address))
+        },
+    )
+    .await?;
+    Ok(Json(v))
 }
 
 async fn show_limits(

@@ -9,13 +9,30 @@ use super::settings::Step;
 /// After this long without a trip, the ladder starts over.
 pub const RESET_AFTER_MS: u64 = 24 * 3600 * 1000;
 
+/// Steps remembered per scope, for the evidence of the next one.
+const HISTORY: usize = 6;
+
+/// One step taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taken {
+    /// The step.
+    pub step: Step,
+    /// When (unix ms).
+    pub at_ms: u64,
+    /// The rule that tripped.
+    pub rule: String,
+}
+
 /// Where a scope stands on the ladder.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LadderState {
     /// Index of the next step.
     pub next: usize,
     /// When the last step was taken (unix ms).
     pub last_ms: Option<u64>,
+    /// The latest steps, oldest first.
+    #[serde(default)]
+    pub history: Vec<Taken>,
 }
 
 impl LadderState {
@@ -37,9 +54,24 @@ impl LadderState {
         Some(step)
     }
 
-    /// Back to the first step (after a restore).
+    /// Records a step taken outside the ladder's order (novelty steps go
+    /// by their own evidence), or by it.
+    pub fn record(&mut self, step: Step, rule: &str, now_ms: u64) {
+        if self.history.len() >= HISTORY {
+            self.history.remove(0);
+        }
+        self.history.push(Taken {
+            step,
+            at_ms: now_ms,
+            rule: rule.to_string(),
+        });
+        self.last_ms = Some(now_ms);
+    }
+
+    /// Back to the first step (after a restore); the history stays.
     pub fn reset(&mut self) {
-        *self = LadderState::default();
+        self.next = 0;
+        self.last_ms = None;
     }
 }
 

@@ -1,9 +1,14 @@
-//! Keyed GCRA limiters (the governor crate), one limiter per quota class.
+//! Rates and the two kinds of GCRA limiter that apply them.
 //!
-//! governor fixes one `Quota` per limiter, while per-domain overrides and
-//! throttled scopes need other quotas: [`Limiters`] keeps one keyed limiter
-//! per distinct (rate, burst) and picks it by the quota a check asks for. The
-//! number of classes is bounded by the configuration and the overrides.
+//! - [`Cell`]: one GCRA cell kept inside a sender's or domain's state. Its
+//!   theoretical arrival time is unix time on the governor's clock, so it is
+//!   saved with the scope (a restart, kill -9 included, hands out no fresh
+//!   burst), runs on a replay's virtual clock, and a throttle divides the
+//!   rate of the same cell instead of starting a new one full.
+//! - [`Limiters`]: keyed limiters of the governor crate for the per-IP
+//!   connection rate, which needs neither (a restart forgetting a minute of
+//!   connection counts costs nothing). governor fixes one `Quota` per
+//!   limiter; one keyed limiter is kept per distinct (rate, burst).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -76,6 +81,11 @@ impl Rate {
         }
     }
 
+    /// The emission interval: one cell per this many microseconds.
+    pub fn interval_us(&self) -> u64 {
+        (self.per.as_micros() as u64 / u64::from(self.count.max(1))).max(1)
+    }
+
     fn quota(&self) -> Quota {
         // count >= 1 and burst >= 1 by construction.
         let period = self.per / self.count;
@@ -93,6 +103,33 @@ impl Rate {
             s => format!("{s}s"),
         };
         format!("{}/{unit}", self.count)
+    }
+}
+
+/// A GCRA cell: the theoretical arrival time of the next cell, in unix
+/// microseconds (0: never used).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Cell(pub u64);
+
+impl Cell {
+    /// Takes one cell at `rate` at `now_ms`; false (and nothing taken) when
+    /// over the limit.
+    pub fn take(&mut self, rate: Rate, now_ms: u64) -> bool {
+        let now = now_ms.saturating_mul(1000);
+        let t = rate.interval_us();
+        let tolerance = t.saturating_mul(u64::from(rate.burst.saturating_sub(1)));
+        let tat = self.0.max(now);
+        if tat - now > tolerance {
+            return false;
+        }
+        self.0 = tat + t;
+        true
+    }
+
+    /// True when the cell is full again (nothing to remember).
+    pub fn is_idle(&self, now_ms: u64) -> bool {
+        self.0 <= now_ms.saturating_mul(1000)
     }
 }
 
@@ -226,6 +263,39 @@ mod tests {
         assert_eq!((0..20).filter(|_| l.check(t, K_A)).count(), 10);
         assert!(l.check(r, K_A));
         assert_eq!(r.describe(), "100/hour");
+    }
+
+    #[test]
+    fn cell_allows_the_burst_then_one_per_interval() {
+        let r = Rate::per_hour(100, 10);
+        let mut c = Cell::default();
+        let t0 = 1_772_409_600_000;
+        assert_eq!((0..50).filter(|_| c.take(r, t0)).count(), 10);
+        // One cell comes back every 36 s.
+        assert!(!c.take(r, t0 + 35_000));
+        assert!(c.take(r, t0 + 36_000));
+        assert!(!c.take(r, t0 + 36_000));
+        assert!(!c.is_idle(t0 + 36_000));
+        assert!(c.is_idle(t0 + 3_600_000));
+    }
+
+    #[test]
+    fn a_throttled_cell_gets_no_fresh_burst() {
+        let r = Rate::per_hour(1000, 20);
+        let mut c = Cell::default();
+        let t0 = 1_772_409_600_000;
+        assert_eq!((0..500).filter(|_| c.take(r, t0)).count(), 200);
+        // Throttled: the same cell at a tenth of the rate refuses until the
+        // debt of the burst is paid off.
+        let slow = r.divided(10);
+        assert!(!c.take(slow, t0 + 60_000));
+        let mut ok = 0;
+        for s in 0..3600 {
+            if c.take(slow, t0 + s * 1000) {
+                ok += 1;
+            }
+        }
+        assert!(ok <= 100, "{ok}");
     }
 
     #[test]

@@ -1,45 +1,56 @@
 //! Rate governors, the anomaly detector and automatic suspension.
 //!
-//! - [`limits`]: keyed GCRA limiters (governor crate), checked at connect,
-//!   MAIL and RCPT for outbound relay: over a limit, `451 4.7.0` naming it.
-//! - [`detector`]: per-domain and per-sender counters over a sliding window
-//!   with a learned baseline; rules that explain themselves.
-//! - [`ladder`]: warn, throttle, suspend; a domain follows its senders.
-//! - [`actions`]: holding and releasing a scope's queued mail.
-//! - [`notices`]: the words of the notices; webhooks in `notify::webhook`.
-//!
-//! The SMTP and delivery paths only touch memory ([`Governor::check_mail`],
-//! [`Governor::check_rcpt`], [`Governor::observe_delivery`]); decisions go
-//! over a channel to [`Governor::run`], which writes the store, holds mail
-//! and notifies off the hot path.
+//! - [`limits`]: rates; GCRA cells kept in each scope's state (saved, on the
+//!   governor's clock) and the governor crate's keyed limiter for connections.
+//! - [`novelty`]: the memory of who wrote to whom (a compromised mailbox
+//!   writes to addresses it never wrote to).
+//! - [`detector`]: per-scope windows, learned peaks, and the rules.
+//! - [`classify`]: what a remote reply means (refusal, spam, listing of the
+//!   gateway, deferral), on enhanced status codes first.
+//! - [`ladder`]: warn, throttle, suspend; a domain only on its own evidence.
+//! - [`checks`] (connection, MAIL, RCPT) and [`outcomes`] (delivery results)
+//!   are the hot paths: memory only. Decisions go over a channel to
+//!   [`effects`] ([`Governor::run`]), which writes the store, holds mail and
+//!   notifies off the hot path; [`state`] saves and bounds what decides.
+//! - [`clock`]: time is a dependency, so [`replay`] feeds weeks of traffic
+//!   through this same code on a virtual clock.
 
 pub mod actions;
+pub mod checks;
+pub mod classify;
+pub mod clock;
 pub mod detector;
+pub mod effects;
 pub mod ladder;
 pub mod limits;
 pub mod notices;
+pub mod novelty;
+pub mod outcomes;
+pub mod replay;
 pub mod scopes;
 pub mod settings;
+pub mod state;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::domain::Domain;
 use crate::notify::webhook::Webhooks;
-use crate::registry::{Registry, RestoreRequest, Snapshot, SuspendRequest};
-use crate::smtp::reply::Reply;
-use crate::store::suspensions::{Scope, SuspensionRecord};
-use detector::{OutcomeKind, ScopeStats, Trip};
+use crate::registry::Registry;
+use crate::store::suspensions::Scope;
+use clock::Clock;
+use detector::{ScopeStats, Trip, Window};
 use ladder::LadderState;
-use limits::{Limiters, Rate};
-use scopes::{Keyer, LimitTag, ScopeKey, ScopeTable};
+use limits::{Cell, Limiters};
+use novelty::RecipientMemory;
+use scopes::{Keyer, ScopeKey, ScopeTable};
 use settings::Step;
 
 /// Counters shown by `GET /api/v1/governor`.
@@ -51,6 +62,9 @@ pub struct Counters {
     pub mail_refused: AtomicU64,
     /// RCPT commands refused by a recipient rate.
     pub rcpt_refused: AtomicU64,
+    /// RCPT commands deferred because the recipient was never seen and the
+    /// sender is throttled or over its unproven allowance.
+    pub rcpt_deferred_new: AtomicU64,
     /// Warnings sent (ladder step `warn`).
     pub warnings: AtomicU64,
     /// Throttles applied (ladder step `throttle`).
@@ -81,6 +95,7 @@ impl Counters {
             "connections_refused": g(&self.connections_refused),
             "mail_refused": g(&self.mail_refused),
             "rcpt_refused": g(&self.rcpt_refused),
+            "rcpt_deferred_new": g(&self.rcpt_deferred_new),
             "warnings": g(&self.warnings),
             "throttles": g(&self.throttles),
             "sender_suspensions": g(&self.sender_suspensions),
@@ -100,6 +115,11 @@ pub fn effective_limits(
 ) -> serde_json::Value {
     let g = &cfg.governor;
     let o = rec.limits.unwrap_or_default();
+    let senders: serde_json::Map<String, serde_json::Value> = rec
+        .senders
+        .keys()
+        .map(|s| (s.clone(), effective_sender_limits(cfg, rec, s)))
+        .collect();
     serde_json::json!({
         "domain": rec.name,
         "overrides": rec.limits,
@@ -109,76 +129,151 @@ pub fn effective_limits(
         "sender_recipients_per_hour": o
             .sender_recipients_per_hour
             .unwrap_or(g.sender_recipients_per_hour),
-        "sender_messages_per_minute": g.sender_messages_per_minute,
+        "sender_messages_per_minute": o.sender_messages_per_minute.unwrap_or(g.sender_messages_per_minute),
+        "sender_recipients_per_minute": o
+            .sender_recipients_per_minute
+            .unwrap_or(g.sender_recipients_per_minute),
+        "new_recipients_5min": o.new_recipients_5min.unwrap_or(g.new_recipients_5min),
+        "new_recipients_hour": o.new_recipients_hour.unwrap_or(g.new_recipients_hour),
+        "domain_new_recipients_hour": o
+            .domain_new_recipients_hour
+            .unwrap_or(g.domain_new_recipients_hour),
         "burst_percent": g.burst_percent,
+        "declared_senders": senders,
     })
 }
 
-/// A scope's detector state and ladder, as persisted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Tracked {
-    /// The scope's stored name ("d:x", "s:x"), as in [`key`].
-    #[serde(skip)]
-    name: String,
-    stats: ScopeStats,
+/// A sender's limits: its declaration over its domain's limits.
+pub fn effective_sender_limits(
+    cfg: &Config,
+    rec: &crate::store::domains::DomainRecord,
+    sender: &str,
+) -> serde_json::Value {
+    let r = checks::Resolved::of(&cfg.governor, rec.limits.as_ref(), rec.senders.get(sender));
+    serde_json::json!({
+        "sender": sender,
+        "domain": rec.name,
+        "declared": rec.senders.get(sender),
+        "messages_per_minute": r.s_msg_min.count,
+        "messages_per_hour": r.s_msg_hour.count,
+        "recipients_per_minute": r.s_rcpt_min.count,
+        "recipients_per_hour": r.s_rcpt_hour.count,
+        "judged_on_novelty": r.declared.is_none(),
+        "new_recipients_5min": r.floors.0,
+        "new_recipients_hour": r.floors.1,
+    })
+}
+
+/// The GCRA cells of one scope.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Cells {
+    /// Messages per minute (senders).
     #[serde(default)]
-    ladder: LadderState,
+    pub msg_min: Cell,
+    /// Messages per hour.
+    #[serde(default)]
+    pub msg_hour: Cell,
+    /// Recipients per minute (senders).
+    #[serde(default)]
+    pub rcpt_min: Cell,
+    /// Recipients per hour.
+    #[serde(default)]
+    pub rcpt_hour: Cell,
+}
+
+impl Cells {
+    fn idle(&self, now_ms: u64) -> bool {
+        [self.msg_min, self.msg_hour, self.rcpt_min, self.rcpt_hour]
+            .iter()
+            .all(|c| c.is_idle(now_ms))
+    }
+}
+
+/// What a domain leaves out of its own judgement: the traffic of its
+/// senders that answer for it themselves (tripped a rule, or declared).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Excluded {
+    /// Over 5 minutes.
+    pub short: Window,
+    /// Over an hour.
+    pub hour: Window,
+    /// Over the outcome window.
+    pub outcomes: Window,
+}
+
+/// A scope's state: what decides, all of it saved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tracked {
+    /// The scope's stored name ("d:x", "s:x").
     #[serde(skip)]
-    dirty: bool,
+    pub name: String,
+    /// Windows, peaks, history.
+    pub stats: ScopeStats,
+    /// Where it stands on the ladder, and its latest steps.
+    #[serde(default)]
+    pub ladder: LadderState,
+    /// Its rate cells.
+    #[serde(default)]
+    pub cells: Cells,
+    /// Throttled until (unix ms; 0: not throttled).
+    #[serde(default)]
+    pub throttled_until_ms: u64,
+    /// Senders: a rule tripped; until then its traffic is its own, not its domain's.
+    #[serde(default)]
+    pub accountable_until_ms: u64,
+    /// Domains: what their accountable senders explain.
+    #[serde(default)]
+    pub excluded: Excluded,
+    /// Changed since the last save.
+    #[serde(skip)]
+    pub dirty: bool,
 }
 
-/// What the MAIL and RCPT checks share (see `Governor::subject`).
-struct Subject {
-    now: u64,
-    over: crate::store::domains::DomainLimits,
-    kd: ScopeKey,
-    ks: ScopeKey,
-}
-
-/// One rate limit to check: its rate before any throttle, whose it is, and
-/// the metric that counts its refusals.
-struct Check {
-    base: Rate,
-    scope: ScopeKey,
-    tag: LimitTag,
-    is_domain: bool,
-    metric: &'static str,
-}
-
-impl Check {
-    fn sender(base: Rate, scope: ScopeKey, tag: LimitTag, metric: &'static str) -> Check {
-        Check {
-            base,
-            scope,
-            tag,
-            is_domain: false,
-            metric,
+impl Tracked {
+    fn new(name: String, now_ms: u64) -> Tracked {
+        Tracked {
+            name,
+            stats: ScopeStats::new(now_ms),
+            ladder: LadderState::default(),
+            cells: Cells::default(),
+            throttled_until_ms: 0,
+            accountable_until_ms: 0,
+            excluded: Excluded::default(),
+            dirty: true,
         }
     }
 
-    fn domain(base: Rate, scope: ScopeKey, tag: LimitTag, metric: &'static str) -> Check {
-        Check {
-            is_domain: true,
-            ..Check::sender(base, scope, tag, metric)
-        }
+    fn is_domain(&self) -> bool {
+        self.name.starts_with("d:")
     }
 }
 
 /// A decision for the background task.
-#[derive(Debug)]
-enum Event {
+#[derive(Debug, Clone)]
+pub enum Event {
     /// A ladder step for a scope.
     Step {
+        /// Whose.
         scope: Scope,
+        /// The domain it belongs to.
         domain: Domain,
+        /// Which step.
         step: Step,
+        /// Why.
         trip: Trip,
+        /// When (unix ms, governor clock).
+        at_ms: u64,
     },
     /// A remote refused mail because a gateway address is on a blocklist.
     GatewayListed {
+        /// Which of ours.
         address: IpAddr,
+        /// The remote's words.
         reply: String,
+        /// Whose mail it was.
         domain: Option<Domain>,
+        /// When.
+        at_ms: u64,
     },
 }
 
@@ -197,13 +292,11 @@ pub struct Governor {
     cfg: Arc<Config>,
     registry: Arc<Registry>,
     queue: ugem_queue::Queue,
+    clock: Arc<dyn Clock>,
     limits: Limiters,
     keyer: Keyer,
     scopes: ScopeTable<Tracked>,
-    /// Throttled scopes: name and when the throttle ends (unix ms).
-    throttled: Mutex<HashMap<ScopeKey, (String, u64)>>,
-    /// Entries in `throttled`: when zero, checks skip its lock.
-    throttled_n: AtomicUsize,
+    memory: Arc<RecipientMemory>,
     /// The gateway's own addresses: configured, and seen as the source of
     /// outbound connections. A blocklist refusal naming one is a gateway alarm.
     own: std::sync::RwLock<Vec<IpAddr>>,
@@ -212,6 +305,8 @@ pub struct Governor {
     events: mpsc::UnboundedSender<Event>,
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
     webhooks: Webhooks,
+    /// Where the recipient memory is kept (None: in memory only).
+    state_dir: Option<PathBuf>,
     /// What it has done.
     pub counters: Counters,
 }
@@ -250,60 +345,43 @@ fn scope_of(key: &str) -> Option<Scope> {
     }
 }
 
-fn rate_limited(rate: Rate, what: &str, scope: &str) -> Reply {
-    Reply::new(
-        451,
-        "4.7.0",
-        format!(
-            "rate limit: {} {what}/{} for {scope}; try later",
-            rate.count,
-            rate.describe()
-                .split_once('/')
-                .map(|(_, u)| u.to_string())
-                .unwrap_or_default()
-        ),
-    )
-}
-
 impl Governor {
-    /// Builds the governor and loads the detector state saved in the store.
+    /// Builds the governor on the system clock and loads the state saved in
+    /// the store and under `server.data_dir/governor`.
     pub fn new(
         cfg: Arc<Config>,
         registry: Arc<Registry>,
         queue: ugem_queue::Queue,
     ) -> Arc<Governor> {
+        let dir = cfg.server.data_dir.join("governor");
+        Governor::with_clock(cfg, registry, queue, Arc::new(clock::SystemClock), Some(dir))
+    }
+
+    /// Builds the governor on `clock`; with `state_dir` its recipient memory
+    /// is kept there (a replay keeps it in memory).
+    pub fn with_clock(
+        cfg: Arc<Config>,
+        registry: Arc<Registry>,
+        queue: ugem_queue::Queue,
+        clock: Arc<dyn Clock>,
+        state_dir: Option<PathBuf>,
+    ) -> Arc<Governor> {
         let g = &cfg.governor;
         // Events wait in the store's outbox until `run` starts the sender.
         let webhooks = Webhooks::new(registry.store().clone(), g.webhooks.clone());
         let (tx, rx) = mpsc::unbounded_channel();
-        let keyer = Keyer::default();
-        let scopes = ScopeTable::default();
-        match registry.store().load_governor_stats() {
-            Ok(rows) => {
-                let now = crate::store::now_ms();
-                for (k, v) in rows {
-                    match serde_json::from_slice::<Tracked>(&v) {
-                        Ok(mut t) => {
-                            // The recipient memory is not saved: warm up again.
-                            t.stats.seen_since_ms = now;
-                            let sk = keyer.key(&k);
-                            t.name = k;
-                            scopes.shard(sk).insert(sk, t);
-                        }
-                        Err(e) => {
-                            tracing::warn!(scope = %k, error = %e, "detector state unreadable; starting over")
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot load detector state"),
-        }
-        Arc::new(Governor {
+        let memory = match &state_dir {
+            Some(d) => RecipientMemory::open(d, g.recipient_memory).unwrap_or_else(|e| {
+                tracing::error!(dir = %d.display(), error = %e, "cannot keep the recipient memory on disk; it starts empty and lives in memory");
+                RecipientMemory::in_memory(g.recipient_memory)
+            }),
+            None => RecipientMemory::in_memory(g.recipient_memory),
+        };
+        let gov = Governor {
             limits: Limiters::new(),
-            keyer,
-            scopes,
-            throttled: Mutex::new(HashMap::new()),
-            throttled_n: AtomicUsize::new(0),
+            keyer: Keyer::default(),
+            scopes: ScopeTable::default(),
+            memory: Arc::new(memory),
             own: std::sync::RwLock::new(
                 cfg.registration
                     .gateway_addresses
@@ -315,32 +393,49 @@ impl Governor {
             events: tx,
             events_rx: Mutex::new(Some(rx)),
             webhooks,
+            state_dir,
             counters: Counters::default(),
+            clock,
             cfg,
             registry,
             queue,
-        })
+        };
+        gov.load();
+        Arc::new(gov)
     }
 
     fn enabled(&self) -> bool {
         self.cfg.governor.enabled
     }
 
-    fn is_throttled(&self, k: ScopeKey, now: u64) -> bool {
-        if self.throttled_n.load(Ordering::Relaxed) == 0 {
-            return false;
-        }
-        let t = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
-        t.get(&k).is_some_and(|&(_, until)| until > now)
+    /// Now, on the governor's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
-    /// The rate for `base`, divided while the scope is throttled.
-    fn effective(&self, base: Rate, k: ScopeKey, now: u64) -> Rate {
-        if self.is_throttled(k, now) {
-            base.divided(self.cfg.governor.throttle_divisor)
-        } else {
-            base
+    /// The scope `k`'s state in its locked shard, made (named by `name`) if
+    /// new, its windows moved to `now`; with the buckets completed on the way.
+    fn tracked<'a>(
+        &self,
+        shard: &'a mut HashMap<ScopeKey, Tracked, scopes::Hasher>,
+        k: ScopeKey,
+        now: u64,
+        name: impl FnOnce() -> String,
+    ) -> (&'a mut Tracked, detector::Learned) {
+        let t = shard
+            .entry(k)
+            .or_insert_with(|| Tracked::new(name(), now));
+        let learned = t.stats.roll(now, &self.cfg.governor);
+        if learned.0.is_some() || learned.1.is_some() {
+            t.dirty = true;
         }
+        if t.is_domain() {
+            let len = self.cfg.governor.window.0.as_millis() as u64;
+            t.excluded.short.roll(now, detector::SHORT_MS);
+            t.excluded.hour.roll(now, detector::HOUR_MS);
+            t.excluded.outcomes.roll(now, len);
+        }
+        (t, learned)
     }
 
     /// An outbound connection left from `ip`: remembered as a gateway address.
@@ -362,798 +457,21 @@ impl Governor {
         }
     }
 
-    /// New connection from `ip`: `Err` carries the 421 to send before closing.
-    pub fn check_connection(&self, ip: IpAddr) -> Result<(), Reply> {
-        if !self.enabled() {
-            return Ok(());
-        }
-        let ip = crate::policy::canonical_ip(ip);
-        let k = limits::ip_key(ip);
-        let rate = Rate::per_minute(self.cfg.governor.connections_per_minute, 100);
-        if self.limits.check(rate, k) {
-            return Ok(());
-        }
-        Counters::bump(&self.counters.connections_refused);
-        crate::metrics::throttle("connections_per_minute");
-        Err(Reply::new(
-            421,
-            "4.7.0",
-            format!(
-                "rate limit: {} connections/minute from {ip}; try later",
-                rate.count
-            ),
-        ))
-    }
-
-    /// What the MAIL and RCPT checks share: the time, the domain's limit
-    /// overrides (from the caller's registry snapshot) and both scope keys;
-    /// `None` when the governor is off.
-    fn subject(&self, snap: &Snapshot, domain: &Domain, sender: &str) -> Option<Subject> {
-        if !self.enabled() {
-            return None;
-        }
-        Some(Subject {
-            now: crate::store::now_ms(),
-            over: snap
-                .domain(domain)
-                .and_then(|r| r.limits)
-                .unwrap_or_default(),
-            kd: self.keyer.domain(domain.as_str()),
-            ks: self.keyer.sender(sender),
-        })
-    }
-
-    /// An hourly rate: the domain's override, else the default.
-    fn hourly(&self, own: Option<u32>, default: u32) -> Rate {
-        Rate::per_hour(own.unwrap_or(default), self.cfg.governor.burst_percent)
-    }
-
-    /// MAIL FROM of a registered agency relaying: the message rates of its
-    /// domain and of the sender. `sender` is the lowercased address; `snap`
-    /// is the registry snapshot the session's policy decided with.
-    pub fn check_mail(&self, snap: &Snapshot, domain: &Domain, sender: &str) -> Result<(), Reply> {
-        let Some(sj) = self.subject(snap, domain, sender) else {
-            return Ok(());
-        };
-        let g = &self.cfg.governor;
-        let tag = LimitTag::Messages;
-        // The narrowest scope first: a sender over its own limit must not
-        // use up its domain's budget, which its colleagues share.
-        let checks = [
-            Check::sender(
-                Rate::per_minute(g.sender_messages_per_minute, 100),
-                sj.ks,
-                tag,
-                "sender_messages_per_minute",
-            ),
-            Check::sender(
-                self.hourly(sj.over.sender_messages_per_hour, g.sender_messages_per_hour),
-                sj.ks,
-                tag,
-                "sender_messages_per_hour",
-            ),
-            Check::domain(
-                self.hourly(sj.over.messages_per_hour, g.domain_messages_per_hour),
-                sj.kd,
-                tag,
-                "domain_messages_per_hour",
-            ),
-        ];
-        self.check_rates(
-            &checks,
-            "messages",
-            &self.counters.mail_refused,
-            domain,
-            sender,
-            &sj,
-        )
-    }
-
-    /// Checks each limit in turn; the first one over is counted, noted for
-    /// the detector and refused.
-    fn check_rates(
-        &self,
-        checks: &[Check],
-        what: &str,
-        refused: &std::sync::atomic::AtomicU64,
-        domain: &Domain,
-        sender: &str,
-        sj: &Subject,
-    ) -> Result<(), Reply> {
-        for c in checks {
-            let rate = self.effective(c.base, c.scope, sj.now);
-            if !self.limits.check(rate, c.scope.limit(c.tag)) {
-                Counters::bump(refused);
-                crate::metrics::throttle(c.metric);
-                self.note_throttled(domain, sender, sj.ks, sj.now);
-                let label = if c.is_domain {
-                    format!("domain {domain}")
-                } else {
-                    format!("sender {sender}")
-                };
-                return Err(rate_limited(rate, what, &label));
-            }
-        }
-        Ok(())
-    }
-
-    /// One outbound RCPT of a registered agency: the recipient rates, then
-    /// the detector's traffic rules. `sender` is the lowercased address;
-    /// `snap` is the registry snapshot the session's policy decided with.
-    pub fn check_rcpt(
-        &self,
-        snap: &Snapshot,
-        domain: &Domain,
-        sender: &str,
-        rcpt: &str,
-    ) -> Result<(), Reply> {
-        let Some(sj) = self.subject(snap, domain, sender) else {
-            return Ok(());
-        };
-        let g = &self.cfg.governor;
-        let tag = LimitTag::Recipients;
-        // Sender first, as at MAIL.
-        let checks = [
-            Check::sender(
-                self.hourly(
-                    sj.over.sender_recipients_per_hour,
-                    g.sender_recipients_per_hour,
-                ),
-                sj.ks,
-                tag,
-                "sender_recipients_per_hour",
-            ),
-            Check::domain(
-                self.hourly(sj.over.recipients_per_hour, g.domain_recipients_per_hour),
-                sj.kd,
-                tag,
-                "domain_recipients_per_hour",
-            ),
-        ];
-        self.check_rates(
-            &checks,
-            "recipients",
-            &self.counters.rcpt_refused,
-            domain,
-            sender,
-            &sj,
-        )?;
-        let (now, kd, ks) = (sj.now, sj.kd, sj.ks);
-        let h = detector::address_hash(rcpt);
-        let mut trips = Vec::new();
-        // Sender then domain, one shard lock at a time (they may share one).
-        for (k, floor) in [(ks, g.volume_floor), (kd, g.domain_volume_floor)] {
-            let mut shard = self.scopes.shard(k);
-            let t = self.tracked(&mut shard, k, now, || {
-                if k == ks {
-                    format!("s:{sender}")
-                } else {
-                    format!("d:{domain}")
-                }
-            });
-            t.stats.note_recipient_hash(h, now);
-            t.dirty = true;
-            if let Some(trip) = detector::judge_traffic(&t.stats, &Label(&t.name), now, g, floor) {
-                trips.push((t.name.clone(), trip));
-            }
-        }
-        for (name, trip) in trips {
-            if let Some(scope) = scope_of(&name) {
-                self.decide(scope, domain, trip, now);
-            }
-        }
-        Ok(())
-    }
-
-    /// The scope `k`'s state in its locked shard, made (named by `name`) if new.
-    fn tracked<'a>(
-        &self,
-        shard: &'a mut HashMap<ScopeKey, Tracked, scopes::Hasher>,
-        k: ScopeKey,
-        now: u64,
-        name: impl FnOnce() -> String,
-    ) -> &'a mut Tracked {
-        let g = &self.cfg.governor;
-        let window_ms = g.window.0.as_millis() as u64;
-        let t = shard.entry(k).or_insert_with(|| {
-            let name = name();
-            Tracked {
-                stats: if name.starts_with("s:") {
-                    ScopeStats::light(now, window_ms)
-                } else {
-                    ScopeStats::new(now, window_ms)
-                },
-                name,
-                ladder: LadderState::default(),
-                dirty: true,
-            }
-        });
-        t.stats.roll(now, window_ms, g.baseline_alpha);
-        t
-    }
-
-    fn note_throttled(&self, domain: &Domain, sender: &str, ks: ScopeKey, now: u64) {
-        let g = &self.cfg.governor;
-        let ss = Scope::Sender(sender.to_string());
-        let trip = {
-            let mut shard = self.scopes.shard(ks);
-            let t = self.tracked(&mut shard, ks, now, || key(&ss));
-            t.stats.note_throttled(now);
-            t.dirty = true;
-            detector::judge_throttling(&t.stats, &ss, now, g)
-        };
-        if let Some(trip) = trip {
-            self.decide(ss, domain, trip, now);
-        }
-    }
-
-    /// Delivery results of one attempt: feeds the rejection and
-    /// unknown-recipient rules of the message's domain and sender. `env` is
-    /// the message before this attempt was recorded: a recipient's first
-    /// result counts as an outcome, a retried one only if it is a refusal.
-    pub fn observe_delivery(
-        &self,
-        env: &ugem_queue::Envelope,
-        updates: &[ugem_queue::RecipientUpdate],
-    ) {
-        if !self.enabled() {
-            return;
-        }
-        let g = &self.cfg.governor;
-        let now = crate::store::now_ms();
-        let domain = env.domain.as_deref().and_then(|d| Domain::parse(d).ok());
-        // Only outbound mail of a registered domain feeds its rules; any mail
-        // (bounces and notices too) can show that a gateway address is listed.
-        let counted = domain
-            .as_ref()
-            .filter(|_| env.direction == ugem_queue::Direction::Outbound);
-        let mut kinds: Vec<(OutcomeKind, bool)> = Vec::with_capacity(updates.len());
-        {
-            let own = self.own.read().unwrap_or_else(|p| p.into_inner());
-            let patterns = detector::Patterns {
-                spam: &g.spam_patterns,
-                listing: &g.listing_patterns,
-                own: &own,
-            };
-            for u in updates {
-                let text = u.last_error.as_deref().unwrap_or("");
-                let failed = u.status == ugem_queue::RcptStatus::Failed;
-                let delivered = u.status == ugem_queue::RcptStatus::Delivered;
-                let kind = detector::classify(delivered, failed, text, patterns);
-                if kind == OutcomeKind::GatewayListed {
-                    self.gateway_listed(&own, text, domain.as_ref(), now);
-                }
-                if counted.is_none() {
-                    continue;
-                }
-                let first = env.recipients.get(u.index).is_none_or(|r| r.attempts == 0);
-                // Our own give-up after the lifetime is not a remote refusal.
-                let expired = text.starts_with("4.4.7");
-                if first || (failed && !expired) {
-                    kinds.push((kind, first));
-                }
-            }
-        }
-        let Some(domain) = counted else {
-            return;
-        };
-        if kinds.is_empty() {
-            return;
-        }
-        let ss = Scope::Sender(env.sender.to_lowercase());
-        let ds = Scope::Domain(domain.clone());
-        let mut trips = Vec::new();
-        for scope in [&ss, &ds] {
-            let name = key(scope);
-            let sk = self.keyer.key(&name);
-            let mut shard = self.scopes.shard(sk);
-            let t = self.tracked(&mut shard, sk, now, || name);
-            for &(k, first) in &kinds {
-                if first {
-                    t.stats.note_outcome(k, now);
-                } else {
-                    t.stats.note_refusal(k, now);
-                }
-            }
-            t.dirty = true;
-            if let Some(trip) = detector::judge_outcomes(&t.stats, scope, now, g) {
-                trips.push((scope.clone(), trip));
-            }
-        }
-        for (scope, trip) in trips {
-            self.decide(scope, domain, trip, now);
-        }
-    }
-
-    /// Records a blocklist refusal naming a gateway address; the first of a
-    /// burst goes on to the background task to alert the postmaster.
-    fn gateway_listed(&self, own: &[IpAddr], reply: &str, domain: Option<&Domain>, now: u64) {
-        let Some(address) = detector::names_address(reply, own) else {
-            return;
-        };
-        Counters::bump(&self.counters.gateway_listed);
-        crate::metrics::gateway_listed();
-        let fresh = {
-            let mut l = self.listings.lock().unwrap_or_else(|p| p.into_inner());
-            let e = l.entry(address).or_insert_with(|| Listing {
-                address,
-                reply: String::new(),
-                domain: String::new(),
-                refusals: 0,
-                last_ms: 0,
-            });
-            // One event a minute per address at most; the notice is
-            // deduplicated per day by the store anyway.
-            let fresh = now.saturating_sub(e.last_ms) >= 60_000;
-            e.reply = reply.chars().take(500).collect();
-            e.domain = domain.map(|d| d.to_string()).unwrap_or_default();
-            e.refusals += 1;
-            e.last_ms = now;
-            fresh
-        };
-        tracing::error!(address = %address, domain = ?domain.map(|d| d.as_str()), reply, "a gateway address is on a blocklist");
-        if fresh {
-            let _ = self.events.send(Event::GatewayListed {
-                address,
-                reply: reply.to_string(),
-                domain: domain.cloned(),
-            });
-        }
-    }
-
-    /// A rule tripped for `scope`: climbs its ladder and hands the step on.
-    fn decide(&self, scope: Scope, domain: &Domain, trip: Trip, now: u64) {
-        let snap = self.registry.snapshot();
-        if snap.suspension(&scope).is_some()
-            || snap.suspension(&Scope::Domain(domain.clone())).is_some()
-        {
-            return;
-        }
-        let g = &self.cfg.governor;
-        let k = key(&scope);
-        let sk = self.keyer.key(&k);
-        let step = {
-            let mut shard = self.scopes.shard(sk);
-            let t = self.tracked(&mut shard, sk, now, || k.clone());
-            t.dirty = true;
-            t.ladder
-                .climb(&g.ladder, g.step_interval.0.as_millis() as u64, now)
-        };
-        let Some(step) = step else {
-            return;
-        };
-        tracing::warn!(scope = %scope, rule = trip.rule, step = step.as_str(), summary = %trip.summary, "governor decision");
-        if step == Step::Throttle {
-            let until = now + g.throttle_duration.0.as_millis() as u64;
-            let mut t = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
-            t.insert(sk, (k, until));
-            self.throttled_n.store(t.len(), Ordering::Relaxed);
-        }
-        let _ = self.events.send(Event::Step {
-            scope,
-            domain: domain.clone(),
-            step,
-            trip,
-        });
-    }
-
-    /// Runs the decisions and the housekeeping until `stop` turns true.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let Some(mut rx) = self
-            .events_rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        else {
-            return;
-        };
-        let g = &self.cfg.governor;
-        let sender = self.webhooks.spawn_sender(
-            g.webhook_attempts,
-            g.webhook_timeout.0,
-            crate::trust::all_certs(self.cfg.delivery.tls_ca_file.as_deref()),
-            stop.clone(),
-        );
-        let every = g.housekeeping_interval.0;
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                ev = rx.recv() => match ev {
-                    Some(ev) => self.handle(ev).await,
-                    None => break,
-                },
-                _ = tick.tick() => self.housekeeping().await,
-                _ = crate::server::stopped(&mut stop) => break,
-            }
-        }
-        self.save(true).await;
-        // Pending webhook events stay in the outbox for the next start.
-        sender.abort();
-    }
-
-    async fn handle(&self, ev: Event) {
-        let (scope, domain, step, trip) = match ev {
-            Event::Step {
-                scope,
-                domain,
-                step,
-                trip,
-            } => (scope, domain, step, trip),
-            Event::GatewayListed {
-                address,
-                reply,
-                domain,
-            } => {
-                let day = Utc::now().format("%Y-%m-%d");
-                let whose = domain.as_ref().map_or("the gateway itself", |d| d.as_str());
-                let text = notices::gateway_listed(&self.cfg, address, &reply, whose);
-                self.notify(None, &format!("listed|{address}|{day}"), text)
-                    .await;
-                self.webhooks.send(serde_json::json!({
-                    "event": "gateway_listed",
-                    "gateway": self.cfg.server.hostname.to_string(),
-                    "address": address,
-                    "reply": reply,
-                    "domain": domain,
-                    "at": Utc::now(),
-                }));
-                return;
-            }
-        };
-        match step {
-            Step::Warn | Step::Throttle => {
-                Counters::bump(if step == Step::Warn {
-                    &self.counters.warnings
-                } else {
-                    &self.counters.throttles
-                });
-                let day = Utc::now().format("%Y-%m-%d");
-                let dedup = format!("{}|{}|{day}", step.as_str(), key(&scope));
-                let text = notices::early_step(&self.cfg, &scope, step, &trip);
-                self.notify(Some(&domain), &dedup, text).await;
-                self.webhooks.send(serde_json::json!({
-                    "event": step.as_str(),
-                    "gateway": self.cfg.server.hostname.to_string(),
-                    "scope": scope,
-                    "rule": trip.rule,
-                    "reason": trip.summary,
-                    "evidence": trip.evidence,
-                    "at": Utc::now(),
-                }));
-            }
-            Step::Suspend => {
-                let made = self
-                    .suspend(&scope, trip.rule, &trip.summary, trip.evidence)
-                    .await;
-                // Enough suspended senders take their domain with them.
-                if made.is_some() && matches!(scope, Scope::Sender(_)) {
-                    self.maybe_suspend_domain(&domain).await;
-                }
-            }
-        }
-    }
-
-    /// Suspends a scope automatically, holds its mail and notifies.
-    async fn suspend(
-        &self,
-        scope: &Scope,
-        rule: &str,
-        reason: &str,
-        evidence: serde_json::Value,
-    ) -> Option<SuspensionRecord> {
-        let expires_at = self
-            .cfg
-            .governor
-            .expiry_for(rule)
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| Utc::now() + d);
-        let req = SuspendRequest {
-            actor: "auto".into(),
-            rule: rule.into(),
-            // The reason appears in 451 replies: keep them well under 512 octets.
-            reason: reason.chars().take(300).collect(),
-            evidence,
-            expires_at,
-        };
-        let reg = self.registry.clone();
-        let sc = scope.clone();
-        let r = tokio::task::spawn_blocking(move || match &sc {
-            Scope::Domain(d) => reg.suspend_domain(d, req),
-            Scope::Sender(s) => reg.suspend_sender(s, req),
-        })
-        .await;
-        let rec = match r {
-            Ok(Ok(rec)) => rec,
-            Ok(Err(e)) => {
-                tracing::info!(scope = %scope, error = %e, "automatic suspension not made");
-                return None;
-            }
-            Err(e) => {
-                tracing::error!(scope = %scope, error = %e, "suspension task failed");
-                return None;
-            }
-        };
-        Counters::bump(match scope {
-            Scope::Domain(_) => &self.counters.domain_suspensions,
-            Scope::Sender(_) => &self.counters.sender_suspensions,
-        });
-        let held = actions::hold_scope_mail(
-            &self.queue,
-            scope,
-            &format!("{scope} suspended: {}", rec.reason),
-        )
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(scope = %scope, error = %e, "cannot hold the suspended scope's mail");
-            0
-        });
-        tracing::warn!(scope = %scope, rule, held, id = rec.id, "suspended automatically");
-        self.on_suspended(&rec, held).await;
-        Some(rec)
-    }
-
-    /// A suspension began (automatic or by staff): notifies the contacts,
-    /// the postmaster and the webhooks, once per suspension.
-    pub async fn on_suspended(&self, rec: &SuspensionRecord, held: usize) {
-        let domain = match &rec.scope {
-            Scope::Domain(d) => Some(d.clone()),
-            Scope::Sender(s) => s.rsplit_once('@').and_then(|(_, d)| Domain::parse(d).ok()),
-        };
-        if let Some(d) = &domain {
-            let text = notices::suspended(&self.cfg, rec);
-            self.notify(Some(d), &format!("suspend|{}", rec.id), text)
-                .await;
-        }
-        self.webhooks
-            .send(self.event_json("suspend", rec, Some(held)));
-    }
-
-    async fn maybe_suspend_domain(&self, domain: &Domain) {
-        let need = self.cfg.governor.domain_after_senders;
-        if need == 0 {
-            return;
-        }
-        let suffix = format!("@{domain}");
-        let snap = self.registry.snapshot();
-        let senders: Vec<serde_json::Value> = snap
-            .active_suspensions()
-            .filter(|s| s.actor == "auto")
-            .filter_map(|s| match &s.scope {
-                Scope::Sender(a) if a.ends_with(&suffix) => {
-                    Some(serde_json::json!({"sender": a, "rule": s.rule, "suspension": s.id}))
-                }
-                _ => None,
-            })
-            .collect();
-        if (senders.len() as u32) < need {
-            return;
-        }
-        let reason = format!(
-            "{} senders of {domain} were suspended automatically (limit {need})",
-            senders.len()
-        );
-        let evidence = serde_json::json!({
-            "rule": "senders_suspended",
-            "scope": format!("domain {domain}"),
-            "suspended_senders": senders,
-            "limit": need,
-        });
-        self.suspend(
-            &Scope::Domain(domain.clone()),
-            "senders_suspended",
-            &reason,
-            evidence,
-        )
-        .await;
-    }
-
-    fn event_json(
-        &self,
-        event: &str,
-        rec: &SuspensionRecord,
-        held: Option<usize>,
-    ) -> serde_json::Value {
-        serde_json::json!({
-            "event": event,
-            "gateway": self.cfg.server.hostname.to_string(),
-            "suspension": rec,
-            "scope": rec.scope,
-            "rule": rec.rule,
-            "reason": rec.reason,
-            "evidence": rec.evidence,
-            "actor": rec.actor,
-            "held_messages": held,
-            "at": Utc::now(),
-        })
-    }
-
-    /// Queues a notice to the domain's contacts and the postmaster, once per `dedup` key.
-    /// Queues a notice to the postmaster and, with a domain, its contacts;
-    /// at most once per `dedup` key.
-    async fn notify(
-        &self,
-        domain: Option<&Domain>,
-        dedup: &str,
-        text: crate::notify::notices::Text,
-    ) {
-        let store = self.registry.store().clone();
-        let k = dedup.to_string();
-        let fresh =
-            tokio::task::spawn_blocking(move || store.claim_notice(&k, crate::store::now_ms()))
-                .await
-                .map(|r| r.unwrap_or(true))
-                .unwrap_or(true);
-        if !fresh {
-            Counters::bump(&self.counters.notices_deduplicated);
-            return;
-        }
-        let mut to = Vec::new();
-        if self.cfg.governor.notify_contacts
-            && let Some(rec) = domain.and_then(|d| self.registry.get(d))
-        {
-            to.extend(rec.contacts.iter().map(|c| c.email.clone()));
-        }
-        to.push(self.cfg.server.postmaster.to_string());
-        match crate::notify::enqueue_notice(&self.queue, &self.cfg, &to, &text.subject, &text.body)
-            .await
-        {
-            Ok(id) => {
-                Counters::bump(&self.counters.notices);
-                tracing::info!(queue_id = %id, subject = %text.subject, "governor notice queued");
-            }
-            Err(e) => tracing::error!(error = %e, "cannot queue the governor notice"),
-        }
-    }
-
-    /// A suspension ended (staff or expiry): forget the recent traffic that
-    /// led to it, drop any throttle, and notify the contacts and webhooks.
-    pub async fn on_restored(&self, rec: &SuspensionRecord) {
-        let sk = self.keyer.key(&key(&rec.scope));
-        if let Some(t) = self.scopes.shard(sk).get_mut(&sk) {
-            t.stats.reset_recent();
-            t.ladder.reset();
-            t.dirty = true;
-        }
-        {
-            let mut t = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
-            t.remove(&sk);
-            self.throttled_n.store(t.len(), Ordering::Relaxed);
-        }
-        let domain = match &rec.scope {
-            Scope::Domain(d) => Some(d.clone()),
-            Scope::Sender(s) => s.rsplit_once('@').and_then(|(_, d)| Domain::parse(d).ok()),
-        };
-        if let Some(d) = domain {
-            let text = notices::restored(&self.cfg, rec);
-            self.notify(Some(&d), &format!("restore|{}", rec.id), text)
-                .await;
-        }
-        self.webhooks.send(self.event_json("restore", rec, None));
-    }
-
-    /// Expiries, throttle ends, limiter and tracker pruning, state saving.
-    async fn housekeeping(&self) {
-        let now = crate::store::now_ms();
-        {
-            let mut t = self.throttled.lock().unwrap_or_else(|p| p.into_inner());
-            t.retain(|_, (_, until)| *until > now);
-            self.throttled_n.store(t.len(), Ordering::Relaxed);
-        }
-        self.limits.retain_recent();
-        self.lift_expired().await;
-        self.evict();
-        self.save(false).await;
-        let store = self.registry.store().clone();
-        let before = now.saturating_sub(3 * 24 * 3600 * 1000);
-        let _ = tokio::task::spawn_blocking(move || store.prune_notices(before)).await;
-    }
-
-    async fn lift_expired(&self) {
-        let now = Utc::now();
-        let due: Vec<Arc<SuspensionRecord>> = self
-            .registry
-            .snapshot()
-            .active_suspensions()
-            .filter(|s| s.actor == "auto" && s.expires_at.is_some_and(|t| t <= now))
-            .cloned()
-            .collect();
-        for s in due {
-            let reg = self.registry.clone();
-            let scope = s.scope.clone();
-            let req = RestoreRequest {
-                actor: "auto".into(),
-                reason: Some("the automatic suspension expired".into()),
-                held_mail: "released".into(),
-            };
-            let r = tokio::task::spawn_blocking(move || match &scope {
-                Scope::Domain(d) => reg.restore_domain(d, req).map(|_| ()),
-                Scope::Sender(a) => reg.restore_sender(a, req).map(|_| ()),
-            })
-            .await;
-            if !matches!(r, Ok(Ok(()))) {
-                tracing::error!(scope = %s.scope, "cannot lift an expired suspension");
-                continue;
-            }
-            Counters::bump(&self.counters.expiries);
-            let n = actions::release_scope_mail(&self.queue, &s.scope, true)
-                .await
-                .unwrap_or(0);
-            tracing::info!(scope = %s.scope, released = n, "automatic suspension expired");
-            let ended = self
-                .registry
-                .store()
-                .get_suspension(s.id)
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| (*s).clone());
-            self.on_restored(&ended).await;
-        }
-    }
-
-    /// Bounds the tracked senders: the longest idle go first. Domains stay.
-    fn evict(&self) {
-        let max = self.cfg.governor.max_tracked_senders;
-        let mut senders: Vec<(u64, ScopeKey)> = Vec::new();
-        self.scopes.each_shard(|m| {
-            senders.extend(
-                m.iter()
-                    .filter(|(_, t)| t.name.starts_with("s:"))
-                    .map(|(k, t)| (t.stats.last_seen_ms, *k)),
-            )
-        });
-        if senders.len() <= max {
-            return;
-        }
-        senders.sort();
-        let excess = senders.len() - max;
-        let mut gone = Vec::with_capacity(excess);
-        for (_, k) in senders.into_iter().take(excess) {
-            if let Some(t) = self.scopes.shard(k).remove(&k) {
-                gone.push(t.name);
-            }
-        }
-        let store = self.registry.store().clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.delete_governor_stats(&gone) {
-                tracing::warn!(error = %e, "cannot delete evicted detector state");
-            }
-        });
-    }
-
-    /// Writes the changed scopes' state (all of it when `all`).
-    async fn save(&self, all: bool) {
-        let mut rows: Vec<(String, Vec<u8>)> = Vec::new();
-        self.scopes.each_shard(|m| {
-            rows.extend(m.values_mut().filter(|t| all || t.dirty).map(|t| {
-                t.dirty = false;
-                (t.name.clone(), serde_json::to_vec(t).unwrap_or_default())
-            }))
-        });
-        let store = self.registry.store().clone();
-        match tokio::task::spawn_blocking(move || store.save_governor_stats(&rows)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot save detector state"),
-            Err(e) => tracing::warn!(error = %e, "detector save task failed"),
-        }
-    }
-
     /// The state shown by `GET /api/v1/governor`.
     pub fn status(&self) -> serde_json::Value {
-        let now = crate::store::now_ms();
-        let throttled: Vec<serde_json::Value> = self
-            .throttled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|(_, u)| *u > now)
-            .map(|(k, u)| {
-                serde_json::json!({
-                    "scope": scope_of(k),
-                    "until": chrono::DateTime::<Utc>::from_timestamp_millis(*u as i64),
-                })
-            })
-            .collect();
+        let now = self.now_ms();
+        let mut throttled = Vec::new();
+        let mut tracked = 0usize;
+        self.scopes.each_shard(|m| {
+            tracked += m.len();
+            for t in m.values().filter(|t| t.throttled_until_ms > now) {
+                throttled.push(serde_json::json!({
+                    "scope": scope_of(&t.name),
+                    "until": clock::utc(t.throttled_until_ms),
+                    "last_step": t.ladder.history.last(),
+                }));
+            }
+        });
         let (mut domains, mut senders) = (0u64, 0u64);
         for s in self.registry.snapshot().active_suspensions() {
             match s.scope {
@@ -1161,7 +479,6 @@ impl Governor {
                 Scope::Sender(_) => senders += 1,
             }
         }
-        let tracked = self.scopes.len();
         let mut listings: Vec<Listing> = self
             .listings
             .lock()
@@ -1178,7 +495,7 @@ impl Governor {
                     "refusals": l.refusals,
                     "last_reply": l.reply,
                     "last_domain": l.domain,
-                    "last_at": chrono::DateTime::<Utc>::from_timestamp_millis(l.last_ms as i64),
+                    "last_at": clock::utc(l.last_ms),
                 })
             })
             .collect();
@@ -1190,329 +507,21 @@ impl Governor {
             "tracked_scopes": tracked,
             "gateway_listings": listings,
             "limiter_keys": self.limits.keys(),
+            "recipient_memory_bytes": self.memory.bytes(),
             "webhooks": {
                 "delivered": self.webhooks.stats.delivered.load(Ordering::Relaxed),
                 "failed": self.webhooks.stats.failed.load(Ordering::Relaxed),
             },
         })
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::registry::NewDomain;
-
-    fn setup(dir: &std::path::Path) -> (Arc<Governor>, Domain) {
-        setup_with(dir, |_| {})
-    }
-
-    fn setup_with(
-        dir: &std::path::Path,
-        tune: impl FnOnce(&mut Config),
-    ) -> (Arc<Governor>, Domain) {
-        let store = crate::store::Store::open(dir).unwrap();
-        let registry = Arc::new(Registry::open(store).unwrap());
-        let d = Domain::parse("agency.example.kz").unwrap();
-        registry
-            .add_domain(NewDomain {
-                name: d.clone(),
-                owner: "Agency".into(),
-                servers: vec!["192.0.2.1/32".parse().unwrap()],
-                contacts: vec![crate::registry::parse_contact("it@agency.example.kz").unwrap()],
-                inbound: None,
-                shared_servers: false,
-            })
-            .unwrap();
-        let queue =
-            ugem_queue::Queue::open(&dir.join("queue"), ugem_queue::QueueOptions::default())
-                .unwrap();
-        let mut cfg = Config::default();
-        cfg.governor.volume_floor = 3;
-        cfg.governor.volume_factor = 1.0;
-        cfg.governor.step_interval = crate::config::Span(std::time::Duration::ZERO);
-        tune(&mut cfg);
-        (Governor::new(Arc::new(cfg), registry, queue), d)
-    }
-
-    /// An outbound message of `sender` to `n` recipients, each tried `attempts` times.
-    fn outbound(sender: &str, n: usize, attempts: u32) -> ugem_queue::Envelope {
-        let rcpts: Vec<serde_json::Value> = (0..n)
-            .map(|i| {
-                serde_json::json!({"address": format!("r{i}@far.example"), "status": "pending",
-                    "last_error": null, "attempts": attempts})
-            })
-            .collect();
-        serde_json::from_value(serde_json::json!({
-            "id": ugem_queue::QueueId::generate(), "sender": sender, "recipients": rcpts,
-            "client_ip": null, "helo": "h", "tls": null, "domain": "agency.example.kz",
-            "direction": "outbound", "arrived_at_ms": 0, "size": 1, "next_attempt_ms": 0,
-            "attempts": attempts, "held": null, "leased_until_ms": null, "last_attempt_ms": null,
-        }))
-        .unwrap()
-    }
-
-    fn updates(
-        n: usize,
-        status: ugem_queue::RcptStatus,
-        text: &str,
-    ) -> Vec<ugem_queue::RecipientUpdate> {
-        (0..n)
-            .map(|index| ugem_queue::RecipientUpdate {
-                index,
-                status,
-                last_error: Some(text.into()),
-            })
-            .collect()
-    }
-
-    fn outcomes(gov: &Governor, name: &str) -> detector::Counts {
-        let k = gov.keyer.key(name);
-        gov.scopes
-            .shard(k)
-            .get(&k)
-            .map(|t| t.stats.cur)
-            .unwrap_or_default()
-    }
-
-    #[tokio::test]
-    async fn memory_stays_bounded_however_many_senders_appear() {
-        let dir = tempfile::tempdir().unwrap();
-        let (gov, d) = setup_with(dir.path(), |c| {
-            c.governor.max_tracked_senders = 500;
-            c.governor.volume_floor = u64::MAX / 4;
-            c.governor.domain_volume_floor = u64::MAX / 4;
-            // One cell an hour at most, refilled within 10 ms: idle at once.
-            c.governor.sender_recipients_per_hour = 360_000;
-            c.governor.domain_recipients_per_hour = u32::MAX / 4;
-            c.governor.burst_percent = 1;
-        });
-        for i in 0..20_000 {
-            gov.check_rcpt(
-                &gov.registry.snapshot(),
-                &d,
-                &format!("u{i}@agency.example.kz"),
-                "x@far.example",
-            )
-            .unwrap();
-        }
-        // One sender clearly later than all the others (activity is kept in ms).
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        gov.check_rcpt(
-            &gov.registry.snapshot(),
-            &d,
-            "latest@agency.example.kz",
-            "x@far.example",
-        )
-        .unwrap();
-        assert!(gov.limits.keys() >= 20_000);
-        assert!(gov.scopes.len() > 20_000);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        gov.limits.retain_recent();
-        gov.evict();
-        // The domain's own key may stay busy; the senders' keys are gone.
-        assert!(gov.limits.keys() <= 1, "{}", gov.limits.keys());
-        // The 500 most recent senders and the domain stay tracked.
-        assert_eq!(gov.scopes.len(), 501);
-        let k = gov.keyer.sender("latest@agency.example.kz");
-        assert!(gov.scopes.shard(k).contains_key(&k));
-        let k = gov.keyer.sender("u0@agency.example.kz");
-        assert!(!gov.scopes.shard(k).contains_key(&k));
-    }
-
-    #[test]
-    fn retried_recipients_count_once() {
-        use ugem_queue::RcptStatus::{Deferred, Failed};
-        let dir = tempfile::tempdir().unwrap();
-        let (gov, _) = setup(dir.path());
-        let a = "a@agency.example.kz";
-        // First attempt: three deferrals naming a spam filter.
-        gov.observe_delivery(
-            &outbound(a, 3, 0),
-            &updates(3, Deferred, "451 4.7.1 spam suspected"),
-        );
-        let c = outcomes(&gov, "s:a@agency.example.kz");
-        assert_eq!((c.outcomes, c.rejected, c.spam), (3, 3, 3));
-        // Retries that defer again add nothing...
-        for _ in 0..5 {
-            gov.observe_delivery(
-                &outbound(a, 3, 1),
-                &updates(3, Deferred, "451 4.7.1 spam suspected"),
-            );
-        }
-        assert_eq!(outcomes(&gov, "s:a@agency.example.kz"), c);
-        // ...nor does our own give-up at the end of the lifetime...
-        gov.observe_delivery(
-            &outbound(a, 3, 9),
-            &updates(
-                3,
-                Failed,
-                "4.4.7 delivery time expired; last error: 451 spam",
-            ),
-        );
-        assert_eq!(outcomes(&gov, "s:a@agency.example.kz"), c);
-        // ...but a later permanent refusal counts as a refusal, not a new outcome.
-        gov.observe_delivery(
-            &outbound(a, 1, 2),
-            &updates(1, Failed, "550 5.1.1 user unknown"),
-        );
-        let c = outcomes(&gov, "d:agency.example.kz");
-        assert_eq!((c.outcomes, c.rejected, c.unknown), (3, 4, 1));
-    }
-
-    #[test]
-    fn a_listing_of_a_gateway_address_is_an_alarm_not_a_rejection() {
-        let dir = tempfile::tempdir().unwrap();
-        let (gov, _) = setup(dir.path());
-        let mut rx = gov.events_rx.lock().unwrap().take().unwrap();
-        let text = "554 5.7.1 Client host [203.0.113.5] blocked using zen.spamhaus.org";
-        // Before the gateway knows the address, it is an ordinary spam refusal.
-        gov.observe_delivery(
-            &outbound("a@agency.example.kz", 2, 0),
-            &updates(2, ugem_queue::RcptStatus::Failed, text),
-        );
-        assert_eq!(outcomes(&gov, "s:a@agency.example.kz").spam, 2);
-        assert!(rx.try_recv().is_err());
-        gov.note_source_address("203.0.113.5".parse().unwrap());
-        gov.observe_delivery(
-            &outbound("b@agency.example.kz", 2, 0),
-            &updates(2, ugem_queue::RcptStatus::Failed, text),
-        );
-        let c = outcomes(&gov, "s:b@agency.example.kz");
-        assert_eq!((c.outcomes, c.rejected, c.spam), (2, 0, 0));
-        assert_eq!(gov.counters.gateway_listed.load(Ordering::Relaxed), 2);
-        // One alarm for the burst.
-        assert!(
-            matches!(rx.try_recv(), Ok(Event::GatewayListed { address, .. }) if address.to_string() == "203.0.113.5")
-        );
-        assert!(rx.try_recv().is_err());
-        let st = gov.status();
-        assert_eq!(st["gateway_listings"][0]["refusals"], 2, "{st}");
-    }
-
-    fn next_step(rx: &mut mpsc::UnboundedReceiver<Event>) -> Event {
-        rx.try_recv().expect("a decision")
-    }
-
-    #[tokio::test]
-    async fn ladder_warns_throttles_suspends_and_notices_are_deduplicated() {
-        let dir = tempfile::tempdir().unwrap();
-        let (gov, d) = setup(dir.path());
-        let mut rx = gov.events_rx.lock().unwrap().take().unwrap();
-        let sender = "clerk@agency.example.kz";
-        for i in 0..4 {
-            gov.check_rcpt(
-                &gov.registry.snapshot(),
-                &d,
-                sender,
-                &format!("r{i}@far.example"),
-            )
-            .unwrap();
-        }
-        let ev = next_step(&mut rx);
-        assert!(matches!(&ev, Event::Step { step: Step::Warn, trip, .. } if trip.rule == "volume"));
-        gov.handle(ev).await;
-        assert_eq!(gov.counters.notices.load(Ordering::Relaxed), 1);
-
-        gov.check_rcpt(&gov.registry.snapshot(), &d, sender, "r5@far.example")
-            .unwrap();
-        let ev = next_step(&mut rx);
-        assert!(matches!(
-            &ev,
-            Event::Step {
-                step: Step::Throttle,
-                ..
-            }
-        ));
-        assert!(gov.is_throttled(gov.keyer.sender(sender), crate::store::now_ms()));
-        gov.handle(ev).await;
-
-        gov.check_rcpt(&gov.registry.snapshot(), &d, sender, "r6@far.example")
-            .unwrap();
-        let ev = next_step(&mut rx);
-        assert!(matches!(
-            &ev,
-            Event::Step {
-                step: Step::Suspend,
-                ..
-            }
-        ));
-        gov.handle(ev).await;
-        let snap = gov.registry.snapshot();
-        let s = snap
-            .suspension(&Scope::Sender(sender.into()))
-            .expect("suspended");
-        assert_eq!((s.actor.as_str(), s.rule.as_str()), ("auto", "volume"));
-        assert_eq!(s.evidence["rule"], "volume");
-        assert_eq!(gov.counters.notices.load(Ordering::Relaxed), 3);
-        // A suspended sender is not judged again.
-        gov.check_rcpt(&gov.registry.snapshot(), &d, sender, "r7@far.example")
-            .unwrap();
-        assert!(rx.try_recv().is_err());
-
-        // A second warning for the same scope on the same day is not mailed.
-        gov.handle(Event::Step {
-            scope: Scope::Sender(sender.into()),
-            domain: d.clone(),
-            step: Step::Warn,
-            trip: Trip {
-                rule: "volume",
-                summary: "again".into(),
-                evidence: serde_json::Value::Null,
-            },
-        })
-        .await;
-        assert_eq!(gov.counters.notices_deduplicated.load(Ordering::Relaxed), 1);
-        let counts = gov.queue.counts().unwrap();
-        assert_eq!(counts.total, 3, "three notices queued");
-
-        // Restore: counters of the scope start over, and a notice follows.
-        let rec = gov
-            .registry
-            .restore_sender(
-                sender,
-                RestoreRequest {
-                    actor: "ops".into(),
-                    reason: None,
-                    held_mail: "released".into(),
-                },
-            )
-            .unwrap();
-        gov.on_restored(&rec).await;
-        assert_eq!(gov.counters.notices.load(Ordering::Relaxed), 4);
-        gov.check_rcpt(&gov.registry.snapshot(), &d, sender, "r8@far.example")
-            .unwrap();
-        assert!(rx.try_recv().is_err(), "recent traffic was forgotten");
-    }
-
-    #[tokio::test]
-    async fn detector_state_survives_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let (gov, d) = setup(dir.path());
-            gov.check_rcpt(
-                &gov.registry.snapshot(),
-                &d,
-                "a@agency.example.kz",
-                "x@far.example",
-            )
-            .unwrap();
-            gov.save(true).await;
-        }
-        let gov = setup_again(dir.path());
-        let k = gov.keyer.sender("a@agency.example.kz");
-        let shard = gov.scopes.shard(k);
-        let t = shard.get(&k).expect("loaded");
-        assert_eq!(t.name, "s:a@agency.example.kz");
-        assert_eq!(t.stats.cur.recipients, 1);
-    }
-
-    fn setup_again(dir: &std::path::Path) -> Arc<Governor> {
-        let store = crate::store::Store::open(dir).unwrap();
-        let registry = Arc::new(Registry::open(store).unwrap());
-        let queue =
-            ugem_queue::Queue::open(&dir.join("queue"), ugem_queue::QueueOptions::default())
-                .unwrap();
-        Governor::new(Arc::new(Config::default()), registry, queue)
+    /// One scope's detector state, for staff (`GET /api/v1/governor/scopes/{scope}`).
+    pub fn scope_state(&self, scope: &Scope) -> Option<serde_json::Value> {
+        let k = self.keyer.key(&key(scope));
+        let shard = self.scopes.shard(k);
+        let t = shard.get(&k)?;
+        let mut v = serde_json::to_value(t).ok()?;
+        v["scope"] = serde_json::json!(scope);
+        Some(v)
     }
 }

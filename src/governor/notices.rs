@@ -15,8 +15,63 @@ fn footer(cfg: &Config) -> String {
     )
 }
 
+/// The evidence as "name: value" lines; the steps taken, one a line.
 fn evidence_text(v: &serde_json::Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
+    let Some(m) = v.as_object() else {
+        return serde_json::to_string_pretty(v).unwrap_or_default();
+    };
+    let mut out = String::new();
+    for (k, v) in m {
+        if k == "steps" {
+            continue;
+        }
+        let v = match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        out.push_str(&format!("  {}: {v}\n", k.replace('_', " ")));
+    }
+    if let Some(steps) = m.get("steps").and_then(|s| s.as_array()) {
+        out.push_str("  steps so far:\n");
+        for s in steps {
+            let at = s["at_ms"]
+                .as_u64()
+                .map(|ms| super::clock::utc(ms).format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "    {at}  {} ({})\n",
+                s["step"].as_str().unwrap_or("?"),
+                s["rule"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    out
+}
+
+/// What the agency's IT staff should look at, by rule.
+pub fn advice(rule: &str) -> &'static str {
+    match rule {
+        "novelty" | "domain_novelty" => {
+            "The account wrote to many addresses it never wrote to before, far more than it \
+             ever did: the usual sign of a stolen password used to send spam. Reset the \
+             password, end its open sessions, check its forwarding and inbox rules and the \
+             device it is used from. If this was a planned mailing, ask the gateway staff to \
+             declare the sender (`ugem sender limits`) before the next one."
+        }
+        "unknown_recipients" => {
+            "Many recipients do not exist: a bought, old or guessed address list, or an \
+             account used for spam. Check who sent to these addresses and why."
+        }
+        "rejections" => {
+            "Receiving servers refused a large share of this mail for good, many as spam. \
+             Check the account for a compromise and the content of what it sends."
+        }
+        "senders_suspended" => {
+            "Several accounts of the domain were suspended: a wider compromise (a phishing \
+             wave, a shared password, malware on the mail server) is likely."
+        }
+        _ => "Check the sending account and the server for a compromise.",
+    }
 }
 
 /// A rule tripped and the scope was warned or throttled.
@@ -25,10 +80,13 @@ pub fn early_step(cfg: &Config, scope: &Scope, step: Step, trip: &Trip) -> Text 
         Step::Throttle => (
             format!("Mail gateway: {scope} throttled ({})", trip.rule),
             format!(
-                "The mail gateway has tightened the rate limits of {scope} for {}: its mail \
-                 is accepted more slowly (temporary 451 4.7.0 replies, the sending server \
-                 retries). If the traffic continues, the gateway suspends it.",
-                humantime::format_duration(cfg.governor.throttle_duration.0)
+                "The mail gateway has throttled {scope} for {}: mail to addresses it never \
+                 wrote to before is deferred (temporary 451 4.7.0 replies, the sending server \
+                 keeps it and retries), and its rate limits are divided by {}. Mail to its \
+                 usual correspondents still goes out. If it keeps trying new addresses, the \
+                 gateway suspends it.",
+                humantime::format_duration(cfg.governor.throttle_duration.0),
+                cfg.governor.throttle_divisor
             ),
         ),
         _ => (
@@ -42,11 +100,11 @@ pub fn early_step(cfg: &Config, scope: &Scope, step: Step, trip: &Trip) -> Text 
     Text {
         subject,
         body: format!(
-            "{what}\n\nWhat was seen: {}\n\nEvidence (rule {}):\n{}\n\n\
-             If this traffic is legitimate (a planned mailing), ask {} to raise the limits \
-             of your domain. If it is not, check the sending account for a compromise \
-             (password reset, malware scan) now.\n{}",
+            "{what}\n\nWhat was seen: {}\n\nWhat to do: {}\n\nEvidence (rule {}):\n{}\n\
+             If this traffic is legitimate (a planned mailing), ask {} to declare the sender \
+             or raise the limits of your domain.\n{}",
             trip.summary,
+            advice(trip.rule),
             trip.rule,
             evidence_text(&trip.evidence),
             cfg.server.postmaster,
@@ -76,7 +134,8 @@ pub fn suspended(cfg: &Config, rec: &SuspensionRecord) -> Text {
             "The mail gateway has suspended {scope} on {since} to protect the gateway's \
              reputation (suspension #{id}, rule {rule}).\n\n\
              Why: {reason}\n\n\
-             Evidence:\n{evidence}\n\n\
+             What to look at: {advice}\n\n\
+             Evidence:\n{evidence}\n\
              What this means: new mail from {scope} is refused with a temporary error \
              (451 4.7.1), so your mail server keeps it and retries; mail already in the \
              gateway's queue is held, not sent and not lost.\n{expiry}\n\
@@ -90,6 +149,7 @@ pub fn suspended(cfg: &Config, rec: &SuspensionRecord) -> Text {
             rule = rec.rule,
             reason = rec.reason,
             evidence = evidence_text(&rec.evidence),
+            advice = advice(&rec.rule),
             pm = cfg.server.postmaster,
             footer = footer(cfg),
         ),

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher as _};
 use std::sync::{Mutex, MutexGuard};
 
-use super::detector::Prehashed;
 
 /// A scope (domain or sender) as a 128-bit key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +73,30 @@ impl Keyer {
         }
         let (hi, lo) = (one(&self.a, kind, rest), one(&self.b, kind, rest));
         ScopeKey((u128::from(hi) << 64) | u128::from(lo))
+    }
+}
+
+/// A hasher for keys that are hashes already: the map need not hash them
+/// a second time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only integer keys are used; fold anything else in rather than panic.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write_u128(&mut self, n: u128) {
+        // Scope keys: the low half is one of its two random hashes.
+        self.0 = n as u64;
     }
 }
 

@@ -215,6 +215,7 @@ impl Registry {
             created_at: now,
             updated_at: now,
             limits: None,
+            senders: Default::default(),
         };
         self.store.put_domain(&rec)?;
         self.reload()?;
@@ -270,6 +271,7 @@ impl Registry {
             updated_at: now,
             // Limits granted by staff outlive the reconnection.
             limits: cur.limits,
+            senders: cur.senders.clone(),
         };
         self.store.put_domain(&rec)?;
         self.reload()?;
@@ -462,18 +464,53 @@ impl Registry {
             .store
             .get_domain(name)?
             .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
-        if let Some(l) = &limits {
-            let all = [
-                l.messages_per_hour,
-                l.recipients_per_hour,
-                l.sender_messages_per_hour,
-                l.sender_recipients_per_hour,
-            ];
-            if all.contains(&Some(0)) {
-                return Err(RegistryError::Invalid("limits must be at least 1".into()));
-            }
+        if let Some(l) = &limits
+            && let Some((k, _)) = l.values().into_iter().find(|(_, v)| *v == Some(0))
+        {
+            return Err(RegistryError::Invalid(format!("{k} must be at least 1")));
         }
         rec.limits = limits.filter(|l| *l != Default::default());
+        rec.updated_at = Utc::now();
+        self.store.put_domain(&rec)?;
+        self.reload()?;
+        Ok(rec)
+    }
+
+    /// Declares a sender (with `Some`) or withdraws its declaration: its own
+    /// limits replace its domain's, and it is not judged on novelty. The
+    /// sender's domain must be registered.
+    pub fn set_sender_limits(
+        &self,
+        sender: &str,
+        limits: Option<crate::store::domains::SenderLimits>,
+    ) -> Result<DomainRecord, RegistryError> {
+        let sender = sender.trim().to_ascii_lowercase();
+        let domain = sender
+            .rsplit_once('@')
+            .and_then(|(l, d)| (!l.is_empty()).then_some(d))
+            .ok_or_else(|| RegistryError::Invalid(format!("{sender:?} is not an address")))?;
+        let name = Domain::parse(domain)
+            .map_err(|e| RegistryError::Invalid(format!("{sender:?}: {e}")))?;
+        if let Some(l) = &limits
+            && let Some((k, _)) = l.values().into_iter().find(|(_, v)| *v == Some(0))
+        {
+            return Err(RegistryError::Invalid(format!("{k} must be at least 1")));
+        }
+        let _g = self.lock();
+        let mut rec = self
+            .store
+            .get_domain(&name)?
+            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
+        match limits {
+            Some(l) => {
+                rec.senders.insert(sender, l);
+            }
+            None => {
+                if rec.senders.remove(&sender).is_none() {
+                    return Err(RegistryError::NotFound(format!("a declaration of {sender}")));
+                }
+            }
+        }
         rec.updated_at = Utc::now();
         self.store.put_domain(&rec)?;
         self.reload()?;

@@ -79,6 +79,10 @@ pub struct DomainRecord {
     /// Rate limits that replace the `[governor]` defaults for this domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<DomainLimits>,
+    /// Senders declared by staff (bulk senders), by lowercased address,
+    /// with the limits that replace the domain's for them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub senders: std::collections::BTreeMap<String, SenderLimits>,
 }
 
 /// Per-domain governor overrides (absent fields keep the defaults).
@@ -97,6 +101,76 @@ pub struct DomainLimits {
     /// Outbound recipients per hour for each sender of the domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_recipients_per_hour: Option<u32>,
+    /// Messages per minute for each sender of the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_messages_per_minute: Option<u32>,
+    /// Outbound recipients per minute for each sender of the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_recipients_per_minute: Option<u32>,
+    /// Never-seen recipients per 5 minutes each sender may reach before its
+    /// own peak is consulted (the novelty floor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_recipients_5min: Option<u32>,
+    /// The same per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_recipients_hour: Option<u32>,
+    /// Never-seen recipients per hour of the whole domain (its senders that
+    /// answer for their own traffic left out) before its own peak is consulted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_new_recipients_hour: Option<u32>,
+}
+
+impl DomainLimits {
+    /// Every value, by name (for checks).
+    pub fn values(&self) -> [(&'static str, Option<u32>); 9] {
+        [
+            ("messages_per_hour", self.messages_per_hour),
+            ("recipients_per_hour", self.recipients_per_hour),
+            ("sender_messages_per_hour", self.sender_messages_per_hour),
+            ("sender_recipients_per_hour", self.sender_recipients_per_hour),
+            ("sender_messages_per_minute", self.sender_messages_per_minute),
+            ("sender_recipients_per_minute", self.sender_recipients_per_minute),
+            ("new_recipients_5min", self.new_recipients_5min),
+            ("new_recipients_hour", self.new_recipients_hour),
+            ("domain_new_recipients_hour", self.domain_new_recipients_hour),
+        ]
+    }
+}
+
+/// A sender declared by staff (typically a bulk sender: tax notices, a
+/// notification service): its own limits, which replace its domain's. A
+/// declared sender is bounded by these rates and is not judged on how
+/// many of its recipients are new.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderLimits {
+    /// Messages per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_per_minute: Option<u32>,
+    /// Messages per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_per_hour: Option<u32>,
+    /// Outbound recipients per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_per_minute: Option<u32>,
+    /// Outbound recipients per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_per_hour: Option<u32>,
+    /// Why it was declared (shown with the limits; e.g. "tax notices, order 12").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl SenderLimits {
+    /// Every rate, by name (for checks).
+    pub fn values(&self) -> [(&'static str, Option<u32>); 4] {
+        [
+            ("messages_per_minute", self.messages_per_minute),
+            ("messages_per_hour", self.messages_per_hour),
+            ("recipients_per_minute", self.recipients_per_minute),
+            ("recipients_per_hour", self.recipients_per_hour),
+        ]
+    }
 }
 
 impl DomainRecord {
@@ -165,6 +239,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             limits: None,
+            senders: Default::default(),
         }
     }
 

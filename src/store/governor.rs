@@ -10,13 +10,14 @@ pub(crate) const STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("gov
 pub(crate) const NOTICES: TableDefinition<&str, u64> = TableDefinition::new("governor_notices");
 
 impl Store {
-    /// Saves detector statistics (JSON per scope key) in one transaction;
-    /// the last second may be lost on power failure, which costs nothing.
+    /// Saves the governor's per-scope state (JSON per scope key) in one
+    /// durable transaction: it decides suspensions, so a kill -9 must not
+    /// take it back further than the last save.
     pub fn save_governor_stats(&self, rows: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        self.write_lazy(|tx| {
+        self.write(|tx| {
             let mut t = tx.open_table(STATS)?;
             for (k, v) in rows {
                 t.insert(k.as_str(), v.as_slice())?;

@@ -107,6 +107,7 @@ fn registered(
         created_at: now,
         updated_at: now,
         limits: None,
+        senders: Default::default(),
     })
 }
 
