@@ -14,6 +14,7 @@
 //! and notifies off the hot path.
 
 pub mod actions;
+pub mod classify;
 pub mod detector;
 pub mod ladder;
 pub mod limits;
