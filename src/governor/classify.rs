@@ -9,9 +9,11 @@
 //! The rules, in the order they are tried:
 //!
 //! 1. Delivered is [`OutcomeKind::Delivered`].
-//! 2. A reply whose own code is 4xx (or X.4.x/4.X.X enhanced) is temporary
-//!    even when the caller marks it final: that is our own give-up after
-//!    the queue lifetime ("4.4.7 delivery time expired; last error: 451 ...").
+//! 2. A reply whose own code is 4xx (the basic code, else a 4.X.X enhanced
+//!    code) is temporary even when the caller marks it final: that is our
+//!    own give-up after the queue lifetime ("4.4.7 delivery time expired;
+//!    last error: 451 ..."). An enhanced code whose class differs from the
+//!    basic code's ("550 4.7.1") is ignored.
 //! 3. Gateway listing, temporary or permanent alike: a refusal of the
 //!    *connecting* address, which is always the gateway's, is never the
 //!    sender's fault. Two ways to be one:
@@ -19,6 +21,7 @@
 //!      (Postfix `reject_rbl_client` "Client host [x] blocked using",
 //!      Microsoft S3140/S3150 and "banned sending IP", Gmail "originating
 //!      from your IP", Yahoo `[TSxx]`/`[BLxx]`, Yandex "spamsource", ...;
+//!      "IP x is blocked", the code X.7.25 (reverse DNS of the client);
 //!      see [`CONNECTING_IP`]): [`OutcomeKind::GatewayListed`] when it names
 //!      one of ours or no address at all; when it names only other
 //!      addresses (a relay from the message's `Received:` headers, as
@@ -864,6 +867,13 @@ mod tests {
             OutcomeKind::Rejected
         );
         assert_eq!(c(""), OutcomeKind::Rejected);
+        // An enhanced code of the other class is text, the basic code counts.
+        assert_eq!(c("550 4.7.1 spam"), OutcomeKind::Spam);
+        assert_eq!(c("550 4.1.1 nobody"), OutcomeKind::Rejected);
+        assert_eq!(
+            c("550 5.7.25 reverse DNS failed"),
+            OutcomeKind::GatewayListed
+        );
         assert_eq!(classify(true, false, "250 ok", p), OutcomeKind::Delivered);
         assert_eq!(
             classify(false, false, "421 4.4.2 timeout", p),
