@@ -71,3 +71,8 @@ fn message_corpus() {
 fn mta_sts_corpus() {
     replay("mta_sts", ugem::delivery::mta_sts::fuzzing::check);
 }
+
+#[test]
+fn classify_corpus() {
+    replay("classify", ugem::governor::classify::fuzzing::check);
+}
