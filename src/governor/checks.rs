@@ -22,6 +22,7 @@ use super::limits::{self, Cell, Rate};
 use super::novelty::PairKind;
 use super::scopes::ScopeKey;
 use super::settings::{GovernorSection, Step};
+
 use super::{Counters, Governor, Label};
 
 /// The limits in force for one sender of one domain.
@@ -217,17 +218,15 @@ impl Governor {
         let Some(sj) = self.subject(snap, domain, sender) else {
             return Ok(());
         };
-        let g = &self.cfg.governor;
         let now = sj.now;
         let learned = {
             let mut shard = self.scopes.shard(sj.ks);
             let (t, learned) = self.tracked(&mut shard, sj.ks, now, || format!("s:{sender}"));
-            let div = divider(t.throttled_until_ms > now, g);
             t.dirty = true;
             if let Err((rate, metric)) = take_all(
                 [
-                    (&mut t.cells.msg_min, div(sj.r.s_msg_min), "sender_messages_per_minute"),
-                    (&mut t.cells.msg_hour, div(sj.r.s_msg_hour), "sender_messages_per_hour"),
+                    (&mut t.cells.msg_min, sj.r.s_msg_min, "sender_messages_per_minute"),
+                    (&mut t.cells.msg_hour, sj.r.s_msg_hour, "sender_messages_per_hour"),
                 ],
                 now,
             ) {
@@ -241,12 +240,11 @@ impl Governor {
         if let Some((five, hour)) = learned {
             t.stats.learn_sender_peak(five, hour);
         }
-        let div = divider(t.throttled_until_ms > now, g);
         t.dirty = true;
-        if !t.cells.msg_hour.take(div(sj.r.d_msg_hour), now) {
+        if !t.cells.msg_hour.take(sj.r.d_msg_hour, now) {
             self.refused("domain_messages_per_hour", &self.counters.mail_refused);
             return Err(rate_limited(
-                div(sj.r.d_msg_hour),
+                sj.r.d_msg_hour,
                 "messages",
                 &format!("domain {domain}"),
             ));
@@ -335,11 +333,10 @@ impl Governor {
                     return Err((novelty_deferred(sender, &a, held || judged), None));
                 }
             }
-            let div = divider(throttled, g);
             if let Err((rate, metric)) = take_all(
                 [
-                    (&mut t.cells.rcpt_min, div(sj.r.s_rcpt_min), "sender_recipients_per_minute"),
-                    (&mut t.cells.rcpt_hour, div(sj.r.s_rcpt_hour), "sender_recipients_per_hour"),
+                    (&mut t.cells.rcpt_min, sj.r.s_rcpt_min, "sender_recipients_per_minute"),
+                    (&mut t.cells.rcpt_hour, sj.r.s_rcpt_hour, "sender_recipients_per_hour"),
                 ],
                 now,
             ) {
@@ -375,11 +372,10 @@ impl Governor {
             if !accountable {
                 t.stats.learn_sender_peak(learned.0, learned.1);
             }
-            let div = divider(t.throttled_until_ms > now, g);
-            if !t.cells.rcpt_hour.take(div(sj.r.d_rcpt_hour), now) {
+            if !t.cells.rcpt_hour.take(sj.r.d_rcpt_hour, now) {
                 self.refused("domain_recipients_per_hour", &self.counters.rcpt_refused);
                 return Err(rate_limited(
-                    div(sj.r.d_rcpt_hour),
+                    sj.r.d_rcpt_hour,
                     "recipients",
                     &format!("domain {domain}"),
                 ));
@@ -436,15 +432,4 @@ fn s_windows(gov: &Governor, ks: ScopeKey) -> super::Excluded {
             outcomes: t.stats.outcomes,
         })
         .unwrap_or_default()
-}
-
-/// Rates as they are for a scope: divided while it is throttled.
-fn divider(throttled: bool, g: &GovernorSection) -> impl Fn(Rate) -> Rate + '_ {
-    move |r: Rate| {
-        if throttled {
-            r.divided(g.throttle_divisor)
-        } else {
-            r
-        }
-    }
 }

@@ -22,6 +22,8 @@ use super::settings::GovernorSection;
 pub const SHORT_MS: u64 = 5 * 60 * 1000;
 /// Length of the long novelty window (and of an "active hour").
 pub const HOUR_MS: u64 = 3600 * 1000;
+/// After a trip, a scope's buckets teach no peak for this long.
+pub const QUARANTINE_MS: u64 = 24 * HOUR_MS;
 
 /// The (5-minute, hour) buckets a roll completed, clean of trips.
 pub type Learned = (Option<Counts>, Option<Counts>);
@@ -191,9 +193,11 @@ impl ScopeStats {
             return (None, None);
         }
         self.decay(now_ms, g);
-        // A bucket in which a rule tripped shows the attack, not the habit.
-        let clean5 = done5.filter(|_| self.last_trip_ms < short_start);
-        let clean60 = done60.filter(|_| self.last_trip_ms < hour_start);
+        // A bucket in which, or within a day before which, a rule tripped
+        // shows the attack (or its aftermath), not the habit.
+        let quiet = |start: u64| self.last_trip_ms == 0 || self.last_trip_ms + QUARANTINE_MS < start;
+        let clean5 = done5.filter(|_| quiet(short_start));
+        let clean60 = done60.filter(|_| quiet(hour_start));
         if let Some(c) = clean5 {
             self.peak_new_5 = self.peak_new_5.max(f64::from(c.new));
         }

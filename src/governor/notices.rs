@@ -82,11 +82,9 @@ pub fn early_step(cfg: &Config, scope: &Scope, step: Step, trip: &Trip) -> Text 
             format!(
                 "The mail gateway has throttled {scope} for {}: mail to addresses it never \
                  wrote to before is deferred (temporary 451 4.7.0 replies, the sending server \
-                 keeps it and retries), and its rate limits are divided by {}. Mail to its \
-                 usual correspondents still goes out. If it keeps trying new addresses, the \
-                 gateway suspends it.",
+                 keeps it and retries). Mail to its usual correspondents still goes out. If it \
+                 keeps trying new addresses, the gateway suspends it.",
                 humantime::format_duration(cfg.governor.throttle_duration.0),
-                cfg.governor.throttle_divisor
             ),
         ),
         _ => (

@@ -15,8 +15,10 @@ use crate::config::Span;
 pub enum Step {
     /// Notify only.
     Warn,
-    /// Defer the scope's never-seen recipients and divide its rates
-    /// (`throttle_divisor`) for `throttle_duration`; known correspondents pass.
+    /// Defer the scope's never-seen recipients for `throttle_duration`;
+    /// known correspondents pass, at the usual rates. Each deferred address
+    /// counts once as tried: a throttled sender that keeps trying new ones
+    /// is suspended, one whose server retries the same ones never is.
     Throttle,
     /// Suspend the scope (a sender, or a domain for domain-level rules).
     Suspend,
@@ -43,6 +45,7 @@ pub const RETIRED_KEYS: &[&str] = &[
     "new_recipients_burst",
     "throttled_count",
     "throttled_window",
+    "throttle_divisor",
 ];
 
 /// Takes the retired keys out of a configuration tree before it is
@@ -83,8 +86,6 @@ pub struct GovernorSection {
     pub burst_percent: u32,
     /// New SMTP connections per minute from one client IP.
     pub connections_per_minute: u32,
-    /// A throttled scope gets its limits divided by this.
-    pub throttle_divisor: u32,
     /// How long a throttle lasts.
     pub throttle_duration: Span,
     /// Novelty, short window: a sender may write to this many never-seen
@@ -135,7 +136,8 @@ pub struct GovernorSection {
     /// Never-seen (sender, recipient) pairs remembered per generation; two
     /// generations are kept, about 2.5 MB each per million.
     pub recipient_memory: u32,
-    /// The steps a scope climbs while its delivery rules keep tripping.
+    /// The steps a scope climbs while its delivery rules keep tripping (the
+    /// novelty rule throttles, then suspends, on its own evidence).
     pub ladder: Vec<Step>,
     /// Least time between two steps of the ladder.
     pub step_interval: Span,
@@ -174,7 +176,6 @@ impl Default for GovernorSection {
             sender_recipients_per_minute: 300,
             burst_percent: 20,
             connections_per_minute: 600,
-            throttle_divisor: 10,
             throttle_duration: Span(Duration::from_secs(3600)),
             new_recipients_5min: 30,
             new_recipients_hour: 120,
@@ -186,7 +187,7 @@ impl Default for GovernorSection {
             domain_new_recipients_5min: 150,
             domain_new_recipients_hour: 600,
             peak_half_life: Span(Duration::from_secs(14 * 24 * 3600)),
-            window: Span(Duration::from_secs(3600)),
+            window: Span(Duration::from_secs(6 * 3600)),
             rejection_share: 0.3,
             rejection_min: 30,
             spam_patterns: Vec::new(),
@@ -194,7 +195,7 @@ impl Default for GovernorSection {
             unknown_share: 0.3,
             unknown_min: 30,
             recipient_memory: 2_000_000,
-            ladder: vec![Step::Warn, Step::Throttle, Step::Suspend],
+            ladder: vec![Step::Warn, Step::Suspend],
             step_interval: Span(Duration::from_secs(120)),
             domain_after_senders: 3,
             expire: BTreeMap::new(),
@@ -234,7 +235,6 @@ impl GovernorSection {
                 self.sender_recipients_per_minute,
             ),
             ("connections_per_minute", self.connections_per_minute),
-            ("throttle_divisor", self.throttle_divisor),
             ("burst_percent", self.burst_percent),
             ("new_recipients_5min", self.new_recipients_5min),
             ("new_recipients_hour", self.new_recipients_hour),
