@@ -552,6 +552,17 @@ pub struct AdminSection {
     pub token: Option<String>,
     /// Named tokens with roles.
     pub tokens: Vec<TokenEntry>,
+    /// PEM certificate chain; the API speaks HTTPS when set (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) the CLI trusts for the API's certificate, when
+    /// it reads the address from this file; default: `tls_cert` itself and
+    /// the system's CAs. `--ca` overrides it.
+    pub tls_ca_file: Option<PathBuf>,
+    /// How long audit records of refused calls (no token, unknown token,
+    /// role too low) are kept; staff actions are kept for good.
+    pub audit_refused_retention: Span,
 }
 
 impl Default for AdminSection {
@@ -560,7 +571,68 @@ impl Default for AdminSection {
             listen: "127.0.0.1:8025".parse().expect("valid default"),
             token: None,
             tokens: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_ca_file: None,
+            audit_refused_retention: Span(Duration::from_secs(30 * 86_400)),
         }
+    }
+}
+
+/// The token shipped in the embedded configuration.
+pub const SHIPPED_TOKEN: &str = "change-me-now";
+
+/// Clear-text tokens shorter than this are weak: refused beyond loopback.
+pub const STRONG_TOKEN_LEN: usize = 20;
+
+impl AdminSection {
+    /// Whether the API listens on a loopback address only.
+    pub fn is_loopback(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
+
+    /// Whether the API speaks HTTPS.
+    pub fn has_tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// Tokens that anyone could guess: the shipped one (also by its
+    /// SHA-256) or clear-text ones shorter than [`STRONG_TOKEN_LEN`], with
+    /// the key that holds each and why.
+    pub fn weak_tokens(&self) -> Vec<(String, String)> {
+        use sha2::Digest;
+        let shipped_hash = hex::encode(sha2::Sha256::digest(SHIPPED_TOKEN.as_bytes()));
+        let judge = |t: &str| -> Option<String> {
+            if t == SHIPPED_TOKEN {
+                Some(format!("`{SHIPPED_TOKEN}` is the token shipped with ugem"))
+            } else if t.chars().count() < STRONG_TOKEN_LEN {
+                Some(format!(
+                    "the token has {} characters; at least {STRONG_TOKEN_LEN} are needed (e.g. `openssl rand -hex 24`)",
+                    t.chars().count()
+                ))
+            } else {
+                None
+            }
+        };
+        let mut out = Vec::new();
+        if let Some(t) = &self.token
+            && let Some(why) = judge(t)
+        {
+            out.push(("admin.token".to_string(), why));
+        }
+        for (i, t) in self.tokens.iter().enumerate() {
+            let why = match (&t.token, &t.sha256) {
+                (Some(tok), _) => judge(tok),
+                (None, Some(h)) if h.eq_ignore_ascii_case(&shipped_hash) => Some(format!(
+                    "the sha256 is that of `{SHIPPED_TOKEN}`, the token shipped with ugem"
+                )),
+                _ => None,
+            };
+            if let Some(why) = why {
+                out.push((format!("admin.tokens[{i}]"), why));
+            }
+        }
+        out
     }
 }
 
@@ -614,6 +686,11 @@ pub struct RegistrationSection {
     pub utc_offset: UtcOffset,
     /// What happens to a disconnected domain's queued outbound mail.
     pub disconnect_queued: DisconnectQueued,
+    /// Widest IPv4 server range (shortest prefix) staff may register
+    /// without `--allow-wide-range`.
+    pub widest_server_range_v4: u8,
+    /// Widest IPv6 server range staff may register without `--allow-wide-range`.
+    pub widest_server_range_v6: u8,
 }
 
 /// A disconnected domain's queued outbound mail: kept held for staff, or
@@ -641,6 +718,8 @@ impl Default for RegistrationSection {
             // Kazakhstan has one time zone, UTC+5, since 1 March 2024.
             utc_offset: UtcOffset(chrono::FixedOffset::east_opt(5 * 3600).expect("valid offset")),
             disconnect_queued: DisconnectQueued::Hold,
+            widest_server_range_v4: 24,
+            widest_server_range_v6: 48,
         }
     }
 }
@@ -845,6 +924,43 @@ impl Config {
         if let Some(p) = self.delivery.tls_ca_file.as_mut() {
             abs(p);
         }
+        for p in [
+            &mut self.admin.tls_cert,
+            &mut self.admin.tls_key,
+            &mut self.admin.tls_ca_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            abs(p);
+        }
+    }
+
+    /// What is allowed but unwise, for `check-config` and the log at start:
+    /// a weak admin token on loopback, an API beyond loopback without TLS.
+    pub fn warnings(&self) -> Vec<ConfigProblem> {
+        let a = &self.admin;
+        let mut out = Vec::new();
+        if a.is_loopback() {
+            for (key, why) in a.weak_tokens() {
+                out.push(ConfigProblem {
+                    key,
+                    message: format!(
+                        "weak admin token: {why}; accepted only because admin.listen {} is loopback",
+                        a.listen
+                    ),
+                });
+            }
+        } else if !a.has_tls() {
+            out.push(ConfigProblem {
+                key: "admin.listen".into(),
+                message: format!(
+                    "the admin API listens on {} beyond loopback without TLS: tokens cross the network in clear; set admin.tls_cert and admin.tls_key",
+                    a.listen
+                ),
+            });
+        }
+        out
     }
 
     /// Checks that span keys or touch the file system.
@@ -992,6 +1108,38 @@ impl Config {
                 bad(&key, "name must not be empty".into());
             }
         }
+        if !self.admin.is_loopback() {
+            for (key, why) in self.admin.weak_tokens() {
+                bad(
+                    &key,
+                    format!(
+                        "weak admin token: {why}; refused because admin.listen {} is not loopback",
+                        self.admin.listen
+                    ),
+                );
+            }
+        }
+        match (&self.admin.tls_cert, &self.admin.tls_key) {
+            (Some(_), None) => bad("admin.tls_key", "tls_cert is set but tls_key is not".into()),
+            (None, Some(_)) => bad("admin.tls_cert", "tls_key is set but tls_cert is not".into()),
+            (Some(c), Some(k)) => {
+                if let Err(e) = crate::admin::tls::load(c, k) {
+                    bad("admin.tls_cert", e.to_string());
+                }
+            }
+            (None, None) => {}
+        }
+        if let Some(p) = &self.admin.tls_ca_file
+            && let Err(e) = crate::trust::load_roots(p)
+        {
+            bad("admin.tls_ca_file", e.to_string());
+        }
+        if self.admin.audit_refused_retention.0 < Duration::from_secs(3600) {
+            bad(
+                "admin.audit_refused_retention",
+                "must be at least 1h".into(),
+            );
+        }
         if self.connections.retention.0 < Duration::from_secs(3600) {
             bad("connections.retention", "must be at least 1h".into());
         }
@@ -1012,6 +1160,18 @@ impl Config {
             bad(
                 "registration.overdue_check_interval",
                 "must be at least 1m".into(),
+            );
+        }
+        if !(8..=32).contains(&r.widest_server_range_v4) {
+            bad(
+                "registration.widest_server_range_v4",
+                "must lie between 8 and 32 (a prefix length)".into(),
+            );
+        }
+        if !(16..=128).contains(&r.widest_server_range_v6) {
+            bad(
+                "registration.widest_server_range_v6",
+                "must lie between 16 and 128 (a prefix length)".into(),
             );
         }
         for day in &r.working_days {
