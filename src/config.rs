@@ -1497,6 +1497,56 @@ mod tests {
     }
 
     #[test]
+    fn weak_admin_tokens_are_refused_beyond_loopback_and_warned_on_it() {
+        // The shipped configuration: loopback, so a warning, not a refusal.
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = Config::load_with_env(
+            &ConfigSource::Text {
+                text: EMBEDDED_DEFAULT.into(),
+                base: dir.path().into(),
+            },
+            &[],
+        )
+        .unwrap();
+        let w = shipped.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].key, "admin.token");
+        assert!(w[0].message.contains("change-me-now"), "{}", w[0]);
+        // The same token on a routable address: refused, naming the key.
+        let wide = |token_lines: &str| {
+            load(
+                &format!("[admin]\nlisten = \"0.0.0.0:8025\"\n{token_lines}"),
+                &[],
+            )
+        };
+        let err = wide("token = \"change-me-now\"\n").unwrap_err();
+        assert_eq!(keys(&err), vec!["admin.token"], "{err}");
+        assert!(err.to_string().contains("not loopback"), "{err}");
+        // Short tokens, in either form, and the shipped one by its hash.
+        let sha = "5f1a2ec0aefd0b2d5e4b3d7bbc3bcd86d4b0f6f6b4e6cc71a4b3e9d20ee6b58c";
+        let err = wide(&format!(
+            "tokens = [{{ name = \"ops\", role = \"operator\", token = \"0123456789abcdef\" }}, {{ name = \"x\", role = \"viewer\", sha256 = \"{}\" }}, {{ name = \"y\", role = \"viewer\", sha256 = \"{sha}\" }}]\n",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(SHIPPED_TOKEN.as_bytes()))
+        ))
+        .unwrap_err();
+        assert_eq!(keys(&err), vec!["admin.tokens[0]", "admin.tokens[1]"], "{err}");
+        // A strong token beyond loopback starts, with a warning about TLS.
+        let cfg = wide("token = \"0123456789abcdef0123456789\"\n").unwrap();
+        let w = cfg.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].message.contains("without TLS"), "{}", w[0]);
+        // TLS needs both files, readable.
+        let err = wide("token = \"0123456789abcdef0123456789\"\ntls_cert = \"missing.pem\"\n")
+            .unwrap_err();
+        assert_eq!(keys(&err), vec!["admin.tls_key"], "{err}");
+        let err = wide(
+            "token = \"0123456789abcdef0123456789\"\ntls_cert = \"missing.pem\"\ntls_key = \"missing.key\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(keys(&err), vec!["admin.tls_cert"], "{err}");
+    }
+
+    #[test]
     fn byte_sizes() {
         assert_eq!("25MiB".parse::<ByteSize>().unwrap().0, 25 << 20);
         assert_eq!("10 MB".parse::<ByteSize>().unwrap().0, 10_000_000);

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use chrono::Utc;
 
 use crate::store::Store;
-use crate::store::audit::{AuditRecord, DENIED};
+use crate::store::audit::{AuditRecord, DENIED, RefusedUpdate};
 
 /// Distinct refused-call records written per minute.
 pub const MAX_RECORDS_PER_MINUTE: usize = 20;
@@ -23,12 +23,37 @@ pub const MAX_RECORDS_PER_MINUTE: usize = 20;
 pub const TARGET_MAX: usize = 64;
 /// The client of the record that the calls past the per-minute cap fold into.
 pub const OTHER_CLIENTS: &str = "(other clients)";
+/// Distinct actions named in one record; more show as `…`.
+const MAX_ACTIONS: usize = 12;
 
 #[derive(Debug)]
 struct Bucket {
     seq: u64,
     count: u64,
-    written: u64,
+    /// Distinct actions attempted, in order.
+    actions: Vec<&'static str>,
+    /// More distinct actions than `actions` holds.
+    more: bool,
+    /// Whether count or actions changed since the record was last written.
+    dirty: bool,
+}
+
+impl Bucket {
+    fn action(&self) -> String {
+        let mut a = self.actions.join(",");
+        if self.more {
+            a.push_str(",…");
+        }
+        a
+    }
+
+    fn update(&self) -> RefusedUpdate {
+        RefusedUpdate {
+            seq: self.seq,
+            count: self.count,
+            action: self.action(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -37,8 +62,8 @@ struct Minute {
     minute: i64,
     /// (client, actor) -> its record this minute.
     buckets: HashMap<(String, String), Bucket>,
-    /// Final counts of an earlier minute not written yet (a failed write).
-    unwritten: Vec<(u64, u64)>,
+    /// Final state of an earlier minute's records not written yet.
+    unwritten: Vec<RefusedUpdate>,
 }
 
 /// The compacting writer of refused-call records; shared by every request.
@@ -70,42 +95,48 @@ impl RefusedLog {
         }
     }
 
-    /// Records one refused call. Blocks on the store now and then: call it
-    /// off the async runtime.
-    pub fn note(&self, client: IpAddr, actor: &str, action: &str, target: &str) {
+    /// Records one refused call of `action` (a route's audit name). Blocks
+    /// on the store now and then: call it off the async runtime.
+    pub fn note(&self, client: IpAddr, actor: &str, action: &'static str, target: &str) {
         let now = Utc::now();
         let minute = now.timestamp().div_euclid(60);
         let mut m = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if m.minute != minute {
-            // The minute's records are complete: write their final counts.
-            let done: Vec<(u64, u64)> = m
+            // The minute's records are complete: write their final state.
+            let done: Vec<RefusedUpdate> = m
                 .buckets
                 .values()
-                .filter(|b| b.count != b.written)
-                .map(|b| (b.seq, b.count))
+                .filter(|b| b.dirty)
+                .map(Bucket::update)
                 .collect();
             m.unwritten.extend(done);
             m.buckets.clear();
             m.minute = minute;
-            self.write_counts(&mut m.unwritten);
+            self.write(&mut m.unwritten);
         }
         let mut key = (client.to_string(), actor.to_string());
-        let mut action = action.to_string();
         let mut target = short_target(target);
         if !m.buckets.contains_key(&key) && m.buckets.len() >= MAX_RECORDS_PER_MINUTE {
             key = (OTHER_CLIENTS.to_string(), "*".to_string());
-            action = "*".into();
             target = "*".into();
         }
         if let Some(b) = m.buckets.get_mut(&key) {
             b.count += 1;
+            b.dirty = true;
+            if !b.actions.contains(&action) {
+                if b.actions.len() < MAX_ACTIONS {
+                    b.actions.push(action);
+                } else {
+                    b.more = true;
+                }
+            }
             return;
         }
         let rec = AuditRecord {
             seq: 0,
             at: now,
             actor: key.1.clone(),
-            action,
+            action: action.into(),
             target,
             client: Some(key.0.clone()),
             outcome: DENIED.into(),
@@ -118,7 +149,9 @@ impl RefusedLog {
                     Bucket {
                         seq,
                         count: 1,
-                        written: 1,
+                        actions: vec![action],
+                        more: false,
+                        dirty: false,
                     },
                 );
             }
@@ -126,29 +159,29 @@ impl RefusedLog {
         }
     }
 
-    /// Writes the counts gathered since the last flush (every few seconds,
-    /// and at shutdown).
+    /// Writes the counts and actions gathered since the last flush (every
+    /// few seconds, and at shutdown).
     pub fn flush(&self) {
         let mut m = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now: Vec<(u64, u64)> = m
+        let now: Vec<RefusedUpdate> = m
             .buckets
             .values()
-            .filter(|b| b.count != b.written)
-            .map(|b| (b.seq, b.count))
+            .filter(|b| b.dirty)
+            .map(Bucket::update)
             .collect();
         m.unwritten.extend(now);
-        if self.write_counts(&mut m.unwritten) {
+        if self.write(&mut m.unwritten) {
             for b in m.buckets.values_mut() {
-                b.written = b.count;
+                b.dirty = false;
             }
         }
     }
 
-    /// Writes `counts` and empties it; false (keeping them) on failure.
-    fn write_counts(&self, counts: &mut Vec<(u64, u64)>) -> bool {
-        match self.store.set_refused_counts(counts) {
+    /// Writes `updates` and empties it; false (keeping them) on failure.
+    fn write(&self, updates: &mut Vec<RefusedUpdate>) -> bool {
+        match self.store.update_refused(updates) {
             Ok(()) => {
-                counts.clear();
+                updates.clear();
                 true
             }
             Err(e) => {
@@ -194,6 +227,22 @@ mod tests {
         let first = recs.iter().find(|r| r.client.as_deref() == Some("192.0.2.7"));
         let first = first.expect("the first client's record");
         assert!(first.count >= 1 && first.target.chars().count() <= TARGET_MAX + 1);
+        // One client trying several actions: one record naming them all.
+        log.note(
+            "192.0.2.8".parse().unwrap(),
+            "desk",
+            "domain.add",
+            "/api/v1/domains",
+        );
+        log.note("192.0.2.8".parse().unwrap(), "desk", "queue.delete", "/q");
+        log.note("192.0.2.8".parse().unwrap(), "desk", "domain.add", "/d");
+        log.flush();
+        let recs = store.list_audit(1000).unwrap();
+        let desk: Vec<_> = recs.iter().filter(|r| r.actor == "desk").collect();
+        if desk.len() == 1 {
+            assert_eq!(desk[0].action, "domain.add,queue.delete");
+            assert_eq!(desk[0].count, 3);
+        }
         assert!(recs.iter().any(|r| r.client.as_deref() == Some(OTHER_CLIENTS)));
     }
 }

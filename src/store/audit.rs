@@ -44,6 +44,17 @@ fn is_one(n: &u64) -> bool {
 /// The outcome of refused calls, whose records are compacted and pruned.
 pub const DENIED: &str = "denied";
 
+/// New count and actions of a refused-call record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedUpdate {
+    /// The record.
+    pub seq: u64,
+    /// Calls folded into it.
+    pub count: u64,
+    /// The actions they attempted, comma-separated.
+    pub action: String,
+}
+
 /// Size of the audit table, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuditSize {
@@ -79,23 +90,28 @@ impl Store {
         })
     }
 
-    /// Sets the counts of refused-call records, in one lazy transaction.
-    pub fn set_refused_counts(&self, counts: &[(u64, u64)]) -> Result<(), StoreError> {
-        if counts.is_empty() {
+    /// Sets the counts and actions of refused-call records, in one lazy
+    /// transaction (other records are left alone).
+    pub fn update_refused(&self, updates: &[RefusedUpdate]) -> Result<(), StoreError> {
+        if updates.is_empty() {
             return Ok(());
         }
         self.write_lazy(|tx| {
             let mut t = tx.open_table(TABLE)?;
-            for &(seq, count) in counts {
-                let rec = match t.get(seq)? {
-                    Some(v) => decode::<AuditRecord>("audit", seq, v.value())?,
+            for u in updates {
+                let rec = match t.get(u.seq)? {
+                    Some(v) => decode::<AuditRecord>("audit", u.seq, v.value())?,
                     None => continue,
                 };
-                if rec.outcome != DENIED || rec.count == count {
+                if rec.outcome != DENIED || (rec.count == u.count && rec.action == u.action) {
                     continue;
                 }
-                let rec = AuditRecord { count, ..rec };
-                t.insert(seq, encode(&rec).as_slice())?;
+                let rec = AuditRecord {
+                    count: u.count,
+                    action: u.action.clone(),
+                    ..rec
+                };
+                t.insert(u.seq, encode(&rec).as_slice())?;
             }
             Ok(())
         })
@@ -198,7 +214,12 @@ mod tests {
         let old_denied = s.append_refused(&rec(DENIED, 40)).unwrap();
         let old_staff = s.append_audit(&rec("ok", 40)).unwrap();
         let new_denied = s.append_refused(&rec(DENIED, 1)).unwrap();
-        s.set_refused_counts(&[(new_denied, 57), (old_staff, 9)])
+        let up = |seq, count| RefusedUpdate {
+            seq,
+            count,
+            action: "domain.suspend,queue.delete".into(),
+        };
+        s.update_refused(&[up(new_denied, 57), up(old_staff, 9)])
             .unwrap();
         let pruned = s
             .prune_refused_audit(Utc::now() - chrono::Duration::days(30))
@@ -209,7 +230,9 @@ mod tests {
         assert_eq!(seqs, vec![new_denied, old_staff]);
         assert!(!seqs.contains(&old_denied));
         assert_eq!(left[0].count, 57);
+        assert_eq!(left[0].action, "domain.suspend,queue.delete");
         assert_eq!(left[1].count, 1, "only refused records take a count");
+        assert_eq!(left[1].action, "domain.suspend");
         assert_eq!(s.audit_size().unwrap().records, 2);
         // The count is left out of the JSON when it is 1.
         assert!(!serde_json::to_string(&left[1]).unwrap().contains("count"));
