@@ -94,7 +94,7 @@ pub fn check(tokens: &Tokens, headers: &HeaderMap, need: Role) -> Result<Caller,
                 kind: "unauthorized",
                 message: message.into(),
             },
-            "(unauthenticated)".to_string(),
+            super::refused::UNAUTHENTICATED.to_string(),
         )
     };
     let Some(token) = bearer(headers) else {

@@ -1,12 +1,16 @@
 //! Refused admin calls (no token, an unknown one, a role too low) are
-//! audited, but compacted: one record per client, actor and minute, with a
-//! count, and at most [`MAX_RECORDS_PER_MINUTE`] such records a minute (the
-//! rest fold into one `(other clients)` record). Their targets come from
-//! the caller's URL, so they are cut short. They are written without an
-//! fsync, and pruned after `admin.audit_refused_retention`.
+//! audited, but compacted, with a count:
+//! - without a valid token: one record per client IP and minute, naming
+//!   the actions tried, and at most [`MAX_RECORDS_PER_MINUTE`] such records
+//!   a minute (the rest fold into one `(other clients)` record);
+//! - a known token whose role is too low: one record per client, token,
+//!   action and minute (the tokens and actions are few, and these are the
+//!   refusals staff want to read one by one).
 //!
-//! A flood of unauthenticated requests therefore costs one write per client
-//! and minute, not one per request.
+//! Their targets come from the caller's URL, so they are cut short. They
+//! are written without an fsync, and pruned after
+//! `admin.audit_refused_retention`. A flood of unauthenticated requests
+//! therefore costs one write per client and minute, not one per request.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,6 +29,8 @@ pub const TARGET_MAX: usize = 64;
 pub const OTHER_CLIENTS: &str = "(other clients)";
 /// Distinct actions named in one record; more show as `…`.
 const MAX_ACTIONS: usize = 12;
+/// The actor of calls without a valid token.
+pub const UNAUTHENTICATED: &str = "(unauthenticated)";
 
 #[derive(Debug)]
 struct Bucket {
@@ -60,8 +66,10 @@ impl Bucket {
 struct Minute {
     /// Minutes since the epoch.
     minute: i64,
-    /// (client, actor) -> its record this minute.
-    buckets: HashMap<(String, String), Bucket>,
+    /// (client, actor, action for known tokens) -> its record this minute.
+    buckets: HashMap<(String, String, &'static str), Bucket>,
+    /// Buckets of unauthenticated clients this minute (the capped kind).
+    anonymous: usize,
     /// Final state of an earlier minute's records not written yet.
     unwritten: Vec<RefusedUpdate>,
 }
@@ -111,14 +119,24 @@ impl RefusedLog {
                 .collect();
             m.unwritten.extend(done);
             m.buckets.clear();
+            m.anonymous = 0;
             m.minute = minute;
             self.write(&mut m.unwritten);
         }
-        let mut key = (client.to_string(), actor.to_string());
+        let anonymous = actor == UNAUTHENTICATED;
+        let mut key = (
+            client.to_string(),
+            actor.to_string(),
+            if anonymous { "" } else { action },
+        );
         let mut target = short_target(target);
-        if !m.buckets.contains_key(&key) && m.buckets.len() >= MAX_RECORDS_PER_MINUTE {
-            key = (OTHER_CLIENTS.to_string(), "*".to_string());
-            target = "*".into();
+        if anonymous && !m.buckets.contains_key(&key) {
+            if m.anonymous >= MAX_RECORDS_PER_MINUTE {
+                key = (OTHER_CLIENTS.to_string(), actor.to_string(), "");
+                target = "*".into();
+            } else {
+                m.anonymous += 1;
+            }
         }
         if let Some(b) = m.buckets.get_mut(&key) {
             b.count += 1;
@@ -205,7 +223,7 @@ mod tests {
         for _ in 0..50 {
             log.note(
                 "192.0.2.7".parse().unwrap(),
-                "(unauthenticated)",
+                UNAUTHENTICATED,
                 "domain.suspend",
                 &long,
             );
@@ -213,7 +231,7 @@ mod tests {
         for i in 0..(MAX_RECORDS_PER_MINUTE as u32 + 30) {
             log.note(
                 IpAddr::from([198, 51, 100, i as u8]),
-                "(unauthenticated)",
+                UNAUTHENTICATED,
                 "queue.delete",
                 "/x",
             );
@@ -228,21 +246,29 @@ mod tests {
         let first = first.expect("the first client's record");
         assert!(first.count >= 1 && first.target.chars().count() <= TARGET_MAX + 1);
         // One client trying several actions: one record naming them all.
-        log.note(
-            "192.0.2.8".parse().unwrap(),
-            "desk",
-            "domain.add",
-            "/api/v1/domains",
-        );
-        log.note("192.0.2.8".parse().unwrap(), "desk", "queue.delete", "/q");
-        log.note("192.0.2.8".parse().unwrap(), "desk", "domain.add", "/d");
+        let ip: IpAddr = "192.0.2.8".parse().unwrap();
+        log.note(ip, UNAUTHENTICATED, "domain.add", "/api/v1/domains");
+        log.note(ip, UNAUTHENTICATED, "queue.delete", "/q");
+        log.note(ip, UNAUTHENTICATED, "domain.add", "/d");
+        // A known token's refusals: one record per action.
+        log.note(ip, "desk", "domain.add", "/api/v1/domains");
+        log.note(ip, "desk", "domain.add", "/api/v1/domains");
+        log.note(ip, "desk", "queue.delete", "/q");
         log.flush();
         let recs = store.list_audit(1000).unwrap();
         let desk: Vec<_> = recs.iter().filter(|r| r.actor == "desk").collect();
-        if desk.len() == 1 {
-            assert_eq!(desk[0].action, "domain.add,queue.delete");
-            assert_eq!(desk[0].count, 3);
+        if desk.len() == 2 {
+            assert_eq!(desk[1].action, "domain.add");
+            assert_eq!(desk[1].count, 2);
+            assert_eq!(desk[0].action, "queue.delete");
         }
-        assert!(recs.iter().any(|r| r.client.as_deref() == Some(OTHER_CLIENTS)));
+        let anon: Vec<_> = recs
+            .iter()
+            .filter(|r| r.client.as_deref() == Some("192.0.2.8") && r.actor == UNAUTHENTICATED)
+            .collect();
+        if anon.len() == 1 {
+            assert_eq!(anon[0].action, "domain.add,queue.delete");
+            assert_eq!(anon[0].count, 3);
+        }
     }
 }
