@@ -1121,7 +1121,10 @@ impl Config {
         }
         match (&self.admin.tls_cert, &self.admin.tls_key) {
             (Some(_), None) => bad("admin.tls_key", "tls_cert is set but tls_key is not".into()),
-            (None, Some(_)) => bad("admin.tls_cert", "tls_key is set but tls_cert is not".into()),
+            (None, Some(_)) => bad(
+                "admin.tls_cert",
+                "tls_key is set but tls_cert is not".into(),
+            ),
             (Some(c), Some(k)) => {
                 if let Err(e) = crate::admin::tls::load(c, k) {
                     bad("admin.tls_cert", e.to_string());
@@ -1529,7 +1532,11 @@ mod tests {
             hex::encode(<sha2::Sha256 as sha2::Digest>::digest(SHIPPED_TOKEN.as_bytes()))
         ))
         .unwrap_err();
-        assert_eq!(keys(&err), vec!["admin.tokens[0]", "admin.tokens[1]"], "{err}");
+        assert_eq!(
+            keys(&err),
+            vec!["admin.tokens[0]", "admin.tokens[1]"],
+            "{err}"
+        );
         // A strong token beyond loopback starts, with a warning about TLS.
         let cfg = wide("token = \"0123456789abcdef0123456789\"\n").unwrap();
         let w = cfg.warnings();

@@ -76,7 +76,10 @@ fn refused_calls_are_compacted_per_client_and_minute() {
     assert!(
         wait_for(10, || {
             rows = denied(&audit(&gw));
-            rows.iter().map(|r| r["count"].as_u64().unwrap_or(1)).sum::<u64>() == 200
+            rows.iter()
+                .map(|r| r["count"].as_u64().unwrap_or(1))
+                .sum::<u64>()
+                == 200
         }),
         "refused calls not all counted: {rows:#?}"
     );
@@ -123,9 +126,13 @@ fn old_refused_records_are_pruned_and_staff_actions_kept() {
             outcome: outcome.into(),
             count: 1,
         };
-        store.append_refused(&rec("denied", 10, "old-refused")).unwrap();
+        store
+            .append_refused(&rec("denied", 10, "old-refused"))
+            .unwrap();
         store.append_audit(&rec("ok", 10, "old-staff")).unwrap();
-        store.append_refused(&rec("denied", 2, "recent-refused")).unwrap();
+        store
+            .append_refused(&rec("denied", 2, "recent-refused"))
+            .unwrap();
     }
     gw.spawn();
     let mut targets = Vec::new();
@@ -140,7 +147,10 @@ fn old_refused_records_are_pruned_and_staff_actions_kept() {
         "{targets:?}"
     );
     assert!(targets.contains(&"old-staff".to_string()), "{targets:?}");
-    assert!(targets.contains(&"recent-refused".to_string()), "{targets:?}");
+    assert!(
+        targets.contains(&"recent-refused".to_string()),
+        "{targets:?}"
+    );
 }
 
 /// Every route's path with its parameters filled in.
@@ -158,7 +168,11 @@ fn concrete(path: &str) -> String {
 fn every_route_authenticates_before_reading_the_body() {
     let gw = Gateway::start("");
     gw.register(AGENCY, &["127.0.0.1"]);
-    let garbage = [r#"{"garbage"#, r#"{"shared_servers": "yes", "x": 1}"#, "\u{1}\u{2}"];
+    let garbage = [
+        r#"{"garbage"#,
+        r#"{"shared_servers": "yes", "x": 1}"#,
+        "\u{1}\u{2}",
+    ];
     let mut token_routes = 0;
     let mut viewer_calls = 0;
     let mut viewer_refused = std::collections::BTreeSet::new();
@@ -173,7 +187,11 @@ fn every_route_authenticates_before_reading_the_body() {
         for body in garbage {
             for token in [None, Some("not-a-known-token")] {
                 let (st, text) = http(gw.admin, r.method, &path, token, Some(body));
-                assert_eq!(st, 401, "{} {} ({token:?}, {body:?}): {text}", r.method, r.path);
+                assert_eq!(
+                    st, 401,
+                    "{} {} ({token:?}, {body:?}): {text}",
+                    r.method, r.path
+                );
                 assert!(
                     !text.contains("field") && !text.contains("expected"),
                     "{} {} says more than 401: {text}",
@@ -191,10 +209,18 @@ fn every_route_authenticates_before_reading_the_body() {
         }
         if need == Role::Viewer {
             let (st, text) = http(gw.admin, r.method, &path, Some(VIEWER_TOKEN), None);
-            assert!(st != 401 && st != 403, "{} {} as viewer: {st} {text}", r.method, r.path);
+            assert!(
+                st != 401 && st != 403,
+                "{} {} as viewer: {st} {text}",
+                r.method,
+                r.path
+            );
         }
     }
-    assert!(token_routes >= 30, "only {token_routes} routes in the table");
+    assert!(
+        token_routes >= 30,
+        "only {token_routes} routes in the table"
+    );
     // The four endpoints of the report, by name.
     for action in [
         "domain.restore",
@@ -241,7 +267,10 @@ fn every_route_authenticates_before_reading_the_body() {
     assert!(
         rows.iter().any(|r| r["action"] == "application.approve"
             && r["actor"] == "root"
-            && r["outcome"].as_str().unwrap().starts_with("error: invalid JSON")),
+            && r["outcome"]
+                .as_str()
+                .unwrap()
+                .starts_with("error: invalid JSON")),
         "{rows:#?}"
     );
 }
@@ -304,11 +333,9 @@ fn weak_admin_tokens_are_refused_beyond_loopback() {
 
 /// A self-signed certificate for 127.0.0.1 and localhost, written as PEM.
 fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let ck = rcgen::generate_simple_self_signed(vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-    ])
-    .unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
     let cert = dir.join("admin-cert.pem");
     let key = dir.join("admin-key.pem");
     std::fs::write(&cert, ck.cert.pem()).unwrap();
@@ -401,7 +428,10 @@ fn the_admin_api_speaks_https_with_a_certificate() {
     let out = run(&["--admin", &url, "domain", "list"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach") && err.contains("certificate"), "{err}");
+    assert!(
+        err.contains("cannot reach") && err.contains("certificate"),
+        "{err}"
+    );
     // From the configuration (no --admin): https, trusting admin.tls_cert.
     // The configuration's listen port is 0, so point it at the real one.
     let mut text: toml::Table = std::fs::read_to_string(&cfg).unwrap().parse().unwrap();
@@ -430,10 +460,16 @@ fn beyond_loopback_without_tls_is_warned() {
     admin.insert("token".into(), strong.into());
     std::fs::write(&cfg, toml::to_string(&text).unwrap()).unwrap();
     let out = ugem(&["check-config", "--config", cfg.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("warning: admin.listen: the admin API listens on 0.0.0.0:0 beyond loopback without TLS"),
+        stdout.contains(
+            "warning: admin.listen: the admin API listens on 0.0.0.0:0 beyond loopback without TLS"
+        ),
         "{stdout}"
     );
     let gw = Gateway::start_in(dir, cfg);

@@ -395,14 +395,27 @@ fn mail_the_scheduler_held_is_delivered_within_seconds_of_restore() {
         "[delivery]\nmin_backoff = \"1h\"\nmax_backoff = \"2h\"\n",
     );
     gw.register(AGENCY, &["127.0.0.1"]);
-    let a = send(&gw, "clerk@agency.example.kz", &["a@example.org"], "Subject: a\r\n\r\na\r\n");
-    let b = send(&gw, "clerk@agency.example.kz", &["b@example.org"], "Subject: b\r\n\r\nb\r\n");
+    let a = send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["a@example.org"],
+        "Subject: a\r\n\r\na\r\n",
+    );
+    let b = send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["b@example.org"],
+        "Subject: b\r\n\r\nb\r\n",
+    );
     assert!(
         wait_for(15, || queue_list(&gw).iter().all(|e| e["attempts"] == 1)),
         "{:#?}",
         queue_list(&gw)
     );
-    let remote = FakeMx::start_at(format!("127.0.0.1:{port}").parse().unwrap(), Behaviour::accept());
+    let remote = FakeMx::start_at(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Behaviour::accept(),
+    );
 
     // Suspended: staff hold the domain's mail; released by hand while the
     // suspension lasts, the scheduler takes it at once and holds it again.
@@ -423,7 +436,10 @@ fn mail_the_scheduler_held_is_delivered_within_seconds_of_restore() {
     let out = gw.cli(ADMIN_TOKEN, &["queue", "retry", &a]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is held") && err.contains("release it first"), "{err}");
+    assert!(
+        err.contains("is held") && err.contains("release it first"),
+        "{err}"
+    );
     assert!(remote.messages().is_empty());
 
     // Restored: both are delivered within seconds, not in 30 minutes.
@@ -459,9 +475,19 @@ fn queue_retry_makes_deferred_mail_due_now() {
         "[delivery]\nmin_backoff = \"1h\"\nmax_backoff = \"2h\"\n",
     );
     gw.register(AGENCY, &["127.0.0.1"]);
-    let id = send(&gw, "clerk@agency.example.kz", &["a@example.org"], "Subject: a\r\n\r\na\r\n");
-    assert!(wait_for(15, || queue_list(&gw).iter().all(|e| e["attempts"] == 1)));
-    let remote = FakeMx::start_at(format!("127.0.0.1:{port}").parse().unwrap(), Behaviour::accept());
+    let id = send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["a@example.org"],
+        "Subject: a\r\n\r\na\r\n",
+    );
+    assert!(wait_for(15, || queue_list(&gw)
+        .iter()
+        .all(|e| e["attempts"] == 1)));
+    let remote = FakeMx::start_at(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Behaviour::accept(),
+    );
     let out = gw.cli_ok(&["--json", "queue", "retry", &id]);
     assert!(out.contains("\"due\""), "{out}");
     assert!(

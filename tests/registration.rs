@@ -587,7 +587,10 @@ fn wide_server_ranges_need_an_explicit_flag_and_ranges_an_inbound_route() {
     let err = cli_fails(&gw, &domain_add("a.example.kz", &["128.0.0.0/1"], &inbound));
     assert!(err.contains("wider than /24"), "{err}");
     assert!(err.contains("--allow-wide-range"), "{err}");
-    let err = cli_fails(&gw, &domain_add("a.example.kz", &["2001:db8::/32"], &inbound));
+    let err = cli_fails(
+        &gw,
+        &domain_add("a.example.kz", &["2001:db8::/32"], &inbound),
+    );
     assert!(err.contains("wider than /48"), "{err}");
     // A range as first server without --inbound: refused, naming the
     // network address it would have used.
@@ -599,7 +602,11 @@ fn wide_server_ranges_need_an_explicit_flag_and_ranges_an_inbound_route() {
     assert_eq!(ok["servers"][0], "10.1.0.0/24");
     gw.cli_ok(&domain_add("b.example.kz", &["2001:db8:1::/48"], &inbound));
     // A single host first needs no inbound route; later ranges are fine.
-    gw.cli_ok(&domain_add("c.example.kz", &["10.2.0.1", "10.2.0.0/28"], &[]));
+    gw.cli_ok(&domain_add(
+        "c.example.kz",
+        &["10.2.0.1", "10.2.0.0/28"],
+        &[],
+    ));
     // Staff say so explicitly: accepted (the CLI flag, then the API field).
     let wide = json(&gw.cli_ok(&domain_add(
         "d.example.kz",
@@ -613,19 +620,35 @@ fn wide_server_ranges_need_an_explicit_flag_and_ranges_an_inbound_route() {
         "contacts": [{"name": "IT", "email": "it@e.example.kz"}],
         "inbound": "10.128.0.25:25",
     });
-    let (st, text) = http(gw.admin, "POST", "/api/v1/domains", Some(ADMIN_TOKEN), Some(&body.to_string()));
+    let (st, text) = http(
+        gw.admin,
+        "POST",
+        "/api/v1/domains",
+        Some(ADMIN_TOKEN),
+        Some(&body.to_string()),
+    );
     assert_eq!(st, 400, "{text}");
     assert!(text.contains("allow_wide_range"), "{text}");
     let mut body = body;
     body["allow_wide_range"] = true.into();
-    let (st, text) = http(gw.admin, "POST", "/api/v1/domains", Some(ADMIN_TOKEN), Some(&body.to_string()));
+    let (st, text) = http(
+        gw.admin,
+        "POST",
+        "/api/v1/domains",
+        Some(ADMIN_TOKEN),
+        Some(&body.to_string()),
+    );
     assert_eq!(st, 201, "{text}");
 
     // Applications: refused at intake without the flag, recorded with it,
     // and the approval connects the domain.
     let err = cli_fails(
         &gw,
-        &submit_args("f.example.kz", "128.0.0.0/1", &["--inbound", "127.0.0.1:2526"]),
+        &submit_args(
+            "f.example.kz",
+            "128.0.0.0/1",
+            &["--inbound", "127.0.0.1:2526"],
+        ),
     );
     assert!(err.contains("wider than /24"), "{err}");
     let err = cli_fails(&gw, &submit_args("f.example.kz", "10.200.0.0/24", &[]));
@@ -652,7 +675,11 @@ fn the_widest_server_range_is_configurable() {
     ));
     let err = cli_fails(
         &gw,
-        &domain_add("b.example.kz", &["10.0.0.0/8"], &["--inbound", "10.0.0.25:25"]),
+        &domain_add(
+            "b.example.kz",
+            &["10.0.0.0/8"],
+            &["--inbound", "10.0.0.25:25"],
+        ),
     );
     assert!(err.contains("wider than /16"), "{err}");
 }

@@ -624,7 +624,11 @@ async fn mail_its_lease_holder_held_is_due_at_once_when_released() {
     // scope suspended.
     let now = unix_ms();
     assert!(q.retry(id, now).await.unwrap());
-    assert_eq!(q.next_due_ms().unwrap(), Some(now), "retry makes it due now");
+    assert_eq!(
+        q.next_due_ms().unwrap(),
+        Some(now),
+        "retry makes it due now"
+    );
     assert_eq!(q.lease_due(now, 10, LEASE).await.unwrap().len(), 1);
     assert!(q.hold_leased(id, "domain suspended".into()).await.unwrap());
     let held = q.get(id).unwrap().unwrap();

@@ -86,7 +86,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The caller a request's bearer token names, if it may do what `need`
 /// asks; else the refusal and the actor to audit it under (a known token
 /// with too low a role under its own name).
-pub fn check(tokens: &Tokens, headers: &HeaderMap, need: Role) -> Result<Caller, (ApiError, String)> {
+pub fn check(
+    tokens: &Tokens,
+    headers: &HeaderMap,
+    need: Role,
+) -> Result<Caller, (ApiError, String)> {
     let unauthorized = |message: &str| {
         (
             ApiError {
@@ -136,7 +140,11 @@ pub(crate) struct Guard {
 /// before any body is read): checks the token for the role the route
 /// needs, audits a refusal (compacted) and answers 401/403, or hands the
 /// handler an [`Authed`].
-pub(crate) async fn authenticate(State(st): State<Guard>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn authenticate(
+    State(st): State<Guard>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let client = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -160,10 +168,9 @@ pub(crate) async fn authenticate(State(st): State<Guard>, mut req: Request, next
             crate::metrics::admin_refused(err.status.as_u16());
             let target = req.uri().path().to_string();
             let log = st.refused.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                log.note(client.ip(), &actor, action, &target)
-            })
-            .await;
+            let _ =
+                tokio::task::spawn_blocking(move || log.note(client.ip(), &actor, action, &target))
+                    .await;
             err.into_response()
         }
     }

@@ -321,8 +321,8 @@ pub async fn serve(
         cfg.admin.audit_refused_retention.0,
         stop.clone(),
     ));
-    let app = router_with(state, refused.clone())
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        router_with(state, refused.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = async move { crate::server::stopped(&mut stop).await };
     let task = tokio::spawn(async move {
         // tap_io: the generic Connected impl then gives ConnectInfo<SocketAddr>.
@@ -366,7 +366,9 @@ async fn refused_upkeep(
                 - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
             let s = store.clone();
             match tokio::task::spawn_blocking(move || s.prune_refused_audit(before)).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(pruned = n, "old records of refused admin calls pruned"),
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::info!(pruned = n, "old records of refused admin calls pruned")
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "pruning refused admin calls failed"),
                 _ => {}
             }

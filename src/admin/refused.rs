@@ -242,7 +242,9 @@ mod tests {
         assert!(recs.len() <= 2 * (MAX_RECORDS_PER_MINUTE + 1), "{recs:#?}");
         let total: u64 = recs.iter().map(|r| r.count).sum();
         assert_eq!(total, 50 + MAX_RECORDS_PER_MINUTE as u64 + 30);
-        let first = recs.iter().find(|r| r.client.as_deref() == Some("192.0.2.7"));
+        let first = recs
+            .iter()
+            .find(|r| r.client.as_deref() == Some("192.0.2.7"));
         let first = first.expect("the first client's record");
         assert!(first.count >= 1 && first.target.chars().count() <= TARGET_MAX + 1);
         // One client trying several actions: one record naming them all.

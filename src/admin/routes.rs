@@ -71,34 +71,109 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/domains", VIEWER, "domain.list"),
     route("POST", "/api/v1/domains", ADMIN, "domain.add"),
     route("GET", "/api/v1/domains/{name}", VIEWER, "domain.show"),
-    route("POST", "/api/v1/domains/{name}/suspend", OPERATOR, "domain.suspend"),
-    route("POST", "/api/v1/domains/{name}/restore", OPERATOR, "domain.restore"),
-    route("POST", "/api/v1/domains/{name}/disconnect", ADMIN, "domain.disconnect"),
-    route("GET", "/api/v1/domains/{name}/limits", VIEWER, "domain.limits.show"),
-    route("PUT", "/api/v1/domains/{name}/limits", ADMIN, "domain.limits"),
-    route("POST", "/api/v1/domains/{name}/limits", ADMIN, "domain.limits"),
-    route("POST", "/api/v1/senders/{address}/suspend", OPERATOR, "sender.suspend"),
-    route("POST", "/api/v1/senders/{address}/restore", OPERATOR, "sender.restore"),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/suspend",
+        OPERATOR,
+        "domain.suspend",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/restore",
+        OPERATOR,
+        "domain.restore",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/disconnect",
+        ADMIN,
+        "domain.disconnect",
+    ),
+    route(
+        "GET",
+        "/api/v1/domains/{name}/limits",
+        VIEWER,
+        "domain.limits.show",
+    ),
+    route(
+        "PUT",
+        "/api/v1/domains/{name}/limits",
+        ADMIN,
+        "domain.limits",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/limits",
+        ADMIN,
+        "domain.limits",
+    ),
+    route(
+        "POST",
+        "/api/v1/senders/{address}/suspend",
+        OPERATOR,
+        "sender.suspend",
+    ),
+    route(
+        "POST",
+        "/api/v1/senders/{address}/restore",
+        OPERATOR,
+        "sender.restore",
+    ),
     route("GET", "/api/v1/suspensions", VIEWER, "suspension.list"),
     route("GET", "/api/v1/governor", VIEWER, "governor.status"),
-    route("DELETE", "/api/v1/verification/{address}", OPERATOR, "verification.forget"),
+    route(
+        "DELETE",
+        "/api/v1/verification/{address}",
+        OPERATOR,
+        "verification.forget",
+    ),
     route("GET", "/api/v1/mta-sts", VIEWER, "mta_sts.list"),
     route("GET", "/api/v1/connections", VIEWER, "connection.list"),
     route("GET", "/api/v1/audit", VIEWER, "audit.list"),
     route("GET", "/api/v1/queue", VIEWER, "queue.list"),
     route("GET", "/api/v1/queue/counts", VIEWER, "queue.counts"),
-    route("POST", "/api/v1/queue/retry-all", OPERATOR, "queue.retry_all"),
+    route(
+        "POST",
+        "/api/v1/queue/retry-all",
+        OPERATOR,
+        "queue.retry_all",
+    ),
     route("GET", "/api/v1/queue/{id}", VIEWER, "queue.show"),
     route("DELETE", "/api/v1/queue/{id}", OPERATOR, "queue.delete"),
     route("POST", "/api/v1/queue/{id}/retry", OPERATOR, "queue.retry"),
     route("POST", "/api/v1/queue/{id}/hold", OPERATOR, "queue.hold"),
-    route("POST", "/api/v1/queue/{id}/release", OPERATOR, "queue.release"),
+    route(
+        "POST",
+        "/api/v1/queue/{id}/release",
+        OPERATOR,
+        "queue.release",
+    ),
     route("GET", "/api/v1/applications", VIEWER, "application.list"),
     route("POST", "/api/v1/applications", ADMIN, "application.submit"),
-    route("GET", "/api/v1/applications/{id}", VIEWER, "application.show"),
-    route("POST", "/api/v1/applications/{id}/approve", ADMIN, "application.approve"),
-    route("POST", "/api/v1/applications/{id}/reject", ADMIN, "application.reject"),
-    route("POST", "/api/v1/applications/{id}/withdraw", ADMIN, "application.withdraw"),
+    route(
+        "GET",
+        "/api/v1/applications/{id}",
+        VIEWER,
+        "application.show",
+    ),
+    route(
+        "POST",
+        "/api/v1/applications/{id}/approve",
+        ADMIN,
+        "application.approve",
+    ),
+    route(
+        "POST",
+        "/api/v1/applications/{id}/reject",
+        ADMIN,
+        "application.reject",
+    ),
+    route(
+        "POST",
+        "/api/v1/applications/{id}/withdraw",
+        ADMIN,
+        "application.withdraw",
+    ),
 ];
 
 /// The handler of a route, by its action.
@@ -449,41 +524,35 @@ async fn disconnect_domain(
     let reg = st.registry.clone();
     let queue = st.queue.clone();
     let cfg = st.cfg.clone();
-    let rec = audited(
-        &st,
-        &who,
-        name.clone(),
-        move |_| {
-            let domain = parse_domain(&name)?;
-            let reason = need_reason(&body)?;
-            let rec = reg.disconnect_domain(&domain, &reason)?;
-            match cfg.registration.disconnect_queued {
-                crate::config::DisconnectQueued::Hold => {
-                    block_on(crate::governor::actions::hold_scope_mail(
-                        &queue,
-                        &Scope::Domain(domain.clone()),
-                        &format!("domain {domain} disconnected: {reason}"),
-                    ))?;
-                }
-                // Due now: the scheduler sees the domain disconnected and bounces.
-                crate::config::DisconnectQueued::Bounce => {
-                    let d = domain.to_string();
-                    block_on(queue.release_where(move |e| {
-                        e.direction == ugem_queue::Direction::Outbound
-                            && e.domain.as_deref() == Some(d.as_str())
-                    }))?;
-                    block_on(queue.retry_all(ugem_queue::unix_ms()))?;
-                }
+    let rec = audited(&st, &who, name.clone(), move |_| {
+        let domain = parse_domain(&name)?;
+        let reason = need_reason(&body)?;
+        let rec = reg.disconnect_domain(&domain, &reason)?;
+        match cfg.registration.disconnect_queued {
+            crate::config::DisconnectQueued::Hold => {
+                block_on(crate::governor::actions::hold_scope_mail(
+                    &queue,
+                    &Scope::Domain(domain.clone()),
+                    &format!("domain {domain} disconnected: {reason}"),
+                ))?;
             }
-            // The contacts learn of it by mail; a failed notice is reported, not raised.
-            let text = crate::notify::notices::domain_disconnected(&cfg, &rec);
-            let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text);
-            let mut out =
-                serde_json::to_value(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
-            out["notice"] = serde_json::to_value(notice).unwrap_or_default();
-            Ok(out)
-        },
-    )
+            // Due now: the scheduler sees the domain disconnected and bounces.
+            crate::config::DisconnectQueued::Bounce => {
+                let d = domain.to_string();
+                block_on(queue.release_where(move |e| {
+                    e.direction == ugem_queue::Direction::Outbound
+                        && e.domain.as_deref() == Some(d.as_str())
+                }))?;
+                block_on(queue.retry_all(ugem_queue::unix_ms()))?;
+            }
+        }
+        // The contacts learn of it by mail; a failed notice is reported, not raised.
+        let text = crate::notify::notices::domain_disconnected(&cfg, &rec);
+        let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text);
+        let mut out = serde_json::to_value(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
+        out["notice"] = serde_json::to_value(notice).unwrap_or_default();
+        Ok(out)
+    })
     .await?;
     Ok(Json(rec))
 }

@@ -149,23 +149,18 @@ pub(super) async fn submit(
         Err(_) => "(invalid request)".into(),
     };
     let apps = workflow(&st);
-    let view = audited(
-        &st,
-        &who,
-        target,
-        move |caller| {
-            let new = body?;
-            let v = apps.submit(new, &caller.name)?;
-            tracing::info!(
-                application = v.application.id,
-                domain = %v.application.domain,
-                due = %v.application.decision_due,
-                actor = %caller.name,
-                "application submitted"
-            );
-            Ok(v)
-        },
-    )
+    let view = audited(&st, &who, target, move |caller| {
+        let new = body?;
+        let v = apps.submit(new, &caller.name)?;
+        tracing::info!(
+            application = v.application.id,
+            domain = %v.application.domain,
+            due = %v.application.decision_due,
+            actor = %caller.name,
+            "application submitted"
+        );
+        Ok(v)
+    })
     .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
