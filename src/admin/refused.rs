@@ -21,8 +21,11 @@ use chrono::Utc;
 use crate::store::Store;
 use crate::store::audit::{AuditRecord, DENIED, RefusedUpdate};
 
-/// Distinct refused-call records written per minute.
+/// Records of unauthenticated clients written per minute.
 pub const MAX_RECORDS_PER_MINUTE: usize = 20;
+/// Records of refused calls of every kind written per minute; past it,
+/// everything folds into the `(other clients)` record.
+pub const MAX_ALL_RECORDS_PER_MINUTE: usize = 40;
 /// Longest target kept from a refused call's URL, in characters.
 pub const TARGET_MAX: usize = 64;
 /// The client of the record that the calls past the per-minute cap fold into.
@@ -130,11 +133,13 @@ impl RefusedLog {
             if anonymous { "" } else { action },
         );
         let mut target = short_target(target);
-        if anonymous && !m.buckets.contains_key(&key) {
-            if m.anonymous >= MAX_RECORDS_PER_MINUTE {
-                key = (OTHER_CLIENTS.to_string(), actor.to_string(), "");
+        if !m.buckets.contains_key(&key) {
+            if (anonymous && m.anonymous >= MAX_RECORDS_PER_MINUTE)
+                || m.buckets.len() >= MAX_ALL_RECORDS_PER_MINUTE
+            {
+                key = (OTHER_CLIENTS.to_string(), "*".to_string(), "");
                 target = "*".into();
-            } else {
+            } else if anonymous {
                 m.anonymous += 1;
             }
         }
