@@ -1,11 +1,13 @@
 //! The admin HTTP API (axum): JSON, bearer tokens with roles, every mutating
 //! call audited. The CLI's client side lives in [`client`].
 //!
-//! Every route is declared once, in [`routes::ROUTES`], with the role it
-//! needs; the router is built from that table, and a middleware checks the
-//! token against it before any handler runs, so no request body is read
-//! (or parsed) for a caller who may not make the call. Handlers receive
-//! the caller through one extractor, [`Authed`].
+//! Every route is declared once, in [`ROUTES`], with the role it needs;
+//! the router is built from that table and gives each route a middleware
+//! that checks the token before the handler runs, so no request body is
+//! read (or parsed) for a caller who may not make the call. Handlers
+//! receive the caller through one extractor, [`Authed`]. Refused calls are
+//! audited compactly ([`refused`]); the listener speaks HTTPS with
+//! `admin.tls_cert` ([`tls`]).
 
 pub mod auth;
 pub mod client;
@@ -153,9 +155,10 @@ impl From<ugem_queue::QueueError> for ApiError {
 }
 
 /// The caller of a route that needs a token, with the route's audit action
-/// and the client's address. Only [`auth::authenticate`] makes one, before
-/// the handler and its body extractor run; on a route without it the
-/// extractor refuses (401), so a handler cannot be reached unauthenticated.
+/// and the client's address. Only the route's authentication middleware
+/// makes one, before the handler and its body extractor run; on a route
+/// without it the extractor refuses (401), so a handler cannot be reached
+/// unauthenticated.
 #[derive(Debug, Clone)]
 pub struct Authed {
     /// Who.
