@@ -161,6 +161,10 @@ pub struct DomainAdd {
     /// Allow server ranges shared with other domains that also allow it.
     #[arg(long)]
     pub shared_servers: bool,
+    /// Accept server ranges wider than `[registration]
+    /// widest_server_range_v4`/`_v6` (/24 and /48 by default).
+    #[arg(long)]
+    pub allow_wide_range: bool,
 }
 
 /// `ugem queue ...`
@@ -352,22 +356,76 @@ pub struct ConnectionsArgs {
     pub limit: usize,
 }
 
-/// Builds the API client from `--admin` or the configuration.
-pub fn client(src: &ConfigSource, admin: Option<&str>) -> Result<AdminClient, CliError> {
+/// Builds the API client from `--admin` or the configuration. An https API
+/// must present a certificate that `ca` (`--ca`) vouches for, or else, with
+/// the address taken from the configuration, `admin.tls_ca_file` or the
+/// `admin.tls_cert` chain itself; the system's CAs are trusted as well.
+pub fn client(
+    src: &ConfigSource,
+    admin: Option<&str>,
+    ca: Option<&std::path::Path>,
+) -> Result<AdminClient, CliError> {
     let token = std::env::var("UGEM_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
+    let mut roots = crate::trust::system_certs().to_vec();
+    let ca_roots = |p: &std::path::Path| {
+        crate::trust::load_roots(p).map_err(|e| CliError::Usage(format!("--ca: {e}")))
+    };
+    if let Some(p) = ca {
+        roots.extend(ca_roots(p)?);
+    }
     if let Some(url) = admin {
-        return Ok(AdminClient::new(url, token));
+        warn_clear_token(url, token.is_some());
+        return Ok(AdminClient::with_roots(url, token, roots));
     }
     let cfg = Config::load(src)?;
     // On the gateway host the operator may rely on the configured single
     // token, as the config file is only readable by the ugem user and root.
     let token = token.or(cfg.admin.token.clone());
-    Ok(AdminClient::new(
-        &format!("http://{}", cfg.admin.listen),
-        token,
-    ))
+    let a = &cfg.admin;
+    // A wildcard listener is reached on loopback.
+    let mut addr = a.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let scheme = if a.has_tls() { "https" } else { "http" };
+    if ca.is_none() {
+        // The configuration was checked: these files hold certificates.
+        if let Some(p) = a.tls_ca_file.as_deref().or(a.tls_cert.as_deref())
+            && let Ok(extra) = crate::trust::load_roots(p)
+        {
+            roots.extend(extra);
+        }
+    }
+    let url = format!("{scheme}://{addr}");
+    warn_clear_token(&url, token.is_some());
+    Ok(AdminClient::with_roots(&url, token, roots))
+}
+
+/// Warns when a token would cross a network in clear.
+fn warn_clear_token(url: &str, token: bool) {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return;
+    };
+    let hostport = rest.split('/').next().unwrap_or("");
+    let host = match hostport.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => hostport,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if token && !loopback {
+        eprintln!(
+            "ugem: warning: the admin token goes to {host} over plain http; serve the API over https (admin.tls_cert) and use an https:// address"
+        );
+    }
 }
 
 fn query(pairs: &[(&str, Option<String>)]) -> String {
@@ -686,6 +744,7 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
                 "contacts": contacts,
                 "inbound": a.inbound,
                 "shared_servers": a.shared_servers,
+                "allow_wide_range": a.allow_wide_range,
             });
             Output::Record(c.post("/api/v1/domains", &body)?)
         }

@@ -552,6 +552,17 @@ pub struct AdminSection {
     pub token: Option<String>,
     /// Named tokens with roles.
     pub tokens: Vec<TokenEntry>,
+    /// PEM certificate chain; the API speaks HTTPS when set (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) the CLI trusts for the API's certificate, when
+    /// it reads the address from this file; default: `tls_cert` itself and
+    /// the system's CAs. `--ca` overrides it.
+    pub tls_ca_file: Option<PathBuf>,
+    /// How long audit records of refused calls (no token, unknown token,
+    /// role too low) are kept; staff actions are kept for good.
+    pub audit_refused_retention: Span,
 }
 
 impl Default for AdminSection {
@@ -560,7 +571,68 @@ impl Default for AdminSection {
             listen: "127.0.0.1:8025".parse().expect("valid default"),
             token: None,
             tokens: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_ca_file: None,
+            audit_refused_retention: Span(Duration::from_secs(30 * 86_400)),
         }
+    }
+}
+
+/// The token shipped in the embedded configuration.
+pub const SHIPPED_TOKEN: &str = "change-me-now";
+
+/// Clear-text tokens shorter than this are weak: refused beyond loopback.
+pub const STRONG_TOKEN_LEN: usize = 20;
+
+impl AdminSection {
+    /// Whether the API listens on a loopback address only.
+    pub fn is_loopback(&self) -> bool {
+        self.listen.ip().is_loopback()
+    }
+
+    /// Whether the API speaks HTTPS.
+    pub fn has_tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// Tokens that anyone could guess: the shipped one (also by its
+    /// SHA-256) or clear-text ones shorter than [`STRONG_TOKEN_LEN`], with
+    /// the key that holds each and why.
+    pub fn weak_tokens(&self) -> Vec<(String, String)> {
+        use sha2::Digest;
+        let shipped_hash = hex::encode(sha2::Sha256::digest(SHIPPED_TOKEN.as_bytes()));
+        let judge = |t: &str| -> Option<String> {
+            if t == SHIPPED_TOKEN {
+                Some(format!("`{SHIPPED_TOKEN}` is the token shipped with ugem"))
+            } else if t.chars().count() < STRONG_TOKEN_LEN {
+                Some(format!(
+                    "the token has {} characters; at least {STRONG_TOKEN_LEN} are needed (e.g. `openssl rand -hex 24`)",
+                    t.chars().count()
+                ))
+            } else {
+                None
+            }
+        };
+        let mut out = Vec::new();
+        if let Some(t) = &self.token
+            && let Some(why) = judge(t)
+        {
+            out.push(("admin.token".to_string(), why));
+        }
+        for (i, t) in self.tokens.iter().enumerate() {
+            let why = match (&t.token, &t.sha256) {
+                (Some(tok), _) => judge(tok),
+                (None, Some(h)) if h.eq_ignore_ascii_case(&shipped_hash) => Some(format!(
+                    "the sha256 is that of `{SHIPPED_TOKEN}`, the token shipped with ugem"
+                )),
+                _ => None,
+            };
+            if let Some(why) = why {
+                out.push((format!("admin.tokens[{i}]"), why));
+            }
+        }
+        out
     }
 }
 
@@ -614,6 +686,11 @@ pub struct RegistrationSection {
     pub utc_offset: UtcOffset,
     /// What happens to a disconnected domain's queued outbound mail.
     pub disconnect_queued: DisconnectQueued,
+    /// Widest IPv4 server range (shortest prefix) staff may register
+    /// without `--allow-wide-range`.
+    pub widest_server_range_v4: u8,
+    /// Widest IPv6 server range staff may register without `--allow-wide-range`.
+    pub widest_server_range_v6: u8,
 }
 
 /// A disconnected domain's queued outbound mail: kept held for staff, or
@@ -641,6 +718,8 @@ impl Default for RegistrationSection {
             // Kazakhstan has one time zone, UTC+5, since 1 March 2024.
             utc_offset: UtcOffset(chrono::FixedOffset::east_opt(5 * 3600).expect("valid offset")),
             disconnect_queued: DisconnectQueued::Hold,
+            widest_server_range_v4: 24,
+            widest_server_range_v6: 48,
         }
     }
 }
@@ -848,6 +927,43 @@ impl Config {
         if let Some(p) = self.delivery.tls_ca_file.as_mut() {
             abs(p);
         }
+        for p in [
+            &mut self.admin.tls_cert,
+            &mut self.admin.tls_key,
+            &mut self.admin.tls_ca_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            abs(p);
+        }
+    }
+
+    /// What is allowed but unwise, for `check-config` and the log at start:
+    /// a weak admin token on loopback, an API beyond loopback without TLS.
+    pub fn warnings(&self) -> Vec<ConfigProblem> {
+        let a = &self.admin;
+        let mut out = Vec::new();
+        if a.is_loopback() {
+            for (key, why) in a.weak_tokens() {
+                out.push(ConfigProblem {
+                    key,
+                    message: format!(
+                        "weak admin token: {why}; accepted only because admin.listen {} is loopback",
+                        a.listen
+                    ),
+                });
+            }
+        } else if !a.has_tls() {
+            out.push(ConfigProblem {
+                key: "admin.listen".into(),
+                message: format!(
+                    "the admin API listens on {} beyond loopback without TLS: tokens cross the network in clear; set admin.tls_cert and admin.tls_key",
+                    a.listen
+                ),
+            });
+        }
+        out
     }
 
     /// Checks that span keys or touch the file system.
@@ -995,6 +1111,41 @@ impl Config {
                 bad(&key, "name must not be empty".into());
             }
         }
+        if !self.admin.is_loopback() {
+            for (key, why) in self.admin.weak_tokens() {
+                bad(
+                    &key,
+                    format!(
+                        "weak admin token: {why}; refused because admin.listen {} is not loopback",
+                        self.admin.listen
+                    ),
+                );
+            }
+        }
+        match (&self.admin.tls_cert, &self.admin.tls_key) {
+            (Some(_), None) => bad("admin.tls_key", "tls_cert is set but tls_key is not".into()),
+            (None, Some(_)) => bad(
+                "admin.tls_cert",
+                "tls_key is set but tls_cert is not".into(),
+            ),
+            (Some(c), Some(k)) => {
+                if let Err(e) = crate::admin::tls::load(c, k) {
+                    bad("admin.tls_cert", e.to_string());
+                }
+            }
+            (None, None) => {}
+        }
+        if let Some(p) = &self.admin.tls_ca_file
+            && let Err(e) = crate::trust::load_roots(p)
+        {
+            bad("admin.tls_ca_file", e.to_string());
+        }
+        if self.admin.audit_refused_retention.0 < Duration::from_secs(3600) {
+            bad(
+                "admin.audit_refused_retention",
+                "must be at least 1h".into(),
+            );
+        }
         if self.connections.retention.0 < Duration::from_secs(3600) {
             bad("connections.retention", "must be at least 1h".into());
         }
@@ -1015,6 +1166,18 @@ impl Config {
             bad(
                 "registration.overdue_check_interval",
                 "must be at least 1m".into(),
+            );
+        }
+        if !(8..=32).contains(&r.widest_server_range_v4) {
+            bad(
+                "registration.widest_server_range_v4",
+                "must lie between 8 and 32 (a prefix length)".into(),
+            );
+        }
+        if !(16..=128).contains(&r.widest_server_range_v6) {
+            bad(
+                "registration.widest_server_range_v6",
+                "must lie between 16 and 128 (a prefix length)".into(),
             );
         }
         for day in &r.working_days {
@@ -1337,6 +1500,60 @@ mod tests {
         assert!(text.contains("registration.decision_days"), "{text}");
         assert!(text.contains("2028-01-03 is a Mon"), "{text}");
         assert!(text.contains("2028-01-01 is also listed"), "{text}");
+    }
+
+    #[test]
+    fn weak_admin_tokens_are_refused_beyond_loopback_and_warned_on_it() {
+        // The shipped configuration: loopback, so a warning, not a refusal.
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = Config::load_with_env(
+            &ConfigSource::Text {
+                text: EMBEDDED_DEFAULT.into(),
+                base: dir.path().into(),
+            },
+            &[],
+        )
+        .unwrap();
+        let w = shipped.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].key, "admin.token");
+        assert!(w[0].message.contains("change-me-now"), "{}", w[0]);
+        // The same token on a routable address: refused, naming the key.
+        let wide = |token_lines: &str| {
+            load(
+                &format!("[admin]\nlisten = \"0.0.0.0:8025\"\n{token_lines}"),
+                &[],
+            )
+        };
+        let err = wide("token = \"change-me-now\"\n").unwrap_err();
+        assert_eq!(keys(&err), vec!["admin.token"], "{err}");
+        assert!(err.to_string().contains("not loopback"), "{err}");
+        // Short tokens, in either form, and the shipped one by its hash.
+        let sha = "5f1a2ec0aefd0b2d5e4b3d7bbc3bcd86d4b0f6f6b4e6cc71a4b3e9d20ee6b58c";
+        let err = wide(&format!(
+            "tokens = [{{ name = \"ops\", role = \"operator\", token = \"0123456789abcdef\" }}, {{ name = \"x\", role = \"viewer\", sha256 = \"{}\" }}, {{ name = \"y\", role = \"viewer\", sha256 = \"{sha}\" }}]\n",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(SHIPPED_TOKEN.as_bytes()))
+        ))
+        .unwrap_err();
+        assert_eq!(
+            keys(&err),
+            vec!["admin.tokens[0]", "admin.tokens[1]"],
+            "{err}"
+        );
+        // A strong token beyond loopback starts, with a warning about TLS.
+        let cfg = wide("token = \"0123456789abcdef0123456789\"\n").unwrap();
+        let w = cfg.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].message.contains("without TLS"), "{}", w[0]);
+        // TLS needs both files, readable.
+        let err = wide("token = \"0123456789abcdef0123456789\"\ntls_cert = \"missing.pem\"\n")
+            .unwrap_err();
+        assert_eq!(keys(&err), vec!["admin.tls_key"], "{err}");
+        let err = wide(
+            "token = \"0123456789abcdef0123456789\"\ntls_cert = \"missing.pem\"\ntls_key = \"missing.key\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(keys(&err), vec!["admin.tls_cert"], "{err}");
     }
 
     #[test]

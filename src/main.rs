@@ -18,6 +18,10 @@ struct Args {
     /// Admin API base URL for the admin verbs (default: from the configuration).
     #[arg(long, global = true)]
     admin: Option<String>,
+    /// CA certificate(s), PEM, that vouch for an https admin API (besides
+    /// the system's CAs; default: admin.tls_ca_file or admin.tls_cert).
+    #[arg(long, global = true, env = "UGEM_ADMIN_CA")]
+    ca: Option<PathBuf>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -66,6 +70,9 @@ fn main() -> ExitCode {
                     cfg.admin.listen,
                     cfg.server.data_dir.display()
                 );
+                for w in cfg.warnings() {
+                    println!("warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -102,7 +109,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Verb(verb) => {
-            let client = match cli::client(&src, args.admin.as_deref()) {
+            let client = match cli::client(&src, args.admin.as_deref(), args.ca.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("ugem: {e:#}");

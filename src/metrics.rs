@@ -32,6 +32,8 @@ static THROTTLES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 static VERIFICATIONS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 /// MTA-STS events ("fetched", "fetch_failed", "enforced_refusal").
 static MTA_STS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+/// Admin API calls refused for their token, by HTTP status ("401", "403").
+static ADMIN_REFUSED: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
     let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
@@ -67,6 +69,11 @@ pub fn mta_sts(event: &str) {
     bump(&MTA_STS, event);
 }
 
+/// Counts one admin API call refused for its token (401 or 403).
+pub fn admin_refused(status: u16) {
+    bump(&ADMIN_REFUSED, &status.to_string());
+}
+
 /// Counts one governor throttle.
 pub fn throttle(limit: &str) {
     bump(&THROTTLES, limit);
@@ -89,6 +96,10 @@ pub struct Gauges {
     pub store_bytes: u64,
     /// Queue file size, bytes.
     pub queue_file_bytes: u64,
+    /// Audit records in the store.
+    pub audit_records: u64,
+    /// Bytes the audit records take in the store.
+    pub audit_bytes: u64,
 }
 
 fn escape(v: &str) -> String {
@@ -246,6 +257,27 @@ pub fn render(g: &Gauges) -> String {
         "Active suspensions by scope.",
         "scope",
         &g.suspensions,
+    );
+    labelled(
+        o,
+        "ugem_admin_refused_total",
+        "Admin API calls refused for their token, by HTTP status.",
+        "status",
+        &ADMIN_REFUSED,
+    );
+    scalar(
+        o,
+        "ugem_audit_records",
+        "gauge",
+        "Records in the audit log (refused calls compacted, pruned after admin.audit_refused_retention).",
+        g.audit_records,
+    );
+    scalar(
+        o,
+        "ugem_audit_bytes",
+        "gauge",
+        "Bytes the audit log takes in the store.",
+        g.audit_bytes,
     );
     gauges(
         o,

@@ -112,23 +112,8 @@ pub async fn run(
         tokens: Arc::new(Tokens::from_config(&cfg.admin)),
         ready: ready.clone(),
     };
-    let admin_listener = tokio::net::TcpListener::bind(cfg.admin.listen)
-        .await
-        .with_context(|| format!("cannot listen on admin.listen {}", cfg.admin.listen))?;
-    let admin_addr = admin_listener.local_addr()?;
-    let mut stop = stop_rx.clone();
-    let admin_task = tokio::spawn(async move {
-        let app = admin::router(admin_state)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let r = axum::serve(admin_listener, app)
-            .with_graceful_shutdown(async move {
-                crate::server::stopped(&mut stop).await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "admin API stopped");
-        }
-    });
+    // HTTPS when admin.tls_cert is set; also keeps refused calls' audit compact.
+    let (admin_addr, admin_task) = admin::serve(admin_state, stop_rx.clone()).await?;
 
     let smtp = crate::smtp::listener::Listeners::bind(&cfg.smtp.listen)
         .await

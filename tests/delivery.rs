@@ -376,6 +376,127 @@ fn held_mail_is_not_sent_until_released() {
     assert!(held.contains(&id), "{held}");
 }
 
+/// Issue #13, item 7: the scheduler holds a message whose scope is
+/// suspended; it used to keep its 30-minute lease (and its old backoff), so
+/// after the restore it sat "released" but undelivered, and `queue retry`
+/// answered ok and changed nothing. Released mail is due at once.
+#[test]
+fn mail_the_scheduler_held_is_delivered_within_seconds_of_restore() {
+    // The remote is down at first: the messages are deferred for an hour.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dns = dns_for(&["example.org"]);
+    let gw = gateway(
+        &dns,
+        port,
+        "[delivery]\nmin_backoff = \"1h\"\nmax_backoff = \"2h\"\n",
+    );
+    gw.register(AGENCY, &["127.0.0.1"]);
+    let a = send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["a@example.org"],
+        "Subject: a\r\n\r\na\r\n",
+    );
+    let b = send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["b@example.org"],
+        "Subject: b\r\n\r\nb\r\n",
+    );
+    assert!(
+        wait_for(15, || queue_list(&gw).iter().all(|e| e["attempts"] == 1)),
+        "{:#?}",
+        queue_list(&gw)
+    );
+    let remote = FakeMx::start_at(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Behaviour::accept(),
+    );
+
+    // Suspended: staff hold the domain's mail; released by hand while the
+    // suspension lasts, the scheduler takes it at once and holds it again.
+    gw.cli_ok(&["domain", "suspend", AGENCY, "--reason", "spam run"]);
+    gw.cli_ok(&["queue", "release", &a]);
+    assert!(
+        wait_for(10, || gw.log_text().lines().any(|l| l
+            .contains("holding mail of a suspended scope")
+            && l.contains(&a))),
+        "the scheduler did not take the released message at once:\n{}",
+        gw.log_text()
+    );
+    assert!(wait_for(5, || {
+        let env = queue_list(&gw).into_iter().find(|e| e["id"] == a.as_str());
+        env.is_some_and(|e| e["held"].is_string() && e["leased_until_ms"].is_null())
+    }));
+    // `queue retry` of held mail says so instead of answering ok.
+    let out = gw.cli(ADMIN_TOKEN, &["queue", "retry", &a]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is held") && err.contains("release it first"),
+        "{err}"
+    );
+    assert!(remote.messages().is_empty());
+
+    // Restored: both are delivered within seconds, not in 30 minutes.
+    gw.cli_ok(&["domain", "restore", AGENCY, "--reason", "cleaned up"]);
+    assert!(
+        remote.wait_for_messages(2, Duration::from_secs(10)),
+        "held mail not delivered after the restore; queue: {:#?}",
+        queue_list(&gw)
+    );
+    let mut got: Vec<String> = remote
+        .messages()
+        .iter()
+        .flat_map(|m| m.recipients.clone())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["a@example.org", "b@example.org"]);
+    assert!(wait_for(5, || queue_list(&gw).is_empty()));
+    let _ = b;
+}
+
+/// `queue retry ID` makes deferred mail due now.
+#[test]
+fn queue_retry_makes_deferred_mail_due_now() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dns = dns_for(&["example.org"]);
+    let gw = gateway(
+        &dns,
+        port,
+        "[delivery]\nmin_backoff = \"1h\"\nmax_backoff = \"2h\"\n",
+    );
+    gw.register(AGENCY, &["127.0.0.1"]);
+    let id = send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["a@example.org"],
+        "Subject: a\r\n\r\na\r\n",
+    );
+    assert!(wait_for(15, || queue_list(&gw)
+        .iter()
+        .all(|e| e["attempts"] == 1)));
+    let remote = FakeMx::start_at(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Behaviour::accept(),
+    );
+    let out = gw.cli_ok(&["--json", "queue", "retry", &id]);
+    assert!(out.contains("\"due\""), "{out}");
+    assert!(
+        remote.wait_for_messages(1, Duration::from_secs(10)),
+        "retried mail not delivered; queue: {:#?}",
+        queue_list(&gw)
+    );
+}
+
 #[test]
 fn sigkill_during_delivery_then_delivered_after_restart() {
     let slow = FakeMx::start(Behaviour::slow(Duration::from_millis(1500)));

@@ -563,3 +563,123 @@ fn show_checks_mx_and_spf_in_dns() {
     assert_eq!(verdict, "problem");
     assert!(detail.contains("NXDOMAIN"), "{detail}");
 }
+
+fn domain_add<'a>(name: &'a str, servers: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--json", "domain", "add", name, "--contact", CONTACT];
+    for s in servers {
+        args.push("--server");
+        args.push(s);
+    }
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Issue #13, item 6: `--server 128.0.0.0/1` was accepted, letting half the
+/// internet relay as the domain, and a range's default inbound route was
+/// its network address. Ranges wider than the configured prefix (/24, /48)
+/// need an explicit flag, and a range as first server an inbound route, in
+/// `domain add` and in the application workflow alike.
+#[test]
+fn wide_server_ranges_need_an_explicit_flag_and_ranges_an_inbound_route() {
+    let gw = gateway();
+    let inbound = ["--inbound", "127.0.0.1:2526"];
+    // Half the internet: refused, naming the limit and the flag.
+    let err = cli_fails(&gw, &domain_add("a.example.kz", &["128.0.0.0/1"], &inbound));
+    assert!(err.contains("wider than /24"), "{err}");
+    assert!(err.contains("--allow-wide-range"), "{err}");
+    let err = cli_fails(
+        &gw,
+        &domain_add("a.example.kz", &["2001:db8::/32"], &inbound),
+    );
+    assert!(err.contains("wider than /48"), "{err}");
+    // A range as first server without --inbound: refused, naming the
+    // network address it would have used.
+    let err = cli_fails(&gw, &domain_add("a.example.kz", &["10.1.0.0/24"], &[]));
+    assert!(err.contains("network address 10.1.0.0:25"), "{err}");
+    assert!(err.contains("--inbound"), "{err}");
+    // Within the limits, with an inbound route: accepted.
+    let ok = json(&gw.cli_ok(&domain_add("a.example.kz", &["10.1.0.0/24"], &inbound)));
+    assert_eq!(ok["servers"][0], "10.1.0.0/24");
+    gw.cli_ok(&domain_add("b.example.kz", &["2001:db8:1::/48"], &inbound));
+    // A single host first needs no inbound route; later ranges are fine.
+    gw.cli_ok(&domain_add(
+        "c.example.kz",
+        &["10.2.0.1", "10.2.0.0/28"],
+        &[],
+    ));
+    // Staff say so explicitly: accepted (the CLI flag, then the API field).
+    let wide = json(&gw.cli_ok(&domain_add(
+        "d.example.kz",
+        &["10.64.0.0/16"],
+        &["--inbound", "10.64.0.25:25", "--allow-wide-range"],
+    )));
+    assert_eq!(wide["servers"][0], "10.64.0.0/16");
+    let body = serde_json::json!({
+        "name": "e.example.kz",
+        "servers": ["10.128.0.0/12"],
+        "contacts": [{"name": "IT", "email": "it@e.example.kz"}],
+        "inbound": "10.128.0.25:25",
+    });
+    let (st, text) = http(
+        gw.admin,
+        "POST",
+        "/api/v1/domains",
+        Some(ADMIN_TOKEN),
+        Some(&body.to_string()),
+    );
+    assert_eq!(st, 400, "{text}");
+    assert!(text.contains("allow_wide_range"), "{text}");
+    let mut body = body;
+    body["allow_wide_range"] = true.into();
+    let (st, text) = http(
+        gw.admin,
+        "POST",
+        "/api/v1/domains",
+        Some(ADMIN_TOKEN),
+        Some(&body.to_string()),
+    );
+    assert_eq!(st, 201, "{text}");
+
+    // Applications: refused at intake without the flag, recorded with it,
+    // and the approval connects the domain.
+    let err = cli_fails(
+        &gw,
+        &submit_args(
+            "f.example.kz",
+            "128.0.0.0/1",
+            &["--inbound", "127.0.0.1:2526"],
+        ),
+    );
+    assert!(err.contains("wider than /24"), "{err}");
+    let err = cli_fails(&gw, &submit_args("f.example.kz", "10.200.0.0/24", &[]));
+    assert!(err.contains("--inbound"), "{err}");
+    let app = json(&gw.cli_ok(&submit_args(
+        "f.example.kz",
+        "10.96.0.0/16",
+        &["--inbound", "10.96.0.25:25", "--allow-wide-range"],
+    )));
+    assert_eq!(app["allow_wide_range"], true);
+    let id = app["id"].as_u64().unwrap().to_string();
+    let ok = json(&gw.cli_ok(&["--json", "application", "approve", &id]));
+    assert_eq!(ok["domain"]["servers"][0], "10.96.0.0/16");
+}
+
+/// The limits are configuration: `[registration] widest_server_range_v4`.
+#[test]
+fn the_widest_server_range_is_configurable() {
+    let gw = Gateway::start("[registration]\nwidest_server_range_v4 = 16\n");
+    gw.cli_ok(&domain_add(
+        "a.example.kz",
+        &["10.64.0.0/16"],
+        &["--inbound", "10.64.0.25:25"],
+    ));
+    let err = cli_fails(
+        &gw,
+        &domain_add(
+            "b.example.kz",
+            &["10.0.0.0/8"],
+            &["--inbound", "10.0.0.25:25"],
+        ),
+    );
+    assert!(err.contains("wider than /16"), "{err}");
+}

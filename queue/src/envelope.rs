@@ -124,6 +124,14 @@ pub struct Envelope {
     pub leased_until_ms: Option<u64>,
     /// When the last attempt was recorded, in unix milliseconds.
     pub last_attempt_ms: Option<u64>,
+    /// The value of `attempts` when the retry backoff last started over (on
+    /// release): the delay grows with the attempts since.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub backoff_since: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Envelope {
@@ -154,7 +162,14 @@ impl Envelope {
             held: None,
             leased_until_ms: None,
             last_attempt_ms: None,
+            backoff_since: 0,
         }
+    }
+
+    /// Attempts since the backoff last started over: what the next retry
+    /// delay grows with.
+    pub fn backoff_attempts(&self) -> u32 {
+        self.attempts.saturating_sub(self.backoff_since)
     }
 
     /// The coarse state: held wins, then whether it was attempted.

@@ -330,9 +330,19 @@ impl Queue {
         self.submit(move |ctx| ctx.hold(id, reason)).await
     }
 
-    /// Releases a held message; false if it is not queued or not held.
+    /// Holds a message that its lease holder gives back without an attempt
+    /// (its sender is suspended), ending the lease so that a release makes
+    /// it due at once; false if it is not queued. Only the lease holder may
+    /// call this: a hold by anyone else keeps the lease of the attempt in
+    /// flight, which records its outcome.
+    pub async fn hold_leased(&self, id: QueueId, reason: String) -> Result<bool, QueueError> {
+        self.submit(move |ctx| ctx.hold_leased(id, reason)).await
+    }
+
+    /// Releases a held message: due now (or sooner if it already was), its
+    /// retry backoff started over; false if it is not queued or not held.
     pub async fn release(&self, id: QueueId) -> Result<bool, QueueError> {
-        self.submit(move |ctx| ctx.release(id)).await
+        self.submit(move |ctx| ctx.release(id, unix_ms())).await
     }
 
     /// Holds every queued message `pred` accepts; returns how many were newly held (messages
@@ -345,12 +355,14 @@ impl Queue {
         self.submit(move |ctx| ctx.hold_where(&reason, &pred)).await
     }
 
-    /// Releases every held message `pred` accepts; returns how many.
+    /// Releases every held message `pred` accepts, as [`Queue::release`]
+    /// does; returns how many.
     pub async fn release_where(
         &self,
         pred: impl Fn(&Envelope) -> bool + Send + 'static,
     ) -> Result<usize, QueueError> {
-        self.submit(move |ctx| ctx.release_where(&pred)).await
+        self.submit(move |ctx| ctx.release_where(&pred, unix_ms()))
+            .await
     }
 
     /// Deletes a message (envelope and body); false if it is not queued.

@@ -17,6 +17,17 @@ pub(crate) const QUARANTINE: TableDefinition<u128, &[u8]> = TableDefinition::new
 pub(crate) const QUARANTINE_BODIES: TableDefinition<u128, &[u8]> =
     TableDefinition::new("quarantine_bodies");
 
+/// Releases a held message: due at `now_ms` at the latest, its retry backoff
+/// started over (a hold is not the remote's fault). True if it was held.
+fn release_now(env: &mut Envelope, now_ms: u64) -> bool {
+    if env.held.take().is_none() {
+        return false;
+    }
+    env.next_attempt_ms = env.next_attempt_ms.min(now_ms);
+    env.backoff_since = env.attempts;
+    true
+}
+
 /// Decodes a stored envelope, checking that it belongs under its key.
 pub(crate) fn decode(key: u128, bytes: &[u8]) -> Result<Envelope, String> {
     let env: Envelope = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
@@ -298,9 +309,20 @@ impl<'t> WriteCtx<'t> {
         })
     }
 
+    /// Holds one message that its lease holder gives back unattempted,
+    /// ending the lease: released, it is due at once, not when the lease
+    /// would have run out. False if there is no such message.
+    pub(crate) fn hold_leased(&mut self, id: QueueId, reason: String) -> Result<bool, QueueError> {
+        self.modify(id, |env| {
+            env.held = Some(reason);
+            env.leased_until_ms = None;
+            true
+        })
+    }
+
     /// Releases one message; true only if it was held.
-    pub(crate) fn release(&mut self, id: QueueId) -> Result<bool, QueueError> {
-        self.modify(id, |env| env.held.take().is_some())
+    pub(crate) fn release(&mut self, id: QueueId, now_ms: u64) -> Result<bool, QueueError> {
+        self.modify(id, |env| release_now(env, now_ms))
     }
 
     /// Holds every matching message not already held (those keep their first reason).
@@ -322,8 +344,9 @@ impl<'t> WriteCtx<'t> {
     pub(crate) fn release_where(
         &mut self,
         pred: &dyn Fn(&Envelope) -> bool,
+        now_ms: u64,
     ) -> Result<usize, QueueError> {
-        self.modify_where(pred, |env| env.held.take().is_some())
+        self.modify_where(pred, |env| release_now(env, now_ms))
     }
 
     /// Deletes one message; false if there is no such message.

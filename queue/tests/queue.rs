@@ -597,3 +597,57 @@ async fn scheduler_wakeups_and_idle_polls() {
     assert!(woken(q.clone()).await, "release wakes the scheduler");
     assert_eq!(q.next_due_ms().unwrap(), Some(arrived + 1_000));
 }
+
+/// The scheduler's path for mail of a suspended scope: it leases the
+/// message, holds it unattempted, and the restore releases it. Released,
+/// it must be due at once (not when the 30-minute lease would have run
+/// out) and its retry backoff must start over.
+#[tokio::test]
+async fn mail_its_lease_holder_held_is_due_at_once_when_released() {
+    const LEASE: u64 = 30 * 60 * 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let id = q.enqueue(simple(), b"x".to_vec()).await.unwrap();
+    // Two deferred attempts: its next one is an hour away.
+    for _ in 0..2 {
+        let now = unix_ms();
+        assert!(q.retry(id, now).await.unwrap());
+        assert_eq!(q.lease_due(now, 10, LEASE).await.unwrap().len(), 1);
+        q.record_attempt(
+            id,
+            outcome(now, now + 3_600_000, &[(0, RcptStatus::Deferred)]),
+        )
+        .await
+        .unwrap();
+    }
+    // Due again (staff retried); the scheduler leases it and finds its
+    // scope suspended.
+    let now = unix_ms();
+    assert!(q.retry(id, now).await.unwrap());
+    assert_eq!(
+        q.next_due_ms().unwrap(),
+        Some(now),
+        "retry makes it due now"
+    );
+    assert_eq!(q.lease_due(now, 10, LEASE).await.unwrap().len(), 1);
+    assert!(q.hold_leased(id, "domain suspended".into()).await.unwrap());
+    let held = q.get(id).unwrap().unwrap();
+    assert_eq!(held.leased_until_ms, None, "the holder's lease ended");
+    assert_eq!(q.next_due_ms().unwrap(), None);
+
+    // Restore: released by scope, due at once, backoff reset.
+    assert_eq!(q.release_where(|_| true).await.unwrap(), 1);
+    let due = q.next_due_ms().unwrap().expect("scheduled");
+    assert!(due <= unix_ms(), "due {due}, not at once");
+    let env = q.get(id).unwrap().unwrap();
+    assert_eq!(env.attempts, 2);
+    assert_eq!(env.backoff_since, 2);
+    assert_eq!(env.backoff_attempts(), 0);
+    let leased = q.lease_due(unix_ms(), 10, LEASE).await.unwrap();
+    assert_eq!(leased.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
+
+    // A message released one at a time is due at once as well.
+    assert!(q.hold_leased(id, "again".into()).await.unwrap());
+    assert!(q.release(id).await.unwrap());
+    assert!(q.next_due_ms().unwrap().unwrap() <= unix_ms());
+}

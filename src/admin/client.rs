@@ -42,11 +42,34 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// `base` is like `http://127.0.0.1:8025`.
+    /// `base` is like `http://127.0.0.1:8025`; an `https://` one is checked
+    /// against the system's CAs.
     pub fn new(base: &str, token: Option<String>) -> AdminClient {
+        Self::with_roots(base, token, crate::trust::system_certs().to_vec())
+    }
+
+    /// Like [`AdminClient::new`]; an `https://` API must present a
+    /// certificate that `roots` vouch for.
+    pub fn with_roots(
+        base: &str,
+        token: Option<String>,
+        roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    ) -> AdminClient {
+        let roots: Vec<ureq::tls::Certificate<'static>> = roots
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
+            .tls_config(tls)
             .build()
             .into();
         AdminClient {
@@ -54,6 +77,11 @@ impl AdminClient {
             token,
             agent,
         }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// GET a path, returning the JSON body.

@@ -1,25 +1,40 @@
 //! The admin HTTP API (axum): JSON, bearer tokens with roles, every mutating
 //! call audited. The CLI's client side lives in [`client`].
+//!
+//! Every route is declared once, in [`ROUTES`], with the role it needs;
+//! the router is built from that table and gives each route a middleware
+//! that checks the token before the handler runs, so no request body is
+//! read (or parsed) for a caller who may not make the call. Handlers
+//! receive the caller through one extractor, [`Authed`]. Refused calls are
+//! audited compactly ([`refused`]); the listener speaks HTTPS with
+//! `admin.tls_cert` ([`tls`]).
 
 pub mod auth;
 pub mod client;
+pub mod refused;
 mod routes;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use anyhow::Context;
 use axum::Json;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use tokio::sync::watch;
 
-use crate::config::Role;
 use crate::registry::{Registry, RegistryError};
 use crate::store::audit::AuditRecord;
 use crate::store::{Store, StoreError};
 pub use auth::{Caller, Tokens};
-pub use routes::router;
+pub use refused::RefusedLog;
+pub use routes::{Access, ROUTES, RouteSpec, router, router_with};
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -81,6 +96,15 @@ impl ApiError {
         }
     }
 
+    /// A 409 with a message.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            kind: "conflict",
+            message: message.into(),
+        }
+    }
+
     fn internal(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,52 +154,105 @@ impl From<ugem_queue::QueueError> for ApiError {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+/// The caller of a route that needs a token, with the route's audit action
+/// and the client's address. Only the route's authentication middleware
+/// makes one, before the handler and its body extractor run; on a route
+/// without it the extractor refuses (401), so a handler cannot be reached
+/// unauthenticated.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    /// Who.
+    pub caller: Caller,
+    /// The route's audit action, e.g. `domain.suspend`.
+    pub action: &'static str,
+    /// The client's address.
+    pub client: SocketAddr,
 }
 
-/// Checks the bearer token and the role it needs.
-pub fn authorize(state: &AdminState, headers: &HeaderMap, need: Role) -> Result<Caller, ApiError> {
-    let Some(token) = bearer(headers) else {
-        return Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            kind: "unauthorized",
-            message: "missing bearer token (Authorization: Bearer TOKEN)".into(),
-        });
-    };
-    let Some(caller) = state.tokens.verify(token) else {
-        return Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            kind: "unauthorized",
-            message: "unknown token".into(),
-        });
-    };
-    if caller.role < need {
-        return Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            kind: "forbidden",
-            message: format!(
-                "token `{}` has role {:?}; this needs {:?}",
-                caller.name, caller.role, need
-            )
-            .to_lowercase(),
-        });
+impl<S: Send + Sync> FromRequestParts<S> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Authed>()
+            .cloned()
+            .ok_or_else(|| ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                kind: "unauthorized",
+                message: "not authenticated".into(),
+            })
     }
-    Ok(caller)
 }
 
-/// Runs a mutating call: authorizes, runs `f` off the async runtime (store
-/// writes fsync), and appends an audit record whatever the outcome.
+/// A request body, read only after authentication and parsed by the
+/// handler inside [`audited`], so that a malformed one is audited as an
+/// error like any other failed call. An empty body is "no body".
+#[derive(Debug)]
+pub struct JsonBody {
+    bytes: axum::body::Bytes,
+    json: bool,
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || m.ends_with("+json")
+            })
+            .unwrap_or(false);
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        Ok(JsonBody { bytes, json })
+    }
+}
+
+impl JsonBody {
+    /// The body as `T`, or None when it is empty.
+    pub fn optional<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, ApiError> {
+        if self.bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        if !self.json {
+            return Err(ApiError {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                kind: "unsupported_media_type",
+                message: "the body must be JSON (Content-Type: application/json)".into(),
+            });
+        }
+        serde_json::from_slice(&self.bytes)
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+
+    /// The body as `T`; an empty body is refused.
+    pub fn required<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        self.optional()?
+            .ok_or_else(|| ApiError::bad_request("a JSON body is required"))
+    }
+
+    /// The body as `T`, its default when empty.
+    pub fn or_default<T: serde::de::DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        Ok(self.optional()?.unwrap_or_default())
+    }
+}
+
+/// Longest audit target kept from an authenticated call.
+const AUDIT_TARGET_MAX: usize = 256;
+
+/// Runs a mutating call for an authenticated caller: `f` off the async
+/// runtime (store writes fsync), then an audit record whatever the outcome.
 pub async fn audited<T, F>(
     state: &AdminState,
-    headers: &HeaderMap,
-    client: SocketAddr,
-    need: Role,
-    action: &'static str,
+    who: &Authed,
     target: String,
     f: F,
 ) -> Result<T, ApiError>
@@ -183,43 +260,127 @@ where
     T: Send + 'static,
     F: FnOnce(Caller) -> Result<T, ApiError> + Send + 'static,
 {
-    let caller = authorize(state, headers, need);
-    // A known token with too low a role is recorded under its own name.
-    let actor = match &caller {
-        Ok(c) => c.name.clone(),
-        Err(_) => bearer(headers)
-            .and_then(|t| state.tokens.verify(t))
-            .map(|c| c.name)
-            .unwrap_or_else(|| "(unauthenticated)".into()),
-    };
-    let result = match caller {
-        Ok(c) => tokio::task::spawn_blocking(move || f(c))
-            .await
-            .unwrap_or_else(|e| Err(ApiError::internal(format!("handler failed: {e}")))),
-        Err(e) => Err(e),
-    };
+    let caller = who.caller.clone();
+    let result = tokio::task::spawn_blocking(move || f(caller))
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("handler failed: {e}"))));
     let outcome = match &result {
         Ok(_) => "ok".to_string(),
-        Err(e) if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::FORBIDDEN => {
-            "denied".into()
-        }
         Err(e) => format!("error: {}", e.message),
     };
+    let mut target: String = target.chars().take(AUDIT_TARGET_MAX).collect();
+    target.retain(|c| !c.is_control());
     let rec = AuditRecord {
         seq: 0,
         at: Utc::now(),
-        actor,
-        action: action.into(),
+        actor: who.caller.name.clone(),
+        action: who.action.into(),
         target,
-        client: Some(client.to_string()),
+        client: Some(who.client.to_string()),
         outcome,
+        count: 1,
     };
     let store = state.store.clone();
     let written = tokio::task::spawn_blocking(move || store.append_audit(&rec)).await;
     match written {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, action, "audit record not written"),
-        Err(e) => tracing::error!(error = %e, action, "audit task failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, action = who.action, "audit record not written"),
+        Err(e) => tracing::error!(error = %e, action = who.action, "audit task failed"),
     }
     result
+}
+
+/// How often gathered counts of refused calls are written.
+const REFUSED_FLUSH: Duration = Duration::from_secs(5);
+/// How often old records of refused calls are pruned.
+const REFUSED_PRUNE: Duration = Duration::from_secs(3600);
+
+/// Binds `admin.listen` and serves the API on it (HTTPS when `admin.tls_cert`
+/// is set) until `stop` turns true; also keeps the records of refused calls
+/// compact and pruned. Logs the configuration's warnings about the API.
+/// Returns the bound address and the task, which ends once the API has
+/// stopped and the last counts are written.
+pub async fn serve(
+    state: AdminState,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    use axum::serve::ListenerExt;
+    let cfg = state.cfg.clone();
+    for w in cfg.warnings() {
+        tracing::warn!(key = %w.key, "{}", w.message);
+    }
+    let tls = match (&cfg.admin.tls_cert, &cfg.admin.tls_key) {
+        (Some(c), Some(k)) => Some(tls::load(c, k).context("cannot load admin.tls_cert")?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.admin.listen)
+        .await
+        .with_context(|| format!("cannot listen on admin.listen {}", cfg.admin.listen))?;
+    let addr = listener.local_addr()?;
+    let refused = Arc::new(RefusedLog::new(state.store.clone()));
+    let upkeep = tokio::spawn(refused_upkeep(
+        refused.clone(),
+        state.store.clone(),
+        cfg.admin.audit_refused_retention.0,
+        stop.clone(),
+    ));
+    let app =
+        router_with(state, refused.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = async move { crate::server::stopped(&mut stop).await };
+    let task = tokio::spawn(async move {
+        // tap_io: the generic Connected impl then gives ConnectInfo<SocketAddr>.
+        let r = match tls {
+            Some(tls) => match tls::TlsListener::new(listener, tls) {
+                Ok(l) => {
+                    axum::serve(l.tap_io(|_| {}), app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            None => {
+                axum::serve(listener.tap_io(|_| {}), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
+        if let Err(e) = r {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+        let _ = upkeep.await;
+        let _ = tokio::task::spawn_blocking(move || refused.flush()).await;
+    });
+    Ok((addr, task))
+}
+
+/// Writes the gathered counts of refused calls every few seconds and prunes
+/// their old records every hour, until `stop`.
+async fn refused_upkeep(
+    refused: Arc<RefusedLog>,
+    store: Store,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_prune: Option<std::time::Instant> = None;
+    loop {
+        if last_prune.is_none_or(|t| t.elapsed() >= REFUSED_PRUNE) {
+            last_prune = Some(std::time::Instant::now());
+            let before = Utc::now()
+                - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.prune_refused_audit(before)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::info!(pruned = n, "old records of refused admin calls pruned")
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "pruning refused admin calls failed"),
+                _ => {}
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REFUSED_FLUSH) => {}
+            _ = crate::server::stopped(&mut stop) => return,
+        }
+        let r = refused.clone();
+        let _ = tokio::task::spawn_blocking(move || r.flush()).await;
+    }
 }

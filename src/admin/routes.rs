@@ -1,16 +1,18 @@
-//! The API's routes and handlers.
-
-use std::net::SocketAddr;
+//! The API's routes and handlers. [`ROUTES`] is the one list of routes:
+//! the router is built from it and the authentication middleware reads the
+//! role each route needs from it.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use serde::Deserialize;
 
-use super::{AdminState, ApiError, audited, authorize};
+use super::auth::{Guard, authenticate};
+use super::{AdminState, ApiError, Authed, JsonBody, RefusedLog, audited};
+use std::sync::Arc;
 
 mod applications;
 use crate::config::Role;
@@ -20,65 +22,264 @@ use crate::store::connections::ConnectionFilter;
 use crate::store::domains::DomainRecord;
 use crate::store::suspensions::{Scope, SuspensionRecord};
 
-/// The whole API.
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: health checks and the Prometheus scrape.
+    Public,
+    /// A bearer token with at least this role.
+    Token(Role),
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template, axum syntax (`/api/v1/domains/{name}`).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// Its name in the audit log (and the handler it maps to).
+    pub action: &'static str,
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    action: &'static str,
+) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        action,
+    }
+}
+
+const PUBLIC: Access = Access::Public;
+const VIEWER: Access = Access::Token(Role::Viewer);
+const OPERATOR: Access = Access::Token(Role::Operator);
+const ADMIN: Access = Access::Token(Role::Admin);
+
+/// Every route of the API; nothing else is routed.
+pub const ROUTES: &[RouteSpec] = &[
+    route("GET", "/healthz", PUBLIC, "health"),
+    route("GET", "/readyz", PUBLIC, "ready"),
+    route("GET", "/metrics", PUBLIC, "metrics"),
+    route("GET", "/api/v1/domains", VIEWER, "domain.list"),
+    route("POST", "/api/v1/domains", ADMIN, "domain.add"),
+    route("GET", "/api/v1/domains/{name}", VIEWER, "domain.show"),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/suspend",
+        OPERATOR,
+        "domain.suspend",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/restore",
+        OPERATOR,
+        "domain.restore",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/disconnect",
+        ADMIN,
+        "domain.disconnect",
+    ),
+    route(
+        "GET",
+        "/api/v1/domains/{name}/limits",
+        VIEWER,
+        "domain.limits.show",
+    ),
+    route(
+        "PUT",
+        "/api/v1/domains/{name}/limits",
+        ADMIN,
+        "domain.limits",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/limits",
+        ADMIN,
+        "domain.limits",
+    ),
+    route(
+        "POST",
+        "/api/v1/senders/{address}/suspend",
+        OPERATOR,
+        "sender.suspend",
+    ),
+    route(
+        "POST",
+        "/api/v1/senders/{address}/restore",
+        OPERATOR,
+        "sender.restore",
+    ),
+    route("GET", "/api/v1/suspensions", VIEWER, "suspension.list"),
+    route("GET", "/api/v1/governor", VIEWER, "governor.status"),
+    route(
+        "GET",
+        "/api/v1/governor/scopes/{scope}",
+        VIEWER,
+        "governor.scope",
+    ),
+    route(
+        "GET",
+        "/api/v1/senders/{address}/limits",
+        VIEWER,
+        "sender.limits.show",
+    ),
+    route(
+        "PUT",
+        "/api/v1/senders/{address}/limits",
+        ADMIN,
+        "sender.limits",
+    ),
+    route(
+        "POST",
+        "/api/v1/senders/{address}/limits",
+        ADMIN,
+        "sender.limits",
+    ),
+    route(
+        "DELETE",
+        "/api/v1/senders/{address}/limits",
+        ADMIN,
+        "sender.limits.clear",
+    ),
+    route(
+        "DELETE",
+        "/api/v1/verification/{address}",
+        OPERATOR,
+        "verification.forget",
+    ),
+    route("GET", "/api/v1/mta-sts", VIEWER, "mta_sts.list"),
+    route("GET", "/api/v1/connections", VIEWER, "connection.list"),
+    route("GET", "/api/v1/audit", VIEWER, "audit.list"),
+    route("GET", "/api/v1/queue", VIEWER, "queue.list"),
+    route("GET", "/api/v1/queue/counts", VIEWER, "queue.counts"),
+    route(
+        "POST",
+        "/api/v1/queue/retry-all",
+        OPERATOR,
+        "queue.retry_all",
+    ),
+    route("GET", "/api/v1/queue/{id}", VIEWER, "queue.show"),
+    route("DELETE", "/api/v1/queue/{id}", OPERATOR, "queue.delete"),
+    route("POST", "/api/v1/queue/{id}/retry", OPERATOR, "queue.retry"),
+    route("POST", "/api/v1/queue/{id}/hold", OPERATOR, "queue.hold"),
+    route(
+        "POST",
+        "/api/v1/queue/{id}/release",
+        OPERATOR,
+        "queue.release",
+    ),
+    route("GET", "/api/v1/applications", VIEWER, "application.list"),
+    route("POST", "/api/v1/applications", ADMIN, "application.submit"),
+    route(
+        "GET",
+        "/api/v1/applications/{id}",
+        VIEWER,
+        "application.show",
+    ),
+    route(
+        "POST",
+        "/api/v1/applications/{id}/approve",
+        ADMIN,
+        "application.approve",
+    ),
+    route(
+        "POST",
+        "/api/v1/applications/{id}/reject",
+        ADMIN,
+        "application.reject",
+    ),
+    route(
+        "POST",
+        "/api/v1/applications/{id}/withdraw",
+        ADMIN,
+        "application.withdraw",
+    ),
+];
+
+/// The handler of a route, by its action.
+fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
+    let m = match r.method {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PUT" => MethodFilter::PUT,
+        "DELETE" => MethodFilter::DELETE,
+        other => panic!("route {}: method {other} not handled", r.path),
+    };
+    match r.action {
+        "health" => on(m, || async { "ok\n" }),
+        "ready" => on(m, readyz),
+        "metrics" => on(m, metrics),
+        "domain.list" => on(m, list_domains),
+        "domain.add" => on(m, add_domain),
+        "domain.show" => on(m, show_domain),
+        "domain.suspend" => on(m, suspend_domain),
+        "domain.restore" => on(m, restore_domain),
+        "domain.disconnect" => on(m, disconnect_domain),
+        "domain.limits.show" => on(m, show_limits),
+        "domain.limits" => on(m, set_limits),
+        "sender.suspend" => on(m, suspend_sender),
+        "sender.restore" => on(m, restore_sender),
+        "suspension.list" => on(m, list_suspensions),
+        "governor.status" => on(m, governor_status),
+        "governor.scope" => on(m, governor_scope),
+        "sender.limits.show" => on(m, show_sender_limits),
+        "sender.limits" => on(m, set_sender_limits),
+        "sender.limits.clear" => on(m, clear_sender_limits),
+        "verification.forget" => on(m, forget_verification),
+        "mta_sts.list" => on(m, list_mta_sts),
+        "connection.list" => on(m, list_connections),
+        "audit.list" => on(m, list_audit),
+        "queue.list" => on(m, list_queue),
+        "queue.counts" => on(m, queue_counts),
+        "queue.retry_all" => on(m, retry_all),
+        "queue.show" => on(m, show_queued),
+        "queue.delete" => on(m, delete_queued),
+        "queue.retry" => on(m, retry_queued),
+        "queue.hold" => on(m, hold_queued),
+        "queue.release" => on(m, release_queued),
+        "application.list" => on(m, applications::list),
+        "application.submit" => on(m, applications::submit),
+        "application.show" => on(m, applications::show),
+        "application.approve" => on(m, applications::approve),
+        "application.reject" => on(m, applications::reject),
+        "application.withdraw" => on(m, applications::withdraw),
+        other => panic!("route {} {}: no handler for `{other}`", r.method, r.path),
+    }
+}
+
+/// The whole API, with its own log of refused calls (whose counts are
+/// written as each minute ends; [`super::serve`] also flushes them).
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/domains", get(list_domains).post(add_domain))
-        .route("/api/v1/domains/{name}", get(show_domain))
-        .route("/api/v1/domains/{name}/suspend", post(suspend_domain))
-        .route("/api/v1/domains/{name}/restore", post(restore_domain))
-        .route("/api/v1/domains/{name}/disconnect", post(disconnect_domain))
-        .route("/api/v1/senders/{address}/suspend", post(suspend_sender))
-        .route("/api/v1/senders/{address}/restore", post(restore_sender))
-        .route("/api/v1/suspensions", get(list_suspensions))
-        .route("/api/v1/governor", get(governor_status))
-        .route("/api/v1/governor/scopes/{scope}", get(governor_scope))
-        .route(
-            "/api/v1/senders/{address}/limits",
-            get(show_sender_limits)
-                .put(set_sender_limits)
-                .post(set_sender_limits)
-                .delete(clear_sender_limits),
-        )
-        .route(
-            "/api/v1/verification/{address}",
-            delete(forget_verification),
-        )
-        .route("/api/v1/mta-sts", get(list_mta_sts))
-        .route(
-            "/api/v1/domains/{name}/limits",
-            get(show_limits).put(set_limits).post(set_limits),
-        )
-        .route("/api/v1/connections", get(list_connections))
-        .route("/api/v1/audit", get(list_audit))
-        .route("/api/v1/queue", get(list_queue))
-        .route("/api/v1/queue/counts", get(queue_counts))
-        .route("/api/v1/queue/{id}", get(show_queued).delete(delete_queued))
-        .route("/api/v1/queue/{id}/retry", post(retry_queued))
-        .route("/api/v1/queue/{id}/hold", post(hold_queued))
-        .route("/api/v1/queue/{id}/release", post(release_queued))
-        .route("/api/v1/queue/retry-all", post(retry_all))
-        .route(
-            "/api/v1/applications",
-            get(applications::list).post(applications::submit),
-        )
-        .route("/api/v1/applications/{id}", get(applications::show))
-        .route(
-            "/api/v1/applications/{id}/approve",
-            post(applications::approve),
-        )
-        .route(
-            "/api/v1/applications/{id}/reject",
-            post(applications::reject),
-        )
-        .route(
-            "/api/v1/applications/{id}/withdraw",
-            post(applications::withdraw),
-        )
-        .with_state(state)
+    let refused = Arc::new(RefusedLog::new(state.store.clone()));
+    router_with(state, refused)
+}
+
+/// The whole API, recording refused calls in `refused`. Each route gets
+/// the authentication middleware with its own entry of [`ROUTES`].
+pub fn router_with(state: AdminState, refused: Arc<RefusedLog>) -> Router {
+    let mut r = Router::new();
+    for spec in ROUTES {
+        let guard = Guard {
+            admin: state.clone(),
+            refused: refused.clone(),
+            route: spec,
+        };
+        r = r.route(
+            spec.path,
+            handler(spec).route_layer(axum::middleware::from_fn_with_state(guard, authenticate)),
+        );
+    }
+    r.with_state(state)
 }
 
 async fn readyz(State(st): State<AdminState>) -> impl IntoResponse {
@@ -97,6 +298,7 @@ async fn metrics(State(st): State<AdminState>) -> Result<impl IntoResponse, ApiE
     let snap = st.registry.snapshot();
     let mut g = tokio::task::spawn_blocking(move || -> Result<crate::metrics::Gauges, ApiError> {
         let c = queue.counts()?;
+        let audit = store.audit_size()?;
         let now = ugem_queue::unix_ms();
         // One pass over the envelopes for generated mail; fine at scrape
         // intervals for queues of tens of thousands.
@@ -123,6 +325,8 @@ async fn metrics(State(st): State<AdminState>) -> Result<impl IntoResponse, ApiE
             queue_file_bytes: std::fs::metadata(queue.dir().join(ugem_queue::DB_FILE))
                 .map(|m| m.len())
                 .unwrap_or(0),
+            audit_records: audit.records,
+            audit_bytes: audit.bytes,
         })
     })
     .await
@@ -150,19 +354,17 @@ fn parse_domain(name: &str) -> Result<Domain, ApiError> {
 
 async fn list_domains(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     let list: Vec<_> = st.registry.list().iter().map(|d| (**d).clone()).collect();
     Ok(Json(list))
 }
 
 async fn show_domain(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     let name = parse_domain(&name)?;
     let snap = st.registry.snapshot();
     let rec = snap
@@ -177,29 +379,41 @@ async fn show_domain(
     Ok(Json(v))
 }
 
+/// Body of `POST /api/v1/domains`.
+#[derive(Debug, Deserialize)]
+pub struct AddDomainBody {
+    /// The domain.
+    #[serde(flatten)]
+    pub domain: NewDomain,
+    /// Staff accept server ranges wider than `[registration]
+    /// widest_server_range_v4`/`_v6`.
+    #[serde(default)]
+    pub allow_wide_range: bool,
+}
+
 async fn add_domain(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Json<NewDomain>, axum::extract::rejection::JsonRejection>,
+    who: Authed,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
-    let target = match &body {
-        Ok(Json(n)) => n.name.to_string(),
+    let parsed = body.required::<AddDomainBody>();
+    let target = match &parsed {
+        Ok(b) => b.domain.name.to_string(),
         Err(_) => "(invalid request)".into(),
     };
     let reg = st.registry.clone();
-    let rec = audited(
-        &st,
-        &headers,
-        client,
-        Role::Admin,
-        "domain.add",
-        target,
-        move |_| {
-            let Json(new) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-            Ok(reg.add_domain(new)?)
-        },
-    )
+    let cfg = st.cfg.clone();
+    let rec = audited(&st, &who, target, move |_| {
+        let b = parsed?;
+        crate::registry::check_server_ranges(
+            &b.domain.servers,
+            b.domain.inbound.as_ref(),
+            b.allow_wide_range,
+            &cfg.registration,
+        )
+        .map_err(ApiError::bad_request)?;
+        Ok(reg.add_domain(b.domain)?)
+    })
     .await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
@@ -222,10 +436,8 @@ pub struct RestoreBody {
     pub held_mail: Option<String>,
 }
 
-fn need_reason(
-    body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<String, ApiError> {
-    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+fn need_reason(body: &JsonBody) -> Result<String, ApiError> {
+    let b: ReasonBody = body.required()?;
     if b.reason.trim().is_empty() {
         return Err(ApiError::bad_request("a reason is required"));
     }
@@ -249,50 +461,32 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 async fn suspend_domain(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(name): Path<String>,
-    body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let (st2, target) = (st.clone(), name.clone());
-    let rec = audited(
-        &st,
-        &headers,
-        client,
-        Role::Operator,
-        "domain.suspend",
-        name,
-        move |caller| {
-            let scope = Scope::Domain(parse_domain(&target)?);
-            staff_suspend(&st2, &scope, &caller.name, &need_reason(body)?)
-        },
-    )
+    let rec = audited(&st, &who, name, move |caller| {
+        let scope = Scope::Domain(parse_domain(&target)?);
+        staff_suspend(&st2, &scope, &caller.name, &need_reason(&body)?)
+    })
     .await?;
     Ok(Json(rec))
 }
 
 async fn restore_domain(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(name): Path<String>,
-    body: Option<Json<RestoreBody>>,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let (st2, target) = (st.clone(), name.clone());
-    let body = body.map(|Json(b)| b).unwrap_or_default();
-    let rec = audited(
-        &st,
-        &headers,
-        client,
-        Role::Operator,
-        "domain.restore",
-        name,
-        move |caller| {
-            let domain = parse_domain(&target)?;
-            let (_, rec) = staff_restore(&st2, &Scope::Domain(domain), &caller.name, &body)?;
-            rec.ok_or_else(|| ApiError::internal("no domain record after the restore"))
-        },
-    )
+    let rec = audited(&st, &who, name, move |caller| {
+        let body: RestoreBody = body.or_default()?;
+        let domain = parse_domain(&target)?;
+        let (_, rec) = staff_restore(&st2, &Scope::Domain(domain), &caller.name, &body)?;
+        rec.ok_or_else(|| ApiError::internal("no domain record after the restore"))
+    })
     .await?;
     Ok(Json(rec))
 }
@@ -357,106 +551,78 @@ fn staff_restore(
 
 async fn disconnect_domain(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(name): Path<String>,
-    body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let queue = st.queue.clone();
     let cfg = st.cfg.clone();
-    let rec = audited(
-        &st,
-        &headers,
-        client,
-        Role::Admin,
-        "domain.disconnect",
-        name.clone(),
-        move |_| {
-            let domain = parse_domain(&name)?;
-            let reason = need_reason(body)?;
-            let rec = reg.disconnect_domain(&domain, &reason)?;
-            match cfg.registration.disconnect_queued {
-                crate::config::DisconnectQueued::Hold => {
-                    block_on(crate::governor::actions::hold_scope_mail(
-                        &queue,
-                        &Scope::Domain(domain.clone()),
-                        &format!("domain {domain} disconnected: {reason}"),
-                    ))?;
-                }
-                // Due now: the scheduler sees the domain disconnected and bounces.
-                crate::config::DisconnectQueued::Bounce => {
-                    let d = domain.to_string();
-                    block_on(queue.release_where(move |e| {
-                        e.direction == ugem_queue::Direction::Outbound
-                            && e.domain.as_deref() == Some(d.as_str())
-                    }))?;
-                    block_on(queue.retry_all(ugem_queue::unix_ms()))?;
-                }
+    let rec = audited(&st, &who, name.clone(), move |_| {
+        let domain = parse_domain(&name)?;
+        let reason = need_reason(&body)?;
+        let rec = reg.disconnect_domain(&domain, &reason)?;
+        match cfg.registration.disconnect_queued {
+            crate::config::DisconnectQueued::Hold => {
+                block_on(crate::governor::actions::hold_scope_mail(
+                    &queue,
+                    &Scope::Domain(domain.clone()),
+                    &format!("domain {domain} disconnected: {reason}"),
+                ))?;
             }
-            // The contacts learn of it by mail; a failed notice is reported, not raised.
-            let text = crate::notify::notices::domain_disconnected(&cfg, &rec);
-            let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text);
-            let mut out =
-                serde_json::to_value(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
-            out["notice"] = serde_json::to_value(notice).unwrap_or_default();
-            Ok(out)
-        },
-    )
+            // Due now: the scheduler sees the domain disconnected and bounces.
+            crate::config::DisconnectQueued::Bounce => {
+                let d = domain.to_string();
+                block_on(queue.release_where(move |e| {
+                    e.direction == ugem_queue::Direction::Outbound
+                        && e.domain.as_deref() == Some(d.as_str())
+                }))?;
+                block_on(queue.retry_all(ugem_queue::unix_ms()))?;
+            }
+        }
+        // The contacts learn of it by mail; a failed notice is reported, not raised.
+        let text = crate::notify::notices::domain_disconnected(&cfg, &rec);
+        let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text);
+        let mut out = serde_json::to_value(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
+        out["notice"] = serde_json::to_value(notice).unwrap_or_default();
+        Ok(out)
+    })
     .await?;
     Ok(Json(rec))
 }
 
 async fn suspend_sender(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(address): Path<String>,
-    body: Result<Json<ReasonBody>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let (st2, target) = (st.clone(), address.clone());
-    let rec = audited(
-        &st,
-        &headers,
-        client,
-        Role::Operator,
-        "sender.suspend",
-        address,
-        move |caller| {
-            staff_suspend(
-                &st2,
-                &Scope::Sender(target),
-                &caller.name,
-                &need_reason(body)?,
-            )
-        },
-    )
+    let rec = audited(&st, &who, address, move |caller| {
+        staff_suspend(
+            &st2,
+            &Scope::Sender(target),
+            &caller.name,
+            &need_reason(&body)?,
+        )
+    })
     .await?;
     Ok(Json(rec))
 }
 
 async fn restore_sender(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(address): Path<String>,
-    body: Option<Json<RestoreBody>>,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let (st2, target) = (st.clone(), address.clone());
-    let body = body.map(|Json(b)| b).unwrap_or_default();
-    let rec = audited(
-        &st,
-        &headers,
-        client,
-        Role::Operator,
-        "sender.restore",
-        address,
-        move |caller| {
-            staff_restore(&st2, &Scope::Sender(target), &caller.name, &body)?
-                .0
-                .ok_or_else(|| ApiError::internal("no suspension record after the restore"))
-        },
-    )
+    let rec = audited(&st, &who, address, move |caller| {
+        let body: RestoreBody = body.or_default()?;
+        staff_restore(&st2, &Scope::Sender(target), &caller.name, &body)?
+            .0
+            .ok_or_else(|| ApiError::internal("no suspension record after the restore"))
+    })
     .await?;
     Ok(Json(rec))
 }
@@ -465,27 +631,18 @@ async fn restore_sender(
 /// domain's server for an inbound recipient.
 async fn forget_verification(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(address): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (v, target) = (st.verifier.clone(), address.clone());
-    let out = audited(
-        &st,
-        &headers,
-        client,
-        Role::Operator,
-        "verification.forget",
-        address,
-        move |_| {
-            let forgotten = v.as_ref().is_some_and(|v| v.forget(&target));
-            Ok(serde_json::json!({
-                "address": target,
-                "forgotten": forgotten,
-                "verification": if v.is_some() { "on" } else { "off" },
-            }))
-        },
-    )
+    let out = audited(&st, &who, address, move |_| {
+        let forgotten = v.as_ref().is_some_and(|v| v.forget(&target));
+        Ok(serde_json::json!({
+            "address": target,
+            "forgotten": forgotten,
+            "verification": if v.is_some() { "on" } else { "off" },
+        }))
+    })
     .await?;
     Ok(Json(out))
 }
@@ -493,9 +650,8 @@ async fn forget_verification(
 /// `GET /api/v1/mta-sts`: the MTA-STS policies in force for recipient domains.
 async fn list_mta_sts(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     Ok(Json(
         st.mta_sts.as_ref().map(|m| m.list()).unwrap_or_default(),
     ))
@@ -504,9 +660,8 @@ async fn list_mta_sts(
 /// `GET /api/v1/governor`: counters, throttled scopes, suspension counts.
 async fn governor_status(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     Ok(Json(st.governor.status()))
 }
 
@@ -514,10 +669,9 @@ async fn governor_status(
 /// ("a@b" for a sender, "b" for a domain).
 async fn governor_scope(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
     Path(scope): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     let sc = if scope.contains('@') {
         Scope::Sender(scope.trim().to_ascii_lowercase())
     } else {
@@ -547,10 +701,9 @@ fn sender_domain(
 /// `GET /api/v1/senders/{address}/limits`: the limits in force for a sender.
 async fn show_sender_limits(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
     Path(address): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     let address = address.trim().to_ascii_lowercase();
     let rec = sender_domain(&st, &address)?;
     Ok(Json(crate::governor::effective_sender_limits(
@@ -562,27 +715,18 @@ async fn show_sender_limits(
 /// with its own limits; it is then bounded by them, not judged on novelty.
 async fn set_sender_limits(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(address): Path<String>,
-    body: Result<Json<crate::store::domains::SenderLimits>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let cfg = st.cfg.clone();
-    let v = audited(
-        &st,
-        &headers,
-        client,
-        Role::Admin,
-        "sender.limits",
-        address.clone(),
-        move |_| {
-            let Json(limits) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-            let address = address.trim().to_ascii_lowercase();
-            let rec = reg.set_sender_limits(&address, Some(limits))?;
-            Ok(crate::governor::effective_sender_limits(&cfg, &rec, &address))
-        },
-    )
+    let v = audited(&st, &who, address.clone(), move |_| {
+        let limits: crate::store::domains::SenderLimits = body.required()?;
+        let address = address.trim().to_ascii_lowercase();
+        let rec = reg.set_sender_limits(&address, Some(limits))?;
+        Ok(crate::governor::effective_sender_limits(&cfg, &rec, &address))
+    })
     .await?;
     Ok(Json(v))
 }
@@ -590,35 +734,25 @@ async fn set_sender_limits(
 /// `DELETE /api/v1/senders/{address}/limits`: withdraws a declaration.
 async fn clear_sender_limits(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(address): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let cfg = st.cfg.clone();
-    let v = audited(
-        &st,
-        &headers,
-        client,
-        Role::Admin,
-        "sender.limits.clear",
-        address.clone(),
-        move |_| {
-            let address = address.trim().to_ascii_lowercase();
-            let rec = reg.set_sender_limits(&address, None)?;
-            Ok(crate::governor::effective_sender_limits(&cfg, &rec, &address))
-        },
-    )
+    let v = audited(&st, &who, address.clone(), move |_| {
+        let address = address.trim().to_ascii_lowercase();
+        let rec = reg.set_sender_limits(&address, None)?;
+        Ok(crate::governor::effective_sender_limits(&cfg, &rec, &address))
+    })
     .await?;
     Ok(Json(v))
 }
 
 async fn show_limits(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     let name = parse_domain(&name)?;
     let rec = st
         .registry
@@ -631,30 +765,18 @@ async fn show_limits(
 /// (an empty object goes back to the `[governor]` defaults).
 async fn set_limits(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(name): Path<String>,
-    body: Result<
-        Json<crate::store::domains::DomainLimits>,
-        axum::extract::rejection::JsonRejection,
-    >,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let cfg = st.cfg.clone();
-    let v = audited(
-        &st,
-        &headers,
-        client,
-        Role::Admin,
-        "domain.limits",
-        name.clone(),
-        move |_| {
-            let domain = parse_domain(&name)?;
-            let Json(limits) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-            let rec = reg.set_limits(&domain, Some(limits))?;
-            Ok(crate::governor::effective_limits(&cfg, &rec))
-        },
-    )
+    let v = audited(&st, &who, name.clone(), move |_| {
+        let domain = parse_domain(&name)?;
+        let limits: crate::store::domains::DomainLimits = body.required()?;
+        let rec = reg.set_limits(&domain, Some(limits))?;
+        Ok(crate::governor::effective_limits(&cfg, &rec))
+    })
     .await?;
     Ok(Json(v))
 }
@@ -669,19 +791,17 @@ pub struct SuspensionQuery {
 
 async fn list_suspensions(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
     Query(q): Query<SuspensionQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     Ok(Json(st.registry.suspensions(q.history)?))
 }
 
 async fn list_connections(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
     Query(q): Query<ConnectionFilter>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     let store = st.store.clone();
     let list = tokio::task::spawn_blocking(move || store.list_connections(&q))
         .await
@@ -698,19 +818,17 @@ pub struct AuditQuery {
 
 async fn list_audit(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
     Query(q): Query<AuditQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     Ok(Json(st.store.list_audit(q.limit.unwrap_or(100))?))
 }
 
 async fn list_queue(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
     Query(f): Query<ugem_queue::ListFilter>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     let q = st.queue.clone();
     let list = tokio::task::spawn_blocking(move || q.list(&f))
         .await
@@ -720,9 +838,8 @@ async fn list_queue(
 
 async fn queue_counts(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     let q = st.queue.clone();
     let c = tokio::task::spawn_blocking(move || q.counts())
         .await
@@ -732,10 +849,9 @@ async fn queue_counts(
 
 async fn show_queued(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     let id: ugem_queue::QueueId = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("`{id}` is not a queue id")))?;
@@ -771,103 +887,109 @@ enum QueueOp {
 
 async fn queue_op(
     st: AdminState,
-    client: SocketAddr,
-    headers: HeaderMap,
+    who: Authed,
     id: String,
     op: QueueOp,
-    reason: Option<String>,
+    body: Option<JsonBody>,
 ) -> Result<axum::response::Response, ApiError> {
-    let action = match op {
-        QueueOp::Retry => "queue.retry",
-        QueueOp::Hold => "queue.hold",
-        QueueOp::Release => "queue.release",
-        QueueOp::Delete => "queue.delete",
-    };
     let queue = st.queue.clone();
-    let changed = audited(
-        &st,
-        &headers,
-        client,
-        Role::Operator,
-        action,
-        id.clone(),
-        move |caller| {
-            let qid = parse_queue_id(&id)?;
-            let done = match op {
-                QueueOp::Retry => block_on(queue.retry(qid, ugem_queue::unix_ms()))?,
-                QueueOp::Hold => block_on(queue.hold(
+    let changed = audited(&st, &who, id.clone(), move |caller| {
+        let qid = parse_queue_id(&id)?;
+        let done = match op {
+            QueueOp::Retry => return retry_one(&queue, qid),
+            QueueOp::Hold => {
+                let reason = match &body {
+                    Some(b) => b.or_default::<HoldBody>()?.reason,
+                    None => None,
+                };
+                block_on(queue.hold(
                     qid,
                     reason.unwrap_or_else(|| format!("held by {}", caller.name)),
-                ))?,
-                QueueOp::Release => block_on(queue.release(qid))?,
-                QueueOp::Delete => block_on(queue.delete(qid))?,
-            };
-            if !done {
-                return Err(ApiError::not_found(match op {
-                    QueueOp::Release => format!("no held message {id} in the queue"),
-                    _ => format!("no message {id} in the queue"),
-                }));
+                ))?
             }
-            Ok(())
-        },
-    )
+            QueueOp::Release => block_on(queue.release(qid))?,
+            QueueOp::Delete => block_on(queue.delete(qid))?,
+        };
+        if !done {
+            return Err(ApiError::not_found(match op {
+                QueueOp::Release => format!("no held message {id} in the queue"),
+                _ => format!("no message {id} in the queue"),
+            }));
+        }
+        Ok(serde_json::json!({"ok": true}))
+    })
     .await;
-    changed.map(|()| Json(serde_json::json!({"ok": true})).into_response())
+    changed.map(|v| Json(v).into_response())
+}
+
+/// `queue retry ID`: the message is due now, or the answer says why not.
+fn retry_one(
+    queue: &ugem_queue::Queue,
+    id: ugem_queue::QueueId,
+) -> Result<serde_json::Value, ApiError> {
+    let now = ugem_queue::unix_ms();
+    let env = queue
+        .get(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no message {id} in the queue")))?;
+    if let Some(why) = &env.held {
+        return Err(ApiError::conflict(format!(
+            "message {id} is held ({why}); release it first (`ugem queue release {id}`)"
+        )));
+    }
+    if env.is_leased(now) {
+        return Err(ApiError::conflict(format!(
+            "message {id} is being delivered now; its attempt will be recorded when it ends"
+        )));
+    }
+    if !block_on(queue.retry(id, now))? {
+        return Err(ApiError::not_found(format!("no message {id} in the queue")));
+    }
+    let due = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    Ok(serde_json::json!({"ok": true, "due": due}))
 }
 
 async fn retry_queued(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
-    queue_op(st, client, headers, id, QueueOp::Retry, None).await
+    queue_op(st, who, id, QueueOp::Retry, None).await
 }
 
 async fn hold_queued(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(id): Path<String>,
-    body: Option<Json<HoldBody>>,
+    body: JsonBody,
 ) -> Result<axum::response::Response, ApiError> {
-    let reason = body.and_then(|Json(b)| b.reason);
-    queue_op(st, client, headers, id, QueueOp::Hold, reason).await
+    queue_op(st, who, id, QueueOp::Hold, Some(body)).await
 }
 
 async fn release_queued(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
-    queue_op(st, client, headers, id, QueueOp::Release, None).await
+    queue_op(st, who, id, QueueOp::Release, None).await
 }
 
 async fn delete_queued(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
-    queue_op(st, client, headers, id, QueueOp::Delete, None).await
+    queue_op(st, who, id, QueueOp::Delete, None).await
 }
 
 async fn retry_all(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
 ) -> Result<impl IntoResponse, ApiError> {
     let queue = st.queue.clone();
-    let n = audited(
-        &st,
-        &headers,
-        client,
-        Role::Operator,
-        "queue.retry_all",
-        "*".into(),
-        move |_| Ok(block_on(queue.retry_all(ugem_queue::unix_ms()))?),
-    )
+    let n = audited(&st, &who, "*".into(), move |_| {
+        Ok(block_on(queue.retry_all(ugem_queue::unix_ms()))?)
+    })
     .await?;
     Ok(Json(serde_json::json!({"retried": n})))
 }

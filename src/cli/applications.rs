@@ -37,6 +37,10 @@ pub enum ApplicationCmd {
         /// Allow server ranges shared with domains that also allow it.
         #[arg(long)]
         shared_servers: bool,
+        /// Accept server ranges wider than the configured limit (not needed
+        /// when the application was submitted with it).
+        #[arg(long)]
+        allow_wide_range: bool,
     },
     /// Reject with reasons (sent to the contacts); a new application waits 30 days.
     Reject {
@@ -83,6 +87,10 @@ pub struct ApplicationSubmit {
     /// Date of receipt, YYYY-MM-DD (default: today).
     #[arg(long, value_parser = parse_date)]
     pub received: Option<NaiveDate>,
+    /// Accept server ranges wider than `[registration]
+    /// widest_server_range_v4`/`_v6` (/24 and /48 by default).
+    #[arg(long)]
+    pub allow_wide_range: bool,
 }
 
 fn parse_category(s: &str) -> Result<ApplicantCategory, String> {
@@ -126,6 +134,7 @@ pub fn run(c: &AdminClient, cmd: ApplicationCmd, as_json: bool) -> Result<(), Cl
                 "contacts": contacts,
                 "inbound": a.inbound,
                 "received_on": a.received,
+                "allow_wide_range": a.allow_wide_range,
             });
             (c.post("/api/v1/applications", &body)?, Kind::One)
         }
@@ -145,10 +154,14 @@ pub fn run(c: &AdminClient, cmd: ApplicationCmd, as_json: bool) -> Result<(), Cl
             Kind::List,
         ),
         ApplicationCmd::Show { id } => (c.get(&id_path(&id, ""))?, Kind::One),
-        ApplicationCmd::Approve { id, shared_servers } => (
+        ApplicationCmd::Approve {
+            id,
+            shared_servers,
+            allow_wide_range,
+        } => (
             c.post(
                 &id_path(&id, "approve"),
-                &json!({ "shared_servers": shared_servers }),
+                &json!({ "shared_servers": shared_servers, "allow_wide_range": allow_wide_range }),
             )?,
             Kind::Approval,
         ),

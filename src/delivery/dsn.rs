@@ -480,6 +480,7 @@ mod tests {
             held: None,
             leased_until_ms: None,
             last_attempt_ms: None,
+            backoff_since: 0,
         }
     }
 

@@ -186,8 +186,19 @@ impl Scheduler {
         let id = env.id;
         if let Some(why) = self.suspended_scope(&env) {
             tracing::info!(queue_id = %id, reason = %why, "holding mail of a suspended scope");
-            if let Err(e) = self.queue.hold(id, why).await {
+            // Ends our lease too: a release must make it due at once, not
+            // when the lease would have run out.
+            if let Err(e) = self.queue.hold_leased(id, why).await {
                 tracing::error!(queue_id = %id, error = %e, "hold failed");
+                return;
+            }
+            // A restore between the check and the hold released the scope's
+            // mail before this one was held: let it go as well.
+            if self.suspended_scope(&env).is_none() {
+                tracing::info!(queue_id = %id, "scope restored meanwhile; released");
+                if let Err(e) = self.queue.release(id).await {
+                    tracing::error!(queue_id = %id, error = %e, "release failed");
+                }
             }
             return;
         }
@@ -292,7 +303,9 @@ impl Scheduler {
             self.bounce(&env, &body, &failed).await;
         }
         self.maybe_warn(&env, &body, &updates, &remote, now).await;
-        let next = now + self.backoff.delay(env.attempts + 1).as_millis() as u64;
+        // The backoff counts from the last release (a hold is not the
+        // remote's doing).
+        let next = now + self.backoff.delay(env.backoff_attempts() + 1).as_millis() as u64;
         let outcome = AttemptOutcome {
             attempted_at_ms: now,
             next_attempt_ms: next,

@@ -171,6 +171,7 @@ mod tests {
                 ],
                 inbound: None,
                 received_on: received,
+                allow_wide_range: false,
             },
             "root",
         )

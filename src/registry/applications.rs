@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::calendar::Calendar;
-use super::{NewDomain, Registry, RegistryError, parse_server};
+use super::{NewDomain, RangeLimits, Registry, RegistryError, check_server_ranges, parse_server};
 use crate::config::{HostPort, RegistrationSection};
 use crate::domain::Domain;
 use crate::store::StoreError;
@@ -139,6 +139,10 @@ pub struct NewApplication {
     /// Date of receipt; default today.
     #[serde(default)]
     pub received_on: Option<NaiveDate>,
+    /// Staff accept server ranges wider than `[registration]
+    /// widest_server_range_v4`/`_v6` (recorded; the approval honours it).
+    #[serde(default)]
+    pub allow_wide_range: bool,
 }
 
 fn servers_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
@@ -219,7 +223,18 @@ pub struct Applications {
     calendar: Calendar,
     decision_days: u32,
     resubmit_days: u32,
+    ranges: RangeLimits,
     clock: Arc<dyn Clock>,
+}
+
+/// How an approval connects the domain.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApproveOptions {
+    /// Let the domain share server ranges with domains that allow it too.
+    pub shared_servers: bool,
+    /// Accept server ranges wider than the configured limit (also when the
+    /// application was recorded with it).
+    pub allow_wide_range: bool,
 }
 
 impl std::fmt::Debug for Applications {
@@ -254,6 +269,7 @@ impl Applications {
             calendar: Calendar::new(&cfg.holidays, &cfg.days_off, &cfg.working_days),
             decision_days: cfg.decision_days,
             resubmit_days: cfg.resubmit_days,
+            ranges: RangeLimits::from(cfg),
             clock,
         }
     }
@@ -283,6 +299,13 @@ impl Applications {
         check_text("owner", &new.owner, 300, true)?;
         check_text("head", &new.head, 200, true)?;
         validate_servers(&new.servers)?;
+        check_server_ranges(
+            &new.servers,
+            new.inbound.as_ref(),
+            new.allow_wide_range,
+            self.ranges,
+        )
+        .map_err(ApplicationError::Invalid)?;
         validate_contacts(&new.contacts)?;
         if let Some(hp) = &new.inbound
             && hp.port == 0
@@ -362,6 +385,7 @@ impl Applications {
             submitted_by: actor.to_string(),
             created_at: self.clock.now(),
             alerted_on: None,
+            allow_wide_range: new.allow_wide_range,
         };
         rec.id = self.registry.store().insert_application(&rec)?;
         Ok(self.view(rec))
@@ -483,15 +507,40 @@ impl Applications {
         actor: &str,
         shared_servers: bool,
     ) -> Result<Approval, ApplicationError> {
+        self.approve_with(
+            id,
+            actor,
+            ApproveOptions {
+                shared_servers,
+                allow_wide_range: false,
+            },
+        )
+    }
+
+    /// [`Applications::approve`] with every option. The server ranges are
+    /// checked again: the limits may have changed since the intake.
+    pub fn approve_with(
+        &self,
+        id: u64,
+        actor: &str,
+        opts: ApproveOptions,
+    ) -> Result<Approval, ApplicationError> {
         let _g = workflow_lock();
         let app = self.pending(id)?;
+        check_server_ranges(
+            &app.servers,
+            app.inbound.as_ref(),
+            app.allow_wide_range || opts.allow_wide_range,
+            self.ranges,
+        )
+        .map_err(ApplicationError::Invalid)?;
         let new = NewDomain {
             name: app.domain.clone(),
             owner: app.owner.clone(),
             servers: app.servers.clone(),
             contacts: app.contacts.clone(),
             inbound: app.inbound.clone(),
-            shared_servers,
+            shared_servers: opts.shared_servers,
         };
         let (domain, reconnected) = match self.registry.get(&app.domain) {
             None => (self.registry.add_domain(new)?, false),

@@ -596,6 +596,64 @@ pub fn parse_server(s: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("`{s}` is not an IP address or CIDR range"))
 }
 
+/// The widest server ranges staff may register without saying so
+/// (`[registration] widest_server_range_v4` / `_v6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeLimits {
+    /// Shortest IPv4 prefix length accepted.
+    pub v4: u8,
+    /// Shortest IPv6 prefix length accepted.
+    pub v6: u8,
+}
+
+impl From<&crate::config::RegistrationSection> for RangeLimits {
+    fn from(r: &crate::config::RegistrationSection) -> Self {
+        RangeLimits {
+            v4: r.widest_server_range_v4,
+            v6: r.widest_server_range_v6,
+        }
+    }
+}
+
+/// Checks the servers staff set for a domain (domain add, application
+/// intake and approval): no range wider than `limits` unless `allow_wide`,
+/// never all addresses (/0), and an explicit inbound route when the default
+/// one would be taken from a range (it would be the network address).
+pub fn check_server_ranges(
+    servers: &[IpNet],
+    inbound: Option<&HostPort>,
+    allow_wide: bool,
+    limits: impl Into<RangeLimits>,
+) -> Result<(), String> {
+    let limits = limits.into();
+    for s in servers {
+        if s.prefix_len() == 0 {
+            return Err(format!(
+                "server {s} is every address: no domain may be relayed for from everywhere"
+            ));
+        }
+        let (widest, key) = match s {
+            IpNet::V4(_) => (limits.v4, "widest_server_range_v4"),
+            IpNet::V6(_) => (limits.v6, "widest_server_range_v6"),
+        };
+        if s.prefix_len() < widest && !allow_wide {
+            return Err(format!(
+                "server range {s} is wider than /{widest} ([registration] {key}): every host in it could relay as the domain; give the mail servers' own addresses, or, if the whole range really is the agency's, allow it explicitly (--allow-wide-range; API: \"allow_wide_range\": true)"
+            ));
+        }
+    }
+    if inbound.is_none()
+        && let Some(first) = servers.first()
+        && first.prefix_len() < first.max_prefix_len()
+    {
+        return Err(format!(
+            "the first server {first} is a range, so the default inbound route would be its network address {}:25; give the inbound next hop (--inbound HOST:PORT; API: \"inbound\")",
+            first.network()
+        ));
+    }
+    Ok(())
+}
+
 fn servers_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
     let v: Vec<String> = serde::Deserialize::deserialize(d)?;
     v.iter()

@@ -181,6 +181,9 @@ pub struct ApplicationRecord {
     /// The last day the postmaster was alerted about its deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerted_on: Option<NaiveDate>,
+    /// Staff accepted server ranges wider than the configured limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_wide_range: bool,
 }
 
 impl super::Numbered for ApplicationRecord {
@@ -244,6 +247,7 @@ mod tests {
             submitted_by: "root".into(),
             created_at: Utc::now(),
             alerted_on: None,
+            allow_wide_range: false,
         }
     }
 

@@ -224,7 +224,12 @@ pub struct FakeMx {
 impl FakeMx {
     /// Binds 127.0.0.1:0 and serves in the background.
     pub fn start(behaviour: Behaviour) -> FakeMx {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake MX");
+        Self::start_at("127.0.0.1:0".parse().unwrap(), behaviour)
+    }
+
+    /// Binds `addr` (e.g. a port the gateway was refused on until now).
+    pub fn start_at(addr: SocketAddr, behaviour: Behaviour) -> FakeMx {
+        let listener = TcpListener::bind(addr).expect("bind fake MX");
         listener
             .set_nonblocking(true)
             .expect("nonblocking listener");

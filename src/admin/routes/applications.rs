@@ -1,20 +1,19 @@
 //! `/api/v1/applications`: the registration workflow over HTTP.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
-use super::super::{AdminState, ApiError, audited, authorize};
+use super::super::{AdminState, ApiError, Authed, JsonBody, audited};
 use super::block_on;
-use crate::config::{Config, Role};
+use crate::config::Config;
 use crate::registry::applications::{
-    ApplicationError, ApplicationFilter, Applications, NewApplication,
+    ApplicationError, ApplicationFilter, Applications, ApproveOptions, NewApplication,
 };
 use crate::registry::checks;
 use crate::store::domains::Contact;
@@ -114,10 +113,9 @@ pub struct ListQuery {
 
 pub(super) async fn list(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let filter = ApplicationFilter {
         status: q
@@ -142,45 +140,36 @@ pub(super) async fn list(
 
 pub(super) async fn submit(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Json<NewApplication>, JsonRejection>,
+    who: Authed,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
+    let body = body.required::<NewApplication>();
     let target = match &body {
-        Ok(Json(n)) => n.domain.to_string(),
+        Ok(n) => n.domain.to_string(),
         Err(_) => "(invalid request)".into(),
     };
     let apps = workflow(&st);
-    let view = audited(
-        &st,
-        &headers,
-        client,
-        Role::Admin,
-        "application.submit",
-        target,
-        move |caller| {
-            let Json(new) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-            let v = apps.submit(new, &caller.name)?;
-            tracing::info!(
-                application = v.application.id,
-                domain = %v.application.domain,
-                due = %v.application.decision_due,
-                actor = %caller.name,
-                "application submitted"
-            );
-            Ok(v)
-        },
-    )
+    let view = audited(&st, &who, target, move |caller| {
+        let new = body?;
+        let v = apps.submit(new, &caller.name)?;
+        tracing::info!(
+            application = v.application.id,
+            domain = %v.application.domain,
+            due = %v.application.decision_due,
+            actor = %caller.name,
+            "application submitted"
+        );
+        Ok(v)
+    })
     .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 pub(super) async fn show(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    _: Authed,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
     let id = parse_id(&id)?;
     let apps = workflow(&st);
     let (view, all) = tokio::task::spawn_blocking(move || {
@@ -204,29 +193,32 @@ pub struct ApproveBody {
     /// Let the domain share server ranges with domains that allow it too.
     #[serde(default)]
     pub shared_servers: bool,
+    /// Accept server ranges wider than the configured limit.
+    #[serde(default)]
+    pub allow_wide_range: bool,
 }
 
 pub(super) async fn approve(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(id): Path<String>,
-    body: Option<Json<ApproveBody>>,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let apps = workflow(&st);
     let queue = st.queue.clone();
     let cfg: Arc<Config> = st.cfg.clone();
-    let shared = body.map(|Json(b)| b.shared_servers).unwrap_or(false);
     let out = audited(
         &st,
-        &headers,
-        client,
-        Role::Admin,
-        "application.approve",
+        &who,
         format!("application #{}", id.trim_start_matches('#')),
         move |caller| {
+            let b: ApproveBody = body.or_default()?;
             let id = parse_id(&id)?;
-            let ok = apps.approve(id, &caller.name, shared)?;
+            let opts = ApproveOptions {
+                shared_servers: b.shared_servers,
+                allow_wide_range: b.allow_wide_range,
+            };
+            let ok = apps.approve_with(id, &caller.name, opts)?;
             let app = &ok.application.application;
             tracing::info!(
                 application = id,
@@ -255,24 +247,20 @@ pub struct RejectBody {
 
 pub(super) async fn reject(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(id): Path<String>,
-    body: Result<Json<RejectBody>, JsonRejection>,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let apps = workflow(&st);
     let queue = st.queue.clone();
     let cfg: Arc<Config> = st.cfg.clone();
     let out = audited(
         &st,
-        &headers,
-        client,
-        Role::Admin,
-        "application.reject",
+        &who,
         format!("application #{}", id.trim_start_matches('#')),
         move |caller| {
             let id = parse_id(&id)?;
-            let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+            let b: RejectBody = body.required()?;
             let v = apps.reject(id, &caller.name, &b.reason)?;
             let app = &v.application;
             tracing::info!(application = id, domain = %app.domain, actor = %caller.name, "application rejected");
@@ -297,21 +285,17 @@ pub struct WithdrawBody {
 
 pub(super) async fn withdraw(
     State(st): State<AdminState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    who: Authed,
     Path(id): Path<String>,
-    body: Option<Json<WithdrawBody>>,
+    body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let apps = workflow(&st);
-    let reason = body.and_then(|Json(b)| b.reason);
     let out = audited(
         &st,
-        &headers,
-        client,
-        Role::Admin,
-        "application.withdraw",
+        &who,
         format!("application #{}", id.trim_start_matches('#')),
         move |caller| {
+            let reason = body.or_default::<WithdrawBody>()?.reason;
             let id = parse_id(&id)?;
             Ok(apps.withdraw(id, &caller.name, reason.as_deref())?)
         },

@@ -39,6 +39,7 @@ fn new_app(domain: &str, server: &str) -> NewApplication {
         ],
         inbound: None,
         received_on: None,
+        allow_wide_range: false,
     }
 }
 
@@ -172,9 +173,9 @@ fn approval_of_an_overlapping_server_is_refused_and_stays_pending() {
         .submit(new_app("a.example.kz", "95.59.10.1"), "root")
         .unwrap();
     w.apps.approve(1, "chief", false).unwrap();
-    w.apps
-        .submit(new_app("b.example.kz", "95.59.10.0/30"), "root")
-        .unwrap();
+    let mut b = new_app("b.example.kz", "95.59.10.0/30");
+    b.inbound = Some("95.59.10.2:25".parse().unwrap());
+    w.apps.submit(b, "root").unwrap();
     let err = w.apps.approve(2, "chief", false).unwrap_err();
     assert!(
         matches!(
@@ -427,4 +428,33 @@ fn the_weekend_after_a_friday_deadline_is_overdue() {
     assert_eq!(v.working_days_left, Some(-1));
     w.clock.set(d("2026-02-17"));
     assert_eq!(w.apps.get(1).unwrap().working_days_left, Some(-2));
+}
+
+#[test]
+fn wide_ranges_need_an_explicit_allowance_and_ranges_an_inbound_route() {
+    let w = world("2026-03-02");
+    // Half the internet: refused at intake, with the way out named.
+    let mut n = new_app("a.example.kz", "128.0.0.0/1");
+    n.inbound = Some("95.59.10.1:25".parse().unwrap());
+    let err = w.apps.submit(n.clone(), "root").unwrap_err().to_string();
+    assert!(err.contains("wider than /24"), "{err}");
+    assert!(err.contains("--allow-wide-range"), "{err}");
+    // A range as the first server needs an inbound route.
+    let err = w
+        .apps
+        .submit(new_app("a.example.kz", "95.59.10.0/28"), "root")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("network address 95.59.10.0:25"), "{err}");
+    assert!(err.contains("--inbound"), "{err}");
+    // IPv6: /48 is the widest by default.
+    let mut v6 = new_app("a.example.kz", "2001:db8::/32");
+    v6.inbound = Some("95.59.10.1:25".parse().unwrap());
+    assert!(w.apps.submit(v6, "root").is_err());
+    // Staff allow it explicitly: recorded, and the approval honours it.
+    n.allow_wide_range = true;
+    let v = w.apps.submit(n, "root").unwrap();
+    assert!(v.application.allow_wide_range);
+    let ok = w.apps.approve(v.application.id, "chief", false).unwrap();
+    assert_eq!(ok.domain.servers[0].to_string(), "128.0.0.0/1");
 }

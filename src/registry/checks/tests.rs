@@ -81,6 +81,7 @@ fn app(id: u64, domain: &str, servers: &[&str]) -> ApplicationRecord {
         submitted_by: "root".into(),
         created_at: Utc::now(),
         alerted_on: None,
+        allow_wide_range: false,
     }
 }
 
