@@ -40,9 +40,16 @@ fn rcpt_check_cost_with_100k_keys() {
     cfg.governor.domain_recipients_per_hour = u32::MAX / 4;
     cfg.governor.domain_messages_per_hour = u32::MAX / 4;
     cfg.governor.sender_recipients_per_hour = u32::MAX / 4;
-    cfg.governor.volume_floor = u64::MAX / 4;
-    cfg.governor.domain_volume_floor = u64::MAX / 4;
-    cfg.governor.new_recipients_burst = u64::MAX / 4;
+    cfg.governor.sender_recipients_per_minute = u32::MAX / 4;
+    // Novelty allowances high enough that every recipient is accepted: the
+    // accepting path is the longer one (memory look-up, insert, counting).
+    cfg.governor.new_recipients_5min = u32::MAX / 4;
+    cfg.governor.new_recipients_hour = u32::MAX / 4;
+    cfg.governor.unproven_recipients_5min = u32::MAX / 4;
+    cfg.governor.unproven_recipients_hour = u32::MAX / 4;
+    cfg.governor.domain_new_recipients_5min = u32::MAX / 4;
+    cfg.governor.domain_new_recipients_hour = u32::MAX / 4;
+    cfg.server.data_dir = dir.path().to_path_buf();
     cfg.governor.max_tracked_senders = 200_000;
     let host = cfg.server.hostname.clone();
     let gov = Governor::new(Arc::new(cfg), registry.clone(), queue);
