@@ -441,15 +441,20 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
 }
 
 /// `ugem governor replay`: runs locally with the configuration's `[governor]`.
-pub fn replay(src: &ConfigSource, trace: &std::path::Path, summary_only: bool) -> Result<(), CliError> {
+pub fn replay(
+    src: &ConfigSource,
+    trace: &std::path::Path,
+    summary_only: bool,
+) -> Result<(), CliError> {
     use std::io::{BufRead, Write};
     let cfg = Config::load(src)?;
     let reader: Box<dyn BufRead> = if trace.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
-        Box::new(std::io::BufReader::new(std::fs::File::open(trace).map_err(|e| {
-            CliError::Usage(format!("{}: {e}", trace.display()))
-        })?))
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(trace)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", trace.display())))?,
+        ))
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -497,10 +502,18 @@ pub fn replay(src: &ConfigSource, trace: &std::path::Path, summary_only: bool) -
     })?;
     let mut o = std::io::stdout().lock();
     for (sender, t) in &report.senders {
-        let _ = writeln!(o, "{}", json!({"summary": "sender", "sender": sender, "tally": t}));
+        let _ = writeln!(
+            o,
+            "{}",
+            json!({"summary": "sender", "sender": sender, "tally": t})
+        );
     }
     for (d, at) in &report.domains_suspended {
-        let _ = writeln!(o, "{}", json!({"summary": "domain_suspended", "domain": d, "t": at}));
+        let _ = writeln!(
+            o,
+            "{}",
+            json!({"summary": "domain_suspended", "domain": d, "t": at})
+        );
     }
     for m in &report.marks {
         let _ = writeln!(o, "{}", json!({"summary": "mark", "mark": m}));

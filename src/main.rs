@@ -97,10 +97,11 @@ fn main() -> ExitCode {
             }
         }
         Command::Verb(Verb::Governor(cli::GovernorArgs {
-            cmd: Some(cli::GovernorCmd::Replay {
-                trace,
-                summary_only,
-            }),
+            cmd:
+                Some(cli::GovernorCmd::Replay {
+                    trace,
+                    summary_only,
+                }),
         })) => match cli::replay(&src, &trace, summary_only) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -156,7 +156,10 @@ fn sender_over_its_recipient_rate_gets_451_and_other_domains_are_unaffected() {
     ]);
     assert!(out.contains("recipients_per_hour"), "{out}");
     let (_, text, codes) = transaction(&gw, "carol@a.example.kz", &rcpts("z", 4));
-    assert_eq!(codes, [250, 250, 250, 451]);
+    // The domain's cell keeps what alice used a moment ago (limits are
+    // one saved cell per scope, not a fresh one per rate): 2 or 3 pass.
+    let passed = codes.iter().filter(|c| **c == 250).count();
+    assert!((2..=3).contains(&passed) && codes[3] == 451, "{codes:?}");
     assert!(
         text.contains("3 recipients/hour for domain a.example.kz"),
         "{text}"
@@ -166,7 +169,11 @@ fn sender_over_its_recipient_rate_gets_451_and_other_domains_are_unaffected() {
     assert_eq!(v["limits"]["recipients_per_hour"], 3);
 
     let g = api(&gw, "/api/v1/governor");
-    assert_eq!(g["counters"]["rcpt_refused"], 3, "{g}");
+    assert_eq!(
+        g["counters"]["rcpt_refused"].as_u64().unwrap() as usize,
+        2 + 4 - passed,
+        "{g}"
+    );
     let status = gw.cli_ok(&["governor"]);
     assert!(status.contains("rcpt_refused"), "{status}");
 
@@ -178,12 +185,16 @@ fn sender_over_its_recipient_rate_gets_451_and_other_domains_are_unaffected() {
 }
 
 #[test]
-fn burst_suspends_sender_then_domain_holds_mail_notifies_and_restore_releases() {
+fn burst_takeover_is_throttled_then_suspended_domain_follows_holds_mail_notifies_and_restore_releases()
+ {
     let mx = FakeMx::start(Behaviour::accept());
     let (hook, hooks) = webhook_receiver();
+    // history_hours = 0: every sender counts as having a (quiet) history,
+    // so the novelty floors apply from the first message, as they do to a
+    // clerk's mailbox with weeks of ordinary traffic (the replay tests show
+    // the learning itself).
     let mut gw = Gateway::start(&format!(
-        "[governor]\nvolume_floor = 5\nvolume_factor = 2.0\nladder = [\"suspend\"]\n\
-         domain_after_senders = 2\nwebhooks = [\"{hook}\"]\n\
+        "[governor]\nhistory_hours = 0\ndomain_after_senders = 2\nwebhooks = [\"{hook}\"]\n\
          [delivery.routes]\n\"*\" = \"127.0.0.1:9\"\n\"contact.example.kz\" = \"{mx}\"\n\
          \"gw.test.example\" = \"{mx}\"\n",
         mx = mx.addr()
@@ -191,41 +202,70 @@ fn burst_suspends_sender_then_domain_holds_mail_notifies_and_restore_releases() 
     register(&gw, "a.example.kz");
     register(&gw, "b.example.kz");
 
+    // A colleague's ordinary mail, before and after.
+    let (_, _, codes) = transaction(&gw, "peggy@a.example.kz", &rcpts("partner", 2));
+    assert_eq!(codes, [250, 250]);
     // Queued before the burst: mail that the suspension must hold.
     let (_, _, codes) = transaction(&gw, "mallory@a.example.kz", &rcpts("early", 2));
     assert_eq!(codes, [250, 250]);
 
-    // The burst: the 11th recipient trips the volume rule (twice the floor of 5).
+    // The burst: 3 never-seen recipients a message. The 31st new address in
+    // 5 minutes is deferred and throttles the sender; once its tried new
+    // addresses pass twice the allowance (61), it is suspended.
     let mut suspended = None;
-    for i in 0..30 {
-        let (code, text, _) =
+    let mut accepted = 2;
+    let mut deferred = 0;
+    for i in 0..60 {
+        let (code, text, codes) =
             transaction(&gw, "mallory@a.example.kz", &rcpts(&format!("b{i}-"), 3));
         if code == 451 {
             suspended = Some(text);
             break;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        accepted += codes.iter().filter(|c| **c == 250).count();
+        deferred += codes.iter().filter(|c| **c == 451).count();
+        if deferred > 0 && deferred < 3 {
+            // The deferral names the cause.
+            assert!(text.contains("never wrote to"), "{text}");
+        }
     }
     let text = suspended.expect("the sender was never suspended");
     assert!(
         text.starts_with("4.7.1 sender mallory@a.example.kz suspended"),
         "{text}"
     );
+    assert!(accepted <= 32, "accepted {accepted}");
+    assert!(deferred >= 30, "deferred {deferred}");
 
     let list = gw.cli_ok(&["suspension", "list"]);
     assert!(
-        list.contains("mallory@a.example.kz") && list.contains("volume") && list.contains("auto"),
+        list.contains("mallory@a.example.kz") && list.contains("novelty") && list.contains("auto"),
         "{list}"
     );
     let json: Value = serde_json::from_str(&gw.cli_ok(&["--json", "suspension", "list"])).unwrap();
     let rec = &json.as_array().unwrap()[0];
-    assert_eq!(rec["rule"], "volume");
+    assert_eq!(rec["rule"], "novelty");
     assert_eq!(rec["actor"], "auto");
-    assert_eq!(rec["evidence"]["window_seconds"], 3600);
+    let ev = &rec["evidence"];
+    assert_eq!(ev["allowance_5min"], 30, "{rec}");
+    assert_eq!(ev["new_recipients_5min"], 30, "{rec}");
     assert!(
-        rec["evidence"]["recipients"].as_u64().unwrap() > 10,
+        ev["deferred_new_recipients_5min"].as_u64().unwrap() > 30,
         "{rec}"
     );
+    assert_eq!(ev["escalated"], true, "{rec}");
+    // The steps that led there: throttled, then suspended.
+    let steps: Vec<&str> = ev["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["throttle", "suspend"], "{rec}");
+
+    // The colleague is untouched.
+    let (code, _, codes) = transaction(&gw, "peggy@a.example.kz", &rcpts("partner", 2));
+    assert_eq!((code, codes), (250, vec![250, 250]));
 
     // Its queued mail is held; another sender's is not.
     assert!(wait_for(10, || {
@@ -233,54 +273,69 @@ fn burst_suspends_sender_then_domain_holds_mail_notifies_and_restore_releases() 
         !q.is_empty() && q.iter().all(|e| !e["held"].is_null())
     }));
 
-    // The notice reaches the contacts and the postmaster, with the evidence.
+    // The notices (throttle, then suspension) reach the contacts and the
+    // postmaster, in words and numbers.
     assert!(
         mx.wait_for_messages(1, Duration::from_secs(20)),
         "no notice delivered"
     );
+    assert!(wait_for(20, || mx.messages().iter().any(|m| {
+        m.recipients.iter().any(|r| r == "it@contact.example.kz")
+            && String::from_utf8_lossy(&m.body).contains("suspended (novelty)")
+    })));
     let notice = mx
         .messages()
         .into_iter()
-        .find(|m| m.recipients.iter().any(|r| r == "it@contact.example.kz"))
-        .expect("notice to the contact");
+        .find(|m| {
+            m.recipients.iter().any(|r| r == "it@contact.example.kz")
+                && String::from_utf8_lossy(&m.body).contains("suspended (novelty)")
+        })
+        .unwrap();
     let msg = mail_parser::MessageParser::default()
         .parse(&notice.body)
         .unwrap();
     assert_eq!(
         msg.subject(),
-        Some("Mail gateway: sender mallory@a.example.kz suspended (volume)")
+        Some("Mail gateway: sender mallory@a.example.kz suspended (novelty)")
     );
     let body = msg.body_text(0).unwrap().to_string();
-    assert!(
-        body.contains("Evidence") && body.contains("\"recipients\""),
-        "{body}"
-    );
-    assert!(
-        body.contains("ugem sender restore mallory@a.example.kz"),
-        "{body}"
-    );
+    for want in [
+        "never wrote to before",
+        "stolen password",
+        "new recipients 5min: 30",
+        "allowance 5min: 30",
+        "throttle (novelty)",
+        "ugem sender restore mallory@a.example.kz",
+    ] {
+        assert!(body.contains(want), "{want:?} missing: {body}");
+    }
     assert!(wait_for(20, || mx.messages().iter().any(|m| m
         .recipients
         .iter()
         .any(|r| r == "postmaster@gw.test.example"))));
 
-    // The webhook got the JSON.
+    // The webhooks got the throttle and the suspension.
     assert!(wait_for(20, || hooks
         .lock()
         .unwrap()
         .iter()
         .any(|v| v["event"] == "suspend")));
-    let ev = hooks.lock().unwrap()[0].clone();
-    assert_eq!(ev["rule"], "volume");
+    let got = hooks.lock().unwrap().clone();
+    assert!(
+        got.iter()
+            .any(|v| v["event"] == "throttle" && v["rule"] == "novelty")
+    );
+    let ev = got.iter().find(|v| v["event"] == "suspend").unwrap();
+    assert_eq!(ev["rule"], "novelty");
     assert_eq!(ev["scope"]["value"], "mallory@a.example.kz");
 
-    // A second sender of the domain bursts: the domain follows.
-    for i in 0..30 {
+    // A second sender of the domain is taken over too: the domain follows,
+    // on that evidence (two senders), not on one sender's.
+    for i in 0..60 {
         let (code, _, _) = transaction(&gw, "trent@a.example.kz", &rcpts(&format!("t{i}-"), 3));
         if code == 451 {
             break;
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
     assert!(wait_for(10, || {
         let (code, text, _) = transaction(&gw, "peggy@a.example.kz", &rcpts("p", 1));
@@ -309,6 +364,10 @@ fn burst_suspends_sender_then_domain_holds_mail_notifies_and_restore_releases() 
     let g = api(&gw, "/api/v1/governor");
     assert_eq!(g["counters"]["sender_suspensions"], 2, "{g}");
     assert_eq!(g["counters"]["domain_suspensions"], 1, "{g}");
+    let scope: Value =
+        serde_json::from_str(&gw.cli_ok(&["--json", "governor", "scope", "mallory@a.example.kz"]))
+            .unwrap();
+    assert!(scope["stats"]["short"].is_object(), "{scope}");
 
     // Restore: mail is accepted again, held mail released, a notice sent.
     gw.cli_ok(&[
@@ -345,6 +404,84 @@ fn burst_suspends_sender_then_domain_holds_mail_notifies_and_restore_releases() 
 }
 
 #[test]
+fn a_declared_bulk_sender_is_never_suspended_and_an_undeclared_one_is_only_deferred() {
+    // A tax office sends notices, one new taxpayer each. Declared, it is
+    // bounded by its declared rates only; the same traffic undeclared from a
+    // sender without history is deferred (451 4.7.0) past the unproven
+    // allowance, and never suspended for it.
+    let gw = Gateway::start("[governor]\nunproven_recipients_5min = 20\n");
+    register(&gw, "tax.example.kz");
+    let out = gw.cli_ok(&[
+        "sender",
+        "limits",
+        "Notices@tax.example.kz",
+        "--messages-per-minute",
+        "700",
+        "--messages-per-hour",
+        "40000",
+        "--recipients-per-minute",
+        "700",
+        "--recipients-per-hour",
+        "40000",
+        "--note",
+        "tax notices, 10/s on weekdays",
+    ]);
+    assert!(
+        out.contains("40000") && out.contains("tax notices"),
+        "{out}"
+    );
+    let shown: Value =
+        serde_json::from_str(&gw.cli_ok(&["--json", "sender", "limits", "notices@tax.example.kz"]))
+            .unwrap();
+    assert_eq!(shown["judged_on_novelty"], false, "{shown}");
+    assert_eq!(shown["recipients_per_hour"], 40000, "{shown}");
+
+    for i in 0..150 {
+        let (code, text, codes) = transaction(
+            &gw,
+            "notices@tax.example.kz",
+            &[format!("taxpayer{i}@mail.example")],
+        );
+        assert_eq!((code, &codes), (250, &vec![250]), "message {i}: {text}");
+    }
+    let mut deferred = 0;
+    for i in 0..40 {
+        let (code, text, codes) = transaction(
+            &gw,
+            "billing@tax.example.kz",
+            &[format!("payer{i}@mail.example")],
+        );
+        assert_eq!(code, 250, "{text}");
+        if codes == [451] {
+            assert!(
+                text.starts_with("4.7.0") && text.contains("no sending history"),
+                "{text}"
+            );
+            deferred += 1;
+        }
+    }
+    assert_eq!(deferred, 20);
+    let g = api(&gw, "/api/v1/governor");
+    assert_eq!(g["counters"]["sender_suspensions"], 0, "{g}");
+    assert_eq!(g["counters"]["throttles"], 0, "{g}");
+    assert!(
+        api(&gw, "/api/v1/suspensions")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // The declaration is audited and can be withdrawn.
+    let audit = gw.cli_ok(&["audit"]);
+    assert!(audit.contains("sender.limits"), "{audit}");
+    gw.cli_ok(&["sender", "limits", "notices@tax.example.kz", "--clear"]);
+    let shown: Value =
+        serde_json::from_str(&gw.cli_ok(&["--json", "sender", "limits", "notices@tax.example.kz"]))
+            .unwrap();
+    assert_eq!(shown["judged_on_novelty"], true, "{shown}");
+}
+
+#[test]
 fn remote_rejections_trip_the_rejection_rule() {
     let mx = FakeMx::start(Behaviour::accept());
     let gw = Gateway::start(&format!(
@@ -377,32 +514,62 @@ fn remote_rejections_trip_the_rejection_rule() {
 }
 
 #[test]
-fn sustained_throttling_suspends_and_the_suspension_expires_by_itself() {
+fn hitting_its_limits_never_suspends_a_sender_and_an_automatic_suspension_expires() {
     let gw = Gateway::start(
-        "[governor]\nsender_recipients_per_hour = 2\nburst_percent = 100\nthrottled_count = 3\n\
-         ladder = [\"suspend\"]\nexpire = { throttled = \"2s\" }\nhousekeeping_interval = \"1s\"\n",
+        "[governor]\nburst_percent = 100\nhistory_hours = 0\n\
+         new_recipients_5min = 3\nnew_recipients_hour = 3\nexpire = { novelty = \"2s\" }\n\
+         housekeeping_interval = \"500ms\"\n",
     );
     register(&gw, "a.example.kz");
-    let (_, text, codes) = transaction(&gw, "frank@a.example.kz", &rcpts("f", 6));
-    assert_eq!(codes, [250, 250, 451, 451, 451, 451]);
+    register(&gw, "b.example.kz");
+    gw.cli_ok(&[
+        "domain",
+        "limits",
+        "a.example.kz",
+        "--sender-recipients-per-hour",
+        "2",
+    ]);
+    // Over its recipient rate again and again, to the same addresses (as a
+    // sending server retries): 451s, never a suspension.
+    for _ in 0..5 {
+        let (_, text, codes) = transaction(&gw, "frank@a.example.kz", &rcpts("f", 2));
+        assert!(
+            codes.contains(&250) || text.contains("2 recipients/hour"),
+            "{text}"
+        );
+    }
+    let (_, text, codes) = transaction(&gw, "frank@a.example.kz", &rcpts("f", 2));
+    assert_eq!(codes, [451, 451]);
     assert!(
         text.contains("2 recipients/hour for sender frank@a.example.kz"),
         "{text}"
     );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        api(&gw, "/api/v1/suspensions")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let g = api(&gw, "/api/v1/governor");
+    assert!(g["counters"]["rcpt_refused"].as_u64().unwrap() >= 8, "{g}");
+
+    // A takeover of another mailbox is suspended (allowance 3), and the
+    // suspension, set to expire, lifts itself.
+    for i in 0..10 {
+        let (code, _, _) = transaction(&gw, "grace@b.example.kz", &rcpts(&format!("g{i}-"), 2));
+        if code == 451 {
+            break;
+        }
+    }
     assert!(wait_for(10, || {
         let s = api(&gw, "/api/v1/suspensions");
         s.as_array().unwrap().iter().any(|r| {
-            r["scope"]["value"] == "frank@a.example.kz"
-                && r["rule"] == "throttled"
+            r["scope"]["value"] == "grace@b.example.kz"
+                && r["rule"] == "novelty"
                 && r["expires_at"].is_string()
-                && r["evidence"]["refusals"].as_u64() >= Some(3)
         })
     }));
-    let (code, text, _) = transaction(&gw, "frank@a.example.kz", &rcpts("g", 1));
-    assert_eq!(code, 451, "{text}");
-    assert!(text.starts_with("4.7.1"), "{text}");
-
-    // The expiry lifts it: restored by `auto`, held mail released, mail accepted.
     assert!(wait_for(15, || {
         let s = api(&gw, "/api/v1/suspensions?history=true");
         s.as_array()
@@ -416,14 +583,60 @@ fn sustained_throttling_suspends_and_the_suspension_expires_by_itself() {
             .unwrap()
             .is_empty()
     );
-    assert!(wait_for(10, || queue(&gw, "?sender=frank@a.example.kz")
-        .iter()
-        .all(|e| e["held"].is_null())));
     let mut s = Smtp::greeted(gw.smtp);
     s.expect("EHLO client.test.example", 250);
-    s.expect("MAIL FROM:<frank@a.example.kz>", 250);
+    s.expect("MAIL FROM:<grace@b.example.kz>", 250);
     let g = api(&gw, "/api/v1/governor");
     assert_eq!(g["counters"]["expiries"], 1, "{g}");
+}
+
+#[test]
+fn what_decides_survives_kill_9() {
+    let mut gw = Gateway::start(
+        "[governor]\nsender_messages_per_hour = 100\nhistory_hours = 0\n\
+         new_recipients_5min = 3\nnew_recipients_hour = 3\nhousekeeping_interval = \"200ms\"\n",
+    );
+    register(&gw, "a.example.kz");
+    // Ivan uses his whole burst (20 % of 100/hour).
+    let mut sent = 0;
+    for i in 0..25 {
+        let (code, _, _) = transaction(
+            &gw,
+            "ivan@a.example.kz",
+            &[format!("known{}@far.example", i % 2)],
+        );
+        if code != 250 {
+            break;
+        }
+        sent += 1;
+    }
+    assert_eq!(sent, 20);
+    // Judy is throttled: her fourth new address is deferred.
+    let (_, _, codes) = transaction(&gw, "judy@a.example.kz", &rcpts("j", 4));
+    assert_eq!(codes, [250, 250, 250, 451]);
+    // Past one save, the process is killed.
+    std::thread::sleep(Duration::from_millis(800));
+    gw.kill();
+    gw.spawn();
+    // No fresh burst for Ivan...
+    let (code, text, _) = transaction(&gw, "ivan@a.example.kz", &rcpts("known", 1));
+    assert_eq!(code, 451, "{text}");
+    assert!(
+        text.contains("messages/hour for sender ivan@a.example.kz"),
+        "{text}"
+    );
+    // ...Judy is still throttled, and her known correspondents still pass.
+    let (_, text, codes) = transaction(
+        &gw,
+        "judy@a.example.kz",
+        &[
+            "j0@far.example".to_string(),
+            "brand-new@far.example".to_string(),
+        ],
+    );
+    assert_eq!(codes, [250, 451], "{text}");
+    let g = api(&gw, "/api/v1/governor");
+    assert_eq!(g["throttled"].as_array().unwrap().len(), 1, "{g}");
 }
 
 #[test]

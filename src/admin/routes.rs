@@ -725,7 +725,9 @@ async fn set_sender_limits(
         let limits: crate::store::domains::SenderLimits = body.required()?;
         let address = address.trim().to_ascii_lowercase();
         let rec = reg.set_sender_limits(&address, Some(limits))?;
-        Ok(crate::governor::effective_sender_limits(&cfg, &rec, &address))
+        Ok(crate::governor::effective_sender_limits(
+            &cfg, &rec, &address,
+        ))
     })
     .await?;
     Ok(Json(v))
@@ -742,7 +744,9 @@ async fn clear_sender_limits(
     let v = audited(&st, &who, address.clone(), move |_| {
         let address = address.trim().to_ascii_lowercase();
         let rec = reg.set_sender_limits(&address, None)?;
-        Ok(crate::governor::effective_sender_limits(&cfg, &rec, &address))
+        Ok(crate::governor::effective_sender_limits(
+            &cfg, &rec, &address,
+        ))
     })
     .await?;
     Ok(Json(v))

@@ -63,7 +63,9 @@ impl Resolved {
             d.sender_recipients_per_hour,
             g.sender_recipients_per_hour,
         );
-        let dom_hour = d.domain_new_recipients_hour.unwrap_or(g.domain_new_recipients_hour);
+        let dom_hour = d
+            .domain_new_recipients_hour
+            .unwrap_or(g.domain_new_recipients_hour);
         Resolved {
             s_msg_min: minutely(pick(
                 so.messages_per_minute,
@@ -82,7 +84,10 @@ impl Resolved {
             )),
             s_rcpt_hour: hourly(s_rcpt_hour),
             d_msg_hour: hourly(d.messages_per_hour.unwrap_or(g.domain_messages_per_hour)),
-            d_rcpt_hour: hourly(d.recipients_per_hour.unwrap_or(g.domain_recipients_per_hour)),
+            d_rcpt_hour: hourly(
+                d.recipients_per_hour
+                    .unwrap_or(g.domain_recipients_per_hour),
+            ),
             floors: (
                 d.new_recipients_5min.unwrap_or(g.new_recipients_5min),
                 d.new_recipients_hour.unwrap_or(g.new_recipients_hour),
@@ -149,7 +154,10 @@ fn novelty_deferred(sender: &str, a: &Allowance, throttled: bool) -> Reply {
 
 /// Takes one cell from each `(cell, rate, metric)` in turn; the metric of
 /// the first one over its rate.
-fn take_all(cells: [(&mut Cell, Rate, &'static str); 2], now: u64) -> Result<(), (Rate, &'static str)> {
+fn take_all(
+    cells: [(&mut Cell, Rate, &'static str); 2],
+    now: u64,
+) -> Result<(), (Rate, &'static str)> {
     for (c, r, m) in cells {
         if !c.take(r, now) {
             return Err((r, m));
@@ -225,8 +233,16 @@ impl Governor {
             t.dirty = true;
             if let Err((rate, metric)) = take_all(
                 [
-                    (&mut t.cells.msg_min, sj.r.s_msg_min, "sender_messages_per_minute"),
-                    (&mut t.cells.msg_hour, sj.r.s_msg_hour, "sender_messages_per_hour"),
+                    (
+                        &mut t.cells.msg_min,
+                        sj.r.s_msg_min,
+                        "sender_messages_per_minute",
+                    ),
+                    (
+                        &mut t.cells.msg_hour,
+                        sj.r.s_msg_hour,
+                        "sender_messages_per_hour",
+                    ),
                 ],
                 now,
             ) {
@@ -335,12 +351,23 @@ impl Governor {
             }
             if let Err((rate, metric)) = take_all(
                 [
-                    (&mut t.cells.rcpt_min, sj.r.s_rcpt_min, "sender_recipients_per_minute"),
-                    (&mut t.cells.rcpt_hour, sj.r.s_rcpt_hour, "sender_recipients_per_hour"),
+                    (
+                        &mut t.cells.rcpt_min,
+                        sj.r.s_rcpt_min,
+                        "sender_recipients_per_minute",
+                    ),
+                    (
+                        &mut t.cells.rcpt_hour,
+                        sj.r.s_rcpt_hour,
+                        "sender_recipients_per_hour",
+                    ),
                 ],
                 now,
             ) {
-                return Err((rate_limited(rate, "recipients", &format!("sender {sender}")), Some(metric)));
+                return Err((
+                    rate_limited(rate, "recipients", &format!("sender {sender}")),
+                    Some(metric),
+                ));
             }
             t.stats.note_recipient(!known, now);
             if !known {
@@ -359,7 +386,13 @@ impl Governor {
                 if let Some((st, trip)) = step {
                     // Its traffic so far is now its own, not its domain's.
                     self.exclude(sj.kd, now, s_windows(self, sj.ks));
-                    self.decide(Scope::Sender(sender.to_string()), domain, trip, Some(st), now);
+                    self.decide(
+                        Scope::Sender(sender.to_string()),
+                        domain,
+                        trip,
+                        Some(st),
+                        now,
+                    );
                 }
                 return Err(reply);
             }
@@ -380,7 +413,12 @@ impl Governor {
                     &format!("domain {domain}"),
                 ));
             }
-            let dnew = !known && mem.insert(mem.pair(PairKind::Domain, mem.scope_id_of(b'd', domain.as_str()), rid));
+            let dnew = !known
+                && mem.insert(mem.pair(
+                    PairKind::Domain,
+                    mem.scope_id_of(b'd', domain.as_str()),
+                    rid,
+                ));
             t.stats.note_recipient(dnew, now);
             if accountable {
                 for w in [&mut t.excluded.short, &mut t.excluded.hour] {
@@ -393,7 +431,15 @@ impl Governor {
                 let a = detector::domain_allowance(&t.stats, sj.r.dfloors, g);
                 (f64::from(n.new_5) > a.five || f64::from(n.new_hour) > a.hour).then(|| {
                     t.stats.last_trip_ms = now;
-                    detector::novelty_trip("domain_novelty", &Label(&t.name), &n, &a, &t.stats, false, g)
+                    detector::novelty_trip(
+                        "domain_novelty",
+                        &Label(&t.name),
+                        &n,
+                        &a,
+                        &t.stats,
+                        false,
+                        g,
+                    )
                 })
             } else {
                 None
@@ -413,8 +459,14 @@ impl Governor {
         let len = self.cfg.governor.window.0.as_millis() as u64;
         let mut shard = self.scopes.shard(kd);
         if let Some(t) = shard.get_mut(&kd) {
-            t.excluded.short.cur.add(&w.short.estimate(now, detector::SHORT_MS));
-            t.excluded.hour.cur.add(&w.hour.estimate(now, detector::HOUR_MS));
+            t.excluded
+                .short
+                .cur
+                .add(&w.short.estimate(now, detector::SHORT_MS));
+            t.excluded
+                .hour
+                .cur
+                .add(&w.hour.estimate(now, detector::HOUR_MS));
             t.excluded.outcomes.cur.add(&w.outcomes.estimate(now, len));
             t.dirty = true;
         }

@@ -195,7 +195,8 @@ impl ScopeStats {
         self.decay(now_ms, g);
         // A bucket in which, or within a day before which, a rule tripped
         // shows the attack (or its aftermath), not the habit.
-        let quiet = |start: u64| self.last_trip_ms == 0 || self.last_trip_ms + QUARANTINE_MS < start;
+        let quiet =
+            |start: u64| self.last_trip_ms == 0 || self.last_trip_ms + QUARANTINE_MS < start;
         let clean5 = done5.filter(|_| quiet(short_start));
         let clean60 = done60.filter(|_| quiet(hour_start));
         if let Some(c) = clean5 {
@@ -367,8 +368,8 @@ pub fn sender_allowance(
             Some((true, s5, s60)) => (s5, s60, Basis::DomainSenders),
             _ => {
                 return Allowance {
-                    five: f64::from(g.unproven_recipients_5min.max(floors.0)),
-                    hour: f64::from(g.unproven_recipients_hour.max(floors.1)),
+                    five: f64::from(g.unproven_recipients_5min),
+                    hour: f64::from(g.unproven_recipients_hour),
                     basis: Basis::Unproven,
                 };
             }
@@ -481,8 +482,8 @@ pub fn novelty_trip(
             "deferred_new_recipients_5min": n.tried_5,
             "deferred_new_recipients_hour": n.tried_hour,
             "recipients_hour": n.recipients_hour,
-            "allowance_5min": a.five.round(),
-            "allowance_hour": a.hour.round(),
+            "allowance_5min": a.five.round() as u64,
+            "allowance_hour": a.hour.round() as u64,
             "allowance_basis": a.basis.as_str(),
             "peak_new_recipients_5min": (s.peak_new_5 * 10.0).round() / 10.0,
             "peak_new_recipients_hour": (s.peak_new_hour * 10.0).round() / 10.0,
@@ -590,8 +591,17 @@ mod tests {
         let mut w = Window::default();
         w.roll(MONDAY, HOUR_MS);
         w.cur.recipients = 100;
-        assert_eq!(w.roll(MONDAY + HOUR_MS + HOUR_MS / 4, HOUR_MS).unwrap().recipients, 100);
-        assert_eq!(w.estimate(MONDAY + HOUR_MS + HOUR_MS / 4, HOUR_MS).recipients, 75);
+        assert_eq!(
+            w.roll(MONDAY + HOUR_MS + HOUR_MS / 4, HOUR_MS)
+                .unwrap()
+                .recipients,
+            100
+        );
+        assert_eq!(
+            w.estimate(MONDAY + HOUR_MS + HOUR_MS / 4, HOUR_MS)
+                .recipients,
+            75
+        );
         // A long silence forgets everything.
         w.roll(MONDAY + 30 * HOUR_MS, HOUR_MS);
         assert_eq!(w.estimate(MONDAY + 30 * HOUR_MS, HOUR_MS).recipients, 0);
@@ -636,7 +646,10 @@ mod tests {
         assert_eq!((a.five, a.hour, a.basis), (100.0, 300.0, Basis::Unproven));
         // Unproven sender in a proven domain: its senders' peaks.
         let a = sender_allowance(&s, Some((true, 50.0, 90.0)), (30, 120), None, &g);
-        assert_eq!((a.five, a.hour, a.basis), (200.0, 360.0, Basis::DomainSenders));
+        assert_eq!(
+            (a.five, a.hour, a.basis),
+            (200.0, 360.0, Basis::DomainSenders)
+        );
         // Proven sender: its own peaks, never under the floors.
         s.active_hours = 100;
         s.peak_new_5 = 3.0;
@@ -695,7 +708,10 @@ mod tests {
         assert!(judge_outcomes(&s, None, &"x", MONDAY, &g).is_none());
         s.note_outcome(OutcomeKind::Spam, MONDAY);
         let t = judge_outcomes(&s, None, &"x", MONDAY, &g).unwrap();
-        assert_eq!((t.rule, t.evidence["spam"].as_u64()), ("rejections", Some(1)));
+        assert_eq!(
+            (t.rule, t.evidence["spam"].as_u64()),
+            ("rejections", Some(1))
+        );
         // The same counts explained by an accountable sender: nothing left.
         let minus = s.outcomes;
         assert!(judge_outcomes(&s, Some(&minus), &"x", MONDAY, &g).is_none());

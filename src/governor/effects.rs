@@ -286,19 +286,17 @@ impl Governor {
             "suspended_senders": senders,
             "limit": need,
         });
-        let _ = self
-            .events
-            .send(Event::Step {
-                scope: Scope::Domain(domain.clone()),
-                domain: domain.clone(),
-                step: Step::Suspend,
-                trip: Trip {
-                    rule: "senders_suspended",
-                    summary: reason,
-                    evidence,
-                },
-                at_ms,
-            });
+        let _ = self.events.send(Event::Step {
+            scope: Scope::Domain(domain.clone()),
+            domain: domain.clone(),
+            step: Step::Suspend,
+            trip: Trip {
+                rule: "senders_suspended",
+                summary: reason,
+                evidence,
+            },
+            at_ms,
+        });
     }
 
     fn event_json(

@@ -354,7 +354,13 @@ impl Governor {
         queue: ugem_queue::Queue,
     ) -> Arc<Governor> {
         let dir = cfg.server.data_dir.join("governor");
-        Governor::with_clock(cfg, registry, queue, Arc::new(clock::SystemClock), Some(dir))
+        Governor::with_clock(
+            cfg,
+            registry,
+            queue,
+            Arc::new(clock::SystemClock),
+            Some(dir),
+        )
     }
 
     /// Builds the governor on `clock`; with `state_dir` its recipient memory
@@ -422,9 +428,7 @@ impl Governor {
         now: u64,
         name: impl FnOnce() -> String,
     ) -> (&'a mut Tracked, detector::Learned) {
-        let t = shard
-            .entry(k)
-            .or_insert_with(|| Tracked::new(name(), now));
+        let t = shard.entry(k).or_insert_with(|| Tracked::new(name(), now));
         let learned = t.stats.roll(now, &self.cfg.governor);
         if learned.0.is_some() || learned.1.is_some() {
             t.dirty = true;

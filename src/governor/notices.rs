@@ -36,7 +36,11 @@ fn evidence_text(v: &serde_json::Value) -> String {
         for s in steps {
             let at = s["at_ms"]
                 .as_u64()
-                .map(|ms| super::clock::utc(ms).format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .map(|ms| {
+                    super::clock::utc(ms)
+                        .format("%Y-%m-%d %H:%M:%S UTC")
+                        .to_string()
+                })
                 .unwrap_or_default();
             out.push_str(&format!(
                 "    {at}  {} ({})\n",

@@ -335,7 +335,8 @@ fn read_snapshot(path: &Path, capacity: u32) -> std::io::Result<Option<Recipient
     if buf.len() < 48 || &buf[..8] != MAGIC {
         return Err(bad("not a recipient memory snapshot"));
     }
-    let word = |i: usize| u64::from_le_bytes(buf[8 + i * 8..16 + i * 8].try_into().unwrap_or_default());
+    let word =
+        |i: usize| u64::from_le_bytes(buf[8 + i * 8..16 + i * 8].try_into().unwrap_or_default());
     let (s0, s1, cap, blocks, cur_n) = (word(0), word(1), word(2), word(3), word(4));
     let mem = RecipientMemory::empty([s0, s1], capacity, None);
     if cap != mem.capacity || blocks != mem.blocks {
@@ -374,15 +375,23 @@ mod tests {
         let m = RecipientMemory::in_memory(100_000);
         let s = m.scope_id_of(b's', "clerk@agency.kz");
         let fresh = (0..100_000)
-            .filter(|i| m.insert(m.pair(PairKind::Sender, s, m.recipient_id(&format!("r{i}@x.org")))))
+            .filter(|i| {
+                m.insert(m.pair(PairKind::Sender, s, m.recipient_id(&format!("r{i}@x.org"))))
+            })
             .count();
         // A never-seen pair that happens to read as known is not new.
         assert!(fresh > 97_000, "{fresh}");
         for i in 0..100_000 {
-            assert!(m.contains(m.pair(PairKind::Sender, s, m.recipient_id(&format!("R{i}@X.org")))));
+            assert!(m.contains(m.pair(
+                PairKind::Sender,
+                s,
+                m.recipient_id(&format!("R{i}@X.org"))
+            )));
         }
         let fp = (0..100_000)
-            .filter(|i| m.contains(m.pair(PairKind::Sender, s, m.recipient_id(&format!("n{i}@x.org")))))
+            .filter(|i| {
+                m.contains(m.pair(PairKind::Sender, s, m.recipient_id(&format!("n{i}@x.org"))))
+            })
             .count();
         assert!(fp < 3_000, "false positives {fp}");
         // Another kind of pair, or another sender, is another pair.
@@ -415,21 +424,37 @@ mod tests {
         let (a, b, c);
         {
             let m = RecipientMemory::open(dir.path(), 10_000).unwrap();
-            a = m.pair(PairKind::Sender, m.scope_id_of(b's', "a"), m.recipient_id("x@y"));
+            a = m.pair(
+                PairKind::Sender,
+                m.scope_id_of(b's', "a"),
+                m.recipient_id("x@y"),
+            );
             m.insert(a);
             m.snapshot().unwrap();
-            b = m.pair(PairKind::Sender, m.scope_id_of(b's', "a"), m.recipient_id("z@y"));
+            b = m.pair(
+                PairKind::Sender,
+                m.scope_id_of(b's', "a"),
+                m.recipient_id("z@y"),
+            );
             m.insert(b);
             m.persist().unwrap();
             // Added after the last persist: lost, as a kill -9 would lose it.
-            c = m.pair(PairKind::Sender, m.scope_id_of(b's', "a"), m.recipient_id("late@y"));
+            c = m.pair(
+                PairKind::Sender,
+                m.scope_id_of(b's', "a"),
+                m.recipient_id("late@y"),
+            );
             m.insert(c);
         }
         let m = RecipientMemory::open(dir.path(), 10_000).unwrap();
         assert!(m.contains(a) && m.contains(b) && !m.contains(c));
         // The keys are the same after a restart (the seed is kept).
         assert_eq!(
-            m.pair(PairKind::Sender, m.scope_id_of(b's', "a"), m.recipient_id("x@y")),
+            m.pair(
+                PairKind::Sender,
+                m.scope_id_of(b's', "a"),
+                m.recipient_id("x@y")
+            ),
             a
         );
         // A torn journal entry is ignored.

@@ -48,7 +48,13 @@ impl Governor {
     /// Delivery results of one attempt for mail of `sender`, relayed out for
     /// `domain` when `outbound`: feeds the delivery rules of both. Any mail
     /// (bounces and notices too) can show that a gateway address is listed.
-    pub fn observe(&self, sender: &str, domain: Option<&str>, outbound: bool, results: &[Result<'_>]) {
+    pub fn observe(
+        &self,
+        sender: &str,
+        domain: Option<&str>,
+        outbound: bool,
+        results: &[Result<'_>],
+    ) {
         if !self.enabled() {
             return;
         }

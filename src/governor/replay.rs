@@ -348,7 +348,9 @@ fn parse_scope(s: &str) -> Option<Scope> {
     if d.contains('@') {
         return Some(Scope::Sender(d.to_ascii_lowercase()));
     }
-    crate::domain::Domain::parse(d.trim()).ok().map(Scope::Domain)
+    crate::domain::Domain::parse(d.trim())
+        .ok()
+        .map(Scope::Domain)
 }
 
 impl Replayer {
@@ -367,8 +369,8 @@ impl Replayer {
         cfg.governor.webhooks.clear();
         let store = crate::store::Store::open(&dir).map_err(|e| err(&e))?;
         let registry = Arc::new(Registry::open(store).map_err(|e| err(&e))?);
-        let queue = ugem_queue::Queue::open(&dir.join("queue"), Default::default())
-            .map_err(|e| err(&e))?;
+        let queue =
+            ugem_queue::Queue::open(&dir.join("queue"), Default::default()).map_err(|e| err(&e))?;
         let clock = Arc::new(ManualClock::new(start_ms));
         let cfg = Arc::new(cfg);
         let gov = Governor::with_clock(cfg.clone(), registry.clone(), queue, clock.clone(), None);
@@ -421,22 +423,36 @@ impl Replayer {
                     "contacts": [{"name": "", "email": format!("it@{domain}")}],
                     "shared_servers": true,
                 }))
-                .map_err(|e| ReplayError::Event { t, msg: e.to_string() })?;
+                .map_err(|e| ReplayError::Event {
+                    t,
+                    msg: e.to_string(),
+                })?;
                 self.registry
                     .add_domain(new)
-                    .map_err(|e| ReplayError::Event { t, msg: e.to_string() })?;
+                    .map_err(|e| ReplayError::Event {
+                        t,
+                        msg: e.to_string(),
+                    })?;
             }
             TraceEvent::Limits { t, domain, limits } => {
-                let d = crate::domain::Domain::parse(&domain)
-                    .map_err(|e| ReplayError::Event { t, msg: e.to_string() })?;
+                let d = crate::domain::Domain::parse(&domain).map_err(|e| ReplayError::Event {
+                    t,
+                    msg: e.to_string(),
+                })?;
                 self.registry
                     .set_limits(&d, Some(limits))
-                    .map_err(|e| ReplayError::Event { t, msg: e.to_string() })?;
+                    .map_err(|e| ReplayError::Event {
+                        t,
+                        msg: e.to_string(),
+                    })?;
             }
             TraceEvent::SenderLimits { t, sender, limits } => {
                 self.registry
                     .set_sender_limits(&sender, Some(limits))
-                    .map_err(|e| ReplayError::Event { t, msg: e.to_string() })?;
+                    .map_err(|e| ReplayError::Event {
+                        t,
+                        msg: e.to_string(),
+                    })?;
             }
             TraceEvent::Suspend { t, scope, reason } => {
                 let sc = parse_scope(&scope).ok_or_else(|| ReplayError::Event {
@@ -473,7 +489,8 @@ impl Replayer {
                     Scope::Domain(d) => self.registry.restore_domain(d, req).map(|_| ()),
                     Scope::Sender(s) => self.registry.restore_sender(s, req).map(|_| ()),
                 };
-                let ended = active.and_then(|id| self.registry.store().get_suspension(id).ok().flatten());
+                let ended =
+                    active.and_then(|id| self.registry.store().get_suspension(id).ok().flatten());
                 if let (Ok(()), Some(rec)) = (r, ended) {
                     self.gov.on_restored(&rec).await;
                 }
@@ -756,7 +773,13 @@ impl Replayer {
                     }
                 }
             };
-            let suspend = matches!(&ev, Event::Step { step: Step::Suspend, .. });
+            let suspend = matches!(
+                &ev,
+                Event::Step {
+                    step: Step::Suspend,
+                    ..
+                }
+            );
             let scope = match &ev {
                 Event::Step { scope, .. } => Some(scope.clone()),
                 _ => None,
@@ -764,7 +787,11 @@ impl Replayer {
             self.gov.handle(ev).await;
             // Only a suspension that was made counts.
             if suspend && let Some(sc) = scope {
-                let made = self.registry.snapshot().suspension(&sc).is_some_and(|r| r.actor == "auto");
+                let made = self
+                    .registry
+                    .snapshot()
+                    .suspension(&sc)
+                    .is_some_and(|r| r.actor == "auto");
                 if made {
                     match &sc {
                         Scope::Sender(s) => {
@@ -777,7 +804,10 @@ impl Replayer {
                             }
                         }
                         Scope::Domain(dm) => {
-                            self.report.domains_suspended.entry(dm.to_string()).or_insert(d.t);
+                            self.report
+                                .domains_suspended
+                                .entry(dm.to_string())
+                                .or_insert(d.t);
                         }
                     }
                 }

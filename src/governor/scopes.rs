@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher as _};
 use std::sync::{Mutex, MutexGuard};
 
-
 /// A scope (domain or sender) as a 128-bit key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ScopeKey(pub u128);

@@ -332,7 +332,10 @@ mod tests {
     fn retired_keys_are_taken_out_and_others_stay() {
         let mut tree = serde_json::json!({"governor": {
             "volume_floor": 5, "throttled_count": 3, "volum_factor": 2.0}});
-        assert_eq!(strip_retired(&mut tree), ["throttled_count", "volume_floor"]);
+        assert_eq!(
+            strip_retired(&mut tree),
+            ["throttled_count", "volume_floor"]
+        );
         assert_eq!(tree, serde_json::json!({"governor": {"volum_factor": 2.0}}));
     }
 

@@ -103,7 +103,11 @@ impl Governor {
         let store = self.registry.store().clone();
         let memory = self.memory.clone();
         let r = tokio::task::spawn_blocking(move || {
-            let m = if all { memory.snapshot() } else { memory.persist() };
+            let m = if all {
+                memory.snapshot()
+            } else {
+                memory.persist()
+            };
             if let Err(e) = m {
                 tracing::warn!(error = %e, "cannot save the recipient memory");
             }

@@ -507,7 +507,9 @@ impl Registry {
             }
             None => {
                 if rec.senders.remove(&sender).is_none() {
-                    return Err(RegistryError::NotFound(format!("a declaration of {sender}")));
+                    return Err(RegistryError::NotFound(format!(
+                        "a declaration of {sender}"
+                    )));
                 }
             }
         }

@@ -127,12 +127,24 @@ impl DomainLimits {
             ("messages_per_hour", self.messages_per_hour),
             ("recipients_per_hour", self.recipients_per_hour),
             ("sender_messages_per_hour", self.sender_messages_per_hour),
-            ("sender_recipients_per_hour", self.sender_recipients_per_hour),
-            ("sender_messages_per_minute", self.sender_messages_per_minute),
-            ("sender_recipients_per_minute", self.sender_recipients_per_minute),
+            (
+                "sender_recipients_per_hour",
+                self.sender_recipients_per_hour,
+            ),
+            (
+                "sender_messages_per_minute",
+                self.sender_messages_per_minute,
+            ),
+            (
+                "sender_recipients_per_minute",
+                self.sender_recipients_per_minute,
+            ),
             ("new_recipients_5min", self.new_recipients_5min),
             ("new_recipients_hour", self.new_recipients_hour),
-            ("domain_new_recipients_hour", self.domain_new_recipients_hour),
+            (
+                "domain_new_recipients_hour",
+                self.domain_new_recipients_hour,
+            ),
         ]
     }
 }

@@ -29,8 +29,16 @@ pub const WEEK: u64 = 7 * DAY;
 pub const COMPROMISE: u64 = MONDAY + WEEK + DAY + 10 * HOUR;
 
 const FREEMAIL: &[&str] = &[
-    "mail.ru", "gmail.com", "yandex.ru", "outlook.com", "yahoo.com", "inbox.kz", "bk.ru",
-    "list.ru", "hotmail.com", "icloud.com",
+    "mail.ru",
+    "gmail.com",
+    "yandex.ru",
+    "outlook.com",
+    "yahoo.com",
+    "inbox.kz",
+    "bk.ru",
+    "list.ru",
+    "hotmail.com",
+    "icloud.com",
 ];
 
 /// What a profile expects.
@@ -173,7 +181,11 @@ fn office(domain: &str, clerks: usize, seed: u64, end: u64, greylist: f64) -> Ve
         let corr: Vec<String> = (0..25)
             .map(|i| {
                 if i < 15 {
-                    format!("staff{}@agency{}.gov.kz", rng.random_range(0..200), rng.random_range(0..40))
+                    format!(
+                        "staff{}@agency{}.gov.kz",
+                        rng.random_range(0..200),
+                        rng.random_range(0..40)
+                    )
                 } else {
                     stranger(&mut rng, "c")
                 }
@@ -325,8 +337,8 @@ pub fn build(name: &str, seed: u64) -> Profile {
             let from = bad.clone();
             let mut t = COMPROMISE;
             let end = COMPROMISE + 30 * MIN;
-            let attack: Source = Box::new(
-                std::iter::once(mark(COMPROMISE, &bad)).chain(std::iter::from_fn(move || {
+            let attack: Source = Box::new(std::iter::once(mark(COMPROMISE, &bad)).chain(
+                std::iter::from_fn(move || {
                     if t >= end {
                         return None;
                     }
@@ -345,10 +357,14 @@ pub fn build(name: &str, seed: u64) -> Profile {
                         replies: BTreeMap::new(),
                         ip: None,
                     })
-                })),
-            );
+                }),
+            ));
             Profile {
-                name: if burst { "burst_takeover" } else { "bcc_takeover" },
+                name: if burst {
+                    "burst_takeover"
+                } else {
+                    "bcc_takeover"
+                },
                 about: if burst {
                     "a clerk's mailbox sends 5 msg/s to 1-5 never-seen addresses each"
                 } else {
@@ -401,7 +417,13 @@ pub fn build(name: &str, seed: u64) -> Profile {
             let from = "notices@tax.gov.kz";
             let mut setup = vec![domain(MONDAY, "tax.gov.kz", "192.0.2.20")];
             if declared {
-                setup.push(declare(MONDAY, from, 40_000, 700, "tax notices, 10/s on weekdays"));
+                setup.push(declare(
+                    MONDAY,
+                    from,
+                    40_000,
+                    700,
+                    "tax notices, 10/s on weekdays",
+                ));
             }
             let weekday_hours = |t: u64| if in_office_hours(t) { 36_000.0 } else { 0.0 };
             let end = if declared { two } else { MONDAY + 2 * DAY };
@@ -418,7 +440,15 @@ pub fn build(name: &str, seed: u64) -> Profile {
                 },
                 events: Box::new(Merge::new(vec![
                     once(setup),
-                    bulk(from, seed ^ 0x7a, MONDAY, end, weekday_hours, 50_000_000, |_, _| None),
+                    bulk(
+                        from,
+                        seed ^ 0x7a,
+                        MONDAY,
+                        end,
+                        weekday_hours,
+                        50_000_000,
+                        |_, _| None,
+                    ),
                 ])),
                 bad: None,
                 expect: Expect::NoSuspension,
@@ -435,7 +465,15 @@ pub fn build(name: &str, seed: u64) -> Profile {
                         domain(MONDAY, "egov.gov.kz", "192.0.2.30"),
                         declare(MONDAY, from, 4_000, 100, "e-government notifications"),
                     ]),
-                    bulk(from, seed ^ 0x3000, MONDAY, two, |_| 3_000.0, 400_000, |_, _| None),
+                    bulk(
+                        from,
+                        seed ^ 0x3000,
+                        MONDAY,
+                        two,
+                        |_| 3_000.0,
+                        400_000,
+                        |_, _| None,
+                    ),
                 ])),
                 bad: None,
                 expect: Expect::NoSuspension,
@@ -533,11 +571,19 @@ pub fn build(name: &str, seed: u64) -> Profile {
                             domain(MONDAY, "akimat.gov.kz", "192.0.2.40"),
                             declare(MONDAY, from, 1_000, 100, "notifications"),
                         ]),
-                        bulk(from, seed ^ 0x1157, MONDAY, two, rate, 100_000, move |_, to| {
-                            (to.ends_with("@outlook.com") || to.ends_with("@hotmail.com")).then(|| {
+                        bulk(
+                            from,
+                            seed ^ 0x1157,
+                            MONDAY,
+                            two,
+                            rate,
+                            100_000,
+                            move |_, to| {
+                                (to.ends_with("@outlook.com") || to.ends_with("@hotmail.com")).then(|| {
                                 vec!["550 5.7.1 Unfortunately, messages from [203.0.113.25] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150). You can also refer your provider to http://mail.live.com/mail/troubleshooting.aspx#errors.".to_string()]
                             })
-                        }),
+                            },
+                        ),
                     ],
                     0.0,
                 ),
@@ -601,7 +647,14 @@ pub fn judge(p: &Profile, r: &Report) -> Row {
     }
     row.false_suspensions_per_week = false_n as f64 / weeks.max(1.0 / 7.0);
     let mut ok = false_n == 0;
-    if let (Some(bad), Expect::Caught { within_ms, max_recipients }) = (&p.bad, p.expect) {
+    if let (
+        Some(bad),
+        Expect::Caught {
+            within_ms,
+            max_recipients,
+        },
+    ) = (&p.bad, p.expect)
+    {
         let start = r
             .marks
             .iter()
@@ -612,7 +665,10 @@ pub fn judge(p: &Profile, r: &Report) -> Row {
         if let (Some((at, m)), Some(t)) = (caught, t) {
             let dt = at.saturating_sub(m.t);
             row.time_to_suspension_s = Some(dt as f64 / 1000.0);
-            let before = t.recipients_at_suspension.unwrap_or(0).saturating_sub(m.recipients_before);
+            let before = t
+                .recipients_at_suspension
+                .unwrap_or(0)
+                .saturating_sub(m.recipients_before);
             row.recipients_before = Some(before);
             ok &= dt <= within_ms && before < max_recipients;
         } else {
@@ -643,8 +699,13 @@ pub fn table(rows: &[Row]) -> String {
             "| {} | {} | {} | {} | {} | {:.1}{} | {} | {} | {} |\n",
             r.profile,
             if r.pass { "met" } else { "**missed**" },
-            r.caught.map_or("-".into(), |c| if c { "yes".to_string() } else { "**no**".to_string() }),
-            r.time_to_suspension_s.map_or("-".into(), |s| format!("{s:.0} s")),
+            r.caught.map_or("-".into(), |c| if c {
+                "yes".to_string()
+            } else {
+                "**no**".to_string()
+            }),
+            r.time_to_suspension_s
+                .map_or("-".into(), |s| format!("{s:.0} s")),
             r.recipients_before.map_or("-".into(), |n| n.to_string()),
             r.false_suspensions_per_week,
             if r.falsely_suspended.is_empty() {

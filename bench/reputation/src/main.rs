@@ -22,7 +22,10 @@ fn main() {
         return;
     }
     let names: Vec<String> = if args.is_empty() {
-        ugem_reputation::PROFILES.iter().map(|s| s.to_string()).collect()
+        ugem_reputation::PROFILES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     } else {
         args
     };
@@ -33,8 +36,16 @@ fn main() {
     let mut rows = Vec::new();
     for n in &names {
         let t0 = std::time::Instant::now();
-        let (row, _) = rt.block_on(ugem_reputation::run(n, seed, ugem::config::Config::default()));
-        eprintln!("{n}: {} events in {:.1} s", row.events, t0.elapsed().as_secs_f64());
+        let (row, _) = rt.block_on(ugem_reputation::run(
+            n,
+            seed,
+            ugem::config::Config::default(),
+        ));
+        eprintln!(
+            "{n}: {} events in {:.1} s",
+            row.events,
+            t0.elapsed().as_secs_f64()
+        );
         rows.push(row);
     }
     print!("{}", ugem_reputation::table(&rows));
