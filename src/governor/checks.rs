@@ -283,7 +283,14 @@ impl Governor {
         };
         let g = &self.cfg.governor;
         let now = sj.now;
-        let dv = {
+        let mem = &self.memory;
+        let rid = mem.recipient_id(rcpt);
+        let sid = mem.scope_id_of(b's', sender);
+        let spair = mem.pair(PairKind::Sender, sid, rid);
+        let known = mem.contains(spair);
+        // What the domain says matters only for a never-seen recipient:
+        // the common case (a regular correspondent) skips this lock.
+        let dv = (!known).then(|| {
             let mut shard = self.scopes.shard(sj.kd);
             let (t, _) = self.tracked(&mut shard, sj.kd, now, || format!("d:{domain}"));
             DomainView {
@@ -292,12 +299,7 @@ impl Governor {
                 sender_peak_hour: t.stats.sender_peak_new_hour,
                 throttled: t.throttled_until_ms > now,
             }
-        };
-        let mem = &self.memory;
-        let rid = mem.recipient_id(rcpt);
-        let sid = mem.scope_id_of(b's', sender);
-        let spair = mem.pair(PairKind::Sender, sid, rid);
-        let known = mem.contains(spair);
+        });
         let mut step: Option<(Step, detector::Trip)> = None;
         // The sender's part, under its shard's lock.
         let sender_part = (|| {
@@ -305,14 +307,14 @@ impl Governor {
             let (t, learned) = self.tracked(&mut shard, sj.ks, now, || format!("s:{sender}"));
             t.dirty = true;
             let throttled = t.throttled_until_ms > now;
-            let a = detector::sender_allowance(
-                &t.stats,
-                Some((dv.proven, dv.sender_peak_5, dv.sender_peak_hour)),
-                sj.r.floors,
-                sj.r.declared,
-                g,
-            );
-            if !known {
+            if let Some(dv) = dv {
+                let a = detector::sender_allowance(
+                    &t.stats,
+                    Some((dv.proven, dv.sender_peak_5, dv.sender_peak_hour)),
+                    sj.r.floors,
+                    sj.r.declared,
+                    g,
+                );
                 let n = Novelty::of(&t.stats, None, now);
                 let declared = a.basis == Basis::Declared;
                 let judged = !declared && a.basis != Basis::Unproven;
@@ -371,7 +373,7 @@ impl Governor {
             }
             t.stats.note_recipient(!known, now);
             if !known {
-                mem.insert(spair);
+                mem.insert_new(spair);
             }
             let accountable = sj.r.declared.is_some() || t.accountable_until_ms > now;
             Ok((accountable, learned))

@@ -225,6 +225,12 @@ impl RecipientMemory {
         if self.contains(pair) {
             return false;
         }
+        self.insert_new(pair);
+        true
+    }
+
+    /// Remembers a pair the caller just found unknown ([`RecipientMemory::contains`]).
+    pub fn insert_new(&self, pair: u64) {
         self.set(pair);
         if self.dir.is_some() {
             self.pending
@@ -232,7 +238,6 @@ impl RecipientMemory {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(pair);
         }
-        true
     }
 
     /// Sets a pair's bits in the current generation, rotating when full.

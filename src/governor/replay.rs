@@ -34,6 +34,14 @@ use super::{Event, Governor};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum TraceEvent {
+    /// The gateway's own addresses (as `serve` learns them from its
+    /// outbound connections): a refusal naming one is a gateway listing.
+    Gateway {
+        /// When.
+        t: u64,
+        /// Its source addresses.
+        addresses: Vec<IpAddr>,
+    },
     /// Staff register a domain with its servers.
     Domain {
         /// When.
@@ -162,7 +170,8 @@ impl TraceEvent {
     /// The event's time.
     pub fn t(&self) -> u64 {
         match self {
-            TraceEvent::Domain { t, .. }
+            TraceEvent::Gateway { t, .. }
+            | TraceEvent::Domain { t, .. }
             | TraceEvent::Limits { t, .. }
             | TraceEvent::SenderLimits { t, .. }
             | TraceEvent::Suspend { t, .. }
@@ -410,6 +419,11 @@ impl Replayer {
         self.first_t.get_or_insert(t);
         self.report.events += 1;
         match ev {
+            TraceEvent::Gateway { addresses, .. } => {
+                for a in addresses {
+                    self.gov.note_source_address(a);
+                }
+            }
             TraceEvent::Domain { t, domain, servers } => {
                 let servers = if servers.is_empty() {
                     vec!["192.0.2.1".to_string()]

@@ -25,6 +25,9 @@ pub const DAY: u64 = 24 * HOUR;
 /// Milliseconds in a week.
 pub const WEEK: u64 = 7 * DAY;
 
+/// The gateway's own address in every trace.
+pub const GATEWAY_IP: &str = "203.0.113.25";
+
 /// When a compromise starts: Tuesday of the second week, 10:00.
 pub const COMPROMISE: u64 = MONDAY + WEEK + DAY + 10 * HOUR;
 
@@ -315,7 +318,13 @@ pub fn build(name: &str, seed: u64) -> Profile {
     let two = MONDAY + 2 * WEEK;
     let office_dom = "office.gov.kz";
     let bad = format!("clerk07@{office_dom}");
-    let setup = vec![domain(MONDAY, office_dom, "192.0.2.10")];
+    let setup = vec![
+        TraceEvent::Gateway {
+            t: MONDAY,
+            addresses: vec![GATEWAY_IP.parse().expect("address")],
+        },
+        domain(MONDAY, office_dom, "192.0.2.10"),
+    ];
     let with_office = |extra: Vec<Source>, greylist: f64| -> Box<dyn Iterator<Item = TraceEvent>> {
         let mut s = vec![once(setup.clone())];
         s.extend(office(office_dom, 20, seed, two, greylist));
@@ -692,7 +701,7 @@ pub async fn run(name: &str, seed: u64, cfg: ugem::config::Config) -> (Row, Repo
 /// The report table (Markdown).
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| profile | target | caught | time to suspension | recipients before | false suspensions / week | legit RCPTs deferred | listing alarms | events |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| profile | target | caught | time to suspension | recipients before | false suspensions / week | legit RCPTs deferred | listing events (at most 1/min) | events |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s.push_str(&format!(
