@@ -854,3 +854,68 @@ fn a_listing_in_the_greeting_of_the_first_connection_is_recognised() {
             .is_empty()
     );
 }
+
+#[test]
+fn replay_runs_a_trace_through_the_governor_and_prints_decisions_and_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ugem.toml");
+    // data_dir "var" is relative to the file: inside the temporary folder.
+    std::fs::write(&cfg, common::config_text("[governor]\nhistory_hours = 0\n")).unwrap();
+    // A clerk writes to two correspondents for a day, then to a new address
+    // every 200 ms.
+    let t0: u64 = 1_772_409_600_000;
+    let mut lines = vec![
+        serde_json::json!({"ev": "domain", "t": t0, "domain": "agency.kz", "servers": ["192.0.2.7"]}),
+    ];
+    for i in 0..200u64 {
+        lines.push(serde_json::json!({"ev": "message", "t": t0 + i * 300_000,
+            "from": "clerk@agency.kz", "to": [format!("partner{}@ministry.kz", i % 2)]}));
+    }
+    let start = t0 + 200 * 300_000;
+    lines.push(serde_json::json!({"ev": "mark", "t": start, "label": "compromise", "sender": "clerk@agency.kz"}));
+    for i in 0..300u64 {
+        lines.push(serde_json::json!({"ev": "message", "t": start + i * 200,
+            "from": "clerk@agency.kz", "to": [format!("victim{i}@mail.example")],
+            "replies": {format!("victim{i}@mail.example"): ["550 5.1.1 user unknown"]}}));
+    }
+    let trace = dir.path().join("trace.jsonl");
+    let text: Vec<String> = lines.iter().map(|v| v.to_string()).collect();
+    std::fs::write(&trace, text.join("\n")).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["--config", cfg.to_str().unwrap(), "governor", "replay"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r["step"].is_string())
+        .map(|r| (r["step"].as_str().unwrap(), r["rule"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [("throttle", "novelty"), ("suspend", "novelty")],
+        "{stdout}"
+    );
+    let susp = rows.iter().find(|r| r["step"] == "suspend").unwrap();
+    // Suspended at the 61st never-seen address, 12 s into the run (5 a second).
+    assert_eq!(susp["t"].as_u64().unwrap() - start, 12_000, "{susp}");
+    let clerk = rows
+        .iter()
+        .find(|r| r["summary"] == "sender" && r["sender"] == "clerk@agency.kz")
+        .unwrap();
+    assert_eq!(clerk["tally"]["recipients"], 200 + 30, "{clerk}");
+    assert_eq!(clerk["tally"]["suspensions"], 1, "{clerk}");
+    let last = rows.last().unwrap();
+    assert_eq!(last["summary"], "replay");
+    assert_eq!(last["events"], 502);
+}

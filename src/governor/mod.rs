@@ -519,6 +519,11 @@ impl Governor {
         })
     }
 
+    #[cfg(test)]
+    fn data_dir_for_test(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_default()
+    }
+
     /// One scope's detector state, for staff (`GET /api/v1/governor/scopes/{scope}`).
     pub fn scope_state(&self, scope: &Scope) -> Option<serde_json::Value> {
         let k = self.keyer.key(&key(scope));
@@ -529,3 +534,6 @@ impl Governor {
         Some(v)
     }
 }
+
+#[cfg(test)]
+mod tests;

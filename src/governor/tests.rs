@@ -1,0 +1,274 @@
+//! The governor on a manual clock: memory bounds, saved state, delivery
+//! accounting, and a domain judged only on its own evidence.
+
+use std::sync::Arc;
+
+use super::clock::{Clock, ManualClock};
+use super::detector::HOUR_MS;
+use super::*;
+use crate::registry::NewDomain;
+
+/// Monday 2026-03-02 00:00 UTC.
+const T0: u64 = 1_772_409_600_000;
+
+struct Rig {
+    gov: Arc<Governor>,
+    clock: Arc<ManualClock>,
+    d: Domain,
+    rx: mpsc::UnboundedReceiver<Event>,
+    _dir: tempfile::TempDir,
+}
+
+fn rig(tune: impl FnOnce(&mut Config)) -> Rig {
+    rig_in(tempfile::tempdir().unwrap(), tune, true)
+}
+
+fn rig_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config), add: bool) -> Rig {
+    let store = crate::store::Store::open(dir.path()).unwrap();
+    let registry = Arc::new(Registry::open(store).unwrap());
+    let d = Domain::parse("agency.example.kz").unwrap();
+    if add {
+        let new: NewDomain = serde_json::from_value(serde_json::json!({
+            "name": "agency.example.kz",
+            "owner": "Agency",
+            "servers": ["192.0.2.1"],
+            "contacts": [{"name": "", "email": "it@agency.example.kz"}],
+        }))
+        .unwrap();
+        registry.add_domain(new).unwrap();
+    }
+    let queue = ugem_queue::Queue::open(&dir.path().join("queue"), Default::default()).unwrap();
+    let mut cfg = Config::default();
+    cfg.server.data_dir = dir.path().to_path_buf();
+    tune(&mut cfg);
+    let clock = Arc::new(ManualClock::new(T0));
+    let gov = Governor::with_clock(
+        Arc::new(cfg),
+        registry,
+        queue,
+        clock.clone(),
+        Some(dir.path().join("governor")),
+    );
+    let rx = gov.take_events().unwrap();
+    Rig {
+        gov,
+        clock,
+        d,
+        rx,
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    fn rcpt(&self, sender: &str, rcpt: &str) -> Result<(), crate::smtp::reply::Reply> {
+        self.gov
+            .check_rcpt(&self.gov.registry.snapshot(), &self.d, sender, rcpt)
+    }
+
+    fn steps(&mut self) -> Vec<(String, Step, &'static str)> {
+        let mut out = Vec::new();
+        while let Ok(ev) = self.rx.try_recv() {
+            if let Event::Step {
+                scope, step, trip, ..
+            } = ev
+            {
+                out.push((scope.to_string(), step, trip.rule));
+            }
+        }
+        out
+    }
+
+    fn tracked(&self, name: &str) -> Option<Tracked> {
+        let k = self.gov.keyer.key(name);
+        self.gov.scopes.shard(k).get(&k).cloned()
+    }
+}
+
+#[tokio::test]
+async fn memory_stays_bounded_however_many_senders_appear() {
+    let mut r = rig(|c| {
+        c.governor.max_tracked_senders = 500;
+        c.governor.domain_recipients_per_hour = u32::MAX / 4;
+    });
+    for i in 0..20_000 {
+        r.rcpt(&format!("u{i}@agency.example.kz"), "x@far.example")
+            .unwrap();
+    }
+    r.clock.advance(1_000);
+    r.rcpt("latest@agency.example.kz", "x@far.example").unwrap();
+    assert!(r.gov.scopes.len() > 20_000);
+    // Cells still remember the last minute: nothing is evicted yet.
+    r.gov.evict(r.clock.now_ms());
+    assert!(r.gov.scopes.len() > 20_000);
+    r.clock.advance(HOUR_MS);
+    r.gov.evict(r.clock.now_ms());
+    // The 500 most recent senders and the domain stay.
+    assert_eq!(r.gov.scopes.len(), 501);
+    assert!(r.tracked("s:latest@agency.example.kz").is_some());
+    assert!(r.tracked("s:u0@agency.example.kz").is_none());
+    assert!(r.steps().is_empty());
+}
+
+#[tokio::test]
+async fn saved_state_brings_back_cells_throttles_and_the_recipient_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let tune = |c: &mut Config| {
+        c.governor.history_hours = 0;
+        c.governor.new_recipients_5min = 3;
+        c.governor.sender_recipients_per_minute = 5;
+    };
+    let mut r = rig_in(dir, tune, true);
+    let s = "clerk@agency.example.kz";
+    for i in 0..3 {
+        r.rcpt(s, &format!("n{i}@far.example")).unwrap();
+    }
+    // The fourth never-seen address throttles the sender.
+    assert!(r.rcpt(s, "n3@far.example").is_err());
+    assert_eq!(
+        r.steps(),
+        [(format!("sender {s}"), Step::Throttle, "novelty")]
+    );
+    // Two more to known addresses use up the minute's cap (5).
+    r.rcpt(s, "n0@far.example").unwrap();
+    r.rcpt(s, "n1@far.example").unwrap();
+    assert!(r.rcpt(s, "n2@far.example").is_err());
+    r.gov.save(false).await;
+    let Rig {
+        _dir,
+        clock,
+        gov,
+        rx,
+        ..
+    } = r;
+    drop((gov, rx));
+    // A new process on the same data.
+    let r = rig_in(_dir, tune, false);
+    r.clock.set(clock.now_ms() + 1_000);
+    assert_eq!(r.gov.data_dir_for_test(), path.join("governor"));
+    // The minute's cap is still used up...
+    let e = r.rcpt(s, "n0@far.example").unwrap_err();
+    assert!(
+        e.first_line().contains("recipients/minute"),
+        "{}",
+        e.first_line()
+    );
+    // ...and a minute later, known addresses pass and new ones are deferred.
+    r.clock.advance(60_000);
+    r.rcpt(s, "n1@far.example").unwrap();
+    let e = r.rcpt(s, "brand-new@far.example").unwrap_err();
+    assert!(
+        e.first_line().contains("never wrote to"),
+        "{}",
+        e.first_line()
+    );
+    let t = r.tracked(&format!("s:{s}")).unwrap();
+    assert!(t.throttled_until_ms > r.clock.now_ms());
+    assert_eq!(t.ladder.history.len(), 1);
+}
+
+#[tokio::test]
+async fn deferrals_and_retries_count_once_and_listings_blame_nobody() {
+    let mut r = rig(|_| {});
+    r.gov.note_source_address("203.0.113.5".parse().unwrap());
+    let s = "a@agency.example.kz";
+    let res = |delivered, permanent, text, first| outcomes::Result {
+        delivered,
+        permanent,
+        text,
+        first,
+    };
+    // Greylisted first, delivered at the retry: one outcome, no refusal.
+    let grey = "450 4.2.0 <x@y>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/y.html";
+    r.gov.observe(
+        s,
+        Some("agency.example.kz"),
+        true,
+        &[res(false, false, grey, true)],
+    );
+    r.gov.observe(
+        s,
+        Some("agency.example.kz"),
+        true,
+        &[res(true, false, "250 2.0.0 ok", false)],
+    );
+    // Our own give-up after the lifetime is not a refusal either.
+    r.gov.observe(
+        s,
+        Some("agency.example.kz"),
+        true,
+        &[res(
+            false,
+            true,
+            "4.4.7 delivery time expired; last error: 451 later",
+            false,
+        )],
+    );
+    // A listing of the gateway's address.
+    let listed = "550 5.7.1 Unfortunately, messages from [203.0.113.5] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150).";
+    r.gov.observe(
+        s,
+        Some("agency.example.kz"),
+        true,
+        &[res(false, true, listed, true)],
+    );
+    let c = r.tracked(&format!("s:{s}")).unwrap().stats.outcomes.cur;
+    assert_eq!((c.outcomes, c.rejected, c.spam), (2, 0, 0));
+    assert_eq!(r.gov.counters.gateway_listed.load(Ordering::Relaxed), 1);
+    assert!(matches!(r.rx.try_recv(), Ok(Event::GatewayListed { .. })));
+    // A real refusal later counts as a refusal, not a second outcome.
+    r.gov.observe(
+        s,
+        Some("agency.example.kz"),
+        true,
+        &[res(false, true, "550 5.1.1 <x@y>: user unknown", false)],
+    );
+    let c = r.tracked(&format!("s:{s}")).unwrap().stats.outcomes.cur;
+    assert_eq!((c.outcomes, c.rejected, c.unknown), (2, 1, 1));
+}
+
+#[tokio::test]
+async fn one_senders_unknown_recipients_suspend_the_sender_not_its_domain() {
+    let mut r = rig(|c| {
+        c.governor.unknown_min = 10;
+        c.governor.ladder = vec![Step::Suspend];
+    });
+    let unknown = "550 5.1.1 <x@y>: Recipient address rejected: User unknown";
+    let mut steps = Vec::new();
+    for i in 0..40u64 {
+        r.clock.set(T0 + i * 1_000);
+        let text = if i % 3 == 0 { unknown } else { "250 ok" };
+        r.gov.observe(
+            "bad@agency.example.kz",
+            Some("agency.example.kz"),
+            true,
+            &[outcomes::Result {
+                delivered: text.starts_with('2'),
+                permanent: text.starts_with('5'),
+                text,
+                first: true,
+            }],
+        );
+        // A colleague's ordinary mail meanwhile.
+        r.gov.observe(
+            "good@agency.example.kz",
+            Some("agency.example.kz"),
+            true,
+            &[outcomes::Result {
+                delivered: true,
+                permanent: false,
+                text: "250 ok",
+                first: true,
+            }],
+        );
+        steps.extend(r.steps());
+    }
+    assert_eq!(
+        steps,
+        [(
+            "sender bad@agency.example.kz".to_string(),
+            Step::Suspend,
+            "unknown_recipients"
+        )]
+    );
+}
