@@ -44,7 +44,7 @@ max_connections_per_destination = 50
 listen = "$ADMIN_ADDR"
 token = "$TOKEN"
 
-# One sender floods on purpose: limits and volume floors far above the bench's
+# One sender floods on purpose: limits and novelty allowances far above the bench's
 # rate, so the governor's checks are measured but never refuse or suspend.
 [governor]
 domain_messages_per_hour = 1000000000
@@ -52,10 +52,12 @@ domain_recipients_per_hour = 1000000000
 sender_messages_per_hour = 1000000000
 sender_recipients_per_hour = 1000000000
 sender_messages_per_minute = 1000000000
+sender_recipients_per_minute = 1000000000
 connections_per_minute = 1000000000
-volume_floor = 1000000000
-domain_volume_floor = 1000000000
-new_recipients_burst = 1000000000
+unproven_recipients_5min = 1000000000
+unproven_recipients_hour = 1000000000
+new_recipients_5min = 1000000000
+new_recipients_hour = 1000000000
 TOML
 UGEM_SMTP__LISTEN=127.0.0.1:0 "$BIN" serve --config "$DIR/ugem.toml" 2>"$DIR/register.log" &
 pid=$!

@@ -338,7 +338,7 @@ tls = "none"
 [delivery.routes]
 "*" = "$SINK_ADDR"
 
-# One sender floods on purpose: limits and volume floors far above the bench's
+# One sender floods on purpose: limits and novelty allowances far above the bench's
 # rate, so the governor's checks are measured but never refuse or suspend.
 [governor]
 domain_messages_per_hour = 1000000000
@@ -346,10 +346,12 @@ domain_recipients_per_hour = 1000000000
 sender_messages_per_hour = 1000000000
 sender_recipients_per_hour = 1000000000
 sender_messages_per_minute = 1000000000
+sender_recipients_per_minute = 1000000000
 connections_per_minute = 1000000000
-volume_floor = 1000000000
-domain_volume_floor = 1000000000
-new_recipients_burst = 1000000000
+unproven_recipients_5min = 1000000000
+unproven_recipients_hour = 1000000000
+new_recipients_5min = 1000000000
+new_recipients_hour = 1000000000
 EOF
   if [[ -n $UGEM_EXTRA_TOML ]]; then
     printf '\n# UGEM_EXTRA_TOML\n%s\n' "$UGEM_EXTRA_TOML" >>"$UGEM_CONF"
