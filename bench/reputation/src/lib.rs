@@ -89,6 +89,7 @@ pub const PROFILES: &[&str] = &[
     "unknown_2",
     "greylisted_35",
     "gateway_listed",
+    "office_invitations",
 ];
 
 /// A source of events in time order.
@@ -555,6 +556,30 @@ pub fn build(name: &str, seed: u64) -> Profile {
                 } else {
                     Expect::NoSuspension
                 },
+                span_ms: 2 * WEEK,
+            }
+        }
+        "office_invitations" => {
+            // Once a week a clerk invites 40 outside addresses it never wrote
+            // to (one message), another writes to 25: honest one-offs.
+            let mut rng = StdRng::seed_from_u64(seed ^ 0x1417);
+            let mut evs = Vec::new();
+            for (week, clerk, n) in [(0u64, 3, 40), (0, 11, 25), (1, 5, 40), (1, 14, 25)] {
+                let t = MONDAY + week * WEEK + 2 * DAY + 11 * HOUR;
+                evs.push(TraceEvent::Message {
+                    t,
+                    from: format!("clerk{clerk:02}@{office_dom}"),
+                    to: (0..n).map(|_| stranger(&mut rng, "inv")).collect(),
+                    replies: BTreeMap::new(),
+                    ip: None,
+                });
+            }
+            Profile {
+                name: "office_invitations",
+                about: "the office, plus weekly one-off invitations to 40 and 25 new addresses",
+                events: with_office(vec![once(evs)], 0.0),
+                bad: None,
+                expect: Expect::NoSuspension,
                 span_ms: 2 * WEEK,
             }
         }

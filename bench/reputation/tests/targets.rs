@@ -98,3 +98,8 @@ fn a_listing_of_the_gateway_alarms_and_blames_nobody() {
         report.decisions.first()
     );
 }
+
+#[test]
+fn one_off_invitations_are_never_suspended() {
+    check("office_invitations");
+}
