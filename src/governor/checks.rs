@@ -415,12 +415,11 @@ impl Governor {
                     &format!("domain {domain}"),
                 ));
             }
-            let dnew = !known
-                && mem.insert(mem.pair(
-                    PairKind::Domain,
-                    mem.scope_id_of(b'd', domain.as_str()),
-                    rid,
-                ));
+            // New to its sender counts as new to the domain: colleagues
+            // writing to the same new address count it twice, which only
+            // matters far above the domain's floors, and it saves a second
+            // memory probe per RCPT.
+            let dnew = !known;
             t.stats.note_recipient(dnew, now);
             if accountable {
                 for w in [&mut t.excluded.short, &mut t.excluded.hour] {

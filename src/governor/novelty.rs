@@ -1,5 +1,5 @@
-//! The gateway's memory of who wrote to whom: has this sender (or this
-//! domain) written to this recipient before? A compromised mailbox writes
+//! The gateway's memory of who wrote to whom: has this sender written to
+//! this recipient before? A compromised mailbox writes
 //! to addresses it never wrote to; an ordinary one mostly to its regular
 //! correspondents.
 //!
@@ -31,6 +31,8 @@ const BITS_PER_PAIR: u64 = 10;
 const BLOCK_WORDS: usize = 8;
 /// Bits set per pair.
 const PROBES: u32 = 6;
+/// Shards of the journal's pending pairs.
+const PENDING_SHARDS: usize = 8;
 /// The journal is folded into a new snapshot beyond this many pairs.
 const JOURNAL_FOLD: usize = 500_000;
 
@@ -40,8 +42,6 @@ const JOURNAL_FOLD: usize = 500_000;
 pub enum PairKind {
     /// A sender wrote to the recipient (accepted).
     Sender = 0x5345_4e44_4552_0001,
-    /// Someone of a domain wrote to the recipient (accepted).
-    Domain = 0x444f_4d41_494e_0002,
     /// A sender tried a never-seen recipient that was deferred.
     Tried = 0x5452_4945_4400_0003,
 }
@@ -63,8 +63,9 @@ pub struct RecipientMemory {
     capacity: u64,
     blocks: u64,
     gens: RwLock<Generations>,
-    /// Pairs added since the last journal append.
-    pending: Mutex<Vec<u64>>,
+    /// Pairs added since the last journal append, in shards so that
+    /// sessions on several cores do not queue for one lock.
+    pending: Box<[Mutex<Vec<u64>>]>,
     /// Pairs in the journal file since the last snapshot.
     journaled: Mutex<usize>,
     dir: Option<PathBuf>,
@@ -99,7 +100,9 @@ impl RecipientMemory {
                 old: zeroed(words),
                 cur_n: AtomicU64::new(0),
             }),
-            pending: Mutex::new(Vec::new()),
+            pending: (0..PENDING_SHARDS)
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             journaled: Mutex::new(0),
             dir,
         }
@@ -233,7 +236,7 @@ impl RecipientMemory {
     pub fn insert_new(&self, pair: u64) {
         self.set(pair);
         if self.dir.is_some() {
-            self.pending
+            self.pending[(pair as usize) % PENDING_SHARDS]
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(pair);
@@ -266,7 +269,11 @@ impl RecipientMemory {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let pending: Vec<u64> = self
+            .pending
+            .iter()
+            .flat_map(|p| std::mem::take(&mut *p.lock().unwrap_or_else(|p| p.into_inner())))
+            .collect();
         let mut journaled = self.journaled.lock().unwrap_or_else(|p| p.into_inner());
         if !pending.is_empty() {
             let mut bytes = Vec::with_capacity(pending.len() * 8);
@@ -401,7 +408,7 @@ mod tests {
         assert!(fp < 3_000, "false positives {fp}");
         // Another kind of pair, or another sender, is another pair.
         let r = m.recipient_id("r1@x.org");
-        assert!(!m.contains(m.pair(PairKind::Domain, s, r)));
+        assert!(!m.contains(m.pair(PairKind::Tried, s, r)));
         assert!(!m.contains(m.pair(PairKind::Sender, m.scope_id_of(b's', "other@agency.kz"), r)));
     }
 
