@@ -89,7 +89,11 @@ fn a_listing_of_the_gateway_alarms_and_blames_nobody() {
         .build()
         .unwrap();
     let (row, report) = rt.block_on(run("gateway_listed", 1, ugem::config::Config::default()));
-    assert!(row.pass, "{}", ugem_reputation::table(std::slice::from_ref(&row)));
+    assert!(
+        row.pass,
+        "{}",
+        ugem_reputation::table(std::slice::from_ref(&row))
+    );
     // Alarms, but at most one a minute per address.
     assert!(row.listing_alarms >= 1, "{row:?}");
     assert!(
