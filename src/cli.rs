@@ -737,22 +737,29 @@ const EPOCH_MS_FROM: u64 = 1_000_000_000_000;
 
 /// The times in an answer as people read them: RFC 3339 in UTC to the
 /// second (`2026-11-29T08:00:00Z`). A field `NAME_ms` holding unix
-/// milliseconds becomes `NAME` (unless the answer has that too) with the
-/// time; an RFC 3339 text loses its fraction of a second and any other zone.
+/// milliseconds (or null) becomes `NAME` (unless the answer has that too)
+/// with the time; an RFC 3339 text loses its fraction of a second and any
+/// other zone.
 fn readable_times(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
             let mut out = serde_json::Map::new();
             for (k, val) in m {
-                let time = k
+                let name = k
                     .strip_suffix("_ms")
-                    .filter(|name| !name.is_empty() && !m.contains_key(*name))
-                    .zip(val.as_u64().filter(|n| *n >= EPOCH_MS_FROM));
-                match time {
-                    Some((name, ms)) => {
+                    .filter(|name| !name.is_empty() && !m.contains_key(*name));
+                match (name, val) {
+                    (Some(name), Value::Number(n))
+                        if n.as_u64().is_some_and(|n| n >= EPOCH_MS_FROM) =>
+                    {
+                        let ms = n.as_u64().unwrap_or_default();
                         out.insert(name.to_string(), json!(crate::logging::rfc3339_ms(ms)));
                     }
-                    None => {
+                    // No time (yet): shown as `-` under the same name.
+                    (Some(name), Value::Null) => {
+                        out.insert(name.to_string(), Value::Null);
+                    }
+                    _ => {
                         out.insert(k.clone(), readable_times(val));
                     }
                 }
@@ -978,7 +985,8 @@ mod tests {
         assert_eq!(r["arrived_at"], "2025-11-29T08:00:00Z");
         assert_eq!(r["next_attempt"], "2025-11-29T08:05:00Z");
         assert!(r.get("arrived_at_ms").is_none());
-        assert_eq!(r["leased_until_ms"], Value::Null);
+        assert_eq!(r["leased_until"], Value::Null);
+        assert!(r.get("leased_until_ms").is_none());
         assert_eq!(r["timeout_ms"], 30_000);
         assert_eq!(r["started_at"], "2025-11-29T08:00:00Z");
         assert_eq!(r["local"], "2025-11-29T08:00:00Z");

@@ -206,7 +206,7 @@ pub fn recipient(
     tracing::info!(
         target: TARGET,
         queue_id = %env.id,
-        to,
+        to = %to,
         relay = %hop.relay_text(),
         delay = secs(total),
         delays = %delays_text(parts),

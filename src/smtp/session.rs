@@ -879,7 +879,7 @@ impl Session {
         };
         match self.gw.queue.enqueue(env, message).await {
             Ok(id) => {
-                tracing::info!(target: crate::maillog::TARGET, queue_id = %id, client = %self.client_text(), from = %txn.from, size = head.len() + body.len(), nrcpt = txn.rcpts.len(), tls = self.tls.as_deref().unwrap_or("none"), direction = if outbound { "outbound" } else { "inbound" }, "message queued");
+                tracing::info!(target: crate::maillog::TARGET, queue_id = %id, client = %self.client_text(), from = %txn.from, size = head.len() + body.len(), nrcpt = txn.rcpts.len(), tls = %self.tls.as_deref().unwrap_or("none"), direction = %if outbound { "outbound" } else { "inbound" }, "message queued");
                 self.rec.messages += 1;
                 crate::metrics::MESSAGES_ACCEPTED
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
