@@ -76,13 +76,19 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
+        let mut fields = Fields::default();
+        event.record(&mut fields);
         let mut line = JsonObject::default();
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         line.put("timestamp", &serde_json::Value::String(now));
         line.put("level", &serde_json::Value::from(meta.level().as_str()));
-        line.put("target", &serde_json::Value::from(meta.target()));
-        let mut fields = Fields::default();
-        event.record(&mut fields);
+        // A `log` record (from a library using the log crate) names its
+        // own target.
+        let target = fields
+            .log_target
+            .take()
+            .unwrap_or_else(|| meta.target().into());
+        line.put("target", &target);
         if let Some(m) = fields.message.take() {
             line.put("message", &m);
         }
@@ -148,15 +154,19 @@ impl JsonObject {
 #[derive(Default)]
 struct Fields {
     message: Option<serde_json::Value>,
+    /// `log.target` of a record from the log crate.
+    log_target: Option<serde_json::Value>,
     rest: Vec<(String, serde_json::Value)>,
 }
 
 impl Fields {
     fn add(&mut self, field: &Field, value: serde_json::Value) {
-        if field.name() == "message" && self.message.is_none() {
-            self.message = Some(value);
-        } else {
-            self.rest.push((field.name().to_string(), value));
+        match field.name() {
+            "message" if self.message.is_none() => self.message = Some(value),
+            "log.target" => self.log_target = Some(value),
+            // Where in a library a log record came from: noise here.
+            "log.module_path" | "log.file" | "log.line" => {}
+            name => self.rest.push((name.to_string(), value)),
         }
     }
 }
@@ -203,6 +213,62 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v.as_object().unwrap().len(), 4);
+    }
+
+    /// Lines written by the JSON subscriber while `f` runs.
+    fn json_lines(f: impl FnOnce()) -> Vec<String> {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLine)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn json_lines_keep_every_field_once() {
+        let lines = json_lines(|| {
+            let span = tracing::info_span!("smtp", session = "s1", peer = "127.0.0.1:4000");
+            let _g = span.enter();
+            tracing::warn!(
+                target = "127.0.0.1:25",
+                level = 3,
+                n = 1.5,
+                ok = true,
+                "hello \"you\""
+            );
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert!(
+            line.starts_with(r#"{"timestamp":""#) && line.contains(r#""level":"WARN","target":"ugem::logging::tests","message":"hello \"you\"","field.target":"127.0.0.1:25","field.level":3,"n":1.5,"ok":true,"span":{"#),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 10, "{line}");
+        assert_eq!(v["span"]["session"], "s1");
+        assert_eq!(v["span"]["name"], "smtp");
+        assert_eq!(v["spans"][0]["peer"], "127.0.0.1:4000");
+        let ts = v["timestamp"].as_str().unwrap();
+        assert!(ts.ends_with('Z'), "{ts}");
+        chrono::DateTime::parse_from_rfc3339(ts).unwrap();
     }
 
     #[test]
