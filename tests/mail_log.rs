@@ -278,6 +278,26 @@ fn one_json_line_per_recipient_result_with_the_queue_id() {
     let row = list.lines().find(|l| l.starts_with(&id)).unwrap();
     let when = row.split_whitespace().nth(1).unwrap();
     assert!(is_rfc3339_utc(when), "{list}");
+
+    // Staff decisions join the story: held, then released (due at once, so
+    // the deferred recipients get a second delivery line each).
+    gw.cli_ok(&["queue", "hold", &id, "--reason", "looks odd"]);
+    gw.cli_ok(&["queue", "release", &id]);
+    assert!(
+        wait_for(20, || {
+            let story = lines(&gw);
+            let has = |m: &str| {
+                story
+                    .iter()
+                    .any(|v| v["message"] == m && v["actor"] == "root")
+            };
+            has("held by staff")
+                && has("released by staff")
+                && story.iter().filter(|v| v["message"] == "delivery").count() == 6
+        }),
+        "{}",
+        gw.log_text()
+    );
 }
 
 #[test]
