@@ -720,18 +720,62 @@ fn queue(c: &AdminClient, cmd: QueueCmd) -> Result<Output, CliError> {
     })
 }
 
-/// Adds `arrived` (RFC 3339) next to each envelope's `arrived_at_ms`.
+/// Adds `arrived` (RFC 3339, UTC) next to each envelope's `arrived_at_ms`.
 fn with_arrival_times(mut v: Value) -> Value {
     if let Some(items) = v.as_array_mut() {
         for e in items {
-            let at = e["arrived_at_ms"]
-                .as_i64()
-                .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis)
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+            let at = e["arrived_at_ms"].as_u64().map(crate::logging::rfc3339_ms);
             e["arrived"] = json!(at);
         }
     }
     v
+}
+
+/// Unix milliseconds from 2001-09-09 on (13 digits): smaller `*_ms`
+/// numbers are durations or counts, not times.
+const EPOCH_MS_FROM: u64 = 1_000_000_000_000;
+
+/// The times in an answer as people read them: RFC 3339 in UTC to the
+/// second (`2026-11-29T08:00:00Z`). A field `NAME_ms` holding unix
+/// milliseconds (or null) becomes `NAME` (unless the answer has that too)
+/// with the time; an RFC 3339 text loses its fraction of a second and any
+/// other zone.
+fn readable_times(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, val) in m {
+                let name = k
+                    .strip_suffix("_ms")
+                    .filter(|name| !name.is_empty() && !m.contains_key(*name));
+                match (name, val) {
+                    (Some(name), Value::Number(n))
+                        if n.as_u64().is_some_and(|n| n >= EPOCH_MS_FROM) =>
+                    {
+                        let ms = n.as_u64().unwrap_or_default();
+                        out.insert(name.to_string(), json!(crate::logging::rfc3339_ms(ms)));
+                    }
+                    // No time (yet): shown as `-` under the same name.
+                    (Some(name), Value::Null) => {
+                        out.insert(name.to_string(), Value::Null);
+                    }
+                    _ => {
+                        out.insert(k.clone(), readable_times(val));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(readable_times).collect()),
+        Value::String(s) => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(t) => json!(
+                t.with_timezone(&chrono::Utc)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            Err(_) => v.clone(),
+        },
+        other => other.clone(),
+    }
 }
 
 fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
@@ -836,8 +880,8 @@ impl Output {
             return;
         }
         match self {
-            Output::Record(v) => print_record(v, ""),
-            Output::Table(v, cols) => print_table(v, cols),
+            Output::Record(v) => print_record(&readable_times(v), ""),
+            Output::Table(v, cols) => print_table(&readable_times(v), cols),
         }
     }
 }
@@ -917,5 +961,38 @@ fn print_record(v: &Value, indent: &str) {
             }
         }
         other => println!("{indent}{}", cell(Some(other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_rfc3339_utc() {
+        let v = json!({
+            "id": "0193",
+            "arrived_at_ms": 1_764_403_200_123u64,
+            "next_attempt_ms": 1_764_403_500_000u64,
+            "leased_until_ms": null,
+            "timeout_ms": 30_000,
+            "started_at": "2025-11-29T08:00:00.123456789Z",
+            "local": "2025-11-29T13:00:00+05:00",
+            "note": "not a time",
+            "recipients": [{"last_attempt_ms": 1_764_403_200_000u64}],
+        });
+        let r = readable_times(&v);
+        assert_eq!(r["arrived_at"], "2025-11-29T08:00:00Z");
+        assert_eq!(r["next_attempt"], "2025-11-29T08:05:00Z");
+        assert!(r.get("arrived_at_ms").is_none());
+        assert_eq!(r["leased_until"], Value::Null);
+        assert!(r.get("leased_until_ms").is_none());
+        assert_eq!(r["timeout_ms"], 30_000);
+        assert_eq!(r["started_at"], "2025-11-29T08:00:00Z");
+        assert_eq!(r["local"], "2025-11-29T08:00:00Z");
+        assert_eq!(r["note"], "not a time");
+        assert_eq!(r["recipients"][0]["last_attempt"], "2025-11-29T08:00:00Z");
+        let list = with_arrival_times(json!([{"arrived_at_ms": 1_764_403_200_000u64}]));
+        assert_eq!(list[0]["arrived"], "2025-11-29T08:00:00Z");
     }
 }

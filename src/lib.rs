@@ -10,6 +10,8 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod governor;
+pub mod logging;
+pub mod maillog;
 pub mod metrics;
 pub mod notify;
 pub mod policy;

@@ -9,22 +9,15 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState, Tokens};
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::store::connections::ConnectionLog;
 
-/// Installs the tracing subscriber from `[server] log_format` and `log_level`.
+/// Installs the tracing subscriber from `[server] log_format` and
+/// `log_level` (see [`crate::logging`]).
 pub fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.server.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match cfg.server.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    crate::logging::init(cfg.server.log_format, &cfg.server.log_level);
 }
 
 /// Runs the gateway until a termination signal.

@@ -564,20 +564,22 @@ async fn disconnect_domain(
         let rec = reg.disconnect_domain(&domain, &reason)?;
         match cfg.registration.disconnect_queued {
             crate::config::DisconnectQueued::Hold => {
-                block_on(crate::governor::actions::hold_scope_mail(
+                let held = block_on(crate::governor::actions::hold_scope_mail(
                     &queue,
                     &Scope::Domain(domain.clone()),
                     &format!("domain {domain} disconnected: {reason}"),
                 ))?;
+                tracing::info!(domain = %domain, held, "disconnected domain's queued mail held");
             }
             // Due now: the scheduler sees the domain disconnected and bounces.
             crate::config::DisconnectQueued::Bounce => {
                 let d = domain.to_string();
-                block_on(queue.release_where(move |e| {
+                let released = block_on(queue.release_where(move |e| {
                     e.direction == ugem_queue::Direction::Outbound
                         && e.domain.as_deref() == Some(d.as_str())
                 }))?;
                 block_on(queue.retry_all(ugem_queue::unix_ms()))?;
+                tracing::info!(domain = %domain, released, "disconnected domain's queued mail due now, to be bounced");
             }
         }
         // The contacts learn of it by mail; a failed notice is reported, not raised.
@@ -900,7 +902,11 @@ async fn queue_op(
     let changed = audited(&st, &who, id.clone(), move |caller| {
         let qid = parse_queue_id(&id)?;
         let done = match op {
-            QueueOp::Retry => return retry_one(&queue, qid),
+            QueueOp::Retry => {
+                let v = retry_one(&queue, qid)?;
+                tracing::info!(target: crate::maillog::TARGET, queue_id = %qid, actor = %caller.name, "retry by staff");
+                return Ok(v);
+            }
             QueueOp::Hold => {
                 let reason = match &body {
                     Some(b) => b.or_default::<HoldBody>()?.reason,
@@ -920,6 +926,12 @@ async fn queue_op(
                 _ => format!("no message {id} in the queue"),
             }));
         }
+        let what = match op {
+            QueueOp::Hold => "held by staff",
+            QueueOp::Release => "released by staff",
+            _ => "deleted by staff",
+        };
+        tracing::info!(target: crate::maillog::TARGET, queue_id = %qid, actor = %caller.name, "{what}");
         Ok(serde_json::json!({"ok": true}))
     })
     .await;

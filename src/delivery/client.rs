@@ -772,6 +772,8 @@ pub struct Connection {
     remote: String,
     /// The host name it was opened for (MX name, next hop, or address text).
     host: String,
+    /// The address it is connected to.
+    addr: SocketAddr,
     tls: Option<String>,
     verified: bool,
     timeouts: Timeouts,
@@ -853,6 +855,7 @@ impl Connection {
             ext: Extensions::default(),
             remote: format!("{} [{}]", target.host, target.addr.ip()),
             host: target.host.clone(),
+            addr: target.addr,
             tls: None,
             verified: false,
             timeouts: t,
@@ -1324,6 +1327,11 @@ impl Connection {
     /// `"mx.example.org [192.0.2.1]"`, for logs and DSNs (Remote-MTA).
     pub fn remote(&self) -> &str {
         &self.remote
+    }
+
+    /// The address the connection goes to.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The extensions from the last EHLO.

@@ -15,6 +15,7 @@ use super::outcome::Backoff;
 use super::route::{Resolver, Route, route_for};
 use crate::config::Config;
 use crate::domain::Domain;
+use crate::maillog::{Hop, HopClock};
 use crate::registry::Registry;
 use crate::store::suspensions::Scope;
 
@@ -50,6 +51,8 @@ struct Group {
     /// per-destination limit.
     key: String,
     rcpts: Vec<usize>,
+    /// The message's queue id, for the log.
+    queue_id: ugem_queue::QueueId,
 }
 
 impl Scheduler {
@@ -185,7 +188,7 @@ impl Scheduler {
     async fn attempt(self: Arc<Self>, env: Envelope) {
         let id = env.id;
         if let Some(why) = self.suspended_scope(&env) {
-            tracing::info!(queue_id = %id, reason = %why, "holding mail of a suspended scope");
+            tracing::info!(target: crate::maillog::TARGET, queue_id = %id, reason = %why, "holding mail of a suspended scope");
             // Ends our lease too: a release must make it due at once, not
             // when the lease would have run out.
             if let Err(e) = self.queue.hold_leased(id, why).await {
@@ -195,7 +198,7 @@ impl Scheduler {
             // A restore between the check and the hold released the scope's
             // mail before this one was held: let it go as well.
             if self.suspended_scope(&env).is_none() {
-                tracing::info!(queue_id = %id, "scope restored meanwhile; released");
+                tracing::info!(target: crate::maillog::TARGET, queue_id = %id, "scope restored meanwhile; released");
                 if let Err(e) = self.queue.release(id).await {
                     tracing::error!(queue_id = %id, error = %e, "release failed");
                 }
@@ -228,6 +231,14 @@ impl Scheduler {
             // send through the gateway ([registration] disconnect_queued).
             for (i, r) in env.recipients.iter().enumerate() {
                 if !r.status.is_final() {
+                    crate::maillog::recipient(
+                        &env,
+                        i,
+                        RcptStatus::Failed,
+                        &reason,
+                        &Hop::default(),
+                        now,
+                    );
                     updates.push(RecipientUpdate {
                         index: i,
                         status: RcptStatus::Failed,
@@ -275,7 +286,8 @@ impl Scheduler {
                     RcptStatus::Failed => "failed",
                     _ => "deferred",
                 });
-                remote.insert(i, mta.clone());
+                crate::maillog::recipient(&env, i, status, &text, &mta, now);
+                remote.insert(i, mta.remote_mta());
                 updates.push(RecipientUpdate {
                     index: i,
                     status,
@@ -313,9 +325,11 @@ impl Scheduler {
         };
         match self.queue.record_attempt(id, outcome).await {
             Ok(Some(done)) => {
-                tracing::info!(queue_id = %id, attempts = done.attempts, "message left the queue")
+                tracing::info!(target: crate::maillog::TARGET, queue_id = %id, attempts = done.attempts, "message left the queue")
             }
-            Ok(None) => tracing::info!(queue_id = %id, next_attempt_ms = next, "message deferred"),
+            Ok(None) => {
+                tracing::info!(target: crate::maillog::TARGET, queue_id = %id, next_attempt = %crate::logging::rfc3339_ms(next), "message deferred")
+            }
             Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "cannot record the attempt; the lease will run out and it will be retried")
             }
@@ -373,6 +387,7 @@ impl Scheduler {
                     tls_explicit: explicit.is_some(),
                     key,
                     rcpts: Vec::new(),
+                    queue_id: env.id,
                 })
                 .rcpts
                 .push(i);
@@ -410,14 +425,16 @@ impl Scheduler {
     }
 
     /// Delivers one group; every recipient gets a result. Returns the
-    /// results and the remote MTA that gave them.
+    /// results, and where they came from and how long each phase took (for
+    /// the mail log and the bounces' Remote-MTA).
     async fn deliver_group(
         &self,
         g: &Group,
         sender: &str,
         rcpts: &[String],
         body: &[u8],
-    ) -> (Vec<RcptResult>, Option<String>) {
+    ) -> (Vec<RcptResult>, Hop) {
+        let mut clock = HopClock::start();
         let all = |f: &dyn Fn() -> RcptResult| rcpts.iter().map(|_| f()).collect::<Vec<_>>();
         // MTA-STS, for MX routes that no tls_policy entry governs: enforce
         // means verified TLS, and only to the MX hosts the policy lists.
@@ -426,6 +443,7 @@ impl Scheduler {
             (Route::Mx(d), Some(m)) if !g.tls_explicit => m.policy(d).await.map(|p| (d, p)),
             _ => None,
         };
+        clock.set_up();
         let enforce = sts
             .as_ref()
             .is_some_and(|(_, p)| p.mode == super::mta_sts::Mode::Enforce);
@@ -436,14 +454,16 @@ impl Scheduler {
         ) {
             (Ok(a), Ok(b)) => (a, b),
             _ => {
+                clock.waited();
                 return (
                     all(&|| RcptResult::Deferred {
                         reply: "4.3.2 shutting down".into(),
                     }),
-                    None,
+                    clock.hop(),
                 );
             }
         };
+        clock.waited();
         // A pooled connection first; if it has gone stale, a fresh one.
         if let Some(mut c) = self.pooled(&g.key) {
             let unfit = sts.as_ref().is_some_and(|(_, p)| {
@@ -453,37 +473,43 @@ impl Scheduler {
                 // Opened before the policy was known: not good enough now.
                 tokio::spawn(c.quit());
             } else if let Ok(results) = c.send(sender, rcpts, body).await {
-                let mta = Some(c.remote().to_string());
+                clock.sent();
+                clock.relay(c.host(), c.peer_addr(), true);
                 self.give_back(&g.key, c);
-                return (results, mta);
+                return (results, clock.hop());
             }
+            // A stale connection found out: part of getting a working one.
+            clock.set_up();
         }
         let targets = match self.resolver.targets(&g.route).await {
             Ok(t) if !t.is_empty() => t,
             Ok(_) => {
+                clock.set_up();
                 return (
                     all(&|| RcptResult::Deferred {
                         reply: format!("4.4.4 no address for {}", g.key),
                     }),
-                    None,
+                    clock.hop(),
                 );
             }
             Err(e) if e.is_permanent() => {
+                clock.set_up();
                 let text = format!("{} {e}", e.enhanced());
                 return (
                     all(&|| RcptResult::Failed {
                         reply: text.clone(),
                     }),
-                    None,
+                    clock.hop(),
                 );
             }
             Err(e) => {
+                clock.set_up();
                 let text = format!("{} {e}", e.enhanced());
                 return (
                     all(&|| RcptResult::Deferred {
                         reply: text.clone(),
                     }),
-                    None,
+                    clock.hop(),
                 );
             }
         };
@@ -496,13 +522,14 @@ impl Scheduler {
                     .into_iter()
                     .partition(|t| t.host.trim_end_matches('.').eq_ignore_ascii_case(me));
                 if others.is_empty() && !me_too.is_empty() {
+                    clock.set_up();
                     let text =
                         format!("5.4.6 mail for {d} loops back to this gateway (its MX is {me})");
                     return (
                         all(&|| RcptResult::Failed {
                             reply: text.clone(),
                         }),
-                        None,
+                        clock.hop(),
                     );
                 }
                 others
@@ -513,11 +540,12 @@ impl Scheduler {
             Some((d, p)) => match sts_targets(d, p, targets) {
                 Ok(t) => t,
                 Err(text) => {
+                    clock.set_up();
                     return (
                         all(&|| RcptResult::Deferred {
                             reply: text.clone(),
                         }),
-                        None,
+                        clock.hop(),
                     );
                 }
             },
@@ -525,10 +553,18 @@ impl Scheduler {
         };
         let mut last_err = String::from("4.4.1 no target answered");
         for t in targets.iter() {
-            let mut conn = match Connection::open_as(&t.into(), &self.settings, tls).await {
+            let opened = Connection::open_as(&t.into(), &self.settings, tls).await;
+            clock.set_up();
+            let mut conn = match opened {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::info!(target = %t.addr, error = %e, "connection failed; trying the next target");
+                    tracing::info!(
+                        target: crate::maillog::TARGET,
+                        queue_id = %g.queue_id,
+                        next_hop = %format_args!("{}[{}]:{}", t.host, t.addr.ip(), t.addr.port()),
+                        error = %e,
+                        "connection failed; trying the next target"
+                    );
                     last_err = conn_error_text(&e, t.addr);
                     if enforce {
                         last_err = format!("{last_err}; required by the MTA-STS policy");
@@ -536,10 +572,13 @@ impl Scheduler {
                     continue;
                 }
             };
-            match conn.send(sender, rcpts, body).await {
+            let sent = conn.send(sender, rcpts, body).await;
+            clock.sent();
+            clock.relay(&t.host, t.addr, sent.is_ok());
+            match sent {
                 Ok(results) => {
                     self.give_back(&g.key, conn);
-                    return (results, Some(format!("{} [{}]", t.host, t.addr.ip())));
+                    return (results, clock.hop());
                 }
                 Err(e) => {
                     // Mid-transaction failure: nothing is known to be
@@ -554,7 +593,7 @@ impl Scheduler {
             all(&|| RcptResult::Deferred {
                 reply: last_err.clone(),
             }),
-            None,
+            clock.hop(),
         )
     }
 
@@ -606,7 +645,7 @@ impl Scheduler {
         ) {
             match self.queue.enqueue(new, msg).await {
                 Ok(wid) => {
-                    tracing::info!(queue_id = %env.id, warning_id = %wid, "delay warning queued")
+                    tracing::info!(target: crate::maillog::TARGET, queue_id = %env.id, warning_id = %wid, to = %env.sender, "delay warning queued")
                 }
                 Err(e) => {
                     tracing::error!(queue_id = %env.id, error = %e, "cannot queue the delay warning")
@@ -626,12 +665,12 @@ impl Scheduler {
         let Some((new, msg)) =
             super::dsn::bounce(env, body, failed, &host, &postmaster, chrono::Utc::now())
         else {
-            tracing::info!(queue_id = %env.id, "no bounce for the null sender");
+            tracing::info!(target: crate::maillog::TARGET, queue_id = %env.id, failed = failed.len(), "no bounce for the null sender");
             return;
         };
         match self.queue.enqueue(new, msg).await {
             Ok(bid) => {
-                tracing::info!(queue_id = %env.id, bounce_id = %bid, failed = failed.len(), "bounce queued")
+                tracing::info!(target: crate::maillog::TARGET, queue_id = %env.id, bounce_id = %bid, to = %env.sender, failed = failed.len(), "bounce queued")
             }
             Err(e) => tracing::error!(queue_id = %env.id, error = %e, "cannot queue the bounce"),
         }

@@ -879,7 +879,7 @@ impl Session {
         };
         match self.gw.queue.enqueue(env, message).await {
             Ok(id) => {
-                tracing::info!(queue_id = %id, from = %txn.from, rcpts = txn.rcpts.len(), size = body.len(), "message queued");
+                tracing::info!(target: crate::maillog::TARGET, queue_id = %id, client = %self.client_text(), from = %txn.from, size = head.len() + body.len(), nrcpt = txn.rcpts.len(), tls = %self.tls.as_deref().unwrap_or("none"), direction = %if outbound { "outbound" } else { "inbound" }, "message queued");
                 self.rec.messages += 1;
                 crate::metrics::MESSAGES_ACCEPTED
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -910,6 +910,18 @@ impl Session {
                 None
             }
         }
+    }
+
+    /// The client as the mail log names it: `helo[ip]:port`, the name
+    /// being the one it gave in EHLO/HELO (`unknown` before it said one;
+    /// ugem does no reverse DNS).
+    fn client_text(&self) -> String {
+        format!(
+            "{}[{}]:{}",
+            self.helo.as_deref().unwrap_or("unknown"),
+            policy::canonical_ip(self.peer.ip()),
+            self.peer.port()
+        )
     }
 
     fn received_header(&self, txn: &Transaction) -> String {
