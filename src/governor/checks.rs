@@ -374,6 +374,8 @@ impl Governor {
             t.stats.note_recipient(!known, now);
             if !known {
                 mem.insert_new(spair);
+                let d = rcpt.rsplit_once('@').map_or(rcpt, |(_, d)| d);
+                t.stats.note_destination(mem.recipient_id(d));
             }
             let accountable = sj.r.declared.is_some() || t.accountable_until_ms > now;
             Ok((accountable, learned))
@@ -415,11 +417,14 @@ impl Governor {
                     &format!("domain {domain}"),
                 ));
             }
-            // New to its sender counts as new to the domain: colleagues
-            // writing to the same new address count it twice, which only
-            // matters far above the domain's floors, and it saves a second
-            // memory probe per RCPT.
-            let dnew = !known;
+            // New to the domain, not only to the sender: colleagues writing
+            // to the same new address (a list they all post to) count once.
+            let dnew = !known
+                && mem.insert(mem.pair(
+                    PairKind::Domain,
+                    mem.scope_id_of(b'd', domain.as_str()),
+                    rid,
+                ));
             t.stats.note_recipient(dnew, now);
             if accountable {
                 for w in [&mut t.excluded.short, &mut t.excluded.hour] {

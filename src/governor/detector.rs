@@ -93,9 +93,27 @@ pub struct Window {
     pub cur: Counts,
     /// The previous bucket.
     pub prev: Counts,
+    /// Destination domains of the current bucket's never-seen recipients,
+    /// one bit per domain hash (a 64-bit linear-counting sketch).
+    #[serde(default)]
+    pub cur_dest: u64,
+    /// The same for the previous bucket.
+    #[serde(default)]
+    pub prev_dest: u64,
 }
 
 impl Window {
+    /// About how many distinct destination domains the window's never-seen
+    /// recipients went to (linear counting over 64 bits; saturates near 250).
+    pub fn destinations(&self) -> u32 {
+        let bits = self.cur_dest | self.prev_dest;
+        let zeros = bits.count_zeros();
+        if zeros == 0 {
+            return 250;
+        }
+        (-64.0 * (f64::from(zeros) / 64.0).ln()).round() as u32
+    }
+
     /// Moves forward to `now_ms`; returns the buckets completed on the way
     /// (at most the last two matter: older ones are empty or forgotten).
     pub fn roll(&mut self, now_ms: u64, len: u64) -> Option<Counts> {
@@ -105,11 +123,10 @@ impl Window {
             return None;
         }
         let done = self.cur;
-        self.prev = if target - self.start_ms == len {
-            done
-        } else {
-            Counts::default()
-        };
+        let adjacent = target - self.start_ms == len;
+        self.prev = if adjacent { done } else { Counts::default() };
+        self.prev_dest = if adjacent { self.cur_dest } else { 0 };
+        self.cur_dest = 0;
         self.cur = Counts::default();
         self.start_ms = target;
         Some(done)
@@ -243,6 +260,13 @@ impl ScopeStats {
                 w.cur.new += 1;
             }
         }
+    }
+
+    /// Notes the destination domain (`domain_hash`) of a never-seen recipient.
+    pub fn note_destination(&mut self, domain_hash: u64) {
+        let bit = 1u64 << (domain_hash >> 58);
+        self.short.cur_dest |= bit;
+        self.hour.cur_dest |= bit;
     }
 
     /// Counts one never-seen recipient tried and deferred.
@@ -407,6 +431,8 @@ pub struct Novelty {
     pub tried_hour: u32,
     /// All recipients accepted, last hour.
     pub recipients_hour: u32,
+    /// Distinct destination domains of the never-seen ones, last hour (about).
+    pub destinations_hour: u32,
 }
 
 impl Novelty {
@@ -424,6 +450,7 @@ impl Novelty {
             tried_5: five.tried,
             tried_hour: hour.tried,
             recipients_hour: hour.recipients,
+            destinations_hour: s.hour.destinations(),
         }
     }
 
@@ -463,10 +490,11 @@ pub fn novelty_trip(
         rule,
         summary: format!(
             "{scope} wrote to {} addresses it never wrote to before in 5 minutes ({} in the last \
-             hour, of {} recipients); it is allowed {:.0} and {:.0} from {} (its usual peak: \
-             {:.0} in 5 minutes, {:.0} in an hour), {what}",
+             hour, at about {} domains, of {} recipients); it is allowed {:.0} and {:.0} from {} \
+             (its usual peak: {:.0} in 5 minutes, {:.0} in an hour), {what}",
             n.new_5,
             n.new_hour,
+            n.destinations_hour,
             n.recipients_hour,
             a.five,
             a.hour,
@@ -482,6 +510,7 @@ pub fn novelty_trip(
             "deferred_new_recipients_5min": n.tried_5,
             "deferred_new_recipients_hour": n.tried_hour,
             "recipients_hour": n.recipients_hour,
+            "destination_domains_hour": n.destinations_hour,
             "allowance_5min": a.five.round() as u64,
             "allowance_hour": a.hour.round() as u64,
             "allowance_basis": a.basis.as_str(),
@@ -729,6 +758,18 @@ mod tests {
         s.note_refusal(OutcomeKind::Unknown, MONDAY);
         let c = s.outcomes.cur;
         assert_eq!((c.outcomes, c.rejected, c.unknown, c.spam), (1, 1, 1, 0));
+    }
+
+    #[test]
+    fn destinations_are_counted_about_right() {
+        let mut s = ScopeStats::new(MONDAY);
+        s.roll(MONDAY, &g());
+        assert_eq!(s.hour.destinations(), 0);
+        for d in 0..20u64 {
+            s.note_destination(d.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        }
+        let n = s.hour.destinations();
+        assert!((14..=28).contains(&n), "{n}");
     }
 
     #[test]

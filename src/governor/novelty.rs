@@ -1,10 +1,11 @@
-//! The gateway's memory of who wrote to whom: has this sender written to
-//! this recipient before? A compromised mailbox writes
+//! The gateway's memory of who wrote to whom: has this sender (or this
+//! domain) written to this recipient before? A compromised mailbox writes
 //! to addresses it never wrote to; an ordinary one mostly to its regular
 //! correspondents.
 //!
 //! Pairs are kept in a blocked Bloom filter (each pair sets 6 bits inside
-//! one 512-bit block: one cache line per look-up) of fixed size, in two
+//! one 512-bit block chosen by the recipient: one cache line per RCPT,
+//! whichever pairs of it are probed) of fixed size, in two
 //! generations: when the current one has taken `capacity` pairs it becomes
 //! the old one and a new empty one starts, so memory is bounded and pairs
 //! not seen for one to two generations are forgotten. About 1 % of
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
-const MAGIC: &[u8; 8] = b"UGEMRM01";
+const MAGIC: &[u8; 8] = b"UGEMRM02";
 /// Bits of filter per pair of capacity.
 const BITS_PER_PAIR: u64 = 10;
 /// Words (u64) per block: 512 bits, one cache line.
@@ -42,6 +43,8 @@ const JOURNAL_FOLD: usize = 500_000;
 pub enum PairKind {
     /// A sender wrote to the recipient (accepted).
     Sender = 0x5345_4e44_4552_0001,
+    /// Someone of a domain wrote to the recipient (accepted).
+    Domain = 0x444f_4d41_494e_0002,
     /// A sender tried a never-seen recipient that was deferred.
     Tried = 0x5452_4945_4400_0003,
 }
@@ -175,12 +178,15 @@ impl RecipientMemory {
         h.finish()
     }
 
-    /// The pair of a scope and a recipient, of one kind.
+    /// The pair of a scope and a recipient, of one kind. Its high half is
+    /// the recipient's, so every pair of one recipient (the sender's, the
+    /// domain's, a deferred try) lives in one block: one cache line per
+    /// RCPT, whatever is probed. Its low half picks the bits.
     pub fn pair(&self, kind: PairKind, scope: u64, recipient: u64) -> u64 {
         let mut h = self.hasher(kind as u64);
         h.write_u64(scope);
         h.write_u64(recipient);
-        h.finish()
+        (recipient & 0xFFFF_FFFF_0000_0000) | (h.finish() & 0xFFFF_FFFF)
     }
 
     fn hasher(&self, tag: u64) -> impl Hasher {
@@ -416,15 +422,16 @@ mod tests {
     fn generations_bound_memory_and_forget_old_pairs() {
         let m = RecipientMemory::in_memory(1_000);
         let bytes = m.bytes();
-        let first = m.pair(PairKind::Sender, 1, 1);
+        let r = |i: u64| m.recipient_id(&format!("r{i}@x"));
+        let first = m.pair(PairKind::Sender, 1, r(1));
         m.insert(first);
         for i in 0..1_500u64 {
-            m.insert(m.pair(PairKind::Sender, 2, i));
+            m.insert(m.pair(PairKind::Sender, 2, r(i)));
         }
         // Rotated once: the first pair is in the old generation.
         assert!(m.contains(first));
         for i in 0..1_000u64 {
-            m.insert(m.pair(PairKind::Sender, 3, i));
+            m.insert(m.pair(PairKind::Sender, 3, r(i)));
         }
         assert!(!m.contains(first));
         assert_eq!(m.bytes(), bytes);
