@@ -5,6 +5,7 @@
 //! - [`session`]: one client, from greeting to QUIT; asks [`crate::policy`]
 //!   at MAIL and RCPT and hands accepted messages to the queue.
 //! - [`listener`]: the accept loop and connection limits.
+//! - [`spool`]: large message data on disk instead of in memory.
 //! - [`tls`]: STARTTLS configuration.
 
 pub mod command;
@@ -13,6 +14,7 @@ pub mod line;
 pub mod listener;
 pub mod reply;
 pub mod session;
+pub mod spool;
 pub mod tls;
 
 use std::sync::Arc;
