@@ -760,12 +760,6 @@ impl Session {
             }
             Some(_) => {}
         }
-        // Below the free-space floor the message could not be kept: say so
-        // before the client sends it.
-        if let Some(r) = self.no_room(0) {
-            self.reply(r);
-            return None;
-        }
         self.reply(Reply::new(354, "", "end data with <CR><LF>.<CR><LF>"));
         let mut reader = DataReader::new(self.data_limits());
         let mut spool = self.new_spool();
