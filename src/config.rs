@@ -521,7 +521,7 @@ impl Default for DeliverySection {
             routes: BTreeMap::new(),
             max_connections: 100,
             max_connections_per_destination: 10,
-            max_body_memory: ByteSize(128 << 20),
+            max_body_memory: ByteSize(64 << 20),
             min_backoff: Span(Duration::from_secs(300)),
             max_backoff: Span(Duration::from_secs(4000)),
             max_queue_lifetime: Span(Duration::from_secs(5 * 86_400)),

@@ -29,6 +29,7 @@ pub fn init_logging(cfg: &Config) {
 
 /// Runs the gateway until a termination signal.
 pub fn run_blocking(cfg: Config) -> anyhow::Result<()> {
+    return_large_buffers();
     init_logging(&cfg);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -41,6 +42,24 @@ pub fn run_blocking(cfg: Config) -> anyhow::Result<()> {
     // that was put back) is not waited for: run() already kept the bound.
     rt.shutdown_timeout(Duration::from_millis(500));
     r
+}
+
+/// Makes freed buffers of 1 MiB and more go back to the system at once.
+///
+/// Large messages pass through a few such buffers (a body read for
+/// delivery, the queue database's page of it). glibc raises its mmap
+/// threshold to the size of the first one freed, and from then on keeps them
+/// on its heaps, one per thread, where the memory stays counted in RSS after
+/// the messages are long gone (100 messages of 9 MiB left 527 MB resident
+/// instead of 84 MB). A fixed threshold keeps them mapped and unmapped;
+/// everything a small message needs is far below it.
+fn return_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -79,9 +79,6 @@ pub struct Spool {
     file: Option<File>,
     written: u64,
     failed: Option<SpoolError>,
-    /// A buffer handed back to the reader after each write, so its
-    /// allocation is reused rather than grown again from nothing.
-    spare: Vec<u8>,
 }
 
 impl Spool {
@@ -94,7 +91,6 @@ impl Spool {
             file: None,
             written: 0,
             failed: None,
-            spare: Vec::new(),
         }
     }
 
@@ -114,33 +110,33 @@ impl Spool {
     }
 
     /// Appends the reader's stored octets to the file; `body` comes back
-    /// empty (with a reused allocation). After a failure the octets are only
-    /// dropped. `room` asks the queue's free-space floor about `n` more
-    /// octets.
+    /// empty, its allocation kept for what follows (one buffer per session:
+    /// the session reads nothing while it waits here). After a failure the
+    /// octets are only dropped. `room` asks the queue's free-space floor
+    /// about `n` more octets.
     pub async fn spill(
         &mut self,
         body: &mut Vec<u8>,
         room: impl FnOnce(u64) -> Result<(), ugem_queue::QueueError>,
     ) {
-        let mut chunk = std::mem::take(&mut self.spare);
-        chunk.clear();
-        std::mem::swap(body, &mut chunk);
-        if chunk.is_empty() || self.failed.is_some() {
-            chunk.clear();
-            self.spare = chunk;
+        if body.is_empty() || self.failed.is_some() {
+            body.clear();
             return;
         }
-        match room(chunk.len() as u64) {
+        match room(body.len() as u64) {
             Ok(()) => {}
             Err(ugem_queue::QueueError::DiskFull { .. }) => {
                 tracing::warn!("spool: below the free-space floor; the message will be refused");
+                body.clear();
                 return self.fail(SpoolError::DiskFull);
             }
             Err(e) => {
                 tracing::error!(error = %e, "spool: cannot check free space");
+                body.clear();
                 return self.fail(SpoolError::Io);
             }
         }
+        let mut chunk = std::mem::take(body);
         let file = self.file.take();
         let dir = self.dir.clone();
         let n = chunk.len() as u64;
@@ -158,7 +154,7 @@ impl Spool {
             Ok(Ok((file, chunk))) => {
                 self.file = Some(file);
                 self.written += n;
-                self.spare = chunk;
+                *body = chunk;
             }
             Ok(Err(e)) => {
                 let why = if e.raw_os_error() == Some(libc::ENOSPC) {
