@@ -39,6 +39,8 @@ pub struct Gateway {
     pub governor: Arc<crate::governor::Governor>,
     /// Inbound recipient verification (`smtp.verify_recipients`).
     pub verifier: Option<Arc<crate::delivery::verify::Verifier>>,
+    /// Where large messages are spooled (`data_dir/spool`).
+    pub spool_dir: Arc<std::path::Path>,
 }
 
 impl Gateway {
@@ -55,7 +57,9 @@ impl Gateway {
             (Some(c), Some(k)) => tls::TlsHolder::new(Some(tls::load(c, k)?)),
             _ => tls::TlsHolder::new(None),
         };
+        let spool_dir = spool::dir(&cfg.server.data_dir).into();
         Ok(Arc::new(Gateway {
+            spool_dir,
             cfg,
             registry,
             queue,

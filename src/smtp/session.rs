@@ -792,7 +792,7 @@ impl Session {
 
     fn new_spool(&self) -> Spool {
         Spool::new(
-            super::spool::dir(&self.gw.cfg.server.data_dir),
+            self.gw.spool_dir.clone(),
             usize::try_from(self.gw.cfg.smtp.spool_threshold.0).unwrap_or(usize::MAX),
         )
     }

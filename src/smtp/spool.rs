@@ -23,6 +23,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::reply::Reply;
@@ -74,7 +75,7 @@ impl SpoolError {
 
 /// The part of one message that went to disk.
 pub struct Spool {
-    dir: PathBuf,
+    dir: Arc<Path>,
     threshold: usize,
     file: Option<File>,
     written: u64,
@@ -84,7 +85,7 @@ pub struct Spool {
 impl Spool {
     /// A spool for one message: files go to `dir`, once the reader holds
     /// `threshold` octets.
-    pub fn new(dir: PathBuf, threshold: usize) -> Spool {
+    pub fn new(dir: Arc<Path>, threshold: usize) -> Spool {
         Spool {
             dir,
             threshold: threshold.max(1),
@@ -212,7 +213,7 @@ mod tests {
     #[tokio::test]
     async fn spills_past_the_threshold_and_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::new(dir.path().to_path_buf(), 8);
+        let mut s = Spool::new(dir.path().into(), 8);
         assert!(!s.wants(7));
         assert!(s.wants(8));
         let mut body = b"0123456789".to_vec();
@@ -232,7 +233,7 @@ mod tests {
     #[tokio::test]
     async fn below_the_floor_it_stops_storing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::new(dir.path().to_path_buf(), 1);
+        let mut s = Spool::new(dir.path().into(), 1);
         let mut body = b"first".to_vec();
         s.spill(&mut body, |_| Ok(())).await;
         let mut body = b"second".to_vec();
