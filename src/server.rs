@@ -53,12 +53,19 @@ pub fn run_blocking(cfg: Config) -> anyhow::Result<()> {
 /// the messages are long gone (100 messages of 9 MiB left 527 MB resident
 /// instead of 84 MB). A fixed threshold keeps them mapped and unmapped;
 /// everything a small message needs is far below it.
+///
+/// Fixing it also fixes the trim threshold, at 128 KiB unless set: the heaps
+/// would then shrink and grow again around every few messages (5-8% more
+/// CPU per small message in `bench/smtp-accept-bench.sh`). 8 MiB, of the
+/// order glibc's own adjustment reaches, keeps that as it was (at most 8 MiB
+/// per heap stays mapped; `bench/results/2026-12-01-accept-datapath-ab.txt`).
 fn return_large_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // SAFETY: mallopt only sets allocator parameters; called before any
     // other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
 }
 
