@@ -21,6 +21,15 @@ use crate::domain::Domain;
 /// `--config` is given (relative paths then resolve against the working folder).
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/ugem.toml");
 
+/// `TimeoutStopSec` of the shipped unit (`systemd/ugem.service`); a test
+/// checks that the two agree.
+pub const UNIT_TIMEOUT_STOP: Duration = Duration::from_secs(60);
+/// Bounds of `server.shutdown_timeout`: the largest leaves systemd 10 s
+/// before it sends SIGKILL.
+pub const MIN_SHUTDOWN: Duration = Duration::from_secs(1);
+/// See [`MIN_SHUTDOWN`].
+pub const MAX_SHUTDOWN: Duration = Duration::from_secs(50);
+
 /// One problem in a configuration, with the key it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -270,6 +279,12 @@ pub struct ServerSection {
     pub log_format: LogFormat,
     /// Default log filter (tracing env-filter syntax); `RUST_LOG` overrides.
     pub log_level: String,
+    /// The longest a shutdown (SIGTERM) may take: state saved, sessions
+    /// answered `421 4.3.2`, deliveries in flight put back in the queue.
+    /// Kept well under systemd's `TimeoutStopSec` (60 s in the shipped unit).
+    pub shutdown_timeout: Span,
+    /// Memory for the queue database's page cache.
+    pub queue_cache_size: ByteSize,
 }
 
 impl Default for ServerSection {
@@ -280,6 +295,8 @@ impl Default for ServerSection {
             postmaster: "postmaster@gateway.example".parse().expect("valid default"),
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            shutdown_timeout: Span(Duration::from_secs(20)),
+            queue_cache_size: ByteSize(64 << 20),
         }
     }
 }
@@ -317,6 +334,9 @@ pub struct SmtpSection {
     pub max_connections_per_ip: usize,
     /// Free space below which the queue answers 452 4.3.1.
     pub min_free_space: ByteSize,
+    /// Message data a session keeps in memory; beyond it, the message goes
+    /// to a spool file under `data_dir/spool`.
+    pub spool_threshold: ByteSize,
     /// PEM certificate chain; STARTTLS is offered when set (with `tls_key`).
     pub tls_cert: Option<PathBuf>,
     /// PEM private key.
@@ -370,6 +390,7 @@ impl Default for SmtpSection {
             max_connections: 1000,
             max_connections_per_ip: 50,
             min_free_space: ByteSize(100 << 20),
+            spool_threshold: ByteSize(256 << 10),
             tls_cert: None,
             tls_key: None,
             tls_handshake_timeout: Span(Duration::from_secs(30)),
@@ -459,6 +480,9 @@ pub struct DeliverySection {
     pub max_connections: usize,
     /// Concurrent connections to one destination (domain or next hop).
     pub max_connections_per_destination: usize,
+    /// Message bodies held in memory by deliveries at once; a message
+    /// larger than this is delivered alone.
+    pub max_body_memory: ByteSize,
     /// First retry delay; doubles per attempt.
     pub min_backoff: Span,
     /// Longest retry delay.
@@ -497,6 +521,7 @@ impl Default for DeliverySection {
             routes: BTreeMap::new(),
             max_connections: 100,
             max_connections_per_destination: 10,
+            max_body_memory: ByteSize(64 << 20),
             min_backoff: Span(Duration::from_secs(300)),
             max_backoff: Span(Duration::from_secs(4000)),
             max_queue_lifetime: Span(Duration::from_secs(5 * 86_400)),
@@ -1016,6 +1041,26 @@ impl Config {
                 "must lie between 1000 and 65536".into(),
             );
         }
+        if !(4096..=64 << 20).contains(&self.smtp.spool_threshold.0) {
+            bad(
+                "smtp.spool_threshold",
+                "must lie between 4KiB and 64MiB".into(),
+            );
+        }
+        if !(MIN_SHUTDOWN..=MAX_SHUTDOWN).contains(&self.server.shutdown_timeout.0) {
+            bad(
+                "server.shutdown_timeout",
+                format!(
+                    "must lie between {}s and {}s (systemd's TimeoutStopSec in systemd/ugem.service is {}s and must stay above it)",
+                    MIN_SHUTDOWN.as_secs(),
+                    MAX_SHUTDOWN.as_secs(),
+                    UNIT_TIMEOUT_STOP.as_secs()
+                ),
+            );
+        }
+        if self.server.queue_cache_size.0 < 1 << 20 {
+            bad("server.queue_cache_size", "must be at least 1MiB".into());
+        }
         if self.smtp.max_connections == 0 || self.smtp.max_connections_per_ip == 0 {
             bad(
                 "smtp.max_connections",
@@ -1071,6 +1116,9 @@ impl Config {
                 "delivery.max_connections",
                 "connection limits must be at least 1".into(),
             );
+        }
+        if d.max_body_memory.0 < 1 << 20 {
+            bad("delivery.max_body_memory", "must be at least 1MiB".into());
         }
         if d.min_backoff.0.is_zero() || d.min_backoff > d.max_backoff {
             bad(

@@ -22,6 +22,7 @@ pub fn init_logging(cfg: &Config) {
 
 /// Runs the gateway until a termination signal.
 pub fn run_blocking(cfg: Config) -> anyhow::Result<()> {
+    return_large_buffers();
     init_logging(&cfg);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -29,7 +30,36 @@ pub fn run_blocking(cfg: Config) -> anyhow::Result<()> {
         .thread_name("ugem")
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(run(cfg, shutdown_signal()))
+    let r = rt.block_on(run(cfg, shutdown_signal()));
+    // Blocking work still running (a spool write, a body read of a delivery
+    // that was put back) is not waited for: run() already kept the bound.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    r
+}
+
+/// Makes freed buffers of 1 MiB and more go back to the system at once.
+///
+/// Large messages pass through a few such buffers (a body read for
+/// delivery, the queue database's page of it). glibc raises its mmap
+/// threshold to the size of the first one freed, and from then on keeps them
+/// on its heaps, one per thread, where the memory stays counted in RSS after
+/// the messages are long gone (100 messages of 9 MiB left 527 MB resident
+/// instead of 84 MB). A fixed threshold keeps them mapped and unmapped;
+/// everything a small message needs is far below it.
+///
+/// Fixing it also fixes the trim threshold, at 128 KiB unless set: the heaps
+/// would then shrink and grow again around every few messages (5-8% more
+/// CPU per small message in `bench/smtp-accept-bench.sh`). 8 MiB, of the
+/// order glibc's own adjustment reaches, keeps that as it was (at most 8 MiB
+/// per heap stays mapped; `bench/results/2026-12-01-accept-datapath-ab.txt`).
+fn return_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -58,18 +88,34 @@ pub async fn run(
         &data_dir.join("queue"),
         ugem_queue::QueueOptions {
             min_free_bytes: cfg.smtp.min_free_space.0,
+            cache_bytes: usize::try_from(cfg.server.queue_cache_size.0).unwrap_or(usize::MAX),
             ..Default::default()
         },
     )
     .context("cannot open the queue")?;
+    let spool_dir = crate::smtp::spool::dir(&data_dir);
+    match crate::smtp::spool::prepare_dir(&spool_dir) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "spool files of an earlier run removed"),
+        Err(e) => {
+            return Err(anyhow::anyhow!(e)).with_context(|| {
+                format!("cannot prepare the spool folder {}", spool_dir.display())
+            });
+        }
+    }
     let connlog = ConnectionLog::start(store.clone());
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     for k in &cfg.governor.retired {
         tracing::warn!(key = %format!("governor.{k}"), "configuration key no longer used; ignored");
     }
+    // The governor stops first (it saves its state on the way out), before
+    // anything else winds down.
+    let (governor_stop_tx, governor_stop_rx) = watch::channel(false);
+    // Sessions still running when the drain time is up are dropped.
+    let (kill_tx, kill_rx) = watch::channel(false);
     let governor = crate::governor::Governor::new(cfg.clone(), registry.clone(), queue.clone());
-    let governor_task = tokio::spawn(governor.clone().run(stop_rx.clone()));
+    let mut governor_task = tokio::spawn(governor.clone().run(governor_stop_rx));
 
     let resolver = crate::delivery::route::Resolver::new(&cfg.delivery.nameservers)
         .context("cannot set up the DNS resolver")?
@@ -106,7 +152,7 @@ pub async fn run(
         ready: ready.clone(),
     };
     // HTTPS when admin.tls_cert is set; also keeps refused calls' audit compact.
-    let (admin_addr, admin_task) = admin::serve(admin_state, stop_rx.clone()).await?;
+    let (admin_addr, mut admin_task) = admin::serve(admin_state, stop_rx.clone()).await?;
 
     let smtp = crate::smtp::listener::Listeners::bind(&cfg.smtp.listen)
         .await
@@ -132,7 +178,7 @@ pub async fn run(
     )
     .context("cannot set up SMTP")?;
     let smtp_addrs: Vec<String> = smtp.local_addrs().iter().map(|a| a.to_string()).collect();
-    let smtp_task = tokio::spawn(smtp.serve(gateway.clone(), stop_rx.clone()));
+    let mut smtp_task = tokio::spawn(smtp.serve(gateway.clone(), stop_rx.clone(), kill_rx));
     let hup_task = tokio::spawn(reload_on_hup(gateway.clone()));
 
     let scheduler = crate::delivery::scheduler::Scheduler::new(
@@ -144,7 +190,7 @@ pub async fn run(
         governor.clone(),
         mta_sts,
     );
-    let delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));
+    let mut delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));
 
     let deadlines_task = tokio::spawn(crate::notify::overdue_alerts(
         registry.clone(),
@@ -174,25 +220,85 @@ pub async fn run(
         "ugem ready"
     );
     shutdown.await;
+    let deadline = tokio::time::Instant::now() + cfg.server.shutdown_timeout.0;
     ready.store(false, Ordering::Release);
     crate::sdnotify::notify("STOPPING=1\nSTATUS=stopping");
     watchdog_task.abort();
+
+    // 1. State first, so that nothing later (a slow client, a stuck
+    // delivery, systemd's SIGKILL) can cost it: the governor saves its
+    // detector state as it stops, and the connection log is made durable.
+    let _ = governor_stop_tx.send(true);
+    let step = deadline.min(tokio::time::Instant::now() + Duration::from_secs(5));
+    if tokio::time::timeout_at(step, &mut governor_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("governor state not saved in time");
+        governor_task.abort();
+    }
+    flush_log(&connlog, deadline).await;
+
+    // 2. Everything else: sessions answer 421 4.3.2 (a message already read
+    // to its end is queued and answered 250 first), deliveries in flight are
+    // put back in the queue, the admin API closes. What is still running 1 s
+    // before the deadline is dropped; a dropped delivery keeps its lease,
+    // which the next start ends, so the message is due at once.
     let _ = stop_tx.send(true);
-    // Sessions get a grace period to finish their transaction.
-    let _ = tokio::time::timeout(Duration::from_secs(30), smtp_task).await;
-    // Deliveries in flight finish their transaction (bounded by the client timeouts).
-    let _ = tokio::time::timeout(Duration::from_secs(60), delivery_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
-    // Saves the detector state (baselines) on its way out.
-    let _ = tokio::time::timeout(Duration::from_secs(5), governor_task).await;
+    let drain = deadline
+        .checked_sub(Duration::from_secs(1))
+        .unwrap_or(deadline)
+        .max(tokio::time::Instant::now());
+    let sessions = async {
+        if tokio::time::timeout_at(drain, &mut smtp_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions still open at the shutdown deadline; closing them");
+            let _ = kill_tx.send(true);
+            if tokio::time::timeout(Duration::from_millis(300), &mut smtp_task)
+                .await
+                .is_err()
+            {
+                smtp_task.abort();
+            }
+        }
+    };
+    let deliveries = async {
+        if tokio::time::timeout_at(drain, &mut delivery_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("deliveries still running at the shutdown deadline; dropped");
+            delivery_task.abort();
+        }
+    };
+    let admin = async {
+        if tokio::time::timeout_at(drain, &mut admin_task)
+            .await
+            .is_err()
+        {
+            admin_task.abort();
+        }
+    };
+    tokio::join!(sessions, deliveries, admin);
     prune_task.abort();
     deadlines_task.abort();
     alarms_task.abort();
     hup_task.abort();
-    let log = connlog.clone();
-    let _ = tokio::task::spawn_blocking(move || log.flush()).await;
+    // 3. The records of the sessions that ended meanwhile.
+    flush_log(&connlog, deadline).await;
     tracing::info!("ugem stopped");
     Ok(())
+}
+
+/// Makes the connection log durable, waiting until `deadline` at most.
+async fn flush_log(connlog: &ConnectionLog, deadline: tokio::time::Instant) {
+    let log = connlog.clone();
+    let flush = tokio::task::spawn_blocking(move || log.flush());
+    if tokio::time::timeout_at(deadline, flush).await.is_err() {
+        tracing::warn!("connection log not flushed in time");
+    }
 }
 
 async fn prune_connections(store: Store, cfg: Arc<Config>, mut stop: watch::Receiver<bool>) {

@@ -23,9 +23,15 @@ use redb::{Database, DatabaseError, Durability};
 use crate::store::WriteCtx;
 use crate::{QueueError, QueueId};
 
+/// Opens (creating if needed) the queue's database with a page cache of `cache_bytes`.
+pub(crate) fn open(path: &Path, cache_bytes: usize) -> Result<Database, DatabaseError> {
+    Database::builder().set_cache_size(cache_bytes).create(path)
+}
+
 /// The one `Database` of a queue, behind a lock that allows swapping it.
 pub(crate) struct DbSlot {
     path: PathBuf,
+    cache_bytes: usize,
     db: RwLock<Option<Database>>,
     /// Messages of failed commits, removed at the next successful reopen.
     refused: Mutex<Vec<QueueId>>,
@@ -46,9 +52,10 @@ impl Deref for DbRef<'_> {
 
 impl DbSlot {
     /// Wraps a database opened from `path`.
-    pub(crate) fn new(path: &Path, db: Database) -> DbSlot {
+    pub(crate) fn new(path: &Path, db: Database, cache_bytes: usize) -> DbSlot {
         DbSlot {
             path: path.to_path_buf(),
+            cache_bytes,
             db: RwLock::new(Some(db)),
             refused: Mutex::new(Vec::new()),
         }
@@ -93,7 +100,7 @@ impl DbSlot {
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         // Drop the poisoned handle first: the file can be open only once.
         drop(slot.take());
-        let db = Database::create(&self.path).map_err(|e| match e {
+        let db = open(&self.path, self.cache_bytes).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => QueueError::Locked {
                 path: self.path.clone(),
             },

@@ -1,7 +1,7 @@
 //! The `Queue` handle: reads straight from redb snapshots, mutations through the writer.
 
 use std::fmt;
-use std::fs::DirBuilder;
+use std::fs::{DirBuilder, File};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{self, Sender};
 use std::thread::JoinHandle;
 
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
+use redb::{DatabaseError, ReadableDatabase, ReadableTable};
 use tokio::sync::Notify;
 
 use crate::db::DbSlot;
@@ -30,6 +30,10 @@ pub struct QueueOptions {
     pub min_free_bytes: u64,
     /// The most mutations one group commit carries; default 256.
     pub max_batch: usize,
+    /// Memory the database may use to cache pages; default 64 MiB. Half of it at most holds
+    /// the pages of a transaction being written (more goes to the file before the commit),
+    /// so large messages do not pile up in memory (redb's own default is 1 GiB).
+    pub cache_bytes: usize,
     /// For tests only: while this counter is above zero, each commit is rolled back instead,
     /// decrements it and fails as a `Storage` error (the path a full or failing disk takes).
     pub fail_next_commits: Option<Arc<AtomicUsize>>,
@@ -40,6 +44,7 @@ impl Default for QueueOptions {
         QueueOptions {
             min_free_bytes: 100 * 1024 * 1024,
             max_batch: 256,
+            cache_bytes: 64 << 20,
             fail_next_commits: None,
         }
     }
@@ -94,7 +99,7 @@ impl Queue {
             .map_err(|e| QueueError::Storage(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
         let existed = path.exists();
-        let db = Database::create(&path).map_err(|e| match e {
+        let db = crate::db::open(&path, opts.cache_bytes).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => QueueError::Locked { path: path.clone() },
             other => QueueError::Storage(format!("opening {}: {other}", path.display())),
         })?;
@@ -125,7 +130,7 @@ impl Queue {
             );
         }
 
-        let db = Arc::new(DbSlot::new(&path, db));
+        let db = Arc::new(DbSlot::new(&path, db, opts.cache_bytes));
         let counters = Arc::new(Counters::default());
         let changed = Arc::new(Notify::new());
         let (jobs, rx) = mpsc::channel();
@@ -177,21 +182,36 @@ impl Queue {
 
     /// Stores a message durably; returns only once envelope and body are fsynced.
     pub async fn enqueue(&self, env: NewEnvelope, body: Vec<u8>) -> Result<QueueId, QueueError> {
-        self.check_free_space(body.len())?;
+        self.check_room(u64::try_from(body.len()).unwrap_or(u64::MAX))?;
         self.submit(move |ctx| ctx.enqueue(env, &body)).await
     }
 
-    /// Refuses new mail while the queue's filesystem is below the floor.
-    fn check_free_space(&self, incoming: usize) -> Result<(), QueueError> {
+    /// Stores a message whose body is `head` followed by the first `len` octets of `file`
+    /// (a spool file the SMTP layer wrote a large message to); returns only once envelope and
+    /// body are fsynced. The writer reads the file straight into the database page, so the
+    /// body is never held in memory twice. The file is the caller's to remove afterwards.
+    pub async fn enqueue_file(
+        &self,
+        env: NewEnvelope,
+        head: Vec<u8>,
+        file: File,
+        len: u64,
+    ) -> Result<QueueId, QueueError> {
+        self.check_room((head.len() as u64).saturating_add(len))?;
+        self.submit(move |ctx| ctx.enqueue_file(env, &head, &file, len))
+            .await?
+    }
+
+    /// Refuses new mail while the queue's filesystem is below the floor: `DiskFull` unless
+    /// `incoming` more octets still leave `min_free_bytes` free. Cheap (one statvfs); the
+    /// SMTP layer asks it at MAIL and while spooling, so a client is not made to send a whole
+    /// message only to be refused at its end.
+    pub fn check_room(&self, incoming: u64) -> Result<(), QueueError> {
         let free = disk::free_bytes(&self.inner.dir).map_err(|e| {
             QueueError::Storage(format!("free space of {}: {e}", self.inner.dir.display()))
         })?;
         // The message itself must fit above the floor, or accepting it would break the floor.
-        let floor = self
-            .inner
-            .opts
-            .min_free_bytes
-            .saturating_add(u64::try_from(incoming).unwrap_or(u64::MAX));
+        let floor = self.inner.opts.min_free_bytes.saturating_add(incoming);
         if free < floor {
             return Err(QueueError::DiskFull { free, floor });
         }
@@ -393,6 +413,7 @@ impl Queue {
 mod tests {
     use super::*;
     use crate::Direction;
+    use redb::Database;
 
     fn new_env() -> NewEnvelope {
         NewEnvelope {

@@ -1,6 +1,9 @@
 //! The redb layout and every change to it. Only this module touches tables, so the schedule
 //! index stays consistent with the envelopes: all writes go through `WriteCtx::put`/`remove`.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use crate::{AttemptOutcome, Envelope, NewEnvelope, QueueError, QueueId};
@@ -170,21 +173,63 @@ impl<'t> WriteCtx<'t> {
         Ok(())
     }
 
-    /// Stores a new message, due at its arrival time.
-    pub(crate) fn enqueue(&mut self, new: NewEnvelope, body: &[u8]) -> Result<QueueId, QueueError> {
-        // Ids are made here, in the single writer, so key order is also commit order; the
-        // check guards against a restart that reuses a seed within the same millisecond.
-        let id = loop {
+    /// A new message id. Ids are made here, in the single writer, so key order is also commit
+    /// order; the check guards against a restart that reuses a seed within the same millisecond.
+    fn fresh_id(&self) -> Result<QueueId, QueueError> {
+        loop {
             let id = QueueId::generate();
             if self.envelopes.get(id.key())?.is_none() {
-                break id;
+                return Ok(id);
             }
-        };
+        }
+    }
+
+    /// Stores a new message, due at its arrival time.
+    pub(crate) fn enqueue(&mut self, new: NewEnvelope, body: &[u8]) -> Result<QueueId, QueueError> {
+        let id = self.fresh_id()?;
         let env = Envelope::new(id, new);
         self.put(None, &env)?;
         self.bodies.insert(id.key(), body)?;
         self.created.push(id);
         Ok(id)
+    }
+
+    /// Stores a new message whose body is `head` followed by the first `len` octets of `file`,
+    /// read straight into the database's page (no copy of the whole body in between).
+    ///
+    /// The outer error fails the batch (a database failure); the inner one is this message's
+    /// own (its file could not be read), which leaves nothing of it behind and the rest of the
+    /// batch untouched.
+    pub(crate) fn enqueue_file(
+        &mut self,
+        new: NewEnvelope,
+        head: &[u8],
+        file: &File,
+        len: u64,
+    ) -> Result<Result<QueueId, QueueError>, QueueError> {
+        let Some(total) = (head.len() as u64)
+            .checked_add(len)
+            .and_then(|t| usize::try_from(t).ok())
+        else {
+            return Ok(Err(QueueError::Storage("message too large".into())));
+        };
+        let id = self.fresh_id()?;
+        let read = {
+            let mut guard = self.bodies.insert_reserve(id.key(), total)?;
+            let (h, rest) = guard.as_mut().split_at_mut(head.len());
+            h.copy_from_slice(head);
+            file.read_exact_at(rest, 0)
+        };
+        if let Err(e) = read {
+            self.bodies.remove(id.key())?;
+            return Ok(Err(QueueError::Storage(format!(
+                "reading the spooled message: {e}"
+            ))));
+        }
+        let env = Envelope::new(id, new);
+        self.put(None, &env)?;
+        self.created.push(id);
+        Ok(Ok(id))
     }
 
     /// Leases up to `max` due messages until `now_ms + lease_ms`.

@@ -651,3 +651,69 @@ async fn mail_its_lease_holder_held_is_due_at_once_when_released() {
     assert!(q.release(id).await.unwrap());
     assert!(q.next_due_ms().unwrap().unwrap() <= unix_ms());
 }
+
+#[tokio::test]
+async fn enqueue_file_stores_head_and_file_whole() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let small_cache = || QueueOptions {
+        cache_bytes: 2 << 20,
+        ..opts()
+    };
+    let q = Queue::open(dir.path(), small_cache()).unwrap();
+    let mut file = tempfile::tempfile().unwrap();
+    // Larger than the whole page cache.
+    let body: Vec<u8> = (0..5u32 << 20).map(|i| (i % 251) as u8).collect();
+    file.write_all(&body).unwrap();
+    file.write_all(b"trailing bytes past len are not part of the message")
+        .unwrap();
+    let head = b"Received: from x\r\n".to_vec();
+    let id = q
+        .enqueue_file(simple(), head.clone(), file, body.len() as u64)
+        .await
+        .unwrap();
+    // A small message in between keeps its own body.
+    let small = q.enqueue(simple(), b"small".to_vec()).await.unwrap();
+    drop(q);
+    let q = Queue::open(dir.path(), small_cache()).unwrap();
+    let got = q.body(id).unwrap().unwrap();
+    assert_eq!(got.len(), head.len() + body.len());
+    assert_eq!(&got[..head.len()], &head[..]);
+    assert!(got[head.len()..] == body[..], "body differs");
+    assert_eq!(q.body(small).unwrap().unwrap(), b"small");
+    assert_eq!(q.lease_due(unix_ms(), 10, 1_000).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn enqueue_file_that_cannot_be_read_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let file = tempfile::tempfile().unwrap();
+    // The file is shorter than claimed: the message is refused, alone.
+    let err = q
+        .enqueue_file(simple(), b"head".to_vec(), file, 1_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::Storage(_)), "{err:?}");
+    assert!(q.list(&ListFilter::default()).unwrap().is_empty());
+    let ok = q.enqueue(simple(), b"after".to_vec()).await.unwrap();
+    assert_eq!(q.body(ok).unwrap().unwrap(), b"after");
+    // Below the floor: refused before anything is read.
+    let full = Queue::open(
+        &dir.path().join("other"),
+        QueueOptions {
+            min_free_bytes: u64::MAX / 2,
+            ..QueueOptions::default()
+        },
+    )
+    .unwrap();
+    let err = full
+        .enqueue_file(simple(), Vec::new(), tempfile::tempfile().unwrap(), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::DiskFull { .. }), "{err:?}");
+    assert!(matches!(
+        full.check_room(0),
+        Err(QueueError::DiskFull { .. })
+    ));
+}

@@ -32,6 +32,10 @@ pub struct Scheduler {
     settings: ClientSettings,
     backoff: Backoff,
     total: Arc<Semaphore>,
+    /// `delivery.max_body_memory` in KiB: permits for message bodies read
+    /// for delivery.
+    body_budget: Arc<Semaphore>,
+    body_budget_kib: u32,
     per_dest: Mutex<HashMap<String, Arc<Semaphore>>>,
     pool: Mutex<HashMap<String, Vec<(Instant, Connection)>>>,
     /// Learns from remote replies (rejection and unknown-recipient rules).
@@ -75,7 +79,12 @@ impl Scheduler {
         })));
 
         let d = &cfg.delivery;
+        let body_budget_kib = u32::try_from(d.max_body_memory.0.div_ceil(1024).max(1))
+            .unwrap_or(u32::MAX)
+            .min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
         Arc::new(Scheduler {
+            body_budget: Arc::new(Semaphore::new(body_budget_kib as usize)),
+            body_budget_kib,
             backoff: Backoff {
                 min: d.min_backoff.0,
                 max: d.max_backoff.0,
@@ -93,7 +102,9 @@ impl Scheduler {
         })
     }
 
-    /// Runs until `stop` turns true; attempts in flight finish first.
+    /// Runs until `stop` turns true. Attempts in flight are then put back in
+    /// the queue (those of their recipients that already have a result keep
+    /// it): the next start delivers them at once.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut tasks = tokio::task::JoinSet::new();
         loop {
@@ -118,7 +129,8 @@ impl Scheduler {
             let got = leased.len();
             for env in leased {
                 let me = self.clone();
-                tasks.spawn(async move { me.attempt(env).await });
+                let stop = stop.clone();
+                tasks.spawn(async move { me.attempt(env, stop).await });
             }
             if got > 0 && got == free.min(256) {
                 continue;
@@ -141,9 +153,13 @@ impl Scheduler {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
             pool.drain().flat_map(|(_, v)| v).map(|(_, c)| c).collect()
         };
+        // A polite QUIT to idle connections, but a slow server does not
+        // hold up the shutdown.
+        let mut quits = tokio::task::JoinSet::new();
         for c in conns {
-            c.quit().await;
+            quits.spawn(c.quit());
         }
+        let _ = tokio::time::timeout(Duration::from_secs(2), quits.join_all()).await;
     }
 
     fn close_idle(&self) {
@@ -184,8 +200,12 @@ impl Scheduler {
             .map(|s| format!("{} suspended: {}", s.scope, s.reason))
     }
 
-    /// One delivery attempt of one message.
-    async fn attempt(self: Arc<Self>, env: Envelope) {
+    /// One delivery attempt of one message. When `stop` turns true before
+    /// every destination has answered, the rest is given up: the results
+    /// already in are recorded with the message due again at once, and
+    /// without any result nothing is recorded (the next start ends the
+    /// lease).
+    async fn attempt(self: Arc<Self>, env: Envelope, mut stop: watch::Receiver<bool>) {
         let id = env.id;
         if let Some(why) = self.suspended_scope(&env) {
             tracing::info!(target: crate::maillog::TARGET, queue_id = %id, reason = %why, "holding mail of a suspended scope");
@@ -205,12 +225,23 @@ impl Scheduler {
             }
             return;
         }
+        // Message bodies in memory at once are bounded: a large message
+        // waits here for its share (all of the budget at most) rather than
+        // a hundred of them being read side by side.
+        let need = u32::try_from(env.size.div_ceil(1024).max(1))
+            .unwrap_or(u32::MAX)
+            .min(self.body_budget_kib);
+        let _memory = tokio::select! {
+            biased;
+            _ = crate::server::stopped(&mut stop) => return,
+            p = self.body_budget.clone().acquire_many_owned(need) => p.ok(),
+        };
         let q = self.queue.clone();
         let body = match tokio::task::spawn_blocking(move || q.body(id))
             .await
             .unwrap_or_else(|e| Err(ugem_queue::QueueError::Storage(e.to_string())))
         {
-            Ok(Some(b)) => b,
+            Ok(Some(b)) => Arc::new(b),
             Ok(None) => return,
             Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "cannot read message body");
@@ -252,7 +283,7 @@ impl Scheduler {
         } else {
             Vec::new()
         };
-        let mut handles = Vec::new();
+        let mut handles = tokio::task::JoinSet::new();
         for g in groups {
             let me = self.clone();
             let sender = env.sender.clone();
@@ -262,13 +293,28 @@ impl Scheduler {
                 .map(|&i| env.recipients[i].address.clone())
                 .collect();
             let body = body.clone();
-            handles.push(tokio::spawn(async move {
+            handles.spawn(async move {
                 let res = me.deliver_group(&g, &sender, &rcpts, &body).await;
                 (g.rcpts, res)
-            }));
+            });
         }
-        for h in handles {
-            let Ok((idx, (results, mta))) = h.await else {
+        let mut given_up = false;
+        loop {
+            let joined = tokio::select! {
+                biased;
+                j = handles.join_next() => j,
+                _ = crate::server::stopped(&mut stop) => {
+                    // Shutting down: the destinations still talking are
+                    // dropped mid-transaction (nothing is known delivered
+                    // there, so they are retried; a rare duplicate beats a
+                    // loss, and waiting could take the data timeout).
+                    handles.abort_all();
+                    given_up = true;
+                    None
+                }
+            };
+            let Some(joined) = joined else { break };
+            let Ok((idx, (results, mta))) = joined else {
                 continue;
             };
             for (i, r) in idx.into_iter().zip(results) {
@@ -296,6 +342,12 @@ impl Scheduler {
             }
         }
 
+        if given_up {
+            tracing::info!(queue_id = %id, results = updates.len(), "delivery put back in the queue (shutting down)");
+            if updates.is_empty() {
+                return;
+            }
+        }
         self.governor.observe_delivery(&env, &updates);
 
         // Bounce before recording: a crash in between costs a duplicate
@@ -317,7 +369,12 @@ impl Scheduler {
         self.maybe_warn(&env, &body, &updates, &remote, now).await;
         // The backoff counts from the last release (a hold is not the
         // remote's doing).
-        let next = now + self.backoff.delay(env.backoff_attempts() + 1).as_millis() as u64;
+        let next = if given_up {
+            // The recipients without a result are due at the next start.
+            now
+        } else {
+            now + self.backoff.delay(env.backoff_attempts() + 1).as_millis() as u64
+        };
         let outcome = AttemptOutcome {
             attempted_at_ms: now,
             next_attempt_ms: next,

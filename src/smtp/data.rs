@@ -420,6 +420,13 @@ impl DataReader {
         &self.content.body
     }
 
+    /// The stored octets, for a caller that moves them elsewhere (the
+    /// session's spool file) as the message arrives: it may take octets
+    /// from the front, never add any. What is stored later is appended.
+    pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.content.body
+    }
+
     /// Octets of message read so far (stored or not).
     pub fn size(&self) -> u64 {
         self.content.size
@@ -524,6 +531,17 @@ impl BdatReader {
     /// Octets of message so far, over all chunks.
     pub fn size(&self) -> u64 {
         self.content.size
+    }
+
+    /// Octets stored and not yet taken with [`body_mut`](Self::body_mut).
+    pub fn stored(&self) -> usize {
+        self.content.body.len()
+    }
+
+    /// The stored octets, for a caller that moves them elsewhere as the
+    /// message arrives (see [`DataReader::body_mut`]).
+    pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.content.body
     }
 
     /// True once a bare CR, bare LF or NUL has been seen.

@@ -38,12 +38,25 @@ impl Listeners {
             .collect()
     }
 
-    /// Accepts until `stop` turns true, then waits for the sessions to end.
-    pub async fn serve(self, gw: Arc<Gateway>, stop: watch::Receiver<bool>) {
+    /// Accepts until `stop` turns true, then waits for the sessions to end
+    /// (they see `stop` too and answer `421 4.3.2`). Sessions still running
+    /// when `kill` turns true are dropped where they are.
+    pub async fn serve(
+        self,
+        gw: Arc<Gateway>,
+        stop: watch::Receiver<bool>,
+        kill: watch::Receiver<bool>,
+    ) {
         let tracker = Tracker::default();
         let mut tasks = tokio::task::JoinSet::new();
         for l in self.sockets {
-            tasks.spawn(accept_loop(l, gw.clone(), tracker.clone(), stop.clone()));
+            tasks.spawn(accept_loop(
+                l,
+                gw.clone(),
+                tracker.clone(),
+                stop.clone(),
+                kill.clone(),
+            ));
         }
         while tasks.join_next().await.is_some() {}
         // Wait for the sessions in flight (they see `stop` and wind down).
@@ -58,6 +71,7 @@ async fn accept_loop(
     gw: Arc<Gateway>,
     tracker: Tracker,
     mut stop: watch::Receiver<bool>,
+    kill: watch::Receiver<bool>,
 ) {
     loop {
         let (stream, peer) = tokio::select! {
@@ -82,9 +96,13 @@ async fn accept_loop(
             Ok(guard) => {
                 let gw = gw.clone();
                 let stop = stop.clone();
+                let mut kill = kill.clone();
                 tokio::spawn(async move {
                     let _guard = guard;
-                    session::run(gw, stream, peer, stop).await;
+                    tokio::select! {
+                        _ = session::run(gw, stream, peer, stop) => {}
+                        _ = crate::server::stopped(&mut kill) => {}
+                    }
                 });
             }
             Err(why) => {

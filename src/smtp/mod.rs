@@ -5,6 +5,7 @@
 //! - [`session`]: one client, from greeting to QUIT; asks [`crate::policy`]
 //!   at MAIL and RCPT and hands accepted messages to the queue.
 //! - [`listener`]: the accept loop and connection limits.
+//! - [`spool`]: large message data on disk instead of in memory.
 //! - [`tls`]: STARTTLS configuration.
 
 pub mod command;
@@ -13,6 +14,7 @@ pub mod line;
 pub mod listener;
 pub mod reply;
 pub mod session;
+pub mod spool;
 pub mod tls;
 
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub struct Gateway {
     pub governor: Arc<crate::governor::Governor>,
     /// Inbound recipient verification (`smtp.verify_recipients`).
     pub verifier: Option<Arc<crate::delivery::verify::Verifier>>,
+    /// Where large messages are spooled (`data_dir/spool`).
+    pub spool_dir: Arc<std::path::Path>,
 }
 
 impl Gateway {
@@ -53,7 +57,9 @@ impl Gateway {
             (Some(c), Some(k)) => tls::TlsHolder::new(Some(tls::load(c, k)?)),
             _ => tls::TlsHolder::new(None),
         };
+        let spool_dir = spool::dir(&cfg.server.data_dir).into();
         Ok(Arc::new(Gateway {
+            spool_dir,
             cfg,
             registry,
             queue,

@@ -17,9 +17,10 @@ use tracing::Instrument;
 
 use super::Gateway;
 use super::command::{Command, CommandError, MailParams, parse_command};
-use super::data::{BdatReader, DataLimits, DataOutcome, DataReader};
+use super::data::{BdatReader, DataLimits, DataOutcome, DataReader, FramingError};
 use super::line::{LineBuffer, LineError};
 use super::reply::Reply;
+use super::spool::{Spool, SpoolError};
 use crate::address::{ForwardPath, ReversePath};
 use crate::policy::{self, MailVerdict, RcptKind, RcptVerdict, SenderStanding};
 use crate::store::connections::{ConnectionRecord, Refusal};
@@ -40,8 +41,8 @@ pub async fn run(
         use std::sync::atomic::Ordering::Relaxed;
         crate::metrics::SESSIONS.fetch_add(1, Relaxed);
         crate::metrics::SESSIONS_ACTIVE.fetch_add(1, Relaxed);
-        let mut s = Session::new(gw, peer, id);
-        let close = s.serve(stream, stop).await;
+        let mut s = Session::new(gw, peer, id, stop);
+        let close = s.serve(stream).await;
         s.finish(close);
         crate::metrics::SESSIONS_ACTIVE.fetch_sub(1, Relaxed);
     }
@@ -150,6 +151,8 @@ struct Transaction {
     /// The governor's key of a relaying agency sender (lowercased address),
     /// made once at MAIL for every RCPT of the transaction.
     sender_key: Option<String>,
+    /// The part of a BDAT message already on disk (kept across chunks).
+    spool: Option<Spool>,
 }
 
 struct Session {
@@ -167,10 +170,14 @@ struct Session {
     rec: ConnectionRecord,
     /// Number of the next transaction, for Received `id`.
     txn_seq: u32,
+    /// Turns true when the gateway shuts down: the session answers
+    /// `421 4.3.2` instead of reading on (a message already read to its end
+    /// is queued and answered first).
+    stop: watch::Receiver<bool>,
 }
 
 impl Session {
-    fn new(gw: Arc<Gateway>, peer: SocketAddr, id: String) -> Session {
+    fn new(gw: Arc<Gateway>, peer: SocketAddr, id: String, stop: watch::Receiver<bool>) -> Session {
         let now = Utc::now();
         let deadline = Instant::now() + gw.cfg.smtp.session_timeout.0;
         let max_line = gw.cfg.smtp.max_line_length;
@@ -204,6 +211,7 @@ impl Session {
             errors: 0,
             deadline,
             txn_seq: 0,
+            stop,
         }
     }
 
@@ -221,7 +229,7 @@ impl Session {
         self.gw.connlog.record(self.rec);
     }
 
-    async fn serve(&mut self, stream: TcpStream, mut stop: watch::Receiver<bool>) -> Close {
+    async fn serve(&mut self, stream: TcpStream) -> Close {
         let mut conn = Conn::Plain(stream);
         let host = self.gw.cfg.server.hostname.clone();
         // Connections per client IP (governor): 421 instead of the greeting.
@@ -231,9 +239,11 @@ impl Session {
             let _ = self.flush(&mut conn).await;
             return Close::RateLimited;
         }
-        self.reply(Reply::new(220, "2.0.0", format!("{host} ESMTP ugem ready")));
+        // RFC 5321 4.2: the greeting starts with the server's name, so no
+        // enhanced status code before it (scanners read the first word).
+        self.reply(Reply::new(220, "", format!("{host} ESMTP ugem ready")));
         loop {
-            match self.command_loop(&mut conn, &mut stop).await {
+            match self.command_loop(&mut conn).await {
                 Flow::Close(c) => {
                     let _ = self.flush(&mut conn).await;
                     let _ = tokio::time::timeout(Duration::from_secs(2), conn.shutdown()).await;
@@ -339,7 +349,19 @@ impl Session {
             return Err(Close::IoError);
         }
         let deadline = deadline.min(self.deadline);
-        match tokio::time::timeout_at(deadline, conn.read(buf)).await {
+        let mut stop = self.stop.clone();
+        let read = tokio::select! {
+            biased;
+            _ = crate::server::stopped(&mut stop) => {
+                // Whatever the session was waiting for (a command, the rest
+                // of a message), the client keeps its mail and comes back.
+                self.txn = None;
+                self.reply(shutting_down());
+                return Err(Close::Shutdown);
+            }
+            r = tokio::time::timeout_at(deadline, conn.read(buf)) => r,
+        };
+        match read {
             Ok(Ok(0)) => Err(Close::Eof),
             Ok(Ok(n)) => {
                 self.rec.bytes_in += n as u64;
@@ -353,7 +375,7 @@ impl Session {
         }
     }
 
-    async fn command_loop(&mut self, conn: &mut Conn, stop: &mut watch::Receiver<bool>) -> Flow {
+    async fn command_loop(&mut self, conn: &mut Conn) -> Flow {
         let mut buf = vec![0u8; 16 * 1024];
         // A total deadline per command line, not per read: a client that
         // trickles one byte a second (slowloris) is cut off all the same.
@@ -384,23 +406,9 @@ impl Session {
                 }
                 deadline = Instant::now() + timeout;
             }
-            if *stop.borrow() && self.txn.is_none() {
-                self.reply(Reply::new(
-                    421,
-                    "4.3.2",
-                    "gateway shutting down, try again later",
-                ));
-                return Flow::Close(Close::Shutdown);
-            }
-            let n = tokio::select! {
-                r = self.read_more(conn, &mut buf, deadline) => match r {
-                    Ok(n) => n,
-                    Err(c) => return Flow::Close(c),
-                },
-                _ = crate::server::stopped(stop), if self.txn.is_none() => {
-                    self.reply(Reply::new(421, "4.3.2", "gateway shutting down, try again later"));
-                    return Flow::Close(Close::Shutdown);
-                }
+            let n = match self.read_more(conn, &mut buf, deadline).await {
+                Ok(n) => n,
+                Err(c) => return Flow::Close(c),
             };
             self.lines.push(&buf[..n]);
             // A line that cannot start a command (a TLS ClientHello, binary
@@ -558,6 +566,12 @@ impl Session {
                 format!("message size exceeds the limit of {max} bytes"),
             ));
         }
+        // Free space first: a client that cannot be accepted anyway is not
+        // made to send the message for a 452 at its end (not its error).
+        if let Some(r) = self.no_room(params.size.unwrap_or(0)) {
+            self.reply(r);
+            return None;
+        }
         let snap = self.gw.registry.snapshot();
         let postmaster = self.gw.cfg.server.postmaster.to_string();
         match policy::mail_verdict(&snap, self.peer.ip(), &from, &postmaster) {
@@ -590,6 +604,7 @@ impl Session {
                     rcpts: Vec::new(),
                     bdat: None,
                     sender_key,
+                    spool: None,
                 });
                 self.reply(Reply::new(250, "2.1.0", "sender OK"));
                 None
@@ -633,7 +648,17 @@ impl Session {
                 };
                 if let RcptKind::Inbound(d) = &kind {
                     self.note_domain(d.as_str());
-                    if let Some(r) = self.unknown_inbound(d, &address, &snap).await {
+                    let mut stop = self.stop.clone();
+                    let unknown = tokio::select! {
+                        biased;
+                        _ = crate::server::stopped(&mut stop) => {
+                            self.txn = None;
+                            self.reply(shutting_down());
+                            return Some(Flow::Close(Close::Shutdown));
+                        }
+                        u = self.unknown_inbound(d, &address, &snap) => u,
+                    };
+                    if let Some(r) = unknown {
                         tracing::info!(to = %to, code = r.code, reason = %r.first_line(), "RCPT not verified with the domain's server");
                         if r.code >= 500 {
                             return self.error(r);
@@ -737,6 +762,7 @@ impl Session {
         }
         self.reply(Reply::new(354, "", "end data with <CR><LF>.<CR><LF>"));
         let mut reader = DataReader::new(self.data_limits());
+        let mut spool = self.new_spool();
         let deadline = Instant::now() + self.gw.cfg.smtp.data_timeout.0;
         let mut pending = self.lines.take_rest();
         let mut buf = vec![0u8; 64 * 1024];
@@ -745,12 +771,50 @@ impl Session {
             if let Some(end) = progress.done {
                 let rest = pending.split_off(progress.consumed.min(pending.len()));
                 self.lines.push(&rest);
-                return self.end_of_message(end, reader.take_body()).await;
+                let framing = reader.framing_error();
+                return self
+                    .end_of_message(end, framing, reader.take_body(), spool)
+                    .await;
+            }
+            if spool.wants(reader.body().len()) {
+                let queue = &self.gw.queue;
+                spool
+                    .spill(reader.body_mut(), |n| queue.check_room(n))
+                    .await;
             }
             pending.clear();
             match self.read_more(conn, &mut buf, deadline).await {
                 Ok(n) => pending.extend_from_slice(&buf[..n]),
                 Err(c) => return Some(Flow::Close(c)),
+            }
+        }
+    }
+
+    fn new_spool(&self) -> Spool {
+        Spool::new(
+            self.gw.spool_dir.clone(),
+            usize::try_from(self.gw.cfg.smtp.spool_threshold.0).unwrap_or(usize::MAX),
+        )
+    }
+
+    /// `452 4.3.1` while the queue's disk is below its free-space floor
+    /// (with `incoming` octets on their way), so that a client is not made
+    /// to send a whole message only to be refused at its end.
+    fn no_room(&self, incoming: u64) -> Option<Reply> {
+        match self.gw.queue.check_room(incoming) {
+            Ok(()) => None,
+            Err(ugem_queue::QueueError::DiskFull { free, floor }) => {
+                tracing::warn!(
+                    free,
+                    floor,
+                    "queue below its free-space floor; transaction refused"
+                );
+                Some(SpoolError::DiskFull.reply())
+            }
+            Err(e) => {
+                // The check itself failed: the queue will say more at the end.
+                tracing::warn!(error = %e, "cannot check the queue's free space");
+                None
             }
         }
     }
@@ -768,6 +832,13 @@ impl Session {
             (None, Some(t)) => Some(t.bdat.take().unwrap_or_else(|| BdatReader::new(limits))),
             _ => None,
         };
+        let mut spool = match (&reader, self.txn.as_mut()) {
+            (Some(_), Some(t)) => t.spool.take(),
+            _ => None,
+        };
+        if reader.is_some() && spool.is_none() {
+            spool = Some(self.new_spool());
+        }
         let deadline = Instant::now() + self.gw.cfg.smtp.data_timeout.0;
         let mut remaining = size;
         let mut pending = self.lines.take_rest();
@@ -776,6 +847,12 @@ impl Session {
             let take = (remaining.min(pending.len() as u64)) as usize;
             if let Some(r) = reader.as_mut() {
                 r.feed(&pending[..take]);
+                if let Some(sp) = spool.as_mut()
+                    && sp.wants(r.stored())
+                {
+                    let queue = &self.gw.queue;
+                    sp.spill(r.body_mut(), |n| queue.check_room(n)).await;
+                }
             }
             remaining -= take as u64;
             if remaining == 0 {
@@ -793,41 +870,42 @@ impl Session {
         }
         // No refusal means a transaction took the chunk.
         let reader = reader?;
-        if reader.is_broken() && reader.framing_error().is_some() {
+        if let Some(f) = reader.framing_error() {
             // Close at the first bad chunk rather than at LAST.
-            tracing::warn!("bare CR or LF in BDAT data (SMTP smuggling attempt?)");
-            self.reply(Reply::new(
-                521,
-                "5.5.2",
-                "bare CR or LF in message data; closing connection",
-            ));
+            self.reply(framing_reply(Some(f)));
             return Some(Flow::Close(Close::Smuggling));
         }
+        let spool = spool.unwrap_or_else(|| self.new_spool());
         if last {
+            let framing = reader.framing_error();
             let (end, body) = reader.finish();
-            return self.end_of_message(end, body).await;
+            return self.end_of_message(end, framing, body, spool).await;
         }
         if let Some(t) = self.txn.as_mut() {
             t.bdat = Some(reader);
+            t.spool = Some(spool);
         }
         self.reply(Reply::new(250, "2.0.0", format!("{size} octets received")));
         None
     }
 
-    /// Checks a complete message and queues it; replies 250 only once it is on disk.
-    async fn end_of_message(&mut self, end: DataOutcome, body: Vec<u8>) -> Option<Flow> {
+    /// Checks a complete message and queues it; replies 250 only once it is
+    /// on disk. `body` is what the reader still holds: all of the message,
+    /// or its tail when the rest went to `spool`.
+    async fn end_of_message(
+        &mut self,
+        end: DataOutcome,
+        framing: Option<FramingError>,
+        mut body: Vec<u8>,
+        mut spool: Spool,
+    ) -> Option<Flow> {
         let Some(txn) = self.txn.take() else {
             return self.error(Reply::new(503, "5.5.1", "no transaction"));
         };
         let info = match end {
             DataOutcome::Complete(info) => info,
             DataOutcome::BareNewline => {
-                tracing::warn!("bare CR or LF in message data (SMTP smuggling attempt?)");
-                self.reply(Reply::new(
-                    521,
-                    "5.5.2",
-                    "bare CR or LF in message data; closing connection",
-                ));
+                self.reply(framing_reply(framing));
                 return Some(Flow::Close(Close::Smuggling));
             }
             DataOutcome::Refused(r) => return self.error(r),
@@ -848,9 +926,19 @@ impl Session {
                 self.id, self.txn_seq, self.gw.cfg.server.hostname
             ));
         }
-        let mut message = Vec::with_capacity(head.len() + body.len());
-        message.extend_from_slice(head.as_bytes());
-        message.extend_from_slice(&body);
+        if spool.written() > 0 {
+            let queue = &self.gw.queue;
+            spool.spill(&mut body, |n| queue.check_room(n)).await;
+        }
+        if let Some(e) = spool.failed() {
+            self.reply(e.reply());
+            return None;
+        }
+        let spooled = spool.into_file();
+        let body_len = match &spooled {
+            Some((_, len)) => *len,
+            None => body.len() as u64,
+        };
 
         let domain = match &txn.standing {
             SenderStanding::Relay { domain } => Some(domain.to_string()),
@@ -875,16 +963,30 @@ impl Session {
                 ugem_queue::Direction::Inbound
             },
             arrived_at_ms: crate::store::now_ms(),
-            size: message.len() as u64,
+            size: head.len() as u64 + body_len,
         };
-        match self.gw.queue.enqueue(env, message).await {
+        let queued = match spooled {
+            Some((file, len)) => {
+                self.gw
+                    .queue
+                    .enqueue_file(env, head.into_bytes(), file, len)
+                    .await
+            }
+            None => {
+                let mut message = Vec::with_capacity(head.len() + body.len());
+                message.extend_from_slice(head.as_bytes());
+                message.extend_from_slice(&body);
+                self.gw.queue.enqueue(env, message).await
+            }
+        };
+        match queued {
             Ok(id) => {
-                tracing::info!(target: crate::maillog::TARGET, queue_id = %id, client = %self.client_text(), from = %txn.from, size = head.len() + body.len(), nrcpt = txn.rcpts.len(), tls = %self.tls.as_deref().unwrap_or("none"), direction = %if outbound { "outbound" } else { "inbound" }, "message queued");
+                tracing::info!(target: crate::maillog::TARGET, queue_id = %id, client = %self.client_text(), from = %txn.from, size = body_len, nrcpt = txn.rcpts.len(), tls = %self.tls.as_deref().unwrap_or("none"), direction = %if outbound { "outbound" } else { "inbound" }, "message queued");
                 self.rec.messages += 1;
                 crate::metrics::MESSAGES_ACCEPTED
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 crate::metrics::BYTES_ACCEPTED
-                    .fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(body_len, std::sync::atomic::Ordering::Relaxed);
                 if self.rec.queue_ids.len() < 100 {
                     self.rec.queue_ids.push(id.to_string());
                 }
@@ -952,4 +1054,37 @@ impl Session {
             seq = self.txn_seq,
         )
     }
+}
+
+/// The reply to message data whose framing broke; the session closes after
+/// it. Bare CR or LF: `521 5.5.2` (an SMTP smuggling attempt, the line ends
+/// can no longer be trusted). NUL: `554 5.6.0`, its own reason (RFC 5322
+/// text excludes it; `<CR><LF>NUL.<CR><LF>` is a known smuggling variant).
+fn framing_reply(f: Option<FramingError>) -> Reply {
+    match f {
+        Some(FramingError::Nul) => {
+            tracing::warn!("NUL octet in message data");
+            Reply::new(
+                554,
+                "5.6.0",
+                "NUL octet in message data (not allowed in mail); closing connection",
+            )
+        }
+        _ => {
+            tracing::warn!(
+                framing = f.map(|f| f.to_string()).unwrap_or_default(),
+                "bare CR or LF in message data (SMTP smuggling attempt?)"
+            );
+            Reply::new(
+                521,
+                "5.5.2",
+                "bare CR or LF in message data; closing connection",
+            )
+        }
+    }
+}
+
+/// `421 4.3.2`: the gateway is stopping; the client keeps its mail.
+fn shutting_down() -> Reply {
+    Reply::new(421, "4.3.2", "gateway shutting down, try again later")
 }
