@@ -53,6 +53,15 @@ impl Governor {
             let Some(step) = step else {
                 return;
             };
+            // A suspension on its way to the registry is not made twice by
+            // the RCPTs that arrive meanwhile.
+            if step == Step::Suspend
+                && t.ladder.history.last().is_some_and(|h| {
+                    h.step == Step::Suspend && now.saturating_sub(h.at_ms) < 60_000
+                })
+            {
+                return;
+            }
             t.ladder.record(step, trip.rule, now);
             if step == Step::Throttle {
                 t.throttled_until_ms = now + g.throttle_duration.0.as_millis() as u64;
