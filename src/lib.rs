@@ -5,9 +5,11 @@
 
 pub mod address;
 pub mod admin;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod dns;
 pub mod domain;
 pub mod governor;
 pub mod logging;
@@ -16,8 +18,12 @@ pub mod metrics;
 pub mod notify;
 pub mod policy;
 pub mod registry;
+pub mod reply;
 pub mod sdnotify;
 pub mod server;
+pub mod shutdown;
 pub mod smtp;
 pub mod store;
+pub mod tls;
 pub mod trust;
+pub mod values;
