@@ -1,7 +1,8 @@
 //! ugem: an SMTP relay gateway for registered e-government mail domains.
 //!
 //! The flow is smtp -> policy -> queue -> delivery, with the registry, the
-//! governors, notifications and the admin API around it; see ARCHITECTURE.md.
+//! governors, notifications and the admin API around it; see
+//! `docs/architecture.md` (and `tests/layering.rs` for the module layering).
 
 pub mod address;
 pub mod admin;
