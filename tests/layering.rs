@@ -12,7 +12,7 @@
 //!
 //! Two tests:
 //! - `no_import_cycles`: the graph of units has no cycle (each cycle found
-//!   is printed, unit by unit, with the file that makes each step).
+//!   is printed, unit by unit, with the files that make each step).
 //! - `no_upward_imports`: every import goes to the same floor or below, per
 //!   [`FLOORS`], except the pairs in [`ALLOWED_UPWARD`].
 //!
@@ -261,10 +261,17 @@ fn floor_of(unit: &str) -> Option<usize> {
     FLOORS.iter().position(|(_, units)| units.contains(&unit))
 }
 
-/// Every elementary cycle reachable in `g`, each reported once (rotated to
-/// start at its smallest unit).
+/// Cycles in `g`: a depth-first search that reports the cycle closed by
+/// each back edge it meets (each rotated to start at its smallest unit).
+/// Linear in the graph's size; a graph with cycles yields at least one.
 fn cycles(g: &Graph) -> BTreeSet<Vec<String>> {
-    fn walk(g: &Graph, node: &str, stack: &mut Vec<String>, found: &mut BTreeSet<Vec<String>>) {
+    fn walk(
+        g: &Graph,
+        node: &str,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        found: &mut BTreeSet<Vec<String>>,
+    ) {
         if let Some(pos) = stack.iter().position(|n| n == node) {
             let mut c: Vec<String> = stack[pos..].to_vec();
             let min = c.iter().enumerate().min_by_key(|(_, n)| *n).unwrap().0;
@@ -272,20 +279,22 @@ fn cycles(g: &Graph) -> BTreeSet<Vec<String>> {
             found.insert(c);
             return;
         }
-        if found.len() > 50 {
+        if done.contains(node) {
             return;
         }
         stack.push(node.to_string());
         if let Some(next) = g.get(node) {
             for to in next.keys() {
-                walk(g, to, stack, found);
+                walk(g, to, stack, done, found);
             }
         }
         stack.pop();
+        done.insert(node.to_string());
     }
     let mut found = BTreeSet::new();
+    let mut done = BTreeSet::new();
     for start in g.keys() {
-        walk(g, start, &mut Vec::new(), &mut found);
+        walk(g, start, &mut Vec::new(), &mut done, &mut found);
     }
     found
 }
@@ -392,4 +401,28 @@ fn the_path_reader_sees_every_form() {
     assert_eq!(unit_of("governor/settings.rs"), "governor::settings");
     assert_eq!(unit_of("smtp/session.rs"), "smtp");
     assert_eq!(unit_of("config.rs"), "config");
+}
+
+/// The cycle search finds a loop through three units and passes a diamond.
+#[test]
+fn the_cycle_search_finds_loops_only() {
+    fn g(edges: &[(&str, &str)]) -> Graph {
+        let mut g = Graph::new();
+        for (a, b) in edges {
+            g.entry(a.to_string())
+                .or_default()
+                .entry(b.to_string())
+                .or_default()
+                .insert(format!("{a}.rs"));
+            g.entry(b.to_string()).or_default();
+        }
+        g
+    }
+    let diamond = g(&[("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]);
+    assert!(cycles(&diamond).is_empty());
+    let looped = g(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]);
+    assert_eq!(
+        cycles(&looped).into_iter().collect::<Vec<_>>(),
+        vec![vec!["a".to_string(), "b".into(), "c".into()]]
+    );
 }
