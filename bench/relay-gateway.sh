@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# relay-gateway.sh -- starts ugem as a relay for ../shared/bench/relay-bench.sh:
+# relay-gateway.sh -- starts ugem as a relay for bench/relay-bench.sh:
 # listens on $UGEM_ADDR (127.0.0.1:2530), relays everything to the harness's
 # smtp-sink ($SINK_ADDR, 127.0.0.1:2526), with agency.example registered for
 # 127.0.0.1 (the harness sends sender@agency.example -> rcpt@external.example).
 #
 #   TARGETS="postfix=127.0.0.1:2525 ugem=127.0.0.1:2530" \
-#   CMD_ugem="bench/relay-gateway.sh" ../shared/bench/relay-bench.sh
+#   CMD_ugem="$PWD/bench/relay-gateway.sh" bench/relay-bench.sh
 #
 # The domain is registered by a first, private instance (admin API on a
 # spare port, SMTP on an ephemeral one) that is then stopped; the store

@@ -16,7 +16,7 @@
 # * Both relay everything to the same smtp-sink WHILE they accept (as a
 #   production relay would; ugem through a `[delivery.routes] "*"` route) and
 #   their queues drain between runs; the end-to-end rate (until the sink has
-#   every message) is shown too. /work/shared/bench/relay-bench.sh, with
+#   every message) is shown too. bench/relay-bench.sh, with
 #   bench/relay-gateway.sh, is the reference end-to-end comparison.
 # * ugem runs from target/release/ugem (built first, BUILD=1) with a temporary
 #   config; the domain agency.example is registered with server 127.0.0.1
@@ -61,8 +61,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
-SHARED_BENCH=${SHARED_BENCH:-$REPO/../shared/bench}
-[[ -d $SHARED_BENCH ]] || SHARED_BENCH=/work/shared/bench
+SHARED_BENCH=${SHARED_BENCH:-$HERE}  # install-deps.sh, fsync-rate.py
 
 SCENARIOS=${SCENARIOS:-"1:5:3000 10:5:6000 50:5:6000 1:100:2000 10:100:3000 50:100:3000"}
 REPS=${REPS:-3}
@@ -212,7 +211,7 @@ wait_sink() { # target_count timeout_s -> 0 when reached
 }
 
 # ---------------------------------------------------------------- postfix
-# Built the way /work/shared/bench/relay-bench.sh builds it.
+# Built the way bench/relay-bench.sh builds it.
 start_postfix() {
   listening "$POSTFIX_ADDR" && { echo "something already listens on $POSTFIX_ADDR" >&2; exit 2; }
   PF_CONF=$WORK/postfix/etc

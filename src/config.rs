@@ -16,6 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use crate::domain::Domain;
+use crate::values::parse_from_str;
+pub use crate::values::{ByteSize, HostPort, PlainAddress, Span, TlsPolicy};
 
 /// The configuration shipped in the binary; `ugem serve` uses it when no
 /// `--config` is given (relative paths then resolve against the working folder).
@@ -73,90 +75,6 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// A size in bytes, written as a number or with a unit (`25MiB`, `100KiB`, `10MB`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ByteSize(pub u64);
-
-impl FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a size (examples: 26214400, 25MiB, 100KiB)"))?;
-        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "k" | "kb" => 1_000,
-            "kib" => 1 << 10,
-            "m" | "mb" => 1_000_000,
-            "mib" => 1 << 20,
-            "g" | "gb" => 1_000_000_000,
-            "gib" => 1 << 30,
-            other => return Err(format!("unknown size unit `{other}` in `{s}`")),
-        };
-        n.checked_mul(mult)
-            .map(ByteSize)
-            .ok_or_else(|| format!("size `{s}` is too large"))
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "expected a size: a number of bytes or a string like \"25MiB\"",
-            )
-        })? {
-            Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// A duration written with a unit (`30s`, `5m`, `90d`), or a number of seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Span(pub Duration);
-
-impl FromStr for Span {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if let Ok(secs) = s.parse::<u64>() {
-            return Ok(Span(Duration::from_secs(secs)));
-        }
-        humantime::parse_duration(s)
-            .map(Span)
-            .map_err(|e| format!("`{s}` is not a duration ({e}; examples: 30s, 5m, 1h, 90d)"))
-    }
-}
-
-impl<'de> Deserialize<'de> for Span {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "expected a duration: a string like \"5m\" or a number of seconds",
-            )
-        })? {
-            Raw::N(n) => Ok(Span(Duration::from_secs(n))),
-            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
 /// A list that may also be written as one string, comma-separated (as
 /// environment variables are).
 fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
@@ -188,68 +106,6 @@ where
                 .map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))
         })
         .collect()
-}
-
-fn parse_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    let s = String::deserialize(d)?;
-    s.parse::<T>()
-        .map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))
-}
-
-/// A plain `local@domain` address written by staff (postmaster, contacts).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(into = "String")]
-pub struct PlainAddress {
-    /// The part before `@`, as written.
-    pub local: String,
-    /// The domain, in A-label form.
-    pub domain: Domain,
-}
-
-impl FromStr for PlainAddress {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let (local, domain) = s
-            .rsplit_once('@')
-            .ok_or_else(|| format!("`{s}` is not an e-mail address"))?;
-        if local.is_empty()
-            || local.len() > 64
-            || !local
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"@<>()[]\\,;:\"%!".contains(&b))
-        {
-            return Err(format!("`{s}` is not a plain e-mail address"));
-        }
-        let domain = Domain::parse(domain).map_err(|e| format!("`{s}`: {e}"))?;
-        Ok(PlainAddress {
-            local: local.to_string(),
-            domain,
-        })
-    }
-}
-
-impl fmt::Display for PlainAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.local, self.domain)
-    }
-}
-
-impl From<PlainAddress> for String {
-    fn from(a: PlainAddress) -> String {
-        a.to_string()
-    }
-}
-
-impl<'de> Deserialize<'de> for PlainAddress {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parse_from_str(d)
-    }
 }
 
 /// Log line format.
@@ -404,69 +260,6 @@ impl Default for SmtpSection {
     }
 }
 
-/// A `host:port` next hop (stored and shown as that text).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPort {
-    /// Host name or IP address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-}
-
-impl FromStr for HostPort {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Ok(sa) = s.parse::<SocketAddr>() {
-            return Ok(HostPort {
-                host: sa.ip().to_string(),
-                port: sa.port(),
-            });
-        }
-        let (host, port) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{s}` is not host:port"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("`{port}` is not a port number"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.parse::<std::net::IpAddr>().is_err() {
-            Domain::parse(host).map_err(|e| format!("`{host}`: {e}"))?;
-        }
-        Ok(HostPort {
-            host: host.to_ascii_lowercase(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for HostPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
-
-impl serde::Serialize for HostPort {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for HostPort {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parse_from_str(d)
-    }
-}
-
-impl serde::Serialize for ByteSize {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(self.0)
-    }
-}
-
 /// `[delivery]`: outbound settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -500,9 +293,9 @@ pub struct DeliverySection {
     /// How long an idle connection is kept for the next message to the same place.
     pub idle_timeout: Span,
     /// STARTTLS toward remote servers: none, may (opportunistic), encrypt, verify.
-    pub tls: crate::delivery::client::TlsPolicy,
+    pub tls: TlsPolicy,
     /// Per recipient domain (or `.domain` for its subdomains): overrides `tls`.
-    pub tls_policy: BTreeMap<String, crate::delivery::client::TlsPolicy>,
+    pub tls_policy: BTreeMap<String, TlsPolicy>,
     /// Extra trust anchors (PEM) for checking remote certificates, besides
     /// the system's: a national or private CA that partners' servers use.
     pub tls_ca_file: Option<PathBuf>,
@@ -530,7 +323,7 @@ impl Default for DeliverySection {
             command_timeout: Span(Duration::from_secs(300)),
             data_timeout: Span(Duration::from_secs(600)),
             idle_timeout: Span(Duration::from_secs(10)),
-            tls: crate::delivery::client::TlsPolicy::May,
+            tls: TlsPolicy::May,
             tls_policy: BTreeMap::new(),
             tls_ca_file: None,
             mx_port: 25,
@@ -683,7 +476,7 @@ impl Default for ConnectionsSection {
 /// `[registration]`: the application workflow and its working-day calendar.
 ///
 /// The default calendar is Kazakhstan's for 2026 and 2027 (see
-/// `registry::calendar`); the operator must review the lists every year.
+/// `calendar`); the operator must review the lists every year.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrationSection {
@@ -733,8 +526,8 @@ pub enum DisconnectQueued {
 impl Default for RegistrationSection {
     fn default() -> Self {
         RegistrationSection {
-            holidays: crate::registry::calendar::kazakhstan_holidays(),
-            days_off: crate::registry::calendar::kazakhstan_days_off(),
+            holidays: crate::calendar::kazakhstan_holidays(),
+            days_off: crate::calendar::kazakhstan_days_off(),
             working_days: Vec::new(),
             decision_days: 5,
             resubmit_days: 30,
@@ -1101,7 +894,7 @@ impl Config {
             }
         }
         for key in self.delivery.tls_policy.keys() {
-            if let Err(e) = crate::delivery::tls_policy::check_key(key) {
+            if let Err(e) = crate::values::check_key(key) {
                 bad(&format!("delivery.tls_policy.{key}"), e);
             }
         }
@@ -1177,7 +970,7 @@ impl Config {
                 "tls_key is set but tls_cert is not".into(),
             ),
             (Some(c), Some(k)) => {
-                if let Err(e) = crate::admin::tls::load(c, k) {
+                if let Err(e) = crate::tls::load(c, k) {
                     bad("admin.tls_cert", e.to_string());
                 }
             }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState, Tokens};
 use crate::config::Config;
 use crate::registry::Registry;
+use crate::shutdown::stopped;
 use crate::store::Store;
 use crate::store::connections::ConnectionLog;
 
@@ -314,7 +315,7 @@ async fn prune_connections(store: Store, cfg: Arc<Config>, mut stop: watch::Rece
         }
         tokio::select! {
             _ = tokio::time::sleep(cfg.connections.prune_interval.0) => {}
-            _ = crate::server::stopped(&mut stop) => return,
+            _ = stopped(&mut stop) => return,
         }
     }
 }
@@ -335,12 +336,6 @@ async fn reload_on_hup(gw: Arc<crate::smtp::Gateway>) {
             }
         }
     }
-}
-
-/// Resolves once the stop flag turns true (or its sender is gone).
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // The guard wait_for returns is not Send: drop it here.
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Pings the systemd watchdog at half its interval while the queue's writer

@@ -326,7 +326,7 @@ pub async fn serve(
     ));
     let app =
         router_with(state, refused.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let shutdown = async move { crate::server::stopped(&mut stop).await };
+    let shutdown = async move { crate::shutdown::stopped(&mut stop).await };
     let task = tokio::spawn(async move {
         // tap_io: the generic Connected impl then gives ConnectInfo<SocketAddr>.
         let r = match tls {
@@ -378,7 +378,7 @@ async fn refused_upkeep(
         }
         tokio::select! {
             _ = tokio::time::sleep(REFUSED_FLUSH) => {}
-            _ = crate::server::stopped(&mut stop) => return,
+            _ = crate::shutdown::stopped(&mut stop) => return,
         }
         let r = refused.clone();
         let _ = tokio::task::spawn_blocking(move || r.flush()).await;

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-pub use crate::smtp::tls::TlsError;
+pub use crate::tls::TlsError;
 
 /// Time allowed for one handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,7 +22,7 @@ const MAX_HANDSHAKES: usize = 64;
 
 /// The server configuration from PEM files, offering HTTP/1.1 by ALPN.
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let base = crate::smtp::tls::load(cert, key)?;
+    let base = crate::tls::load(cert, key)?;
     let mut cfg = (*base).clone();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))

@@ -43,7 +43,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::outcome::{Class, classify};
-use crate::smtp::reply::Enhanced;
+use crate::reply::Enhanced;
 
 /// Longest reply line accepted, LF included. RFC 5321 §4.5.3.1.5 says 512;
 /// real servers exceed it a little, hostile ones by megabytes.
@@ -80,22 +80,9 @@ impl From<&super::route::Target> for Target {
     }
 }
 
-/// When to use STARTTLS, like Postfix's `smtp_tls_security_level`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsPolicy {
-    /// Never STARTTLS.
-    None,
-    /// STARTTLS when offered; the certificate is checked but a failed check
-    /// does not stop delivery (the session is encrypted, marked unverified);
-    /// a failed handshake means a new connection in plaintext (RFC 7435).
-    #[default]
-    May,
-    /// STARTTLS required; any certificate (signatures still checked).
-    Encrypt,
-    /// STARTTLS required, and the certificate must verify for the host name.
-    Verify,
-}
+// The policy is a configuration value (`[delivery] tls`), so it lives on
+// the ground floor; re-exported here where the client uses it.
+pub use crate::values::TlsPolicy;
 
 /// Client timeouts; the defaults are RFC 5321 §4.5.3.2's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 use ugem_queue::{Direction, Envelope, NewEnvelope};
 
-use crate::smtp::reply::Enhanced;
+use crate::reply::Enhanced;
 
 /// Longest line written (RFC 5322 §2.1.1, CRLF excluded).
 const MAX_LINE: usize = 998;

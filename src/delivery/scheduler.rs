@@ -145,7 +145,7 @@ impl Scheduler {
                 _ = self.queue.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = crate::server::stopped(&mut stop) => break,
+                _ = crate::shutdown::stopped(&mut stop) => break,
             }
         }
         while tasks.join_next().await.is_some() {}
@@ -233,7 +233,7 @@ impl Scheduler {
             .min(self.body_budget_kib);
         let _memory = tokio::select! {
             biased;
-            _ = crate::server::stopped(&mut stop) => return,
+            _ = crate::shutdown::stopped(&mut stop) => return,
             p = self.body_budget.clone().acquire_many_owned(need) => p.ok(),
         };
         let q = self.queue.clone();
@@ -303,7 +303,7 @@ impl Scheduler {
             let joined = tokio::select! {
                 biased;
                 j = handles.join_next() => j,
-                _ = crate::server::stopped(&mut stop) => {
+                _ = crate::shutdown::stopped(&mut stop) => {
                     // Shutting down: the destinations still talking are
                     // dropped mid-transaction (nothing is known delivered
                     // there, so they are retried; a rare duplicate beats a

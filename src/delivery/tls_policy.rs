@@ -39,24 +39,7 @@ pub fn lookup(domain: &Domain, map: &BTreeMap<String, TlsPolicy>) -> Option<TlsP
     None
 }
 
-/// What is wrong with a `[delivery.tls_policy]` key, if anything.
-pub fn check_key(key: &str) -> Result<(), String> {
-    let name = key.strip_prefix('.').unwrap_or(key);
-    match Domain::parse(name) {
-        Ok(d) if d.as_str() == name => Ok(()),
-        Ok(d) => Err(format!(
-            "write the domain as {}",
-            if key.starts_with('.') {
-                format!(".{d}")
-            } else {
-                d.to_string()
-            }
-        )),
-        Err(e) => Err(format!(
-            "keys are domains (\"partner.example\") or their subdomains (\".partner.example\"): {e}"
-        )),
-    }
-}
+pub use crate::values::check_key;
 
 #[cfg(test)]
 mod tests {

@@ -257,7 +257,7 @@ fn is_rcpt_refusal(r: &super::client::RemoteReply) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::reply::Enhanced;
+    use crate::reply::Enhanced;
 
     fn reply(code: u16, enhanced: Option<(u16, u16)>) -> super::super::client::RemoteReply {
         super::super::client::RemoteReply {

@@ -13,7 +13,7 @@
 
 use crate::domain::Domain;
 use crate::registry::Snapshot;
-use crate::smtp::reply::Reply;
+use crate::reply::Reply;
 use crate::store::domains::{DomainLimits, SenderLimits};
 use crate::store::suspensions::Scope;
 

@@ -115,7 +115,7 @@ impl Governor {
                     None => break,
                 },
                 _ = tick.tick() => self.housekeeping().await,
-                _ = crate::server::stopped(&mut stop) => break,
+                _ = crate::shutdown::stopped(&mut stop) => break,
             }
         }
         self.save(true).await;

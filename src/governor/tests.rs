@@ -60,7 +60,7 @@ fn rig_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config), add: bool) -> 
 }
 
 impl Rig {
-    fn rcpt(&self, sender: &str, rcpt: &str) -> Result<(), crate::smtp::reply::Reply> {
+    fn rcpt(&self, sender: &str, rcpt: &str) -> Result<(), crate::reply::Reply> {
         self.gov
             .check_rcpt(&self.gov.registry.snapshot(), &self.d, sender, rcpt)
     }

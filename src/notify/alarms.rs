@@ -65,7 +65,7 @@ pub async fn queue_alarms(
         }
         tokio::select! {
             _ = tokio::time::sleep(cfg.alarms.check_interval.0) => {}
-            _ = crate::server::stopped(&mut stop) => return,
+            _ = crate::shutdown::stopped(&mut stop) => return,
         }
     }
 }

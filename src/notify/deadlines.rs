@@ -55,7 +55,7 @@ pub async fn overdue_alerts(
         }
         tokio::select! {
             _ = tokio::time::sleep(cfg.registration.overdue_check_interval.0) => {}
-            _ = crate::server::stopped(&mut stop) => return,
+            _ = crate::shutdown::stopped(&mut stop) => return,
         }
     }
 }

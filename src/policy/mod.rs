@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::address::{ForwardPath, MailDomain, Mailbox, ReversePath};
 use crate::domain::Domain;
 use crate::registry::Snapshot;
-use crate::smtp::reply::Reply;
+use crate::reply::Reply;
 use crate::store::domains::{DomainRecord, DomainStatus};
 use crate::store::suspensions::{Scope, SuspensionRecord};
 

@@ -11,8 +11,8 @@ use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::calendar::Calendar;
 use super::{NewDomain, RangeLimits, Registry, RegistryError, check_server_ranges, parse_server};
+use crate::calendar::Calendar;
 use crate::config::{HostPort, RegistrationSection};
 use crate::domain::Domain;
 use crate::store::StoreError;

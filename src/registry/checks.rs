@@ -268,7 +268,7 @@ pub struct HickoryLookup {
 impl HickoryLookup {
     /// Uses `nameservers` (`[delivery] nameservers`), or the system's when empty.
     pub fn new(nameservers: &[SocketAddr], timeout: Duration) -> Result<HickoryLookup, String> {
-        let mut builder = crate::delivery::route::resolver_builder(nameservers)
+        let mut builder = crate::dns::resolver_builder(nameservers)
             .map_err(|e| format!("no system resolver configuration: {e}"))?;
         let opts = builder.options_mut();
         opts.timeout = timeout;
@@ -327,7 +327,7 @@ impl Lookup for HickoryLookup {
             .await
             .map_err(dns_fail)?;
         // A long SPF record comes as several strings, joined without spaces.
-        Ok(crate::delivery::route::txt_strings(l.answers()))
+        Ok(crate::dns::txt_strings(l.answers()))
     }
 
     async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, DnsFail> {

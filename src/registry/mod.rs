@@ -5,7 +5,8 @@
 //! the disk; every change is written to the store first, then published.
 
 pub mod applications;
-pub mod calendar;
+// Moved to the ground floor (config builds its defaults from it).
+pub use crate::calendar;
 pub mod checks;
 mod contact;
 

@@ -9,7 +9,7 @@
 
 use crate::address::{AddressError, ForwardPath, ReversePath};
 
-use super::reply::Reply;
+use crate::reply::Reply;
 
 /// The `BODY=` values of RFC 6152.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

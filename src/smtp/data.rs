@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use super::reply::Reply;
+use crate::reply::Reply;
 
 /// The limits a message is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

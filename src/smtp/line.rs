@@ -7,7 +7,7 @@
 //! An over-long line is reported once and the rest of it is thrown away
 //! without being stored, so the session stays in step with the next CRLF.
 
-use super::reply::Reply;
+use crate::reply::Reply;
 
 /// Default longest command line, CRLF included (Postfix's `line_length_limit`).
 pub const DEFAULT_MAX_LINE: usize = 2048;

@@ -84,7 +84,7 @@ async fn accept_loop(
                     continue;
                 }
             },
-            _ = crate::server::stopped(&mut stop) => return,
+            _ = crate::shutdown::stopped(&mut stop) => return,
         };
         let _ = stream.set_nodelay(true);
         let ip = crate::policy::canonical_ip(peer.ip());
@@ -101,7 +101,7 @@ async fn accept_loop(
                     let _guard = guard;
                     tokio::select! {
                         _ = session::run(gw, stream, peer, stop) => {}
-                        _ = crate::server::stopped(&mut kill) => {}
+                        _ = crate::shutdown::stopped(&mut kill) => {}
                     }
                 });
             }

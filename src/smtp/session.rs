@@ -19,10 +19,10 @@ use super::Gateway;
 use super::command::{Command, CommandError, MailParams, parse_command};
 use super::data::{BdatReader, DataLimits, DataOutcome, DataReader, FramingError};
 use super::line::{LineBuffer, LineError};
-use super::reply::Reply;
 use super::spool::{Spool, SpoolError};
 use crate::address::{ForwardPath, ReversePath};
 use crate::policy::{self, MailVerdict, RcptKind, RcptVerdict, SenderStanding};
+use crate::reply::Reply;
 use crate::store::connections::{ConnectionRecord, Refusal};
 
 /// Most refusals kept in one connection record.
@@ -267,7 +267,7 @@ impl Session {
                     .await;
                     match hs {
                         Ok(Ok(tls)) => {
-                            let desc = super::tls::describe(tls.get_ref().1);
+                            let desc = crate::tls::describe(tls.get_ref().1);
                             tracing::info!(tls = %desc, "TLS established");
                             self.tls = Some(desc);
                             conn = Conn::Tls(Box::new(tls));
@@ -352,7 +352,7 @@ impl Session {
         let mut stop = self.stop.clone();
         let read = tokio::select! {
             biased;
-            _ = crate::server::stopped(&mut stop) => {
+            _ = crate::shutdown::stopped(&mut stop) => {
                 // Whatever the session was waiting for (a command, the rest
                 // of a message), the client keeps its mail and comes back.
                 self.txn = None;
@@ -651,7 +651,7 @@ impl Session {
                     let mut stop = self.stop.clone();
                     let unknown = tokio::select! {
                         biased;
-                        _ = crate::server::stopped(&mut stop) => {
+                        _ = crate::shutdown::stopped(&mut stop) => {
                             self.txn = None;
                             self.reply(shutting_down());
                             return Some(Flow::Close(Close::Shutdown));

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::reply::Reply;
+use crate::reply::Reply;
 
 /// The spool folder inside the data folder.
 pub fn dir(data_dir: &Path) -> PathBuf {

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::domains::Contact;
 use super::{Store, StoreError, all_values};
-use crate::config::HostPort;
 use crate::domain::Domain;
+use crate::values::HostPort;
 
 pub(crate) const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("applications");
 

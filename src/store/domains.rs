@@ -6,8 +6,8 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, all_values, decode, encode};
-use crate::config::HostPort;
 use crate::domain::Domain;
+use crate::values::HostPort;
 
 pub(crate) const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
 
