@@ -11,9 +11,30 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::routes::{Access, RouteSpec};
 use super::{AdminState, ApiError, Authed, RefusedLog};
 use crate::config::{AdminSection, Role};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: health checks and the Prometheus scrape.
+    Public,
+    /// A bearer token with at least this role.
+    Token(Role),
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template, axum syntax (`/api/v1/domains/{name}`).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// Its name in the audit log (and the handler it maps to).
+    pub action: &'static str,
+}
 
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

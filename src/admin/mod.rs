@@ -32,9 +32,10 @@ use tokio::sync::watch;
 use crate::registry::{Registry, RegistryError};
 use crate::store::audit::AuditRecord;
 use crate::store::{Store, StoreError};
+pub use auth::{Access, RouteSpec};
 pub use auth::{Caller, Tokens};
 pub use refused::RefusedLog;
-pub use routes::{Access, ROUTES, RouteSpec, router, router_with};
+pub use routes::{ROUTES, router, router_with};
 
 /// What the API handlers share.
 #[derive(Clone)]

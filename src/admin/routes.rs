@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use serde::Deserialize;
 
-use super::auth::{Guard, authenticate};
+use super::auth::{Access, Guard, RouteSpec, authenticate};
 use super::{AdminState, ApiError, Authed, JsonBody, RefusedLog, audited};
 use std::sync::Arc;
 
@@ -21,28 +21,6 @@ use crate::registry::{NewDomain, RestoreRequest, SuspendRequest};
 use crate::store::connections::ConnectionFilter;
 use crate::store::domains::DomainRecord;
 use crate::store::suspensions::{Scope, SuspensionRecord};
-
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone: health checks and the Prometheus scrape.
-    Public,
-    /// A bearer token with at least this role.
-    Token(Role),
-}
-
-/// One route of the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteSpec {
-    /// HTTP method.
-    pub method: &'static str,
-    /// Path template, axum syntax (`/api/v1/domains/{name}`).
-    pub path: &'static str,
-    /// Who may call it.
-    pub access: Access,
-    /// Its name in the audit log (and the handler it maps to).
-    pub action: &'static str,
-}
 
 const fn route(
     method: &'static str,
