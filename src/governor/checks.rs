@@ -57,9 +57,10 @@ impl Resolved {
         // A minute's cap is meant to be usable at once.
         let minutely = |n: u32| Rate::per_minute(n, 100);
         let pick = |own: Option<u32>, dom: Option<u32>, def: u32| own.or(dom).unwrap_or(def);
-        let so = s.cloned().unwrap_or_default();
+        // The declaration's rates, without copying its note.
+        let own = |f: fn(&SenderLimits) -> Option<u32>| s.and_then(f);
         let s_rcpt_hour = pick(
-            so.recipients_per_hour,
+            own(|x| x.recipients_per_hour),
             d.sender_recipients_per_hour,
             g.sender_recipients_per_hour,
         );
@@ -68,17 +69,17 @@ impl Resolved {
             .unwrap_or(g.domain_new_recipients_hour);
         Resolved {
             s_msg_min: minutely(pick(
-                so.messages_per_minute,
+                own(|x| x.messages_per_minute),
                 d.sender_messages_per_minute,
                 g.sender_messages_per_minute,
             )),
             s_msg_hour: hourly(pick(
-                so.messages_per_hour,
+                own(|x| x.messages_per_hour),
                 d.sender_messages_per_hour,
                 g.sender_messages_per_hour,
             )),
             s_rcpt_min: minutely(pick(
-                so.recipients_per_minute,
+                own(|x| x.recipients_per_minute),
                 d.sender_recipients_per_minute,
                 g.sender_recipients_per_minute,
             )),
