@@ -469,8 +469,8 @@ async fn restore_domain(
     Ok(Json(rec))
 }
 
-/// Staff suspend a scope: the record, its queued mail held, and the notices
-/// to the contacts, the postmaster and the webhooks.
+/// Staff suspend a scope, with every effect (the governor's one home for
+/// them: record, held mail, notices, webhooks).
 fn staff_suspend(
     st: &AdminState,
     scope: &Scope,
@@ -478,17 +478,7 @@ fn staff_suspend(
     reason: &str,
 ) -> Result<SuspensionRecord, ApiError> {
     let req = SuspendRequest::manual(actor, reason);
-    let rec = match scope {
-        Scope::Domain(d) => st.registry.suspend_domain(d, req)?,
-        Scope::Sender(a) => st.registry.suspend_sender(a, req)?,
-    };
-    let held = block_on(crate::governor::actions::hold_scope_mail(
-        &st.queue,
-        &rec.scope,
-        &format!("{} suspended: {reason}", rec.scope),
-    ))?;
-    tracing::info!(scope = %rec.scope, held, actor, "suspended by staff");
-    block_on(st.governor.on_suspended(&rec, held));
+    let (rec, _) = block_on(st.governor.suspend_scope(scope, req))?;
     Ok(rec)
 }
 
@@ -507,24 +497,8 @@ fn staff_restore(
         reason: body.reason.clone(),
         held_mail: if release { "released" } else { "deleted" }.into(),
     };
-    let (ended, domain) = match scope {
-        Scope::Domain(d) => {
-            let active = st.registry.snapshot().suspension(scope).map(|s| s.id);
-            let rec = st.registry.restore_domain(d, req)?;
-            let ended = active.and_then(|id| st.registry.store().get_suspension(id).ok().flatten());
-            (ended, Some(rec))
-        }
-        Scope::Sender(a) => (Some(st.registry.restore_sender(a, req)?), None),
-    };
-    let n = block_on(crate::governor::actions::release_scope_mail(
-        &st.queue, scope, release,
-    ))?;
-    tracing::info!(scope = %scope, messages = n, release, actor, "restored by staff");
-    // The contacts and webhooks hear of the restore like of the suspension.
-    if let Some(e) = &ended {
-        block_on(st.governor.on_restored(e));
-    }
-    Ok((ended, domain))
+    let r = block_on(st.governor.restore_scope(scope, req, release))?;
+    Ok((r.ended, r.domain))
 }
 
 async fn disconnect_domain(

@@ -12,7 +12,7 @@ use crate::store::suspensions::{Scope, SuspensionRecord};
 use super::clock::utc;
 use super::detector::Trip;
 use super::settings::Step;
-use super::{Counters, Event, Governor, actions, key, notices};
+use super::{Counters, Event, Governor, key, notices};
 
 impl Governor {
     /// A rule tripped for `scope`: the step to take (`forced`, or the next
@@ -211,21 +211,10 @@ impl Governor {
             evidence,
             expires_at,
         };
-        let reg = self.registry.clone();
-        let sc = scope.clone();
-        let r = tokio::task::spawn_blocking(move || match &sc {
-            Scope::Domain(d) => reg.suspend_domain(d, req),
-            Scope::Sender(s) => reg.suspend_sender(s, req),
-        })
-        .await;
-        let rec = match r {
-            Ok(Ok(rec)) => rec,
-            Ok(Err(e)) => {
-                tracing::info!(scope = %scope, error = %e, "automatic suspension not made");
-                return None;
-            }
+        let rec = match self.suspend_scope(scope, req).await {
+            Ok((rec, _)) => rec,
             Err(e) => {
-                tracing::error!(scope = %scope, error = %e, "suspension task failed");
+                tracing::info!(scope = %scope, error = %e, "automatic suspension not made");
                 return None;
             }
         };
@@ -233,18 +222,6 @@ impl Governor {
             Scope::Domain(_) => &self.counters.domain_suspensions,
             Scope::Sender(_) => &self.counters.sender_suspensions,
         });
-        let held = actions::hold_scope_mail(
-            &self.queue,
-            scope,
-            &format!("{scope} suspended: {}", rec.reason),
-        )
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(scope = %scope, error = %e, "cannot hold the suspended scope's mail");
-            0
-        });
-        tracing::warn!(scope = %scope, rule, held, id = rec.id, "suspended automatically");
-        self.on_suspended(&rec, held).await;
         Some(rec)
     }
 
@@ -399,35 +376,20 @@ impl Governor {
             .cloned()
             .collect();
         for s in due {
-            let reg = self.registry.clone();
-            let scope = s.scope.clone();
             let req = RestoreRequest {
                 actor: "auto".into(),
                 reason: Some("the automatic suspension expired".into()),
                 held_mail: "released".into(),
             };
-            let r = tokio::task::spawn_blocking(move || match &scope {
-                Scope::Domain(d) => reg.restore_domain(d, req).map(|_| ()),
-                Scope::Sender(a) => reg.restore_sender(a, req).map(|_| ()),
-            })
-            .await;
-            if !matches!(r, Ok(Ok(()))) {
-                tracing::error!(scope = %s.scope, "cannot lift an expired suspension");
-                continue;
+            match self.restore_scope(&s.scope, req, true).await {
+                Ok(r) => {
+                    Counters::bump(&self.counters.expiries);
+                    tracing::info!(scope = %s.scope, released = r.messages, "automatic suspension expired");
+                }
+                Err(e) => {
+                    tracing::error!(scope = %s.scope, error = %e, "cannot lift an expired suspension")
+                }
             }
-            Counters::bump(&self.counters.expiries);
-            let n = actions::release_scope_mail(&self.queue, &s.scope, true)
-                .await
-                .unwrap_or(0);
-            tracing::info!(scope = %s.scope, released = n, "automatic suspension expired");
-            let ended = self
-                .registry
-                .store()
-                .get_suspension(s.id)
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| (*s).clone());
-            self.on_restored(&ended).await;
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod replay;
 pub mod scopes;
 pub mod settings;
 pub mod state;
+pub mod suspension;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,0 +1,96 @@
+//! One home for what a suspension and a restore do, whoever decides them
+//! (the governor, an expiry, staff through the API): the record in the
+//! registry, the scope's queued outbound mail held (or released or
+//! deleted), the notices to the contacts and the postmaster, the webhooks.
+
+use crate::registry::{RegistryError, RestoreRequest, SuspendRequest};
+use crate::store::domains::DomainRecord;
+use crate::store::suspensions::{Scope, SuspensionRecord};
+
+use super::{Governor, actions};
+
+/// What ending a suspension did.
+#[derive(Debug)]
+pub struct Restored {
+    /// The suspension that ended, as now on record.
+    pub ended: Option<SuspensionRecord>,
+    /// For a domain, its record after the restore.
+    pub domain: Option<DomainRecord>,
+    /// Held messages released (or deleted).
+    pub messages: usize,
+}
+
+impl Governor {
+    /// Suspends `scope` and carries out every effect; returns the record and
+    /// how many queued messages were held.
+    pub async fn suspend_scope(
+        &self,
+        scope: &Scope,
+        req: SuspendRequest,
+    ) -> Result<(SuspensionRecord, usize), RegistryError> {
+        let reg = self.registry.clone();
+        let sc = scope.clone();
+        let rec = tokio::task::spawn_blocking(move || match &sc {
+            Scope::Domain(d) => reg.suspend_domain(d, req),
+            Scope::Sender(s) => reg.suspend_sender(s, req),
+        })
+        .await
+        .map_err(|e| RegistryError::Invalid(format!("suspension task failed: {e}")))??;
+        // The scheduler also holds what it finds of a suspended scope, so a
+        // failure here delays nothing for long; it is logged, not fatal.
+        let held = actions::hold_scope_mail(
+            &self.queue,
+            scope,
+            &format!("{scope} suspended: {}", rec.reason),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(scope = %scope, error = %e, "cannot hold the suspended scope's mail");
+            0
+        });
+        tracing::warn!(scope = %scope, rule = %rec.rule, actor = %rec.actor, held, id = rec.id, "suspended");
+        self.on_suspended(&rec, held).await;
+        Ok((rec, held))
+    }
+
+    /// Ends the suspension of `scope` and carries out every effect: its held
+    /// mail released (`release`) or deleted, the notices.
+    pub async fn restore_scope(
+        &self,
+        scope: &Scope,
+        req: RestoreRequest,
+        release: bool,
+    ) -> Result<Restored, RegistryError> {
+        let reg = self.registry.clone();
+        let sc = scope.clone();
+        let (ended, domain) = tokio::task::spawn_blocking(move || {
+            let active = reg.snapshot().suspension(&sc).map(|s| s.id);
+            match &sc {
+                Scope::Domain(d) => {
+                    let rec = reg.restore_domain(d, req)?;
+                    let ended = active.and_then(|id| reg.store().get_suspension(id).ok().flatten());
+                    Ok::<_, RegistryError>((ended, Some(rec)))
+                }
+                Scope::Sender(a) => Ok((Some(reg.restore_sender(a, req)?), None)),
+            }
+        })
+        .await
+        .map_err(|e| RegistryError::Invalid(format!("restore task failed: {e}")))??;
+        let messages = actions::release_scope_mail(&self.queue, scope, release)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(scope = %scope, error = %e, "cannot release the restored scope's mail");
+                0
+            });
+        tracing::info!(scope = %scope, messages, release, "restored");
+        // The contacts and webhooks hear of the restore like of the suspension.
+        if let Some(e) = &ended {
+            self.on_restored(e).await;
+        }
+        Ok(Restored {
+            ended,
+            domain,
+            messages,
+        })
+    }
+}
