@@ -18,6 +18,7 @@ pub mod maillog;
 pub mod metrics;
 pub mod notify;
 pub mod policy;
+pub mod prepare;
 pub mod registry;
 pub mod reply;
 pub mod sdnotify;

@@ -42,6 +42,8 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("store", &["store"]),
     ("registry", &["registry"]),
     ("policy", &["policy"]),
+    // Every message on its way into the queue: trace headers, (signing).
+    ("message preparation", &["prepare"]),
     // The queue is its own crate (`queue/`, `ugem_queue`) below everything
     // here; it imports nothing from this crate, so it has no floor.
     //

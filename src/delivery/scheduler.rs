@@ -700,7 +700,13 @@ impl Scheduler {
             chrono::Utc::now(),
             until,
         ) {
-            match self.queue.enqueue(new, msg).await {
+            let prepared = crate::prepare::enqueue(
+                &self.queue,
+                new,
+                crate::prepare::Origin::Gateway,
+                crate::prepare::Body::Memory(msg),
+            );
+            match prepared.await {
                 Ok(wid) => {
                     tracing::info!(target: crate::maillog::TARGET, queue_id = %env.id, warning_id = %wid, to = %env.sender, "delay warning queued")
                 }
@@ -725,7 +731,13 @@ impl Scheduler {
             tracing::info!(target: crate::maillog::TARGET, queue_id = %env.id, failed = failed.len(), "no bounce for the null sender");
             return;
         };
-        match self.queue.enqueue(new, msg).await {
+        let prepared = crate::prepare::enqueue(
+            &self.queue,
+            new,
+            crate::prepare::Origin::Gateway,
+            crate::prepare::Body::Memory(msg),
+        );
+        match prepared.await {
             Ok(bid) => {
                 tracing::info!(target: crate::maillog::TARGET, queue_id = %env.id, bounce_id = %bid, to = %env.sender, failed = failed.len(), "bounce queued")
             }

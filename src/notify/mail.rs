@@ -99,7 +99,13 @@ pub async fn enqueue_notice(
         arrived_at_ms: ugem_queue::unix_ms(),
         size: notice.message.len() as u64,
     };
-    Ok(queue.enqueue(env, notice.message).await?)
+    Ok(crate::prepare::enqueue(
+        queue,
+        env,
+        crate::prepare::Origin::Gateway,
+        crate::prepare::Body::Memory(notice.message),
+    )
+    .await?)
 }
 
 /// Subject text, folded; RFC 2047 B-encoded words when it is not plain ASCII.

@@ -919,13 +919,15 @@ impl Session {
         }
         let outbound = matches!(txn.standing, SenderStanding::Relay { .. });
         self.txn_seq += 1;
-        let mut head = self.received_header(&txn);
-        if outbound && !info.has_message_id {
-            head.push_str(&format!(
-                "Message-ID: <{}.{}@{}>\r\n",
-                self.id, self.txn_seq, self.gw.cfg.server.hostname
-            ));
-        }
+        let origin = crate::prepare::Origin::Smtp {
+            received: self.received_header(&txn),
+            message_id: (outbound && !info.has_message_id).then(|| {
+                format!(
+                    "{}.{}@{}",
+                    self.id, self.txn_seq, self.gw.cfg.server.hostname
+                )
+            }),
+        };
         if spool.written() > 0 {
             let queue = &self.gw.queue;
             spool.spill(&mut body, |n| queue.check_room(n)).await;
@@ -963,22 +965,14 @@ impl Session {
                 ugem_queue::Direction::Inbound
             },
             arrived_at_ms: crate::store::now_ms(),
-            size: head.len() as u64 + body_len,
+            // Set by the preparation step, to what is queued.
+            size: 0,
         };
-        let queued = match spooled {
-            Some((file, len)) => {
-                self.gw
-                    .queue
-                    .enqueue_file(env, head.into_bytes(), file, len)
-                    .await
-            }
-            None => {
-                let mut message = Vec::with_capacity(head.len() + body.len());
-                message.extend_from_slice(head.as_bytes());
-                message.extend_from_slice(&body);
-                self.gw.queue.enqueue(env, message).await
-            }
+        let content = match spooled {
+            Some((file, len)) => crate::prepare::Body::Spooled(file, len),
+            None => crate::prepare::Body::Memory(body),
         };
+        let queued = crate::prepare::enqueue(&self.gw.queue, env, origin, content).await;
         match queued {
             Ok(id) => {
                 tracing::info!(target: crate::maillog::TARGET, queue_id = %id, client = %self.client_text(), from = %txn.from, size = body_len, nrcpt = txn.rcpts.len(), tls = %self.tls.as_deref().unwrap_or("none"), direction = %if outbound { "outbound" } else { "inbound" }, "message queued");
