@@ -332,7 +332,7 @@ fn mailq(v: &Value) -> String {
             "{:<id_width$}  {size:>8}  {arrived:<20}  {state:<8}  {sender}\n",
             text(&e["id"])
         ));
-        let indent = " ".repeat(id_width + 44);
+        let indent = "    ";
         if let Some(why) = e["held"].as_str() {
             out.push_str(&format!("{indent}(held: {})\n", one_line(why)));
         } else if state == "deferred"
