@@ -288,8 +288,8 @@ fn bulk(c: &AdminClient, op: &str, body: Value, as_json: bool) -> Result<(), Cli
     Ok(())
 }
 
-/// The listing as mailq prints it: a line per message (id, size, arrival,
-/// state, sender), the hold reason, then a line per recipient with its
+/// The listing as mailq prints it: a line per message (id, arrival, size,
+/// state, sender; the arrival second, where the table had it), the hold reason, then a line per recipient with its
 /// state and last reason; a total at the end.
 fn mailq(v: &Value) -> String {
     let items = v.as_array().map(Vec::as_slice).unwrap_or_default();
@@ -304,8 +304,8 @@ fn mailq(v: &Value) -> String {
         .unwrap_or(2)
         .max(2);
     let mut out = format!(
-        "{:<id_width$}  {:>8}  {:<20}  {:<8}  SENDER / RECIPIENTS\n",
-        "ID", "SIZE", "ARRIVED", "STATE"
+        "{:<id_width$}  {:<20}  {:>8}  {:<8}  SENDER / RECIPIENTS\n",
+        "ID", "ARRIVED", "SIZE", "STATE"
     );
     let mut bytes = 0u64;
     for e in items {
@@ -329,7 +329,7 @@ fn mailq(v: &Value) -> String {
             sender
         };
         out.push_str(&format!(
-            "{:<id_width$}  {size:>8}  {arrived:<20}  {state:<8}  {sender}\n",
+            "{:<id_width$}  {arrived:<20}  {size:>8}  {state:<8}  {sender}\n",
             text(&e["id"])
         ));
         let indent = "    ";
