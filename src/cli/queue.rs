@@ -289,7 +289,7 @@ fn bulk(c: &AdminClient, op: &str, body: Value, as_json: bool) -> Result<(), Cli
 }
 
 /// The listing as mailq prints it: a line per message (id, arrival, size,
-/// state, sender; the arrival second, where the table had it), the hold reason, then a line per recipient with its
+/// state, direction, sender; the arrival second, where the table had it), the hold reason, then a line per recipient with its
 /// state and last reason; a total at the end.
 fn mailq(v: &Value) -> String {
     let items = v.as_array().map(Vec::as_slice).unwrap_or_default();
@@ -304,8 +304,8 @@ fn mailq(v: &Value) -> String {
         .unwrap_or(2)
         .max(2);
     let mut out = format!(
-        "{:<id_width$}  {:<20}  {:>8}  {:<8}  SENDER / RECIPIENTS\n",
-        "ID", "ARRIVED", "SIZE", "STATE"
+        "{:<id_width$}  {:<20}  {:>8}  {:<8}  {:<8}  SENDER / RECIPIENTS\n",
+        "ID", "ARRIVED", "SIZE", "STATE", "DIR"
     );
     let mut bytes = 0u64;
     for e in items {
@@ -329,8 +329,9 @@ fn mailq(v: &Value) -> String {
             sender
         };
         out.push_str(&format!(
-            "{:<id_width$}  {arrived:<20}  {size:>8}  {state:<8}  {sender}\n",
-            text(&e["id"])
+            "{:<id_width$}  {arrived:<20}  {size:>8}  {state:<8}  {:<8}  {sender}\n",
+            text(&e["id"]),
+            text(&e["direction"])
         ));
         let indent = "    ";
         if let Some(why) = e["held"].as_str() {
