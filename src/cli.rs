@@ -8,7 +8,9 @@ use crate::admin::client::{AdminClient, ClientError, segment};
 use crate::config::{Config, ConfigError, ConfigSource};
 
 mod applications;
+mod queue;
 pub use applications::{ApplicationCmd, ApplicationSubmit};
+pub use queue::{BulkFilter, QueueCmd};
 
 /// Why a verb failed.
 #[derive(Debug, thiserror::Error)]
@@ -165,62 +167,6 @@ pub struct DomainAdd {
     /// widest_server_range_v4`/`_v6` (/24 and /48 by default).
     #[arg(long)]
     pub allow_wide_range: bool,
-}
-
-/// `ugem queue ...`
-#[derive(Subcommand, Debug)]
-pub enum QueueCmd {
-    /// Messages in the queue, oldest first.
-    List {
-        /// Only held messages.
-        #[arg(long)]
-        held: bool,
-        /// Only messages of this registered domain.
-        #[arg(long)]
-        domain: Option<String>,
-        /// Only senders containing this text.
-        #[arg(long)]
-        sender: Option<String>,
-        /// Only messages in this state: active, deferred or held.
-        #[arg(long)]
-        state: Option<String>,
-        /// At most N messages.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-    /// Counts by state.
-    Counts,
-    /// One message: envelope, each recipient's state and last error.
-    Show {
-        /// Queue id.
-        id: String,
-    },
-    /// Try a message now (or every message with --all).
-    Retry {
-        /// Queue id.
-        id: Option<String>,
-        /// Every message that is not held.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Keep a message from being sent.
-    Hold {
-        /// Queue id.
-        id: String,
-        /// Why.
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Let a held message go.
-    Release {
-        /// Queue id.
-        id: String,
-    },
-    /// Remove a message without sending it (audited).
-    Delete {
-        /// Queue id.
-        id: String,
-    },
 }
 
 /// `ugem sender ...`
@@ -565,7 +511,7 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
                 ("EVIDENCE", "/evidence"),
             ],
         ),
-        Verb::Queue(cmd) => queue(c, cmd)?,
+        Verb::Queue(cmd) => return queue::run(c, cmd, as_json),
         Verb::Governor(GovernorArgs { cmd }) => match cmd {
             None | Some(GovernorCmd::Status) => Output::Record(c.get("/api/v1/governor")?),
             Some(GovernorCmd::Scope { scope }) => Output::Record(
@@ -659,65 +605,6 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
     };
     out.print(as_json);
     Ok(())
-}
-
-fn queue(c: &AdminClient, cmd: QueueCmd) -> Result<Output, CliError> {
-    Ok(match cmd {
-        QueueCmd::List {
-            held,
-            domain,
-            sender,
-            state,
-            limit,
-        } => Output::Table(
-            with_arrival_times(c.get(&format!(
-                "/api/v1/queue{}",
-                query(&[
-                    ("held", held.then(|| "true".to_string())),
-                    ("domain", domain),
-                    ("sender", sender),
-                    ("state", state),
-                    ("limit", Some(limit.to_string())),
-                ])
-            ))?),
-            &[
-                ("ID", "/id"),
-                ("ARRIVED", "/arrived"),
-                ("DIR", "/direction"),
-                ("SENDER", "/sender"),
-                ("RCPTS", "/recipients"),
-                ("SIZE", "/size"),
-                ("ATTEMPTS", "/attempts"),
-                ("HELD", "/held"),
-            ],
-        ),
-        QueueCmd::Counts => Output::Record(c.get("/api/v1/queue/counts")?),
-        QueueCmd::Show { id } => Output::Record(c.get(&format!("/api/v1/queue/{}", segment(&id)))?),
-        QueueCmd::Retry { id: _, all: true } => {
-            Output::Record(c.post("/api/v1/queue/retry-all", &json!({}))?)
-        }
-        QueueCmd::Retry {
-            id: Some(id),
-            all: false,
-        } => Output::Record(c.post(&format!("/api/v1/queue/{}/retry", segment(&id)), &json!({}))?),
-        QueueCmd::Retry {
-            id: None,
-            all: false,
-        } => {
-            return Err(CliError::Usage("give a queue id or --all".into()));
-        }
-        QueueCmd::Hold { id, reason } => Output::Record(c.post(
-            &format!("/api/v1/queue/{}/hold", segment(&id)),
-            &json!({ "reason": reason }),
-        )?),
-        QueueCmd::Release { id } => Output::Record(c.post(
-            &format!("/api/v1/queue/{}/release", segment(&id)),
-            &json!({}),
-        )?),
-        QueueCmd::Delete { id } => {
-            Output::Record(c.delete(&format!("/api/v1/queue/{}", segment(&id)))?)
-        }
-    })
 }
 
 /// Adds `arrived` (RFC 3339, UTC) next to each envelope's `arrived_at_ms`.

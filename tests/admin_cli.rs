@@ -292,7 +292,7 @@ fn queue_management_verbs() {
         "queue.hold",
         "queue.release",
         "queue.retry",
-        "queue.retry_all",
+        "queue.bulk.retry",
         "queue.delete",
     ] {
         assert!(audit.contains(action), "{action} not audited");

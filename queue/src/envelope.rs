@@ -237,6 +237,12 @@ pub struct ListFilter {
     pub held: Option<bool>,
     /// Only messages in this state.
     pub state: Option<MessageState>,
+    /// Only messages with a recipient at this domain (case-insensitive, exact).
+    #[serde(default)]
+    pub recipient_domain: Option<String>,
+    /// Only messages that arrived before this time, in unix milliseconds.
+    #[serde(default)]
+    pub arrived_before_ms: Option<u64>,
     /// At most this many messages, oldest first.
     pub limit: Option<usize>,
 }
@@ -267,6 +273,22 @@ impl ListFilter {
         }
         if let Some(state) = self.state
             && env.state() != state
+        {
+            return false;
+        }
+        if let Some(domain) = &self.recipient_domain {
+            let domain = domain.trim_start_matches('@');
+            let at_domain = |r: &Recipient| {
+                r.address
+                    .rsplit_once('@')
+                    .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
+            };
+            if !env.recipients.iter().any(at_domain) {
+                return false;
+            }
+        }
+        if let Some(before) = self.arrived_before_ms
+            && env.arrived_at_ms >= before
         {
             return false;
         }
@@ -385,6 +407,23 @@ mod tests {
         }));
         assert!(!f(ListFilter {
             held: Some(true),
+            ..all.clone()
+        }));
+        let rcpt_domain = env.recipients[0].address.rsplit_once('@').unwrap().1;
+        assert!(f(ListFilter {
+            recipient_domain: Some(rcpt_domain.to_ascii_uppercase()),
+            ..all.clone()
+        }));
+        assert!(!f(ListFilter {
+            recipient_domain: Some("elsewhere.example".into()),
+            ..all.clone()
+        }));
+        assert!(f(ListFilter {
+            arrived_before_ms: Some(env.arrived_at_ms + 1),
+            ..all.clone()
+        }));
+        assert!(!f(ListFilter {
+            arrived_before_ms: Some(env.arrived_at_ms),
             ..all.clone()
         }));
     }

@@ -372,6 +372,15 @@ impl Queue {
         reason: String,
         pred: impl Fn(&Envelope) -> bool + Send + 'static,
     ) -> Result<usize, QueueError> {
+        Ok(self.hold_matching(reason, pred).await?.len())
+    }
+
+    /// As [`Queue::hold_where`], returning the ids of the messages newly held.
+    pub async fn hold_matching(
+        &self,
+        reason: String,
+        pred: impl Fn(&Envelope) -> bool + Send + 'static,
+    ) -> Result<Vec<QueueId>, QueueError> {
         self.submit(move |ctx| ctx.hold_where(&reason, &pred)).await
     }
 
@@ -381,6 +390,14 @@ impl Queue {
         &self,
         pred: impl Fn(&Envelope) -> bool + Send + 'static,
     ) -> Result<usize, QueueError> {
+        Ok(self.release_matching(pred).await?.len())
+    }
+
+    /// As [`Queue::release_where`], returning the ids of the messages released.
+    pub async fn release_matching(
+        &self,
+        pred: impl Fn(&Envelope) -> bool + Send + 'static,
+    ) -> Result<Vec<QueueId>, QueueError> {
         self.submit(move |ctx| ctx.release_where(&pred, unix_ms()))
             .await
     }
@@ -395,7 +412,25 @@ impl Queue {
         &self,
         pred: impl Fn(&Envelope) -> bool + Send + 'static,
     ) -> Result<usize, QueueError> {
+        Ok(self.delete_matching(pred).await?.len())
+    }
+
+    /// As [`Queue::delete_where`], returning the ids of the messages deleted.
+    pub async fn delete_matching(
+        &self,
+        pred: impl Fn(&Envelope) -> bool + Send + 'static,
+    ) -> Result<Vec<QueueId>, QueueError> {
         self.submit(move |ctx| ctx.delete_where(&pred)).await
+    }
+
+    /// Makes every message `pred` accepts that is waiting (not held, not under a live lease)
+    /// due at `now_ms`, however long its backoff still had to run; returns their ids.
+    pub async fn retry_matching(
+        &self,
+        now_ms: u64,
+        pred: impl Fn(&Envelope) -> bool + Send + 'static,
+    ) -> Result<Vec<QueueId>, QueueError> {
+        self.submit(move |ctx| ctx.retry_where(&pred, now_ms)).await
     }
 
     /// Makes a message due at `now_ms` (a held one stays held); false if it is not queued.

@@ -324,26 +324,26 @@ impl<'t> WriteCtx<'t> {
         Ok(changed)
     }
 
-    /// Applies `change` to every message `pred` accepts; returns how many it changed.
+    /// Applies `change` to every message `pred` accepts; returns the ids it changed.
     fn modify_where(
         &mut self,
         pred: &dyn Fn(&Envelope) -> bool,
         change: impl Fn(&mut Envelope) -> bool,
-    ) -> Result<usize, QueueError> {
-        let mut count = 0;
+    ) -> Result<Vec<QueueId>, QueueError> {
+        let mut changed = Vec::new();
         for old in self.load_all()? {
             if !pred(&old) {
                 continue;
             }
             let mut env = old.clone();
             if change(&mut env) {
-                count += 1;
+                changed.push(env.id);
             }
             if env != old {
                 self.put(Some(&old), &env)?;
             }
         }
-        Ok(count)
+        Ok(changed)
     }
 
     /// Holds one message (replacing any earlier reason); false if there is no such message.
@@ -375,7 +375,7 @@ impl<'t> WriteCtx<'t> {
         &mut self,
         reason: &str,
         pred: &dyn Fn(&Envelope) -> bool,
-    ) -> Result<usize, QueueError> {
+    ) -> Result<Vec<QueueId>, QueueError> {
         self.modify_where(pred, |env| {
             if env.held.is_some() {
                 return false;
@@ -390,7 +390,7 @@ impl<'t> WriteCtx<'t> {
         &mut self,
         pred: &dyn Fn(&Envelope) -> bool,
         now_ms: u64,
-    ) -> Result<usize, QueueError> {
+    ) -> Result<Vec<QueueId>, QueueError> {
         self.modify_where(pred, |env| release_now(env, now_ms))
     }
 
@@ -409,15 +409,31 @@ impl<'t> WriteCtx<'t> {
     pub(crate) fn delete_where(
         &mut self,
         pred: &dyn Fn(&Envelope) -> bool,
-    ) -> Result<usize, QueueError> {
-        let mut count = 0;
+    ) -> Result<Vec<QueueId>, QueueError> {
+        let mut removed = Vec::new();
         for env in self.load_all()? {
             if pred(&env) {
                 self.remove(&env)?;
-                count += 1;
+                removed.push(env.id);
             }
         }
-        Ok(count)
+        Ok(removed)
+    }
+
+    /// Makes every matching message that is waiting (not held, not under a live lease) due at
+    /// `now_ms`; returns their ids, those already due included.
+    pub(crate) fn retry_where(
+        &mut self,
+        pred: &dyn Fn(&Envelope) -> bool,
+        now_ms: u64,
+    ) -> Result<Vec<QueueId>, QueueError> {
+        self.modify_where(pred, |env| {
+            if env.held.is_some() || env.is_leased(now_ms) {
+                return false;
+            }
+            env.next_attempt_ms = env.next_attempt_ms.min(now_ms);
+            true
+        })
     }
 
     /// Makes one message due at `now_ms`; false if there is no such message.

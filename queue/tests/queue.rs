@@ -717,3 +717,46 @@ async fn enqueue_file_that_cannot_be_read_leaves_nothing() {
         Err(QueueError::DiskFull { .. })
     ));
 }
+
+#[tokio::test]
+async fn matching_forms_return_the_ids_they_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let a = q.enqueue(simple(), b"a".to_vec()).await.unwrap();
+    let b = q
+        .enqueue(
+            envelope("carol@other.example", &["dan@far.example"], "other.example"),
+            b"b".to_vec(),
+        )
+        .await
+        .unwrap();
+    let now = unix_ms();
+    let leased = q.lease_due(now, 10, 600_000).await.unwrap();
+    assert_eq!(leased.len(), 2);
+    for id in [a, b] {
+        q.record_attempt(
+            id,
+            outcome(now, now + 3_600_000, &[(0, RcptStatus::Deferred)]),
+        )
+        .await
+        .unwrap();
+    }
+    let ours = |e: &ugem_queue::Envelope| e.domain.as_deref() == Some("agency.example");
+    assert_eq!(q.hold_matching("x".into(), ours).await.unwrap(), vec![a]);
+    // Already held: not held again, not counted.
+    assert!(q.hold_matching("y".into(), ours).await.unwrap().is_empty());
+    // Retry skips held mail and makes the rest due now, backoff or not.
+    assert_eq!(q.retry_matching(now, |_| true).await.unwrap(), vec![b]);
+    assert!(q.get(b).unwrap().unwrap().next_attempt_ms <= now);
+    assert_eq!(q.release_matching(|_| true).await.unwrap(), vec![a]);
+    assert!(q.get(a).unwrap().unwrap().next_attempt_ms <= unix_ms());
+    assert_eq!(q.delete_matching(ours).await.unwrap(), vec![a]);
+    assert_eq!(
+        q.list(&ListFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        vec![b]
+    );
+}

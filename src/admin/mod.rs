@@ -261,10 +261,26 @@ where
     T: Send + 'static,
     F: FnOnce(Caller) -> Result<T, ApiError> + Send + 'static,
 {
+    audited_as(state, who, move |_| target, f).await
+}
+
+/// [`audited`] whose audit target is written once the call is done, so it
+/// can name what the call did (a bulk queue operation's count).
+pub async fn audited_as<T, F>(
+    state: &AdminState,
+    who: &Authed,
+    target: impl FnOnce(&Result<T, ApiError>) -> String,
+    f: F,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(Caller) -> Result<T, ApiError> + Send + 'static,
+{
     let caller = who.caller.clone();
     let result = tokio::task::spawn_blocking(move || f(caller))
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("handler failed: {e}"))));
+    let target = target(&result);
     let outcome = match &result {
         Ok(_) => "ok".to_string(),
         Err(e) => format!("error: {}", e.message),

@@ -15,6 +15,7 @@ use super::{AdminState, ApiError, Authed, JsonBody, RefusedLog, audited};
 use std::sync::Arc;
 
 mod applications;
+mod queue_tools;
 use crate::config::Role;
 use crate::domain::Domain;
 use crate::registry::{NewDomain, RestoreRequest, SuspendRequest};
@@ -146,7 +147,37 @@ pub const ROUTES: &[RouteSpec] = &[
         OPERATOR,
         "queue.retry_all",
     ),
+    route(
+        "POST",
+        "/api/v1/queue/bulk/hold",
+        OPERATOR,
+        "queue.bulk.hold",
+    ),
+    route(
+        "POST",
+        "/api/v1/queue/bulk/release",
+        OPERATOR,
+        "queue.bulk.release",
+    ),
+    route(
+        "POST",
+        "/api/v1/queue/bulk/delete",
+        OPERATOR,
+        "queue.bulk.delete",
+    ),
+    route(
+        "POST",
+        "/api/v1/queue/bulk/retry",
+        OPERATOR,
+        "queue.bulk.retry",
+    ),
     route("GET", "/api/v1/queue/{id}", VIEWER, "queue.show"),
+    route(
+        "GET",
+        "/api/v1/queue/{id}/message",
+        OPERATOR,
+        "queue.message",
+    ),
     route("DELETE", "/api/v1/queue/{id}", OPERATOR, "queue.delete"),
     route("POST", "/api/v1/queue/{id}/retry", OPERATOR, "queue.retry"),
     route("POST", "/api/v1/queue/{id}/hold", OPERATOR, "queue.hold"),
@@ -220,6 +251,11 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "queue.list" => on(m, list_queue),
         "queue.counts" => on(m, queue_counts),
         "queue.retry_all" => on(m, retry_all),
+        "queue.bulk.hold" => on(m, queue_tools::bulk_hold),
+        "queue.bulk.release" => on(m, queue_tools::bulk_release),
+        "queue.bulk.delete" => on(m, queue_tools::bulk_delete),
+        "queue.bulk.retry" => on(m, queue_tools::bulk_retry),
+        "queue.message" => on(m, queue_tools::message),
         "queue.show" => on(m, show_queued),
         "queue.delete" => on(m, delete_queued),
         "queue.retry" => on(m, retry_queued),
