@@ -67,6 +67,22 @@ impl Counts {
         ]
     }
 
+    /// What one delivery result adds: an outcome if it is the recipient's
+    /// first, and a refusal (of its kind) if it is one.
+    pub fn of_result(kind: OutcomeKind, first: bool) -> Counts {
+        let mut c = Counts {
+            outcomes: u32::from(first),
+            ..Counts::default()
+        };
+        match kind {
+            OutcomeKind::Delivered | OutcomeKind::Deferred | OutcomeKind::GatewayListed => {}
+            OutcomeKind::Rejected => c.rejected = 1,
+            OutcomeKind::Spam => (c.rejected, c.spam) = (1, 1),
+            OutcomeKind::Unknown => (c.rejected, c.unknown) = (1, 1),
+        }
+        c
+    }
+
     /// Adds another bucket's counts.
     pub fn add(&mut self, o: &Counts) {
         let mut o = *o;
@@ -278,27 +294,15 @@ impl ScopeStats {
 
     /// Counts one recipient's first delivery result.
     pub fn note_outcome(&mut self, kind: OutcomeKind, now_ms: u64) {
-        self.outcomes.cur.outcomes += 1;
-        self.note_refusal(kind, now_ms);
+        self.last_seen_ms = now_ms;
+        self.outcomes.cur.add(&Counts::of_result(kind, true));
     }
 
     /// Counts the refusal in a retried recipient's later result (its
     /// outcome was counted at its first attempt).
     pub fn note_refusal(&mut self, kind: OutcomeKind, now_ms: u64) {
         self.last_seen_ms = now_ms;
-        let c = &mut self.outcomes.cur;
-        match kind {
-            OutcomeKind::Delivered | OutcomeKind::Deferred | OutcomeKind::GatewayListed => {}
-            OutcomeKind::Rejected => c.rejected += 1,
-            OutcomeKind::Spam => {
-                c.rejected += 1;
-                c.spam += 1;
-            }
-            OutcomeKind::Unknown => {
-                c.rejected += 1;
-                c.unknown += 1;
-            }
-        }
+        self.outcomes.cur.add(&Counts::of_result(kind, false));
     }
 
     /// Forgets recent activity (after a restore) but keeps what was learned.

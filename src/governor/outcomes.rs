@@ -140,13 +140,10 @@ impl Governor {
                     t.stats.note_refusal(k, now);
                 }
                 if add_out {
-                    let mut tmp = detector::ScopeStats::new(now);
-                    if first {
-                        tmp.note_outcome(k, now);
-                    } else {
-                        tmp.note_refusal(k, now);
-                    }
-                    t.excluded.outcomes.cur.add(&tmp.outcomes.cur);
+                    t.excluded
+                        .outcomes
+                        .cur
+                        .add(&detector::Counts::of_result(k, first));
                 }
             }
             t.dirty = true;
