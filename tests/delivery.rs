@@ -1055,3 +1055,47 @@ fn a_dictionary_attack_is_deferred_after_the_probe_rate() {
     s.expect("QUIT", 221);
     assert_eq!(agency_server.connections(), 2);
 }
+
+#[test]
+fn an_unverified_certificate_under_opportunistic_tls_is_said_once_in_words() {
+    // A private CA the gateway does not trust: "may" encrypts anyway, and
+    // says so once (per server and day) at INFO, in words.
+    let pki = TestPki::new(&["mx.tls.example"]);
+    let secure = FakeMx::start(Behaviour::starttls(pki.server.clone()));
+    let dns = TestDns::start(&[("mx.tls.example", Rec::A("127.0.0.1".parse().unwrap()))]);
+    let gw = gateway(
+        &dns,
+        25,
+        &format!(
+            "[delivery]\ntls = \"may\"\n[delivery.routes]\n\"tls.example\" = \"mx.tls.example:{}\"\n",
+            secure.addr().port(),
+        ),
+    );
+    gw.register(AGENCY, &["127.0.0.1"]);
+    for i in 0..2 {
+        send(
+            &gw,
+            "clerk@agency.example.kz",
+            &[&format!("r{i}@tls.example")],
+            "Subject: may\r\n\r\nhello\r\n",
+        );
+        assert!(
+            secure.wait_for_messages(i + 1, Duration::from_secs(20)),
+            "{}",
+            gw.log_text()
+        );
+    }
+    assert!(secure.messages().iter().all(|m| m.tls));
+    let log = gw.log_text();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("TLS certificate of this server not verified"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(
+        said[0].contains("INFO") && said[0].contains("not signed by a trusted CA"),
+        "{}",
+        said[0]
+    );
+    assert!(!log.contains("OtherError"), "{log}");
+}

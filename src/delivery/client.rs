@@ -971,7 +971,13 @@ impl Connection {
             Some(v) => match &*v.verdict.lock().unwrap_or_else(|p| p.into_inner()) {
                 Verdict::Verified => true,
                 Verdict::Failed(why) => {
-                    tracing::info!(remote = %self.remote, reason = %why, "TLS certificate not verified; encrypting anyway");
+                    // Common and harmless under opportunistic TLS: said once
+                    // a day per server at INFO, otherwise at DEBUG.
+                    if first_word_today(&self.remote) {
+                        tracing::info!(remote = %self.remote, reason = %why, "TLS certificate of this server not verified (opportunistic TLS: encrypting anyway; said once a day per server)");
+                    } else {
+                        tracing::debug!(remote = %self.remote, reason = %why, "TLS certificate not verified; encrypting anyway");
+                    }
                     false
                 }
                 Verdict::NotChecked => false,
@@ -1447,6 +1453,47 @@ fn tls_config(
 }
 
 /// What the certificate check said.
+/// A certificate verification failure in words (rustls's own error reads
+/// like Rust: `Other(OtherError(CaUsedAsEndEntity))`).
+fn certificate_problem(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::Expired | C::ExpiredContext { .. } => "the certificate has expired".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "the certificate is not valid yet".into()
+            }
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "the certificate does not name this server".into()
+            }
+            C::UnknownIssuer => {
+                "the certificate is not signed by a trusted CA (self-signed or a private CA)".into()
+            }
+            C::Revoked => "the certificate was revoked".into(),
+            C::BadSignature | C::BadEncoding => "the certificate is malformed".into(),
+            C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
+                "the server presents a CA certificate as its own (self-signed CA)".into()
+            }
+            other => format!("the certificate was refused ({other:?})"),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// True the first time today that `remote` is named (bounded memory).
+fn first_word_today(remote: &str) -> bool {
+    static SEEN: std::sync::Mutex<Option<(u64, std::collections::HashSet<String>)>> =
+        std::sync::Mutex::new(None);
+    let day = crate::store::now_ms() / 86_400_000;
+    let mut g = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let (d, set) = g.get_or_insert_with(|| (day, Default::default()));
+    if *d != day || set.len() >= 10_000 {
+        *d = day;
+        set.clear();
+    }
+    set.insert(remote.to_string())
+}
+
 #[derive(Debug)]
 enum Verdict {
     NotChecked,
@@ -1484,7 +1531,7 @@ impl ServerCertVerifier for Opportunistic {
                 now,
             ) {
                 Ok(_) => Verdict::Verified,
-                Err(e) => Verdict::Failed(e.to_string()),
+                Err(e) => Verdict::Failed(certificate_problem(&e)),
             },
             None => Verdict::Failed("no trusted CA roots".into()),
         };
@@ -1518,6 +1565,24 @@ impl ServerCertVerifier for Opportunistic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_problems_read_as_words_and_are_said_once_a_day() {
+        use rustls::CertificateError as C;
+        let w = |c| certificate_problem(&rustls::Error::InvalidCertificate(c));
+        assert_eq!(
+            w(C::UnknownIssuer),
+            "the certificate is not signed by a trusted CA (self-signed or a private CA)"
+        );
+        assert_eq!(w(C::Expired), "the certificate has expired");
+        assert_eq!(
+            w(C::NotValidForName),
+            "the certificate does not name this server"
+        );
+        assert!(first_word_today("mx.once.example:25"));
+        assert!(!first_word_today("mx.once.example:25"));
+        assert!(first_word_today("mx.other.example:25"));
+    }
 
     fn parse(s: &str) -> Result<Option<(RemoteReply, usize)>, ReplyError> {
         parse_reply(s.as_bytes())
