@@ -16,16 +16,7 @@ use serde_json::Value;
 
 /// Registers a domain on 127.0.0.1 that shares the server with others.
 fn register(gw: &Gateway, domain: &str) {
-    gw.cli_ok(&[
-        "domain",
-        "add",
-        domain,
-        "--server",
-        "127.0.0.1",
-        "--shared-servers",
-        "--contact",
-        "IT Desk <it@contact.example.kz>",
-    ]);
+    gw.register_shared(domain);
 }
 
 fn api(gw: &Gateway, path: &str) -> Value {

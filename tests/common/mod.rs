@@ -216,7 +216,22 @@ impl Gateway {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Registers a connected domain whose server is 127.0.0.1.
+    /// Registers `domain` on 127.0.0.1, sharing the server with the other
+    /// domains registered this way (one agency server, several domains).
+    pub fn register_shared(&self, domain: &str) {
+        self.cli_ok(&[
+            "domain",
+            "add",
+            domain,
+            "--server",
+            "127.0.0.1",
+            "--shared-servers",
+            "--contact",
+            "IT Desk <it@contact.example.kz>",
+        ]);
+    }
+
+    /// Registers a connected domain whose servers are `servers`.
     pub fn register(&self, domain: &str, servers: &[&str]) {
         let mut args = vec![
             "domain",
