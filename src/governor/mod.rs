@@ -114,8 +114,8 @@ pub fn effective_limits(
     cfg: &Config,
     rec: &crate::store::domains::DomainRecord,
 ) -> serde_json::Value {
-    let g = &cfg.governor;
-    let o = rec.limits.unwrap_or_default();
+    // The values in force are exactly what the checks resolve.
+    let r = checks::Resolved::of(&cfg.governor, rec.limits.as_ref(), None);
     let senders: serde_json::Map<String, serde_json::Value> = rec
         .senders
         .keys()
@@ -124,22 +124,16 @@ pub fn effective_limits(
     serde_json::json!({
         "domain": rec.name,
         "overrides": rec.limits,
-        "messages_per_hour": o.messages_per_hour.unwrap_or(g.domain_messages_per_hour),
-        "recipients_per_hour": o.recipients_per_hour.unwrap_or(g.domain_recipients_per_hour),
-        "sender_messages_per_hour": o.sender_messages_per_hour.unwrap_or(g.sender_messages_per_hour),
-        "sender_recipients_per_hour": o
-            .sender_recipients_per_hour
-            .unwrap_or(g.sender_recipients_per_hour),
-        "sender_messages_per_minute": o.sender_messages_per_minute.unwrap_or(g.sender_messages_per_minute),
-        "sender_recipients_per_minute": o
-            .sender_recipients_per_minute
-            .unwrap_or(g.sender_recipients_per_minute),
-        "new_recipients_5min": o.new_recipients_5min.unwrap_or(g.new_recipients_5min),
-        "new_recipients_hour": o.new_recipients_hour.unwrap_or(g.new_recipients_hour),
-        "domain_new_recipients_hour": o
-            .domain_new_recipients_hour
-            .unwrap_or(g.domain_new_recipients_hour),
-        "burst_percent": g.burst_percent,
+        "messages_per_hour": r.d_msg_hour.count,
+        "recipients_per_hour": r.d_rcpt_hour.count,
+        "sender_messages_per_hour": r.s_msg_hour.count,
+        "sender_recipients_per_hour": r.s_rcpt_hour.count,
+        "sender_messages_per_minute": r.s_msg_min.count,
+        "sender_recipients_per_minute": r.s_rcpt_min.count,
+        "new_recipients_5min": r.floors.0,
+        "new_recipients_hour": r.floors.1,
+        "domain_new_recipients_hour": r.dfloors.1,
+        "burst_percent": cfg.governor.burst_percent,
         "declared_senders": senders,
     })
 }

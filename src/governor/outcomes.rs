@@ -110,19 +110,20 @@ impl Governor {
                 t.stats.last_trip_ms = now;
                 t.accountable_until_ms = now + g.window.0.as_millis() as u64;
             }
-            let w = Excluded {
+            // What its domain leaves out once it starts answering for it.
+            let w = (trip.is_some() && !was).then_some(Excluded {
                 short: t.stats.short,
                 hour: t.stats.hour,
                 outcomes: t.stats.outcomes,
-            };
+            });
             (trip, was, w)
         };
         // A sender that answers for its traffic from now on takes what it
         // sent so far out of its domain's; one that did already (or is
         // declared) keeps its new results out too.
-        let just = strip.is_some() && !accountable;
-        if just {
-            self.exclude(kd, now, windows);
+        let just = windows.is_some();
+        if let Some(w) = windows {
+            self.exclude(kd, now, w);
         }
         let declared = self
             .registry
