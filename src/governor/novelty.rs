@@ -412,10 +412,17 @@ mod tests {
             })
             .count();
         assert!(fp < 3_000, "false positives {fp}");
-        // Another kind of pair, or another sender, is another pair.
-        let r = m.recipient_id("r1@x.org");
-        assert!(!m.contains(m.pair(PairKind::Tried, s, r)));
-        assert!(!m.contains(m.pair(PairKind::Sender, m.scope_id_of(b's', "other@agency.kz"), r)));
+        // Another kind of pair, or another sender, is another pair: known
+        // only by a false positive (the seed is random, so count them).
+        let other = m.scope_id_of(b's', "other@agency.kz");
+        let seen = (0..1_000)
+            .filter(|i| {
+                let r = m.recipient_id(&format!("r{i}@x.org"));
+                m.contains(m.pair(PairKind::Tried, s, r))
+                    || m.contains(m.pair(PairKind::Sender, other, r))
+            })
+            .count();
+        assert!(seen < 80, "{seen} of 1000 other pairs read as known");
     }
 
     #[test]
@@ -423,17 +430,23 @@ mod tests {
         let m = RecipientMemory::in_memory(1_000);
         let bytes = m.bytes();
         let r = |i: u64| m.recipient_id(&format!("r{i}@x"));
-        let first = m.pair(PairKind::Sender, 1, r(1));
-        m.insert(first);
-        for i in 0..1_500u64 {
+        let first: Vec<u64> = (0..100)
+            .map(|i| m.pair(PairKind::Sender, 1, r(i)))
+            .collect();
+        for &p in &first {
+            m.insert(p);
+        }
+        for i in 0..1_400u64 {
             m.insert(m.pair(PairKind::Sender, 2, r(i)));
         }
-        // Rotated once: the first pair is in the old generation.
-        assert!(m.contains(first));
+        // Rotated once: the first pairs are in the old generation.
+        assert!(first.iter().all(|&p| m.contains(p)));
         for i in 0..1_000u64 {
             m.insert(m.pair(PairKind::Sender, 3, r(i)));
         }
-        assert!(!m.contains(first));
+        // Rotated again: gone, but for the odd false positive.
+        let left = first.iter().filter(|&&p| m.contains(p)).count();
+        assert!(left < 10, "{left} of 100 old pairs still read as known");
         assert_eq!(m.bytes(), bytes);
     }
 
