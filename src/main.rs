@@ -35,8 +35,50 @@ enum Command {
     Serve,
     /// Validate the configuration and print every problem.
     CheckConfig,
+    /// Write man pages or shell completions generated from this command
+    /// line's own definition (for packagers; see packaging/debian).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
     #[command(flatten)]
     Verb(Verb),
+}
+
+/// What `ugem generate` writes.
+#[derive(Subcommand, Debug)]
+enum Generate {
+    /// One man page per command and subcommand (ugem.1, ugem-domain.1, ...).
+    Man {
+        /// Folder to write the pages into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A completion script for one shell, on standard output.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes what `ugem generate` was asked for.
+fn generate(what: Generate) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = Args::command();
+    match what {
+        Generate::Man { out } => {
+            std::fs::create_dir_all(&out)?;
+            clap_mangen::generate_to(cmd, &out)
+        }
+        Generate::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a write error
+            // (a closed pipe), and a packager's script deserves an error.
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "ugem", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf)
+        }
+    }
 }
 
 fn source(config: &Option<PathBuf>) -> ConfigSource {
@@ -53,6 +95,13 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let src = source(&args.config);
     match args.command {
+        Command::Generate { what } => match generate(what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ugem: generate: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig => match Config::load(&src) {
             Ok(cfg) => {
                 for k in &cfg.governor.retired {
