@@ -55,11 +55,32 @@ pub enum Verb {
     /// MTA-STS policies in force for recipient domains.
     #[command(subcommand, name = "mta-sts")]
     MtaSts(MtaStsCmd),
+    /// The postmaster's local mailbox (server.postmaster_mailbox): alarms,
+    /// notices and mail for the postmaster when no mail server takes it.
+    #[command(subcommand)]
+    Mailbox(MailboxCmd),
     /// The audit trail of admin actions.
     Audit {
         /// Newest N records.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+}
+
+/// `ugem mailbox ...`
+#[derive(Subcommand, Debug)]
+pub enum MailboxCmd {
+    /// Messages, newest first (SEEN: read with `show` already).
+    List,
+    /// One message's whole text; marks it read.
+    Show {
+        /// Its id, as `list` shows it.
+        id: String,
+    },
+    /// Delete one message.
+    Delete {
+        /// Its id, as `list` shows it.
+        id: String,
     },
 }
 
@@ -567,6 +588,46 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             c.delete(&format!("/api/v1/verification/{}", segment(&address)))?,
         ),
         Verb::Application(cmd) => return applications::run(c, cmd, as_json),
+        Verb::Mailbox(MailboxCmd::List) => {
+            let v = c.get("/api/v1/mailbox")?;
+            if !as_json && v["enabled"] == json!(false) {
+                eprintln!(
+                    "ugem: server.postmaster_mailbox is off: mail for {} goes out over SMTP",
+                    v["postmaster"].as_str().unwrap_or("the postmaster")
+                );
+            }
+            if as_json {
+                Output::Record(v)
+            } else {
+                Output::Table(
+                    v["messages"].clone(),
+                    &[
+                        ("DELIVERED", "/delivered"),
+                        ("SEEN", "/seen"),
+                        ("FROM", "/from"),
+                        ("SUBJECT", "/subject"),
+                        ("SIZE", "/size"),
+                        ("ID", "/id"),
+                    ],
+                )
+            }
+        }
+        Verb::Mailbox(MailboxCmd::Show { id }) => {
+            let v = c.get(&format!("/api/v1/mailbox/{}", segment(&id)))?;
+            if as_json {
+                Output::Record(v)
+            } else {
+                let mut out = std::io::stdout().lock();
+                let _ = std::io::Write::write_all(
+                    &mut out,
+                    v["text"].as_str().unwrap_or_default().as_bytes(),
+                );
+                return Ok(());
+            }
+        }
+        Verb::Mailbox(MailboxCmd::Delete { id }) => {
+            Output::Record(c.delete(&format!("/api/v1/mailbox/{}", segment(&id)))?)
+        }
         Verb::Connections(a) => Output::Table(
             c.get(&format!(
                 "/api/v1/connections{}",

@@ -131,6 +131,9 @@ pub struct ServerSection {
     /// Where alerts go; also the target of `RCPT TO:<postmaster>`.
     #[serde(deserialize_with = "parse_from_str")]
     pub postmaster: PlainAddress,
+    /// Deliver mail for the postmaster address to the local Maildir
+    /// `data_dir/mailbox` (read with `ugem mailbox`) instead of over SMTP.
+    pub postmaster_mailbox: bool,
     /// Log format.
     pub log_format: LogFormat,
     /// Default log filter (tracing env-filter syntax); `RUST_LOG` overrides.
@@ -149,6 +152,7 @@ impl Default for ServerSection {
             hostname: Domain::parse("mx.gateway.example").expect("valid default"),
             data_dir: PathBuf::from("var"),
             postmaster: "postmaster@gateway.example".parse().expect("valid default"),
+            postmaster_mailbox: false,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             shutdown_timeout: Span(Duration::from_secs(20)),

@@ -14,6 +14,7 @@ pub mod dns;
 pub mod domain;
 pub mod governor;
 pub mod logging;
+pub mod mailbox;
 pub mod maillog;
 pub mod metrics;
 pub mod notify;

@@ -32,6 +32,8 @@ pub struct Hop {
     /// Whether the results are the relay's replies (false: the session
     /// broke, and the results are our own conclusion).
     pub answered: bool,
+    /// Delivered to the local mailbox (`relay=local`), not over SMTP.
+    pub local: bool,
     /// `b`: waiting for a connection slot (the total and per-destination
     /// limits).
     pub wait: Duration,
@@ -48,6 +50,7 @@ impl Hop {
     pub fn relay_text(&self) -> String {
         match &self.relay {
             Some((host, addr)) => format!("{}[{}]:{}", host, addr.ip(), addr.port()),
+            None if self.local => "local".into(),
             None => "none".into(),
         }
     }

@@ -35,7 +35,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     ),
     (
         "parsers and leaves on the ground floor's types",
-        &["address", "maillog", "governor::settings"],
+        &["address", "maillog", "mailbox", "governor::settings"],
     ),
     ("configuration", &["config"]),
     ("logging set-up", &["logging"]),

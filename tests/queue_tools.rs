@@ -412,3 +412,56 @@ fn list_shows_recipients_states_and_reasons_and_show_prints_the_message() {
     let audit = f.gw.cli_ok(&["--json", "audit"]);
     assert!(audit.contains("queue.message"), "{audit}");
 }
+
+#[test]
+fn requeue_releases_held_mail_and_starts_its_backoff_over() {
+    let f = fixture();
+    // a1 held by staff; requeue by domain takes it and a2 (held or not).
+    bulk_cli(&f.gw, &["hold", f.a1.as_str()]);
+    let dry = bulk_cli(&f.gw, &["requeue", "--domain", A, "--dry-run"]);
+    assert_eq!(ids(&dry), set(&[&f.a1, &f.a2]), "{dry}");
+    assert!(held(&f.gw).contains(&f.a1), "a dry run changed nothing");
+    let v = bulk_cli(&f.gw, &["requeue", "--domain", A]);
+    assert_eq!(v["action"], "requeue");
+    assert_eq!(ids(&v), set(&[&f.a1, &f.a2]), "{v}");
+    assert!(held(&f.gw).is_empty(), "requeue releases held mail");
+    // Both are tried again at once.
+    assert!(
+        wait_for(20, || {
+            [&f.a1, &f.a2]
+                .iter()
+                .all(|id| envelope(&f.gw, id).unwrap()["attempts"].as_u64().unwrap() >= 2)
+        }),
+        "requeued mail was not tried again: {:?}",
+        queued(&f.gw)
+    );
+    // B's mail was not touched.
+    for id in [&f.b1, &f.b2] {
+        assert_eq!(envelope(&f.gw, id).unwrap()["attempts"], 1);
+    }
+    // One id at a time, through the CLI's table output too.
+    let out = f.gw.cli_ok(&["queue", "requeue", f.b1.as_str()]);
+    assert!(out.contains("requeue"), "{out}");
+    assert!(
+        wait_for(20, || envelope(&f.gw, &f.b1).unwrap()["attempts"]
+            .as_u64()
+            .unwrap()
+            >= 2),
+        "b1 was not tried again"
+    );
+    // The mail log tells each message's story.
+    let log = f.gw.log.lock().unwrap().clone();
+    for id in [&f.a1, &f.a2, &f.b1] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(id.as_str()) && l.contains("requeued by staff")),
+            "no requeue line for {id}"
+        );
+    }
+    // An unknown id is an error.
+    let out = f.gw.cli(
+        ADMIN_TOKEN,
+        &["queue", "requeue", "0123456789abcdef01234567"],
+    );
+    assert!(!out.status.success());
+}

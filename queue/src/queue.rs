@@ -433,6 +433,17 @@ impl Queue {
         self.submit(move |ctx| ctx.retry_where(&pred, now_ms)).await
     }
 
+    /// Requeues every message `pred` accepts that is not under a live lease: released if
+    /// held, due at `now_ms`, its retry backoff started over; returns their ids.
+    pub async fn requeue_matching(
+        &self,
+        now_ms: u64,
+        pred: impl Fn(&Envelope) -> bool + Send + 'static,
+    ) -> Result<Vec<QueueId>, QueueError> {
+        self.submit(move |ctx| ctx.requeue_where(&pred, now_ms))
+            .await
+    }
+
     /// Makes a message due at `now_ms` (a held one stays held); false if it is not queued.
     pub async fn retry(&self, id: QueueId, now_ms: u64) -> Result<bool, QueueError> {
         self.submit(move |ctx| ctx.retry(id, now_ms)).await

@@ -436,6 +436,27 @@ impl<'t> WriteCtx<'t> {
         })
     }
 
+    /// Requeues every matching message not under a live lease: released if
+    /// held, due at `now_ms`, its retry backoff started over (Postfix's
+    /// `postsuper -r`: after an outage is fixed, mail that reached the
+    /// longest backoff does not wait it out). Its lifetime still counts
+    /// from arrival. Returns the ids it changed.
+    pub(crate) fn requeue_where(
+        &mut self,
+        pred: &dyn Fn(&Envelope) -> bool,
+        now_ms: u64,
+    ) -> Result<Vec<QueueId>, QueueError> {
+        self.modify_where(pred, |env| {
+            if env.is_leased(now_ms) {
+                return false;
+            }
+            env.held = None;
+            env.next_attempt_ms = env.next_attempt_ms.min(now_ms);
+            env.backoff_since = env.attempts;
+            true
+        })
+    }
+
     /// Makes one message due at `now_ms`; false if there is no such message.
     pub(crate) fn retry(&mut self, id: QueueId, now_ms: u64) -> Result<bool, QueueError> {
         self.modify(id, |env| {

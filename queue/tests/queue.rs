@@ -760,3 +760,49 @@ async fn matching_forms_return_the_ids_they_changed() {
         vec![b]
     );
 }
+
+#[tokio::test]
+async fn requeue_releases_makes_due_and_starts_the_backoff_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let a = q.enqueue(simple(), b"a".to_vec()).await.unwrap();
+    let b = q.enqueue(simple(), b"b".to_vec()).await.unwrap();
+    let c = q.enqueue(simple(), b"c".to_vec()).await.unwrap();
+    let now = unix_ms();
+    // Three failed attempts each: the backoff has grown.
+    for round in 0..3u64 {
+        let t = now + round;
+        let leased = q.lease_due(t + 10_000_000, 10, 600_000).await.unwrap();
+        assert_eq!(leased.len(), 3, "round {round}");
+        for id in [a, b, c] {
+            q.record_attempt(id, outcome(t, t + 3_600_000, &[(0, RcptStatus::Deferred)]))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(q.get(a).unwrap().unwrap().backoff_attempts(), 3);
+    q.hold(b, "staff".into()).await.unwrap();
+    // c is being delivered right now: left alone.
+    let later = now + 20_000_000;
+    let leased = q.lease_due(later, 10, 600_000).await.unwrap();
+    assert_eq!(leased.len(), 2, "a and c are due, b is held");
+    q.record_attempt(
+        a,
+        outcome(later, later + 3_600_000, &[(0, RcptStatus::Deferred)]),
+    )
+    .await
+    .unwrap();
+    let mut done = q.requeue_matching(later, |_| true).await.unwrap();
+    done.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(done, want, "the leased message is not requeued");
+    for id in [a, b] {
+        let e = q.get(id).unwrap().unwrap();
+        assert!(e.held.is_none(), "released");
+        assert!(e.next_attempt_ms <= later, "due");
+        assert_eq!(e.backoff_attempts(), 0, "backoff starts over");
+        assert!(e.attempts >= 3, "the attempt count is history, kept");
+    }
+    assert_eq!(q.get(c).unwrap().unwrap().backoff_attempts(), 3);
+}

@@ -15,6 +15,7 @@ use super::{AdminState, ApiError, Authed, JsonBody, RefusedLog, audited};
 use std::sync::Arc;
 
 mod applications;
+mod mailbox;
 mod queue_tools;
 use crate::config::Role;
 use crate::domain::Domain;
@@ -171,7 +172,19 @@ pub const ROUTES: &[RouteSpec] = &[
         OPERATOR,
         "queue.bulk.retry",
     ),
+    route(
+        "POST",
+        "/api/v1/queue/bulk/requeue",
+        OPERATOR,
+        "queue.bulk.requeue",
+    ),
     route("GET", "/api/v1/queue/{id}", VIEWER, "queue.show"),
+    route(
+        "POST",
+        "/api/v1/queue/{id}/requeue",
+        OPERATOR,
+        "queue.requeue",
+    ),
     route(
         "GET",
         "/api/v1/queue/{id}/message",
@@ -187,6 +200,9 @@ pub const ROUTES: &[RouteSpec] = &[
         OPERATOR,
         "queue.release",
     ),
+    route("GET", "/api/v1/mailbox", OPERATOR, "mailbox.list"),
+    route("GET", "/api/v1/mailbox/{id}", OPERATOR, "mailbox.show"),
+    route("DELETE", "/api/v1/mailbox/{id}", OPERATOR, "mailbox.delete"),
     route("GET", "/api/v1/applications", VIEWER, "application.list"),
     route("POST", "/api/v1/applications", ADMIN, "application.submit"),
     route(
@@ -256,6 +272,11 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "queue.bulk.delete" => on(m, queue_tools::bulk_delete),
         "queue.bulk.retry" => on(m, queue_tools::bulk_retry),
         "queue.message" => on(m, queue_tools::message),
+        "queue.bulk.requeue" => on(m, queue_tools::bulk_requeue),
+        "queue.requeue" => on(m, queue_tools::requeue_one),
+        "mailbox.list" => on(m, mailbox::list),
+        "mailbox.show" => on(m, mailbox::show),
+        "mailbox.delete" => on(m, mailbox::delete),
         "queue.show" => on(m, show_queued),
         "queue.delete" => on(m, delete_queued),
         "queue.retry" => on(m, retry_queued),

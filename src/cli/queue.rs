@@ -63,6 +63,14 @@ pub enum QueueCmd {
         #[command(flatten)]
         filter: BulkFilter,
     },
+    /// Start a message over (Postfix's postsuper -r): released if held, due at
+    /// once, its retry backoff reset; or every message the filter selects.
+    Requeue {
+        /// Queue id (or select by filter).
+        id: Option<String>,
+        #[command(flatten)]
+        filter: BulkFilter,
+    },
     /// Keep a message from being sent, or every message the filter selects.
     Hold {
         /// Queue id (or select by filter).
@@ -218,6 +226,13 @@ pub fn run(c: &AdminClient, cmd: QueueCmd, as_json: bool) -> Result<(), CliError
                 c.post(&format!("/api/v1/queue/{}/retry", segment(&id)), &json!({}))?,
             ),
             None => return bulk(c, "retry", filter.body(), as_json),
+        },
+        QueueCmd::Requeue { id, filter } => match single(id, &filter, "requeue")? {
+            Some(id) => Output::Record(c.post(
+                &format!("/api/v1/queue/{}/requeue", segment(&id)),
+                &json!({}),
+            )?),
+            None => return bulk(c, "requeue", filter.body(), as_json),
         },
         QueueCmd::Hold { id, reason, filter } => match single(id, &filter, "hold")? {
             Some(id) => Output::Record(c.post(

@@ -42,6 +42,8 @@ pub struct Scheduler {
     governor: Arc<crate::governor::Governor>,
     /// Recipient domains' MTA-STS policies (off with `delivery.mta_sts = false`).
     mta_sts: Option<Arc<super::mta_sts::MtaSts>>,
+    /// The postmaster's local mailbox (`server.postmaster_mailbox`).
+    mailbox: Option<crate::mailbox::Mailbox>,
 }
 
 /// The recipients of one message that share a destination.
@@ -82,7 +84,12 @@ impl Scheduler {
         let body_budget_kib = u32::try_from(d.max_body_memory.0.div_ceil(1024).max(1))
             .unwrap_or(u32::MAX)
             .min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
+        let mailbox = cfg
+            .server
+            .postmaster_mailbox
+            .then(|| crate::mailbox::Mailbox::new(&cfg.server.data_dir));
         Arc::new(Scheduler {
+            mailbox,
             body_budget: Arc::new(Semaphore::new(body_budget_kib as usize)),
             body_budget_kib,
             backoff: Backoff {
@@ -284,6 +291,20 @@ impl Scheduler {
             Vec::new()
         };
         let mut handles = tokio::task::JoinSet::new();
+        let local = if updates.is_empty() {
+            self.mailbox_recipients(&env)
+        } else {
+            Vec::new()
+        };
+        if !local.is_empty() {
+            let me = self.clone();
+            let env = env.clone();
+            let body = body.clone();
+            handles.spawn(async move {
+                let res = me.deliver_to_mailbox(&env, &local, &body).await;
+                (local, res)
+            });
+        }
         for g in groups {
             let me = self.clone();
             let sender = env.sender.clone();
@@ -408,11 +429,83 @@ impl Scheduler {
         })
     }
 
+    /// Whether `address` is delivered to the local mailbox.
+    fn for_mailbox(&self, address: &str) -> bool {
+        self.mailbox.is_some()
+            && address.eq_ignore_ascii_case(&self.cfg.server.postmaster.to_string())
+    }
+
+    /// The pending recipients that go to the local mailbox.
+    fn mailbox_recipients(&self, env: &Envelope) -> Vec<usize> {
+        env.recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.status.is_final() && self.for_mailbox(&r.address))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Delivers to the local mailbox: each recipient's result, and a hop
+    /// that reads `relay=local` in the mail log.
+    async fn deliver_to_mailbox(
+        &self,
+        env: &Envelope,
+        idx: &[usize],
+        body: &Arc<Vec<u8>>,
+    ) -> (Vec<RcptResult>, Hop) {
+        let mut clock = HopClock::start();
+        let Some(mb) = self.mailbox.clone() else {
+            return (Vec::new(), clock.hop());
+        };
+        let (id, sender, body) = (env.id.to_string(), env.sender.clone(), body.clone());
+        let rcpts: Vec<(usize, String)> = idx
+            .iter()
+            .map(|&i| (i, env.recipients[i].address.clone()))
+            .collect();
+        let results = tokio::task::spawn_blocking(move || {
+            // `<postmaster>` given twice (or as `<Postmaster>`) is one copy,
+            // as Postfix's local(8) delivers one per mailbox.
+            let mut first: HashMap<String, RcptResult> = HashMap::new();
+            rcpts
+                .iter()
+                .map(|(i, r)| {
+                    let key = r.to_ascii_lowercase();
+                    if let Some(done) = first.get(&key) {
+                        return done.clone();
+                    }
+                    let res = match mb.deliver(&id, *i, &sender, r, &body) {
+                        Ok(file) => RcptResult::Delivered {
+                            reply: format!("2.0.0 delivered to the local mailbox as {file}"),
+                        },
+                        // A full disk or a permission: the queue keeps it.
+                        Err(e) => RcptResult::Deferred {
+                            reply: format!("4.3.0 {e}"),
+                        },
+                    };
+                    first.insert(key, res.clone());
+                    res
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|e| {
+            idx.iter()
+                .map(|_| RcptResult::Deferred {
+                    reply: format!("4.3.0 local delivery failed: {e}"),
+                })
+                .collect()
+        });
+        clock.sent();
+        let mut hop = clock.hop();
+        hop.local = true;
+        (results, hop)
+    }
+
     fn groups(&self, env: &Envelope) -> Vec<Group> {
         let snap = self.registry.snapshot();
         let mut by_key: BTreeMap<String, Group> = BTreeMap::new();
         for (i, r) in env.recipients.iter().enumerate() {
-            if r.status.is_final() {
+            if r.status.is_final() || self.for_mailbox(&r.address) {
                 continue;
             }
             let domain = r.address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");

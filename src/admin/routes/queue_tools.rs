@@ -19,6 +19,7 @@ enum BulkOp {
     Release,
     Delete,
     Retry,
+    Requeue,
 }
 
 impl BulkOp {
@@ -28,6 +29,7 @@ impl BulkOp {
             BulkOp::Release => "release",
             BulkOp::Delete => "delete",
             BulkOp::Retry => "retry",
+            BulkOp::Requeue => "requeue",
         }
     }
 
@@ -40,6 +42,7 @@ impl BulkOp {
             BulkOp::Release => env.held.is_some(),
             BulkOp::Delete => true,
             BulkOp::Retry => env.held.is_none() && !env.is_leased(now_ms),
+            BulkOp::Requeue => !env.is_leased(now_ms),
         }
     }
 
@@ -50,6 +53,7 @@ impl BulkOp {
             BulkOp::Release => "released by staff",
             BulkOp::Delete => "deleted by staff",
             BulkOp::Retry => "retry by staff",
+            BulkOp::Requeue => "requeued by staff",
         }
     }
 }
@@ -235,6 +239,7 @@ async fn bulk(
             BulkOp::Release => block_on(queue.release_matching(pred))?,
             BulkOp::Delete => block_on(queue.delete_matching(pred))?,
             BulkOp::Retry => block_on(queue.retry_matching(now, pred))?,
+            BulkOp::Requeue => block_on(queue.requeue_matching(now, pred))?,
         };
         for id in &ids {
             tracing::info!(target: crate::maillog::TARGET, queue_id = %id,
@@ -282,6 +287,42 @@ pub(super) async fn bulk_retry(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     bulk(st, who, BulkOp::Retry, body).await
+}
+
+pub(super) async fn bulk_requeue(
+    State(st): State<AdminState>,
+    who: Authed,
+    body: JsonBody,
+) -> Result<impl IntoResponse, ApiError> {
+    bulk(st, who, BulkOp::Requeue, body).await
+}
+
+/// `POST /api/v1/queue/{id}/requeue`: one message, released if held, due
+/// at once, its backoff started over.
+pub(super) async fn requeue_one(
+    State(st): State<AdminState>,
+    who: Authed,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let queue = st.queue.clone();
+    let answer = audited(&st, &who, id.clone(), move |caller| {
+        let qid = parse_queue_id(&id)?;
+        if queue.get(qid)?.is_none() {
+            return Err(ApiError::not_found(format!("no message {id} in the queue")));
+        }
+        let now = ugem_queue::unix_ms();
+        let done = block_on(queue.requeue_matching(now, move |e| e.id == qid))?;
+        if done.is_empty() {
+            return Err(ApiError::conflict(format!(
+                "message {id} is being delivered right now; it gets its result first"
+            )));
+        }
+        tracing::info!(target: crate::maillog::TARGET, queue_id = %qid,
+            actor = %caller.name, "{}", BulkOp::Requeue.logged());
+        Ok(json!({ "ok": true, "id": qid, "action": "requeue" }))
+    })
+    .await?;
+    Ok(Json(answer))
 }
 
 /// Most octets of a message one call returns unless asked for fewer.
