@@ -256,6 +256,7 @@ mod tests {
         let hop = Hop {
             relay: Some(("mx.example.org".into(), "192.0.2.25:25".parse().unwrap())),
             answered: true,
+            local: false,
             wait: Duration::ZERO,
             setup: Duration::from_millis(254),
             transmit: Duration::from_millis(1_006),
@@ -268,6 +269,12 @@ mod tests {
         };
         assert_eq!(broken.remote_mta(), None);
         assert_eq!(broken.relay_text(), "mx.example.org[192.0.2.25]:25");
+        let local = Hop {
+            local: true,
+            ..Hop::default()
+        };
+        assert_eq!(local.relay_text(), "local");
+        assert_eq!(Hop::default().relay_text(), "none");
         assert_eq!(Hop::default().relay_text(), "none");
         assert_eq!(
             delays_text([Duration::from_millis(12), hop.wait, hop.setup, hop.transmit]),
