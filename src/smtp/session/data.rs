@@ -174,3 +174,147 @@ pub(super) fn framing_reply(f: Option<FramingError>) -> Reply {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Close;
+    use super::super::testkit::*;
+    use crate::values::ByteSize;
+
+    /// A client that has sent MAIL and one RCPT, both accepted.
+    async fn in_transaction(rig: &Rig) -> Client {
+        let mut c = rig.ehlo(AGENCY_IP).await;
+        c.send("MAIL FROM:<it@agency.example.kz>\r\n").await;
+        c.expect(250).await;
+        c.send("RCPT TO:<someone@external.example>\r\n").await;
+        c.expect(250).await;
+        c
+    }
+
+    /// The message as queued, without the `Received:` line ugem added.
+    fn content(body: &[u8]) -> &[u8] {
+        let text = body.strip_prefix(b"Received: ").expect("Received: first");
+        let end = text
+            .windows(2)
+            .enumerate()
+            .position(|(i, w)| w == b"\r\n" && !matches!(text.get(i + 2), Some(b'\t' | b' ')))
+            .unwrap();
+        &text[end + 2..]
+    }
+
+    #[tokio::test]
+    async fn data_unstuffs_leading_dots() {
+        let rig = rig();
+        let mut c = in_transaction(&rig).await;
+        c.send("DATA\r\n").await;
+        assert_eq!(
+            c.expect(354).await.text(),
+            "end data with <CR><LF>.<CR><LF>"
+        );
+        c.send("Subject: dots\r\nMessage-ID: <1@agency.example.kz>\r\n\r\n..one dot\r\n...two dots\r\n.\r\n")
+            .await;
+        let queued = c.expect(250).await;
+        let (_, body) = rig.queued(&queued);
+        assert_eq!(
+            content(&body),
+            b"Subject: dots\r\nMessage-ID: <1@agency.example.kz>\r\n\r\n.one dot\r\n..two dots\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn data_needs_a_recipient() {
+        let rig = rig();
+        let mut c = rig.ehlo(AGENCY_IP).await;
+        c.send("DATA\r\n").await;
+        assert_eq!(c.expect(503).await.text(), "5.5.1 send MAIL first");
+        c.send("MAIL FROM:<it@agency.example.kz>\r\n").await;
+        c.expect(250).await;
+        c.send("DATA\r\n").await;
+        assert_eq!(c.expect(554).await.text(), "5.5.1 no valid recipients");
+    }
+
+    #[tokio::test]
+    async fn bdat_chunks_make_one_message_and_are_never_read_as_commands() {
+        let rig = rig();
+        let mut c = in_transaction(&rig).await;
+        let first = "Subject: chunks\r\nMessage-ID: <2@agency.example.kz>\r\n\r\nQUIT\r\n";
+        let last = "RSET\r\nend\r\n";
+        c.send(&format!("BDAT {}\r\n{first}", first.len())).await;
+        assert_eq!(
+            c.expect(250).await.text(),
+            format!("2.0.0 {} octets received", first.len())
+        );
+        c.send(&format!("BDAT {} LAST\r\n{last}", last.len())).await;
+        let queued = c.expect(250).await;
+        let (env, body) = rig.queued(&queued);
+        assert_eq!(env.recipients.len(), 1);
+        assert_eq!(content(&body)[..first.len()], *first.as_bytes());
+        assert!(content(&body).ends_with(last.as_bytes()));
+    }
+
+    #[tokio::test]
+    async fn a_refused_bdat_chunk_is_consumed_all_the_same() {
+        let rig = rig();
+        let mut c = rig.ehlo(AGENCY_IP).await;
+        c.send("BDAT 6\r\nQUIT\r\nNOOP\r\n").await;
+        assert_eq!(c.expect(503).await.text(), "5.5.1 send MAIL first");
+        c.expect(250).await;
+        assert_eq!(rig.queued_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn data_after_bdat_is_refused() {
+        let rig = rig();
+        let mut c = in_transaction(&rig).await;
+        c.send("BDAT 4\r\nab\r\n").await;
+        c.expect(250).await;
+        c.send("DATA\r\n").await;
+        assert_eq!(c.expect(503).await.text(), "5.5.1 DATA after BDAT");
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_size_limit_is_refused_and_the_session_goes_on() {
+        let rig = rig_with(|cfg, _| cfg.smtp.max_message_size = ByteSize(1000));
+        let mut c = in_transaction(&rig).await;
+        c.send("DATA\r\n").await;
+        c.expect(354).await;
+        let line = format!("{}\r\n", "x".repeat(98));
+        c.send(&format!("Subject: big\r\n\r\n{}.\r\n", line.repeat(11)))
+            .await;
+        let r = c.expect(552).await;
+        assert!(r.text().starts_with("5.3.4 "), "{r:?}");
+        assert_eq!(rig.queued_count(), 0);
+        c.send("NOOP\r\n").await;
+        c.expect(250).await;
+    }
+
+    #[tokio::test]
+    async fn a_data_line_over_the_limit_is_refused() {
+        let rig = rig_with(|cfg, _| cfg.smtp.max_data_line_length = 100);
+        let mut c = in_transaction(&rig).await;
+        c.send("DATA\r\n").await;
+        c.expect(354).await;
+        c.send(&format!("Subject: long\r\n\r\n{}\r\n.\r\n", "y".repeat(99)))
+            .await;
+        let r = c.expect(550).await;
+        assert!(r.text().starts_with("5.6.0 "), "{r:?}");
+        assert_eq!(rig.queued_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_bare_newline_in_data_closes_the_session() {
+        let rig = rig();
+        let mut c = in_transaction(&rig).await;
+        c.send("DATA\r\n").await;
+        c.expect(354).await;
+        // The smuggling shape: a bare LF before a dot.
+        c.send("Subject: smuggle\r\n\r\nhi\n.\r\nMAIL FROM:<x@y.example>\r\n.\r\n")
+            .await;
+        assert_eq!(
+            c.expect(521).await.text(),
+            "5.5.2 bare CR or LF in message data; closing connection"
+        );
+        assert_eq!(c.closed().await, Close::Smuggling);
+        assert_eq!(rig.queued_count(), 0);
+    }
+}

@@ -172,3 +172,92 @@ impl Session {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use crate::values::ByteSize;
+
+    async fn send_message(c: &mut Client, text: &str) -> Answer {
+        c.send("DATA\r\n").await;
+        c.expect(354).await;
+        c.send(text).await;
+        c.reply().await
+    }
+
+    async fn in_transaction(rig: &Rig, rcpts: &[&str]) -> Client {
+        let mut c = rig.ehlo(AGENCY_IP).await;
+        c.send("MAIL FROM:<it@agency.example.kz>\r\n").await;
+        c.expect(250).await;
+        for r in rcpts {
+            c.send(&format!("RCPT TO:<{r}>\r\n")).await;
+            c.expect(250).await;
+        }
+        c
+    }
+
+    #[tokio::test]
+    async fn the_250_comes_once_the_message_is_in_the_queue() {
+        let rig = rig();
+        let mut c = in_transaction(&rig, &["someone@external.example"]).await;
+        let queued = send_message(&mut c, "Subject: on disk\r\n\r\nhello\r\n.\r\n").await;
+        // Read back the moment the reply is read: committed, not on its way.
+        let (env, body) = rig.queued(&queued);
+        assert_eq!(env.sender, "it@agency.example.kz");
+        assert_eq!(env.domain.as_deref(), Some(AGENCY));
+        assert_eq!(env.client_ip, Some(AGENCY_IP.parse().unwrap()));
+        assert_eq!(env.helo, "client.example");
+        assert_eq!(env.direction, ugem_queue::Direction::Outbound);
+        assert!(body.ends_with(b"\r\n\r\nhello\r\n"), "{body:?}");
+        assert_eq!(rig.queued_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_spooled_message_is_in_the_queue_before_its_250() {
+        let rig = rig_with(|cfg, _| cfg.smtp.spool_threshold = ByteSize(1024));
+        let mut c = in_transaction(&rig, &["someone@external.example"]).await;
+        let line = format!("{}\r\n", "z".repeat(78));
+        let text = format!("Subject: large\r\n\r\n{}", line.repeat(200));
+        let queued = send_message(&mut c, &format!("{text}.\r\n")).await;
+        let (env, body) = rig.queued(&queued);
+        assert!(body.ends_with(text.as_bytes()));
+        assert_eq!(env.size, body.len() as u64);
+        // The spool file was handed over, not left behind.
+        let spool = crate::smtp::spool::dir(rig.dir.path());
+        assert_eq!(std::fs::read_dir(spool).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_received_line_and_a_missing_message_id_are_added() {
+        let rig = rig();
+        let mut c = in_transaction(&rig, &["someone@external.example"]).await;
+        let queued = send_message(&mut c, "Subject: no id\r\n\r\nhi\r\n.\r\n").await;
+        let (_, body) = rig.queued(&queued);
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            text.starts_with(&format!(
+                "Received: from client.example ([{AGENCY_IP}])\r\n\tby {HOST} (ugem) with ESMTP\r\n\tid test.1\r\n\tfor <someone@external.example>;\r\n\t"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "\r\nMessage-ID: <test.1@{HOST}>\r\nSubject: no id\r\n"
+            )),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_received_lines_are_taken_for_a_loop() {
+        let rig = rig_with(|cfg, _| cfg.smtp.max_received_headers = 2);
+        let mut c = in_transaction(&rig, &["someone@external.example"]).await;
+        let hops = "Received: from a by b; Mon, 1 Dec 2025 00:00:00 +0000\r\n".repeat(3);
+        let r = send_message(&mut c, &format!("{hops}Subject: loop\r\n\r\nhi\r\n.\r\n")).await;
+        assert_eq!(
+            (r.code, r.text()),
+            (554, "5.4.6 too many Received headers: mail loop?".into())
+        );
+        assert_eq!(rig.queued_count(), 0);
+    }
+}

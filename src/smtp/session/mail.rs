@@ -110,3 +110,75 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+
+    #[tokio::test]
+    async fn an_agency_sender_from_its_registered_server_is_accepted() {
+        let rig = rig();
+        let mut c = rig.ehlo(AGENCY_IP).await;
+        c.send("MAIL FROM:<it@agency.example.kz>\r\n").await;
+        assert_eq!(c.expect(250).await.text(), "2.1.0 sender OK");
+    }
+
+    #[tokio::test]
+    async fn an_agency_sender_from_an_unregistered_ip_is_refused() {
+        let rig = rig();
+        let mut c = rig.ehlo(STRANGER_IP).await;
+        c.send("MAIL FROM:<it@agency.example.kz>\r\n").await;
+        let r = c.expect(550).await;
+        assert_eq!(
+            r.text(),
+            format!("5.7.1 sender domain {AGENCY} is registered, but not for client {STRANGER_IP}")
+        );
+        // No transaction was started.
+        c.send("RCPT TO:<someone@external.example>\r\n").await;
+        c.expect(503).await;
+    }
+
+    #[tokio::test]
+    async fn mail_needs_ehlo_first_and_no_nesting() {
+        let rig = rig();
+        let mut c = rig.connect(AGENCY_IP);
+        c.expect(220).await;
+        c.send("MAIL FROM:<it@agency.example.kz>\r\n").await;
+        assert_eq!(c.expect(503).await.text(), "5.5.1 send EHLO or HELO first");
+        c.send("EHLO client.example\r\n").await;
+        c.expect(250).await;
+        c.send("MAIL FROM:<it@agency.example.kz>\r\n").await;
+        c.expect(250).await;
+        c.send("MAIL FROM:<it@agency.example.kz>\r\n").await;
+        assert_eq!(c.expect(503).await.text(), "5.5.1 nested MAIL command");
+    }
+
+    #[tokio::test]
+    async fn a_declared_size_over_the_limit_is_refused_at_mail() {
+        let rig = rig_with(|cfg, _| cfg.smtp.max_message_size = crate::values::ByteSize(1000));
+        let mut c = rig.ehlo(AGENCY_IP).await;
+        c.send("MAIL FROM:<it@agency.example.kz> SIZE=1001\r\n")
+            .await;
+        assert_eq!(
+            c.expect(552).await.text(),
+            "5.3.4 message size exceeds the limit of 1000 bytes"
+        );
+        c.send("MAIL FROM:<it@agency.example.kz> SIZE=1000\r\n")
+            .await;
+        c.expect(250).await;
+    }
+
+    #[tokio::test]
+    async fn a_non_ascii_sender_needs_smtputf8() {
+        let rig = rig();
+        let mut c = rig.ehlo(STRANGER_IP).await;
+        c.send("MAIL FROM:<тест@external.example>\r\n").await;
+        assert_eq!(
+            c.expect(553).await.text(),
+            "5.6.7 non-ASCII address needs SMTPUTF8"
+        );
+        c.send("MAIL FROM:<тест@external.example> SMTPUTF8\r\n")
+            .await;
+        c.expect(250).await;
+    }
+}

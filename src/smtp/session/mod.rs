@@ -26,6 +26,10 @@ mod mail;
 mod rcpt;
 mod simple;
 mod starttls;
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
 
 pub use conn::ClientStream;
 

@@ -131,3 +131,97 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+
+    #[tokio::test]
+    async fn an_agency_may_relay_to_any_domain() {
+        let rig = rig();
+        let mut c = rig.ehlo(AGENCY_IP).await;
+        c.send("MAIL FROM:<it@agency.example.kz>\r\n").await;
+        c.expect(250).await;
+        c.send("RCPT TO:<someone@external.example>\r\n").await;
+        assert_eq!(c.expect(250).await.text(), "2.1.5 recipient OK");
+    }
+
+    #[tokio::test]
+    async fn a_stranger_relaying_to_an_external_domain_is_refused() {
+        let rig = rig();
+        let mut c = rig.ehlo(STRANGER_IP).await;
+        // A stranger's sender is taken as inbound mail...
+        c.send("MAIL FROM:<spammer@elsewhere.example>\r\n").await;
+        c.expect(250).await;
+        // ...so it may write to registered domains only: no open relay.
+        c.send("RCPT TO:<victim@external.example>\r\n").await;
+        let r = c.expect(550).await;
+        assert!(
+            r.text()
+                .starts_with("5.7.1 relaying denied: external.example is not a registered domain"),
+            "{r:?}"
+        );
+        c.send("RCPT TO:<it@agency.example.kz>\r\n").await;
+        c.expect(250).await;
+    }
+
+    #[tokio::test]
+    async fn a_sender_of_an_unknown_domain_cannot_relay_even_from_an_agency_server() {
+        let rig = rig();
+        let mut c = rig.ehlo(AGENCY_IP).await;
+        c.send("MAIL FROM:<someone@unknown.example>\r\n").await;
+        c.expect(250).await;
+        c.send("RCPT TO:<victim@external.example>\r\n").await;
+        let r = c.expect(550).await;
+        assert!(r.text().starts_with("5.7.1 relaying denied"), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn address_literals_are_refused() {
+        let rig = rig();
+        let mut c = rig.ehlo(AGENCY_IP).await;
+        c.send("MAIL FROM:<it@agency.example.kz>\r\n").await;
+        c.expect(250).await;
+        c.send("RCPT TO:<someone@[203.0.113.5]>\r\n").await;
+        let r = c.expect(550).await;
+        assert!(
+            r.text()
+                .starts_with("5.7.1 relaying denied: address literal"),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rcpt_needs_mail_first() {
+        let rig = rig();
+        let mut c = rig.ehlo(AGENCY_IP).await;
+        c.send("RCPT TO:<someone@external.example>\r\n").await;
+        assert_eq!(c.expect(503).await.text(), "5.5.1 send MAIL first");
+    }
+
+    #[tokio::test]
+    async fn recipients_over_the_limit_get_452_and_the_rest_is_queued() {
+        let rig = rig_with(|cfg, _| {
+            cfg.smtp.max_recipients = 2;
+            // A 452 is not the client's error: one error would close here.
+            cfg.smtp.max_errors = 1;
+        });
+        let mut c = rig.ehlo(AGENCY_IP).await;
+        c.send("MAIL FROM:<it@agency.example.kz>\r\n").await;
+        c.expect(250).await;
+        for n in 1..=2 {
+            c.send(&format!("RCPT TO:<r{n}@external.example>\r\n"))
+                .await;
+            c.expect(250).await;
+        }
+        c.send("RCPT TO:<r3@external.example>\r\n").await;
+        assert_eq!(c.expect(452).await.text(), "4.5.3 too many recipients");
+        c.send("DATA\r\n").await;
+        c.expect(354).await;
+        c.send("Subject: two\r\n\r\nbody\r\n.\r\n").await;
+        let queued = c.expect(250).await;
+        let (env, _) = rig.queued(&queued);
+        let to: Vec<_> = env.recipients.iter().map(|r| r.address.as_str()).collect();
+        assert_eq!(to, ["r1@external.example", "r2@external.example"]);
+    }
+}
