@@ -4,15 +4,15 @@
 //!
 //! This file holds the session's state and the command loop; each verb or
 //! group of verbs has its own file:
-//! - [`greeting`]: the greeting (after the governor's connection check),
+//! - `greeting.rs`: the greeting (after the governor's connection check),
 //!   EHLO and HELO;
-//! - [`mail`], [`rcpt`]: MAIL FROM and RCPT TO, asking the policy and the
+//! - `mail.rs`, `rcpt.rs`: MAIL FROM and RCPT TO, asking the policy and the
 //!   governor;
-//! - [`data`]: DATA and BDAT, reading the message (to a spool file when
-//!   large); [`enqueue`]: its end, checks and the queue, `250` once on disk;
-//! - [`starttls`]: STARTTLS and the TLS upgrade of [`conn`];
-//! - [`simple`]: RSET, NOOP, VRFY, EXPN, HELP, AUTH, QUIT, unknown commands;
-//! - [`io`]: replies queued and flushed together, reads under deadlines.
+//! - `data.rs`: DATA and BDAT, reading the message (to a spool file when
+//!   large); `enqueue.rs`: its end, checks and the queue, `250` once on disk;
+//! - `starttls.rs`: STARTTLS and the TLS upgrade of `conn.rs`;
+//! - `simple.rs`: RSET, NOOP, VRFY, EXPN, HELP, AUTH, QUIT, unknown commands;
+//! - `io.rs`: replies queued and flushed together, reads under deadlines.
 //!
 //! The session runs over any [`ClientStream`]: a TCP stream from the
 //! listener, an in-memory duplex in the unit tests.
