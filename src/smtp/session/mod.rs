@@ -54,7 +54,8 @@ use crate::reply::Reply;
 use crate::store::connections::ConnectionRecord;
 use conn::Conn;
 
-/// Runs one session to its end and records it in the connection log.
+/// Runs one session over `stream` to its end and records it in the
+/// connection log.
 pub async fn run<S: ClientStream>(
     gw: Arc<Gateway>,
     stream: S,
@@ -213,6 +214,8 @@ impl Session {
         self.gw.connlog.record(self.rec);
     }
 
+    /// Greets, then answers commands until the session ends; at STARTTLS
+    /// the stream is swapped for TLS over it and the loop starts over.
     async fn serve<S: ClientStream>(&mut self, stream: S) -> Close {
         let mut conn = Conn::Plain(stream);
         if let Err(close) = self.greet() {
@@ -239,6 +242,8 @@ impl Session {
         }
     }
 
+    /// Reads and answers command lines until the session ends or STARTTLS
+    /// asks for the upgrade.
     async fn command_loop<S: ClientStream>(&mut self, conn: &mut Conn<S>) -> Flow {
         let mut buf = vec![0u8; 16 * 1024];
         // A total deadline per command line, not per read: a client that
