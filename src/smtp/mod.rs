@@ -3,8 +3,9 @@
 //! - [`line`], [`command`], [`data`]: bytes in, typed values out; no I/O,
 //!   fuzzed. The reply type is [`crate::reply`] (ground floor: delivery,
 //!   policy and the governor use it too), re-exported here as `reply`.
-//! - [`session`]: one client, from greeting to QUIT; asks [`crate::policy`]
-//!   at MAIL and RCPT and hands accepted messages to the queue.
+//! - [`session`]: one client, from greeting to QUIT, over any byte stream
+//!   (one file per verb); asks [`crate::policy`] at MAIL and RCPT and hands
+//!   accepted messages to the queue.
 //! - [`listener`]: the accept loop and connection limits.
 //! - [`spool`]: large message data on disk instead of in memory.
 //! - [`crate::tls`]: STARTTLS configuration (ground floor: the admin API and
