@@ -168,13 +168,32 @@ impl Queue {
         self.inner.counters.snapshot()
     }
 
-    /// Sends a mutation to the writer and waits until its batch is committed (or failed).
+    /// Sends a mutation to the writer and waits until its batch is durably committed (or
+    /// failed).
     async fn submit<T, F>(&self, work: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteCtx<'_>) -> Result<T, QueueError> + Send + 'static,
     {
-        let (job, answer) = TypedJob::boxed(work);
+        self.send_job(work, true).await
+    }
+
+    /// Like [`Queue::submit`], for the scheduler's own bookkeeping: answered once committed,
+    /// made durable later (see the writer's notes on relaxed jobs).
+    async fn submit_relaxed<T, F>(&self, work: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, QueueError> + Send + 'static,
+    {
+        self.send_job(work, false).await
+    }
+
+    async fn send_job<T, F>(&self, work: F, durable: bool) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, QueueError> + Send + 'static,
+    {
+        let (job, answer) = TypedJob::boxed(work, durable);
         let jobs = self.inner.jobs.as_ref().ok_or(QueueError::Closed)?;
         jobs.send(job).map_err(|_| QueueError::Closed)?;
         answer.await.map_err(|_| QueueError::Closed)?
@@ -329,7 +348,8 @@ impl Queue {
         if max == 0 {
             return Ok(Vec::new());
         }
-        self.submit(move |ctx| ctx.lease_due(now_ms, max, lease_ms))
+        // Relaxed: every lease is ended at open, so a lost one changes nothing.
+        self.submit_relaxed(move |ctx| ctx.lease_due(now_ms, max, lease_ms))
             .await
     }
 
@@ -341,7 +361,9 @@ impl Queue {
         id: QueueId,
         outcome: AttemptOutcome,
     ) -> Result<Option<Envelope>, QueueError> {
-        self.submit(move |ctx| ctx.record_attempt(id, outcome))
+        // Relaxed: a record lost in a crash means the attempt is made again (at worst a
+        // duplicate delivery), never a lost message; bounces are enqueued durably first.
+        self.submit_relaxed(move |ctx| ctx.record_attempt(id, outcome))
             .await
     }
 

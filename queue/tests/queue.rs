@@ -806,3 +806,63 @@ async fn requeue_releases_makes_due_and_starts_the_backoff_over() {
     }
     assert_eq!(q.get(c).unwrap().unwrap().backoff_attempts(), 3);
 }
+
+#[tokio::test]
+async fn scheduler_bookkeeping_is_relaxed_and_made_durable_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let id = q.enqueue(simple(), b"x".to_vec()).await.unwrap();
+    let after_enqueue = q.stats();
+    assert_eq!(after_enqueue.commits, 1, "acceptance is durable at once");
+    let now = unix_ms();
+    assert_eq!(q.lease_due(now, 10, 600_000).await.unwrap().len(), 1);
+    q.record_attempt(
+        id,
+        outcome(now, now + 3_600_000, &[(0, RcptStatus::Deferred)]),
+    )
+    .await
+    .unwrap();
+    let s = q.stats();
+    // Lease and attempt record: committed without an fsync of their own
+    // (they may share one relaxed batch).
+    assert!(s.relaxed_commits >= 1, "{s:?}");
+    assert_eq!(s.commits, 1, "no fsync yet: {s:?}");
+    // Idle: one durable commit makes them so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while q.stats().commits < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no idle flush: {:?}",
+            q.stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(q.stats().commits, 2, "one flush for both");
+    // A durable operation by staff is durable when answered.
+    q.hold(id, "staff".into()).await.unwrap();
+    assert_eq!(q.stats().commits, 3);
+    drop(q);
+    let q = open(dir.path());
+    let e = q.get(id).unwrap().unwrap();
+    assert_eq!(e.attempts, 1, "the attempt record survived the reopen");
+    assert!(e.held.is_some());
+}
+
+#[tokio::test]
+async fn relaxed_records_are_flushed_when_the_queue_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let id = q.enqueue(simple(), b"x".to_vec()).await.unwrap();
+    let now = unix_ms();
+    q.lease_due(now, 10, 600_000).await.unwrap();
+    q.record_attempt(id, outcome(now, now + 1, &[(0, RcptStatus::Delivered)]))
+        .await
+        .unwrap();
+    // Closed at once, before the idle flush: the writer flushes on its way out.
+    drop(q);
+    let q = open(dir.path());
+    assert!(
+        q.get(id).unwrap().is_none(),
+        "the delivered message stays removed"
+    );
+}
