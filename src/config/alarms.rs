@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ConfigProblem;
 use crate::values::Span;
 
 /// `[alarms]`: when the postmaster is told that the queue backs up.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlarmsSection {
     /// Alert when more messages than this are queued.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ConfigProblem;
 use super::lists::one_or_many;
@@ -13,7 +13,7 @@ use crate::domain::Domain;
 use crate::values::{ByteSize, HostPort, Span, TlsPolicy};
 
 /// `[delivery]`: outbound settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeliverySection {
     /// DNS servers (`ip:port`); empty means the system resolver.

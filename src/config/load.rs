@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use super::locate::{Places, env_key};
 use super::{
     AdminSection, AlarmsSection, Config, ConfigError, ConfigProblem, ConnectionsSection,
-    DeliverySection, RegistrationSection, ServerSection, SmtpSection,
+    DeliverySection, GovernorSection, RegistrationSection, ServerSection, SmtpSection,
 };
 
 /// Where a configuration is read from.
@@ -26,7 +27,8 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
-    pub(super) fn name(&self) -> String {
+    /// How the source is named in messages: its path, or `(embedded default)`.
+    pub fn name(&self) -> String {
         match self {
             ConfigSource::File(p) => p.display().to_string(),
             ConfigSource::Text { .. } => "(embedded default)".into(),
@@ -34,8 +36,18 @@ impl ConfigSource {
     }
 }
 
+/// What loading may do besides reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effects {
+    /// Make the data folder (`serve` and the admin verbs).
+    MakeDataDir,
+    /// Nothing: `check-config` and `config show` leave the disk alone.
+    None,
+}
+
 impl Config {
-    /// Loads, overrides from the process environment, and validates.
+    /// Loads, overrides from the process environment, validates, and makes
+    /// the data folder.
     pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
         let env: Vec<(String, String)> = std::env::vars().collect();
         Self::load_with_env(source, &env)
@@ -46,102 +58,30 @@ impl Config {
         source: &ConfigSource,
         env: &[(String, String)],
     ) -> Result<Config, ConfigError> {
-        let fail = |problems: Vec<ConfigProblem>| ConfigError {
-            source_name: source.name(),
-            problems,
-        };
-        let (text, base) = match source {
-            ConfigSource::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    fail(vec![ConfigProblem {
-                        key: String::new(),
-                        message: format!("cannot read {}: {e}", path.display()),
-                    }])
-                })?;
-                let base = path
-                    .parent()
-                    .map(|p| {
-                        if p.as_os_str().is_empty() {
-                            PathBuf::from(".")
-                        } else {
-                            p.to_path_buf()
-                        }
-                    })
-                    .unwrap_or_else(|| PathBuf::from("."));
-                (text, base)
-            }
-            ConfigSource::Text { text, base } => (text.clone(), base.clone()),
-        };
-        let base = std::path::absolute(&base).unwrap_or(base);
-
-        let env_map: config::Map<String, String> = env
-            .iter()
-            // Only UGEM_<SECTION>__<KEY>: UGEM_CONFIG and UGEM_ADMIN_TOKEN are not keys.
-            .filter(|(k, _)| k.strip_prefix("UGEM_").is_some_and(|r| r.contains("__")))
-            .cloned()
-            .collect();
-        let built = config::Config::builder()
-            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix("UGEM")
-                    .prefix_separator("_")
-                    .separator("__")
-                    .try_parsing(true)
-                    .source(Some(env_map)),
-            )
-            .build()
-            .map_err(|e| {
-                fail(vec![ConfigProblem {
-                    key: String::new(),
-                    message: format!("not valid TOML: {e}"),
-                }])
-            })?;
-        let tree: serde_json::Value = built.try_deserialize().map_err(|e| {
-            fail(vec![ConfigProblem {
-                key: String::new(),
-                message: e.to_string(),
-            }])
-        })?;
-
-        let mut tree = tree;
-        let retired = crate::governor::settings::strip_retired(&mut tree);
-        let problems = check_keys(&tree);
-        if !problems.is_empty() {
-            return Err(fail(problems));
-        }
-        let mut cfg: Config = serde_json::from_value(tree).map_err(|e| {
-            fail(vec![ConfigProblem {
-                key: String::new(),
-                message: e.to_string(),
-            }])
-        })?;
-        cfg.governor.retired = retired;
-        cfg.resolve_paths(&base);
-        let mut problems: Vec<ConfigProblem> = cfg.make_data_dir().into_iter().collect();
-        problems.extend(cfg.check());
-        if problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(fail(problems))
-        }
+        read(source, env, Effects::MakeDataDir)
     }
 
-    /// Makes the data folder, which the checks then expect to exist.
-    fn make_data_dir(&self) -> Option<ConfigProblem> {
-        let dir = &self.server.data_dir;
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            Some(ConfigProblem::new(
-                "server.data_dir",
-                format!("cannot create {}: {e}", dir.display()),
-            ))
-        } else if !dir.is_dir() {
-            Some(ConfigProblem::new(
-                "server.data_dir",
-                format!("{} is not a folder", dir.display()),
-            ))
-        } else {
-            None
-        }
+    /// Like [`Config::load`] without side effects: the data folder is
+    /// checked (that it is, or can become, a folder) but not made.
+    pub fn examine(source: &ConfigSource) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::examine_with_env(source, &env)
+    }
+
+    /// Like [`Config::examine`] with an explicit environment (for tests).
+    pub fn examine_with_env(
+        source: &ConfigSource,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        read(source, env, Effects::None)
+    }
+
+    /// The built-in defaults with paths resolved as `source`'s are: what
+    /// `config show --changed` compares against.
+    pub fn defaults_for(source: &ConfigSource) -> Config {
+        let mut cfg = Config::default();
+        cfg.resolve_paths(&base_of(source));
+        cfg
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -171,68 +111,201 @@ impl Config {
             abs(p);
         }
     }
+
+    /// Whether the data folder is, or can become, a folder (nothing is made).
+    pub(super) fn data_dir_problem(&self) -> Option<ConfigProblem> {
+        let dir = &self.server.data_dir;
+        let not_folder = |p: &Path| {
+            Some(ConfigProblem::new(
+                "server.data_dir",
+                format!("{} is not a folder", p.display()),
+            ))
+        };
+        if dir.exists() {
+            return if dir.is_dir() { None } else { not_folder(dir) };
+        }
+        match dir.ancestors().skip(1).find(|a| a.exists()) {
+            Some(a) if !a.is_dir() => not_folder(a),
+            _ => None,
+        }
+    }
+
+    /// Makes the data folder.
+    fn make_data_dir(&self) -> Option<ConfigProblem> {
+        let dir = &self.server.data_dir;
+        std::fs::create_dir_all(dir).err().map(|e| {
+            ConfigProblem::new(
+                "server.data_dir",
+                format!("cannot create {}: {e}", dir.display()),
+            )
+        })
+    }
 }
 
-/// Parses every known key on its own so that each bad key is reported.
-fn check_keys(tree: &serde_json::Value) -> Vec<ConfigProblem> {
-    let mut out = Vec::new();
-    let Some(top) = tree.as_object() else {
-        out.push(ConfigProblem {
-            key: String::new(),
-            message: "the configuration must be a table".into(),
-        });
-        return out;
+/// The `UGEM_<SECTION>__<KEY>` variables of `env`; `UGEM_CONFIG` and
+/// `UGEM_ADMIN_TOKEN` are not keys.
+fn overrides(env: &[(String, String)]) -> Vec<(String, String)> {
+    env.iter()
+        .filter(|(k, _)| env_key(k).is_some())
+        .cloned()
+        .collect()
+}
+
+/// The TOML text of `source` and the folder relative paths resolve against.
+fn read_text(source: &ConfigSource) -> Result<(String, PathBuf), ConfigProblem> {
+    let text = match source {
+        ConfigSource::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| ConfigProblem::new("", format!("cannot read {}: {e}", path.display())))?,
+        ConfigSource::Text { text, .. } => text.clone(),
     };
-    for (section, value) in top {
-        let result = match section.as_str() {
+    Ok((text, base_of(source)))
+}
+
+/// The folder relative paths of `source` resolve against, made absolute.
+fn base_of(source: &ConfigSource) -> PathBuf {
+    let base = match source {
+        ConfigSource::File(path) => match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+        ConfigSource::Text { base, .. } => base.clone(),
+    };
+    std::path::absolute(&base).unwrap_or(base)
+}
+
+/// The file's tree with the environment's overrides on top.
+fn merge(text: &str, env: &[(String, String)]) -> Result<serde_json::Value, ConfigProblem> {
+    let env_map: config::Map<String, String> = env.iter().cloned().collect();
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("UGEM")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        )
+        .build()
+        .map_err(|e| ConfigProblem::new("", format!("not valid TOML: {e}")))?
+        .try_deserialize()
+        .map_err(|e| ConfigProblem::new("", e.to_string()))
+}
+
+/// Reads, merges, parses key by key, checks; every problem found is
+/// reported, each placed in the file or the environment.
+fn read(
+    source: &ConfigSource,
+    env: &[(String, String)],
+    effects: Effects,
+) -> Result<Config, ConfigError> {
+    let fail = |problems: Vec<ConfigProblem>| ConfigError {
+        source_name: source.name(),
+        problems,
+    };
+    let (text, base) = read_text(source).map_err(|p| fail(vec![p]))?;
+    let env = overrides(env);
+    let (places, syntax) = Places::new(&source.name(), &text, &env);
+    if !syntax.is_empty() {
+        return Err(fail(syntax));
+    }
+    let mut tree = merge(&text, &env).map_err(|p| fail(vec![p]))?;
+    let retired = crate::governor::settings::strip_retired(&mut tree);
+    // Bad keys are taken out (their defaults stand in) so that the checks
+    // of the other keys still run and report too.
+    let mut problems = check_keys(&mut tree);
+    let mut cfg: Config = serde_json::from_value(tree)
+        .map_err(|e| fail(vec![ConfigProblem::new("", e.to_string())]))?;
+    cfg.governor.retired = retired;
+    cfg.resolve_paths(&base);
+    let unparsed: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
+    problems.extend(cfg.data_dir_problem());
+    problems.extend(cfg.check().into_iter().filter(|p| {
+        // A check about a key that did not parse, or naming one, judged a
+        // default: not the operator's value.
+        !unparsed
+            .iter()
+            .any(|k| p.key == *k || (!k.is_empty() && p.message.contains(k.as_str())))
+    }));
+    if problems.is_empty() && effects == Effects::MakeDataDir {
+        problems.extend(cfg.make_data_dir());
+    }
+    if problems.is_empty() {
+        return Ok(cfg);
+    }
+    for p in &mut problems {
+        places.place(p);
+    }
+    // In the order an editor shows them: the file's top to bottom, then
+    // the environment, then the rest (stable: section order within each).
+    problems.sort_by_key(|p| match &p.origin {
+        Some(super::Origin::File { line, column, .. }) => (0, *line, *column),
+        Some(super::Origin::Environment { .. }) => (1, 0, 0),
+        None => (2, 0, 0),
+    });
+    Err(fail(problems))
+}
+
+/// Parses every known key on its own so that each bad key is reported;
+/// takes the bad ones (and unknown sections) out of `tree`.
+fn check_keys(tree: &mut serde_json::Value) -> Vec<ConfigProblem> {
+    let Some(top) = tree.as_object_mut() else {
+        return vec![ConfigProblem::new("", "the configuration must be a table")];
+    };
+    let mut out = Vec::new();
+    top.retain(|section, value| {
+        let found = match section.as_str() {
             "server" => check_section::<ServerSection>(section, value),
             "smtp" => check_section::<SmtpSection>(section, value),
             "delivery" => check_section::<DeliverySection>(section, value),
             "admin" => check_section::<AdminSection>(section, value),
             "connections" => check_section::<ConnectionsSection>(section, value),
             "alarms" => check_section::<AlarmsSection>(section, value),
-            "governor" => {
-                check_section::<super::GovernorSection>(section, value)
-            }
+            "governor" => check_section::<GovernorSection>(section, value),
             "registration" => check_section::<RegistrationSection>(section, value),
-            _ => vec![ConfigProblem {
-                key: section.clone(),
-                message: "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor)"
-                    .into(),
-            }],
+            _ => Err(ConfigProblem::new(
+                section.clone(),
+                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor)",
+            )),
         };
-        out.extend(result);
-    }
+        match found {
+            Ok(problems) => {
+                out.extend(problems);
+                true
+            }
+            Err(p) => {
+                out.push(p);
+                false
+            }
+        }
+    });
     out
 }
 
-/// Deserializes a section one key at a time (every field has a default).
+/// Deserializes a section one key at a time (every field has a default),
+/// taking out the keys that fail; `Err` when it is not a table at all.
 fn check_section<T: DeserializeOwned>(
     section: &str,
-    value: &serde_json::Value,
-) -> Vec<ConfigProblem> {
-    let Some(map) = value.as_object() else {
-        return vec![ConfigProblem {
-            key: section.into(),
-            message: "must be a table".into(),
-        }];
+    value: &mut serde_json::Value,
+) -> Result<Vec<ConfigProblem>, ConfigProblem> {
+    let Some(map) = value.as_object_mut() else {
+        return Err(ConfigProblem::new(section, "must be a table"));
     };
     let mut out = Vec::new();
-    for (key, v) in map {
+    map.retain(|key, v| {
         let mut one = serde_json::Map::new();
         one.insert(key.clone(), v.clone());
-        if let Err(e) = serde_json::from_value::<T>(serde_json::Value::Object(one)) {
-            let msg = e.to_string();
-            let msg = if msg.starts_with("unknown field") {
-                msg.replacen("unknown field", "unknown key", 1)
-            } else {
-                msg
-            };
-            out.push(ConfigProblem {
-                key: format!("{section}.{key}"),
-                message: msg,
-            });
+        match serde_json::from_value::<T>(serde_json::Value::Object(one)) {
+            Ok(_) => true,
+            Err(e) => {
+                let msg = e.to_string();
+                let msg = match msg.strip_prefix("unknown field") {
+                    Some(rest) => format!("unknown key{rest}"),
+                    None => msg,
+                };
+                out.push(ConfigProblem::new(format!("{section}.{key}"), msg));
+                false
+            }
         }
-    }
-    out
+    });
+    Ok(out)
 }

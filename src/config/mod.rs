@@ -13,12 +13,14 @@ mod delivery;
 mod governor;
 mod lists;
 mod load;
+mod locate;
 mod problem;
 mod registration;
 mod server;
+pub mod show;
 mod smtp;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use self::admin::{AdminSection, Role, SHIPPED_TOKEN, STRONG_TOKEN_LEN, TokenEntry};
 pub use self::alarms::AlarmsSection;
@@ -26,7 +28,7 @@ pub use self::connections::ConnectionsSection;
 pub use self::delivery::DeliverySection;
 pub use self::governor::GovernorSection;
 pub use self::load::ConfigSource;
-pub use self::problem::{ConfigError, ConfigProblem};
+pub use self::problem::{ConfigError, ConfigProblem, Origin};
 pub use self::registration::{DisconnectQueued, RegistrationSection, UtcOffset};
 pub use self::server::{LogFormat, MAX_SHUTDOWN, MIN_SHUTDOWN, ServerSection, UNIT_TIMEOUT_STOP};
 pub use self::smtp::{SmtpSection, VerifyUnsettled};
@@ -37,7 +39,7 @@ pub use crate::values::{ByteSize, HostPort, PlainAddress, Span, TlsPolicy};
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/ugem.toml");
 
 /// The whole configuration, with paths made absolute.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `[server]`
@@ -211,6 +213,76 @@ mod tests {
         for want in ["smtp.tls_key", "smtp.max_recipients", "admin.tokens[0]"] {
             assert!(k.contains(&want), "{want} missing from {err}");
         }
+    }
+
+    #[test]
+    fn a_bad_value_is_placed_at_its_line_and_column() {
+        let err = load(&format!("{MINIMAL}[smtp]\nmax_recipients = \"ten\"\n"), &[]).unwrap_err();
+        let p = &err.problems[0];
+        assert_eq!(p.key, "smtp.max_recipients");
+        match &p.origin {
+            Some(Origin::File { line, column, .. }) => assert_eq!((*line, *column), (4, 18)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_value_that_does_not_parse_hides_no_other_problem() {
+        // A type error, a range error and a cross-key check on keys that did
+        // parse are all reported; a check that would judge the default
+        // standing in for the bad key (min_backoff against max_backoff) is not.
+        let err = load(
+            &format!(
+                "{MINIMAL}[smtp]\ncommand_timeout = \"soon\"\nmax_recipients = 0\n[delivery]\nmax_backoff = \"x\"\nmin_backoff = \"2h\"\nmax_body_memory = 10\n"
+            ),
+            &[("UGEM_SMTP__MAX_ERRORS", "lots")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            keys(&err),
+            [
+                "smtp.command_timeout",
+                "smtp.max_recipients",
+                "delivery.max_backoff",
+                "delivery.max_body_memory",
+                "smtp.max_errors",
+            ],
+            "{err}"
+        );
+        assert_eq!(
+            err.problems[4].origin,
+            Some(Origin::Environment {
+                variable: "UGEM_SMTP__MAX_ERRORS".into()
+            })
+        );
+    }
+
+    #[test]
+    fn examining_makes_nothing_and_loading_makes_the_data_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ugem.toml");
+        std::fs::write(&path, format!("{MINIMAL}[server]\ndata_dir = \"a/b\"\n")).unwrap();
+        let src = ConfigSource::File(path);
+        let cfg = Config::examine_with_env(&src, &[]).unwrap();
+        assert!(!dir.path().join("a").exists());
+        // Nor on an invalid configuration.
+        assert!(
+            Config::examine_with_env(&src, &[("UGEM_SMTP__MAX_RECIPIENTS".into(), "0".into())])
+                .is_err()
+        );
+        assert!(!dir.path().join("a").exists());
+        Config::load_with_env(&src, &[]).unwrap();
+        assert!(cfg.server.data_dir.is_dir());
+        // A file where the folder would go is named.
+        std::fs::write(dir.path().join("f"), "").unwrap();
+        let mut cfg = cfg;
+        cfg.server.data_dir = dir.path().join("f/var");
+        assert!(
+            cfg.data_dir_problem()
+                .unwrap()
+                .message
+                .contains("is not a folder")
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ConfigProblem;
 use super::lists::one_or_many;
@@ -13,7 +13,7 @@ use crate::values::{Span, parse_from_str};
 ///
 /// The default calendar is Kazakhstan's for 2026 and 2027 (see
 /// `calendar`); the operator must review the lists every year.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrationSection {
     /// Public holidays; one on a Saturday or Sunday makes the next working day a day off.
@@ -49,7 +49,7 @@ pub struct RegistrationSection {
 
 /// A disconnected domain's queued outbound mail: kept held for staff, or
 /// bounced to its senders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DisconnectQueued {
     /// Held until staff release or delete it.
@@ -81,6 +81,12 @@ impl Default for RegistrationSection {
 /// A fixed offset from UTC, written `+05:00` or `-03:30`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UtcOffset(pub chrono::FixedOffset);
+
+impl Serialize for UtcOffset {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
 
 impl FromStr for UtcOffset {
     type Err = String;

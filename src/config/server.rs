@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ConfigProblem;
 use crate::domain::Domain;
@@ -18,7 +18,7 @@ pub const MIN_SHUTDOWN: Duration = Duration::from_secs(1);
 /// See [`MIN_SHUTDOWN`].
 pub const MAX_SHUTDOWN: Duration = Duration::from_secs(50);
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -29,7 +29,7 @@ pub enum LogFormat {
 }
 
 /// `[server]`: identity and storage.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSection {
     /// EHLO name and the name in our Received headers.

@@ -4,14 +4,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ConfigProblem;
 use super::lists::one_or_many;
 use crate::values::{ByteSize, Span};
 
 /// `[smtp]`: the inbound listener and its limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpSection {
     /// Addresses to listen on.
@@ -72,7 +72,7 @@ pub struct SmtpSection {
 }
 
 /// What an unsettled recipient verification does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum VerifyUnsettled {
     /// Accept and queue.
