@@ -217,14 +217,23 @@ fn read(
         .map_err(|e| fail(vec![ConfigProblem::new("", e.to_string())]))?;
     cfg.governor.retired = retired;
     cfg.resolve_paths(&base);
-    let unparsed: Vec<String> = problems.iter().map(|p| p.key.clone()).collect();
+    // `section.key` of every key that did not parse (whole or in part).
+    let unparsed: Vec<String> = problems
+        .iter()
+        .filter(|p| !p.key.is_empty())
+        .map(|p| p.key.split('[').next().unwrap_or(&p.key).to_string())
+        .collect();
     problems.extend(cfg.data_dir_problem());
     problems.extend(cfg.check().into_iter().filter(|p| {
         // A check about a key that did not parse, or naming one, judged a
-        // default: not the operator's value.
-        !unparsed
-            .iter()
-            .any(|k| p.key == *k || (!k.is_empty() && p.message.contains(k.as_str())))
+        // default (or what was left of the value): not the operator's value.
+        !unparsed.iter().any(|k| {
+            let within = p
+                .key
+                .strip_prefix(k.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']));
+            within || p.message.contains(k.as_str())
+        })
     }));
     if problems.is_empty() && effects == Effects::MakeDataDir {
         problems.extend(cfg.make_data_dir());
@@ -291,21 +300,81 @@ fn check_section<T: DeserializeOwned>(
         return Err(ConfigProblem::new(section, "must be a table"));
     };
     let mut out = Vec::new();
-    map.retain(|key, v| {
-        let mut one = serde_json::Map::new();
-        one.insert(key.clone(), v.clone());
-        match serde_json::from_value::<T>(serde_json::Value::Object(one)) {
-            Ok(_) => true,
-            Err(e) => {
-                let msg = e.to_string();
-                let msg = match msg.strip_prefix("unknown field") {
-                    Some(rest) => format!("unknown key{rest}"),
-                    None => msg,
-                };
-                out.push(ConfigProblem::new(format!("{section}.{key}"), msg));
-                false
+    map.retain(|key, v| match parses::<T>(key, v.clone()) {
+        Ok(()) => true,
+        Err(message) => {
+            // A list of tables or a table of entries: each bad item on its
+            // own (`admin.tokens[1]`, `delivery.routes.x`), the good ones kept.
+            let items = bad_items::<T>(key, v);
+            if items.is_empty() {
+                out.push(ConfigProblem::new(format!("{section}.{key}"), message));
+                return false;
             }
+            for (item, message) in items {
+                out.push(ConfigProblem::new(
+                    format!("{section}.{key}{item}"),
+                    message,
+                ));
+            }
+            // What is left must parse, or the key goes whole.
+            parses::<T>(key, v.clone()).is_ok()
         }
     });
     Ok(out)
+}
+
+/// Whether `key = value` alone parses as section `T`; the message if not.
+fn parses<T: DeserializeOwned>(key: &str, value: serde_json::Value) -> Result<(), String> {
+    let mut one = serde_json::Map::new();
+    one.insert(key.to_string(), value);
+    serde_json::from_value::<T>(serde_json::Value::Object(one))
+        .map(|_| ())
+        .map_err(|e| {
+            let msg = e.to_string();
+            match msg.strip_prefix("unknown field") {
+                Some(rest) => format!("unknown key{rest}"),
+                None => msg,
+            }
+        })
+}
+
+/// The items of a list of tables, or the entries of a table, that do not
+/// parse, taken out of `value`: `([i] or .name, message)` each. Empty when
+/// the value is neither, or no single item is to blame.
+fn bad_items<T: DeserializeOwned>(
+    key: &str,
+    value: &mut serde_json::Value,
+) -> Vec<(String, String)> {
+    use serde_json::Value;
+    let mut out = Vec::new();
+    match value {
+        Value::Array(items) if items.iter().all(Value::is_object) => {
+            let results: Vec<Result<(), String>> = items
+                .iter()
+                .map(|item| parses::<T>(key, Value::Array(vec![item.clone()])))
+                .collect();
+            let mut keep = results.iter().map(Result::is_ok);
+            items.retain(|_| keep.next().unwrap_or(true));
+            for (i, r) in results.into_iter().enumerate() {
+                if let Err(message) = r {
+                    out.push((format!("[{i}]"), message));
+                }
+            }
+        }
+        Value::Object(entries) => {
+            entries.retain(|name, item| {
+                let mut one = serde_json::Map::new();
+                one.insert(name.clone(), item.clone());
+                match parses::<T>(key, Value::Object(one)) {
+                    Ok(()) => true,
+                    Err(message) => {
+                        out.push((format!(".{name}"), message));
+                        false
+                    }
+                }
+            });
+        }
+        _ => {}
+    }
+    out
 }

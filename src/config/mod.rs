@@ -258,6 +258,33 @@ mod tests {
     }
 
     #[test]
+    fn bad_items_of_lists_and_tables_are_named_one_by_one() {
+        let err = load(
+            "[admin]\ntokens = [\n  { name = \"a\", role = \"boss\", token = \"0123456789\" },\n  { name = \"b\", role = \"viewer\", token = \"0123456789\" },\n  { name = \"c\", role = \"admin\", tokn = \"0123456789\" },\n]\n[delivery.routes]\n\"a.example\" = \"relay.example:25\"\n\"b.example\" = \"no port\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            keys(&err),
+            [
+                "admin.tokens[0]",
+                "admin.tokens[2]",
+                "delivery.routes.b.example"
+            ],
+            "{err}"
+        );
+        let lines: Vec<usize> = err
+            .problems
+            .iter()
+            .map(|p| match &p.origin {
+                Some(Origin::File { line, .. }) => *line,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(lines, [3, 5, 9], "{err}");
+    }
+
+    #[test]
     fn examining_makes_nothing_and_loading_makes_the_data_folder() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ugem.toml");
