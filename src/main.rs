@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use ugem::cli::{self, Verb};
-use ugem::config::{Config, ConfigSource, EMBEDDED_DEFAULT};
+use ugem::config::{Config, ConfigProblem, ConfigSource, EMBEDDED_DEFAULT, show};
 
 /// ugem: SMTP relay gateway for registered e-government mail domains.
 #[derive(Parser, Debug)]
@@ -33,7 +33,8 @@ struct Args {
 enum Command {
     /// Run the gateway.
     Serve,
-    /// Validate the configuration and print every problem.
+    /// Validate the configuration and print every problem (nothing is
+    /// created: not even the data folder).
     CheckConfig,
     /// Write man pages or shell completions generated from this command
     /// line's own definition (for packagers; see packaging/debian).
@@ -42,6 +43,9 @@ enum Command {
         #[command(subcommand)]
         what: Generate,
     },
+    /// The configuration in effect.
+    #[command(subcommand)]
+    Config(ConfigCmd),
     #[command(flatten)]
     Verb(Verb),
 }
@@ -81,6 +85,17 @@ fn generate(what: Generate) -> std::io::Result<()> {
     }
 }
 
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Print the effective configuration (embedded default or file, then
+    /// UGEM_* environment) as TOML lines; secrets are redacted.
+    Show {
+        /// Only keys whose values differ from the defaults (like `postconf -n`).
+        #[arg(long)]
+        changed: bool,
+    },
+}
+
 fn source(config: &Option<PathBuf>) -> ConfigSource {
     match config {
         Some(p) => ConfigSource::File(p.clone()),
@@ -102,25 +117,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::CheckConfig => match Config::load(&src) {
+        Command::CheckConfig => check_config(&src, args.json),
+        Command::Config(ConfigCmd::Show { changed }) => match Config::examine(&src) {
             Ok(cfg) => {
-                for k in &cfg.governor.retired {
-                    eprintln!(
-                        "warning: governor.{k} is no longer used (see the README's governor section) and is ignored"
-                    );
-                }
-                println!(
-                    "configuration OK: smtp {:?}, admin {}, data {}",
-                    cfg.smtp
-                        .listen
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>(),
-                    cfg.admin.listen,
-                    cfg.server.data_dir.display()
-                );
-                for w in cfg.warnings() {
-                    println!("warning: {w}");
+                let tree = if changed {
+                    show::changed(&cfg, &Config::defaults_for(&src))
+                } else {
+                    show::effective(&cfg)
+                };
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&tree).expect("JSON"));
+                } else {
+                    print!("{}", show::toml_lines(&tree));
                 }
                 ExitCode::SUCCESS
             }
@@ -175,4 +183,67 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `check-config`: every problem, placed in the file or the environment;
+/// exit 2 when there is one. Nothing is created.
+fn check_config(src: &ConfigSource, json: bool) -> ExitCode {
+    let (cfg, errors) = match Config::examine(src) {
+        Ok(cfg) => (Some(cfg), Vec::new()),
+        Err(e) => (None, e.problems),
+    };
+    let mut warnings: Vec<ConfigProblem> = Vec::new();
+    if let Some(cfg) = &cfg {
+        for k in &cfg.governor.retired {
+            warnings.push(ConfigProblem::new(
+                format!("governor.{k}"),
+                "no longer used (see the README's governor section) and is ignored",
+            ));
+        }
+        warnings.extend(cfg.warnings());
+    }
+    let code = if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    };
+    if json {
+        let problems: Vec<serde_json::Value> = errors
+            .iter()
+            .map(|p| p.to_json("error"))
+            .chain(warnings.iter().map(|p| p.to_json("warning")))
+            .collect();
+        let report = serde_json::json!({ "ok": errors.is_empty(), "problems": problems });
+        println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
+        return code;
+    }
+    let Some(cfg) = cfg else {
+        eprintln!(
+            "{}",
+            ugem::config::ConfigError {
+                source_name: src.name(),
+                problems: errors,
+            }
+        );
+        return code;
+    };
+    for k in &cfg.governor.retired {
+        eprintln!(
+            "warning: governor.{k} is no longer used (see the README's governor section) and is ignored"
+        );
+    }
+    println!(
+        "configuration OK: smtp {:?}, admin {}, data {}",
+        cfg.smtp
+            .listen
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>(),
+        cfg.admin.listen,
+        cfg.server.data_dir.display()
+    );
+    for w in cfg.warnings() {
+        println!("warning: {w}");
+    }
+    code
 }

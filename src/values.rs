@@ -217,6 +217,13 @@ impl<'de> Deserialize<'de> for HostPort {
     }
 }
 
+/// Written back as humantime text (`5m`, `1h 6m 40s`), which parses again.
+impl serde::Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
 impl serde::Serialize for ByteSize {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(self.0)
@@ -224,7 +231,7 @@ impl serde::Serialize for ByteSize {
 }
 
 /// When to use STARTTLS, like Postfix's `smtp_tls_security_level`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsPolicy {
     /// Never STARTTLS.

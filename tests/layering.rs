@@ -62,7 +62,7 @@ const FLOORS: &[(&str, &[&str])] = &[
 /// only lower floors, and lower floors may import them without importing
 /// their folder. `(unit, file under src/)`.
 const LEAVES: &[(&str, &str)] = &[
-    // `[governor]` settings: config.rs embeds the section; the file imports
+    // `[governor]` settings: config/ embeds the section; the file imports
     // only `values`.
     ("governor::settings", "governor/settings.rs"),
 ];

@@ -64,7 +64,7 @@ pub fn strip_retired(tree: &mut serde_json::Value) -> Vec<String> {
 }
 
 /// `[governor]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GovernorSection {
     /// Off: no limits, no detector (staff suspensions still work).
