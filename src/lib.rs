@@ -16,6 +16,7 @@ pub mod governor;
 pub mod logging;
 pub mod maillog;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod policy;
 pub mod prepare;

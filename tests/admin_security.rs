@@ -116,7 +116,7 @@ fn old_refused_records_are_pruned_and_staff_actions_kept() {
     gw.terminate();
     {
         let store = ugem::store::Store::open(&gw.data_dir()).unwrap();
-        let rec = |outcome: &str, days: i64, target: &str| ugem::store::audit::AuditRecord {
+        let rec = |outcome: &str, days: i64, target: &str| ugem::model::audit::AuditRecord {
             seq: 0,
             at: chrono::Utc::now() - chrono::Duration::days(days),
             actor: "(unauthenticated)".into(),

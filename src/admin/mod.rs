@@ -29,8 +29,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use tokio::sync::watch;
 
+use crate::model::audit::AuditRecord;
 use crate::registry::{Registry, RegistryError};
-use crate::store::audit::AuditRecord;
 use crate::store::{Store, StoreError};
 pub use auth::{Access, RouteSpec};
 pub use auth::{Caller, Tokens};

@@ -18,8 +18,8 @@ use std::sync::Mutex;
 
 use chrono::Utc;
 
+use crate::model::audit::{AuditRecord, DENIED, RefusedUpdate};
 use crate::store::Store;
-use crate::store::audit::{AuditRecord, DENIED, RefusedUpdate};
 
 /// Records of unauthenticated clients written per minute.
 pub const MAX_RECORDS_PER_MINUTE: usize = 20;

@@ -18,10 +18,10 @@ mod applications;
 mod queue_tools;
 use crate::config::Role;
 use crate::domain::Domain;
+use crate::model::connections::ConnectionFilter;
+use crate::model::domains::DomainRecord;
+use crate::model::suspensions::{Scope, SuspensionRecord};
 use crate::registry::{NewDomain, RestoreRequest, SuspendRequest};
-use crate::store::connections::ConnectionFilter;
-use crate::store::domains::DomainRecord;
-use crate::store::suspensions::{Scope, SuspensionRecord};
 
 const fn route(
     method: &'static str,
@@ -677,7 +677,7 @@ async fn governor_scope(
 fn sender_domain(
     st: &AdminState,
     address: &str,
-) -> Result<std::sync::Arc<crate::store::domains::DomainRecord>, ApiError> {
+) -> Result<std::sync::Arc<crate::model::domains::DomainRecord>, ApiError> {
     let d = address
         .rsplit_once('@')
         .map(|(_, d)| d)
@@ -712,7 +712,7 @@ async fn set_sender_limits(
     let reg = st.registry.clone();
     let cfg = st.cfg.clone();
     let v = audited(&st, &who, address.clone(), move |_| {
-        let limits: crate::store::domains::SenderLimits = body.required()?;
+        let limits: crate::model::domains::SenderLimits = body.required()?;
         let address = address.trim().to_ascii_lowercase();
         let rec = reg.set_sender_limits(&address, Some(limits))?;
         Ok(crate::governor::effective_sender_limits(
@@ -767,7 +767,7 @@ async fn set_limits(
     let cfg = st.cfg.clone();
     let v = audited(&st, &who, name.clone(), move |_| {
         let domain = parse_domain(&name)?;
-        let limits: crate::store::domains::DomainLimits = body.required()?;
+        let limits: crate::model::domains::DomainLimits = body.required()?;
         let rec = reg.set_limits(&domain, Some(limits))?;
         Ok(crate::governor::effective_limits(&cfg, &rec))
     })

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use crate::domain::Domain;
+use crate::model::suspensions::{Scope, SuspensionRecord};
 use crate::registry::{RestoreRequest, SuspendRequest};
-use crate::store::suspensions::{Scope, SuspensionRecord};
 
 use super::clock::utc;
 use super::detector::Trip;

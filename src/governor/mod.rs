@@ -43,9 +43,9 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::domain::Domain;
+use crate::model::suspensions::Scope;
 use crate::notify::webhook::Webhooks;
 use crate::registry::Registry;
-use crate::store::suspensions::Scope;
 use clock::Clock;
 use detector::{ScopeStats, Trip, Window};
 use ladder::LadderState;
@@ -112,7 +112,7 @@ impl Counters {
 /// A domain's limits: its overrides over the `[governor]` defaults.
 pub fn effective_limits(
     cfg: &Config,
-    rec: &crate::store::domains::DomainRecord,
+    rec: &crate::model::domains::DomainRecord,
 ) -> serde_json::Value {
     // The values in force are exactly what the checks resolve.
     let r = checks::Resolved::of(&cfg.governor, rec.limits.as_ref(), None);
@@ -141,7 +141,7 @@ pub fn effective_limits(
 /// A sender's limits: its declaration over its domain's limits.
 pub fn effective_sender_limits(
     cfg: &Config,
-    rec: &crate::store::domains::DomainRecord,
+    rec: &crate::model::domains::DomainRecord,
     sender: &str,
 ) -> serde_json::Value {
     let r = checks::Resolved::of(&cfg.governor, rec.limits.as_ref(), rec.senders.get(sender));

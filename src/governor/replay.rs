@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{ForwardPath, Mailbox, ReversePath};
 use crate::config::Config;
+use crate::model::domains::{DomainLimits, SenderLimits};
+use crate::model::suspensions::Scope;
 use crate::policy::{self, MailVerdict, RcptKind, RcptVerdict, SenderStanding};
 use crate::registry::{Registry, RestoreRequest, SuspendRequest};
-use crate::store::domains::{DomainLimits, SenderLimits};
-use crate::store::suspensions::Scope;
 
 use super::clock::{Clock, ManualClock, utc};
 use super::outcomes;

@@ -3,9 +3,9 @@
 //! registry, the scope's queued outbound mail held (or released or
 //! deleted), the notices to the contacts and the postmaster, the webhooks.
 
+use crate::model::domains::DomainRecord;
+use crate::model::suspensions::{Scope, SuspensionRecord};
 use crate::registry::{RegistryError, RestoreRequest, SuspendRequest};
-use crate::store::domains::DomainRecord;
-use crate::store::suspensions::{Scope, SuspensionRecord};
 
 use super::{Governor, actions};
 

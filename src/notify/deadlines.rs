@@ -126,10 +126,10 @@ async fn calendar_reminder(
 mod tests {
     use super::*;
     use crate::domain::Domain;
+    use crate::model::applications::ApplicantCategory;
     use crate::registry::applications::{FixedClock, NewApplication};
     use crate::registry::{parse_contact, parse_server};
     use crate::store::Store;
-    use crate::store::applications::ApplicantCategory;
 
     struct World {
         _dir: tempfile::TempDir,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+use crate::model::webhooks::WebhookJob;
 use crate::store::Store;
-use crate::store::webhooks::WebhookJob;
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);

@@ -15,9 +15,9 @@ use super::{NewDomain, RangeLimits, Registry, RegistryError, check_server_ranges
 use crate::calendar::Calendar;
 use crate::config::{HostPort, RegistrationSection};
 use crate::domain::Domain;
+use crate::model::applications::{ApplicantCategory, ApplicationRecord, ApplicationStatus};
+use crate::model::domains::{Contact, DomainRecord, DomainStatus};
 use crate::store::StoreError;
-use crate::store::applications::{ApplicantCategory, ApplicationRecord, ApplicationStatus};
-use crate::store::domains::{Contact, DomainRecord, DomainStatus};
 
 /// The time source of the workflow.
 pub trait Clock: Send + Sync {

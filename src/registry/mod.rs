@@ -18,8 +18,8 @@ use ipnet::IpNet;
 
 use crate::config::HostPort;
 use crate::domain::Domain;
-use crate::store::domains::{Contact, DomainRecord, DomainStatus};
-use crate::store::suspensions::{Restoration, Scope, SuspensionRecord};
+use crate::model::domains::{Contact, DomainRecord, DomainStatus};
+use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 use crate::store::{Store, StoreError};
 
 pub use contact::parse_contact;
@@ -458,7 +458,7 @@ impl Registry {
     pub fn set_limits(
         &self,
         name: &Domain,
-        limits: Option<crate::store::domains::DomainLimits>,
+        limits: Option<crate::model::domains::DomainLimits>,
     ) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock();
         let mut rec = self
@@ -483,7 +483,7 @@ impl Registry {
     pub fn set_sender_limits(
         &self,
         sender: &str,
-        limits: Option<crate::store::domains::SenderLimits>,
+        limits: Option<crate::model::domains::SenderLimits>,
     ) -> Result<DomainRecord, RegistryError> {
         let sender = sender.trim().to_ascii_lowercase();
         let domain = sender

@@ -21,9 +21,9 @@ use super::data::{BdatReader, DataLimits, DataOutcome, DataReader, FramingError}
 use super::line::{LineBuffer, LineError};
 use super::spool::{Spool, SpoolError};
 use crate::address::{ForwardPath, ReversePath};
+use crate::model::connections::{ConnectionRecord, Refusal};
 use crate::policy::{self, MailVerdict, RcptKind, RcptVerdict, SenderStanding};
 use crate::reply::Reply;
-use crate::store::connections::{ConnectionRecord, Refusal};
 
 /// Most refusals kept in one connection record.
 const MAX_REFUSALS_LOGGED: usize = 50;

@@ -1,190 +1,12 @@
 //! Applications to connect a mail system: what was asked, by whom, and what
 //! the operator decided.
 
-use chrono::{DateTime, NaiveDate, Utc};
-use ipnet::IpNet;
 use redb::TableDefinition;
-use serde::{Deserialize, Serialize};
 
-use super::domains::Contact;
 use super::{Store, StoreError, all_values};
-use crate::domain::Domain;
-use crate::values::HostPort;
+use crate::model::applications::ApplicationRecord;
 
 pub(crate) const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("applications");
-
-/// Who may apply: the categories the gateway's rules admit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApplicantCategory {
-    /// A state body.
-    StateBody,
-    /// A local government body.
-    LocalGovernment,
-    /// A state legal entity.
-    StateLegalEntity,
-    /// A quasi-public sector entity.
-    QuasiPublic,
-    /// An owner of critical information infrastructure.
-    CriticalInfrastructure,
-}
-
-impl ApplicantCategory {
-    /// Every category, in the order the rules list them.
-    pub const ALL: [ApplicantCategory; 5] = [
-        ApplicantCategory::StateBody,
-        ApplicantCategory::LocalGovernment,
-        ApplicantCategory::StateLegalEntity,
-        ApplicantCategory::QuasiPublic,
-        ApplicantCategory::CriticalInfrastructure,
-    ];
-
-    /// The API name (`state_body`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApplicantCategory::StateBody => "state_body",
-            ApplicantCategory::LocalGovernment => "local_government",
-            ApplicantCategory::StateLegalEntity => "state_legal_entity",
-            ApplicantCategory::QuasiPublic => "quasi_public",
-            ApplicantCategory::CriticalInfrastructure => "critical_infrastructure",
-        }
-    }
-
-    /// How notices and listings name it.
-    pub fn description(self) -> &'static str {
-        match self {
-            ApplicantCategory::StateBody => "state body",
-            ApplicantCategory::LocalGovernment => "local government body",
-            ApplicantCategory::StateLegalEntity => "state legal entity",
-            ApplicantCategory::QuasiPublic => "quasi-public sector entity",
-            ApplicantCategory::CriticalInfrastructure => {
-                "owner of critical information infrastructure"
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for ApplicantCategory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for ApplicantCategory {
-    type Err = String;
-    /// Accepts `state_body` and `state-body`, in any case.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
-        ApplicantCategory::ALL
-            .into_iter()
-            .find(|c| c.as_str() == norm)
-            .ok_or_else(|| {
-                let names: Vec<&str> = ApplicantCategory::ALL.iter().map(|c| c.as_str()).collect();
-                format!(
-                    "`{s}` is not an applicant category (one of: {})",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
-/// Where an application stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApplicationStatus {
-    /// Waiting for the operator's decision.
-    Pending,
-    /// The domain was connected.
-    Approved,
-    /// Refused with reasons; the applicant may apply again after the lock.
-    Rejected,
-    /// Taken back before a decision.
-    Withdrawn,
-}
-
-impl ApplicationStatus {
-    /// The API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApplicationStatus::Pending => "pending",
-            ApplicationStatus::Approved => "approved",
-            ApplicationStatus::Rejected => "rejected",
-            ApplicationStatus::Withdrawn => "withdrawn",
-        }
-    }
-}
-
-impl std::fmt::Display for ApplicationStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for ApplicationStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "pending" => Ok(ApplicationStatus::Pending),
-            "approved" => Ok(ApplicationStatus::Approved),
-            "rejected" => Ok(ApplicationStatus::Rejected),
-            "withdrawn" => Ok(ApplicationStatus::Withdrawn),
-            _ => Err(format!(
-                "`{s}` is not an application status (pending, approved, rejected, withdrawn)"
-            )),
-        }
-    }
-}
-
-/// One application and its decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApplicationRecord {
-    /// Identifier (assigned by the store).
-    #[serde(default)]
-    pub id: u64,
-    /// The e-mail domain to connect.
-    pub domain: Domain,
-    /// The organization that owns the domain.
-    pub owner: String,
-    /// The applicant's category.
-    pub category: ApplicantCategory,
-    /// The head of the organization, who signed the application.
-    pub head: String,
-    /// The mail servers' addresses.
-    pub servers: Vec<IpNet>,
-    /// Technical contacts (notified of the decision).
-    pub contacts: Vec<Contact>,
-    /// Where inbound mail should go; default the first server, port 25.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inbound: Option<HostPort>,
-    /// The date the operator received the application (local date).
-    pub received_on: NaiveDate,
-    /// The last day on which the decision is in time.
-    pub decision_due: NaiveDate,
-    /// pending | approved | rejected | withdrawn.
-    pub status: ApplicationStatus,
-    /// The local date of the decision (the resubmission lock counts from it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decided_on: Option<NaiveDate>,
-    /// When the decision was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decided_at: Option<DateTime<Utc>>,
-    /// Who decided (token name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decided_by: Option<String>,
-    /// Why it was rejected (or withdrawn).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Who entered it (token name).
-    pub submitted_by: String,
-    /// When it was entered.
-    pub created_at: DateTime<Utc>,
-    /// The last day the postmaster was alerted about its deadline.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alerted_on: Option<NaiveDate>,
-    /// Staff accepted server ranges wider than the configured limit.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub allow_wide_range: bool,
-}
 
 impl super::Numbered for ApplicationRecord {
     const NAME: &'static str = "applications";
@@ -221,6 +43,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Domain;
+    use crate::model::applications::*;
+    use crate::model::domains::Contact;
+    use chrono::Utc;
 
     fn sample() -> ApplicationRecord {
         ApplicationRecord {
@@ -280,23 +106,5 @@ mod tests {
         let mut rec = sample();
         rec.id = 9;
         assert!(s.update_application(&rec).is_err());
-    }
-
-    #[test]
-    fn categories_parse_in_both_spellings() {
-        assert_eq!(
-            "critical-infrastructure".parse::<ApplicantCategory>(),
-            Ok(ApplicantCategory::CriticalInfrastructure)
-        );
-        assert_eq!(
-            "Quasi_Public".parse::<ApplicantCategory>(),
-            Ok(ApplicantCategory::QuasiPublic)
-        );
-        let err = "ngo".parse::<ApplicantCategory>().unwrap_err();
-        assert!(err.contains("state_body, local_government"), "{err}");
-        for c in ApplicantCategory::ALL {
-            let json = serde_json::to_string(&c).unwrap();
-            assert_eq!(json, format!("\"{c}\""));
-        }
     }
 }

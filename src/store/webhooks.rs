@@ -2,27 +2,11 @@
 //! restart like the e-mail notices do.
 
 use redb::{ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, decode, encode, next_u64_key};
+use crate::model::webhooks::WebhookJob;
 
 pub(crate) const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_outbox");
-
-/// One event for one URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebhookJob {
-    /// Identifier (assigned by the store).
-    #[serde(default)]
-    pub id: u64,
-    /// Where it goes.
-    pub url: String,
-    /// The JSON event.
-    pub body: serde_json::Value,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// Not before this time (unix ms).
-    pub next_at_ms: u64,
-}
 
 impl Store {
     /// Adds jobs durably (ids are assigned here).
@@ -85,6 +69,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::webhooks::*;
 
     #[test]
     fn outbox_survives_reopen_and_orders_by_due_time() {

@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use super::super::{AdminState, ApiError, Authed, JsonBody, audited};
 use super::block_on;
 use crate::config::Config;
+use crate::model::domains::Contact;
 use crate::registry::applications::{
     ApplicationError, ApplicationFilter, Applications, ApproveOptions, NewApplication,
 };
 use crate::registry::checks;
-use crate::store::domains::Contact;
 
 impl From<ApplicationError> for ApiError {
     fn from(e: ApplicationError) -> Self {

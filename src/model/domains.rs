@@ -1,0 +1,220 @@
+//! Registered domains: who may relay, from where, and who to call.
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Domain;
+use crate::values::HostPort;
+
+/// A technical contact of a registered domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Full name.
+    pub name: String,
+    /// E-mail address (alerts go here).
+    pub email: String,
+    /// Office phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub office_phone: Option<String>,
+    /// Mobile phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile_phone: Option<String>,
+}
+
+/// Where a domain stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainStatus {
+    /// Mail flows.
+    Connected,
+    /// Temporarily refused (451 4.7.1); queued outbound mail is held.
+    Suspended,
+    /// Refused like an unregistered domain; reconnecting takes a new application.
+    Disconnected,
+}
+
+impl std::fmt::Display for DomainStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DomainStatus::Connected => "connected",
+            DomainStatus::Suspended => "suspended",
+            DomainStatus::Disconnected => "disconnected",
+        })
+    }
+}
+
+/// A registered domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainRecord {
+    /// The domain, lowercased A-label.
+    pub name: Domain,
+    /// The organization that owns it.
+    pub owner: String,
+    /// Mail-server addresses allowed to relay for it.
+    pub servers: Vec<IpNet>,
+    /// Technical contacts.
+    pub contacts: Vec<Contact>,
+    /// Where inbound mail goes; default: the first server address, port 25.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<HostPort>,
+    /// connected | suspended | disconnected.
+    pub status: DomainStatus,
+    /// Why it has its status (suspension or disconnection reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// When the status last changed.
+    pub status_since: DateTime<Utc>,
+    /// May share server addresses with other domains that also allow it.
+    #[serde(default)]
+    pub shared_servers: bool,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Rate limits that replace the `[governor]` defaults for this domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<DomainLimits>,
+    /// Senders declared by staff (bulk senders), by lowercased address,
+    /// with the limits that replace the domain's for them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub senders: std::collections::BTreeMap<String, SenderLimits>,
+}
+
+/// Per-domain governor overrides (absent fields keep the defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainLimits {
+    /// Messages per hour for the whole domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_per_hour: Option<u32>,
+    /// Outbound recipients per hour for the whole domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_per_hour: Option<u32>,
+    /// Messages per hour for each sender of the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_messages_per_hour: Option<u32>,
+    /// Outbound recipients per hour for each sender of the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_recipients_per_hour: Option<u32>,
+    /// Messages per minute for each sender of the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_messages_per_minute: Option<u32>,
+    /// Outbound recipients per minute for each sender of the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_recipients_per_minute: Option<u32>,
+    /// Never-seen recipients per 5 minutes each sender may reach before its
+    /// own peak is consulted (the novelty floor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_recipients_5min: Option<u32>,
+    /// The same per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_recipients_hour: Option<u32>,
+    /// Never-seen recipients per hour of the whole domain (its senders that
+    /// answer for their own traffic left out) before its own peak is consulted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_new_recipients_hour: Option<u32>,
+}
+
+impl DomainLimits {
+    /// Every value, by name (for checks).
+    pub fn values(&self) -> [(&'static str, Option<u32>); 9] {
+        [
+            ("messages_per_hour", self.messages_per_hour),
+            ("recipients_per_hour", self.recipients_per_hour),
+            ("sender_messages_per_hour", self.sender_messages_per_hour),
+            (
+                "sender_recipients_per_hour",
+                self.sender_recipients_per_hour,
+            ),
+            (
+                "sender_messages_per_minute",
+                self.sender_messages_per_minute,
+            ),
+            (
+                "sender_recipients_per_minute",
+                self.sender_recipients_per_minute,
+            ),
+            ("new_recipients_5min", self.new_recipients_5min),
+            ("new_recipients_hour", self.new_recipients_hour),
+            (
+                "domain_new_recipients_hour",
+                self.domain_new_recipients_hour,
+            ),
+        ]
+    }
+}
+
+/// A sender declared by staff (typically a bulk sender: tax notices, a
+/// notification service): its own limits, which replace its domain's. A
+/// declared sender is bounded by these rates and is not judged on how
+/// many of its recipients are new.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderLimits {
+    /// Messages per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_per_minute: Option<u32>,
+    /// Messages per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_per_hour: Option<u32>,
+    /// Outbound recipients per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_per_minute: Option<u32>,
+    /// Outbound recipients per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_per_hour: Option<u32>,
+    /// Why it was declared (shown with the limits; e.g. "tax notices, order 12").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl SenderLimits {
+    /// Every rate, by name (for checks).
+    pub fn values(&self) -> [(&'static str, Option<u32>); 4] {
+        [
+            ("messages_per_minute", self.messages_per_minute),
+            ("messages_per_hour", self.messages_per_hour),
+            ("recipients_per_minute", self.recipients_per_minute),
+            ("recipients_per_hour", self.recipients_per_hour),
+        ]
+    }
+}
+
+impl DomainRecord {
+    /// The next hop for inbound mail to this domain.
+    pub fn inbound_route(&self) -> Option<HostPort> {
+        self.inbound.clone().or_else(|| {
+            self.servers.first().map(|n| HostPort {
+                host: n.addr().to_string(),
+                port: 25,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_inbound_route_is_first_server_port_25() {
+        let now = Utc::now();
+        let rec = DomainRecord {
+            name: Domain::parse("a.example.kz").unwrap(),
+            owner: "Agency".into(),
+            servers: vec!["192.0.2.10/32".parse().unwrap()],
+            contacts: Vec::new(),
+            inbound: None,
+            status: DomainStatus::Connected,
+            status_reason: None,
+            status_since: now,
+            shared_servers: false,
+            created_at: now,
+            updated_at: now,
+            limits: None,
+            senders: Default::default(),
+        };
+        assert_eq!(rec.inbound_route().unwrap().to_string(), "192.0.2.10:25");
+    }
+}
