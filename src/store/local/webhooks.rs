@@ -3,15 +3,17 @@
 
 use redb::{ReadableTable, TableDefinition};
 
-use super::{Store, StoreError, decode, encode, next_u64_key};
+use super::LocalStore;
 use crate::model::webhooks::WebhookJob;
+use crate::store::StoreError;
+use crate::store::db::{decode, encode, next_u64_key};
 
 pub(crate) const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_outbox");
 
-impl Store {
+impl LocalStore {
     /// Adds jobs durably (ids are assigned here).
     pub fn add_webhook_jobs(&self, jobs: &[WebhookJob]) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.db.write(|tx| {
             let mut t = tx.open_table(TABLE)?;
             for j in jobs {
                 let mut j = j.clone();
@@ -28,7 +30,7 @@ impl Store {
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<WebhookJob>, StoreError> {
-        self.read(|tx| {
+        self.db.read(|tx| {
             let t = tx.open_table(TABLE)?;
             let mut out = Vec::new();
             for row in t.iter()? {
@@ -51,7 +53,7 @@ impl Store {
         id: u64,
         retry: Option<&WebhookJob>,
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.db.write(|tx| {
             let mut t = tx.open_table(TABLE)?;
             match retry {
                 Some(j) => {
@@ -68,7 +70,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::model::webhooks::*;
 
     #[test]
@@ -82,11 +83,11 @@ mod tests {
             next_at_ms: at,
         };
         {
-            let s = Store::open(dir.path()).unwrap();
+            let s = crate::store::open(dir.path()).unwrap().0;
             s.add_webhook_jobs(&[job("http://a/", 10), job("http://b/", 1000)])
                 .unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = crate::store::open(dir.path()).unwrap().0;
         let due = s.due_webhook_jobs(500, 10).unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].url, "http://a/");

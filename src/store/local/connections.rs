@@ -6,8 +6,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use redb::{ReadableTable, TableDefinition};
 
-use super::{Store, StoreError, decode, encode};
+use super::LocalStore;
 use crate::model::connections::{ConnectionFilter, ConnectionRecord};
+use crate::store::StoreError;
+use crate::store::db::{decode, encode};
 
 /// Key: start time in ms (high 64 bits) and a sequence number, so that
 /// records sort by time and pruning is a range delete.
@@ -20,7 +22,7 @@ fn peer_ip(peer: &str) -> Option<std::net::IpAddr> {
         .ok()
 }
 
-impl Store {
+impl LocalStore {
     /// Writes a batch of session records (not fsynced: see [`ConnectionLog`]).
     pub fn insert_connections(
         &self,
@@ -41,9 +43,9 @@ impl Store {
             Ok(())
         };
         if durable {
-            self.write(body)
+            self.db.write(body)
         } else {
-            self.write_lazy(body)
+            self.db.write_lazy(body)
         }
     }
 
@@ -58,7 +60,7 @@ impl Store {
             .map(|t| (t.timestamp_millis().max(0) as u128) << 64)
             .unwrap_or(0);
         let domain = f.domain.as_ref().map(|d| d.to_ascii_lowercase());
-        self.read(|tx| {
+        self.db.read(|tx| {
             let t = tx.open_table(TABLE)?;
             let mut out = Vec::new();
             for row in t.range(since..)?.rev() {
@@ -86,7 +88,7 @@ impl Store {
     /// Deletes records of sessions that started before `before`; returns how many.
     pub fn prune_connections(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let end = (before.timestamp_millis().max(0) as u128) << 64;
-        self.write(|tx| {
+        self.db.write(|tx| {
             let mut t = tx.open_table(TABLE)?;
             let keys: Vec<u128> = t
                 .range(..end)?
@@ -116,7 +118,7 @@ enum Msg {
 
 impl ConnectionLog {
     /// Starts the writer thread.
-    pub fn start(store: Store) -> ConnectionLog {
+    pub fn start(store: LocalStore) -> ConnectionLog {
         let (tx, rx) = mpsc::channel::<Msg>();
         std::thread::Builder::new()
             .name("ugem-connlog".into())
@@ -139,7 +141,7 @@ impl ConnectionLog {
     }
 }
 
-fn writer(store: Store, rx: mpsc::Receiver<Msg>) {
+fn writer(store: LocalStore, rx: mpsc::Receiver<Msg>) {
     let mut last_durable = std::time::Instant::now();
     let mut dirty = false;
     loop {
@@ -206,7 +208,7 @@ mod tests {
     #[test]
     fn filter_and_prune() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = crate::store::open(dir.path()).unwrap().0;
         let now = Utc::now();
         let old = now - chrono::Duration::days(100);
         let log = ConnectionLog::start(s.clone());
