@@ -54,7 +54,7 @@ pub struct ConnectionRecord {
     pub close: String,
 }
 
-/// Filters for the connection log's listing (`Store::list_connections`).
+/// Filters for the connection log's listing (`LocalStore::list_connections`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ConnectionFilter {
     /// Only sessions that matched this registered domain.

@@ -283,7 +283,7 @@ impl Registry {
         Ok(w.record)
     }
 
-    /// `cur` with a new status, as of now.
+    /// `rec` with a new status, as of now.
     fn with_status(
         mut rec: DomainRecord,
         status: DomainStatus,

@@ -31,6 +31,9 @@ impl From<ApplicationError> for ApiError {
             ApplicationError::Conflict(_) | ApplicationError::Registry(_) => {
                 (StatusCode::CONFLICT, "conflict")
             }
+            ApplicationError::Store(crate::store::StoreError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             ApplicationError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError {
