@@ -429,3 +429,24 @@ async fn refused_upkeep(
         refused.flush().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_out_of_reach_is_503_other_store_trouble_500() {
+        let down = || StoreError::Unavailable("connection refused".into());
+        let e = ApiError::from(RegistryError::Store(down()));
+        assert_eq!(
+            (e.status, e.kind),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert_eq!(
+            ApiError::from(down()).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let e = ApiError::from(RegistryError::Store(StoreError::Backend("disk".into())));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -133,3 +133,53 @@ async fn unknown_domain_is_not_found() {
         .unwrap_err();
     assert!(matches!(err, RegistryError::NotFound(_)));
 }
+
+/// Two nodes over one shared store: a suspension raced from both starts
+/// once; a change made on a node whose snapshot is stale loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_registries_over_one_store_do_not_lose_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store) = crate::store::open(dir.path()).unwrap();
+    let store: Arc<dyn RegistryStore> = Arc::new(store);
+    let a = Registry::open(store.clone()).await.unwrap();
+    let b = Registry::open(store.clone()).await.unwrap();
+    let name = Domain::parse("a.example.kz").unwrap();
+    a.add_domain(new("a.example.kz", &["192.0.2.10"]))
+        .await
+        .unwrap();
+    // b has not reloaded: its snapshot does not know the domain, the store does.
+    assert!(b.get(&name).is_none());
+    let limits = crate::model::domains::DomainLimits {
+        messages_per_hour: Some(10),
+        ..Default::default()
+    };
+    b.set_limits(&name, Some(limits)).await.unwrap();
+    let (ra, rb) = tokio::join!(
+        a.suspend_domain(&name, SuspendRequest::manual("ops-a", "spam run")),
+        b.suspend_domain(&name, SuspendRequest::manual("ops-b", "spam run"))
+    );
+    assert!(
+        ra.is_ok() != rb.is_ok(),
+        "exactly one suspends: {ra:?} {rb:?}"
+    );
+    let lost = if ra.is_ok() { rb } else { ra };
+    assert!(
+        matches!(lost, Err(RegistryError::State(ref m)) if m.contains("already suspended")),
+        "{lost:?}"
+    );
+    a.reload().await.unwrap();
+    let rec = a.get(&name).unwrap();
+    assert_eq!(rec.status, DomainStatus::Suspended);
+    assert_eq!(
+        rec.limits,
+        Some(limits),
+        "b's change survived a's suspension"
+    );
+    assert_eq!(a.suspensions(false).await.unwrap().len(), 1);
+    // A second registration of the domain from the stale node is refused.
+    let err = b
+        .add_domain(new("a.example.kz", &["192.0.2.99"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Exists(_)), "{err:?}");
+}
