@@ -135,6 +135,8 @@ impl From<RegistryError> for ApiError {
                 (StatusCode::CONFLICT, "conflict")
             }
             RegistryError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            // Another writer kept winning the race: the caller may try again.
+            RegistryError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
             RegistryError::Store(StoreError::Unavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
@@ -448,5 +450,7 @@ mod tests {
         );
         let e = ApiError::from(RegistryError::Store(StoreError::Backend("disk".into())));
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let e = ApiError::from(RegistryError::Store(StoreError::Conflict("raced".into())));
+        assert_eq!(e.status, StatusCode::CONFLICT);
     }
 }
