@@ -450,6 +450,7 @@ pub fn replay(
             return Err(CliError::Usage("the trace is empty".into()));
         };
         let mut r = crate::governor::replay::Replayer::new(cfg, first.t())
+            .await
             .map_err(|e| CliError::Usage(e.to_string()))?;
         let stdout = std::io::stdout();
         let mut out = |d: &crate::governor::replay::Decision| {

@@ -17,6 +17,7 @@ pub mod logging;
 pub mod mailbox;
 pub mod maillog;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod policy;
 pub mod prepare;

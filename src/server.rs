@@ -12,8 +12,8 @@ use crate::admin::{self, AdminState, Tokens};
 use crate::config::Config;
 use crate::registry::Registry;
 use crate::shutdown::stopped;
-use crate::store::Store;
-use crate::store::connections::ConnectionLog;
+use crate::store::local::ConnectionLog;
+use crate::store::{LocalStore, RegistryStore};
 
 /// Installs the tracing subscriber from `[server] log_format` and
 /// `log_level` (see [`crate::logging`]).
@@ -83,8 +83,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let data_dir = cfg.server.data_dir.clone();
-    let store = Store::open(&data_dir).context("cannot open the store")?;
-    let registry = Arc::new(Registry::open(store.clone()).context("cannot load the registry")?);
+    // The registry's persistence is picked here: the redb file for now.
+    let (store, shared) = crate::store::open(&data_dir).context("cannot open the store")?;
+    let shared: Arc<dyn RegistryStore> = Arc::new(shared);
+    let registry = Arc::new(
+        Registry::open(shared.clone())
+            .await
+            .context("cannot load the registry")?,
+    );
     let queue = ugem_queue::Queue::open(
         &data_dir.join("queue"),
         ugem_queue::QueueOptions {
@@ -115,7 +121,8 @@ pub async fn run(
     let (governor_stop_tx, governor_stop_rx) = watch::channel(false);
     // Sessions still running when the drain time is up are dropped.
     let (kill_tx, kill_rx) = watch::channel(false);
-    let governor = crate::governor::Governor::new(cfg.clone(), registry.clone(), queue.clone());
+    let governor =
+        crate::governor::Governor::new(cfg.clone(), registry.clone(), store.clone(), queue.clone());
     let mut governor_task = tokio::spawn(governor.clone().run(governor_stop_rx));
 
     let resolver = crate::delivery::route::Resolver::new(&cfg.delivery.nameservers)
@@ -148,6 +155,7 @@ pub async fn run(
         cfg: cfg.clone(),
         registry: registry.clone(),
         store: store.clone(),
+        audit: shared,
         queue: queue.clone(),
         tokens: Arc::new(Tokens::from_config(&cfg.admin)),
         ready: ready.clone(),
@@ -302,7 +310,7 @@ async fn flush_log(connlog: &ConnectionLog, deadline: tokio::time::Instant) {
     }
 }
 
-async fn prune_connections(store: Store, cfg: Arc<Config>, mut stop: watch::Receiver<bool>) {
+async fn prune_connections(store: LocalStore, cfg: Arc<Config>, mut stop: watch::Receiver<bool>) {
     loop {
         let before = chrono::Utc::now()
             - chrono::Duration::from_std(cfg.connections.retention.0)

@@ -115,8 +115,13 @@ fn old_refused_records_are_pruned_and_staff_actions_kept() {
     let mut gw = Gateway::start("[admin]\naudit_refused_retention = \"7d\"\n");
     gw.terminate();
     {
-        let store = ugem::store::Store::open(&gw.data_dir()).unwrap();
-        let rec = |outcome: &str, days: i64, target: &str| ugem::store::audit::AuditRecord {
+        use ugem::store::RegistryStore;
+        let (_, store) = ugem::store::open(&gw.data_dir()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let rec = |outcome: &str, days: i64, target: &str| ugem::model::audit::AuditRecord {
             seq: 0,
             at: chrono::Utc::now() - chrono::Duration::days(days),
             actor: "(unauthenticated)".into(),
@@ -126,13 +131,20 @@ fn old_refused_records_are_pruned_and_staff_actions_kept() {
             outcome: outcome.into(),
             count: 1,
         };
-        store
-            .append_refused(&rec("denied", 10, "old-refused"))
-            .unwrap();
-        store.append_audit(&rec("ok", 10, "old-staff")).unwrap();
-        store
-            .append_refused(&rec("denied", 2, "recent-refused"))
-            .unwrap();
+        rt.block_on(async {
+            store
+                .append_refused(&rec("denied", 10, "old-refused"))
+                .await
+                .unwrap();
+            store
+                .append_audit(&rec("ok", 10, "old-staff"))
+                .await
+                .unwrap();
+            store
+                .append_refused(&rec("denied", 2, "recent-refused"))
+                .await
+                .unwrap();
+        });
     }
     gw.spawn();
     let mut targets = Vec::new();

@@ -412,15 +412,17 @@ fn new_domain(name: &str, server: &str, inbound: Option<HostPort>) -> NewDomain 
     }
 }
 
-fn registry(dir: &std::path::Path) -> Registry {
-    Registry::open(ugem::store::Store::open(dir).unwrap()).unwrap()
+async fn registry(dir: &std::path::Path) -> Registry {
+    let (_, store) = ugem::store::open(dir).unwrap();
+    Registry::open(std::sync::Arc::new(store)).await.unwrap()
 }
 
 #[tokio::test]
 async fn registered_route_wins_over_static_routes() {
     let dir = tempfile::tempdir().unwrap();
-    let reg = registry(dir.path());
+    let reg = registry(dir.path()).await;
     reg.add_domain(new_domain("agency.example", "127.0.0.1/32", None))
+        .await
         .unwrap();
     let mut routes = BTreeMap::new();
     routes.insert("agency.example".to_string(), hp("127.0.0.1:2600"));
@@ -436,6 +438,7 @@ async fn registered_route_wins_over_static_routes() {
 
     // Suspension stops the agency sending; mail to it still goes to it.
     reg.suspend_domain(&agency, SuspendRequest::manual("staff", "test"))
+        .await
         .unwrap();
     assert_eq!(
         route_for(&agency, &reg.snapshot(), &routes),
@@ -443,7 +446,9 @@ async fn registered_route_wins_over_static_routes() {
     );
 
     // A disconnected domain is no longer ours: the static routes apply.
-    reg.disconnect_domain(&agency, "left the gateway").unwrap();
+    reg.disconnect_domain(&agency, "left the gateway")
+        .await
+        .unwrap();
     assert_eq!(
         route_for(&agency, &reg.snapshot(), &routes),
         Route::Static(hp("127.0.0.1:2600"))
@@ -454,12 +459,13 @@ async fn registered_route_wins_over_static_routes() {
 
 async fn explicit_inbound_route_wins() {
     let dir = tempfile::tempdir().unwrap();
-    let reg = registry(dir.path());
+    let reg = registry(dir.path()).await;
     reg.add_domain(new_domain(
         "agency.example",
         "192.0.2.10/32",
         Some(hp("127.0.0.1:2700")),
     ))
+    .await
     .unwrap();
     let mut routes = BTreeMap::new();
     routes.insert("*".to_string(), hp("127.0.0.1:2601"));

@@ -11,25 +11,27 @@ use ugem::domain::Domain;
 use ugem::governor::Governor;
 use ugem::policy::{self, MailVerdict, SenderStanding};
 use ugem::registry::{NewDomain, Registry};
-use ugem::store::Store;
 
 #[test]
 #[ignore]
 fn rcpt_check_cost_with_100k_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let registry = Arc::new(Registry::open(store).unwrap());
-    let domain = Domain::parse("agency.example.kz").unwrap();
-    registry
-        .add_domain(NewDomain {
-            name: domain.clone(),
-            owner: "Agency".into(),
-            servers: vec!["127.0.0.1/32".parse().unwrap()],
-            contacts: vec![ugem::registry::parse_contact("it@agency.example.kz").unwrap()],
-            inbound: None,
-            shared_servers: false,
-        })
+    let (local, shared) = ugem::store::open(dir.path()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
+    let registry = Arc::new(rt.block_on(Registry::open(Arc::new(shared))).unwrap());
+    let domain = Domain::parse("agency.example.kz").unwrap();
+    rt.block_on(registry.add_domain(NewDomain {
+        name: domain.clone(),
+        owner: "Agency".into(),
+        servers: vec!["127.0.0.1/32".parse().unwrap()],
+        contacts: vec![ugem::registry::parse_contact("it@agency.example.kz").unwrap()],
+        inbound: None,
+        shared_servers: false,
+    }))
+    .unwrap();
     let queue = ugem_queue::Queue::open(
         &dir.path().join("queue"),
         ugem_queue::QueueOptions::default(),
@@ -52,7 +54,7 @@ fn rcpt_check_cost_with_100k_keys() {
     cfg.server.data_dir = dir.path().to_path_buf();
     cfg.governor.max_tracked_senders = 200_000;
     let host = cfg.server.hostname.clone();
-    let gov = Governor::new(Arc::new(cfg), registry.clone(), queue);
+    let gov = Governor::new(Arc::new(cfg), registry.clone(), local, queue);
     let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
 
     let senders: Vec<String> = (0..100_000)

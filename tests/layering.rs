@@ -37,6 +37,11 @@ const FLOORS: &[(&str, &[&str])] = &[
         "parsers and leaves on the ground floor's types",
         &["address", "maillog", "mailbox", "governor::settings"],
     ),
+    (
+        "records: the registry's and the node's record types, shared by the \
+         store (which keeps them) and everything above (which reads them)",
+        &["model"],
+    ),
     ("configuration", &["config"]),
     ("logging set-up", &["logging"]),
     ("store", &["store"]),

@@ -188,10 +188,7 @@ pub(crate) async fn authenticate(
         Err((err, actor)) => {
             crate::metrics::admin_refused(err.status.as_u16());
             let target = req.uri().path().to_string();
-            let log = st.refused.clone();
-            let _ =
-                tokio::task::spawn_blocking(move || log.note(client.ip(), &actor, action, &target))
-                    .await;
+            st.refused.note(client.ip(), &actor, action, &target).await;
             err.into_response()
         }
     }

@@ -29,9 +29,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use tokio::sync::watch;
 
+use crate::model::audit::AuditRecord;
 use crate::registry::{Registry, RegistryError};
-use crate::store::audit::AuditRecord;
-use crate::store::{Store, StoreError};
+use crate::store::{LocalStore, RegistryStore, StoreError};
 pub use auth::{Access, RouteSpec};
 pub use auth::{Caller, Tokens};
 pub use refused::RefusedLog;
@@ -42,8 +42,10 @@ pub use routes::{ROUTES, router, router_with};
 pub struct AdminState {
     /// The domain registry.
     pub registry: Arc<Registry>,
-    /// The store (audit, connections).
-    pub store: Store,
+    /// The node-local store (connection log, its file size).
+    pub store: LocalStore,
+    /// The registry's store, which keeps the audit trail.
+    pub audit: Arc<dyn RegistryStore>,
     /// The spool, for holding and releasing a suspended scope's mail.
     pub queue: ugem_queue::Queue,
     /// Accepted tokens.
@@ -133,6 +135,11 @@ impl From<RegistryError> for ApiError {
                 (StatusCode::CONFLICT, "conflict")
             }
             RegistryError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            // Another writer kept winning the race: the caller may try again.
+            RegistryError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+            RegistryError::Store(StoreError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             RegistryError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError {
@@ -145,7 +152,14 @@ impl From<RegistryError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(e.to_string())
+        match e {
+            StoreError::Unavailable(_) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: "unavailable",
+                message: e.to_string(),
+            },
+            e => ApiError::internal(e.to_string()),
+        }
     }
 }
 
@@ -249,9 +263,26 @@ impl JsonBody {
 /// Longest audit target kept from an authenticated call.
 const AUDIT_TARGET_MAX: usize = 256;
 
-/// Runs a mutating call for an authenticated caller: `f` off the async
-/// runtime (store writes fsync), then an audit record whatever the outcome.
-pub async fn audited<T, F>(
+/// Runs a mutating call for an authenticated caller, then writes an audit
+/// record whatever the outcome.
+pub async fn audited<T, F, Fut>(
+    state: &AdminState,
+    who: &Authed,
+    target: String,
+    f: F,
+) -> Result<T, ApiError>
+where
+    F: FnOnce(Caller) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let result = f(who.caller.clone()).await;
+    record(state, who, target, &result).await;
+    result
+}
+
+/// [`audited`] for a call that blocks (the queue's reads): `f` runs on
+/// the blocking pool.
+pub async fn audited_blocking<T, F>(
     state: &AdminState,
     who: &Authed,
     target: String,
@@ -261,12 +292,12 @@ where
     T: Send + 'static,
     F: FnOnce(Caller) -> Result<T, ApiError> + Send + 'static,
 {
-    audited_as(state, who, move |_| target, f).await
+    audited_blocking_as(state, who, move |_| target, f).await
 }
 
-/// [`audited`] whose audit target is written once the call is done, so it
-/// can name what the call did (a bulk queue operation's count).
-pub async fn audited_as<T, F>(
+/// [`audited_blocking`] whose audit target is written once the call is
+/// done, so it can name what the call did (a bulk queue operation's count).
+pub async fn audited_blocking_as<T, F>(
     state: &AdminState,
     who: &Authed,
     target: impl FnOnce(&Result<T, ApiError>) -> String,
@@ -281,7 +312,13 @@ where
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("handler failed: {e}"))));
     let target = target(&result);
-    let outcome = match &result {
+    record(state, who, target, &result).await;
+    result
+}
+
+/// Writes the audit record of a call that ended with `result`.
+async fn record<T>(state: &AdminState, who: &Authed, target: String, result: &Result<T, ApiError>) {
+    let outcome = match result {
         Ok(_) => "ok".to_string(),
         Err(e) => format!("error: {}", e.message),
     };
@@ -297,14 +334,9 @@ where
         outcome,
         count: 1,
     };
-    let store = state.store.clone();
-    let written = tokio::task::spawn_blocking(move || store.append_audit(&rec)).await;
-    match written {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, action = who.action, "audit record not written"),
-        Err(e) => tracing::error!(error = %e, action = who.action, "audit task failed"),
+    if let Err(e) = state.audit.append_audit(&rec).await {
+        tracing::error!(error = %e, action = who.action, "audit record not written");
     }
-    result
 }
 
 /// How often gathered counts of refused calls are written.
@@ -334,10 +366,10 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on admin.listen {}", cfg.admin.listen))?;
     let addr = listener.local_addr()?;
-    let refused = Arc::new(RefusedLog::new(state.store.clone()));
+    let refused = Arc::new(RefusedLog::new(state.audit.clone()));
     let upkeep = tokio::spawn(refused_upkeep(
         refused.clone(),
-        state.store.clone(),
+        state.audit.clone(),
         cfg.admin.audit_refused_retention.0,
         stop.clone(),
     ));
@@ -365,7 +397,7 @@ pub async fn serve(
             tracing::error!(error = %e, "admin API stopped");
         }
         let _ = upkeep.await;
-        let _ = tokio::task::spawn_blocking(move || refused.flush()).await;
+        refused.flush().await;
     });
     Ok((addr, task))
 }
@@ -374,7 +406,7 @@ pub async fn serve(
 /// their old records every hour, until `stop`.
 async fn refused_upkeep(
     refused: Arc<RefusedLog>,
-    store: Store,
+    store: Arc<dyn RegistryStore>,
     retention: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -384,12 +416,11 @@ async fn refused_upkeep(
             last_prune = Some(std::time::Instant::now());
             let before = Utc::now()
                 - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
-            let s = store.clone();
-            match tokio::task::spawn_blocking(move || s.prune_refused_audit(before)).await {
-                Ok(Ok(n)) if n > 0 => {
+            match store.prune_refused_audit(before).await {
+                Ok(n) if n > 0 => {
                     tracing::info!(pruned = n, "old records of refused admin calls pruned")
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "pruning refused admin calls failed"),
+                Err(e) => tracing::warn!(error = %e, "pruning refused admin calls failed"),
                 _ => {}
             }
         }
@@ -397,7 +428,29 @@ async fn refused_upkeep(
             _ = tokio::time::sleep(REFUSED_FLUSH) => {}
             _ = crate::shutdown::stopped(&mut stop) => return,
         }
-        let r = refused.clone();
-        let _ = tokio::task::spawn_blocking(move || r.flush()).await;
+        refused.flush().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_out_of_reach_is_503_other_store_trouble_500() {
+        let down = || StoreError::Unavailable("connection refused".into());
+        let e = ApiError::from(RegistryError::Store(down()));
+        assert_eq!(
+            (e.status, e.kind),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert_eq!(
+            ApiError::from(down()).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let e = ApiError::from(RegistryError::Store(StoreError::Backend("disk".into())));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let e = ApiError::from(RegistryError::Store(StoreError::Conflict("raced".into())));
+        assert_eq!(e.status, StatusCode::CONFLICT);
     }
 }

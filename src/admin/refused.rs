@@ -14,12 +14,12 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::store::Store;
-use crate::store::audit::{AuditRecord, DENIED, RefusedUpdate};
+use crate::model::audit::{AuditRecord, DENIED, RefusedUpdate};
+use crate::store::RegistryStore;
 
 /// Records of unauthenticated clients written per minute.
 pub const MAX_RECORDS_PER_MINUTE: usize = 20;
@@ -80,8 +80,10 @@ struct Minute {
 /// The compacting writer of refused-call records; shared by every request.
 #[derive(Debug)]
 pub struct RefusedLog {
-    store: Store,
-    state: Mutex<Minute>,
+    store: Arc<dyn RegistryStore>,
+    /// Held across the store's writes: a minute's buckets learn their
+    /// record's number from the write.
+    state: tokio::sync::Mutex<Minute>,
 }
 
 /// `target` cut to [`TARGET_MAX`] characters, control characters replaced.
@@ -99,19 +101,19 @@ pub fn short_target(target: &str) -> String {
 
 impl RefusedLog {
     /// A log writing into `store`.
-    pub fn new(store: Store) -> RefusedLog {
+    pub fn new(store: Arc<dyn RegistryStore>) -> RefusedLog {
         RefusedLog {
             store,
-            state: Mutex::new(Minute::default()),
+            state: tokio::sync::Mutex::new(Minute::default()),
         }
     }
 
-    /// Records one refused call of `action` (a route's audit name). Blocks
-    /// on the store now and then: call it off the async runtime.
-    pub fn note(&self, client: IpAddr, actor: &str, action: &'static str, target: &str) {
+    /// Records one refused call of `action` (a route's audit name); writes
+    /// to the store now and then.
+    pub async fn note(&self, client: IpAddr, actor: &str, action: &'static str, target: &str) {
         let now = Utc::now();
         let minute = now.timestamp().div_euclid(60);
-        let mut m = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.state.lock().await;
         if m.minute != minute {
             // The minute's records are complete: write their final state.
             let done: Vec<RefusedUpdate> = m
@@ -124,7 +126,7 @@ impl RefusedLog {
             m.buckets.clear();
             m.anonymous = 0;
             m.minute = minute;
-            self.write(&mut m.unwritten);
+            self.write(&mut m.unwritten).await;
         }
         let anonymous = actor == UNAUTHENTICATED;
         let mut key = (
@@ -165,7 +167,7 @@ impl RefusedLog {
             outcome: DENIED.into(),
             count: 1,
         };
-        match self.store.append_refused(&rec) {
+        match self.store.append_refused(&rec).await {
             Ok(seq) => {
                 m.buckets.insert(
                     key,
@@ -184,8 +186,8 @@ impl RefusedLog {
 
     /// Writes the counts and actions gathered since the last flush (every
     /// few seconds, and at shutdown).
-    pub fn flush(&self) {
-        let mut m = self.state.lock().unwrap_or_else(|p| p.into_inner());
+    pub async fn flush(&self) {
+        let mut m = self.state.lock().await;
         let now: Vec<RefusedUpdate> = m
             .buckets
             .values()
@@ -193,7 +195,7 @@ impl RefusedLog {
             .map(Bucket::update)
             .collect();
         m.unwritten.extend(now);
-        if self.write(&mut m.unwritten) {
+        if self.write(&mut m.unwritten).await {
             for b in m.buckets.values_mut() {
                 b.dirty = false;
             }
@@ -201,8 +203,8 @@ impl RefusedLog {
     }
 
     /// Writes `updates` and empties it; false (keeping them) on failure.
-    fn write(&self, updates: &mut Vec<RefusedUpdate>) -> bool {
-        match self.store.update_refused(updates) {
+    async fn write(&self, updates: &mut Vec<RefusedUpdate>) -> bool {
+        match self.store.update_refused(updates).await {
             Ok(()) => {
                 updates.clear();
                 true
@@ -219,10 +221,10 @@ impl RefusedLog {
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_record_per_client_and_a_cap_per_minute() {
+    #[tokio::test]
+    async fn one_record_per_client_and_a_cap_per_minute() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store: Arc<dyn RegistryStore> = Arc::new(crate::store::open(dir.path()).unwrap().1);
         let log = RefusedLog::new(store.clone());
         let long = "y".repeat(5000);
         for _ in 0..50 {
@@ -231,7 +233,8 @@ mod tests {
                 UNAUTHENTICATED,
                 "domain.suspend",
                 &long,
-            );
+            )
+            .await;
         }
         for i in 0..(MAX_RECORDS_PER_MINUTE as u32 + 30) {
             log.note(
@@ -239,10 +242,11 @@ mod tests {
                 UNAUTHENTICATED,
                 "queue.delete",
                 "/x",
-            );
+            )
+            .await;
         }
-        log.flush();
-        let recs = store.list_audit(1000).unwrap();
+        log.flush().await;
+        let recs = store.list_audit(1000).await.unwrap();
         // Unless the minute turned during the loop, the cap holds exactly.
         assert!(recs.len() <= 2 * (MAX_RECORDS_PER_MINUTE + 1), "{recs:#?}");
         let total: u64 = recs.iter().map(|r| r.count).sum();
@@ -254,15 +258,16 @@ mod tests {
         assert!(first.count >= 1 && first.target.chars().count() <= TARGET_MAX + 1);
         // One client trying several actions: one record naming them all.
         let ip: IpAddr = "192.0.2.8".parse().unwrap();
-        log.note(ip, UNAUTHENTICATED, "domain.add", "/api/v1/domains");
-        log.note(ip, UNAUTHENTICATED, "queue.delete", "/q");
-        log.note(ip, UNAUTHENTICATED, "domain.add", "/d");
+        log.note(ip, UNAUTHENTICATED, "domain.add", "/api/v1/domains")
+            .await;
+        log.note(ip, UNAUTHENTICATED, "queue.delete", "/q").await;
+        log.note(ip, UNAUTHENTICATED, "domain.add", "/d").await;
         // A known token's refusals: one record per action.
-        log.note(ip, "desk", "domain.add", "/api/v1/domains");
-        log.note(ip, "desk", "domain.add", "/api/v1/domains");
-        log.note(ip, "desk", "queue.delete", "/q");
-        log.flush();
-        let recs = store.list_audit(1000).unwrap();
+        log.note(ip, "desk", "domain.add", "/api/v1/domains").await;
+        log.note(ip, "desk", "domain.add", "/api/v1/domains").await;
+        log.note(ip, "desk", "queue.delete", "/q").await;
+        log.flush().await;
+        let recs = store.list_audit(1000).await.unwrap();
         let desk: Vec<_> = recs.iter().filter(|r| r.actor == "desk").collect();
         if desk.len() == 2 {
             assert_eq!(desk[1].action, "domain.add");

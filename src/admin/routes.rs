@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use serde::Deserialize;
 
 use super::auth::{Access, Guard, RouteSpec, authenticate};
-use super::{AdminState, ApiError, Authed, JsonBody, RefusedLog, audited};
+use super::{AdminState, ApiError, Authed, JsonBody, RefusedLog, audited, audited_blocking};
 use std::sync::Arc;
 
 mod applications;
@@ -19,10 +19,10 @@ mod mailbox;
 mod queue_tools;
 use crate::config::Role;
 use crate::domain::Domain;
+use crate::model::connections::ConnectionFilter;
+use crate::model::domains::DomainRecord;
+use crate::model::suspensions::{Scope, SuspensionRecord};
 use crate::registry::{NewDomain, RestoreRequest, SuspendRequest};
-use crate::store::connections::ConnectionFilter;
-use crate::store::domains::DomainRecord;
-use crate::store::suspensions::{Scope, SuspensionRecord};
 
 const fn route(
     method: &'static str,
@@ -295,7 +295,7 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
 /// The whole API, with its own log of refused calls (whose counts are
 /// written as each minute ends; [`super::serve`] also flushes them).
 pub fn router(state: AdminState) -> Router {
-    let refused = Arc::new(RefusedLog::new(state.store.clone()));
+    let refused = Arc::new(RefusedLog::new(state.audit.clone()));
     router_with(state, refused)
 }
 
@@ -331,9 +331,9 @@ async fn metrics(State(st): State<AdminState>) -> Result<impl IntoResponse, ApiE
     let queue = st.queue.clone();
     let store = st.store.clone();
     let snap = st.registry.snapshot();
+    let audit = st.audit.audit_size().await?;
     let mut g = tokio::task::spawn_blocking(move || -> Result<crate::metrics::Gauges, ApiError> {
         let c = queue.counts()?;
-        let audit = store.audit_size()?;
         let now = ugem_queue::unix_ms();
         // One pass over the envelopes for generated mail; fine at scrape
         // intervals for queues of tens of thousands.
@@ -438,7 +438,7 @@ async fn add_domain(
     };
     let reg = st.registry.clone();
     let cfg = st.cfg.clone();
-    let rec = audited(&st, &who, target, move |_| {
+    let rec = audited(&st, &who, target, move |_| async move {
         let b = parsed?;
         crate::registry::check_server_ranges(
             &b.domain.servers,
@@ -447,7 +447,7 @@ async fn add_domain(
             &cfg.registration,
         )
         .map_err(ApiError::bad_request)?;
-        Ok(reg.add_domain(b.domain)?)
+        Ok(reg.add_domain(b.domain).await?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(rec)))
@@ -489,7 +489,8 @@ fn held_mail_choice(b: &RestoreBody) -> Result<bool, ApiError> {
     }
 }
 
-/// Runs an async queue operation from inside a blocking handler.
+/// Runs an async queue operation from inside a blocking handler (one that
+/// also reads the queue, whose reads block).
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Handle::current().block_on(f)
 }
@@ -501,9 +502,9 @@ async fn suspend_domain(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let (st2, target) = (st.clone(), name.clone());
-    let rec = audited(&st, &who, name, move |caller| {
+    let rec = audited(&st, &who, name, move |caller| async move {
         let scope = Scope::Domain(parse_domain(&target)?);
-        staff_suspend(&st2, &scope, &caller.name, &need_reason(&body)?)
+        staff_suspend(&st2, &scope, &caller.name, &need_reason(&body)?).await
     })
     .await?;
     Ok(Json(rec))
@@ -516,10 +517,10 @@ async fn restore_domain(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let (st2, target) = (st.clone(), name.clone());
-    let rec = audited(&st, &who, name, move |caller| {
+    let rec = audited(&st, &who, name, move |caller| async move {
         let body: RestoreBody = body.or_default()?;
         let domain = parse_domain(&target)?;
-        let (_, rec) = staff_restore(&st2, &Scope::Domain(domain), &caller.name, &body)?;
+        let (_, rec) = staff_restore(&st2, &Scope::Domain(domain), &caller.name, &body).await?;
         rec.ok_or_else(|| ApiError::internal("no domain record after the restore"))
     })
     .await?;
@@ -528,21 +529,21 @@ async fn restore_domain(
 
 /// Staff suspend a scope, with every effect (the governor's one home for
 /// them: record, held mail, notices, webhooks).
-fn staff_suspend(
+async fn staff_suspend(
     st: &AdminState,
     scope: &Scope,
     actor: &str,
     reason: &str,
 ) -> Result<SuspensionRecord, ApiError> {
     let req = SuspendRequest::manual(actor, reason);
-    let (rec, _) = block_on(st.governor.suspend_scope(scope, req))?;
+    let (rec, _) = st.governor.suspend_scope(scope, req).await?;
     Ok(rec)
 }
 
 /// Staff restore a scope: the record closed, its held mail released or
 /// deleted as `body` says, and the notices. Returns the ended suspension
 /// (when on record) and, for a domain, its record.
-fn staff_restore(
+async fn staff_restore(
     st: &AdminState,
     scope: &Scope,
     actor: &str,
@@ -554,7 +555,7 @@ fn staff_restore(
         reason: body.reason.clone(),
         held_mail: if release { "released" } else { "deleted" }.into(),
     };
-    let r = block_on(st.governor.restore_scope(scope, req, release))?;
+    let r = st.governor.restore_scope(scope, req, release).await?;
     Ok((r.ended, r.domain))
 }
 
@@ -567,33 +568,36 @@ async fn disconnect_domain(
     let reg = st.registry.clone();
     let queue = st.queue.clone();
     let cfg = st.cfg.clone();
-    let rec = audited(&st, &who, name.clone(), move |_| {
+    let rec = audited(&st, &who, name.clone(), move |_| async move {
         let domain = parse_domain(&name)?;
         let reason = need_reason(&body)?;
-        let rec = reg.disconnect_domain(&domain, &reason)?;
+        let rec = reg.disconnect_domain(&domain, &reason).await?;
         match cfg.registration.disconnect_queued {
             crate::config::DisconnectQueued::Hold => {
-                let held = block_on(crate::governor::actions::hold_scope_mail(
+                let held = crate::governor::actions::hold_scope_mail(
                     &queue,
                     &Scope::Domain(domain.clone()),
                     &format!("domain {domain} disconnected: {reason}"),
-                ))?;
+                )
+                .await?;
                 tracing::info!(domain = %domain, held, "disconnected domain's queued mail held");
             }
             // Due now: the scheduler sees the domain disconnected and bounces.
             crate::config::DisconnectQueued::Bounce => {
                 let d = domain.to_string();
-                let released = block_on(queue.release_where(move |e| {
-                    e.direction == ugem_queue::Direction::Outbound
-                        && e.domain.as_deref() == Some(d.as_str())
-                }))?;
-                block_on(queue.retry_all(ugem_queue::unix_ms()))?;
+                let released = queue
+                    .release_where(move |e| {
+                        e.direction == ugem_queue::Direction::Outbound
+                            && e.domain.as_deref() == Some(d.as_str())
+                    })
+                    .await?;
+                queue.retry_all(ugem_queue::unix_ms()).await?;
                 tracing::info!(domain = %domain, released, "disconnected domain's queued mail due now, to be bounced");
             }
         }
         // The contacts learn of it by mail; a failed notice is reported, not raised.
         let text = crate::notify::notices::domain_disconnected(&cfg, &rec);
-        let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text);
+        let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text).await;
         let mut out = serde_json::to_value(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
         out["notice"] = serde_json::to_value(notice).unwrap_or_default();
         Ok(out)
@@ -609,13 +613,14 @@ async fn suspend_sender(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let (st2, target) = (st.clone(), address.clone());
-    let rec = audited(&st, &who, address, move |caller| {
+    let rec = audited(&st, &who, address, move |caller| async move {
         staff_suspend(
             &st2,
             &Scope::Sender(target),
             &caller.name,
             &need_reason(&body)?,
         )
+        .await
     })
     .await?;
     Ok(Json(rec))
@@ -628,9 +633,10 @@ async fn restore_sender(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let (st2, target) = (st.clone(), address.clone());
-    let rec = audited(&st, &who, address, move |caller| {
+    let rec = audited(&st, &who, address, move |caller| async move {
         let body: RestoreBody = body.or_default()?;
-        staff_restore(&st2, &Scope::Sender(target), &caller.name, &body)?
+        staff_restore(&st2, &Scope::Sender(target), &caller.name, &body)
+            .await?
             .0
             .ok_or_else(|| ApiError::internal("no suspension record after the restore"))
     })
@@ -646,7 +652,7 @@ async fn forget_verification(
     Path(address): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (v, target) = (st.verifier.clone(), address.clone());
-    let out = audited(&st, &who, address, move |_| {
+    let out = audited_blocking(&st, &who, address, move |_| {
         let forgotten = v.as_ref().is_some_and(|v| v.forget(&target));
         Ok(serde_json::json!({
             "address": target,
@@ -698,7 +704,7 @@ async fn governor_scope(
 fn sender_domain(
     st: &AdminState,
     address: &str,
-) -> Result<std::sync::Arc<crate::store::domains::DomainRecord>, ApiError> {
+) -> Result<std::sync::Arc<crate::model::domains::DomainRecord>, ApiError> {
     let d = address
         .rsplit_once('@')
         .map(|(_, d)| d)
@@ -732,10 +738,10 @@ async fn set_sender_limits(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let cfg = st.cfg.clone();
-    let v = audited(&st, &who, address.clone(), move |_| {
-        let limits: crate::store::domains::SenderLimits = body.required()?;
+    let v = audited(&st, &who, address.clone(), move |_| async move {
+        let limits: crate::model::domains::SenderLimits = body.required()?;
         let address = address.trim().to_ascii_lowercase();
-        let rec = reg.set_sender_limits(&address, Some(limits))?;
+        let rec = reg.set_sender_limits(&address, Some(limits)).await?;
         Ok(crate::governor::effective_sender_limits(
             &cfg, &rec, &address,
         ))
@@ -752,9 +758,9 @@ async fn clear_sender_limits(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let cfg = st.cfg.clone();
-    let v = audited(&st, &who, address.clone(), move |_| {
+    let v = audited(&st, &who, address.clone(), move |_| async move {
         let address = address.trim().to_ascii_lowercase();
-        let rec = reg.set_sender_limits(&address, None)?;
+        let rec = reg.set_sender_limits(&address, None).await?;
         Ok(crate::governor::effective_sender_limits(
             &cfg, &rec, &address,
         ))
@@ -786,10 +792,10 @@ async fn set_limits(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let cfg = st.cfg.clone();
-    let v = audited(&st, &who, name.clone(), move |_| {
+    let v = audited(&st, &who, name.clone(), move |_| async move {
         let domain = parse_domain(&name)?;
-        let limits: crate::store::domains::DomainLimits = body.required()?;
-        let rec = reg.set_limits(&domain, Some(limits))?;
+        let limits: crate::model::domains::DomainLimits = body.required()?;
+        let rec = reg.set_limits(&domain, Some(limits)).await?;
         Ok(crate::governor::effective_limits(&cfg, &rec))
     })
     .await?;
@@ -809,7 +815,7 @@ async fn list_suspensions(
     _: Authed,
     Query(q): Query<SuspensionQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(st.registry.suspensions(q.history)?))
+    Ok(Json(st.registry.suspensions(q.history).await?))
 }
 
 async fn list_connections(
@@ -836,7 +842,7 @@ async fn list_audit(
     _: Authed,
     Query(q): Query<AuditQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(st.store.list_audit(q.limit.unwrap_or(100))?))
+    Ok(Json(st.audit.list_audit(q.limit.unwrap_or(100)).await?))
 }
 
 async fn list_queue(
@@ -908,7 +914,7 @@ async fn queue_op(
     body: Option<JsonBody>,
 ) -> Result<axum::response::Response, ApiError> {
     let queue = st.queue.clone();
-    let changed = audited(&st, &who, id.clone(), move |caller| {
+    let changed = audited_blocking(&st, &who, id.clone(), move |caller| {
         let qid = parse_queue_id(&id)?;
         let done = match op {
             QueueOp::Retry => {
@@ -1012,7 +1018,7 @@ async fn retry_all(
     who: Authed,
 ) -> Result<impl IntoResponse, ApiError> {
     let queue = st.queue.clone();
-    let n = audited(&st, &who, "*".into(), move |_| {
+    let n = audited_blocking(&st, &who, "*".into(), move |_| {
         Ok(block_on(queue.retry_all(ugem_queue::unix_ms()))?)
     })
     .await?;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{CliError, print_table, query};
 use crate::admin::client::{AdminClient, segment};
-use crate::store::applications::{ApplicantCategory, ApplicationStatus};
+use crate::model::applications::{ApplicantCategory, ApplicationStatus};
 
 /// `ugem application ...`
 #[derive(Subcommand, Debug)]

@@ -270,7 +270,7 @@ pub struct MtaSts {
     cache: Mutex<HashMap<String, Cached>>,
     /// Domains being looked at, so that a burst fetches once.
     inflight: super::single_flight::Gates,
-    store: Option<crate::store::Store>,
+    store: Option<crate::store::LocalStore>,
 }
 
 impl std::fmt::Debug for MtaSts {
@@ -288,7 +288,7 @@ impl MtaSts {
         resolver: Resolver,
         port: u16,
         roots: Vec<CertificateDer<'static>>,
-        store: Option<crate::store::Store>,
+        store: Option<crate::store::LocalStore>,
     ) -> MtaSts {
         let mut anchors = RootCertStore::empty();
         anchors.add_parsable_certificates(roots);
@@ -513,7 +513,7 @@ impl MtaSts {
 }
 
 /// The unexpired policies saved in `store`; the expired ones are deleted.
-fn load(store: &crate::store::Store) -> HashMap<String, Cached> {
+fn load(store: &crate::store::LocalStore) -> HashMap<String, Cached> {
     let now = crate::store::now_ms();
     let rows = store.load_mta_sts().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot load the cached MTA-STS policies");

@@ -17,8 +17,8 @@ use rand::seq::SliceRandom;
 use crate::config::HostPort;
 pub use crate::dns::{resolver_builder, txt_strings};
 use crate::domain::Domain;
+use crate::model::domains::DomainStatus;
 use crate::registry::Snapshot;
-use crate::store::domains::DomainStatus;
 
 /// The SMTP port of MX targets (RFC 5321 §4.5.4.2 does not allow another).
 pub const SMTP_PORT: u16 = 25;

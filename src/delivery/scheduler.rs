@@ -16,8 +16,8 @@ use super::route::{Resolver, Route, route_for};
 use crate::config::Config;
 use crate::domain::Domain;
 use crate::maillog::{Hop, HopClock};
+use crate::model::suspensions::Scope;
 use crate::registry::Registry;
-use crate::store::suspensions::Scope;
 
 /// How long a lease lasts: longer than the slowest attempt can take, so a
 /// live delivery is never leased twice (a crash leaves it to run out).
@@ -424,7 +424,7 @@ impl Scheduler {
         }
         let d = Domain::parse(env.domain.as_deref()?).ok()?;
         let rec = self.registry.get(&d)?;
-        (rec.status == crate::store::domains::DomainStatus::Disconnected).then(|| {
+        (rec.status == crate::model::domains::DomainStatus::Disconnected).then(|| {
             format!("5.7.1 the sending domain {d} was disconnected from the gateway; not sent")
         })
     }

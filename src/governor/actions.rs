@@ -4,7 +4,7 @@
 
 use ugem_queue::{Direction, Envelope, Queue, QueueError};
 
-use crate::store::suspensions::Scope;
+use crate::model::suspensions::Scope;
 
 /// True for the queued outbound mail of `scope`.
 pub fn scope_predicate(scope: &Scope) -> impl Fn(&Envelope) -> bool + Send + Sync + 'static {

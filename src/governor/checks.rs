@@ -12,10 +12,10 @@
 //!    sender's novelty allowance throttles it (this one is deferred).
 
 use crate::domain::Domain;
+use crate::model::domains::{DomainLimits, SenderLimits};
+use crate::model::suspensions::Scope;
 use crate::registry::Snapshot;
 use crate::reply::Reply;
-use crate::store::domains::{DomainLimits, SenderLimits};
-use crate::store::suspensions::Scope;
 
 use super::detector::{self, Allowance, Basis, Novelty};
 use super::limits::{self, Cell, Rate};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use crate::domain::Domain;
+use crate::model::suspensions::{Scope, SuspensionRecord};
 use crate::registry::{RestoreRequest, SuspendRequest};
-use crate::store::suspensions::{Scope, SuspensionRecord};
 
 use super::clock::utc;
 use super::detector::Trip;
@@ -313,12 +313,11 @@ impl Governor {
         dedup: &str,
         text: crate::notify::notices::Text,
     ) {
-        let store = self.registry.store().clone();
-        let k = dedup.to_string();
-        let now = self.now_ms();
-        let fresh = tokio::task::spawn_blocking(move || store.claim_notice(&k, now))
+        // A store that cannot answer must not silence the notice.
+        let fresh = self
+            .registry
+            .claim_notice(dedup, self.now_ms())
             .await
-            .map(|r| r.unwrap_or(true))
             .unwrap_or(true);
         if !fresh {
             Counters::bump(&self.counters.notices_deduplicated);

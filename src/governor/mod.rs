@@ -43,9 +43,10 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::domain::Domain;
+use crate::model::suspensions::Scope;
 use crate::notify::webhook::Webhooks;
 use crate::registry::Registry;
-use crate::store::suspensions::Scope;
+use crate::store::LocalStore;
 use clock::Clock;
 use detector::{ScopeStats, Trip, Window};
 use ladder::LadderState;
@@ -112,7 +113,7 @@ impl Counters {
 /// A domain's limits: its overrides over the `[governor]` defaults.
 pub fn effective_limits(
     cfg: &Config,
-    rec: &crate::store::domains::DomainRecord,
+    rec: &crate::model::domains::DomainRecord,
 ) -> serde_json::Value {
     // The values in force are exactly what the checks resolve.
     let r = checks::Resolved::of(&cfg.governor, rec.limits.as_ref(), None);
@@ -141,7 +142,7 @@ pub fn effective_limits(
 /// A sender's limits: its declaration over its domain's limits.
 pub fn effective_sender_limits(
     cfg: &Config,
-    rec: &crate::store::domains::DomainRecord,
+    rec: &crate::model::domains::DomainRecord,
     sender: &str,
 ) -> serde_json::Value {
     let r = checks::Resolved::of(&cfg.governor, rec.limits.as_ref(), rec.senders.get(sender));
@@ -286,6 +287,8 @@ struct Listing {
 pub struct Governor {
     cfg: Arc<Config>,
     registry: Arc<Registry>,
+    /// The node-local store: detector state, webhook outbox.
+    local: LocalStore,
     queue: ugem_queue::Queue,
     clock: Arc<dyn Clock>,
     limits: Limiters,
@@ -342,16 +345,18 @@ fn scope_of(key: &str) -> Option<Scope> {
 
 impl Governor {
     /// Builds the governor on the system clock and loads the state saved in
-    /// the store and under `server.data_dir/governor`.
+    /// the local store and under `server.data_dir/governor`.
     pub fn new(
         cfg: Arc<Config>,
         registry: Arc<Registry>,
+        local: LocalStore,
         queue: ugem_queue::Queue,
     ) -> Arc<Governor> {
         let dir = cfg.server.data_dir.join("governor");
         Governor::with_clock(
             cfg,
             registry,
+            local,
             queue,
             Arc::new(clock::SystemClock),
             Some(dir),
@@ -363,13 +368,14 @@ impl Governor {
     pub fn with_clock(
         cfg: Arc<Config>,
         registry: Arc<Registry>,
+        local: LocalStore,
         queue: ugem_queue::Queue,
         clock: Arc<dyn Clock>,
         state_dir: Option<PathBuf>,
     ) -> Arc<Governor> {
         let g = &cfg.governor;
         // Events wait in the store's outbox until `run` starts the sender.
-        let webhooks = Webhooks::new(registry.store().clone(), g.webhooks.clone());
+        let webhooks = Webhooks::new(local.clone(), g.webhooks.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let memory = match &state_dir {
             Some(d) => RecipientMemory::open(d, g.recipient_memory).unwrap_or_else(|e| {
@@ -399,6 +405,7 @@ impl Governor {
             clock,
             cfg,
             registry,
+            local,
             queue,
         };
         gov.load();

@@ -2,8 +2,8 @@
 //! restore), kept together so they can be reviewed and translated at once.
 
 use crate::config::Config;
+use crate::model::suspensions::{Scope, SuspensionRecord};
 use crate::notify::notices::Text;
-use crate::store::suspensions::{Scope, SuspensionRecord};
 
 use super::detector::Trip;
 use super::settings::Step;

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::domain::Domain;
-use crate::store::suspensions::Scope;
+use crate::model::suspensions::Scope;
 
 use super::classify::{self, OutcomeKind, Patterns};
 use super::{Counters, Event, Excluded, Governor, Label, Listing, detector};

@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{ForwardPath, Mailbox, ReversePath};
 use crate::config::Config;
+use crate::model::domains::{DomainLimits, SenderLimits};
+use crate::model::suspensions::Scope;
 use crate::policy::{self, MailVerdict, RcptKind, RcptVerdict, SenderStanding};
 use crate::registry::{Registry, RestoreRequest, SuspendRequest};
-use crate::store::domains::{DomainLimits, SenderLimits};
-use crate::store::suspensions::Scope;
 
 use super::clock::{Clock, ManualClock, utc};
 use super::outcomes;
@@ -364,7 +364,7 @@ fn parse_scope(s: &str) -> Option<Scope> {
 
 impl Replayer {
     /// A replay of the governor configured by `cfg`, starting at `start_ms`.
-    pub fn new(mut cfg: Config, start_ms: u64) -> Result<Replayer, ReplayError> {
+    pub async fn new(mut cfg: Config, start_ms: u64) -> Result<Replayer, ReplayError> {
         let dir = std::env::temp_dir().join(format!(
             "ugem-replay-{}-{:016x}",
             std::process::id(),
@@ -376,13 +376,24 @@ impl Replayer {
         cfg.server.data_dir = dir.clone();
         // Nothing leaves a replay.
         cfg.governor.webhooks.clear();
-        let store = crate::store::Store::open(&dir).map_err(|e| err(&e))?;
-        let registry = Arc::new(Registry::open(store).map_err(|e| err(&e))?);
+        let (local, shared) = crate::store::open(&dir).map_err(|e| err(&e))?;
+        let registry = Arc::new(
+            Registry::open(Arc::new(shared))
+                .await
+                .map_err(|e| err(&e))?,
+        );
         let queue =
             ugem_queue::Queue::open(&dir.join("queue"), Default::default()).map_err(|e| err(&e))?;
         let clock = Arc::new(ManualClock::new(start_ms));
         let cfg = Arc::new(cfg);
-        let gov = Governor::with_clock(cfg.clone(), registry.clone(), queue, clock.clone(), None);
+        let gov = Governor::with_clock(
+            cfg.clone(),
+            registry.clone(),
+            local,
+            queue,
+            clock.clone(),
+            None,
+        );
         let rx = gov
             .take_events()
             .ok_or_else(|| ReplayError::Scratch("governor events taken".into()))?;
@@ -443,6 +454,7 @@ impl Replayer {
                 })?;
                 self.registry
                     .add_domain(new)
+                    .await
                     .map_err(|e| ReplayError::Event {
                         t,
                         msg: e.to_string(),
@@ -455,6 +467,7 @@ impl Replayer {
                 })?;
                 self.registry
                     .set_limits(&d, Some(limits))
+                    .await
                     .map_err(|e| ReplayError::Event {
                         t,
                         msg: e.to_string(),
@@ -463,6 +476,7 @@ impl Replayer {
             TraceEvent::SenderLimits { t, sender, limits } => {
                 self.registry
                     .set_sender_limits(&sender, Some(limits))
+                    .await
                     .map_err(|e| ReplayError::Event {
                         t,
                         msg: e.to_string(),
@@ -481,8 +495,8 @@ impl Replayer {
                     expires_at: None,
                 };
                 let r = match &sc {
-                    Scope::Domain(d) => self.registry.suspend_domain(d, req),
-                    Scope::Sender(s) => self.registry.suspend_sender(s, req),
+                    Scope::Domain(d) => self.registry.suspend_domain(d, req).await,
+                    Scope::Sender(s) => self.registry.suspend_sender(s, req).await,
                 };
                 if let Ok(rec) = r {
                     self.gov.on_suspended(&rec, 0).await;
@@ -500,11 +514,13 @@ impl Replayer {
                 };
                 let active = self.registry.snapshot().suspension(&sc).map(|s| s.id);
                 let r = match &sc {
-                    Scope::Domain(d) => self.registry.restore_domain(d, req).map(|_| ()),
-                    Scope::Sender(s) => self.registry.restore_sender(s, req).map(|_| ()),
+                    Scope::Domain(d) => self.registry.restore_domain(d, req).await.map(|_| ()),
+                    Scope::Sender(s) => self.registry.restore_sender(s, req).await.map(|_| ()),
                 };
-                let ended =
-                    active.and_then(|id| self.registry.store().get_suspension(id).ok().flatten());
+                let ended = match active {
+                    Some(id) => self.registry.suspension(id).await.ok().flatten(),
+                    None => None,
+                };
                 if let (Ok(()), Some(rec)) = (r, ended) {
                     self.gov.on_restored(&rec).await;
                 }
@@ -848,7 +864,7 @@ pub async fn run(
 ) -> Result<Report, ReplayError> {
     let mut it = events.into_iter().peekable();
     let start = it.peek().map_or(0, |e| e.t());
-    let mut r = Replayer::new(cfg, start)?;
+    let mut r = Replayer::new(cfg, start).await?;
     for ev in it {
         r.apply(ev, out).await?;
     }

@@ -9,7 +9,7 @@ use super::{Governor, Tracked};
 impl Governor {
     /// Loads the saved scope states.
     pub(crate) fn load(&self) {
-        let rows = match self.registry.store().load_governor_stats() {
+        let rows = match self.local.load_governor_stats() {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(error = %e, "cannot load the detector state");
@@ -38,9 +38,10 @@ impl Governor {
         self.lift_expired().await;
         self.evict(now);
         self.save(false).await;
-        let store = self.registry.store().clone();
         let before = now.saturating_sub(3 * 24 * 3600 * 1000);
-        let _ = tokio::task::spawn_blocking(move || store.prune_notices(before)).await;
+        if let Err(e) = self.registry.prune_notices(before).await {
+            tracing::warn!(error = %e, "cannot prune old notice claims");
+        }
     }
 
     /// Bounds the tracked senders: the longest idle go first, never one
@@ -78,7 +79,7 @@ impl Governor {
         if self.state_dir.is_none() {
             return;
         }
-        let store = self.registry.store().clone();
+        let store = self.local.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = store.delete_governor_stats(&gone) {
                 tracing::warn!(error = %e, "cannot delete evicted detector state");
@@ -100,7 +101,7 @@ impl Governor {
                 (t.name.clone(), serde_json::to_vec(t).unwrap_or_default())
             }))
         });
-        let store = self.registry.store().clone();
+        let store = self.local.clone();
         let memory = self.memory.clone();
         let r = tokio::task::spawn_blocking(move || {
             let m = if all {

@@ -3,9 +3,9 @@
 //! registry, the scope's queued outbound mail held (or released or
 //! deleted), the notices to the contacts and the postmaster, the webhooks.
 
+use crate::model::domains::DomainRecord;
+use crate::model::suspensions::{Scope, SuspensionRecord};
 use crate::registry::{RegistryError, RestoreRequest, SuspendRequest};
-use crate::store::domains::DomainRecord;
-use crate::store::suspensions::{Scope, SuspensionRecord};
 
 use super::{Governor, actions};
 
@@ -28,14 +28,10 @@ impl Governor {
         scope: &Scope,
         req: SuspendRequest,
     ) -> Result<(SuspensionRecord, usize), RegistryError> {
-        let reg = self.registry.clone();
-        let sc = scope.clone();
-        let rec = tokio::task::spawn_blocking(move || match &sc {
-            Scope::Domain(d) => reg.suspend_domain(d, req),
-            Scope::Sender(s) => reg.suspend_sender(s, req),
-        })
-        .await
-        .map_err(|e| RegistryError::Invalid(format!("suspension task failed: {e}")))??;
+        let rec = match scope {
+            Scope::Domain(d) => self.registry.suspend_domain(d, req).await?,
+            Scope::Sender(s) => self.registry.suspend_sender(s, req).await?,
+        };
         // The scheduler also holds what it finds of a suspended scope, so a
         // failure here delays nothing for long; it is logged, not fatal.
         let held = actions::hold_scope_mail(
@@ -61,21 +57,18 @@ impl Governor {
         req: RestoreRequest,
         release: bool,
     ) -> Result<Restored, RegistryError> {
-        let reg = self.registry.clone();
-        let sc = scope.clone();
-        let (ended, domain) = tokio::task::spawn_blocking(move || {
-            let active = reg.snapshot().suspension(&sc).map(|s| s.id);
-            match &sc {
-                Scope::Domain(d) => {
-                    let rec = reg.restore_domain(d, req)?;
-                    let ended = active.and_then(|id| reg.store().get_suspension(id).ok().flatten());
-                    Ok::<_, RegistryError>((ended, Some(rec)))
-                }
-                Scope::Sender(a) => Ok((Some(reg.restore_sender(a, req)?), None)),
+        let (ended, domain) = match scope {
+            Scope::Domain(d) => {
+                let active = self.registry.snapshot().suspension(scope).map(|s| s.id);
+                let rec = self.registry.restore_domain(d, req).await?;
+                let ended = match active {
+                    Some(id) => self.registry.suspension(id).await.ok().flatten(),
+                    None => None,
+                };
+                (ended, Some(rec))
             }
-        })
-        .await
-        .map_err(|e| RegistryError::Invalid(format!("restore task failed: {e}")))??;
+            Scope::Sender(a) => (Some(self.registry.restore_sender(a, req).await?), None),
+        };
         let messages = actions::release_scope_mail(&self.queue, scope, release)
             .await
             .unwrap_or_else(|e| {

@@ -19,13 +19,13 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
-fn rig(tune: impl FnOnce(&mut Config)) -> Rig {
-    rig_in(tempfile::tempdir().unwrap(), tune, true)
+async fn rig(tune: impl FnOnce(&mut Config)) -> Rig {
+    rig_in(tempfile::tempdir().unwrap(), tune, true).await
 }
 
-fn rig_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config), add: bool) -> Rig {
-    let store = crate::store::Store::open(dir.path()).unwrap();
-    let registry = Arc::new(Registry::open(store).unwrap());
+async fn rig_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config), add: bool) -> Rig {
+    let (local, shared) = crate::store::open(dir.path()).unwrap();
+    let registry = Arc::new(Registry::open(Arc::new(shared)).await.unwrap());
     let d = Domain::parse("agency.example.kz").unwrap();
     if add {
         let new: NewDomain = serde_json::from_value(serde_json::json!({
@@ -35,7 +35,7 @@ fn rig_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config), add: bool) -> 
             "contacts": [{"name": "", "email": "it@agency.example.kz"}],
         }))
         .unwrap();
-        registry.add_domain(new).unwrap();
+        registry.add_domain(new).await.unwrap();
     }
     let queue = ugem_queue::Queue::open(&dir.path().join("queue"), Default::default()).unwrap();
     let mut cfg = Config::default();
@@ -45,6 +45,7 @@ fn rig_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config), add: bool) -> 
     let gov = Governor::with_clock(
         Arc::new(cfg),
         registry,
+        local,
         queue,
         clock.clone(),
         Some(dir.path().join("governor")),
@@ -89,7 +90,8 @@ async fn memory_stays_bounded_however_many_senders_appear() {
     let mut r = rig(|c| {
         c.governor.max_tracked_senders = 500;
         c.governor.domain_recipients_per_hour = u32::MAX / 4;
-    });
+    })
+    .await;
     for i in 0..20_000 {
         r.rcpt(&format!("u{i}@agency.example.kz"), "x@far.example")
             .unwrap();
@@ -118,7 +120,7 @@ async fn saved_state_brings_back_cells_throttles_and_the_recipient_memory() {
         c.governor.new_recipients_5min = 3;
         c.governor.sender_recipients_per_minute = 5;
     };
-    let mut r = rig_in(dir, tune, true);
+    let mut r = rig_in(dir, tune, true).await;
     let s = "clerk@agency.example.kz";
     for i in 0..3 {
         r.rcpt(s, &format!("n{i}@far.example")).unwrap();
@@ -143,7 +145,7 @@ async fn saved_state_brings_back_cells_throttles_and_the_recipient_memory() {
     } = r;
     drop((gov, rx));
     // A new process on the same data.
-    let r = rig_in(_dir, tune, false);
+    let r = rig_in(_dir, tune, false).await;
     r.clock.set(clock.now_ms() + 1_000);
     assert_eq!(r.gov.data_dir_for_test(), path.join("governor"));
     // The minute's cap is still used up...
@@ -169,7 +171,7 @@ async fn saved_state_brings_back_cells_throttles_and_the_recipient_memory() {
 
 #[tokio::test]
 async fn deferrals_and_retries_count_once_and_listings_blame_nobody() {
-    let mut r = rig(|_| {});
+    let mut r = rig(|_| {}).await;
     r.gov.note_source_address("203.0.113.5".parse().unwrap());
     let s = "a@agency.example.kz";
     let res = |delivered, permanent, text, first| outcomes::Result {
@@ -232,7 +234,8 @@ async fn one_senders_unknown_recipients_suspend_the_sender_not_its_domain() {
     let mut r = rig(|c| {
         c.governor.unknown_min = 10;
         c.governor.ladder = vec![Step::Suspend];
-    });
+    })
+    .await;
     let unknown = "550 5.1.1 <x@y>: Recipient address rejected: User unknown";
     let mut steps = Vec::new();
     for i in 0..40u64 {

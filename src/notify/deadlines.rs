@@ -21,9 +21,6 @@ pub enum AlertError {
     /// The alert could not be queued.
     #[error(transparent)]
     Notify(#[from] NotifyError),
-    /// A blocking task died.
-    #[error("alert task failed: {0}")]
-    Task(String),
 }
 
 /// Runs until `stop` turns true: every `[registration] overdue_check_interval`,
@@ -66,10 +63,7 @@ pub async fn alert_due(
     queue: &ugem_queue::Queue,
     cfg: &Config,
 ) -> Result<usize, AlertError> {
-    let a = apps.clone();
-    let due = tokio::task::spawn_blocking(move || a.due_for_alert())
-        .await
-        .map_err(|e| AlertError::Task(e.to_string()))??;
+    let due = apps.due_for_alert().await?;
     let today = apps.today();
     let mut sent = 0;
     for v in due {
@@ -85,10 +79,7 @@ pub async fn alert_due(
             "application at or past its decision date; postmaster alerted"
         );
         // Marked after queueing: a crash in between repeats an alert rather than losing it.
-        let (a, app_id) = (apps.clone(), app.id);
-        tokio::task::spawn_blocking(move || a.mark_alerted(app_id))
-            .await
-            .map_err(|e| AlertError::Task(e.to_string()))??;
+        apps.mark_alerted(app.id).await?;
         sent += 1;
     }
     Ok(sent)
@@ -126,10 +117,9 @@ async fn calendar_reminder(
 mod tests {
     use super::*;
     use crate::domain::Domain;
+    use crate::model::applications::ApplicantCategory;
     use crate::registry::applications::{FixedClock, NewApplication};
     use crate::registry::{parse_contact, parse_server};
-    use crate::store::Store;
-    use crate::store::applications::ApplicantCategory;
 
     struct World {
         _dir: tempfile::TempDir,
@@ -138,10 +128,10 @@ mod tests {
         cfg: Config,
     }
 
-    fn world() -> World {
+    async fn world() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store")).unwrap();
-        let registry = Arc::new(Registry::open(store).unwrap());
+        let (_, store) = crate::store::open(&dir.path().join("store")).unwrap();
+        let registry = Arc::new(Registry::open(Arc::new(store)).await.unwrap());
         let queue = ugem_queue::Queue::open(
             &dir.path().join("queue"),
             ugem_queue::QueueOptions {
@@ -158,7 +148,7 @@ mod tests {
         }
     }
 
-    fn submit(apps: &Applications, received: Option<NaiveDate>) -> u64 {
+    async fn submit(apps: &Applications, received: Option<NaiveDate>) -> u64 {
         apps.submit(
             NewApplication {
                 domain: Domain::parse("agency.example.kz").unwrap(),
@@ -175,6 +165,7 @@ mod tests {
             },
             "root",
         )
+        .await
         .unwrap()
         .application
         .id
@@ -186,14 +177,14 @@ mod tests {
 
     #[tokio::test]
     async fn one_alert_per_application_per_day() {
-        let w = world();
+        let w = world().await;
         let clock = Arc::new(FixedClock::on("2026-03-02".parse().unwrap()));
         let apps = Arc::new(Applications::with_clock(
             w.registry.clone(),
             &w.cfg.registration,
             clock.clone(),
         ));
-        submit(&apps, None); // due 2026-03-10
+        submit(&apps, None).await; // due 2026-03-10
         assert_eq!(alert_due(&apps, &w.queue, &w.cfg).await.unwrap(), 0);
         clock.set("2026-03-10".parse().unwrap());
         assert_eq!(alert_due(&apps, &w.queue, &w.cfg).await.unwrap(), 1);
@@ -231,10 +222,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_loop_alerts_and_stops_when_told() {
-        let w = world();
+        let w = world().await;
         let apps = Applications::from_config(w.registry.clone(), &w.cfg.registration);
         let received = apps.today() - chrono::Days::new(20);
-        submit(&apps, Some(received));
+        submit(&apps, Some(received)).await;
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(overdue_alerts(
             w.registry.clone(),
@@ -244,7 +235,7 @@ mod tests {
         ));
         let mut alerted = false;
         for _ in 0..100 {
-            let rec = w.registry.store().get_application(1).unwrap().unwrap();
+            let rec = apps.get(1).await.unwrap().application;
             if rec.alerted_on == Some(apps.today()) {
                 alerted = true;
                 break;

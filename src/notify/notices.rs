@@ -5,8 +5,8 @@ use chrono::NaiveDate;
 
 use crate::config::Config;
 use crate::domain::Domain;
-use crate::store::applications::ApplicationRecord;
-use crate::store::domains::DomainRecord;
+use crate::model::applications::ApplicationRecord;
+use crate::model::domains::DomainRecord;
 
 /// A notice's subject and text.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::store::Store;
-use crate::store::webhooks::WebhookJob;
+use crate::model::webhooks::WebhookJob;
+use crate::store::LocalStore;
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -29,7 +29,7 @@ pub struct WebhookStats {
 /// The sending side: cheap to clone, never blocks the caller.
 #[derive(Clone)]
 pub struct Webhooks {
-    store: Option<Store>,
+    store: Option<LocalStore>,
     urls: Arc<Vec<String>>,
     wake: Arc<Notify>,
     /// Delivery counters.
@@ -56,7 +56,7 @@ impl Webhooks {
     }
 
     /// The outbox for `urls`; nothing is sent until [`Webhooks::spawn_sender`].
-    pub fn new(store: Store, urls: Vec<String>) -> Webhooks {
+    pub fn new(store: LocalStore, urls: Vec<String>) -> Webhooks {
         Webhooks {
             store: Some(store),
             urls: Arc::new(urls),
@@ -167,7 +167,7 @@ impl Webhooks {
 
 async fn deliver(
     agent: ureq::Agent,
-    store: Store,
+    store: LocalStore,
     mut job: WebhookJob,
     attempts: u32,
     stats: Arc<WebhookStats>,
@@ -260,7 +260,7 @@ mod tests {
             bodies
         });
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = crate::store::open(dir.path()).unwrap().0;
         let (_stop_tx, stop) = watch::channel(false);
         let w = Webhooks::new(store.clone(), vec![format!("http://{addr}/hook")]);
         w.spawn_sender(3, Duration::from_secs(5), Vec::new(), stop);

@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use crate::address::{ForwardPath, MailDomain, Mailbox, ReversePath};
 use crate::domain::Domain;
+use crate::model::domains::{DomainRecord, DomainStatus};
+use crate::model::suspensions::{Scope, SuspensionRecord};
 use crate::registry::Snapshot;
 use crate::reply::Reply;
-use crate::store::domains::{DomainRecord, DomainStatus};
-use crate::store::suspensions::{Scope, SuspensionRecord};
 
 /// What the MAIL FROM allows for the rest of the transaction.
 #[derive(Debug, Clone)]

@@ -1,12 +1,12 @@
 use super::*;
 use crate::registry::{NewDomain, Registry, SuspendRequest, parse_contact, parse_server};
-use crate::store::Store;
 
 const PM: &str = "postmaster@gw.example.kz";
 
-fn registry() -> (tempfile::TempDir, Registry) {
+async fn registry() -> (tempfile::TempDir, Registry) {
     let dir = tempfile::tempdir().unwrap();
-    let r = Registry::open(Store::open(dir.path()).unwrap()).unwrap();
+    let (_, store) = crate::store::open(dir.path()).unwrap();
+    let r = Registry::open(std::sync::Arc::new(store)).await.unwrap();
     for (name, server) in [
         ("agency.example.kz", "192.0.2.0/29"),
         ("other.example.kz", "2001:db8::/64"),
@@ -19,6 +19,7 @@ fn registry() -> (tempfile::TempDir, Registry) {
             inbound: None,
             shared_servers: false,
         })
+        .await
         .unwrap();
     }
     (dir, r)
@@ -50,9 +51,9 @@ fn refused_code(v: MailVerdict) -> u16 {
     }
 }
 
-#[test]
-fn registered_client_relays_anywhere() {
-    let (_d, r) = registry();
+#[tokio::test]
+async fn registered_client_relays_anywhere() {
+    let (_d, r) = registry().await;
     let snap = r.snapshot();
     let gw = Domain::parse("gw.example.kz").unwrap();
     let s = standing(mail_verdict(
@@ -89,9 +90,9 @@ fn registered_client_relays_anywhere() {
     assert!(matches!(s, SenderStanding::Relay { .. }));
 }
 
-#[test]
-fn wrong_ip_for_registered_sender_is_refused() {
-    let (_d, r) = registry();
+#[tokio::test]
+async fn wrong_ip_for_registered_sender_is_refused() {
+    let (_d, r) = registry().await;
     let snap = r.snapshot();
     assert_eq!(
         refused_code(mail_verdict(
@@ -114,9 +115,9 @@ fn wrong_ip_for_registered_sender_is_refused() {
     );
 }
 
-#[test]
-fn strangers_only_reach_registered_domains() {
-    let (_d, r) = registry();
+#[tokio::test]
+async fn strangers_only_reach_registered_domains() {
+    let (_d, r) = registry().await;
     let snap = r.snapshot();
     let gw = Domain::parse("gw.example.kz").unwrap();
     for sender in [
@@ -155,14 +156,15 @@ fn strangers_only_reach_registered_domains() {
     }
 }
 
-#[test]
-fn suspensions_give_451() {
-    let (_d, r) = registry();
+#[tokio::test]
+async fn suspensions_give_451() {
+    let (_d, r) = registry().await;
     let agency = Domain::parse("agency.example.kz").unwrap();
     r.suspend_sender(
         "bot@agency.example.kz",
         SuspendRequest::manual("ops", "phishing"),
     )
+    .await
     .unwrap();
     let snap = r.snapshot();
     let v = mail_verdict(&snap, ip("192.0.2.5"), &from("Bot@Agency.example.kz"), PM);
@@ -184,6 +186,7 @@ fn suspensions_give_451() {
         PM,
     ));
     r.suspend_domain(&agency, SuspendRequest::manual("ops", "volume"))
+        .await
         .unwrap();
     let snap = r.snapshot();
     assert_eq!(

@@ -5,7 +5,7 @@
 //! utc_offset`), read from an injectable [`Clock`] so that deadlines and the
 //! resubmission lock can be tested on any day.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, Utc};
 use ipnet::IpNet;
@@ -15,9 +15,9 @@ use super::{NewDomain, RangeLimits, Registry, RegistryError, check_server_ranges
 use crate::calendar::Calendar;
 use crate::config::{HostPort, RegistrationSection};
 use crate::domain::Domain;
+use crate::model::applications::{ApplicantCategory, ApplicationRecord, ApplicationStatus};
+use crate::model::domains::{Contact, DomainRecord, DomainStatus};
 use crate::store::StoreError;
-use crate::store::applications::{ApplicantCategory, ApplicationRecord, ApplicationStatus};
-use crate::store::domains::{Contact, DomainRecord, DomainStatus};
 
 /// The time source of the workflow.
 pub trait Clock: Send + Sync {
@@ -198,11 +198,20 @@ pub struct Approval {
 }
 
 /// Serializes workflow changes in this process: check-then-write steps
-/// (one pending application per domain, pending-only decisions) must not interleave.
-static WORKFLOW: Mutex<()> = Mutex::new(());
+/// (one pending application per domain, pending-only decisions) must not
+/// interleave. (Across nodes, the store's conditional writes keep them apart.)
+static WORKFLOW: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn workflow_lock() -> MutexGuard<'static, ()> {
-    WORKFLOW.lock().unwrap_or_else(|p| p.into_inner())
+async fn workflow_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    WORKFLOW.lock().await
+}
+
+/// A store error, with a lost race said as a conflict of the workflow.
+fn from_store(e: StoreError) -> ApplicationError {
+    match e {
+        StoreError::Conflict(m) => ApplicationError::Conflict(m),
+        e => ApplicationError::Store(e),
+    }
 }
 
 fn check_text(field: &str, s: &str, max: usize, required: bool) -> Result<(), ApplicationError> {
@@ -291,7 +300,7 @@ impl Applications {
 
     /// Records a received application after checking every field, the
     /// domain's standing, and the resubmission lock.
-    pub fn submit(
+    pub async fn submit(
         &self,
         new: NewApplication,
         actor: &str,
@@ -327,7 +336,7 @@ impl Applications {
             )));
         }
 
-        let _g = workflow_lock();
+        let _g = workflow_lock().await;
         if let Some(d) = self.registry.get(&new.domain)
             && d.status != DomainStatus::Disconnected
         {
@@ -336,7 +345,7 @@ impl Applications {
                 d.name, d.status
             )));
         }
-        let history = self.for_domain(&new.domain)?;
+        let history = self.for_domain(&new.domain).await?;
         if let Some(p) = history
             .iter()
             .find(|a| a.status == ApplicationStatus::Pending)
@@ -364,7 +373,7 @@ impl Applications {
             }
         }
 
-        let mut rec = ApplicationRecord {
+        let rec = ApplicationRecord {
             id: 0,
             domain: new.domain,
             owner: new.owner.trim().to_string(),
@@ -387,7 +396,12 @@ impl Applications {
             alerted_on: None,
             allow_wide_range: new.allow_wide_range,
         };
-        rec.id = self.registry.store().insert_application(&rec)?;
+        let rec = self
+            .registry
+            .store
+            .insert_application(&rec)
+            .await
+            .map_err(from_store)?;
         Ok(self.view(rec))
     }
 
@@ -398,16 +412,20 @@ impl Applications {
             .unwrap_or(NaiveDate::MAX)
     }
 
-    fn for_domain(&self, domain: &Domain) -> Result<Vec<ApplicationRecord>, ApplicationError> {
-        let mut all = self.registry.store().list_applications()?;
+    async fn for_domain(
+        &self,
+        domain: &Domain,
+    ) -> Result<Vec<ApplicationRecord>, ApplicationError> {
+        let mut all = self.registry.store.list_applications().await?;
         all.retain(|a| &a.domain == domain);
         Ok(all)
     }
 
-    fn load(&self, id: u64) -> Result<ApplicationRecord, ApplicationError> {
+    async fn load(&self, id: u64) -> Result<ApplicationRecord, ApplicationError> {
         self.registry
-            .store()
-            .get_application(id)?
+            .store
+            .get_application(id)
+            .await?
             .ok_or(ApplicationError::NotFound(id))
     }
 
@@ -451,14 +469,15 @@ impl Applications {
     }
 
     /// Applications matching `filter`, oldest first.
-    pub fn list(
+    pub async fn list(
         &self,
         filter: &ApplicationFilter,
     ) -> Result<Vec<ApplicationView>, ApplicationError> {
         Ok(self
             .registry
-            .store()
-            .list_applications()?
+            .store
+            .list_applications()
+            .await?
             .into_iter()
             .filter(|a| filter.status.is_none_or(|s| a.status == s))
             .filter(|a| filter.domain.as_ref().is_none_or(|d| &a.domain == d))
@@ -467,13 +486,18 @@ impl Applications {
             .collect())
     }
 
-    /// One application.
-    pub fn get(&self, id: u64) -> Result<ApplicationView, ApplicationError> {
-        Ok(self.view(self.load(id)?))
+    /// Every application as stored, oldest first.
+    pub async fn all(&self) -> Result<Vec<ApplicationRecord>, ApplicationError> {
+        Ok(self.registry.store.list_applications().await?)
     }
 
-    fn pending(&self, id: u64) -> Result<ApplicationRecord, ApplicationError> {
-        let app = self.load(id)?;
+    /// One application.
+    pub async fn get(&self, id: u64) -> Result<ApplicationView, ApplicationError> {
+        Ok(self.view(self.load(id).await?))
+    }
+
+    async fn pending(&self, id: u64) -> Result<ApplicationRecord, ApplicationError> {
+        let app = self.load(id).await?;
         if app.status != ApplicationStatus::Pending {
             return Err(ApplicationError::Conflict(format!(
                 "application #{id} is {}, not pending",
@@ -483,7 +507,7 @@ impl Applications {
         Ok(app)
     }
 
-    fn decide(
+    async fn decide(
         &self,
         mut app: ApplicationRecord,
         status: ApplicationStatus,
@@ -495,13 +519,17 @@ impl Applications {
         app.decided_at = Some(self.clock.now());
         app.decided_by = Some(actor.to_string());
         app.reason = reason;
-        self.registry.store().update_application(&app)?;
+        self.registry
+            .store
+            .update_application(&app, ApplicationStatus::Pending)
+            .await
+            .map_err(from_store)?;
         Ok(app)
     }
 
     /// Connects the domain with the application's servers and contacts (a
     /// disconnected domain is connected again) and marks it approved.
-    pub fn approve(
+    pub async fn approve(
         &self,
         id: u64,
         actor: &str,
@@ -515,18 +543,19 @@ impl Applications {
                 allow_wide_range: false,
             },
         )
+        .await
     }
 
     /// [`Applications::approve`] with every option. The server ranges are
     /// checked again: the limits may have changed since the intake.
-    pub fn approve_with(
+    pub async fn approve_with(
         &self,
         id: u64,
         actor: &str,
         opts: ApproveOptions,
     ) -> Result<Approval, ApplicationError> {
-        let _g = workflow_lock();
-        let app = self.pending(id)?;
+        let _g = workflow_lock().await;
+        let app = self.pending(id).await?;
         check_server_ranges(
             &app.servers,
             app.inbound.as_ref(),
@@ -543,9 +572,9 @@ impl Applications {
             shared_servers: opts.shared_servers,
         };
         let (domain, reconnected) = match self.registry.get(&app.domain) {
-            None => (self.registry.add_domain(new)?, false),
+            None => (self.registry.add_domain(new).await?, false),
             Some(d) if d.status == DomainStatus::Disconnected => {
-                (self.registry.reconnect_domain(new)?, true)
+                (self.registry.reconnect_domain(new).await?, true)
             }
             Some(d) => {
                 return Err(ApplicationError::Conflict(format!(
@@ -556,7 +585,9 @@ impl Applications {
         };
         // The domain is connected first: if recording the decision then
         // fails, the operator sees the error and the domain's state is the truth.
-        let app = self.decide(app, ApplicationStatus::Approved, actor, None)?;
+        let app = self
+            .decide(app, ApplicationStatus::Approved, actor, None)
+            .await?;
         Ok(Approval {
             application: self.view(app),
             domain,
@@ -565,26 +596,28 @@ impl Applications {
     }
 
     /// Rejects a pending application with reasons.
-    pub fn reject(
+    pub async fn reject(
         &self,
         id: u64,
         actor: &str,
         reason: &str,
     ) -> Result<ApplicationView, ApplicationError> {
         check_text("reason", reason, 2000, true)?;
-        let _g = workflow_lock();
-        let app = self.pending(id)?;
-        let app = self.decide(
-            app,
-            ApplicationStatus::Rejected,
-            actor,
-            Some(reason.trim().to_string()),
-        )?;
+        let _g = workflow_lock().await;
+        let app = self.pending(id).await?;
+        let app = self
+            .decide(
+                app,
+                ApplicationStatus::Rejected,
+                actor,
+                Some(reason.trim().to_string()),
+            )
+            .await?;
         Ok(self.view(app))
     }
 
     /// Records that the applicant took a pending application back; no lock follows.
-    pub fn withdraw(
+    pub async fn withdraw(
         &self,
         id: u64,
         actor: &str,
@@ -593,25 +626,28 @@ impl Applications {
         if let Some(r) = reason {
             check_text("reason", r, 2000, false)?;
         }
-        let _g = workflow_lock();
-        let app = self.pending(id)?;
+        let _g = workflow_lock().await;
+        let app = self.pending(id).await?;
         let reason = reason
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map(str::to_string);
-        let app = self.decide(app, ApplicationStatus::Withdrawn, actor, reason)?;
+        let app = self
+            .decide(app, ApplicationStatus::Withdrawn, actor, reason)
+            .await?;
         Ok(self.view(app))
     }
 
     /// Pending applications due today or overdue whose postmaster alert has
     /// not gone out today.
-    pub fn due_for_alert(&self) -> Result<Vec<ApplicationView>, ApplicationError> {
+    pub async fn due_for_alert(&self) -> Result<Vec<ApplicationView>, ApplicationError> {
         let today = self.today();
         Ok(self
             .list(&ApplicationFilter {
                 status: Some(ApplicationStatus::Pending),
                 ..Default::default()
-            })?
+            })
+            .await?
             .into_iter()
             .filter(|v| {
                 v.application.decision_due <= today && v.application.alerted_on != Some(today)
@@ -620,11 +656,16 @@ impl Applications {
     }
 
     /// Records that today's deadline alert for an application went out.
-    pub fn mark_alerted(&self, id: u64) -> Result<(), ApplicationError> {
-        let _g = workflow_lock();
-        let mut app = self.load(id)?;
+    pub async fn mark_alerted(&self, id: u64) -> Result<(), ApplicationError> {
+        let _g = workflow_lock().await;
+        let mut app = self.load(id).await?;
+        let status = app.status;
         app.alerted_on = Some(self.today());
-        self.registry.store().update_application(&app)?;
+        self.registry
+            .store
+            .update_application(&app, status)
+            .await
+            .map_err(from_store)?;
         Ok(())
     }
 }

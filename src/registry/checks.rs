@@ -21,8 +21,8 @@ use serde::Serialize;
 use super::overlaps;
 use crate::config::Config;
 use crate::domain::Domain;
-use crate::store::applications::{ApplicationRecord, ApplicationStatus};
-use crate::store::domains::{DomainRecord, DomainStatus};
+use crate::model::applications::{ApplicationRecord, ApplicationStatus};
+use crate::model::domains::{DomainRecord, DomainStatus};
 
 /// How a check came out, from good to bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

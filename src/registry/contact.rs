@@ -1,7 +1,7 @@
 //! Technical contacts as staff type them on the command line.
 
 use crate::config::PlainAddress;
-use crate::store::domains::Contact;
+use crate::model::domains::Contact;
 
 /// Parses `EMAIL` or `Full Name <EMAIL>`, optionally followed by
 /// `; office=PHONE; mobile=PHONE`.

@@ -11,16 +11,16 @@ pub mod checks;
 mod contact;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 use crate::config::HostPort;
 use crate::domain::Domain;
-use crate::store::domains::{Contact, DomainRecord, DomainStatus};
-use crate::store::suspensions::{Restoration, Scope, SuspensionRecord};
-use crate::store::{Store, StoreError};
+use crate::model::domains::{Contact, DomainLimits, DomainRecord, DomainStatus, SenderLimits};
+use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
+use crate::store::{DomainWrite, Expect, RegistryStore, StoreError};
 
 pub use contact::parse_contact;
 
@@ -113,10 +113,11 @@ impl Snapshot {
 
 /// The domain registry.
 pub struct Registry {
-    store: Store,
+    store: Arc<dyn RegistryStore>,
     snap: RwLock<Arc<Snapshot>>,
-    /// Serializes read-modify-write changes.
-    change: Mutex<()>,
+    /// Serializes this node's changes, so that its snapshots are published
+    /// in order (other nodes' writes are caught by the store's conditions).
+    change: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -134,34 +135,35 @@ fn check_text(field: &str, s: &str, max: usize) -> Result<(), RegistryError> {
     Ok(())
 }
 
+/// How often a change read from the store is tried again when another
+/// writer changed the record between the read and the write.
+const RETRIES: usize = 3;
+
 impl Registry {
     /// Loads every domain and active suspension from the store.
-    pub fn open(store: Store) -> Result<Registry, RegistryError> {
+    pub async fn open(store: Arc<dyn RegistryStore>) -> Result<Registry, RegistryError> {
         let r = Registry {
             store,
             snap: RwLock::new(Arc::new(Snapshot::default())),
-            change: Mutex::new(()),
+            change: tokio::sync::Mutex::new(()),
         };
-        r.reload()?;
+        r.reload().await?;
         Ok(r)
     }
 
-    /// The store behind the registry.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Rebuilds the snapshot from the store.
-    pub fn reload(&self) -> Result<(), RegistryError> {
+    pub async fn reload(&self) -> Result<(), RegistryError> {
         let domains = self
             .store
-            .list_domains()?
+            .list_domains()
+            .await?
             .into_iter()
             .map(|d| (d.name.clone(), Arc::new(d)))
             .collect();
         let suspensions = self
             .store
-            .list_suspensions()?
+            .list_suspensions()
+            .await?
             .into_iter()
             .filter(|s| s.is_active())
             .map(|s| (s.scope.clone(), Arc::new(s)))
@@ -191,13 +193,64 @@ impl Registry {
         self.snapshot().domain(name).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.change.lock().unwrap_or_else(|p| p.into_inner())
+    /// One suspension, active or ended, as on record.
+    pub async fn suspension(&self, id: u64) -> Result<Option<SuspensionRecord>, RegistryError> {
+        Ok(self.store.get_suspension(id).await?)
+    }
+
+    /// Claims the notice `key`: true the first time (on any node), false
+    /// after, so that a notice goes out once.
+    pub async fn claim_notice(&self, key: &str, now_ms: u64) -> Result<bool, RegistryError> {
+        Ok(self.store.claim_notice(key, now_ms).await?)
+    }
+
+    /// Forgets notice claims older than `before_ms`.
+    pub async fn prune_notices(&self, before_ms: u64) -> Result<usize, RegistryError> {
+        Ok(self.store.prune_notices(before_ms).await?)
+    }
+
+    async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.change.lock().await
+    }
+
+    /// The domain as on record (not the snapshot: another node may have
+    /// changed it).
+    async fn stored(&self, name: &Domain) -> Result<DomainRecord, RegistryError> {
+        self.store
+            .get_domain(name)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))
+    }
+
+    /// Reads the domain, lets `change` make the new record from it, and
+    /// writes it if no other writer changed the domain meanwhile (else
+    /// reads again, a few times).
+    async fn modify_domain(
+        &self,
+        name: &Domain,
+        change: impl Fn(DomainRecord) -> Result<DomainRecord, RegistryError>,
+    ) -> Result<DomainRecord, RegistryError> {
+        let mut tries = 0;
+        loop {
+            let cur = self.stored(name).await?;
+            let expect = Expect::unchanged(&cur);
+            let mut rec = change(cur)?;
+            rec.updated_at = later_than(rec.updated_at, expect);
+            let w = DomainWrite {
+                record: rec,
+                expect,
+            };
+            match self.store.put_domain(&w).await {
+                Err(StoreError::Conflict(_)) if tries < RETRIES => tries += 1,
+                Err(e) => return Err(e.into()),
+                Ok(()) => return Ok(w.record),
+            }
+        }
     }
 
     /// Registers a connected domain.
-    pub fn add_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
-        let _g = self.lock();
+    pub async fn add_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
+        let _g = self.lock().await;
         if self.snapshot().domains.contains_key(&new.name) {
             return Err(RegistryError::Exists(new.name));
         }
@@ -218,64 +271,66 @@ impl Registry {
             limits: None,
             senders: Default::default(),
         };
-        self.store.put_domain(&rec)?;
-        self.reload()?;
-        Ok(rec)
+        let w = DomainWrite {
+            record: rec,
+            expect: Expect::Absent,
+        };
+        match self.store.put_domain(&w).await {
+            Err(StoreError::Conflict(_)) => return Err(RegistryError::Exists(w.record.name)),
+            r => r?,
+        }
+        self.reload().await?;
+        Ok(w.record)
     }
 
-    fn set_status(
-        &self,
-        name: &Domain,
+    /// `rec` with a new status, as of now.
+    fn with_status(
+        mut rec: DomainRecord,
         status: DomainStatus,
         reason: Option<String>,
-    ) -> Result<DomainRecord, RegistryError> {
-        let mut rec = self
-            .store
-            .get_domain(name)?
-            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
+    ) -> DomainRecord {
         let now = Utc::now();
         rec.status = status;
         rec.status_reason = reason;
         rec.status_since = now;
-        rec.updated_at = now;
-        self.store.put_domain(&rec)?;
-        Ok(rec)
+        rec.updated_at = later_than(now, Expect::unchanged(&rec));
+        rec
     }
 
     /// Connects a disconnected domain again with the data of a new approved
     /// application (servers, contacts and owner are replaced; history kept).
-    pub fn reconnect_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
-        let _g = self.lock();
+    pub async fn reconnect_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
+        let _g = self.lock().await;
         self.check_new_domain(&new)?;
-        let cur = self
-            .store
-            .get_domain(&new.name)?
-            .ok_or_else(|| RegistryError::NotFound(format!("domain {}", new.name)))?;
-        if cur.status != DomainStatus::Disconnected {
-            return Err(RegistryError::State(format!(
-                "domain {} is {}, not disconnected",
-                new.name, cur.status
-            )));
-        }
-        let now = Utc::now();
-        let rec = DomainRecord {
-            name: new.name,
-            owner: new.owner,
-            servers: new.servers.iter().map(|n| n.trunc()).collect(),
-            contacts: new.contacts,
-            inbound: new.inbound,
-            status: DomainStatus::Connected,
-            status_reason: None,
-            status_since: now,
-            shared_servers: new.shared_servers,
-            created_at: cur.created_at,
-            updated_at: now,
-            // Limits granted by staff outlive the reconnection.
-            limits: cur.limits,
-            senders: cur.senders.clone(),
-        };
-        self.store.put_domain(&rec)?;
-        self.reload()?;
+        let name = new.name.clone();
+        let rec = self
+            .modify_domain(&name, |cur| {
+                if cur.status != DomainStatus::Disconnected {
+                    return Err(RegistryError::State(format!(
+                        "domain {} is {}, not disconnected",
+                        new.name, cur.status
+                    )));
+                }
+                let now = Utc::now();
+                Ok(DomainRecord {
+                    name: new.name.clone(),
+                    owner: new.owner.clone(),
+                    servers: new.servers.iter().map(|n| n.trunc()).collect(),
+                    contacts: new.contacts.clone(),
+                    inbound: new.inbound.clone(),
+                    status: DomainStatus::Connected,
+                    status_reason: None,
+                    status_since: now,
+                    shared_servers: new.shared_servers,
+                    created_at: cur.created_at,
+                    updated_at: now,
+                    // Limits granted by staff outlive the reconnection.
+                    limits: cur.limits,
+                    senders: cur.senders.clone(),
+                })
+            })
+            .await?;
+        self.reload().await?;
         Ok(rec)
     }
 
@@ -317,173 +372,222 @@ impl Registry {
     }
 
     /// Suspends a connected domain: new mail gets 451 4.7.1.
-    pub fn suspend_domain(
+    pub async fn suspend_domain(
         &self,
         name: &Domain,
         s: SuspendRequest,
     ) -> Result<SuspensionRecord, RegistryError> {
-        let _g = self.lock();
+        let _g = self.lock().await;
         check_text("reason", &s.reason, 1000)?;
-        let cur = self
-            .get(name)
-            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
-        match cur.status {
-            DomainStatus::Connected => {}
-            DomainStatus::Suspended => {
-                return Err(RegistryError::State(format!(
-                    "domain {name} is already suspended"
-                )));
+        let scope = Scope::Domain(name.clone());
+        let mut tries = 0;
+        let rec = loop {
+            let cur = self.stored(name).await?;
+            match cur.status {
+                DomainStatus::Connected => {}
+                DomainStatus::Suspended => {
+                    return Err(RegistryError::State(format!(
+                        "domain {name} is already suspended"
+                    )));
+                }
+                DomainStatus::Disconnected => {
+                    return Err(RegistryError::State(format!(
+                        "domain {name} is disconnected"
+                    )));
+                }
             }
-            DomainStatus::Disconnected => {
-                return Err(RegistryError::State(format!(
-                    "domain {name} is disconnected"
-                )));
+            let rec = s.clone().into_record(scope.clone());
+            let expect = Expect::unchanged(&cur);
+            let w = DomainWrite {
+                record: Self::with_status(cur, DomainStatus::Suspended, Some(rec.reason.clone())),
+                expect,
+            };
+            match self.store.start_suspension(&rec, Some(&w)).await {
+                // Read again: the status says what the other writer did.
+                Err(StoreError::Conflict(_)) if tries < RETRIES => tries += 1,
+                Err(StoreError::Conflict(m)) => return Err(RegistryError::State(m)),
+                r => break r?,
             }
-        }
-        let mut rec = s.into_record(Scope::Domain(name.clone()));
-        rec.id = self.store.insert_suspension(&rec)?;
-        self.set_status(name, DomainStatus::Suspended, Some(rec.reason.clone()))?;
-        self.reload()?;
+        };
+        self.reload().await?;
         Ok(rec)
     }
 
     /// Ends a domain's suspension.
-    pub fn restore_domain(
+    pub async fn restore_domain(
         &self,
         name: &Domain,
         r: RestoreRequest,
     ) -> Result<DomainRecord, RegistryError> {
-        let _g = self.lock();
-        let cur = self
-            .get(name)
-            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
-        if cur.status != DomainStatus::Suspended {
-            return Err(RegistryError::State(format!(
-                "domain {name} is {}, not suspended",
-                cur.status
-            )));
-        }
-        self.end_suspension(&Scope::Domain(name.clone()), r)?;
-        let rec = self.set_status(name, DomainStatus::Connected, None)?;
-        self.reload()?;
+        let _g = self.lock().await;
+        let scope = Scope::Domain(name.clone());
+        let how = r.restoration();
+        let mut tries = 0;
+        let rec = loop {
+            let cur = self.stored(name).await?;
+            if cur.status != DomainStatus::Suspended {
+                return Err(RegistryError::State(format!(
+                    "domain {name} is {}, not suspended",
+                    cur.status
+                )));
+            }
+            let expect = Expect::unchanged(&cur);
+            let w = DomainWrite {
+                record: Self::with_status(cur, DomainStatus::Connected, None),
+                expect,
+            };
+            match self.store.end_suspension(&scope, &how, Some(&w)).await {
+                Err(StoreError::Conflict(_)) if tries < RETRIES => tries += 1,
+                Err(StoreError::NotFound(_)) => {
+                    return Err(RegistryError::NotFound(format!(
+                        "an active suspension of {scope}"
+                    )));
+                }
+                r => {
+                    r?;
+                    break w.record;
+                }
+            }
+        };
+        self.reload().await?;
         Ok(rec)
     }
 
     /// Disconnects a domain for good: refused like an unregistered one.
-    pub fn disconnect_domain(
+    pub async fn disconnect_domain(
         &self,
         name: &Domain,
         reason: &str,
     ) -> Result<DomainRecord, RegistryError> {
-        let _g = self.lock();
+        let _g = self.lock().await;
         check_text("reason", reason, 1000)?;
-        let cur = self
-            .get(name)
-            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
-        if cur.status == DomainStatus::Disconnected {
-            return Err(RegistryError::State(format!(
-                "domain {name} is already disconnected"
-            )));
-        }
-        if cur.status == DomainStatus::Suspended {
-            self.end_suspension(
-                &Scope::Domain(name.clone()),
-                RestoreRequest {
+        let scope = Scope::Domain(name.clone());
+        let mut tries = 0;
+        let rec = loop {
+            let cur = self.stored(name).await?;
+            let was = cur.status;
+            if was == DomainStatus::Disconnected {
+                return Err(RegistryError::State(format!(
+                    "domain {name} is already disconnected"
+                )));
+            }
+            let expect = Expect::unchanged(&cur);
+            let w = DomainWrite {
+                record: Self::with_status(
+                    cur,
+                    DomainStatus::Disconnected,
+                    Some(reason.to_string()),
+                ),
+                expect,
+            };
+            let written = if was == DomainStatus::Suspended {
+                let how = RestoreRequest {
                     actor: "disconnect".into(),
                     reason: Some(reason.to_string()),
                     held_mail: "disconnected".into(),
-                },
-            )?;
-        }
-        let rec = self.set_status(name, DomainStatus::Disconnected, Some(reason.to_string()))?;
-        self.reload()?;
+                }
+                .restoration();
+                self.store
+                    .end_suspension(&scope, &how, Some(&w))
+                    .await
+                    .map(|_| ())
+            } else {
+                self.store.put_domain(&w).await
+            };
+            match written {
+                Err(StoreError::Conflict(_)) if tries < RETRIES => tries += 1,
+                Err(StoreError::NotFound(_)) => {
+                    return Err(RegistryError::NotFound(format!(
+                        "an active suspension of {scope}"
+                    )));
+                }
+                r => {
+                    r?;
+                    break w.record;
+                }
+            }
+        };
+        self.reload().await?;
         Ok(rec)
     }
 
     /// Suspends one sender address.
-    pub fn suspend_sender(
+    pub async fn suspend_sender(
         &self,
         address: &str,
         s: SuspendRequest,
     ) -> Result<SuspensionRecord, RegistryError> {
-        let _g = self.lock();
+        let _g = self.lock().await;
         check_text("reason", &s.reason, 1000)?;
         let addr = normalize_sender(address)?;
-        let scope = Scope::Sender(addr.clone());
-        if self.snapshot().suspension(&scope).is_some() {
-            return Err(RegistryError::State(format!(
-                "sender {addr} is already suspended"
-            )));
-        }
-        let mut rec = s.into_record(scope);
-        rec.id = self.store.insert_suspension(&rec)?;
-        self.reload()?;
+        let rec = s.into_record(Scope::Sender(addr.clone()));
+        let rec = match self.store.start_suspension(&rec, None).await {
+            Err(StoreError::Conflict(_)) => {
+                return Err(RegistryError::State(format!(
+                    "sender {addr} is already suspended"
+                )));
+            }
+            r => r?,
+        };
+        self.reload().await?;
         Ok(rec)
     }
 
     /// Ends a sender's suspension.
-    pub fn restore_sender(
+    pub async fn restore_sender(
         &self,
         address: &str,
         r: RestoreRequest,
     ) -> Result<SuspensionRecord, RegistryError> {
-        let _g = self.lock();
-        let addr = normalize_sender(address)?;
-        let rec = self.end_suspension(&Scope::Sender(addr), r)?;
-        self.reload()?;
-        Ok(rec)
-    }
-
-    fn end_suspension(
-        &self,
-        scope: &Scope,
-        r: RestoreRequest,
-    ) -> Result<SuspensionRecord, RegistryError> {
-        let active =
-            self.snapshot().suspension(scope).cloned().ok_or_else(|| {
-                RegistryError::NotFound(format!("an active suspension of {scope}"))
-            })?;
-        let mut rec = (*active).clone();
-        rec.restored = Some(Restoration {
-            by: r.actor,
-            at: Utc::now(),
-            reason: r.reason,
-            held_mail: r.held_mail,
-        });
-        self.store.update_suspension(&rec)?;
+        let _g = self.lock().await;
+        let scope = Scope::Sender(normalize_sender(address)?);
+        let rec = match self
+            .store
+            .end_suspension(&scope, &r.restoration(), None)
+            .await
+        {
+            Err(StoreError::NotFound(_)) => {
+                return Err(RegistryError::NotFound(format!(
+                    "an active suspension of {scope}"
+                )));
+            }
+            r => r?,
+        };
+        self.reload().await?;
         Ok(rec)
     }
 
     /// Sets (or with `None`, clears) a domain's governor overrides.
-    pub fn set_limits(
+    pub async fn set_limits(
         &self,
         name: &Domain,
-        limits: Option<crate::store::domains::DomainLimits>,
+        limits: Option<DomainLimits>,
     ) -> Result<DomainRecord, RegistryError> {
-        let _g = self.lock();
-        let mut rec = self
-            .store
-            .get_domain(name)?
-            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
+        let _g = self.lock().await;
         if let Some(l) = &limits
             && let Some((k, _)) = l.values().into_iter().find(|(_, v)| *v == Some(0))
         {
             return Err(RegistryError::Invalid(format!("{k} must be at least 1")));
         }
-        rec.limits = limits.filter(|l| *l != Default::default());
-        rec.updated_at = Utc::now();
-        self.store.put_domain(&rec)?;
-        self.reload()?;
+        let limits = limits.filter(|l| *l != Default::default());
+        let rec = self
+            .modify_domain(name, |mut rec| {
+                rec.limits = limits;
+                rec.updated_at = Utc::now();
+                Ok(rec)
+            })
+            .await?;
+        self.reload().await?;
         Ok(rec)
     }
 
     /// Declares a sender (with `Some`) or withdraws its declaration: its own
     /// limits replace its domain's, and it is not judged on novelty. The
     /// sender's domain must be registered.
-    pub fn set_sender_limits(
+    pub async fn set_sender_limits(
         &self,
         sender: &str,
-        limits: Option<crate::store::domains::SenderLimits>,
+        limits: Option<SenderLimits>,
     ) -> Result<DomainRecord, RegistryError> {
         let sender = sender.trim().to_ascii_lowercase();
         let domain = sender
@@ -497,36 +601,45 @@ impl Registry {
         {
             return Err(RegistryError::Invalid(format!("{k} must be at least 1")));
         }
-        let _g = self.lock();
-        let mut rec = self
-            .store
-            .get_domain(&name)?
-            .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))?;
-        match limits {
-            Some(l) => {
-                rec.senders.insert(sender, l);
-            }
-            None => {
-                if rec.senders.remove(&sender).is_none() {
-                    return Err(RegistryError::NotFound(format!(
-                        "a declaration of {sender}"
-                    )));
+        let _g = self.lock().await;
+        let rec = self
+            .modify_domain(&name, |mut rec| {
+                match &limits {
+                    Some(l) => {
+                        rec.senders.insert(sender.clone(), l.clone());
+                    }
+                    None => {
+                        if rec.senders.remove(&sender).is_none() {
+                            return Err(RegistryError::NotFound(format!(
+                                "a declaration of {sender}"
+                            )));
+                        }
+                    }
                 }
-            }
-        }
-        rec.updated_at = Utc::now();
-        self.store.put_domain(&rec)?;
-        self.reload()?;
+                rec.updated_at = Utc::now();
+                Ok(rec)
+            })
+            .await?;
+        self.reload().await?;
         Ok(rec)
     }
 
     /// Every suspension; only active ones unless `history`.
-    pub fn suspensions(&self, history: bool) -> Result<Vec<SuspensionRecord>, RegistryError> {
-        let mut all = self.store.list_suspensions()?;
+    pub async fn suspensions(&self, history: bool) -> Result<Vec<SuspensionRecord>, RegistryError> {
+        let mut all = self.store.list_suspensions().await?;
         if !history {
             all.retain(|s| s.is_active());
         }
         Ok(all)
+    }
+}
+
+/// `at`, or just after the version `expect` names if `at` is not later: a
+/// new version must differ from the one it replaces, even on a coarse clock.
+fn later_than(at: DateTime<Utc>, expect: Expect) -> DateTime<Utc> {
+    match expect {
+        Expect::UpdatedAt(old) if at <= old => old + chrono::Duration::microseconds(1),
+        _ => at,
     }
 }
 
@@ -581,6 +694,18 @@ pub struct RestoreRequest {
     pub reason: Option<String>,
     /// What happens to held mail: `released` or `deleted`.
     pub held_mail: String,
+}
+
+impl RestoreRequest {
+    /// How the suspension ends, as of now.
+    fn restoration(self) -> Restoration {
+        Restoration {
+            by: self.actor,
+            at: Utc::now(),
+            reason: self.reason,
+            held_mail: self.held_mail,
+        }
+    }
 }
 
 fn normalize_sender(address: &str) -> Result<String, RegistryError> {

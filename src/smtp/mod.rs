@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::registry::Registry;
-use crate::store::connections::ConnectionLog;
+use crate::store::local::ConnectionLog;
 
 /// Everything a session needs, shared by all sessions.
 pub struct Gateway {

@@ -1,27 +1,38 @@
-//! The embedded store (redb) for the gateway's own records: domains,
-//! suspensions, connections, audit. One module per record kind; nothing
-//! outside this module touches redb, so the backend stays replaceable.
+//! Persistence. Two parts, kept apart because they will not always live in
+//! the same place:
+//!
+//! - [`registry`]: the registry's records (domains, suspensions,
+//!   applications, audit, notice claims), behind the async, dyn-compatible
+//!   [`RegistryStore`] trait, so that the backend is picked at run time (the
+//!   redb file today, a database shared by several nodes later). The redb
+//!   backend ([`RedbRegistry`]) does its blocking work on tokio's blocking
+//!   pool, inside the handle: callers just `.await`.
+//! - [`local`]: what belongs to this node only (connection log, MTA-STS
+//!   cache, governor state, webhook outbox), on the concrete [`LocalStore`],
+//!   whose calls block.
+//!
+//! Both open the one redb file `data_dir/ugem.redb` ([`open`]); nothing
+//! outside this module touches redb. The records themselves are in
+//! [`crate::model`].
 
-pub mod applications;
-pub mod audit;
-pub mod connections;
-pub mod domains;
-pub mod governor;
-pub mod mta_sts;
-pub mod suspensions;
-pub mod webhooks;
+pub mod contract;
+mod db;
+pub mod local;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+pub use db::SCHEMA_VERSION;
+pub use local::LocalStore;
+pub use registry::redb::RedbRegistry;
+pub use registry::{DomainWrite, Expect, RegistryStore};
 
-/// The schema this build writes; older stores are migrated at open.
-pub const SCHEMA_VERSION: u64 = 1;
-
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Opens (or creates) `data_dir/ugem.redb`: the node-local store and the
+/// registry's redb backend over the same file.
+pub fn open(data_dir: &Path) -> Result<(LocalStore, RedbRegistry), StoreError> {
+    let db = db::Db::open(data_dir)?;
+    Ok((LocalStore::new(db.clone()), RedbRegistry::new(db)))
+}
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +73,17 @@ pub enum StoreError {
         /// serde's message.
         detail: String,
     },
+    /// The backend cannot be reached or did not answer in time (a
+    /// networked store); the call may be retried later.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A conditional write found the stored record not as the caller read
+    /// it: another writer (another node) was first.
+    #[error("changed meanwhile: {0}")]
+    Conflict(String),
+    /// The record a call changes does not exist.
+    #[error("no such record: {0}")]
+    NotFound(String),
     /// Any other storage failure.
     #[error("storage error: {0}")]
     Backend(String),
@@ -84,310 +106,10 @@ backend_from!(
     redb::SetDurabilityError
 );
 
-/// Handle to the store; cheap to clone. Calls block on disk I/O: from async
-/// code, call them inside `spawn_blocking` when they write.
-#[derive(Clone)]
-pub struct Store {
-    db: Arc<Database>,
-    path: PathBuf,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
-    }
-}
-
-impl Store {
-    /// Opens (or creates) `data_dir/ugem.redb`.
-    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Backend(format!("cannot create {}: {e}", data_dir.display()))
-        })?;
-        let path = data_dir.join("ugem.redb");
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                path: path.clone(),
-                dir: data_dir.to_path_buf(),
-            },
-            other => StoreError::Corrupt {
-                path: path.clone(),
-                detail: other.to_string(),
-            },
-        })?;
-        let store = Store {
-            db: Arc::new(db),
-            path,
-        };
-        store.migrate()?;
-        Ok(store)
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Size of the database file in bytes.
-    pub fn size_bytes(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
-    }
-
-    /// The schema version recorded in the store.
-    pub fn schema_version(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = match tx.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(table.get("schema_version")?.map(|v| v.value()).unwrap_or(0))
-    }
-
-    fn migrate(&self) -> Result<(), StoreError> {
-        let found = self.schema_version()?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        // Version 1 is the first; later versions add their steps here.
-        self.write(|tx| {
-            tx.open_table(domains::TABLE)?;
-            tx.open_table(suspensions::TABLE)?;
-            tx.open_table(audit::TABLE)?;
-            tx.open_table(connections::TABLE)?;
-            tx.open_table(applications::TABLE)?;
-            // New tables need no schema bump: they are created when missing.
-            tx.open_table(governor::STATS)?;
-            tx.open_table(governor::NOTICES)?;
-            tx.open_table(webhooks::TABLE)?;
-            let mut meta = tx.open_table(META)?;
-            meta.insert("schema_version", SCHEMA_VERSION)?;
-            Ok(())
-        })
-    }
-
-    /// Runs `f` in one durable write transaction.
-    pub(crate) fn write<R>(
-        &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
-        let tx = self.db.begin_write()?;
-        let r = f(&tx)?;
-        tx.commit()?;
-        Ok(r)
-    }
-
-    /// Runs `f` in a write transaction whose last second may be lost on power
-    /// failure (the next durable commit persists it): for high-rate logs.
-    pub(crate) fn write_lazy<R>(
-        &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(redb::Durability::None)?;
-        let r = f(&tx)?;
-        tx.commit()?;
-        Ok(r)
-    }
-
-    /// Runs `f` in a read transaction.
-    pub(crate) fn read<R>(
-        &self,
-        f: impl FnOnce(&redb::ReadTransaction) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
-        let tx = self.db.begin_read()?;
-        f(&tx)
-    }
-}
-
-impl Store {
-    /// Every row of a table of raw values keyed by text (empty if the table
-    /// was never written).
-    pub(crate) fn raw_rows(
-        &self,
-        def: TableDefinition<&str, &[u8]>,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.read(|tx| {
-            let t = match tx.open_table(def) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e.into()),
-            };
-            let mut out = Vec::new();
-            for row in t.iter()? {
-                let (k, v) = row?;
-                out.push((k.value().to_string(), v.value().to_vec()));
-            }
-            Ok(out)
-        })
-    }
-
-    /// Removes `keys` from a table keyed by text, in one lazy transaction.
-    pub(crate) fn remove_keys(
-        &self,
-        def: TableDefinition<&str, &[u8]>,
-        keys: &[String],
-    ) -> Result<(), StoreError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        self.write_lazy(|tx| {
-            let mut t = tx.open_table(def)?;
-            for k in keys {
-                t.remove(k.as_str())?;
-            }
-            Ok(())
-        })
-    }
-}
-
-/// Encodes a record; serde_json escapes every byte, so no input breaks framing.
-pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("records serialize")
-}
-
-/// Decodes a record, naming the table and key on failure.
-pub(crate) fn decode<T: DeserializeOwned>(
-    table: &'static str,
-    key: impl std::fmt::Display,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Decode {
-        table,
-        key: key.to_string(),
-        detail: e.to_string(),
-    })
-}
-
-/// Reads every value of a table keyed by `K`, in key order.
-pub(crate) fn all_values<K, T>(
-    tx: &redb::ReadTransaction,
-    def: TableDefinition<K, &[u8]>,
-    name: &'static str,
-) -> Result<Vec<T>, StoreError>
-where
-    K: redb::Key + 'static,
-    for<'a> K::SelfType<'a>: std::fmt::Debug,
-    T: DeserializeOwned,
-{
-    let table = tx.open_table(def)?;
-    let mut out = Vec::new();
-    for row in table.iter()? {
-        let (k, v) = row?;
-        out.push(decode(name, format!("{:?}", k.value()), v.value())?);
-    }
-    Ok(out)
-}
-
-/// A record kept under a store-assigned number (suspensions, applications).
-pub(crate) trait Numbered: Serialize + DeserializeOwned + Clone {
-    /// The table's name, for error messages.
-    const NAME: &'static str;
-    /// The record's number.
-    fn number(&self) -> u64;
-    /// Sets the number the store assigned.
-    fn set_number(&mut self, id: u64);
-}
-
-impl Store {
-    /// Stores a new numbered record and returns its number.
-    pub(crate) fn insert_numbered<T: Numbered>(
-        &self,
-        def: TableDefinition<u64, &[u8]>,
-        rec: &T,
-    ) -> Result<u64, StoreError> {
-        self.write(|tx| {
-            let mut t = tx.open_table(def)?;
-            let id = next_u64_key(&t)?;
-            let mut rec = rec.clone();
-            rec.set_number(id);
-            t.insert(id, encode(&rec).as_slice())?;
-            Ok(id)
-        })
-    }
-
-    /// Replaces a stored numbered record; it must exist.
-    pub(crate) fn replace_numbered<T: Numbered>(
-        &self,
-        def: TableDefinition<u64, &[u8]>,
-        rec: &T,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let mut t = tx.open_table(def)?;
-            if t.get(rec.number())?.is_none() {
-                return Err(StoreError::Backend(format!(
-                    "no {} record {}",
-                    T::NAME,
-                    rec.number()
-                )));
-            }
-            t.insert(rec.number(), encode(rec).as_slice())?;
-            Ok(())
-        })
-    }
-
-    /// One numbered record.
-    pub(crate) fn get_numbered<T: Numbered>(
-        &self,
-        def: TableDefinition<u64, &[u8]>,
-        id: u64,
-    ) -> Result<Option<T>, StoreError> {
-        self.read(|tx| {
-            let t = tx.open_table(def)?;
-            match t.get(id)? {
-                Some(v) => Ok(Some(decode(T::NAME, id, v.value())?)),
-                None => Ok(None),
-            }
-        })
-    }
-}
-
-/// Next key of a table with u64 keys (1 for an empty table).
-pub(crate) fn next_u64_key(table: &redb::Table<u64, &[u8]>) -> Result<u64, StoreError> {
-    Ok(table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1))
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn second_open_names_the_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let _first = Store::open(dir.path()).unwrap();
-        let err = Store::open(dir.path()).unwrap_err();
-        let msg = err.to_string();
-        assert!(matches!(err, StoreError::Locked { .. }), "{msg}");
-        assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
-    }
-
-    #[test]
-    fn schema_version_is_recorded_and_reopens() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Store::open(dir.path()).unwrap();
-            assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-        }
-        let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-    }
-
-    #[test]
-    fn garbage_file_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ugem.redb"), vec![0x5a; 8192]).unwrap();
-        let err = Store::open(dir.path()).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-    }
 }

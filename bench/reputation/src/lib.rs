@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use ugem::governor::replay::{Report, TraceEvent};
-use ugem::store::domains::SenderLimits;
+use ugem::model::domains::SenderLimits;
 
 /// Monday 2026-03-02 00:00 UTC: every trace starts here.
 pub const MONDAY: u64 = 1_772_409_600_000;

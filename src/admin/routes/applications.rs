@@ -10,13 +10,12 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::super::{AdminState, ApiError, Authed, JsonBody, audited};
-use super::block_on;
 use crate::config::Config;
+use crate::model::domains::Contact;
 use crate::registry::applications::{
     ApplicationError, ApplicationFilter, Applications, ApproveOptions, NewApplication,
 };
 use crate::registry::checks;
-use crate::store::domains::Contact;
 
 impl From<ApplicationError> for ApiError {
     fn from(e: ApplicationError) -> Self {
@@ -31,6 +30,9 @@ impl From<ApplicationError> for ApiError {
             ApplicationError::Locked { .. } => (StatusCode::CONFLICT, "resubmission_locked"),
             ApplicationError::Conflict(_) | ApplicationError::Registry(_) => {
                 (StatusCode::CONFLICT, "conflict")
+            }
+            ApplicationError::Store(crate::store::StoreError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
             ApplicationError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -65,22 +67,16 @@ pub struct NoticeOutcome {
     pub error: Option<String>,
 }
 
-/// Queues a notice to contacts from inside a blocking handler; a failure is
-/// reported, never raised: the decision it announces is already made.
-pub(super) fn notify_contacts(
+/// Queues a notice to contacts; a failure is reported, never raised: the
+/// decision it announces is already made.
+pub(super) async fn notify_contacts(
     queue: &ugem_queue::Queue,
     cfg: &Config,
     contacts: &[Contact],
     text: crate::notify::notices::Text,
 ) -> NoticeOutcome {
     let to: Vec<String> = contacts.iter().map(|c| c.email.clone()).collect();
-    match block_on(crate::notify::enqueue_notice(
-        queue,
-        cfg,
-        &to,
-        &text.subject,
-        &text.body,
-    )) {
+    match crate::notify::enqueue_notice(queue, cfg, &to, &text.subject, &text.body).await {
         Ok(id) => NoticeOutcome {
             to,
             queued: Some(id.to_string()),
@@ -132,9 +128,7 @@ pub(super) async fn list(
             .transpose()?,
     };
     let apps = workflow(&st);
-    let list = tokio::task::spawn_blocking(move || apps.list(&filter))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let list = apps.list(&filter).await?;
     Ok(Json(list))
 }
 
@@ -149,9 +143,9 @@ pub(super) async fn submit(
         Err(_) => "(invalid request)".into(),
     };
     let apps = workflow(&st);
-    let view = audited(&st, &who, target, move |caller| {
+    let view = audited(&st, &who, target, move |caller| async move {
         let new = body?;
-        let v = apps.submit(new, &caller.name)?;
+        let v = apps.submit(new, &caller.name).await?;
         tracing::info!(
             application = v.application.id,
             domain = %v.application.domain,
@@ -172,13 +166,8 @@ pub(super) async fn show(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
     let apps = workflow(&st);
-    let (view, all) = tokio::task::spawn_blocking(move || {
-        let v = apps.get(id)?;
-        let all = apps.registry().store().list_applications()?;
-        Ok::<_, ApplicationError>((v, all))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let view = apps.get(id).await?;
+    let all = apps.all().await?;
     let domains = st.registry.list();
     let advice = checks::advise(&view.application, &domains, &all, &st.cfg).await;
     let mut v = serde_json::to_value(&view).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -211,14 +200,14 @@ pub(super) async fn approve(
         &st,
         &who,
         format!("application #{}", id.trim_start_matches('#')),
-        move |caller| {
+        move |caller| async move {
             let b: ApproveBody = body.or_default()?;
             let id = parse_id(&id)?;
             let opts = ApproveOptions {
                 shared_servers: b.shared_servers,
                 allow_wide_range: b.allow_wide_range,
             };
-            let ok = apps.approve_with(id, &caller.name, opts)?;
+            let ok = apps.approve_with(id, &caller.name, opts).await?;
             let app = &ok.application.application;
             tracing::info!(
                 application = id,
@@ -228,7 +217,7 @@ pub(super) async fn approve(
                 "application approved; domain connected"
             );
             let text = crate::notify::notices::application_approved(&cfg, app, &ok.domain);
-            let notice = notify_contacts(&queue, &cfg, &app.contacts, text);
+            let notice = notify_contacts(&queue, &cfg, &app.contacts, text).await;
             let mut v = serde_json::to_value(&ok).map_err(|e| ApiError::internal(e.to_string()))?;
             v["notice"] = serde_json::to_value(notice).unwrap_or_default();
             Ok(v)
@@ -258,14 +247,14 @@ pub(super) async fn reject(
         &st,
         &who,
         format!("application #{}", id.trim_start_matches('#')),
-        move |caller| {
+        move |caller| async move {
             let id = parse_id(&id)?;
             let b: RejectBody = body.required()?;
-            let v = apps.reject(id, &caller.name, &b.reason)?;
+            let v = apps.reject(id, &caller.name, &b.reason).await?;
             let app = &v.application;
             tracing::info!(application = id, domain = %app.domain, actor = %caller.name, "application rejected");
             let text = crate::notify::notices::application_rejected(&cfg, app, v.resubmit_from);
-            let notice = notify_contacts(&queue, &cfg, &app.contacts, text);
+            let notice = notify_contacts(&queue, &cfg, &app.contacts, text).await;
             let mut out = serde_json::to_value(&v).map_err(|e| ApiError::internal(e.to_string()))?;
             out["notice"] = serde_json::to_value(notice).unwrap_or_default();
             Ok(out)
@@ -294,10 +283,10 @@ pub(super) async fn withdraw(
         &st,
         &who,
         format!("application #{}", id.trim_start_matches('#')),
-        move |caller| {
+        move |caller| async move {
             let reason = body.or_default::<WithdrawBody>()?.reason;
             let id = parse_id(&id)?;
-            Ok(apps.withdraw(id, &caller.name, reason.as_deref())?)
+            Ok(apps.withdraw(id, &caller.name, reason.as_deref()).await?)
         },
     )
     .await?;

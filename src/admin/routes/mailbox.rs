@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use super::super::{AdminState, ApiError, Authed, audited};
+use super::super::{AdminState, ApiError, Authed, audited_blocking};
 use crate::mailbox::{Mailbox, MailboxError};
 
 impl From<MailboxError> for ApiError {
@@ -46,7 +46,7 @@ pub(super) async fn show(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mb = mailbox(&st);
-    let answer = audited(&st, &who, id.clone(), move |_| {
+    let answer = audited_blocking(&st, &who, id.clone(), move |_| {
         let data = mb.read(&id)?;
         Ok(json!({
             "id": id,
@@ -65,7 +65,7 @@ pub(super) async fn delete(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mb = mailbox(&st);
-    let answer = audited(&st, &who, id.clone(), move |_| {
+    let answer = audited_blocking(&st, &who, id.clone(), move |_| {
         mb.delete(&id)?;
         Ok(json!({ "deleted": id }))
     })

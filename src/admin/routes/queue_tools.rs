@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use ugem_queue::{Envelope, ListFilter, MessageState, QueueId};
 
-use super::super::{AdminState, ApiError, Authed, JsonBody, audited, audited_as};
+use super::super::{AdminState, ApiError, Authed, JsonBody, audited_blocking, audited_blocking_as};
 use super::{block_on, parse_queue_id};
 
 /// What a bulk call does to the messages its filter selects.
@@ -215,7 +215,7 @@ async fn bulk(
         }
     };
     let dry_run = parsed.as_ref().is_ok_and(|b| b.dry_run);
-    let ids = audited_as(&st, &who, target, move |caller| {
+    let ids = audited_blocking_as(&st, &who, target, move |caller| {
         let b = parsed?;
         let now = ugem_queue::unix_ms();
         let sel = b.selector(now)?;
@@ -305,7 +305,7 @@ pub(super) async fn requeue_one(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let queue = st.queue.clone();
-    let answer = audited(&st, &who, id.clone(), move |caller| {
+    let answer = audited_blocking(&st, &who, id.clone(), move |caller| {
         let qid = parse_queue_id(&id)?;
         if queue.get(qid)?.is_none() {
             return Err(ApiError::not_found(format!("no message {id} in the queue")));
@@ -361,7 +361,7 @@ pub(super) async fn message(
 ) -> Result<impl IntoResponse, ApiError> {
     let queue = st.queue.clone();
     let target = format!("{id} {}", q.part.as_deref().unwrap_or("body"));
-    let answer = audited(&st, &who, target, move |_| {
+    let answer = audited_blocking(&st, &who, target, move |_| {
         let qid = parse_queue_id(&id)?;
         let headers = match q.part.as_deref() {
             None | Some("body") | Some("message") => false,

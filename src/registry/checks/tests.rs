@@ -3,8 +3,8 @@ use std::collections::HashMap;
 use chrono::Utc;
 
 use super::*;
-use crate::store::applications::ApplicantCategory;
-use crate::store::domains::Contact;
+use crate::model::applications::ApplicantCategory;
+use crate::model::domains::Contact;
 
 /// DNS answers from a table; names missing from it are NXDOMAIN.
 #[derive(Default)]

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::conn::{ClientStream, Conn};
 use super::{Close, Flow, Session};
+use crate::model::connections::Refusal;
 use crate::reply::Reply;
-use crate::store::connections::Refusal;
 
 /// Most refusals kept in one connection record.
 const MAX_REFUSALS_LOGGED: usize = 50;

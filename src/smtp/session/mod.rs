@@ -49,9 +49,9 @@ use super::data::BdatReader;
 use super::line::{LineBuffer, LineError};
 use super::spool::Spool;
 use crate::address::ReversePath;
+use crate::model::connections::ConnectionRecord;
 use crate::policy::{RcptKind, SenderStanding};
 use crate::reply::Reply;
-use crate::store::connections::ConnectionRecord;
 use conn::Conn;
 
 /// Runs one session over `stream` to its end and records it in the

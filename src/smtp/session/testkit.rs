@@ -16,8 +16,7 @@ use crate::config::Config;
 use crate::domain::Domain;
 use crate::registry::{NewDomain, Registry, parse_contact, parse_server};
 use crate::smtp::{Gateway, spool};
-use crate::store::Store;
-use crate::store::connections::ConnectionLog;
+use crate::store::local::ConnectionLog;
 
 /// The registered agency domain.
 pub(super) const AGENCY: &str = "agency.example.kz";
@@ -53,18 +52,33 @@ pub(super) fn rig_with(tune: impl FnOnce(&mut Config, &std::path::Path)) -> Rig 
     cfg.smtp.min_free_space = crate::values::ByteSize(1 << 20);
     tune(&mut cfg, dir.path());
     let cfg = Arc::new(cfg);
-    let store = Store::open(dir.path()).unwrap();
-    let registry = Arc::new(Registry::open(store.clone()).unwrap());
-    registry
-        .add_domain(NewDomain {
-            name: Domain::parse(AGENCY).unwrap(),
-            owner: "Agency".into(),
-            servers: vec![parse_server(AGENCY_IP).unwrap()],
-            contacts: vec![parse_contact("it@agency.example.kz").unwrap()],
-            inbound: None,
-            shared_servers: false,
-        })
-        .unwrap();
+    let (store, shared) = crate::store::open(dir.path()).unwrap();
+    // The registry's set-up is async; it runs on a runtime of its own (on
+    // another thread: the test's runtime cannot block on it), so that the
+    // rig stays a plain function and each test starts with one line.
+    let registry = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let registry = Registry::open(Arc::new(shared)).await.unwrap();
+                registry
+                    .add_domain(NewDomain {
+                        name: Domain::parse(AGENCY).unwrap(),
+                        owner: "Agency".into(),
+                        servers: vec![parse_server(AGENCY_IP).unwrap()],
+                        contacts: vec![parse_contact("it@agency.example.kz").unwrap()],
+                        inbound: None,
+                        shared_servers: false,
+                    })
+                    .await
+                    .unwrap();
+                Arc::new(registry)
+            })
+    })
+    .join()
+    .unwrap();
     let queue = ugem_queue::Queue::open(
         &dir.path().join("queue"),
         ugem_queue::QueueOptions {
@@ -74,8 +88,9 @@ pub(super) fn rig_with(tune: impl FnOnce(&mut Config, &std::path::Path)) -> Rig 
     )
     .unwrap();
     spool::prepare_dir(&spool::dir(dir.path())).unwrap();
-    let connlog = ConnectionLog::start(store);
-    let governor = crate::governor::Governor::new(cfg.clone(), registry.clone(), queue.clone());
+    let connlog = ConnectionLog::start(store.clone());
+    let governor =
+        crate::governor::Governor::new(cfg.clone(), registry.clone(), store, queue.clone());
     let gw = Gateway::new(cfg, registry, queue, connlog, governor, None).unwrap();
     let (stop, _) = watch::channel(false);
     Rig { gw, stop, dir }

@@ -2,32 +2,18 @@
 //! restart like the e-mail notices do.
 
 use redb::{ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, decode, encode, next_u64_key};
+use super::LocalStore;
+use crate::model::webhooks::WebhookJob;
+use crate::store::StoreError;
+use crate::store::db::{decode, encode, next_u64_key};
 
 pub(crate) const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("webhook_outbox");
 
-/// One event for one URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebhookJob {
-    /// Identifier (assigned by the store).
-    #[serde(default)]
-    pub id: u64,
-    /// Where it goes.
-    pub url: String,
-    /// The JSON event.
-    pub body: serde_json::Value,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// Not before this time (unix ms).
-    pub next_at_ms: u64,
-}
-
-impl Store {
+impl LocalStore {
     /// Adds jobs durably (ids are assigned here).
     pub fn add_webhook_jobs(&self, jobs: &[WebhookJob]) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.db.write(|tx| {
             let mut t = tx.open_table(TABLE)?;
             for j in jobs {
                 let mut j = j.clone();
@@ -44,7 +30,7 @@ impl Store {
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<WebhookJob>, StoreError> {
-        self.read(|tx| {
+        self.db.read(|tx| {
             let t = tx.open_table(TABLE)?;
             let mut out = Vec::new();
             for row in t.iter()? {
@@ -67,7 +53,7 @@ impl Store {
         id: u64,
         retry: Option<&WebhookJob>,
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.db.write(|tx| {
             let mut t = tx.open_table(TABLE)?;
             match retry {
                 Some(j) => {
@@ -84,7 +70,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::model::webhooks::*;
 
     #[test]
     fn outbox_survives_reopen_and_orders_by_due_time() {
@@ -97,11 +83,11 @@ mod tests {
             next_at_ms: at,
         };
         {
-            let s = Store::open(dir.path()).unwrap();
+            let s = crate::store::open(dir.path()).unwrap().0;
             s.add_webhook_jobs(&[job("http://a/", 10), job("http://b/", 1000)])
                 .unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = crate::store::open(dir.path()).unwrap().0;
         let due = s.due_webhook_jobs(500, 10).unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].url, "http://a/");

@@ -5,77 +5,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use redb::{ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, decode, encode};
+use super::LocalStore;
+use crate::model::connections::{ConnectionFilter, ConnectionRecord};
+use crate::store::StoreError;
+use crate::store::db::{decode, encode};
 
 /// Key: start time in ms (high 64 bits) and a sequence number, so that
 /// records sort by time and pruning is a range delete.
 pub(crate) const TABLE: TableDefinition<u128, &[u8]> = TableDefinition::new("connections");
-
-/// One reply that refused something during a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refusal {
-    /// The command verb it answered (`MAIL`, `RCPT`, `DATA`, ...).
-    pub command: String,
-    /// Reply code.
-    pub code: u16,
-    /// Reply text, first line.
-    pub text: String,
-}
-
-/// One SMTP session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnectionRecord {
-    /// Session id (as in the logs).
-    pub session: String,
-    /// Client address.
-    pub peer: String,
-    /// EHLO/HELO name given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ehlo: Option<String>,
-    /// TLS version and cipher, when STARTTLS was used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<String>,
-    /// Registered domain(s) the session's mail matched.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub domains: Vec<String>,
-    /// MAIL commands.
-    pub mail_count: u32,
-    /// RCPT commands.
-    pub rcpt_count: u32,
-    /// Messages accepted (queued).
-    pub messages: u32,
-    /// Queue ids of the accepted messages.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub queue_ids: Vec<String>,
-    /// Every refusal, in order (capped).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub refusals: Vec<Refusal>,
-    /// Start.
-    pub started_at: DateTime<Utc>,
-    /// End.
-    pub ended_at: DateTime<Utc>,
-    /// Bytes read from the client.
-    pub bytes_in: u64,
-    /// Bytes written to the client.
-    pub bytes_out: u64,
-    /// How it ended: `quit`, `timeout`, `error`, `limit`, ...
-    pub close: String,
-}
-
-/// Filters for [`Store::list_connections`].
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ConnectionFilter {
-    /// Only sessions that matched this registered domain.
-    pub domain: Option<String>,
-    /// Only sessions from this IP.
-    pub ip: Option<std::net::IpAddr>,
-    /// Only sessions that started at or after this time.
-    pub since: Option<DateTime<Utc>>,
-    /// At most this many (default 100).
-    pub limit: Option<usize>,
-}
 
 fn peer_ip(peer: &str) -> Option<std::net::IpAddr> {
     peer.parse::<std::net::SocketAddr>()
@@ -84,7 +22,7 @@ fn peer_ip(peer: &str) -> Option<std::net::IpAddr> {
         .ok()
 }
 
-impl Store {
+impl LocalStore {
     /// Writes a batch of session records (not fsynced: see [`ConnectionLog`]).
     pub fn insert_connections(
         &self,
@@ -105,9 +43,9 @@ impl Store {
             Ok(())
         };
         if durable {
-            self.write(body)
+            self.db.write(body)
         } else {
-            self.write_lazy(body)
+            self.db.write_lazy(body)
         }
     }
 
@@ -122,7 +60,7 @@ impl Store {
             .map(|t| (t.timestamp_millis().max(0) as u128) << 64)
             .unwrap_or(0);
         let domain = f.domain.as_ref().map(|d| d.to_ascii_lowercase());
-        self.read(|tx| {
+        self.db.read(|tx| {
             let t = tx.open_table(TABLE)?;
             let mut out = Vec::new();
             for row in t.range(since..)?.rev() {
@@ -150,7 +88,7 @@ impl Store {
     /// Deletes records of sessions that started before `before`; returns how many.
     pub fn prune_connections(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let end = (before.timestamp_millis().max(0) as u128) << 64;
-        self.write(|tx| {
+        self.db.write(|tx| {
             let mut t = tx.open_table(TABLE)?;
             let keys: Vec<u128> = t
                 .range(..end)?
@@ -180,7 +118,7 @@ enum Msg {
 
 impl ConnectionLog {
     /// Starts the writer thread.
-    pub fn start(store: Store) -> ConnectionLog {
+    pub fn start(store: LocalStore) -> ConnectionLog {
         let (tx, rx) = mpsc::channel::<Msg>();
         std::thread::Builder::new()
             .name("ugem-connlog".into())
@@ -203,7 +141,7 @@ impl ConnectionLog {
     }
 }
 
-fn writer(store: Store, rx: mpsc::Receiver<Msg>) {
+fn writer(store: LocalStore, rx: mpsc::Receiver<Msg>) {
     let mut last_durable = std::time::Instant::now();
     let mut dirty = false;
     loop {
@@ -241,6 +179,7 @@ fn writer(store: Store, rx: mpsc::Receiver<Msg>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::connections::*;
 
     fn rec(peer: &str, domain: &str, at: DateTime<Utc>) -> ConnectionRecord {
         ConnectionRecord {
@@ -269,7 +208,7 @@ mod tests {
     #[test]
     fn filter_and_prune() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = crate::store::open(dir.path()).unwrap().0;
         let now = Utc::now();
         let old = now - chrono::Duration::days(100);
         let log = ConnectionLog::start(s.clone());

@@ -1,0 +1,10 @@
+//! The records the gateway keeps: plain typed values with their serde form,
+//! one file per record kind. The store persists them and everything above
+//! reads them; nothing here knows how or where they are kept.
+
+pub mod applications;
+pub mod audit;
+pub mod connections;
+pub mod domains;
+pub mod suspensions;
+pub mod webhooks;

@@ -1,0 +1,19 @@
+//! The webhook outbox's jobs: events waiting to be POSTed.
+
+use serde::{Deserialize, Serialize};
+
+/// One event for one URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookJob {
+    /// Identifier (assigned by the store).
+    #[serde(default)]
+    pub id: u64,
+    /// Where it goes.
+    pub url: String,
+    /// The JSON event.
+    pub body: serde_json::Value,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Not before this time (unix ms).
+    pub next_at_ms: u64,
+}

@@ -1,0 +1,143 @@
+//! The registry's persistence, behind one trait: domains, suspensions,
+//! applications, the audit trail and notice claims.
+//!
+//! The trait is shaped for a networked backend shared by several nodes:
+//! reads and writes move whole records; every change that two writers
+//! could race on is one call that the backend makes atomic (a write that
+//! names the version it replaces, a suspension started only if none is
+//! active, an application id allocated by the store, a notice claimed
+//! once). A lost race is [`StoreError::Conflict`]; a backend that cannot be
+//! reached is [`StoreError::Unavailable`].
+//!
+//! Every backend must pass the suite in [`crate::store::contract`].
+
+pub mod redb;
+
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::domain::Domain;
+use crate::model::applications::{ApplicationRecord, ApplicationStatus};
+use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
+use crate::model::domains::DomainRecord;
+use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
+
+/// What a conditional domain write expects to find in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No record of that name: the write registers it.
+    Absent,
+    /// The record as read, named by its `updated_at`: the write replaces it.
+    UpdatedAt(DateTime<Utc>),
+}
+
+impl Expect {
+    /// The expectation that replaces `rec` as it was read.
+    pub fn unchanged(rec: &DomainRecord) -> Expect {
+        Expect::UpdatedAt(rec.updated_at)
+    }
+}
+
+/// A whole domain record to write, and what it replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainWrite {
+    /// The record as it is to be stored.
+    pub record: DomainRecord,
+    /// What must be stored under its name for the write to happen.
+    pub expect: Expect,
+}
+
+/// The registry's persistence; dyn-compatible, so the backend is picked at
+/// run time (`Arc<dyn RegistryStore>`). Calls never block the runtime.
+#[async_trait::async_trait]
+pub trait RegistryStore: Send + Sync + std::fmt::Debug {
+    /// Every domain, by name.
+    async fn list_domains(&self) -> Result<Vec<DomainRecord>, StoreError>;
+
+    /// One domain, if registered.
+    async fn get_domain(&self, name: &Domain) -> Result<Option<DomainRecord>, StoreError>;
+
+    /// Writes a whole domain record if the stored one is what `w.expect`
+    /// says; [`StoreError::Conflict`] otherwise (nothing written).
+    async fn put_domain(&self, w: &DomainWrite) -> Result<(), StoreError>;
+
+    /// Every suspension, active or ended, oldest first.
+    async fn list_suspensions(&self) -> Result<Vec<SuspensionRecord>, StoreError>;
+
+    /// One suspension by id.
+    async fn get_suspension(&self, id: u64) -> Result<Option<SuspensionRecord>, StoreError>;
+
+    /// Starts a suspension (the store assigns its id) and, with `domain`,
+    /// writes that domain record in the same transaction. Returns the
+    /// stored record. [`StoreError::Conflict`] (nothing written) when the
+    /// scope already has an active suspension or the domain write's
+    /// expectation fails.
+    async fn start_suspension(
+        &self,
+        rec: &SuspensionRecord,
+        domain: Option<&DomainWrite>,
+    ) -> Result<SuspensionRecord, StoreError>;
+
+    /// Ends the active suspension of `scope` with `how` and, with `domain`,
+    /// writes that domain record in the same transaction. Returns the ended
+    /// record. [`StoreError::NotFound`] when the scope has no active
+    /// suspension, [`StoreError::Conflict`] when the domain write's
+    /// expectation fails (nothing written either way).
+    async fn end_suspension(
+        &self,
+        scope: &Scope,
+        how: &Restoration,
+        domain: Option<&DomainWrite>,
+    ) -> Result<SuspensionRecord, StoreError>;
+
+    /// Every application, oldest first.
+    async fn list_applications(&self) -> Result<Vec<ApplicationRecord>, StoreError>;
+
+    /// One application by id.
+    async fn get_application(&self, id: u64) -> Result<Option<ApplicationRecord>, StoreError>;
+
+    /// Stores a new application under an id the store assigns (ids only
+    /// grow) and returns it as stored. [`StoreError::Conflict`] when its
+    /// domain already has a pending application.
+    async fn insert_application(
+        &self,
+        rec: &ApplicationRecord,
+    ) -> Result<ApplicationRecord, StoreError>;
+
+    /// Replaces a stored application if its stored status is still
+    /// `expect`: [`StoreError::Conflict`] when it is not (another decision
+    /// came first), [`StoreError::NotFound`] when there is no such id.
+    async fn update_application(
+        &self,
+        rec: &ApplicationRecord,
+        expect: ApplicationStatus,
+    ) -> Result<(), StoreError>;
+
+    /// Appends an audit record durably; returns its sequence number.
+    async fn append_audit(&self, rec: &AuditRecord) -> Result<u64, StoreError>;
+
+    /// Appends a record of refused calls, which may skip waiting for the
+    /// disk (a crash may lose the last second of them); returns its number.
+    async fn append_refused(&self, rec: &AuditRecord) -> Result<u64, StoreError>;
+
+    /// Sets the counts and actions of refused-call records (other records
+    /// and missing ones are left alone).
+    async fn update_refused(&self, updates: &[RefusedUpdate]) -> Result<(), StoreError>;
+
+    /// Deletes refused-call records made before `before` (staff actions
+    /// stay); returns how many.
+    async fn prune_refused_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// How many audit records there are and the bytes they take.
+    async fn audit_size(&self) -> Result<AuditSize, StoreError>;
+
+    /// The newest `limit` audit records, newest first.
+    async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Claims the notice `key` at `now_ms`: true for the one caller that
+    /// claims it first (on any node), false for every later one.
+    async fn claim_notice(&self, key: &str, now_ms: u64) -> Result<bool, StoreError>;
+
+    /// Forgets notice claims made before `before_ms`; returns how many.
+    async fn prune_notices(&self, before_ms: u64) -> Result<usize, StoreError>;
+}
