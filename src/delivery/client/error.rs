@@ -5,6 +5,7 @@
 use std::fmt;
 
 use super::reply::{MAX_REPLY_LINE, MAX_REPLY_LINES, MAX_REPLY_SIZE, RemoteReply};
+use crate::reply::Enhanced;
 
 /// Where in the dialogue something went wrong (for error texts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +177,29 @@ impl ConnError {
     }
 }
 
+impl ConnError {
+    /// The reply code and enhanced status code its text leads with: the
+    /// remote's when it refused the session, else our own.
+    pub fn codes(&self) -> (Option<u16>, Option<Enhanced>) {
+        let own = |class, subject, detail| (None, Some(Enhanced::new(class, subject, detail)));
+        match self {
+            ConnError::Refused { reply, .. } => (Some(reply.code), reply.enhanced),
+            ConnError::Connect { .. }
+            | ConnError::Timeout {
+                stage: Stage::Connect,
+            } => own(4, 4, 1),
+            ConnError::Timeout { .. }
+            | ConnError::Io { .. }
+            | ConnError::Closed { .. }
+            | ConnError::Unusable => own(4, 4, 2),
+            ConnError::BadReply { .. } | ConnError::Protocol { .. } => own(4, 5, 0),
+            ConnError::TlsRequired { .. } => own(4, 7, 4),
+            ConnError::Tls { .. } => own(4, 7, 5),
+            ConnError::Setup(_) => own(4, 3, 5),
+        }
+    }
+}
+
 /// A socket error at `stage`: an unexpected end is the remote closing.
 pub(super) fn io_error(stage: Stage, e: std::io::Error) -> ConnError {
     match e.kind() {
@@ -217,5 +241,53 @@ mod tests {
             ConnError::TlsRequired { reply: None }.to_string(),
             "4.7.4 TLS required but STARTTLS not offered"
         );
+    }
+
+    #[test]
+    fn codes_are_the_ones_the_text_leads_with() {
+        let reply = |s: &str| parse_reply(s.as_bytes()).unwrap().unwrap().0;
+        let io = || std::io::Error::other("x");
+        let all = [
+            ConnError::Connect { source: io() },
+            ConnError::Timeout {
+                stage: Stage::Connect,
+            },
+            ConnError::Timeout { stage: Stage::Rcpt },
+            ConnError::Io {
+                stage: Stage::Mail,
+                source: io(),
+            },
+            ConnError::Closed { stage: Stage::Data },
+            ConnError::BadReply {
+                stage: Stage::Ehlo,
+                why: ReplyError::BadCode,
+            },
+            ConnError::Protocol {
+                stage: Stage::Data,
+                reply: reply("250 2.0.0 ok\r\n"),
+            },
+            ConnError::TlsRequired {
+                reply: Some(reply("454 4.7.0 no\r\n")),
+            },
+            ConnError::Tls { reason: "x".into() },
+            ConnError::Setup("x".into()),
+            ConnError::Unusable,
+        ];
+        for e in all {
+            let (code, enhanced) = e.codes();
+            assert_eq!(code, None);
+            let enhanced = enhanced.unwrap();
+            assert!(e.to_string().starts_with(&format!("{enhanced} ")), "{e}");
+        }
+        let refused = ConnError::Refused {
+            stage: Stage::Greeting,
+            reply: reply("554 5.7.1 Client host [192.0.2.1] blocked\r\n"),
+        };
+        assert_eq!(refused.codes(), (Some(554), Some(Enhanced::new(5, 7, 1))));
+        let bare = ConnError::Refused {
+            stage: Stage::Ehlo,
+            reply: reply("421 busy\r\n"),
+        };
+        assert_eq!(bare.codes(), (Some(421), None));
     }
 }

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 use super::error::ReplyError;
 use crate::delivery::outcome::{Class, classify};
-use crate::reply::Enhanced;
+use crate::reply::{Enhanced, Outcome};
 
 /// Longest reply line accepted, LF included. RFC 5321 §4.5.3.1.5 says 512;
 /// real servers exceed it a little, hostile ones by megabytes.
@@ -41,6 +41,16 @@ impl RemoteReply {
     /// Done, retry, or bounce.
     pub fn class(&self) -> Class {
         classify(self.code, None)
+    }
+
+    /// The recipient's outcome when this reply, read as `class`, decides it.
+    pub fn outcome(&self, class: Class) -> Outcome {
+        Outcome {
+            fate: class.fate(),
+            code: Some(self.code),
+            enhanced: self.enhanced,
+            text: self.to_string(),
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use super::framing::{
 };
 use super::reply::RemoteReply;
 use crate::delivery::outcome::Class;
+use crate::reply::{Enhanced, Fate, Outcome};
 
 /// Recipients per pipelined batch: bounds what waits unread on both sides.
 const PIPELINE_BATCH: usize = 100;
@@ -48,30 +49,31 @@ impl RcptResult {
             | RcptResult::Failed { reply } => reply,
         }
     }
+}
 
-    fn from_class(class: Class, reply: String) -> RcptResult {
-        match class {
-            Class::Success => RcptResult::Delivered { reply },
-            Class::Temporary => RcptResult::Deferred { reply },
-            Class::Permanent => RcptResult::Failed { reply },
+impl From<Outcome> for RcptResult {
+    fn from(o: Outcome) -> RcptResult {
+        let reply = o.text;
+        match o.fate {
+            Fate::Delivered => RcptResult::Delivered { reply },
+            Fate::Temporary => RcptResult::Deferred { reply },
+            Fate::Permanent | Fate::Expired => RcptResult::Failed { reply },
         }
     }
 }
 
 /// The results of one transaction as they come in, one slot per recipient.
-struct Results(Vec<Option<RcptResult>>);
+struct Results(Vec<Option<Outcome>>);
 
 impl Results {
     fn new(n: usize) -> Results {
         Results(vec![None; n])
     }
 
-    /// Every recipient without a result yet fails with `reply`.
-    fn fail_rest(&mut self, reply: &str) {
+    /// Every recipient without a result yet fails: `enhanced` and `why`.
+    fn fail_rest(&mut self, enhanced: Enhanced, why: &str) {
         for r in self.0.iter_mut().filter(|r| r.is_none()) {
-            *r = Some(RcptResult::Failed {
-                reply: reply.into(),
-            });
+            *r = Some(Outcome::local(Fate::Permanent, enhanced, why));
         }
     }
 
@@ -80,35 +82,39 @@ impl Results {
         (0..self.0.len()).filter(|&i| self.0[i].is_none()).collect()
     }
 
-    fn set(&mut self, i: usize, r: RcptResult) {
-        self.0[i] = Some(r);
+    fn set(&mut self, i: usize, o: Outcome) {
+        self.0[i] = Some(o);
     }
 
     /// Each of `who` gets what `reply` means.
     fn all(&mut self, who: &[usize], class: Class, reply: &RemoteReply) {
-        let text = reply.to_string();
+        let o = reply.outcome(class);
         for &i in who {
-            self.set(i, RcptResult::from_class(class, text.clone()));
+            self.set(i, o.clone());
         }
     }
 
-    /// Each of `who` without a result yet is deferred with `text`.
-    fn defer_missing(&mut self, who: &[usize], text: &str) {
+    /// Each of `who` without a result yet gets `o`.
+    fn fill(&mut self, who: &[usize], o: &Outcome) {
         for &i in who {
             if self.0[i].is_none() {
-                self.set(i, RcptResult::Deferred { reply: text.into() });
+                self.set(i, o.clone());
             }
         }
     }
 
     /// Every recipient has a result by now; a gap would be a bug, so it is
     /// deferred rather than lost.
-    fn finish(self) -> Vec<RcptResult> {
+    fn finish(self) -> Vec<Outcome> {
         self.0
             .into_iter()
             .map(|r| {
-                r.unwrap_or_else(|| RcptResult::Deferred {
-                    reply: "4.3.0 no result for this recipient".into(),
+                r.unwrap_or_else(|| {
+                    Outcome::local(
+                        Fate::Temporary,
+                        Enhanced::new(4, 3, 0),
+                        "no result for this recipient",
+                    )
                 })
             })
             .collect()
@@ -130,6 +136,19 @@ impl Connection {
         recipients: &[String],
         body: &[u8],
     ) -> Result<Vec<RcptResult>, ConnError> {
+        let outcomes = self.deliver(sender, recipients, body).await?;
+        Ok(outcomes.into_iter().map(RcptResult::from).collect())
+    }
+
+    /// [`Connection::send`] with each recipient's outcome typed (fate, the
+    /// reply's code and enhanced code, the text), for the scheduler and
+    /// the governor.
+    pub async fn deliver(
+        &mut self,
+        sender: &str,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Result<Vec<Outcome>, ConnError> {
         if self.closing {
             return Err(ConnError::Unusable);
         }
@@ -145,7 +164,7 @@ impl Connection {
         sender: &str,
         rcpts: &[String],
         body: &[u8],
-    ) -> Result<Vec<RcptResult>, ConnError> {
+    ) -> Result<Vec<Outcome>, ConnError> {
         let mut results = Results::new(rcpts.len());
         self.refuse_locally(sender, rcpts, body, &mut results);
         let todo = results.pending();
@@ -167,7 +186,12 @@ impl Connection {
         if self.closing {
             // A 421 came in the middle of the RCPTs: the rest were not
             // answered, and the accepted ones get no DATA on this connection.
-            results.defer_missing(&todo, "421 4.4.2 remote closing the connection");
+            let closing = RemoteReply {
+                code: 421,
+                enhanced: Some(Enhanced::new(4, 4, 2)),
+                lines: vec!["remote closing the connection".into()],
+            };
+            results.fill(&todo, &closing.outcome(Class::Temporary));
             return Ok(results.finish());
         }
         if !accepted.is_empty() {
@@ -181,37 +205,43 @@ impl Connection {
     fn refuse_locally(&self, sender: &str, rcpts: &[String], body: &[u8], results: &mut Results) {
         if let Err(why) = check_message(body) {
             tracing::error!(remote = %self.remote, reason = why, "refusing to send a malformed message");
-            results.fail_rest(&format!("5.6.0 {why}; not sent"));
+            results.fail_rest(Enhanced::new(5, 6, 0), &format!("{why}; not sent"));
         }
         if !valid_path(sender) {
-            results.fail_rest("5.1.7 bad sender address; not sent");
+            results.fail_rest(Enhanced::new(5, 1, 7), "bad sender address; not sent");
         }
         if !sender.is_ascii() && !self.ext.smtputf8 {
             results.fail_rest(
-                "5.6.7 the sender address is not ASCII and the remote does not offer SMTPUTF8",
+                Enhanced::new(5, 6, 7),
+                "the sender address is not ASCII and the remote does not offer SMTPUTF8",
             );
         }
         if let Some(limit) = self.ext.size.filter(|&n| n > 0)
             && body.len() as u64 > limit
         {
-            results.fail_rest(&format!(
-                "5.3.4 message size {} exceeds the remote's limit of {limit} (SIZE); not sent",
-                body.len()
-            ));
+            results.fail_rest(
+                Enhanced::new(5, 3, 4),
+                &format!(
+                    "message size {} exceeds the remote's limit of {limit} (SIZE); not sent",
+                    body.len()
+                ),
+            );
         }
         for i in results.pending() {
             let addr = &rcpts[i];
             if addr.is_empty() || !valid_path(addr) {
+                let why = "bad recipient address; not sent";
                 results.set(
                     i,
-                    RcptResult::Failed {
-                        reply: "5.1.3 bad recipient address; not sent".into(),
-                    },
+                    Outcome::local(Fate::Permanent, Enhanced::new(5, 1, 3), why),
                 );
             } else if !addr.is_ascii() && !self.ext.smtputf8 {
-                results.set(i, RcptResult::Failed {
-                    reply: "5.6.7 the recipient address is not ASCII and the remote does not offer SMTPUTF8".into(),
-                });
+                let why =
+                    "the recipient address is not ASCII and the remote does not offer SMTPUTF8";
+                results.set(
+                    i,
+                    Outcome::local(Fate::Permanent, Enhanced::new(5, 6, 7), why),
+                );
             }
         }
     }
@@ -295,12 +325,7 @@ impl Connection {
             if reply.code == 421 {
                 // Closing: the remaining RCPTs get no reply (deferred later).
                 self.closing = true;
-                results.set(
-                    i,
-                    RcptResult::Deferred {
-                        reply: reply.to_string(),
-                    },
-                );
+                results.set(i, reply.outcome(Class::Temporary));
                 break;
             }
             let class = match reply.code {
@@ -312,7 +337,7 @@ impl Connection {
             if class == Class::Success {
                 accepted.push(i);
             } else {
-                results.set(i, RcptResult::from_class(class, reply.to_string()));
+                results.set(i, reply.outcome(class));
             }
         }
         Ok(())
