@@ -15,11 +15,10 @@
 //! - [`connection`]: opening a session, probes, what is known about it;
 //! - [`transaction`]: one message, step by step.
 //!
-//! mail-send 0.7 provides the transport: `SmtpClient::connect` (TCP with a
-//! timeout) and `SmtpClient::into_tls` (the TLS handshake, its errors
-//! mapped). The SMTP dialogue is written here, one level lower, because of
-//! what mail-send does (read in its source and tried against a hostile
-//! feed; each file says what it does differently).
+//! The transport is tokio and tokio-rustls. The SMTP dialogue is written
+//! here rather than taken from mail-send, because of what mail-send does
+//! (read in its source and tried against a hostile feed; each file says
+//! what it does differently).
 
 pub mod connection;
 pub mod error;

@@ -3,17 +3,19 @@
 //! `encrypt`, `verify`), the handshake, and the certificate check. Under
 //! `may` and `encrypt` the certificate is checked like `verify` would but
 //! accepted either way ([`Opportunistic`]), so the session knows whether it
-//! was verified (MTA-STS needs that) without failing on it.
+//! was verified (MTA-STS needs that) without failing on it. The handshake
+//! is tokio-rustls's own.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use mail_send::SmtpClient;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use super::connection::{ClientSettings, Connection, Target};
 use super::error::{ConnError, Stage};
@@ -59,12 +61,12 @@ impl Connection {
                 reason: "data after the STARTTLS reply".into(),
             });
         }
-        self.handshake(target, s, policy).await?;
+        self.start_tls(target, s, policy).await?;
         self.hello(&s.helo).await
     }
 
     /// The TLS handshake on the plaintext socket (after the 220 to STARTTLS).
-    async fn handshake(
+    async fn start_tls(
         &mut self,
         target: &Target,
         s: &ClientSettings,
@@ -86,24 +88,18 @@ impl Connection {
         let Some(tcp) = self.wire.take_plain() else {
             return Err(ConnError::Unusable);
         };
-        let client = SmtpClient {
-            stream: tcp,
-            timeout: self.timeouts.command,
-        };
-        let tls = match client.into_tls(&TlsConnector::from(config), &name).await {
-            Ok(tls) => tls,
-            Err(mail_send::Error::Timeout) => {
+        let tls = match tokio::time::timeout(self.timeouts.command, handshake(config, &name, tcp))
+            .await
+        {
+            Err(_) => {
                 return Err(ConnError::Tls {
                     reason: "handshake timeout".into(),
                 });
             }
-            Err(e) => {
-                return Err(ConnError::Tls {
-                    reason: e.to_string(),
-                });
-            }
+            Ok(Err(reason)) => return Err(ConnError::Tls { reason }),
+            Ok(Ok(tls)) => tls,
         };
-        let description = describe(tls.tls_connection());
+        let description = describe(tls.get_ref().1);
         self.verified = match &verdict {
             Some(v) => match &*v.verdict.lock().unwrap_or_else(|p| p.into_inner()) {
                 Verdict::Verified => true,
@@ -124,9 +120,34 @@ impl Connection {
         };
         tracing::debug!(remote = %self.remote, tls = %description, verified = self.verified, "STARTTLS");
         self.tls = Some(description);
-        self.wire.put_tls(tls.stream);
+        self.wire.put_tls(tls);
         Ok(())
     }
+}
+
+/// The TLS handshake over `tcp` for `name`; the error in words: rustls's
+/// own for a TLS failure, the socket's otherwise.
+async fn handshake(
+    config: Arc<ClientConfig>,
+    name: &str,
+    tcp: TcpStream,
+) -> Result<TlsStream<TcpStream>, String> {
+    let server = ServerName::try_from(name)
+        .map_err(|_| "Invalid TLS name provided".to_string())?
+        .to_owned();
+    TlsConnector::from(config)
+        .connect(server, tcp)
+        .await
+        .map_err(|e| {
+            // tokio-rustls wraps rustls's error in an io::Error.
+            let tls = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            match tls {
+                Some(t) => format!("TLS error: {t}"),
+                None => format!("I/O error: {e}"),
+            }
+        })
 }
 
 /// "TLSv1.3 TLS13_AES_256_GCM_SHA384", the same form the inbound side logs.

@@ -2,6 +2,9 @@
 //! Nagle, the source address told to whoever wants it), the plaintext or
 //! TLS stream, and the reply reader over it.
 //!
+//! Plain tokio: connecting is one call with a timeout (mail-send, used for
+//! this and the handshake before, compiled eight crates for them).
+//!
 //! The reader keeps its buffer across replies: mail-send's `read()` throws
 //! away whatever follows the first reply in a read, so replies that arrive
 //! together desynchronise the session. Keeping it also lets the STARTTLS
@@ -13,7 +16,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mail_send::SmtpClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -69,19 +71,14 @@ pub(super) async fn connect(
     limit: Duration,
     hook: Option<&SourceHook>,
 ) -> Result<TcpStream, ConnError> {
-    let tcp = match SmtpClient::connect(addr, limit).await {
-        Ok(c) => c.stream,
-        Err(mail_send::Error::Timeout) => {
+    let tcp = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+        Err(_) => {
             return Err(ConnError::Timeout {
                 stage: Stage::Connect,
             });
         }
-        Err(mail_send::Error::Io(source)) => return Err(ConnError::Connect { source }),
-        Err(e) => {
-            return Err(ConnError::Connect {
-                source: std::io::Error::other(e.to_string()),
-            });
-        }
+        Ok(Err(source)) => return Err(ConnError::Connect { source }),
+        Ok(Ok(tcp)) => tcp,
     };
     // Commands are written whole; Nagle would only hold back the last
     // small write (the final dot) for a delayed ACK.
