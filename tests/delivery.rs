@@ -301,6 +301,36 @@ fn an_smtputf8_bounce_has_the_global_types_and_names_the_mx_host() {
 }
 
 #[test]
+fn a_bounce_from_a_route_given_as_an_address_names_its_literal_not_a_bare_address() {
+    let remote = FakeMx::start(Behaviour::accept());
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&[]);
+    let gw = gateway(
+        &dns,
+        1,
+        &format!(
+            "[delivery.routes]\n\"example.net\" = \"{}\"\n",
+            remote.addr()
+        ),
+    );
+    register_with_inbound(&gw, "127.0.0.1", &agency_server);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["reject-me@example.net"],
+        "Subject: s\r\n\r\nx\r\n",
+    );
+    assert!(
+        agency_server.wait_for_messages(1, Duration::from_secs(20)),
+        "no bounce; log:\n{}",
+        gw.log_text()
+    );
+    let raw = String::from_utf8_lossy(&agency_server.messages()[0].body).to_string();
+    assert!(raw.contains("Remote-MTA: dns; [127.0.0.1]\r\n"), "{raw}");
+    assert!(!raw.contains("dns; 127.0.0.1"), "{raw}");
+}
+
+#[test]
 fn null_mx_bounces_at_once_and_bounces_never_bounce() {
     let agency_server = FakeMx::start(Behaviour::accept());
     let dns = dns_for(&[]);
