@@ -55,13 +55,19 @@ impl Hop {
         }
     }
 
-    /// The remote MTA as bounces name it (`host [ip]`), if the results are
-    /// its replies.
+    /// The remote MTA as bounces name it (`Remote-MTA: dns; <name>`), if
+    /// the results are its replies: the MX or next-hop host name the
+    /// connection was made to. A route given as a bare address has no name:
+    /// then its address literal (`[192.0.2.1]`, RFC 5321 §4.1.3). The
+    /// address itself belongs in the log line (`relay`), not here.
     pub fn remote_mta(&self) -> Option<String> {
-        self.relay
-            .as_ref()
-            .filter(|_| self.answered)
-            .map(|(host, addr)| format!("{host} [{}]", addr.ip()))
+        let (host, _) = self.relay.as_ref().filter(|_| self.answered)?;
+        let host = host.trim_end_matches('.');
+        Some(match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
+            Ok(ip) => format!("[{ip}]"),
+            Err(_) => host.to_string(),
+        })
     }
 }
 
@@ -262,7 +268,8 @@ mod tests {
             transmit: Duration::from_millis(1_006),
         };
         assert_eq!(hop.relay_text(), "mx.example.org[192.0.2.25]:25");
-        assert_eq!(hop.remote_mta().unwrap(), "mx.example.org [192.0.2.25]");
+        // The host name, not the address (that is in relay_text).
+        assert_eq!(hop.remote_mta().unwrap(), "mx.example.org");
         let broken = Hop {
             answered: false,
             ..hop.clone()
@@ -285,6 +292,28 @@ mod tests {
             ..Hop::default()
         };
         assert_eq!(v6.relay_text(), "mx6[2001:db8::1]:2525");
+        // A route named by its address has no name: its address literal.
+        let literal = |host: &str, addr: &str| Hop {
+            relay: Some((host.into(), addr.parse().unwrap())),
+            answered: true,
+            ..Hop::default()
+        };
+        assert_eq!(
+            literal("127.0.0.1", "127.0.0.1:25").remote_mta().unwrap(),
+            "[127.0.0.1]"
+        );
+        assert_eq!(
+            literal("2001:db8::1", "[2001:db8::1]:25")
+                .remote_mta()
+                .unwrap(),
+            "[IPv6:2001:db8::1]"
+        );
+        assert_eq!(
+            literal("mx.example.org.", "192.0.2.25:25")
+                .remote_mta()
+                .unwrap(),
+            "mx.example.org"
+        );
     }
 
     #[test]

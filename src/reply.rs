@@ -1,6 +1,11 @@
 //! SMTP replies: a code, an optional enhanced status code (RFC 3463) and
 //! text lines, written in the wire form `250-2.0.0 text\r\n250 2.0.0 last\r\n`.
 //!
+//! A delivery attempt's result for one recipient is an [`Outcome`]: its
+//! [`Fate`], the remote reply's code and enhanced code when a reply decided
+//! it, and the text as recorded. Delivery makes it; the governor reads it
+//! (it sits below delivery, so the type lives here).
+//!
 //! Reply text often carries words the client sent (an address, an EHLO
 //! name), so [`Reply::write_to`] sanitises every line: nothing but printable
 //! ASCII ever reaches the wire, never a CR or LF that could forge a reply.
@@ -224,6 +229,46 @@ impl fmt::Display for Reply {
     }
 }
 
+/// What a delivery attempt made of one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Accepted by the remote (2xx after the message).
+    Delivered,
+    /// Refused for now, or no answer (a connection failure): retried.
+    Temporary,
+    /// Refused for good (5xx, or our own permanent conclusion): bounced.
+    Permanent,
+    /// Given up after the queue lifetime, the last result temporary:
+    /// bounced, but nobody refused it.
+    Expired,
+}
+
+/// One recipient's result of a delivery attempt, typed where it is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// What became of the recipient.
+    pub fate: Fate,
+    /// The remote's reply code, when a reply decided it.
+    pub code: Option<u16>,
+    /// The enhanced status code: the reply's, or that of our own conclusion.
+    pub enhanced: Option<Enhanced>,
+    /// The text as recorded (queue, mail log, DSN): `"550 5.1.1 user
+    /// unknown"`, `"4.4.1 cannot connect: ..."`.
+    pub text: String,
+}
+
+impl Outcome {
+    /// Our own conclusion, no remote reply: the text is `"{enhanced} {why}"`.
+    pub fn local(fate: Fate, enhanced: Enhanced, why: impl fmt::Display) -> Outcome {
+        Outcome {
+            fate,
+            code: None,
+            enhanced: Some(enhanced),
+            text: format!("{enhanced} {why}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +339,13 @@ mod tests {
         ] {
             assert_eq!(Enhanced::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_local_outcome_leads_with_its_code() {
+        let o = Outcome::local(Fate::Temporary, Enhanced::new(4, 4, 1), "cannot connect");
+        assert_eq!(o.text, "4.4.1 cannot connect");
+        assert_eq!((o.code, o.enhanced), (None, Some(Enhanced::new(4, 4, 1))));
     }
 
     #[test]

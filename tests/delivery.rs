@@ -238,6 +238,99 @@ fn permanent_failure_bounces_to_the_sender_with_a_dsn() {
 }
 
 #[test]
+fn an_smtputf8_bounce_has_the_global_types_and_names_the_mx_host() {
+    let remote = FakeMx::start(Behaviour::accept());
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&["example.org"]);
+    let gw = gateway(&dns, remote.addr().port(), "");
+    register_with_inbound(&gw, "127.0.0.1", &agency_server);
+    let clerk = "\u{43a}\u{43b}\u{435}\u{440}\u{43a}@agency.example.kz";
+    let rcpt = "reject-\u{431}\u{44c}\u{43e}\u{440}\u{43d}@example.org";
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    s.expect(&format!("MAIL FROM:<{clerk}> SMTPUTF8"), 250);
+    s.expect(&format!("RCPT TO:<{rcpt}>"), 250);
+    s.expect("DATA", 354);
+    s.send_raw("Subject: \u{43e}\u{442}\u{447}\u{451}\u{442}\r\n\r\nbody\r\n.\r\n".as_bytes());
+    assert_eq!(s.reply().code, 250);
+    s.expect("QUIT", 221);
+    assert!(
+        agency_server.wait_for_messages(1, Duration::from_secs(20)),
+        "no bounce; log:\n{}",
+        gw.log_text()
+    );
+    let dsn = &agency_server.messages()[0];
+    assert_eq!(dsn.recipients, vec![clerk]);
+    let msg = mail_parser::MessageParser::default()
+        .parse(&dsn.body)
+        .expect("DSN parses");
+    let types: Vec<String> = msg
+        .parts
+        .iter()
+        .map(|p| {
+            let ct = p.content_type().unwrap();
+            format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or(""))
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "multipart/report",
+            "text/plain",
+            "message/global-delivery-status",
+            "message/global-headers"
+        ]
+    );
+    let status = String::from_utf8(msg.parts[2].contents().to_vec()).unwrap();
+    assert!(
+        status.contains(&format!("Final-Recipient: utf-8; {rcpt}")),
+        "{status}"
+    );
+    assert!(status.contains("Status: 5.1.1"), "{status}");
+    // The MX host the connection was made to, not its address.
+    assert!(
+        status.contains("Remote-MTA: dns; mx.remote.example\r\n"),
+        "{status}"
+    );
+    assert!(!status.contains("127.0.0.1"), "{status}");
+    let headers = String::from_utf8(msg.parts[3].contents().to_vec()).unwrap();
+    assert!(
+        headers.contains("Subject: \u{43e}\u{442}\u{447}\u{451}\u{442}"),
+        "{headers}"
+    );
+}
+
+#[test]
+fn a_bounce_from_a_route_given_as_an_address_names_its_literal_not_a_bare_address() {
+    let remote = FakeMx::start(Behaviour::accept());
+    let agency_server = FakeMx::start(Behaviour::accept());
+    let dns = dns_for(&[]);
+    let gw = gateway(
+        &dns,
+        1,
+        &format!(
+            "[delivery.routes]\n\"example.net\" = \"{}\"\n",
+            remote.addr()
+        ),
+    );
+    register_with_inbound(&gw, "127.0.0.1", &agency_server);
+    send(
+        &gw,
+        "clerk@agency.example.kz",
+        &["reject-me@example.net"],
+        "Subject: s\r\n\r\nx\r\n",
+    );
+    assert!(
+        agency_server.wait_for_messages(1, Duration::from_secs(20)),
+        "no bounce; log:\n{}",
+        gw.log_text()
+    );
+    let raw = String::from_utf8_lossy(&agency_server.messages()[0].body).to_string();
+    assert!(raw.contains("Remote-MTA: dns; [127.0.0.1]\r\n"), "{raw}");
+    assert!(!raw.contains("dns; 127.0.0.1"), "{raw}");
+}
+
+#[test]
 fn null_mx_bounces_at_once_and_bounces_never_bounce() {
     let agency_server = FakeMx::start(Behaviour::accept());
     let dns = dns_for(&[]);

@@ -133,7 +133,7 @@ async fn null_mx_is_a_permanent_failure() {
     let e = mx(&dns, "nullmx.example").await.unwrap_err();
     assert_eq!(e, ResolveError::NullMx);
     assert!(e.is_permanent());
-    assert_eq!(e.enhanced(), "5.1.10");
+    assert_eq!(e.enhanced().to_string(), "5.1.10");
 }
 
 #[tokio::test]
@@ -142,7 +142,7 @@ async fn nxdomain_is_a_permanent_failure() {
     let e = mx(&dns, "nosuch.example").await.unwrap_err();
     assert_eq!(e, ResolveError::NoSuchDomain);
     assert!(e.is_permanent());
-    assert_eq!(e.enhanced(), "5.1.2");
+    assert_eq!(e.enhanced().to_string(), "5.1.2");
 }
 
 #[tokio::test]
@@ -192,7 +192,7 @@ async fn mx_host_without_address_is_skipped_or_no_address() {
     let e = mx(&dns, "only-ghosts.example").await.unwrap_err();
     assert_eq!(e, ResolveError::NoAddress);
     assert!(!e.is_permanent());
-    assert_eq!(e.enhanced(), "4.4.4");
+    assert_eq!(e.enhanced().to_string(), "4.4.4");
 }
 
 #[tokio::test]
@@ -271,7 +271,7 @@ async fn servfail_is_temporary() {
     let e = mx(&dns, "broken.example").await.unwrap_err();
     assert!(matches!(e, ResolveError::Temporary(_)), "{e:?}");
     assert!(!e.is_permanent());
-    assert_eq!(e.enhanced(), "4.4.3");
+    assert_eq!(e.enhanced().to_string(), "4.4.3");
 
     // An MX host whose address lookups fail: also temporary, not NoAddress.
     let e = mx(&dns, "example.org").await.unwrap_err();

@@ -5,6 +5,15 @@
 //! `text/rfc822-headers` part with the original headers (never the body:
 //! the sender has it, and a bounce should not carry content onwards).
 //!
+//! Internationalized mail (UTF-8 in the original header or in an address)
+//! is reported per RFC 6533: `message/global-delivery-status` with UTF-8
+//! addresses as they are (`utf-8; ...`), `message/global-headers`, and the
+//! text part labelled `charset=utf-8`; every 8-bit part (and the multipart)
+//! says `Content-Transfer-Encoding: 8bit`. Other mail stays 7-bit.
+//!
+//! `Remote-MTA` names the host the connection was made to (the MX or next
+//! hop), never its address: that is in the mail log's `relay`.
+//!
 //! Notifications go from the null sender (so they are never bounced in
 //! turn) and none is made for a message from the null sender. Everything
 //! written is CRLF-only with lines of at most 998 octets; text that came
@@ -24,7 +33,8 @@ const MAX_DIAGNOSTIC: usize = 2000;
 /// Most octets of original headers returned.
 const MAX_HEADERS: usize = 100 * 1024;
 
-/// Failed recipient, diagnostic (remote reply or local reason), remote MTA.
+/// Failed recipient, diagnostic (remote reply or local reason), and the
+/// remote MTA's name (see [`crate::maillog::Hop::remote_mta`]).
 pub type FailedRcpt = (String, String, Option<String>);
 
 /// What the notification reports.
@@ -37,7 +47,7 @@ enum Kind {
 }
 
 /// A bounce to the envelope sender for the recipients in `failed`
-/// (address, diagnostic, remote MTA such as `"mx.example [192.0.2.1]"`).
+/// (address, diagnostic, remote MTA such as `"mx.example"`).
 /// None when the sender is the null sender (never bounce a bounce) or
 /// nothing failed. The result goes into the queue as local mail from `<>`.
 pub fn bounce(
@@ -95,6 +105,13 @@ fn report(
     }
     let mta = clean(reporting_mta, false);
     let headers = original_headers(original);
+    // RFC 6533: an internationalized message (UTF-8 in its header or an
+    // address) is reported with the global types, which may carry UTF-8.
+    let global = !headers.is_ascii()
+        || !env.sender.is_ascii()
+        || rcpts.iter().any(|(rcpt, _, _)| !rcpt.is_ascii());
+    let notice = notice(kind, rcpts, &mta, postmaster);
+    let status = status_fields(kind, env, rcpts, &mta, global, now);
     let boundary = loop {
         let b = format!(
             "ugem.{:016x}{:016x}",
@@ -143,12 +160,81 @@ fn report(
             "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n"
         ),
     );
+    // A multipart with an 8-bit part is 8-bit too (RFC 2045 §6.4).
+    if !(notice.is_ascii() && status.is_ascii() && headers.is_ascii()) {
+        push(&mut m, "Content-Transfer-Encoding: 8bit\r\n");
+    }
     push(&mut m, "\r\nThis is a MIME-encapsulated message.\r\n\r\n");
 
     // Part 1: for people.
-    push(&mut m, &format!("--{boundary}\r\n"));
-    push(&mut m, "Content-Description: Notification\r\n");
-    push(&mut m, "Content-Type: text/plain; charset=us-ascii\r\n\r\n");
+    let charset = if notice.is_ascii() {
+        "us-ascii"
+    } else {
+        "utf-8"
+    };
+    part_header(
+        &mut m,
+        &boundary,
+        "Notification",
+        &format!("text/plain; charset={charset}"),
+        &notice,
+    );
+    m.extend_from_slice(&notice);
+
+    // Part 2: for programs.
+    let status_type = if global {
+        "message/global-delivery-status"
+    } else {
+        "message/delivery-status"
+    };
+    part_header(&mut m, &boundary, "Delivery report", status_type, &status);
+    m.extend_from_slice(&status);
+
+    // Part 3: the original headers.
+    let headers_type = if global {
+        "message/global-headers"
+    } else {
+        "text/rfc822-headers"
+    };
+    part_header(
+        &mut m,
+        &boundary,
+        "Undelivered Message Headers",
+        headers_type,
+        &headers,
+    );
+    m.extend_from_slice(&headers);
+    push(&mut m, &format!("\r\n--{boundary}--\r\n"));
+
+    let env = NewEnvelope {
+        sender: String::new(),
+        recipients: vec![env.sender.clone()],
+        client_ip: None,
+        helo: mta,
+        tls: None,
+        domain: None,
+        direction: Direction::Local,
+        arrived_at_ms: u64::try_from(now.timestamp_millis()).unwrap_or(0),
+        size: m.len() as u64,
+    };
+    Some((env, m))
+}
+
+/// A part's boundary line and header; 8bit when `body` is not ASCII.
+fn part_header(m: &mut Vec<u8>, boundary: &str, description: &str, ctype: &str, body: &[u8]) {
+    push(m, &format!("--{boundary}\r\n"));
+    push(m, &format!("Content-Description: {description}\r\n"));
+    push(m, &format!("Content-Type: {ctype}\r\n"));
+    if !body.is_ascii() {
+        push(m, "Content-Transfer-Encoding: 8bit\r\n");
+    }
+    push(m, "\r\n");
+}
+
+/// The text for people: what happened, and each recipient with what the
+/// mail system said. UTF-8 only where an address is.
+fn notice(kind: Kind, rcpts: &[FailedRcpt], mta: &str, postmaster: &str) -> Vec<u8> {
+    let mut m = Vec::new();
     let postmaster = clean(postmaster, false);
     let intro = match kind {
         Kind::Failed => format!(
@@ -177,11 +263,20 @@ fn report(
         push(&mut m, &wrap(&text, "    "));
         push(&mut m, "\r\n");
     }
+    m
+}
 
-    // Part 2: for programs.
-    push(&mut m, &format!("--{boundary}\r\n"));
-    push(&mut m, "Content-Description: Delivery report\r\n");
-    push(&mut m, "Content-Type: message/delivery-status\r\n\r\n");
+/// The delivery-status fields (RFC 3464): per message, then per recipient;
+/// `global` for message/global-delivery-status (addresses in UTF-8).
+fn status_fields(
+    kind: Kind,
+    env: &Envelope,
+    rcpts: &[FailedRcpt],
+    mta: &str,
+    global: bool,
+    now: DateTime<Utc>,
+) -> Vec<u8> {
+    let mut m = Vec::new();
     push(&mut m, &fold("Reporting-MTA", &format!("dns; {mta}")));
     push(&mut m, &fold("X-Ugem-Queue-ID", &env.id.to_string()));
     if let Some(arrived) = DateTime::from_timestamp_millis(env.arrived_at_ms as i64) {
@@ -189,13 +284,17 @@ fn report(
     }
     for (rcpt, diag, remote) in rcpts {
         push(&mut m, "\r\n");
-        push(&mut m, &fold("Final-Recipient", &address_field(rcpt)));
+        push(
+            &mut m,
+            &fold("Final-Recipient", &address_field(rcpt, global)),
+        );
         let (action, class) = match kind {
             Kind::Failed => ("failed", 5),
             Kind::Delayed(_) => ("delayed", 4),
         };
         push(&mut m, &fold("Action", action));
         push(&mut m, &fold("Status", &status(diag, class)));
+        // A host name is one word: anything after the first is not its.
         if let Some(remote) = remote.as_deref().and_then(|r| r.split_whitespace().next()) {
             push(
                 &mut m,
@@ -218,33 +317,7 @@ fn report(
         }
     }
     push(&mut m, "\r\n");
-
-    // Part 3: the original headers.
-    push(&mut m, &format!("--{boundary}\r\n"));
-    push(
-        &mut m,
-        "Content-Description: Undelivered Message Headers\r\n",
-    );
-    push(&mut m, "Content-Type: text/rfc822-headers\r\n");
-    if !headers.is_ascii() {
-        push(&mut m, "Content-Transfer-Encoding: 8bit\r\n");
-    }
-    push(&mut m, "\r\n");
-    m.extend_from_slice(&headers);
-    push(&mut m, &format!("\r\n--{boundary}--\r\n"));
-
-    let env = NewEnvelope {
-        sender: String::new(),
-        recipients: vec![env.sender.clone()],
-        client_ip: None,
-        helo: mta,
-        tls: None,
-        domain: None,
-        direction: Direction::Local,
-        arrived_at_ms: u64::try_from(now.timestamp_millis()).unwrap_or(0),
-        size: m.len() as u64,
-    };
-    Some((env, m))
+    m
 }
 
 fn push(m: &mut Vec<u8>, s: &str) {
@@ -312,16 +385,23 @@ fn status(diag: &str, class: u8) -> String {
 }
 
 /// `rfc822; addr`, or for an address that is not ASCII the RFC 6533
-/// `utf-8; ` form with the non-ASCII characters as `\x{HEX}`, which keeps
-/// the report 7-bit.
-fn address_field(addr: &str) -> String {
+/// `utf-8; ` form: in a global report (`global`) the UTF-8 as it is
+/// (`utf-8-addr-unitext`), else as `\x{HEX}` (`utf-8-addr-xtext`), which
+/// keeps a message/delivery-status 7-bit. Either way `+`, `=`, `\` and
+/// spaces are written as `\x{HEX}`.
+fn address_field(addr: &str, global: bool) -> String {
     let addr = clean(addr, true);
     if addr.is_ascii() {
         return format!("rfc822; {addr}");
     }
     let mut out = String::from("utf-8; ");
     for c in addr.chars() {
-        if c.is_ascii() {
+        let plain = match c {
+            '+' | '=' | '\\' => false,
+            '!'..='~' => true,
+            _ => global && !c.is_ascii(),
+        };
+        if plain {
             out.push(c);
         } else {
             out.push_str(&format!("\\x{{{:X}}}", c as u32));
@@ -489,7 +569,7 @@ mod tests {
             (
                 "bob@remote.example".into(),
                 "550 5.1.1 <bob@remote.example>: user unknown".into(),
-                Some("mx.remote.example [192.0.2.1]".into()),
+                Some("mx.remote.example".into()),
             ),
             (
                 "carol@remote.example".into(),
@@ -759,9 +839,18 @@ mod tests {
     #[test]
     fn utf8_addresses() {
         assert_eq!(
-            address_field("b\u{f6}b@x.example"),
+            address_field("b\u{f6}b@x.example", false),
             "utf-8; b\\x{F6}b@x.example"
         );
+        assert_eq!(
+            address_field("b\u{f6}b@x.example", true),
+            "utf-8; b\u{f6}b@x.example"
+        );
+        assert_eq!(
+            address_field("a+b=c\\\u{f6}@x", true),
+            "utf-8; a\\x{2B}b\\x{3D}c\\x{5C}\u{f6}@x"
+        );
+        assert_eq!(address_field("a+b@x", true), "rfc822; a+b@x");
         let mut env = envelope("j\u{fc}rgen@agency.example");
         env.recipients.truncate(1);
         let (new, msg) = bounce(
@@ -780,13 +869,133 @@ mod tests {
         assert_clean(&msg);
     }
 
+    /// Each part's content type, `type/subtype`, and its charset if any.
+    fn part_types(parsed: &mail_parser::Message<'_>) -> Vec<(String, Option<String>)> {
+        parsed
+            .parts
+            .iter()
+            .map(|p| {
+                let ct = p.content_type().unwrap();
+                (
+                    format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")),
+                    ct.attribute("charset").map(str::to_string),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_smtputf8_message_is_reported_with_the_global_types() {
+        let original = "Subject: \u{43e}\u{442}\u{447}\u{451}\u{442}\r\n\
+            From: \u{43a}\u{43b}\u{435}\u{440}\u{43a}@agency.example\r\n\r\nbody\r\n";
+        let mut env = envelope("\u{43a}\u{43b}\u{435}\u{440}\u{43a}@agency.example");
+        env.recipients.truncate(1);
+        let failed = vec![(
+            "bj\u{f8}rn+x@remote.example".to_string(),
+            "550 5.1.1 user unknown".to_string(),
+            Some("mx.remote.example".to_string()),
+        )];
+        let (new, msg) = bounce(
+            &env,
+            original.as_bytes(),
+            &failed,
+            "gw.example",
+            "postmaster@gw.example",
+            now(),
+        )
+        .unwrap();
+        assert_clean(&msg);
+        assert_eq!(new.recipients, vec![env.sender.clone()]);
+        let parsed = MessageParser::default().parse(&msg).unwrap();
+        let ct = parsed.root_part().content_type().unwrap();
+        assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
+        assert_eq!(
+            part_types(&parsed)[1..],
+            [
+                ("text/plain".to_string(), Some("utf-8".to_string())),
+                ("message/global-delivery-status".to_string(), None),
+                ("message/global-headers".to_string(), None),
+            ]
+        );
+        let text = parsed.parts[1].text_contents().unwrap();
+        assert!(
+            text.contains("<bj\u{f8}rn+x@remote.example>: 550 5.1.1"),
+            "{text}"
+        );
+        let ds = String::from_utf8(parsed.parts[2].contents().to_vec()).unwrap();
+        let blocks = status_blocks(&ds);
+        // RFC 6533 unitext: the UTF-8 as it is, '+' escaped.
+        assert_eq!(
+            field(&blocks[1], "Final-Recipient"),
+            Some("utf-8; bj\u{f8}rn\\x{2B}x@remote.example")
+        );
+        assert_eq!(field(&blocks[1], "Status"), Some("5.1.1"));
+        assert_eq!(
+            field(&blocks[1], "Remote-MTA"),
+            Some("dns; mx.remote.example")
+        );
+        let headers = String::from_utf8(parsed.parts[3].contents().to_vec()).unwrap();
+        assert!(
+            headers.contains("Subject: \u{43e}\u{442}\u{447}\u{451}\u{442}\r\n"),
+            "{headers}"
+        );
+        assert!(!contains(&msg, b"body"));
+        // Raw UTF-8 is labelled 8bit, never us-ascii.
+        assert!(!contains(&msg, b"charset=us-ascii"));
+        assert!(contains(&msg, b"Content-Transfer-Encoding: 8bit"));
+
+        // An ASCII message keeps the RFC 3464 types and stays 7-bit.
+        let (_, msg) = make();
+        assert!(msg.is_ascii());
+        let parsed = MessageParser::default().parse(&msg).unwrap();
+        assert_eq!(
+            part_types(&parsed)[1..],
+            [
+                ("text/plain".to_string(), Some("us-ascii".to_string())),
+                ("message/delivery-status".to_string(), None),
+                ("text/rfc822-headers".to_string(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn utf8_headers_alone_make_the_report_global() {
+        let original = "Subject: caf\u{e9}\r\n\r\nbody\r\n";
+        let (_, msg) = bounce(
+            &envelope("alice@agency.example"),
+            original.as_bytes(),
+            &failed(),
+            "gw.example",
+            "pm@gw.example",
+            now(),
+        )
+        .unwrap();
+        let parsed = MessageParser::default().parse(&msg).unwrap();
+        let types: Vec<String> = part_types(&parsed).into_iter().map(|t| t.0).collect();
+        assert_eq!(
+            types[1..],
+            [
+                "text/plain",
+                "message/global-delivery-status",
+                "message/global-headers"
+            ]
+        );
+        // The addresses are ASCII: rfc822 as before; the text part too.
+        let ds = String::from_utf8(parsed.parts[2].contents().to_vec()).unwrap();
+        assert_eq!(
+            field(&status_blocks(&ds)[1], "Final-Recipient"),
+            Some("rfc822; bob@remote.example")
+        );
+        assert_eq!(part_types(&parsed)[1].1.as_deref(), Some("us-ascii"));
+    }
+
     #[test]
     fn delay_warning_structure() {
         let until = DateTime::from_timestamp(1_700_432_000, 0).unwrap();
         let delayed = vec![(
             "bob@remote.example".to_string(),
             "451 4.3.0 try later".to_string(),
-            Some("mx.remote.example [192.0.2.1]".to_string()),
+            Some("mx.remote.example".to_string()),
         )];
         let (env, msg) = delay_warning(
             &envelope("alice@agency.example"),

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::reply::Fate;
+
 /// The fate a remote reply decides for one recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -13,6 +15,17 @@ pub enum Class {
     Temporary,
     /// 5xx: give up and bounce.
     Permanent,
+}
+
+impl Class {
+    /// The recipient's fate when a reply of this class decides it.
+    pub fn fate(self) -> Fate {
+        match self {
+            Class::Success => Fate::Delivered,
+            Class::Temporary => Fate::Temporary,
+            Class::Permanent => Fate::Permanent,
+        }
+    }
 }
 
 /// Classifies a reply by its code; the enhanced status code (`"5.1.1"`) is

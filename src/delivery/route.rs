@@ -19,6 +19,7 @@ pub use crate::dns::{resolver_builder, txt_strings};
 use crate::domain::Domain;
 use crate::model::domains::DomainStatus;
 use crate::registry::Snapshot;
+use crate::reply::Enhanced;
 
 /// The SMTP port of MX targets (RFC 5321 §4.5.4.2 does not allow another).
 pub const SMTP_PORT: u16 = 25;
@@ -132,18 +133,18 @@ impl ResolveError {
     }
 
     /// The RFC 3463 enhanced status code for DSNs and logs.
-    pub fn enhanced(&self) -> &'static str {
+    pub fn enhanced(&self) -> Enhanced {
         match self {
             // RFC 7505 §4.2.
-            ResolveError::NullMx => "5.1.10",
+            ResolveError::NullMx => Enhanced::new(5, 1, 10),
             // Bad destination system address.
-            ResolveError::NoSuchDomain => "5.1.2",
+            ResolveError::NoSuchDomain => Enhanced::new(5, 1, 2),
             // Unable to route.
-            ResolveError::NoAddress => "4.4.4",
+            ResolveError::NoAddress => Enhanced::new(4, 4, 4),
             // Directory server failure.
-            ResolveError::Temporary(_) => "4.4.3",
+            ResolveError::Temporary(_) => Enhanced::new(4, 4, 3),
             // System incorrectly configured: our fault, keep the mail.
-            ResolveError::Config(_) => "4.3.5",
+            ResolveError::Config(_) => Enhanced::new(4, 3, 5),
         }
     }
 }
@@ -586,7 +587,7 @@ mod tests {
         assert!(!ResolveError::NoAddress.is_permanent());
         assert!(!ResolveError::Temporary("x".into()).is_permanent());
         assert!(!ResolveError::Config("x".into()).is_permanent());
-        assert_eq!(ResolveError::NullMx.enhanced(), "5.1.10");
-        assert_eq!(ResolveError::NoSuchDomain.enhanced(), "5.1.2");
+        assert_eq!(ResolveError::NullMx.enhanced().to_string(), "5.1.10");
+        assert_eq!(ResolveError::NoSuchDomain.enhanced().to_string(), "5.1.2");
     }
 }

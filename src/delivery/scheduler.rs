@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use ugem_queue::{AttemptOutcome, Direction, Envelope, Queue, RcptStatus, RecipientUpdate};
 
-use super::client::{ClientSettings, ConnError, Connection, RcptResult, TlsPolicy};
+use super::client::{ClientSettings, ConnError, Connection, TlsPolicy};
 use super::outcome::Backoff;
 use super::route::{Resolver, Route, route_for};
 use crate::config::Config;
@@ -18,6 +18,7 @@ use crate::domain::Domain;
 use crate::maillog::{Hop, HopClock};
 use crate::model::suspensions::Scope;
 use crate::registry::Registry;
+use crate::reply::{Enhanced, Fate, Outcome};
 
 /// How long a lease lasts: longer than the slowest attempt can take, so a
 /// live delivery is never leased twice (a crash leaves it to run out).
@@ -262,6 +263,8 @@ impl Scheduler {
             self.cfg.delivery.max_queue_lifetime.0,
         );
         let mut updates: Vec<RecipientUpdate> = Vec::new();
+        // The same results typed, for the governor.
+        let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
         let mut remote: HashMap<usize, Option<String>> = HashMap::new();
 
         if let Some(reason) = self.disconnected_sender(&env) {
@@ -273,15 +276,16 @@ impl Scheduler {
                         &env,
                         i,
                         RcptStatus::Failed,
-                        &reason,
+                        &reason.text,
                         &Hop::default(),
                         now,
                     );
                     updates.push(RecipientUpdate {
                         index: i,
                         status: RcptStatus::Failed,
-                        last_error: Some(reason.clone()),
+                        last_error: Some(reason.text.clone()),
                     });
+                    outcomes.push((i, reason.clone()));
                 }
             }
         }
@@ -338,28 +342,33 @@ impl Scheduler {
             let Ok((idx, (results, mta))) = joined else {
                 continue;
             };
-            for (i, r) in idx.into_iter().zip(results) {
-                let (status, text) = match r {
-                    RcptResult::Delivered { reply } => (RcptStatus::Delivered, reply),
-                    RcptResult::Failed { reply } => (RcptStatus::Failed, reply),
-                    RcptResult::Deferred { reply } if expired => (
-                        RcptStatus::Failed,
-                        format!("4.4.7 delivery time expired; last error: {reply}"),
+            for (i, o) in idx.into_iter().zip(results) {
+                let o = match o.fate {
+                    Fate::Temporary if expired => Outcome::local(
+                        Fate::Expired,
+                        Enhanced::new(4, 4, 7),
+                        format_args!("delivery time expired; last error: {}", o.text),
                     ),
-                    RcptResult::Deferred { reply } => (RcptStatus::Deferred, reply),
+                    _ => o,
+                };
+                let status = match o.fate {
+                    Fate::Delivered => RcptStatus::Delivered,
+                    Fate::Temporary => RcptStatus::Deferred,
+                    Fate::Permanent | Fate::Expired => RcptStatus::Failed,
                 };
                 crate::metrics::delivery(match status {
                     RcptStatus::Delivered => "delivered",
                     RcptStatus::Failed => "failed",
                     _ => "deferred",
                 });
-                crate::maillog::recipient(&env, i, status, &text, &mta, now);
+                crate::maillog::recipient(&env, i, status, &o.text, &mta, now);
                 remote.insert(i, mta.remote_mta());
                 updates.push(RecipientUpdate {
                     index: i,
                     status,
-                    last_error: Some(text),
+                    last_error: Some(o.text.clone()),
                 });
+                outcomes.push((i, o));
             }
         }
 
@@ -369,7 +378,7 @@ impl Scheduler {
                 return;
             }
         }
-        self.governor.observe_delivery(&env, &updates);
+        self.governor.observe_delivery(&env, &outcomes);
 
         // Bounce before recording: a crash in between costs a duplicate
         // bounce, never a lost one.
@@ -416,7 +425,7 @@ impl Scheduler {
 
     /// For outbound mail of a disconnected domain whose queued mail is to
     /// be bounced, the bounce reason.
-    fn disconnected_sender(&self, env: &Envelope) -> Option<String> {
+    fn disconnected_sender(&self, env: &Envelope) -> Option<Outcome> {
         if env.direction != Direction::Outbound
             || self.cfg.registration.disconnect_queued != crate::config::DisconnectQueued::Bounce
         {
@@ -425,7 +434,11 @@ impl Scheduler {
         let d = Domain::parse(env.domain.as_deref()?).ok()?;
         let rec = self.registry.get(&d)?;
         (rec.status == crate::model::domains::DomainStatus::Disconnected).then(|| {
-            format!("5.7.1 the sending domain {d} was disconnected from the gateway; not sent")
+            Outcome::local(
+                Fate::Permanent,
+                Enhanced::new(5, 7, 1),
+                format_args!("the sending domain {d} was disconnected from the gateway; not sent"),
+            )
         })
     }
 
@@ -452,7 +465,7 @@ impl Scheduler {
         env: &Envelope,
         idx: &[usize],
         body: &Arc<Vec<u8>>,
-    ) -> (Vec<RcptResult>, Hop) {
+    ) -> (Vec<Outcome>, Hop) {
         let mut clock = HopClock::start();
         let Some(mb) = self.mailbox.clone() else {
             return (Vec::new(), clock.hop());
@@ -465,7 +478,7 @@ impl Scheduler {
         let results = tokio::task::spawn_blocking(move || {
             // `<postmaster>` given twice (or as `<Postmaster>`) is one copy,
             // as Postfix's local(8) delivers one per mailbox.
-            let mut first: HashMap<String, RcptResult> = HashMap::new();
+            let mut first: HashMap<String, Outcome> = HashMap::new();
             rcpts
                 .iter()
                 .map(|(i, r)| {
@@ -474,13 +487,13 @@ impl Scheduler {
                         return done.clone();
                     }
                     let res = match mb.deliver(&id, *i, &sender, r, &body) {
-                        Ok(file) => RcptResult::Delivered {
-                            reply: format!("2.0.0 delivered to the local mailbox as {file}"),
-                        },
+                        Ok(file) => Outcome::local(
+                            Fate::Delivered,
+                            Enhanced::new(2, 0, 0),
+                            format_args!("delivered to the local mailbox as {file}"),
+                        ),
                         // A full disk or a permission: the queue keeps it.
-                        Err(e) => RcptResult::Deferred {
-                            reply: format!("4.3.0 {e}"),
-                        },
+                        Err(e) => Outcome::local(Fate::Temporary, Enhanced::new(4, 3, 0), e),
                     };
                     first.insert(key, res.clone());
                     res
@@ -490,8 +503,12 @@ impl Scheduler {
         .await
         .unwrap_or_else(|e| {
             idx.iter()
-                .map(|_| RcptResult::Deferred {
-                    reply: format!("4.3.0 local delivery failed: {e}"),
+                .map(|_| {
+                    Outcome::local(
+                        Fate::Temporary,
+                        Enhanced::new(4, 3, 0),
+                        format_args!("local delivery failed: {e}"),
+                    )
                 })
                 .collect()
         });
@@ -583,9 +600,9 @@ impl Scheduler {
         sender: &str,
         rcpts: &[String],
         body: &[u8],
-    ) -> (Vec<RcptResult>, Hop) {
+    ) -> (Vec<Outcome>, Hop) {
         let mut clock = HopClock::start();
-        let all = |f: &dyn Fn() -> RcptResult| rcpts.iter().map(|_| f()).collect::<Vec<_>>();
+        let all = |o: Outcome| vec![o; rcpts.len()];
         // MTA-STS, for MX routes that no tls_policy entry governs: enforce
         // means verified TLS, and only to the MX hosts the policy lists.
         // Looked up before taking connection slots: a fetch may be slow.
@@ -605,12 +622,8 @@ impl Scheduler {
             (Ok(a), Ok(b)) => (a, b),
             _ => {
                 clock.waited();
-                return (
-                    all(&|| RcptResult::Deferred {
-                        reply: "4.3.2 shutting down".into(),
-                    }),
-                    clock.hop(),
-                );
+                let o = Outcome::local(Fate::Temporary, Enhanced::new(4, 3, 2), "shutting down");
+                return (all(o), clock.hop());
             }
         };
         clock.waited();
@@ -622,7 +635,7 @@ impl Scheduler {
             if unfit {
                 // Opened before the policy was known: not good enough now.
                 tokio::spawn(c.quit());
-            } else if let Ok(results) = c.send(sender, rcpts, body).await {
+            } else if let Ok(results) = c.deliver(sender, rcpts, body).await {
                 clock.sent();
                 clock.relay(c.host(), c.peer_addr(), true);
                 self.give_back(&g.key, c);
@@ -635,32 +648,18 @@ impl Scheduler {
             Ok(t) if !t.is_empty() => t,
             Ok(_) => {
                 clock.set_up();
-                return (
-                    all(&|| RcptResult::Deferred {
-                        reply: format!("4.4.4 no address for {}", g.key),
-                    }),
-                    clock.hop(),
-                );
-            }
-            Err(e) if e.is_permanent() => {
-                clock.set_up();
-                let text = format!("{} {e}", e.enhanced());
-                return (
-                    all(&|| RcptResult::Failed {
-                        reply: text.clone(),
-                    }),
-                    clock.hop(),
-                );
+                let why = format!("no address for {}", g.key);
+                let o = Outcome::local(Fate::Temporary, Enhanced::new(4, 4, 4), why);
+                return (all(o), clock.hop());
             }
             Err(e) => {
                 clock.set_up();
-                let text = format!("{} {e}", e.enhanced());
-                return (
-                    all(&|| RcptResult::Deferred {
-                        reply: text.clone(),
-                    }),
-                    clock.hop(),
-                );
+                let fate = if e.is_permanent() {
+                    Fate::Permanent
+                } else {
+                    Fate::Temporary
+                };
+                return (all(Outcome::local(fate, e.enhanced(), &e)), clock.hop());
             }
         };
         // An MX that is this gateway would loop (Postfix: "mail for X loops
@@ -673,14 +672,9 @@ impl Scheduler {
                     .partition(|t| t.host.trim_end_matches('.').eq_ignore_ascii_case(me));
                 if others.is_empty() && !me_too.is_empty() {
                     clock.set_up();
-                    let text =
-                        format!("5.4.6 mail for {d} loops back to this gateway (its MX is {me})");
-                    return (
-                        all(&|| RcptResult::Failed {
-                            reply: text.clone(),
-                        }),
-                        clock.hop(),
-                    );
+                    let why = format!("mail for {d} loops back to this gateway (its MX is {me})");
+                    let o = Outcome::local(Fate::Permanent, Enhanced::new(5, 4, 6), why);
+                    return (all(o), clock.hop());
                 }
                 others
             }
@@ -689,19 +683,18 @@ impl Scheduler {
         let targets = match &sts {
             Some((d, p)) => match sts_targets(d, p, targets) {
                 Ok(t) => t,
-                Err(text) => {
+                Err(o) => {
                     clock.set_up();
-                    return (
-                        all(&|| RcptResult::Deferred {
-                            reply: text.clone(),
-                        }),
-                        clock.hop(),
-                    );
+                    return (all(o), clock.hop());
                 }
             },
             None => targets,
         };
-        let mut last_err = String::from("4.4.1 no target answered");
+        let mut last_err = Outcome::local(
+            Fate::Temporary,
+            Enhanced::new(4, 4, 1),
+            "no target answered",
+        );
         for t in targets.iter() {
             let opened = Connection::open_as(&t.into(), &self.settings, tls).await;
             clock.set_up();
@@ -715,14 +708,14 @@ impl Scheduler {
                         error = %e,
                         "connection failed; trying the next target"
                     );
-                    last_err = conn_error_text(&e, t.addr);
+                    last_err = conn_failure(&e, t.addr);
                     if enforce {
-                        last_err = format!("{last_err}; required by the MTA-STS policy");
+                        last_err.text.push_str("; required by the MTA-STS policy");
                     }
                     continue;
                 }
             };
-            let sent = conn.send(sender, rcpts, body).await;
+            let sent = conn.deliver(sender, rcpts, body).await;
             clock.sent();
             clock.relay(&t.host, t.addr, sent.is_ok());
             match sent {
@@ -734,17 +727,12 @@ impl Scheduler {
                     // Mid-transaction failure: nothing is known to be
                     // delivered, so everything is retried later (a rare
                     // duplicate beats a loss).
-                    last_err = conn_error_text(&e, t.addr);
+                    last_err = conn_failure(&e, t.addr);
                     break;
                 }
             }
         }
-        (
-            all(&|| RcptResult::Deferred {
-                reply: last_err.clone(),
-            }),
-            clock.hop(),
-        )
+        (all(last_err), clock.hop())
     }
 
     /// The optional delay warning: sent by the first attempt after the
@@ -848,13 +836,13 @@ fn route_key(r: &Route) -> String {
 }
 
 /// The MX targets an MTA-STS policy allows: under `enforce` only the listed
-/// hosts (`Err`: the deferral text when none is), under `testing` all of
-/// them; unlisted hosts are logged either way.
+/// hosts (`Err`: the deferral when none is), under `testing` all of them;
+/// unlisted hosts are logged either way.
 fn sts_targets(
     d: &Domain,
     p: &super::mta_sts::Policy,
     targets: Vec<super::route::Target>,
-) -> Result<Vec<super::route::Target>, String> {
+) -> Result<Vec<super::route::Target>, Outcome> {
     let (listed, other): (Vec<_>, Vec<_>) =
         targets.iter().cloned().partition(|t| p.allows(&t.host));
     if !other.is_empty() {
@@ -866,16 +854,25 @@ fn sts_targets(
     }
     if listed.is_empty() {
         crate::metrics::mta_sts("enforced_refusal");
-        return Err(format!(
-            "4.7.5 the MTA-STS policy of {d} (enforce) lists none of its MX hosts (policy: {})",
+        let why = format!(
+            "the MTA-STS policy of {d} (enforce) lists none of its MX hosts (policy: {})",
             p.mx.join(", ")
-        ));
+        );
+        return Err(Outcome::local(Fate::Temporary, Enhanced::new(4, 7, 5), why));
     }
     Ok(listed)
 }
 
-fn conn_error_text(e: &ConnError, addr: std::net::SocketAddr) -> String {
-    format!("{e} (at {addr})")
+/// The recipients' outcome when the connection to `addr` failed:
+/// temporary, with the remote's codes if it refused the session.
+fn conn_failure(e: &ConnError, addr: std::net::SocketAddr) -> Outcome {
+    let (code, enhanced) = e.codes();
+    Outcome {
+        fate: Fate::Temporary,
+        code,
+        enhanced,
+        text: format!("{e} (at {addr})"),
+    }
 }
 
 /// Client settings from the configuration (the CA file was checked with it).

@@ -1,7 +1,10 @@
 //! How a remote SMTP reply counts for the reputation detector.
 //!
-//! [`classify`] reads the enhanced status code (RFC 3463) first and vetted
-//! wordings second. Wordings are whole words or specific phrases ("listed"
+//! [`classify`] reads a typed [`Outcome`] as delivery made it: its fate,
+//! the reply code and the enhanced status code (RFC 3463) first, and vetted
+//! wordings of its text second, for what only the text says (blocklist
+//! names, "user unknown"). Results recorded as text (replay traces, the
+//! corpus) are typed once at that edge by [`parse_record`]. Wordings are whole words or specific phrases ("listed"
 //! never matches inside "Greylisted"); they come from real provider replies,
 //! collected with their sources in `refusal-corpus.tsv` beside this file,
 //! which the tests replay line by line.
@@ -9,11 +12,10 @@
 //! The rules, in the order they are tried:
 //!
 //! 1. Delivered is [`OutcomeKind::Delivered`].
-//! 2. A reply whose own code is 4xx (the basic code, else a 4.X.X enhanced
-//!    code) is temporary even when the caller marks it final: that is our
-//!    own give-up after the queue lifetime ("4.4.7 delivery time expired;
-//!    last error: 451 ..."). An enhanced code whose class differs from the
-//!    basic code's ("550 4.7.1") is ignored.
+//! 2. Only [`Fate::Permanent`] is permanent: our own give-up after the
+//!    queue lifetime ([`Fate::Expired`], "4.4.7 delivery time expired; last
+//!    error: 451 ...") is temporary. An enhanced code whose class differs
+//!    from the reply code's ("550 4.7.1") is ignored.
 //! 3. Gateway listing, temporary or permanent alike: a refusal of the
 //!    *connecting* address, which is always the gateway's, is never the
 //!    sender's fault. Two ways to be one:
@@ -51,6 +53,8 @@
 //! 7. Else X.2.1 (mailbox disabled) is Unknown and anything else Rejected.
 
 use std::net::IpAddr;
+
+use crate::reply::{Enhanced, Fate, Outcome};
 
 /// How a delivery result counts for the detector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -295,24 +299,24 @@ const BOILERPLATE: &[&str] = &[
 /// Permanent X.7.x codes of authentication failures (RFC 7372, Gmail, Microsoft).
 const AUTH_DETAILS: &[u16] = &[20, 21, 22, 23, 24, 26, 27, 30, 32, 40, 509, 515];
 
-/// Classifies one recipient's delivery result. `permanent` = the result is final (5xx);
-/// `text` = the remote reply as recorded, e.g. "550 5.1.1 <a@b>: user unknown" or "5.1.1 ..." or
-/// multi-line joined text.
-pub fn classify(delivered: bool, permanent: bool, text: &str, p: Patterns<'_>) -> OutcomeKind {
+/// Classifies one recipient's delivery result, once, from its typed fields;
+/// the text (`"550 5.1.1 <a@b>: user unknown"`, multi-line replies joined)
+/// only for wordings and addresses.
+pub fn classify(o: &Outcome, p: Patterns<'_>) -> OutcomeKind {
     // Rule 1.
-    if delivered {
+    if o.fate == Fate::Delivered {
         return OutcomeKind::Delivered;
     }
     // An enhanced code of another class than the basic one ("550 4.7.1")
     // is only text.
-    let basic = basic_code(text);
-    let code =
-        enhanced_code(text).filter(|&(c, _, _)| basic.is_none_or(|b| b / 100 == u16::from(c)));
-    // Rule 2: a 4xx of its own is temporary whatever the caller says.
-    let class = basic
-        .map(|b| b / 100)
-        .or(code.map(|(c, _, _)| u16::from(c)));
-    let permanent = permanent && class != Some(4);
+    let basic = o.code;
+    let code = o
+        .enhanced
+        .filter(|e| basic.is_none_or(|b| b / 100 == u16::from(e.class)))
+        .map(|e| (e.class, e.subject, e.detail));
+    // Rule 2.
+    let permanent = o.fate == Fate::Permanent;
+    let text = o.text.as_str();
     let lower = text.to_ascii_lowercase();
     // Rule 3.
     if let Some(listing) = listing(&lower, text, code, p) {
@@ -484,6 +488,30 @@ fn has_tag(lower: &str, prefix: &str) -> bool {
     })
 }
 
+/// Types a result recorded as text (a replay trace, a corpus line): the
+/// reply code and enhanced code read off its start. A final result whose
+/// own code is 4xx (the reply code, else a 4.X.X enhanced code) is our
+/// give-up after the queue lifetime: [`Fate::Expired`].
+pub fn parse_record(delivered: bool, permanent: bool, text: &str) -> Outcome {
+    let code = basic_code(text);
+    let enhanced = enhanced_code(text).map(|(c, s, d)| Enhanced::new(c, s, d));
+    let class = code
+        .map(|b| b / 100)
+        .or(enhanced.map(|e| u16::from(e.class)));
+    let fate = match (delivered, permanent) {
+        (true, _) => Fate::Delivered,
+        (false, false) => Fate::Temporary,
+        (false, true) if class == Some(4) => Fate::Expired,
+        (false, true) => Fate::Permanent,
+    };
+    Outcome {
+        fate,
+        code,
+        enhanced,
+        text: text.to_string(),
+    }
+}
+
 /// The three-digit reply code at the start of the text, if any.
 fn basic_code(text: &str) -> Option<u16> {
     let b = text.trim_start().as_bytes();
@@ -582,8 +610,9 @@ pub mod fuzzing {
             own: &own,
         };
         let (delivered, permanent) = (flags & 1 != 0, flags & 2 != 0);
-        let kind = classify(delivered, permanent, &text, p);
-        assert_eq!(kind, classify(delivered, permanent, &text, p));
+        let record = parse_record(delivered, permanent, &text);
+        let kind = classify(&record, p);
+        assert_eq!(kind, classify(&record, p));
         let _ = kind.as_str();
         if delivered {
             assert_eq!(kind, OutcomeKind::Delivered);
@@ -607,13 +636,18 @@ pub mod fuzzing {
             listing: &[],
             own: &[],
         };
-        let _ = classify(delivered, permanent, &text, empty);
+        let _ = classify(&record, empty);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Classifies a result recorded as text, typed at the edge.
+    fn classify_text(delivered: bool, permanent: bool, text: &str, p: Patterns<'_>) -> OutcomeKind {
+        classify(&parse_record(delivered, permanent, text), p)
+    }
 
     const GATEWAY: &str = "203.0.113.5";
     const OTHER: &str = "198.51.100.7";
@@ -659,7 +693,7 @@ mod tests {
                 n + 1
             );
             let text = text.replace("{ip}", GATEWAY).replace("{other}", OTHER);
-            let got = classify(false, permanent == "1", &text, p);
+            let got = classify_text(false, permanent == "1", &text, p);
             // The kinds serialise as the corpus names them.
             assert_eq!(kind_named(want).as_str(), want);
             if got != kind_named(want) {
@@ -702,18 +736,21 @@ mod tests {
         ] {
             // Greylisting is a deferral, not a listing.
             let grey = "450 4.2.0 <a@b.example>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/b.example.html";
-            assert_eq!(classify(false, false, grey, p), OutcomeKind::Deferred);
+            assert_eq!(classify_text(false, false, grey, p), OutcomeKind::Deferred);
             // Microsoft's block list of the gateway's IP is the gateway's problem.
             let s3150 = "550 5.7.1 Unfortunately, messages from [203.0.113.5] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150). You can also refer your provider to http://mail.live.com/mail/troubleshooting.aspx#errors.";
-            assert_eq!(classify(false, true, s3150, p), OutcomeKind::GatewayListed);
+            assert_eq!(
+                classify_text(false, true, s3150, p),
+                OutcomeKind::GatewayListed
+            );
             // A temporary spam suspicion is no spam verdict.
             assert_eq!(
-                classify(false, false, "451 4.7.1 spam suspected", p),
+                classify_text(false, false, "451 4.7.1 spam suspected", p),
                 OutcomeKind::Deferred
             );
             // Our own give-up after temporary refusals is not a verdict either.
             assert_eq!(
-                classify(
+                classify_text(
                     false,
                     true,
                     "4.4.7 delivery time expired; last error: 451 4.7.1 spam suspected",
@@ -732,7 +769,7 @@ mod tests {
             listing: &[],
             own: &own,
         };
-        let c = |permanent, text| classify(false, permanent, text, p);
+        let c = |permanent, text| classify_text(false, permanent, text, p);
         let listed = "554 5.7.1 Service unavailable; Client host [203.0.113.5] blocked using zen.spamhaus.org";
         assert_eq!(c(true, listed), OutcomeKind::GatewayListed);
         assert_eq!(c(false, listed), OutcomeKind::GatewayListed);
@@ -754,7 +791,7 @@ mod tests {
             listing: &[],
             own: &[],
         };
-        assert_eq!(classify(false, true, listed, none), OutcomeKind::Spam);
+        assert_eq!(classify_text(false, true, listed, none), OutcomeKind::Spam);
         // Generic listing wording plus our address; IPv6 and its literal form.
         let v6 = "550 5.7.1 IP 2001:db8::25 is listed on a blocklist.";
         assert_eq!(c(false, v6), OutcomeKind::GatewayListed);
@@ -807,7 +844,7 @@ mod tests {
             listing: &listing,
             own: &own,
         };
-        let c = |permanent, text| classify(false, permanent, text, p);
+        let c = |permanent, text| classify_text(false, permanent, text, p);
         assert_eq!(c(true, "550 5.7.1 forbidden word seen"), OutcomeKind::Spam);
         // Whole words only, and never on a temporary result.
         assert_eq!(
@@ -835,7 +872,7 @@ mod tests {
             listing: &[],
             own: &[],
         };
-        let c = |text| classify(false, true, text, p);
+        let c = |text| classify_text(false, true, text, p);
         assert_eq!(c("550 5.1.1 <a@b>: user unknown"), OutcomeKind::Unknown);
         assert_eq!(
             c("5.1.3 bad recipient address; not sent"),
@@ -874,12 +911,15 @@ mod tests {
             c("550 5.7.25 reverse DNS failed"),
             OutcomeKind::GatewayListed
         );
-        assert_eq!(classify(true, false, "250 ok", p), OutcomeKind::Delivered);
         assert_eq!(
-            classify(false, false, "421 4.4.2 timeout", p),
+            classify_text(true, false, "250 ok", p),
+            OutcomeKind::Delivered
+        );
+        assert_eq!(
+            classify_text(false, false, "421 4.4.2 timeout", p),
             OutcomeKind::Deferred
         );
-        assert_eq!(classify(false, false, "", p), OutcomeKind::Deferred);
+        assert_eq!(classify_text(false, false, "", p), OutcomeKind::Deferred);
     }
 
     #[test]
@@ -953,6 +993,85 @@ mod tests {
         assert!(!has_tag("[ts]", "ts"));
         assert!(!has_tag("[ts0001]", "ts"));
         assert!(has_tag("554 5.7.1 [cs01] message", "cs"));
+    }
+
+    #[test]
+    fn typed_outcomes_are_read_from_their_fields() {
+        let p = Patterns {
+            spam: &[],
+            listing: &[],
+            own: &[],
+        };
+        let typed = |fate, code, enhanced, text: &str| Outcome {
+            fate,
+            code,
+            enhanced,
+            text: text.into(),
+        };
+        // The enhanced code decides, whatever the text leads with.
+        let o = typed(
+            Fate::Permanent,
+            Some(550),
+            Some(Enhanced::new(5, 1, 1)),
+            "mailbox gone",
+        );
+        assert_eq!(classify(&o, p), OutcomeKind::Unknown);
+        // A mismatched class is ignored: 550 with 4.1.1 says nothing of the recipient.
+        let o = typed(
+            Fate::Permanent,
+            Some(550),
+            Some(Enhanced::new(4, 1, 1)),
+            "nobody",
+        );
+        assert_eq!(classify(&o, p), OutcomeKind::Rejected);
+        // The reply code decides "mailbox unavailable".
+        let o = typed(Fate::Permanent, Some(550), None, "mailbox unavailable");
+        assert_eq!(classify(&o, p), OutcomeKind::Unknown);
+        let o = typed(Fate::Permanent, Some(554), None, "mailbox unavailable");
+        assert_eq!(classify(&o, p), OutcomeKind::Rejected);
+        // Our give-up after the lifetime is no refusal, even after a spam deferral.
+        let o = typed(
+            Fate::Expired,
+            None,
+            Some(Enhanced::new(4, 4, 7)),
+            "4.4.7 delivery time expired; last error: 550 5.7.1 spam",
+        );
+        assert_eq!(classify(&o, p), OutcomeKind::Deferred);
+        // A connection failure is temporary.
+        let o = typed(
+            Fate::Temporary,
+            None,
+            Some(Enhanced::new(4, 4, 1)),
+            "4.4.1 cannot connect: refused (at 192.0.2.1:25)",
+        );
+        assert_eq!(classify(&o, p), OutcomeKind::Deferred);
+        let o = typed(Fate::Delivered, Some(250), None, "250 ok");
+        assert_eq!(classify(&o, p), OutcomeKind::Delivered);
+    }
+
+    #[test]
+    fn records_are_typed_at_the_edge() {
+        let o = parse_record(false, true, "550 5.1.1 <a@b>: user unknown");
+        assert_eq!(
+            (o.fate, o.code, o.enhanced),
+            (Fate::Permanent, Some(550), Some(Enhanced::new(5, 1, 1)))
+        );
+        let o = parse_record(
+            false,
+            true,
+            "4.4.7 delivery time expired; last error: 451 x",
+        );
+        assert_eq!(
+            (o.fate, o.code, o.enhanced),
+            (Fate::Expired, None, Some(Enhanced::new(4, 4, 7)))
+        );
+        assert_eq!(
+            parse_record(false, true, "451 4.3.0 later").fate,
+            Fate::Expired
+        );
+        assert_eq!(parse_record(false, false, "550 no").fate, Fate::Temporary);
+        assert_eq!(parse_record(true, false, "250 ok").fate, Fate::Delivered);
+        assert_eq!(parse_record(false, true, "").fate, Fate::Permanent);
     }
 
     #[test]

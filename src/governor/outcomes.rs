@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use crate::domain::Domain;
 use crate::model::suspensions::Scope;
+use crate::reply::{Fate, Outcome};
 
 use super::classify::{self, OutcomeKind, Patterns};
 use super::{Counters, Event, Excluded, Governor, Label, Listing, detector};
@@ -12,33 +13,23 @@ use super::{Counters, Event, Excluded, Governor, Label, Listing, detector};
 /// One recipient's delivery result, as the governor reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct Result<'a> {
-    /// 2xx.
-    pub delivered: bool,
-    /// Final (5xx, or our own give-up).
-    pub permanent: bool,
-    /// The remote reply as recorded.
-    pub text: &'a str,
+    /// The result as delivery typed it: fate, reply code, enhanced code, text.
+    pub outcome: &'a Outcome,
     /// The recipient's first result (its outcome); a later one counts only
     /// as a refusal.
     pub first: bool,
 }
 
 impl Governor {
-    /// Delivery results of one attempt of a queued message: the adapter
-    /// from the queue's records. `env` is the message before this attempt
+    /// Delivery results of one attempt of a queued message, each with the
+    /// index of its recipient. `env` is the message before this attempt
     /// was recorded.
-    pub fn observe_delivery(
-        &self,
-        env: &ugem_queue::Envelope,
-        updates: &[ugem_queue::RecipientUpdate],
-    ) {
-        let results: Vec<Result<'_>> = updates
+    pub fn observe_delivery(&self, env: &ugem_queue::Envelope, outcomes: &[(usize, Outcome)]) {
+        let results: Vec<Result<'_>> = outcomes
             .iter()
-            .map(|u| Result {
-                delivered: u.status == ugem_queue::RcptStatus::Delivered,
-                permanent: u.status == ugem_queue::RcptStatus::Failed,
-                text: u.last_error.as_deref().unwrap_or(""),
-                first: env.recipients.get(u.index).is_none_or(|r| r.attempts == 0),
+            .map(|(i, o)| Result {
+                outcome: o,
+                first: env.recipients.get(*i).is_none_or(|r| r.attempts == 0),
             })
             .collect();
         let outbound = env.direction == ugem_queue::Direction::Outbound;
@@ -71,13 +62,14 @@ impl Governor {
                 own: &own,
             };
             for r in results {
-                let kind = classify::classify(r.delivered, r.permanent, r.text, patterns);
+                let kind = classify::classify(r.outcome, patterns);
                 if kind == OutcomeKind::GatewayListed {
-                    self.gateway_listed(&own, r.text, domain.as_ref(), now);
+                    self.gateway_listed(&own, &r.outcome.text, domain.as_ref(), now);
                 }
-                // Our own give-up after the lifetime is not a remote refusal.
-                let expired = r.text.starts_with("4.4.7");
-                if counted.is_some() && (r.first || (r.permanent && !expired)) {
+                // A later result counts only as a refusal; our own give-up
+                // after the lifetime (Expired) is none.
+                let refusal = r.outcome.fate == Fate::Permanent;
+                if counted.is_some() && (r.first || refusal) {
                     kinds.push((kind, r.first));
                 }
             }

@@ -740,10 +740,11 @@ impl Replayer {
     }
 
     fn deliver(&mut self, sender: &str, domain: Option<&str>, reply: &str, first: bool) {
+        // The trace has the reply as text: typed here, at its edge.
+        let outcome =
+            super::classify::parse_record(reply.starts_with('2'), reply.starts_with('5'), reply);
         let r = outcomes::Result {
-            delivered: reply.starts_with('2'),
-            permanent: reply.starts_with('5'),
-            text: reply,
+            outcome: &outcome,
             first,
         };
         self.gov.observe(sender, domain, true, &[r]);

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::classify::parse_record;
 use super::clock::{Clock, ManualClock};
 use super::detector::HOUR_MS;
 use super::*;
@@ -169,61 +170,57 @@ async fn saved_state_brings_back_cells_throttles_and_the_recipient_memory() {
     assert_eq!(t.ladder.history.len(), 1);
 }
 
+/// Feeds the governor one result of `sender`'s recorded as text, typed at
+/// that edge as the replay does.
+fn observe_one(
+    g: &Governor,
+    sender: &str,
+    delivered: bool,
+    permanent: bool,
+    text: &str,
+    first: bool,
+) {
+    let outcome = parse_record(delivered, permanent, text);
+    let r = outcomes::Result {
+        outcome: &outcome,
+        first,
+    };
+    g.observe(sender, Some("agency.example.kz"), true, &[r]);
+}
+
 #[tokio::test]
 async fn deferrals_and_retries_count_once_and_listings_blame_nobody() {
     let mut r = rig(|_| {}).await;
     r.gov.note_source_address("203.0.113.5".parse().unwrap());
     let s = "a@agency.example.kz";
-    let res = |delivered, permanent, text, first| outcomes::Result {
-        delivered,
-        permanent,
-        text,
-        first,
-    };
     // Greylisted first, delivered at the retry: one outcome, no refusal.
     let grey = "450 4.2.0 <x@y>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/y.html";
-    r.gov.observe(
-        s,
-        Some("agency.example.kz"),
-        true,
-        &[res(false, false, grey, true)],
-    );
-    r.gov.observe(
-        s,
-        Some("agency.example.kz"),
-        true,
-        &[res(true, false, "250 2.0.0 ok", false)],
-    );
+    observe_one(&r.gov, s, false, false, grey, true);
+    observe_one(&r.gov, s, true, false, "250 2.0.0 ok", false);
     // Our own give-up after the lifetime is not a refusal either.
-    r.gov.observe(
+    observe_one(
+        &r.gov,
         s,
-        Some("agency.example.kz"),
+        false,
         true,
-        &[res(
-            false,
-            true,
-            "4.4.7 delivery time expired; last error: 451 later",
-            false,
-        )],
+        "4.4.7 delivery time expired; last error: 451 later",
+        false,
     );
     // A listing of the gateway's address.
     let listed = "550 5.7.1 Unfortunately, messages from [203.0.113.5] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150).";
-    r.gov.observe(
-        s,
-        Some("agency.example.kz"),
-        true,
-        &[res(false, true, listed, true)],
-    );
+    observe_one(&r.gov, s, false, true, listed, true);
     let c = r.tracked(&format!("s:{s}")).unwrap().stats.outcomes.cur;
     assert_eq!((c.outcomes, c.rejected, c.spam), (2, 0, 0));
     assert_eq!(r.gov.counters.gateway_listed.load(Ordering::Relaxed), 1);
     assert!(matches!(r.rx.try_recv(), Ok(Event::GatewayListed { .. })));
     // A real refusal later counts as a refusal, not a second outcome.
-    r.gov.observe(
+    observe_one(
+        &r.gov,
         s,
-        Some("agency.example.kz"),
+        false,
         true,
-        &[res(false, true, "550 5.1.1 <x@y>: user unknown", false)],
+        "550 5.1.1 <x@y>: user unknown",
+        false,
     );
     let c = r.tracked(&format!("s:{s}")).unwrap().stats.outcomes.cur;
     assert_eq!((c.outcomes, c.rejected, c.unknown), (2, 1, 1));
@@ -246,9 +243,7 @@ async fn one_senders_unknown_recipients_suspend_the_sender_not_its_domain() {
             Some("agency.example.kz"),
             true,
             &[outcomes::Result {
-                delivered: text.starts_with('2'),
-                permanent: text.starts_with('5'),
-                text,
+                outcome: &parse_record(text.starts_with('2'), text.starts_with('5'), text),
                 first: true,
             }],
         );
@@ -258,9 +253,7 @@ async fn one_senders_unknown_recipients_suspend_the_sender_not_its_domain() {
             Some("agency.example.kz"),
             true,
             &[outcomes::Result {
-                delivered: true,
-                permanent: false,
-                text: "250 ok",
+                outcome: &parse_record(true, false, "250 ok"),
                 first: true,
             }],
         );
