@@ -38,13 +38,9 @@ pub async fn run(
     let id = session_id();
     let span = tracing::info_span!("smtp", session = %id, peer = %peer);
     async move {
-        use std::sync::atomic::Ordering::Relaxed;
-        crate::metrics::SESSIONS.fetch_add(1, Relaxed);
-        crate::metrics::SESSIONS_ACTIVE.fetch_add(1, Relaxed);
         let mut s = Session::new(gw, peer, id, stop);
         let close = s.serve(stream).await;
         s.finish(close);
-        crate::metrics::SESSIONS_ACTIVE.fetch_sub(1, Relaxed);
     }
     .instrument(span)
     .await
@@ -174,6 +170,8 @@ struct Session {
     /// `421 4.3.2` instead of reading on (a message already read to its end
     /// is queued and answered first).
     stop: watch::Receiver<bool>,
+    /// The session in the metrics (started, active, its outcome).
+    tally: crate::metrics::SessionTally,
 }
 
 impl Session {
@@ -212,6 +210,7 @@ impl Session {
             deadline,
             txn_seq: 0,
             stop,
+            tally: crate::metrics::SessionTally::start(),
         }
     }
 
@@ -220,6 +219,12 @@ impl Session {
         self.rec.close = close.as_str().into();
         self.rec.ehlo = self.helo.clone();
         self.rec.tls = self.tls.clone();
+        self.tally.end(crate::metrics::SessionEnd {
+            close: close.as_str(),
+            messages: self.rec.messages,
+            mail_commands: self.rec.mail_count,
+            rcpt_commands: self.rec.rcpt_count,
+        });
         tracing::info!(
             close = close.as_str(),
             messages = self.rec.messages,
@@ -606,6 +611,7 @@ impl Session {
                     sender_key,
                     spool: None,
                 });
+                self.tally.mail_accepted();
                 self.reply(Reply::new(250, "2.1.0", "sender OK"));
                 None
             }
@@ -684,6 +690,7 @@ impl Session {
                 if let Some(txn) = self.txn.as_mut() {
                     txn.rcpts.push((address, kind));
                 }
+                self.tally.rcpt_accepted();
                 self.reply(Reply::new(250, "2.1.5", "recipient OK"));
                 None
             }
@@ -977,10 +984,7 @@ impl Session {
             Ok(id) => {
                 tracing::info!(target: crate::maillog::TARGET, queue_id = %id, client = %self.client_text(), from = %txn.from, size = body_len, nrcpt = txn.rcpts.len(), tls = %self.tls.as_deref().unwrap_or("none"), direction = %if outbound { "outbound" } else { "inbound" }, "message queued");
                 self.rec.messages += 1;
-                crate::metrics::MESSAGES_ACCEPTED
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                crate::metrics::BYTES_ACCEPTED
-                    .fetch_add(body_len, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::message_accepted(body_len);
                 if self.rec.queue_ids.len() < 100 {
                     self.rec.queue_ids.push(id.to_string());
                 }
