@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -67,6 +69,23 @@ struct Metrics {
     destinations: destinations::Destinations,
     delivery_seconds: Histogram,
     residence_seconds: ResidenceFamily,
+}
+
+/// A family shown with its HELP and TYPE lines before its first sample (as
+/// the hand-written exposition did), so that dashboards and alerts can
+/// rely on its name from the start; prometheus-client leaves out an empty
+/// family.
+#[derive(Debug)]
+struct Declared<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
 }
 
 fn residence_histogram() -> Histogram {
@@ -307,7 +326,7 @@ pub fn render(g: &Gauges) -> String {
     r.register(
         "ugem_smtp_session_outcomes",
         "SMTP sessions ended, by outcome (queued, refused_connect, refused_mail, refused_rcpt, tls_failed, timeout, quit_without_mail, protocol_error, disconnected, shutdown)",
-        m.session_outcomes.clone(),
+        Declared(m.session_outcomes.clone()),
     );
     r.register(
         "ugem_smtp_messages_accepted",
@@ -334,17 +353,17 @@ pub fn render(g: &Gauges) -> String {
     r.register(
         "ugem_smtp_refusals",
         "Refusal replies by code",
-        m.refusals.family.clone(),
+        Declared(m.refusals.family.clone()),
     );
     r.register(
         "ugem_delivery_recipients",
         "Recipient delivery outcomes by class",
-        m.deliveries.family.clone(),
+        Declared(m.deliveries.family.clone()),
     );
     r.register(
         "ugem_delivery_destination_recipients",
         "Recipient delivery outcomes by class and destination domain (the busiest domains by name, the rest as \"other\")",
-        m.destinations.family(),
+        Declared(m.destinations.family()),
     );
     r.register(
         "ugem_delivery_attempt_duration_seconds",
@@ -354,27 +373,27 @@ pub fn render(g: &Gauges) -> String {
     r.register(
         "ugem_queue_residence_seconds",
         "Time from acceptance to a recipient's delivery or bounce",
-        m.residence_seconds.clone(),
+        Declared(m.residence_seconds.clone()),
     );
     r.register(
         "ugem_governor_throttles",
         "Governor throttles by limit",
-        m.throttles.family.clone(),
+        Declared(m.throttles.family.clone()),
     );
     r.register(
         "ugem_recipient_verifications",
         "Inbound recipient probes of registered domains' servers, by result",
-        m.verifications.family.clone(),
+        Declared(m.verifications.family.clone()),
     );
     r.register(
         "ugem_mta_sts",
         "MTA-STS policy fetches and refusals to deliver, by event",
-        m.mta_sts.family.clone(),
+        Declared(m.mta_sts.family.clone()),
     );
     r.register(
         "ugem_admin_refused",
         "Admin API calls refused for their token, by HTTP status",
-        m.admin_refused.family.clone(),
+        Declared(m.admin_refused.family.clone()),
     );
     labelled_gauges(
         &mut r,
