@@ -43,7 +43,7 @@ const DELIVERY_BUCKETS: [f64; 12] = [
 ];
 
 /// Upper bounds of the queue residence histogram, seconds: a second to
-/// the five days of the longest usual queue lifetime.
+/// five days (`delivery.max_queue_lifetime`'s default).
 const RESIDENCE_BUCKETS: [f64; 12] = [
     1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0, 172800.0, 432000.0,
 ];

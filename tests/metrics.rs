@@ -89,7 +89,7 @@ fn outcomes(s: &Scrape) -> BTreeMap<String, f64> {
 fn relayed_mail_shows_in_histograms_outcomes_destinations_and_process_gauges() {
     let sink = FakeMx::start(Behaviour::accept());
     let gw = Gateway::start(&format!(
-        "[smtp]\ncommand_timeout = \"1s\"\n[delivery]\nmin_backoff = \"1s\"\n\
+        "[smtp]\ncommand_timeout = \"2s\"\n[delivery]\nmin_backoff = \"1s\"\n\
          [delivery.routes]\n\"*\" = \"{}\"\n\
          [governor]\nconnections_per_minute = 12\nburst_percent = 100\n",
         sink.addr()
@@ -140,7 +140,7 @@ fn relayed_mail_shows_in_histograms_outcomes_destinations_and_process_gauges() {
     s.expect("EHLO client.test.example", 250);
     drop(s); // disconnected
     let mut s = Smtp::greeted(gw.smtp);
-    assert_eq!(s.reply().code, 421, "command_timeout = 1s"); // timeout
+    assert_eq!(s.reply().code, 421, "command_timeout = 2s"); // timeout
 
     // Connections until the per-IP rate refuses one (12 a minute; how
     // many are left depends on how fast the above went): refused_connect.
