@@ -1,82 +1,249 @@
-//! Prometheus metrics: process-wide counters kept in atomics and rendered in
-//! the text exposition format on the admin listener's `/metrics`. Gauges
-//! that describe state (queue, suspensions, store size) are read at scrape
-//! time from their owners, so they cannot drift.
+//! Prometheus metrics: process-wide counters and histograms, rendered in the
+//! OpenMetrics text format on the admin listener's `/metrics`. Gauges that
+//! describe state (queue, suspensions, store size, process) are read at
+//! scrape time from their owners, so they cannot drift.
 //!
-//! Hand-rolled rather than the `metrics` crates: a dozen counters do not
-//! earn two more dependencies, and the output format is stable and small.
+//! Built on `prometheus-client` (the Prometheus project's Rust client): with
+//! histograms wanted, its bucket, `_sum`/`_count`, escaping and OpenMetrics
+//! rules are code we no longer write (README, "Dependency notes"). The
+//! handles live in one static; each scrape registers clones of them (they
+//! share their values) with the scrape-time gauges in a fresh registry.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+mod destinations;
+mod process;
+mod session;
 
-/// SMTP sessions started.
-pub static SESSIONS: AtomicU64 = AtomicU64::new(0);
-/// SMTP sessions in progress.
-pub static SESSIONS_ACTIVE: AtomicI64 = AtomicI64::new(0);
-/// Messages accepted (queued) by SMTP.
-pub static MESSAGES_ACCEPTED: AtomicU64 = AtomicU64::new(0);
-/// Bytes of accepted messages.
-pub static BYTES_ACCEPTED: AtomicU64 = AtomicU64::new(0);
-/// Remote refusals naming a gateway address on a blocklist.
-static GATEWAY_LISTED: AtomicU64 = AtomicU64::new(0);
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Refusals by reply code and enhanced code ("550 5.7.1").
-static REFUSALS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
-/// Delivery outcomes per recipient by class ("delivered", "deferred", "failed").
-static DELIVERIES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
-/// Governor throttles by limit name.
-static THROTTLES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
-/// Inbound recipient probes by result ("exists", "unknown", "unverified").
-static VERIFICATIONS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
-/// MTA-STS events ("fetched", "fetch_failed", "enforced_refusal").
-static MTA_STS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
-/// Admin API calls refused for their token, by HTTP status ("401", "403").
-static ADMIN_REFUSED: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 
-fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
-    let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
-    // Label values come from a small fixed set (reply codes, classes,
-    // limit names); cap the map anyway so a bug cannot grow it without end.
-    if m.len() < 500 || m.contains_key(key) {
-        *m.entry(key.to_string()).or_insert(0) += 1;
+pub use destinations::DESTINATION_LABELS;
+pub use session::{SessionEnd, SessionOutcome, SessionTally};
+
+/// The Content-Type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Most label values one counter family keeps: they come from small fixed
+/// sets (reply codes, classes, limit names), the cap only stops a bug.
+const MAX_LABEL_VALUES: usize = 500;
+
+/// Upper bounds of the delivery attempt histogram, seconds.
+const DELIVERY_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Upper bounds of the queue residence histogram, seconds: a second to
+/// five days (`delivery.max_queue_lifetime`'s default).
+const RESIDENCE_BUCKETS: [f64; 12] = [
+    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0, 172800.0, 432000.0,
+];
+
+type Label = [(&'static str, String); 1];
+type FixedLabel = [(&'static str, &'static str); 1];
+type ResidenceFamily = Family<FixedLabel, Histogram, fn() -> Histogram>;
+
+/// Every metric kept between scrapes.
+struct Metrics {
+    sessions: Counter,
+    sessions_active: Gauge,
+    session_outcomes: Family<FixedLabel, Counter>,
+    messages_accepted: Counter,
+    bytes_accepted: Counter,
+    blocklist_refusals: Counter,
+    refusals: Labelled,
+    deliveries: Labelled,
+    throttles: Labelled,
+    verifications: Labelled,
+    mta_sts: Labelled,
+    admin_refused: Labelled,
+    destinations: destinations::Destinations,
+    delivery_seconds: Histogram,
+    residence_seconds: ResidenceFamily,
+}
+
+/// A family shown with its HELP and TYPE lines before its first sample (as
+/// the hand-written exposition did), so that dashboards and alerts can
+/// rely on its name from the start; prometheus-client leaves out an empty
+/// family.
+#[derive(Debug)]
+struct Declared<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
     }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+}
+
+fn residence_histogram() -> Histogram {
+    Histogram::new(RESIDENCE_BUCKETS)
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    sessions: Counter::default(),
+    sessions_active: Gauge::default(),
+    session_outcomes: Family::default(),
+    messages_accepted: Counter::default(),
+    bytes_accepted: Counter::default(),
+    blocklist_refusals: Counter::default(),
+    refusals: Labelled::default(),
+    deliveries: Labelled::default(),
+    throttles: Labelled::default(),
+    verifications: Labelled::default(),
+    mta_sts: Labelled::default(),
+    admin_refused: Labelled::default(),
+    destinations: destinations::Destinations::new(DESTINATION_LABELS),
+    delivery_seconds: Histogram::new(DELIVERY_BUCKETS),
+    residence_seconds: Family::new_with_constructor(residence_histogram as fn() -> Histogram),
+});
+
+/// Blocklists on which a gateway address is listed now; fed by the
+/// blocklist watch (issue #18), 0 until it exists.
+static GATEWAY_LISTED: AtomicI64 = AtomicI64::new(0);
+
+/// A counter family with one label and at most [`MAX_LABEL_VALUES`] values.
+#[derive(Default)]
+struct Labelled {
+    family: Family<Label, Counter>,
+    values: AtomicUsize,
+}
+
+impl Labelled {
+    fn bump(&self, label: &'static str, value: &str) {
+        let labels = [(label, value.to_string())];
+        if let Some(c) = self.family.get(&labels) {
+            c.inc();
+        } else if self.values.fetch_add(1, Ordering::Relaxed) < MAX_LABEL_VALUES {
+            // Two first bumps of one value at once count it twice toward
+            // the cap; harmless.
+            self.family.get_or_create(&labels).inc();
+        }
+    }
+}
+
+/// Counts one message accepted and queued by SMTP, with its size.
+pub fn message_accepted(bytes: u64) {
+    METRICS.messages_accepted.inc();
+    METRICS.bytes_accepted.inc_by(bytes);
 }
 
 /// Counts one refusal reply.
 pub fn refusal(code: u16, enhanced: &str) {
-    bump(&REFUSALS, format!("{code} {enhanced}").trim());
+    METRICS
+        .refusals
+        .bump("reply", format!("{code} {enhanced}").trim());
 }
 
-/// Counts one recipient's delivery outcome.
-pub fn delivery(class: &str) {
-    bump(&DELIVERIES, class);
+/// A recipient's delivery result, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Accepted by the destination.
+    Delivered,
+    /// To be tried again.
+    Deferred,
+    /// Failed for good (bounced).
+    Failed,
+}
+
+impl Delivery {
+    fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Delivered => "delivered",
+            Delivery::Deferred => "deferred",
+            Delivery::Failed => "failed",
+        }
+    }
+}
+
+/// How a recipient left the queue, for the residence histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// Delivered.
+    Delivered,
+    /// Bounced (a DSN goes to the sender).
+    Bounced,
+}
+
+/// Counts one recipient's delivery result by class and by its address's
+/// domain (the busiest [`DESTINATION_LABELS`] by name, the rest as
+/// "other"); a final result also observes how long the message, which
+/// arrived at `arrived_unix_ms`, was queued.
+pub fn recipient_delivery(address: &str, result: Delivery, arrived_unix_ms: u64) {
+    let m = &*METRICS;
+    m.deliveries.bump("class", result.as_str());
+    let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+    m.destinations.count(domain, result.as_str());
+    match result {
+        Delivery::Delivered => left_queue(Left::Delivered, arrived_unix_ms),
+        Delivery::Failed => left_queue(Left::Bounced, arrived_unix_ms),
+        Delivery::Deferred => {}
+    }
+}
+
+/// Observes one recipient leaving the queue, from its message's arrival at
+/// `arrived_unix_ms` until now.
+pub fn left_queue(how: Left, arrived_unix_ms: u64) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let seconds = now.saturating_sub(arrived_unix_ms) as f64 / 1000.0;
+    let label = match how {
+        Left::Delivered => "delivered",
+        Left::Bounced => "bounced",
+    };
+    METRICS
+        .residence_seconds
+        .get_or_create(&[("result", label)])
+        .observe(seconds);
+}
+
+/// Observes how long one delivery attempt to one destination took.
+pub fn delivery_attempt(took: Duration) {
+    METRICS.delivery_seconds.observe(took.as_secs_f64());
 }
 
 /// Counts one remote refusal naming a gateway address on a blocklist.
 pub fn gateway_listed() {
-    GATEWAY_LISTED.fetch_add(1, Ordering::Relaxed);
+    METRICS.blocklist_refusals.inc();
+}
+
+/// Sets how many blocklists list a gateway address now (the blocklist
+/// watch of issue #18 will call this).
+pub fn set_gateway_listed(lists: u32) {
+    GATEWAY_LISTED.store(i64::from(lists), Ordering::Relaxed);
 }
 
 /// Counts one inbound recipient probe by its result.
 pub fn verification(result: &str) {
-    bump(&VERIFICATIONS, result);
+    METRICS.verifications.bump("result", result);
 }
 
 /// Counts one MTA-STS event.
 pub fn mta_sts(event: &str) {
-    bump(&MTA_STS, event);
+    METRICS.mta_sts.bump("event", event);
 }
 
 /// Counts one admin API call refused for its token (401 or 403).
 pub fn admin_refused(status: u16) {
-    bump(&ADMIN_REFUSED, &status.to_string());
+    METRICS.admin_refused.bump("status", &status.to_string());
 }
 
 /// Counts one governor throttle.
 pub fn throttle(limit: &str) {
-    bump(&THROTTLES, limit);
+    METRICS.throttles.bump("limit", limit);
 }
 
 /// Point-in-time values gathered at scrape time.
@@ -102,190 +269,188 @@ pub struct Gauges {
     pub audit_bytes: u64,
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The build's target, from what std knows without a build script
+/// (`x86_64-linux-gnu`).
+fn target() -> String {
+    let env = if cfg!(target_env = "gnu") {
+        "-gnu"
+    } else if cfg!(target_env = "musl") {
+        "-musl"
+    } else {
+        ""
+    };
+    format!("{}-{}{env}", std::env::consts::ARCH, std::env::consts::OS)
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+fn gauge(r: &mut Registry, name: &str, help: &str, value: u64) {
+    let g: Gauge = Gauge::default();
+    g.set(i64::try_from(value).unwrap_or(i64::MAX));
+    r.register(name, help, g);
 }
 
-/// One family with a single unlabelled sample.
-fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    family(out, name, kind, help);
-    let _ = writeln!(out, "{name} {value}");
-}
-
-/// One counter family with a sample per label value.
-fn labelled(
-    out: &mut String,
+fn labelled_gauges(
+    r: &mut Registry,
     name: &str,
     help: &str,
-    label: &str,
-    map: &Mutex<BTreeMap<String, u64>>,
+    label: &'static str,
+    rows: &[(&str, u64)],
 ) {
-    family(out, name, "counter", help);
-    let m = map.lock().unwrap_or_else(|p| p.into_inner());
-    for (k, v) in m.iter() {
-        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape(k));
-    }
-}
-
-/// One gauge family with a sample per label value.
-fn gauges<V: std::fmt::Display>(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    rows: &[(&str, V)],
-) {
-    family(out, name, "gauge", help);
+    let f: Family<Label, Gauge> = Family::default();
     for (k, v) in rows {
-        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape(k));
+        f.get_or_create(&[(label, k.to_string())])
+            .set(i64::try_from(*v).unwrap_or(i64::MAX));
     }
+    r.register(name, help, f);
 }
 
-/// Renders every metric in the Prometheus text format.
+/// Renders every metric in the OpenMetrics text format (counters' samples
+/// end in `_total`, as they always did here).
 pub fn render(g: &Gauges) -> String {
-    let mut out = String::with_capacity(2048);
-    let o = &mut out;
-    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    scalar(
-        o,
-        "ugem_smtp_sessions_total",
-        "counter",
-        "SMTP sessions started.",
-        load(&SESSIONS),
+    let m = &*METRICS;
+    let mut r = Registry::default();
+    let info = Info::new([
+        ("version", env!("CARGO_PKG_VERSION").to_string()),
+        ("target", target()),
+    ]);
+    r.register("ugem_build", "The version and target of this build", info);
+    r.register(
+        "ugem_smtp_sessions",
+        "SMTP sessions started",
+        m.sessions.clone(),
     );
-    scalar(
-        o,
+    r.register(
         "ugem_smtp_sessions_active",
-        "gauge",
-        "SMTP sessions in progress.",
-        SESSIONS_ACTIVE.load(Ordering::Relaxed),
+        "SMTP sessions in progress",
+        m.sessions_active.clone(),
     );
-    scalar(
-        o,
-        "ugem_smtp_messages_accepted_total",
-        "counter",
-        "Messages accepted and queued.",
-        load(&MESSAGES_ACCEPTED),
+    r.register(
+        "ugem_smtp_session_outcomes",
+        "SMTP sessions ended, by outcome (queued, refused_connect, refused_mail, refused_rcpt, tls_failed, timeout, quit_without_mail, protocol_error, disconnected, shutdown)",
+        Declared(m.session_outcomes.clone()),
     );
-    scalar(
-        o,
-        "ugem_smtp_accepted_bytes_total",
-        "counter",
-        "Bytes of accepted messages.",
-        load(&BYTES_ACCEPTED),
+    r.register(
+        "ugem_smtp_messages_accepted",
+        "Messages accepted and queued",
+        m.messages_accepted.clone(),
     );
-    scalar(
-        o,
-        "ugem_gateway_listed_total",
-        "counter",
-        "Remote refusals naming a gateway address on a blocklist.",
-        load(&GATEWAY_LISTED),
+    r.register(
+        "ugem_smtp_accepted_bytes",
+        "Bytes of accepted messages",
+        m.bytes_accepted.clone(),
     );
-    labelled(
-        o,
-        "ugem_smtp_refusals_total",
-        "Refusal replies by code.",
-        "reply",
-        &REFUSALS,
+    r.register(
+        "ugem_delivery_blocklist_refusals",
+        "Remote refusals naming a gateway address on a blocklist",
+        m.blocklist_refusals.clone(),
     );
-    labelled(
-        o,
-        "ugem_delivery_recipients_total",
-        "Recipient delivery outcomes by class.",
-        "class",
-        &DELIVERIES,
+    let listed: Gauge = Gauge::default();
+    listed.set(GATEWAY_LISTED.load(Ordering::Relaxed));
+    r.register(
+        "ugem_gateway_listed",
+        "Blocklists on which a gateway address is listed now (fed by the blocklist watch, issue #18; 0 until then)",
+        listed,
     );
-    labelled(
-        o,
-        "ugem_governor_throttles_total",
-        "Governor throttles by limit.",
-        "limit",
-        &THROTTLES,
+    r.register(
+        "ugem_smtp_refusals",
+        "Refusal replies by code",
+        Declared(m.refusals.family.clone()),
     );
-    labelled(
-        o,
-        "ugem_recipient_verifications_total",
-        "Inbound recipient probes of registered domains' servers, by result.",
-        "result",
-        &VERIFICATIONS,
+    r.register(
+        "ugem_delivery_recipients",
+        "Recipient delivery outcomes by class",
+        Declared(m.deliveries.family.clone()),
     );
-    labelled(
-        o,
-        "ugem_mta_sts_total",
-        "MTA-STS policy fetches and refusals to deliver, by event.",
-        "event",
-        &MTA_STS,
+    r.register(
+        "ugem_delivery_destination_recipients",
+        "Recipient delivery outcomes by class and destination domain (the busiest domains by name, the rest as \"other\")",
+        Declared(m.destinations.family()),
     );
-    gauges(
-        o,
+    r.register(
+        "ugem_delivery_attempt_duration_seconds",
+        "Time one delivery attempt to one destination took (connect to last reply)",
+        m.delivery_seconds.clone(),
+    );
+    r.register(
+        "ugem_queue_residence_seconds",
+        "Time from acceptance to a recipient's delivery or bounce",
+        Declared(m.residence_seconds.clone()),
+    );
+    r.register(
+        "ugem_governor_throttles",
+        "Governor throttles by limit",
+        Declared(m.throttles.family.clone()),
+    );
+    r.register(
+        "ugem_recipient_verifications",
+        "Inbound recipient probes of registered domains' servers, by result",
+        Declared(m.verifications.family.clone()),
+    );
+    r.register(
+        "ugem_mta_sts",
+        "MTA-STS policy fetches and refusals to deliver, by event",
+        Declared(m.mta_sts.family.clone()),
+    );
+    r.register(
+        "ugem_admin_refused",
+        "Admin API calls refused for their token, by HTTP status",
+        Declared(m.admin_refused.family.clone()),
+    );
+    labelled_gauges(
+        &mut r,
         "ugem_queue_messages",
-        "Queued messages by state.",
+        "Queued messages by state",
         "state",
         &g.queue,
     );
-    scalar(
-        o,
+    gauge(
+        &mut r,
         "ugem_queue_bytes",
-        "gauge",
-        "Bytes of queued messages.",
+        "Bytes of queued messages",
         g.queue_bytes,
     );
-    scalar(
-        o,
+    let oldest = Gauge::<f64, AtomicU64>::default();
+    oldest.set(g.oldest_age_seconds);
+    r.register(
         "ugem_queue_oldest_age_seconds",
-        "gauge",
-        "Age of the oldest queued message.",
-        format!("{:.3}", g.oldest_age_seconds),
+        "Age of the oldest queued message",
+        oldest,
     );
-    scalar(
-        o,
+    gauge(
+        &mut r,
         "ugem_notification_backlog",
-        "gauge",
-        "Generated mail (bounces, notices) waiting in the queue.",
+        "Generated mail (bounces, notices) waiting in the queue",
         g.notification_backlog,
     );
-    gauges(
-        o,
+    labelled_gauges(
+        &mut r,
         "ugem_suspensions_active",
-        "Active suspensions by scope.",
+        "Active suspensions by scope",
         "scope",
         &g.suspensions,
     );
-    labelled(
-        o,
-        "ugem_admin_refused_total",
-        "Admin API calls refused for their token, by HTTP status.",
-        "status",
-        &ADMIN_REFUSED,
-    );
-    scalar(
-        o,
+    gauge(
+        &mut r,
         "ugem_audit_records",
-        "gauge",
-        "Records in the audit log (refused calls compacted, pruned after admin.audit_refused_retention).",
+        "Records in the audit log (refused calls compacted, pruned after admin.audit_refused_retention)",
         g.audit_records,
     );
-    scalar(
-        o,
+    gauge(
+        &mut r,
         "ugem_audit_bytes",
-        "gauge",
-        "Bytes the audit log takes in the store.",
+        "Bytes the audit log takes in the store",
         g.audit_bytes,
     );
-    gauges(
-        o,
+    labelled_gauges(
+        &mut r,
         "ugem_store_size_bytes",
-        "Size of the store and queue files.",
+        "Size of the store and queue files",
         "file",
         &[("store", g.store_bytes), ("queue", g.queue_file_bytes)],
     );
+    process::register(&mut r);
+    let mut out = String::with_capacity(8192);
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &r);
     out
 }
 
@@ -297,7 +462,7 @@ mod tests {
     fn renders_counters_and_labels() {
         refusal(550, "5.7.1");
         refusal(550, "5.7.1");
-        delivery("delivered");
+        recipient_delivery("a@example.org", Delivery::Delivered, 0);
         let text = render(&Gauges {
             queue: vec![("active", 3), ("held", 1)],
             suspensions: vec![("domain", 1)],
@@ -309,6 +474,31 @@ mod tests {
         );
         assert!(text.contains("ugem_delivery_recipients_total{class=\"delivered\"} 1"));
         assert!(text.contains("ugem_queue_messages{state=\"held\"} 1"));
-        assert!(text.contains("# TYPE ugem_smtp_sessions_total counter"));
+        // OpenMetrics names a counter's family without `_total`.
+        assert!(text.contains("# TYPE ugem_smtp_sessions counter"));
+        assert!(text.contains("# TYPE ugem_queue_residence_seconds histogram"));
+        assert!(
+            text.contains(
+                "ugem_queue_residence_seconds_bucket{le=\"+Inf\",result=\"delivered\"} 1"
+            ) || text.contains(
+                "ugem_queue_residence_seconds_bucket{result=\"delivered\",le=\"+Inf\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "ugem_build_info{{version=\"{}\"",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_target_names_arch_and_os() {
+        let t = target();
+        assert!(t.starts_with(std::env::consts::ARCH), "{t}");
+        assert!(t.contains(std::env::consts::OS), "{t}");
     }
 }

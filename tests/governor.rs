@@ -693,7 +693,7 @@ fn a_blocklisted_gateway_alarms_the_postmaster_and_spares_the_sender() {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("ugem_gateway_listed_total ") && !l.ends_with(" 0")),
+            .any(|l| l.starts_with("ugem_delivery_blocklist_refusals_total ") && !l.ends_with(" 0")),
         "{metrics}"
     );
 

@@ -377,7 +377,7 @@ async fn metrics(State(st): State<AdminState>) -> Result<impl IntoResponse, ApiE
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            crate::metrics::CONTENT_TYPE,
         )],
         crate::metrics::render(&g),
     ))

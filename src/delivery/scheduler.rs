@@ -272,6 +272,7 @@ impl Scheduler {
             // send through the gateway ([registration] disconnect_queued).
             for (i, r) in env.recipients.iter().enumerate() {
                 if !r.status.is_final() {
+                    crate::metrics::left_queue(crate::metrics::Left::Bounced, env.arrived_at_ms);
                     crate::maillog::recipient(
                         &env,
                         i,
@@ -319,7 +320,9 @@ impl Scheduler {
                 .collect();
             let body = body.clone();
             handles.spawn(async move {
+                let started = Instant::now();
                 let res = me.deliver_group(&g, &sender, &rcpts, &body).await;
+                crate::metrics::delivery_attempt(started.elapsed());
                 (g.rcpts, res)
             });
         }
@@ -356,11 +359,16 @@ impl Scheduler {
                     Fate::Temporary => RcptStatus::Deferred,
                     Fate::Permanent | Fate::Expired => RcptStatus::Failed,
                 };
-                crate::metrics::delivery(match status {
-                    RcptStatus::Delivered => "delivered",
-                    RcptStatus::Failed => "failed",
-                    _ => "deferred",
-                });
+                let counted = match status {
+                    RcptStatus::Delivered => crate::metrics::Delivery::Delivered,
+                    RcptStatus::Failed => crate::metrics::Delivery::Failed,
+                    _ => crate::metrics::Delivery::Deferred,
+                };
+                crate::metrics::recipient_delivery(
+                    &env.recipients[i].address,
+                    counted,
+                    env.arrived_at_ms,
+                );
                 crate::maillog::recipient(&env, i, status, &o.text, &mta, now);
                 remote.insert(i, mta.remote_mta());
                 updates.push(RecipientUpdate {

@@ -100,10 +100,7 @@ impl Session {
             Ok(id) => {
                 tracing::info!(target: crate::maillog::TARGET, queue_id = %id, client = %self.client_text(), from = %txn.from, size = body_len, nrcpt = txn.rcpts.len(), tls = %self.tls.as_deref().unwrap_or("none"), direction = %if outbound { "outbound" } else { "inbound" }, "message queued");
                 self.rec.messages += 1;
-                crate::metrics::MESSAGES_ACCEPTED
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                crate::metrics::BYTES_ACCEPTED
-                    .fetch_add(body_len, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::message_accepted(body_len);
                 if self.rec.queue_ids.len() < 100 {
                     self.rec.queue_ids.push(id.to_string());
                 }

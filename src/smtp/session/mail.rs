@@ -75,6 +75,7 @@ impl Session {
                     sender_key,
                     spool: None,
                 });
+                self.tally.mail_accepted();
                 self.reply(Reply::new(250, "2.1.0", "sender OK"));
                 None
             }

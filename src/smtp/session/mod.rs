@@ -65,13 +65,9 @@ pub async fn run<S: ClientStream>(
     let id = session_id();
     let span = tracing::info_span!("smtp", session = %id, peer = %peer);
     async move {
-        use std::sync::atomic::Ordering::Relaxed;
-        crate::metrics::SESSIONS.fetch_add(1, Relaxed);
-        crate::metrics::SESSIONS_ACTIVE.fetch_add(1, Relaxed);
         let mut s = Session::new(gw, peer, id, stop);
         let close = s.serve(stream).await;
         s.finish(close);
-        crate::metrics::SESSIONS_ACTIVE.fetch_sub(1, Relaxed);
     }
     .instrument(span)
     .await
@@ -159,6 +155,8 @@ struct Session {
     /// `421 4.3.2` instead of reading on (a message already read to its end
     /// is queued and answered first).
     stop: watch::Receiver<bool>,
+    /// The session in the metrics (started, active, its outcome).
+    tally: crate::metrics::SessionTally,
 }
 
 impl Session {
@@ -196,6 +194,7 @@ impl Session {
             errors: 0,
             deadline,
             txn_seq: 0,
+            tally: crate::metrics::SessionTally::start(),
             stop,
         }
     }
@@ -205,6 +204,12 @@ impl Session {
         self.rec.close = close.as_str().into();
         self.rec.ehlo = self.helo.clone();
         self.rec.tls = self.tls.clone();
+        self.tally.end(crate::metrics::SessionEnd {
+            close: close.as_str(),
+            messages: self.rec.messages,
+            mail_commands: self.rec.mail_count,
+            rcpt_commands: self.rec.rcpt_count,
+        });
         tracing::info!(
             close = close.as_str(),
             messages = self.rec.messages,

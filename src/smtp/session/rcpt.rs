@@ -75,6 +75,7 @@ impl Session {
                 if let Some(txn) = self.txn.as_mut() {
                     txn.rcpts.push((address, kind));
                 }
+                self.tally.rcpt_accepted();
                 self.reply(Reply::new(250, "2.1.5", "recipient OK"));
                 None
             }
