@@ -17,6 +17,7 @@ use std::sync::Arc;
 mod applications;
 mod mailbox;
 mod queue_tools;
+mod reload;
 use crate::config::Role;
 use crate::domain::Domain;
 use crate::model::connections::ConnectionFilter;
@@ -101,6 +102,7 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     route("GET", "/api/v1/suspensions", VIEWER, "suspension.list"),
     route("GET", "/api/v1/governor", VIEWER, "governor.status"),
+    route("POST", "/api/v1/reload", ADMIN, "config.reload"),
     route(
         "GET",
         "/api/v1/governor/scopes/{scope}",
@@ -256,6 +258,7 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "sender.restore" => on(m, restore_sender),
         "suspension.list" => on(m, list_suspensions),
         "governor.status" => on(m, governor_status),
+        "config.reload" => on(m, reload::reload),
         "governor.scope" => on(m, governor_scope),
         "sender.limits.show" => on(m, show_sender_limits),
         "sender.limits" => on(m, set_sender_limits),
@@ -437,7 +440,7 @@ async fn add_domain(
         Err(_) => "(invalid request)".into(),
     };
     let reg = st.registry.clone();
-    let cfg = st.cfg.clone();
+    let cfg = st.cfg();
     let rec = audited(&st, &who, target, move |_| async move {
         let b = parsed?;
         crate::registry::check_server_ranges(
@@ -567,7 +570,7 @@ async fn disconnect_domain(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let queue = st.queue.clone();
-    let cfg = st.cfg.clone();
+    let cfg = st.cfg();
     let rec = audited(&st, &who, name.clone(), move |_| async move {
         let domain = parse_domain(&name)?;
         let reason = need_reason(&body)?;
@@ -724,7 +727,9 @@ async fn show_sender_limits(
     let address = address.trim().to_ascii_lowercase();
     let rec = sender_domain(&st, &address)?;
     Ok(Json(crate::governor::effective_sender_limits(
-        &st.cfg, &rec, &address,
+        &st.cfg(),
+        &rec,
+        &address,
     )))
 }
 
@@ -737,7 +742,7 @@ async fn set_sender_limits(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
-    let cfg = st.cfg.clone();
+    let cfg = st.cfg();
     let v = audited(&st, &who, address.clone(), move |_| async move {
         let limits: crate::model::domains::SenderLimits = body.required()?;
         let address = address.trim().to_ascii_lowercase();
@@ -757,7 +762,7 @@ async fn clear_sender_limits(
     Path(address): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
-    let cfg = st.cfg.clone();
+    let cfg = st.cfg();
     let v = audited(&st, &who, address.clone(), move |_| async move {
         let address = address.trim().to_ascii_lowercase();
         let rec = reg.set_sender_limits(&address, None).await?;
@@ -779,7 +784,7 @@ async fn show_limits(
         .registry
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("domain {name} is not registered")))?;
-    Ok(Json(crate::governor::effective_limits(&st.cfg, &rec)))
+    Ok(Json(crate::governor::effective_limits(&st.cfg(), &rec)))
 }
 
 /// `PUT /api/v1/domains/{name}/limits`: replaces the domain's overrides
@@ -791,7 +796,7 @@ async fn set_limits(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
-    let cfg = st.cfg.clone();
+    let cfg = st.cfg();
     let v = audited(&st, &who, name.clone(), move |_| async move {
         let domain = parse_domain(&name)?;
         let limits: crate::model::domains::DomainLimits = body.required()?;
