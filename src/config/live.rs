@@ -314,15 +314,23 @@ fn raw(cfg: &Config) -> Value {
     serde_json::to_value(cfg).expect("the configuration serializes")
 }
 
+/// A value as a log field: text unquoted, anything else as JSON.
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// One log line per change, per key left for a restart, per problem.
 fn log(result: &Result<Reloaded, ConfigError>) {
     match result {
         Ok(r) => {
             for c in &r.changed {
-                tracing::info!(key = %c.key, old = %c.old, new = %c.new, "configuration reloaded: key changed");
+                tracing::info!(key = %c.key, old = %plain(&c.old), new = %plain(&c.new), "configuration reloaded: key changed");
             }
             for c in &r.restart_needed {
-                tracing::warn!(key = %c.key, running = %c.old, file = %c.new, "configuration reloaded: key changed but needs a restart; the running value stays");
+                tracing::warn!(key = %c.key, running = %plain(&c.old), file = %plain(&c.new), "configuration reloaded: key changed but needs a restart; the running value stays");
             }
             tracing::info!(
                 changed = r.changed.len(),
