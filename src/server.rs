@@ -196,7 +196,11 @@ pub async fn run(
     gateway.follow_reloads();
     let smtp_addrs: Vec<String> = smtp.local_addrs().iter().map(|a| a.to_string()).collect();
     let mut smtp_task = tokio::spawn(smtp.serve(gateway.clone(), stop_rx.clone(), kill_rx));
-    let hup_task = tokio::spawn(reload_on_hup(live.clone()));
+    // Installed before "ugem ready", so that an early SIGHUP reloads rather
+    // than ends the process (its default action).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    let hup_task = tokio::spawn(reload_on_hup(hup, live.clone()));
 
     let scheduler = crate::delivery::scheduler::Scheduler::new(
         live.clone(),
@@ -343,11 +347,7 @@ async fn prune_connections(store: LocalStore, live: Live, mut stop: watch::Recei
 /// SIGHUP: the same reload as `POST /api/v1/reload` (the configuration
 /// file, the STARTTLS certificate, the log filter), without dropping
 /// sessions; a file with problems keeps the running configuration whole.
-async fn reload_on_hup(live: Live) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_on_hup(mut hup: tokio::signal::unix::Signal, live: Live) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP received, reloading the configuration");
         let live = live.clone();

@@ -84,7 +84,12 @@ impl Gateway {
             let loaded = certificate(cfg)
                 .map_err(|e| vec![ConfigProblem::new("smtp.tls_cert", e.to_string())])?;
             let holder = holder.clone();
-            Ok(Box::new(move || holder.set(loaded)) as Commit)
+            Ok(Box::new(move || {
+                if loaded.is_some() {
+                    tracing::info!("TLS certificate reloaded");
+                }
+                holder.set(loaded);
+            }) as Commit)
         }));
     }
 }
