@@ -223,6 +223,24 @@ mod tests {
     use crate::config::TokenEntry;
 
     #[test]
+    fn the_token_table_follows_the_configuration_in_force() {
+        let mut cfg = Config::default();
+        cfg.admin.token = Some("first-token-0123456789".into());
+        let first = Arc::new(cfg.clone());
+        let live = LiveTokens::default();
+        let a = live.of(&first);
+        assert!(
+            Arc::ptr_eq(&a, &live.of(&first)),
+            "built once per configuration"
+        );
+        assert!(a.verify("first-token-0123456789").is_some());
+        cfg.admin.token = Some("second-token-0123456789".into());
+        let b = live.of(&Arc::new(cfg));
+        assert!(b.verify("first-token-0123456789").is_none());
+        assert!(b.verify("second-token-0123456789").is_some());
+    }
+
+    #[test]
     fn plain_and_hashed_tokens() {
         let admin = AdminSection {
             token: Some("root-token-123".into()),
