@@ -184,7 +184,7 @@ impl Live {
         Live::build(cfg, Some(source))
     }
 
-    /// `cfg` with no source: it changes only by [`Live::replace`].
+    /// `cfg` with no source (tests, replay): a reload is refused.
     pub fn fixed(cfg: Config) -> Live {
         Live::build(cfg, None)
     }
@@ -216,11 +216,6 @@ impl Live {
     /// files are read again.
     pub fn follow(&self, f: Follower) {
         self.lock_followers().push(f);
-    }
-
-    /// Puts `cfg` in force as it is (tests; no follower is asked).
-    pub fn replace(&self, cfg: Config) {
-        self.inner.tx.send_replace(Arc::new(cfg));
     }
 
     fn lock_followers(&self) -> std::sync::MutexGuard<'_, Vec<Follower>> {
@@ -268,6 +263,10 @@ impl Live {
             }
             for c in commits {
                 c();
+            }
+            // What is allowed but unwise is said again, as at start.
+            for w in new.warnings() {
+                tracing::warn!(key = %w.key, "{}", w.message);
             }
             self.inner.tx.send_replace(Arc::new(new));
             Ok(report)
