@@ -278,7 +278,7 @@ impl Live {
 
 /// The configuration to put in force: `new` with the running value of
 /// every restart-only key; and what differs, key by key.
-pub fn settle(old: &Config, mut new: Config) -> (Config, Reloaded) {
+fn settle(old: &Config, mut new: Config) -> (Config, Reloaded) {
     let mut report = Reloaded::default();
     let (old_raw, new_raw) = (raw(old), raw(&new));
     let (old_shown, new_shown) = (show::effective(old), show::effective(&new));
