@@ -59,6 +59,11 @@ pub enum Verb {
     /// notices and mail for the postmaster when no mail server takes it.
     #[command(subcommand)]
     Mailbox(MailboxCmd),
+    /// Read the configuration file again and apply what can change live
+    /// (limits, routes, TLS policy, tokens, notices, log level, the STARTTLS
+    /// certificate); lists the keys changed and those that need a restart.
+    /// A file with problems is refused whole: the running one stays.
+    Reload,
     /// The audit trail of admin actions.
     Audit {
         /// Newest N records.
@@ -652,6 +657,7 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
                 ("CLOSE", "/close"),
             ],
         ),
+        Verb::Reload => Output::Record(c.post("/api/v1/reload", &json!({}))?),
         Verb::Audit { limit } => Output::Table(
             c.get(&format!("/api/v1/audit?limit={limit}"))?,
             &[

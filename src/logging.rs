@@ -17,34 +17,98 @@
 use std::collections::HashSet;
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::config::LogFormat;
+use crate::config::live::Commit;
+use crate::config::{Config, ConfigProblem, Live, LogFormat};
 
 /// The keys every JSON line has of its own.
 pub const RESERVED_KEYS: &[&str] = &["timestamp", "level", "target", "span", "spans"];
 
+/// The filter of the installed subscriber, replaceable on reload.
+type FilterHandle = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+/// Set by [`init`]; None when `RUST_LOG` chose the filter (it overrides
+/// `log_level`, at start and on reload alike).
+static FILTER: OnceLock<Option<FilterHandle>> = OnceLock::new();
+
+/// Why a log filter was not put in force.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// The text is not a filter.
+    #[error("not a log filter: {0}")]
+    Parse(#[from] tracing_subscriber::filter::ParseError),
+    /// The subscriber is gone or was never installed here.
+    #[error("the log filter cannot be replaced: {0}")]
+    Reload(#[from] tracing_subscriber::reload::Error),
+}
+
 /// Installs the subscriber for `format` with the filter `level` (unless
 /// `RUST_LOG` is set); a second call does nothing.
 pub fn init(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, from_env) = match EnvFilter::try_from_default_env() {
+        Ok(f) => (f, true),
+        Err(_) => (EnvFilter::new(level), false),
+    };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let json = (format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .with_ansi(false)
             .fmt_fields(JsonFields::new())
             .event_format(JsonLine)
-            .try_init(),
-        LogFormat::Text => builder.with_ansi(colour()).try_init(),
-    };
+    });
+    let text = (format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(colour())
+    });
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(json)
+        .with(text)
+        .try_init()
+        .is_ok();
+    if installed {
+        let _ = FILTER.set((!from_env).then_some(handle));
+    }
+}
+
+/// Makes the log filter follow `server.log_level` on each reload (a filter
+/// that does not parse refuses the reload).
+pub fn follow(live: &Live) {
+    live.follow(Box::new(|cfg: &Config| {
+        let level = cfg.server.log_level.clone();
+        EnvFilter::try_new(&level)
+            .map_err(|e| vec![ConfigProblem::new("server.log_level", e.to_string())])?;
+        Ok(Box::new(move || {
+            if let Err(e) = set_level(&level) {
+                tracing::error!(error = %e, "log filter not replaced");
+            }
+        }) as Commit)
+    }));
+}
+
+/// Puts the filter `level` in force; `Ok(false)` when `RUST_LOG` governs
+/// instead, or no subscriber of ours is installed.
+pub fn set_level(level: &str) -> Result<bool, FilterError> {
+    let filter = EnvFilter::try_new(level)?;
+    match FILTER.get() {
+        Some(Some(handle)) => {
+            handle.reload(filter)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// Colour for a terminal only; `NO_COLOR` (any value) turns it off.

@@ -145,7 +145,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match ugem::server::run_blocking(cfg) {
+            match ugem::server::run_blocking(cfg, src) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ugem: {e:#}");

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::admin::{self, AdminState, Tokens};
-use crate::config::Config;
+use crate::admin::{self, AdminState, LiveTokens};
+use crate::config::{Config, ConfigSource, Live};
 use crate::registry::Registry;
 use crate::shutdown::stopped;
 use crate::store::local::ConnectionLog;
@@ -21,8 +21,8 @@ pub fn init_logging(cfg: &Config) {
     crate::logging::init(cfg.server.log_format, &cfg.server.log_level);
 }
 
-/// Runs the gateway until a termination signal.
-pub fn run_blocking(cfg: Config) -> anyhow::Result<()> {
+/// Runs the gateway until a termination signal; reloads read `source` again.
+pub fn run_blocking(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     return_large_buffers();
     init_logging(&cfg);
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -31,7 +31,7 @@ pub fn run_blocking(cfg: Config) -> anyhow::Result<()> {
         .thread_name("ugem")
         .build()
         .context("cannot start the async runtime")?;
-    let r = rt.block_on(run(cfg, shutdown_signal()));
+    let r = rt.block_on(run(Live::new(cfg, source), shutdown_signal()));
     // Blocking work still running (a spool write, a body read of a delivery
     // that was put back) is not waited for: run() already kept the bound.
     rt.shutdown_timeout(Duration::from_millis(500));
@@ -76,12 +76,15 @@ async fn shutdown_signal() {
     }
 }
 
-/// Runs the gateway until `shutdown` resolves.
+/// Runs the gateway until `shutdown` resolves. Components read the
+/// configuration from `live`; SIGHUP and `POST /api/v1/reload` replace it.
 pub async fn run(
-    cfg: Config,
+    live: Live,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let cfg = Arc::new(cfg);
+    // What is bound at start is read from here; the rest reads `live` on use.
+    let cfg = live.current();
+    crate::logging::follow(&live);
     let data_dir = cfg.server.data_dir.clone();
     // The registry's persistence is picked here: the redb file for now.
     let (store, shared) = crate::store::open(&data_dir).context("cannot open the store")?;
@@ -121,8 +124,12 @@ pub async fn run(
     let (governor_stop_tx, governor_stop_rx) = watch::channel(false);
     // Sessions still running when the drain time is up are dropped.
     let (kill_tx, kill_rx) = watch::channel(false);
-    let governor =
-        crate::governor::Governor::new(cfg.clone(), registry.clone(), store.clone(), queue.clone());
+    let governor = crate::governor::Governor::new(
+        live.clone(),
+        registry.clone(),
+        store.clone(),
+        queue.clone(),
+    );
     let mut governor_task = tokio::spawn(governor.clone().run(governor_stop_rx));
 
     let resolver = crate::delivery::route::Resolver::new(&cfg.delivery.nameservers)
@@ -152,12 +159,12 @@ pub async fn run(
         mta_sts: mta_sts.clone(),
         verifier: verifier.clone(),
         governor: governor.clone(),
-        cfg: cfg.clone(),
+        live: live.clone(),
         registry: registry.clone(),
         store: store.clone(),
         audit: shared,
         queue: queue.clone(),
-        tokens: Arc::new(Tokens::from_config(&cfg.admin)),
+        tokens: Arc::new(LiveTokens::default()),
         ready: ready.clone(),
     };
     // HTTPS when admin.tls_cert is set; also keeps refused calls' audit compact.
@@ -178,7 +185,7 @@ pub async fn run(
         });
     }
     let gateway = crate::smtp::Gateway::new(
-        cfg.clone(),
+        live.clone(),
         registry.clone(),
         queue.clone(),
         connlog.clone(),
@@ -186,12 +193,17 @@ pub async fn run(
         verifier,
     )
     .context("cannot set up SMTP")?;
+    gateway.follow_reloads();
     let smtp_addrs: Vec<String> = smtp.local_addrs().iter().map(|a| a.to_string()).collect();
     let mut smtp_task = tokio::spawn(smtp.serve(gateway.clone(), stop_rx.clone(), kill_rx));
-    let hup_task = tokio::spawn(reload_on_hup(gateway.clone()));
+    // Installed before "ugem ready", so that an early SIGHUP reloads rather
+    // than ends the process (its default action).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    let hup_task = tokio::spawn(reload_on_hup(hup, live.clone()));
 
     let scheduler = crate::delivery::scheduler::Scheduler::new(
-        cfg.clone(),
+        live.clone(),
         queue.clone(),
         registry.clone(),
         resolver,
@@ -204,17 +216,17 @@ pub async fn run(
     let deadlines_task = tokio::spawn(crate::notify::overdue_alerts(
         registry.clone(),
         queue.clone(),
-        cfg.clone(),
+        live.clone(),
         stop_rx.clone(),
     ));
     let alarms_task = tokio::spawn(crate::notify::alarms::queue_alarms(
         queue.clone(),
-        cfg.clone(),
+        live.clone(),
         stop_rx.clone(),
     ));
     let prune_task = tokio::spawn(prune_connections(
         store.clone(),
-        cfg.clone(),
+        live.clone(),
         stop_rx.clone(),
     ));
 
@@ -229,7 +241,7 @@ pub async fn run(
         "ugem ready"
     );
     shutdown.await;
-    let deadline = tokio::time::Instant::now() + cfg.server.shutdown_timeout.0;
+    let deadline = tokio::time::Instant::now() + live.current().server.shutdown_timeout.0;
     ready.store(false, Ordering::Release);
     crate::sdnotify::notify("STOPPING=1\nSTATUS=stopping");
     watchdog_task.abort();
@@ -310,8 +322,10 @@ async fn flush_log(connlog: &ConnectionLog, deadline: tokio::time::Instant) {
     }
 }
 
-async fn prune_connections(store: LocalStore, cfg: Arc<Config>, mut stop: watch::Receiver<bool>) {
+async fn prune_connections(store: LocalStore, live: Live, mut stop: watch::Receiver<bool>) {
+    let mut reloads = live.subscribe();
     loop {
+        let cfg = live.current();
         let before = chrono::Utc::now()
             - chrono::Duration::from_std(cfg.connections.retention.0)
                 .unwrap_or(chrono::Duration::days(90));
@@ -323,26 +337,22 @@ async fn prune_connections(store: LocalStore, cfg: Arc<Config>, mut stop: watch:
         }
         tokio::select! {
             _ = tokio::time::sleep(cfg.connections.prune_interval.0) => {}
+            // A reload may shorten the retention or the interval.
+            _ = reloads.changed() => {}
             _ = stopped(&mut stop) => return,
         }
     }
 }
 
-/// SIGHUP: reload what can change safely (the TLS certificate) without
-/// dropping sessions; a bad new certificate keeps the old one in service.
-async fn reload_on_hup(gw: Arc<crate::smtp::Gateway>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+/// SIGHUP: the same reload as `POST /api/v1/reload` (the configuration
+/// file, the STARTTLS certificate, the log filter), without dropping
+/// sessions; a file with problems keeps the running configuration whole.
+async fn reload_on_hup(mut hup: tokio::signal::unix::Signal, live: Live) {
     while hup.recv().await.is_some() {
-        match gw.reload_tls() {
-            Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-            Ok(false) => tracing::info!("SIGHUP: no TLS certificate configured"),
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificate")
-            }
-        }
+        tracing::info!("SIGHUP received, reloading the configuration");
+        let live = live.clone();
+        // The outcome is logged by the reload itself, key by key.
+        let _ = tokio::task::spawn_blocking(move || live.reload()).await;
     }
 }
 

@@ -68,7 +68,12 @@ impl TlsHolder {
 
     /// Replaces the configuration.
     pub fn replace(&self, cfg: Arc<ServerConfig>) {
-        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(cfg);
+        self.set(Some(cfg));
+    }
+
+    /// Replaces the configuration, or stops offering TLS (None).
+    pub fn set(&self, cfg: Option<Arc<ServerConfig>>) {
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = cfg;
     }
 }
 

@@ -54,7 +54,12 @@ fn rcpt_check_cost_with_100k_keys() {
     cfg.server.data_dir = dir.path().to_path_buf();
     cfg.governor.max_tracked_senders = 200_000;
     let host = cfg.server.hostname.clone();
-    let gov = Governor::new(Arc::new(cfg), registry.clone(), local, queue);
+    let gov = Governor::new(
+        ugem::config::Live::fixed(cfg),
+        registry.clone(),
+        local,
+        queue,
+    );
     let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
 
     let senders: Vec<String> = (0..100_000)

@@ -137,6 +137,30 @@ fn sighup_serves_a_replaced_certificate_to_the_next_connection() {
 }
 
 #[test]
+fn a_certificate_that_does_not_load_refuses_the_reload_and_the_old_one_stays() {
+    let (gw, old) = tls_gateway();
+    // A half-written renewal: the key file is fine, the certificate is not.
+    std::fs::write(
+        gw.dir.path().join("cert.pem"),
+        "-----BEGIN CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let (status, body) = http(gw.admin, "POST", "/api/v1/reload", Some(ADMIN_TOKEN), None);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("smtp.tls_cert"), "{body}");
+    assert!(!gw.log_text().contains("TLS certificate reloaded"));
+    // The old certificate is still served.
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO client.test.example", 250);
+    s.expect("STARTTLS", 220);
+    let mut s = s.upgrade(
+        client_config(&old, &[&rustls::version::TLS13]),
+        "gw.test.example",
+    );
+    s.expect("EHLO client.test.example", 250);
+}
+
+#[test]
 fn starttls_without_certificate_is_not_offered() {
     let gw = Gateway::start("");
     let mut s = Smtp::greeted(gw.smtp);

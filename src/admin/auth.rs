@@ -2,7 +2,7 @@
 //! that checks them before any handler runs.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{AdminState, ApiError, Authed, RefusedLog};
-use crate::config::{AdminSection, Role};
+use crate::config::{AdminSection, Config, Role};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +96,29 @@ impl Tokens {
     }
 }
 
+/// The token table of the configuration last seen, built again when a
+/// reload put another configuration in force.
+#[derive(Debug, Default)]
+pub struct LiveTokens {
+    built: Mutex<Option<(Arc<Config>, Arc<Tokens>)>>,
+}
+
+impl LiveTokens {
+    /// The tokens of `cfg`: the table built before when `cfg` is the same
+    /// configuration (the same `Arc`), else a new one.
+    pub fn of(&self, cfg: &Arc<Config>) -> Arc<Tokens> {
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        match &*built {
+            Some((seen, tokens)) if Arc::ptr_eq(seen, cfg) => tokens.clone(),
+            _ => {
+                let tokens = Arc::new(Tokens::from_config(&cfg.admin));
+                *built = Some((cfg.clone(), tokens.clone()));
+                tokens
+            }
+        }
+    }
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
@@ -176,7 +199,7 @@ pub(crate) async fn authenticate(
         Access::Public => return next.run(req).await,
         Access::Token(role) => role,
     };
-    match check(&st.admin.tokens, req.headers(), need) {
+    match check(&st.admin.tokens(), req.headers(), need) {
         Ok(caller) => {
             req.extensions_mut().insert(Authed {
                 caller,
@@ -198,6 +221,24 @@ pub(crate) async fn authenticate(
 mod tests {
     use super::*;
     use crate::config::TokenEntry;
+
+    #[test]
+    fn the_token_table_follows_the_configuration_in_force() {
+        let mut cfg = Config::default();
+        cfg.admin.token = Some("first-token-0123456789".into());
+        let first = Arc::new(cfg.clone());
+        let live = LiveTokens::default();
+        let a = live.of(&first);
+        assert!(
+            Arc::ptr_eq(&a, &live.of(&first)),
+            "built once per configuration"
+        );
+        assert!(a.verify("first-token-0123456789").is_some());
+        cfg.admin.token = Some("second-token-0123456789".into());
+        let b = live.of(&Arc::new(cfg));
+        assert!(b.verify("first-token-0123456789").is_none());
+        assert!(b.verify("second-token-0123456789").is_some());
+    }
 
     #[test]
     fn plain_and_hashed_tokens() {

@@ -29,11 +29,12 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use tokio::sync::watch;
 
+use crate::config::{Config, Live};
 use crate::model::audit::AuditRecord;
 use crate::registry::{Registry, RegistryError};
 use crate::store::{LocalStore, RegistryStore, StoreError};
 pub use auth::{Access, RouteSpec};
-pub use auth::{Caller, Tokens};
+pub use auth::{Caller, LiveTokens, Tokens};
 pub use refused::RefusedLog;
 pub use routes::{ROUTES, router, router_with};
 
@@ -48,12 +49,13 @@ pub struct AdminState {
     pub audit: Arc<dyn RegistryStore>,
     /// The spool, for holding and releasing a suspended scope's mail.
     pub queue: ugem_queue::Queue,
-    /// Accepted tokens.
-    pub tokens: Arc<Tokens>,
+    /// Accepted tokens, rebuilt from `[admin]` after a reload.
+    pub tokens: Arc<LiveTokens>,
     /// Set once every listener is up.
     pub ready: Arc<AtomicBool>,
-    /// The configuration (registration rules, postmaster, resolver).
-    pub cfg: Arc<crate::config::Config>,
+    /// The configuration in force (registration rules, postmaster, tokens);
+    /// `POST /api/v1/reload` reads its file again.
+    pub live: Live,
     /// The governor: restore notices, counters for `GET /api/v1/governor`.
     pub governor: Arc<crate::governor::Governor>,
     /// Inbound recipient verification, whose cached answers staff may drop.
@@ -63,6 +65,16 @@ pub struct AdminState {
 }
 
 impl AdminState {
+    /// The configuration in force now.
+    pub fn cfg(&self) -> Arc<Config> {
+        self.live.current()
+    }
+
+    /// The token table of the configuration in force.
+    pub fn tokens(&self) -> Arc<Tokens> {
+        self.tokens.of(&self.cfg())
+    }
+
     /// True once the gateway serves mail.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -354,7 +366,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     use axum::serve::ListenerExt;
-    let cfg = state.cfg.clone();
+    let cfg = state.cfg();
     for w in cfg.warnings() {
         tracing::warn!(key = %w.key, "{}", w.message);
     }

@@ -24,6 +24,7 @@ mod mailbox;
 mod mta_sts;
 mod queue;
 mod queue_tools;
+mod reload;
 mod senders;
 mod suspensions;
 mod verification;
@@ -111,6 +112,7 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     route("GET", "/api/v1/suspensions", VIEWER, "suspension.list"),
     route("GET", "/api/v1/governor", VIEWER, "governor.status"),
+    route("POST", "/api/v1/reload", ADMIN, "config.reload"),
     route(
         "GET",
         "/api/v1/governor/scopes/{scope}",
@@ -277,6 +279,7 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "queue.list" => on(m, queue::list_queue),
         "queue.counts" => on(m, queue::queue_counts),
         "queue.retry_all" => on(m, queue::retry_all),
+        "config.reload" => on(m, reload::reload),
         "queue.bulk.hold" => on(m, queue_tools::bulk_hold),
         "queue.bulk.release" => on(m, queue_tools::bulk_release),
         "queue.bulk.delete" => on(m, queue_tools::bulk_delete),

@@ -85,6 +85,14 @@ impl ServerSection {
                 ),
             ));
         }
+        // A filter that does not parse would be dropped silently by the
+        // subscriber: said here, at start and on reload.
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            out.push(ConfigProblem::new(
+                "server.log_level",
+                format!("not a log filter ({e}): a level such as info, or target=level pairs"),
+            ));
+        }
         if self.queue_cache_size.0 < 1 << 20 {
             out.push(ConfigProblem::new(
                 "server.queue_cache_size",
@@ -105,9 +113,17 @@ mod tests {
         let s = ServerSection {
             shutdown_timeout: Span(MAX_SHUTDOWN + Duration::from_secs(1)),
             queue_cache_size: ByteSize(1000),
+            log_level: "ugem=loud".into(),
             ..ServerSection::default()
         };
         let keys: Vec<String> = s.check().into_iter().map(|p| p.key).collect();
-        assert_eq!(keys, ["server.shutdown_timeout", "server.queue_cache_size"]);
+        assert_eq!(
+            keys,
+            [
+                "server.shutdown_timeout",
+                "server.log_level",
+                "server.queue_cache_size"
+            ]
+        );
     }
 }

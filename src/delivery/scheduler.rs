@@ -13,7 +13,7 @@ use ugem_queue::{AttemptOutcome, Direction, Envelope, Queue, RcptStatus, Recipie
 use super::client::{ClientSettings, ConnError, Connection, TlsPolicy};
 use super::outcome::Backoff;
 use super::route::{Resolver, Route, route_for};
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::domain::Domain;
 use crate::maillog::{Hop, HopClock};
 use crate::model::suspensions::Scope;
@@ -26,7 +26,8 @@ const LEASE_MS: u64 = 30 * 60 * 1000;
 
 /// The delivery engine.
 pub struct Scheduler {
-    cfg: Arc<Config>,
+    /// Read on each use: routes, TLS policy, lifetimes follow a reload.
+    cfg: Live,
     queue: Queue,
     registry: Arc<Registry>,
     resolver: Resolver,
@@ -43,8 +44,9 @@ pub struct Scheduler {
     governor: Arc<crate::governor::Governor>,
     /// Recipient domains' MTA-STS policies (off with `delivery.mta_sts = false`).
     mta_sts: Option<Arc<super::mta_sts::MtaSts>>,
-    /// The postmaster's local mailbox (`server.postmaster_mailbox`).
-    mailbox: Option<crate::mailbox::Mailbox>,
+    /// The postmaster's local mailbox, used while `server.postmaster_mailbox`
+    /// is on (a live key: read per message).
+    mailbox: crate::mailbox::Mailbox,
 }
 
 /// The recipients of one message that share a destination.
@@ -66,7 +68,7 @@ impl Scheduler {
     /// Builds the scheduler from the configuration; `mta_sts` is the policy
     /// cache (none: MTA-STS off).
     pub fn new(
-        cfg: Arc<Config>,
+        cfg: Live,
         queue: Queue,
         registry: Arc<Registry>,
         resolver: Resolver,
@@ -81,14 +83,12 @@ impl Scheduler {
             g.note_source_address(ip)
         })));
 
-        let d = &cfg.delivery;
+        let start = cfg.current();
+        let d = &start.delivery;
         let body_budget_kib = u32::try_from(d.max_body_memory.0.div_ceil(1024).max(1))
             .unwrap_or(u32::MAX)
             .min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
-        let mailbox = cfg
-            .server
-            .postmaster_mailbox
-            .then(|| crate::mailbox::Mailbox::new(&cfg.server.data_dir));
+        let mailbox = crate::mailbox::Mailbox::new(&start.server.data_dir);
         Arc::new(Scheduler {
             mailbox,
             body_budget: Arc::new(Semaphore::new(body_budget_kib as usize)),
@@ -171,7 +171,7 @@ impl Scheduler {
     }
 
     fn close_idle(&self) {
-        let idle = self.cfg.delivery.idle_timeout.0;
+        let idle = self.cfg.current().delivery.idle_timeout.0;
         let stale: Vec<Connection> = {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
             let mut out = Vec::new();
@@ -260,7 +260,7 @@ impl Scheduler {
         let expired = super::outcome::expired(
             env.arrived_at_ms,
             now,
-            self.cfg.delivery.max_queue_lifetime.0,
+            self.cfg.current().delivery.max_queue_lifetime.0,
         );
         let mut updates: Vec<RecipientUpdate> = Vec::new();
         // The same results typed, for the governor.
@@ -435,7 +435,8 @@ impl Scheduler {
     /// be bounced, the bounce reason.
     fn disconnected_sender(&self, env: &Envelope) -> Option<Outcome> {
         if env.direction != Direction::Outbound
-            || self.cfg.registration.disconnect_queued != crate::config::DisconnectQueued::Bounce
+            || self.cfg.current().registration.disconnect_queued
+                != crate::config::DisconnectQueued::Bounce
         {
             return None;
         }
@@ -452,8 +453,9 @@ impl Scheduler {
 
     /// Whether `address` is delivered to the local mailbox.
     fn for_mailbox(&self, address: &str) -> bool {
-        self.mailbox.is_some()
-            && address.eq_ignore_ascii_case(&self.cfg.server.postmaster.to_string())
+        let cfg = self.cfg.current();
+        cfg.server.postmaster_mailbox
+            && address.eq_ignore_ascii_case(&cfg.server.postmaster.to_string())
     }
 
     /// The pending recipients that go to the local mailbox.
@@ -475,9 +477,7 @@ impl Scheduler {
         body: &Arc<Vec<u8>>,
     ) -> (Vec<Outcome>, Hop) {
         let mut clock = HopClock::start();
-        let Some(mb) = self.mailbox.clone() else {
-            return (Vec::new(), clock.hop());
-        };
+        let mb = self.mailbox.clone();
         let (id, sender, body) = (env.id.to_string(), env.sender.clone(), body.clone());
         let rcpts: Vec<(usize, String)> = idx
             .iter()
@@ -539,12 +539,13 @@ impl Scheduler {
                 // recipient deferred rather than guessing.
                 continue;
             };
+            let cfg = self.cfg.current();
             let route = if env.direction == ugem_queue::Direction::Local {
-                super::route::route_for_local(&domain, &snap, &self.cfg.delivery.routes)
+                super::route::route_for_local(&domain, &snap, &cfg.delivery.routes)
             } else {
-                route_for(&domain, &snap, &self.cfg.delivery.routes)
+                route_for(&domain, &snap, &cfg.delivery.routes)
             };
-            let d = &self.cfg.delivery;
+            let d = &cfg.delivery;
             let explicit = super::tls_policy::lookup(&domain, &d.tls_policy);
             let tls = explicit.unwrap_or(d.tls);
             // Domains behind one next hop with different policies must
@@ -575,7 +576,7 @@ impl Scheduler {
         m.entry(key.to_string())
             .or_insert_with(|| {
                 Arc::new(Semaphore::new(
-                    self.cfg.delivery.max_connections_per_destination,
+                    self.cfg.current().delivery.max_connections_per_destination,
                 ))
             })
             .clone()
@@ -674,7 +675,8 @@ impl Scheduler {
         // back to myself"): never connect to ourselves.
         let targets = match &g.route {
             Route::Mx(d) => {
-                let me = self.cfg.server.hostname.as_str();
+                let cfg = self.cfg.current();
+                let me = cfg.server.hostname.as_str();
                 let (me_too, others): (Vec<_>, Vec<_>) = targets
                     .into_iter()
                     .partition(|t| t.host.trim_end_matches('.').eq_ignore_ascii_case(me));
@@ -753,7 +755,7 @@ impl Scheduler {
         remote: &HashMap<usize, Option<String>>,
         now: u64,
     ) {
-        let Some(after) = self.cfg.delivery.delay_warning else {
+        let Some(after) = self.cfg.current().delivery.delay_warning else {
             return;
         };
         let threshold = env.arrived_at_ms + after.0.as_millis() as u64;
@@ -775,11 +777,13 @@ impl Scheduler {
             return;
         }
         let until = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(
-            (env.arrived_at_ms + self.cfg.delivery.max_queue_lifetime.0.as_millis() as u64) as i64,
+            (env.arrived_at_ms
+                + self.cfg.current().delivery.max_queue_lifetime.0.as_millis() as u64)
+                as i64,
         )
         .unwrap_or_else(chrono::Utc::now);
-        let host = self.cfg.server.hostname.to_string();
-        let postmaster = self.cfg.server.postmaster.to_string();
+        let host = self.cfg.current().server.hostname.to_string();
+        let postmaster = self.cfg.current().server.postmaster.to_string();
         if let Some((new, msg)) = super::dsn::delay_warning(
             env,
             body,
@@ -812,8 +816,8 @@ impl Scheduler {
         body: &[u8],
         failed: &[(String, String, Option<String>)],
     ) {
-        let host = self.cfg.server.hostname.to_string();
-        let postmaster = self.cfg.server.postmaster.to_string();
+        let host = self.cfg.current().server.hostname.to_string();
+        let postmaster = self.cfg.current().server.postmaster.to_string();
         let Some((new, msg)) =
             super::dsn::bounce(env, body, failed, &host, &postmaster, chrono::Utc::now())
         else {

@@ -175,7 +175,7 @@ impl Governor {
         }
         let ip = crate::policy::canonical_ip(ip);
         let k = limits::ip_key(ip);
-        let rate = Rate::per_minute(self.cfg.governor.connections_per_minute, 100);
+        let rate = Rate::per_minute(self.cfg().governor.connections_per_minute, 100);
         if self.limits.check(rate, k) {
             return Ok(());
         }
@@ -205,7 +205,7 @@ impl Governor {
         Some(Subject {
             now: self.now_ms(),
             r: Resolved::of(
-                &self.cfg.governor,
+                &self.cfg().governor,
                 rec.and_then(|r| r.limits.as_ref()),
                 declared,
             ),
@@ -282,7 +282,8 @@ impl Governor {
         let Some(sj) = self.subject(snap, domain, sender) else {
             return Ok(());
         };
-        let g = &self.cfg.governor;
+        let cfg = self.cfg();
+        let g = &cfg.governor;
         let now = sj.now;
         let mem = &self.memory;
         let rid = mem.recipient_id(rcpt);
@@ -463,7 +464,7 @@ impl Governor {
     /// Adds what a sender's windows hold to its domain's left-out counts:
     /// the sender answers for that traffic itself from now on.
     pub(crate) fn exclude(&self, kd: ScopeKey, now: u64, w: super::Excluded) {
-        let len = self.cfg.governor.window.0.as_millis() as u64;
+        let len = self.cfg().governor.window.0.as_millis() as u64;
         let mut shard = self.scopes.shard(kd);
         if let Some(t) = shard.get_mut(&kd) {
             t.excluded

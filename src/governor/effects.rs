@@ -32,7 +32,8 @@ impl Governor {
         {
             return;
         }
-        let g = &self.cfg.governor;
+        let cfg = self.cfg();
+        let g = &cfg.governor;
         let k = key(&scope);
         let sk = self.keyer.key(&k);
         let step = {
@@ -98,11 +99,12 @@ impl Governor {
         let Some(mut rx) = self.take_events() else {
             return;
         };
-        let g = &self.cfg.governor;
+        let cfg = self.cfg();
+        let g = &cfg.governor;
         let sender = self.webhooks.spawn_sender(
             g.webhook_attempts,
             g.webhook_timeout.0,
-            crate::trust::all_certs(self.cfg.delivery.tls_ca_file.as_deref()),
+            crate::trust::all_certs(self.cfg().delivery.tls_ca_file.as_deref()),
             stop.clone(),
         );
         let every = g.housekeeping_interval.0;
@@ -141,17 +143,20 @@ impl Governor {
             } => {
                 let day = utc(at_ms).format("%Y-%m-%d");
                 let whose = domain.as_ref().map_or("the gateway itself", |d| d.as_str());
-                let text = notices::gateway_listed(&self.cfg, address, &reply, whose);
+                let text = notices::gateway_listed(&self.cfg(), address, &reply, whose);
                 self.notify(None, &format!("listed|{address}|{day}"), text)
                     .await;
-                self.webhooks.send(serde_json::json!({
-                    "event": "gateway_listed",
-                    "gateway": self.cfg.server.hostname.to_string(),
-                    "address": address,
-                    "reply": reply,
-                    "domain": domain,
-                    "at": utc(at_ms),
-                }));
+                self.webhooks.send(
+                    &self.cfg().governor.webhooks,
+                    serde_json::json!({
+                        "event": "gateway_listed",
+                        "gateway": self.cfg().server.hostname.to_string(),
+                        "address": address,
+                        "reply": reply,
+                        "domain": domain,
+                        "at": utc(at_ms),
+                    }),
+                );
                 return;
             }
         };
@@ -164,17 +169,20 @@ impl Governor {
                 });
                 let day = utc(at_ms).format("%Y-%m-%d");
                 let dedup = format!("{}|{}|{day}", step.as_str(), key(&scope));
-                let text = notices::early_step(&self.cfg, &scope, step, &trip);
+                let text = notices::early_step(&self.cfg(), &scope, step, &trip);
                 self.notify(Some(&domain), &dedup, text).await;
-                self.webhooks.send(serde_json::json!({
-                    "event": step.as_str(),
-                    "gateway": self.cfg.server.hostname.to_string(),
-                    "scope": scope,
-                    "rule": trip.rule,
-                    "reason": trip.summary,
-                    "evidence": trip.evidence,
-                    "at": utc(at_ms),
-                }));
+                self.webhooks.send(
+                    &self.cfg().governor.webhooks,
+                    serde_json::json!({
+                        "event": step.as_str(),
+                        "gateway": self.cfg().server.hostname.to_string(),
+                        "scope": scope,
+                        "rule": trip.rule,
+                        "reason": trip.summary,
+                        "evidence": trip.evidence,
+                        "at": utc(at_ms),
+                    }),
+                );
             }
             Step::Suspend => {
                 let made = self
@@ -198,7 +206,7 @@ impl Governor {
         at_ms: u64,
     ) -> Option<SuspensionRecord> {
         let expires_at = self
-            .cfg
+            .cfg()
             .governor
             .expiry_for(rule)
             .and_then(|d| chrono::Duration::from_std(d).ok())
@@ -233,16 +241,18 @@ impl Governor {
             Scope::Sender(s) => s.rsplit_once('@').and_then(|(_, d)| Domain::parse(d).ok()),
         };
         if let Some(d) = &domain {
-            let text = notices::suspended(&self.cfg, rec);
+            let text = notices::suspended(&self.cfg(), rec);
             self.notify(Some(d), &format!("suspend|{}", rec.id), text)
                 .await;
         }
-        self.webhooks
-            .send(self.event_json("suspend", rec, Some(held)));
+        self.webhooks.send(
+            &self.cfg().governor.webhooks,
+            self.event_json("suspend", rec, Some(held)),
+        );
     }
 
     async fn maybe_suspend_domain(&self, domain: &Domain, at_ms: u64) {
-        let need = self.cfg.governor.domain_after_senders;
+        let need = self.cfg().governor.domain_after_senders;
         if need == 0 {
             return;
         }
@@ -293,7 +303,7 @@ impl Governor {
     ) -> serde_json::Value {
         serde_json::json!({
             "event": event,
-            "gateway": self.cfg.server.hostname.to_string(),
+            "gateway": self.cfg().server.hostname.to_string(),
             "suspension": rec,
             "scope": rec.scope,
             "rule": rec.rule,
@@ -324,14 +334,20 @@ impl Governor {
             return;
         }
         let mut to = Vec::new();
-        if self.cfg.governor.notify_contacts
+        if self.cfg().governor.notify_contacts
             && let Some(rec) = domain.and_then(|d| self.registry.get(d))
         {
             to.extend(rec.contacts.iter().map(|c| c.email.clone()));
         }
-        to.push(self.cfg.server.postmaster.to_string());
-        match crate::notify::enqueue_notice(&self.queue, &self.cfg, &to, &text.subject, &text.body)
-            .await
+        to.push(self.cfg().server.postmaster.to_string());
+        match crate::notify::enqueue_notice(
+            &self.queue,
+            &self.cfg(),
+            &to,
+            &text.subject,
+            &text.body,
+        )
+        .await
         {
             Ok(id) => {
                 Counters::bump(&self.counters.notices);
@@ -357,11 +373,14 @@ impl Governor {
             Scope::Sender(s) => s.rsplit_once('@').and_then(|(_, d)| Domain::parse(d).ok()),
         };
         if let Some(d) = domain {
-            let text = notices::restored(&self.cfg, rec);
+            let text = notices::restored(&self.cfg(), rec);
             self.notify(Some(&d), &format!("restore|{}", rec.id), text)
                 .await;
         }
-        self.webhooks.send(self.event_json("restore", rec, None));
+        self.webhooks.send(
+            &self.cfg().governor.webhooks,
+            self.event_json("restore", rec, None),
+        );
     }
 
     /// Lifts the automatic suspensions whose time is up.

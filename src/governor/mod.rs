@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::domain::Domain;
 use crate::model::suspensions::Scope;
 use crate::notify::webhook::Webhooks;
@@ -285,7 +285,8 @@ struct Listing {
 
 /// The governor: limits, detector, ladder.
 pub struct Governor {
-    cfg: Arc<Config>,
+    /// Read on each use, so that a reload's limits apply at the next check.
+    cfg: Live,
     registry: Arc<Registry>,
     /// The node-local store: detector state, webhook outbox.
     local: LocalStore,
@@ -347,12 +348,12 @@ impl Governor {
     /// Builds the governor on the system clock and loads the state saved in
     /// the local store and under `server.data_dir/governor`.
     pub fn new(
-        cfg: Arc<Config>,
+        cfg: Live,
         registry: Arc<Registry>,
         local: LocalStore,
         queue: ugem_queue::Queue,
     ) -> Arc<Governor> {
-        let dir = cfg.server.data_dir.join("governor");
+        let dir = cfg.current().server.data_dir.join("governor");
         Governor::with_clock(
             cfg,
             registry,
@@ -366,16 +367,17 @@ impl Governor {
     /// Builds the governor on `clock`; with `state_dir` its recipient memory
     /// is kept there (a replay keeps it in memory).
     pub fn with_clock(
-        cfg: Arc<Config>,
+        cfg: Live,
         registry: Arc<Registry>,
         local: LocalStore,
         queue: ugem_queue::Queue,
         clock: Arc<dyn Clock>,
         state_dir: Option<PathBuf>,
     ) -> Arc<Governor> {
-        let g = &cfg.governor;
+        let start = cfg.current();
+        let g = &start.governor;
         // Events wait in the store's outbox until `run` starts the sender.
-        let webhooks = Webhooks::new(local.clone(), g.webhooks.clone());
+        let webhooks = Webhooks::new(local.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let memory = match &state_dir {
             Some(d) => RecipientMemory::open(d, g.recipient_memory).unwrap_or_else(|e| {
@@ -390,7 +392,8 @@ impl Governor {
             scopes: ScopeTable::default(),
             memory: Arc::new(memory),
             own: std::sync::RwLock::new(
-                cfg.registration
+                start
+                    .registration
                     .gateway_addresses
                     .iter()
                     .map(|ip| crate::policy::canonical_ip(*ip))
@@ -412,8 +415,13 @@ impl Governor {
         Arc::new(gov)
     }
 
+    /// The configuration in force now.
+    fn cfg(&self) -> Arc<Config> {
+        self.cfg.current()
+    }
+
     fn enabled(&self) -> bool {
-        self.cfg.governor.enabled
+        self.cfg().governor.enabled
     }
 
     /// Now, on the governor's clock.
@@ -431,12 +439,12 @@ impl Governor {
         name: impl FnOnce() -> String,
     ) -> (&'a mut Tracked, detector::Learned) {
         let t = shard.entry(k).or_insert_with(|| Tracked::new(name(), now));
-        let learned = t.stats.roll(now, &self.cfg.governor);
+        let learned = t.stats.roll(now, &self.cfg().governor);
         if learned.0.is_some() || learned.1.is_some() {
             t.dirty = true;
         }
         if t.is_domain() {
-            let len = self.cfg.governor.window.0.as_millis() as u64;
+            let len = self.cfg().governor.window.0.as_millis() as u64;
             t.excluded.short.roll(now, detector::SHORT_MS);
             t.excluded.hour.roll(now, detector::HOUR_MS);
             t.excluded.outcomes.roll(now, len);

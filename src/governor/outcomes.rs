@@ -49,7 +49,8 @@ impl Governor {
         if !self.enabled() {
             return;
         }
-        let g = &self.cfg.governor;
+        let cfg = self.cfg();
+        let g = &cfg.governor;
         let now = self.now_ms();
         let domain = domain.and_then(|d| Domain::parse(d).ok());
         let counted = domain.as_ref().filter(|_| outbound);

@@ -387,7 +387,7 @@ impl Replayer {
         let clock = Arc::new(ManualClock::new(start_ms));
         let cfg = Arc::new(cfg);
         let gov = Governor::with_clock(
-            cfg.clone(),
+            crate::config::Live::fixed((*cfg).clone()),
             registry.clone(),
             local,
             queue,

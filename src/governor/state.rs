@@ -47,7 +47,7 @@ impl Governor {
     /// Bounds the tracked senders: the longest idle go first, never one
     /// that is throttled or whose rate cells still remember something.
     pub(crate) fn evict(&self, now: u64) {
-        let max = self.cfg.governor.max_tracked_senders;
+        let max = self.cfg().governor.max_tracked_senders;
         let mut senders: Vec<(u64, ScopeKey)> = Vec::new();
         self.scopes.each_shard(|m| {
             senders.extend(

@@ -44,7 +44,7 @@ async fn rig_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Config), add: boo
     tune(&mut cfg);
     let clock = Arc::new(ManualClock::new(T0));
     let gov = Governor::with_clock(
-        Arc::new(cfg),
+        crate::config::Live::fixed(cfg),
         registry,
         local,
         queue,

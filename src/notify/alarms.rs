@@ -2,12 +2,11 @@
 //! messages or its oldest message is too old (remote outage, blocklisting,
 //! a held domain's backlog), once per `alarms.repeat` while it lasts.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, Live};
 
 /// What is wrong with the queue, if anything.
 pub fn queue_problem(cfg: &Config, c: &ugem_queue::Counts, now_ms: u64) -> Option<String> {
@@ -32,13 +31,11 @@ pub fn queue_problem(cfg: &Config, c: &ugem_queue::Counts, now_ms: u64) -> Optio
 }
 
 /// Checks the queue every `alarms.check_interval` until `stop` turns true.
-pub async fn queue_alarms(
-    queue: ugem_queue::Queue,
-    cfg: Arc<Config>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn queue_alarms(queue: ugem_queue::Queue, live: Live, mut stop: watch::Receiver<bool>) {
     let mut last_alert: Option<Instant> = None;
+    let mut reloads = live.subscribe();
     loop {
+        let cfg = live.current();
         let q = queue.clone();
         let counts = tokio::task::spawn_blocking(move || q.counts()).await;
         if let Ok(Ok(c)) = counts {
@@ -65,6 +62,8 @@ pub async fn queue_alarms(
         }
         tokio::select! {
             _ = tokio::time::sleep(cfg.alarms.check_interval.0) => {}
+            // A reload may shorten the interval: check at once under it.
+            _ = reloads.changed() => {}
             _ = crate::shutdown::stopped(&mut stop) => return,
         }
     }

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::mail::{NotifyError, enqueue_notice};
 use super::notices;
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::registry::Registry;
 use crate::registry::applications::{ApplicationError, Applications};
 
@@ -29,15 +29,21 @@ pub enum AlertError {
 pub async fn overdue_alerts(
     registry: Arc<Registry>,
     queue: ugem_queue::Queue,
-    cfg: Arc<Config>,
+    live: Live,
     mut stop: watch::Receiver<bool>,
 ) {
-    let apps = Arc::new(Applications::from_config(registry, &cfg.registration));
     let mut calendar_reviewed: Option<NaiveDate> = None;
+    let mut reloads = live.subscribe();
     loop {
         if *stop.borrow() {
             return;
         }
+        // Built each round: a reload may change the calendar or the deadlines.
+        let cfg = live.current();
+        let apps = Arc::new(Applications::from_config(
+            registry.clone(),
+            &cfg.registration,
+        ));
         match alert_due(&apps, &queue, &cfg).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(alerts = n, "deadline alerts queued for the postmaster"),
@@ -52,6 +58,7 @@ pub async fn overdue_alerts(
         }
         tokio::select! {
             _ = tokio::time::sleep(cfg.registration.overdue_check_interval.0) => {}
+            _ = reloads.changed() => {}
             _ = crate::shutdown::stopped(&mut stop) => return,
         }
     }
@@ -230,7 +237,7 @@ mod tests {
         let task = tokio::spawn(overdue_alerts(
             w.registry.clone(),
             w.queue.clone(),
-            Arc::new(w.cfg.clone()),
+            crate::config::Live::fixed(w.cfg.clone()),
             rx,
         ));
         let mut alerted = false;

@@ -30,7 +30,6 @@ pub struct WebhookStats {
 #[derive(Clone)]
 pub struct Webhooks {
     store: Option<LocalStore>,
-    urls: Arc<Vec<String>>,
     wake: Arc<Notify>,
     /// Delivery counters.
     pub stats: Arc<WebhookStats>,
@@ -38,9 +37,7 @@ pub struct Webhooks {
 
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhooks")
-            .field("urls", &self.urls)
-            .finish_non_exhaustive()
+        f.debug_struct("Webhooks").finish_non_exhaustive()
     }
 }
 
@@ -49,17 +46,15 @@ impl Webhooks {
     pub fn disabled() -> Webhooks {
         Webhooks {
             store: None,
-            urls: Arc::default(),
             wake: Arc::default(),
             stats: Arc::default(),
         }
     }
 
-    /// The outbox for `urls`; nothing is sent until [`Webhooks::spawn_sender`].
-    pub fn new(store: LocalStore, urls: Vec<String>) -> Webhooks {
+    /// The outbox; nothing is sent until [`Webhooks::spawn_sender`].
+    pub fn new(store: LocalStore) -> Webhooks {
         Webhooks {
             store: Some(store),
-            urls: Arc::new(urls),
             wake: Arc::default(),
             stats: Arc::default(),
         }
@@ -79,16 +74,16 @@ impl Webhooks {
         tokio::spawn(self.clone().run(attempts.max(1), timeout, roots, stop))
     }
 
-    /// Queues an event for every URL (written to the store off the runtime).
-    pub fn send(&self, event: serde_json::Value) {
+    /// Queues an event for every URL of `urls` (`governor.webhooks` in
+    /// force now; written to the store off the runtime).
+    pub fn send(&self, urls: &[String], event: serde_json::Value) {
         let Some(store) = self.store.clone() else {
             return;
         };
-        if self.urls.is_empty() {
+        if urls.is_empty() {
             return;
         }
-        let jobs: Vec<WebhookJob> = self
-            .urls
+        let jobs: Vec<WebhookJob> = urls
             .iter()
             .map(|u| WebhookJob {
                 id: 0,
@@ -262,9 +257,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::open(dir.path()).unwrap().0;
         let (_stop_tx, stop) = watch::channel(false);
-        let w = Webhooks::new(store.clone(), vec![format!("http://{addr}/hook")]);
+        let w = Webhooks::new(store.clone());
+        let urls = [format!("http://{addr}/hook")];
         w.spawn_sender(3, Duration::from_secs(5), Vec::new(), stop);
-        w.send(serde_json::json!({"event": "suspend", "rule": "volume"}));
+        w.send(
+            &urls,
+            serde_json::json!({"event": "suspend", "rule": "volume"}),
+        );
         let bodies = tokio::task::spawn_blocking(move || server.join().unwrap())
             .await
             .unwrap();

@@ -88,11 +88,8 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let ip = crate::policy::canonical_ip(peer.ip());
-        match tracker.admit(
-            ip,
-            gw.cfg.smtp.max_connections,
-            gw.cfg.smtp.max_connections_per_ip,
-        ) {
+        let limits = &gw.cfg.current().smtp;
+        match tracker.admit(ip, limits.max_connections, limits.max_connections_per_ip) {
             Ok(guard) => {
                 let gw = gw.clone();
                 let stop = stop.clone();

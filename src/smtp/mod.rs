@@ -24,14 +24,15 @@ pub use crate::tls;
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::live::Commit;
+use crate::config::{Config, ConfigProblem, Live};
 use crate::registry::Registry;
 use crate::store::local::ConnectionLog;
 
 /// Everything a session needs, shared by all sessions.
 pub struct Gateway {
-    /// The configuration.
-    pub cfg: Arc<Config>,
+    /// The configuration in force (a session takes it once, at its start).
+    pub cfg: Live,
     /// The registry (MAIL/RCPT decisions read its snapshot).
     pub registry: Arc<Registry>,
     /// The spool.
@@ -51,18 +52,16 @@ pub struct Gateway {
 impl Gateway {
     /// Builds the shared state; loads the TLS certificate when configured.
     pub fn new(
-        cfg: Arc<Config>,
+        cfg: Live,
         registry: Arc<Registry>,
         queue: ugem_queue::Queue,
         connlog: ConnectionLog,
         governor: Arc<crate::governor::Governor>,
         verifier: Option<Arc<crate::delivery::verify::Verifier>>,
     ) -> Result<Arc<Gateway>, tls::TlsError> {
-        let tls = match (&cfg.smtp.tls_cert, &cfg.smtp.tls_key) {
-            (Some(c), Some(k)) => tls::TlsHolder::new(Some(tls::load(c, k)?)),
-            _ => tls::TlsHolder::new(None),
-        };
-        let spool_dir = spool::dir(&cfg.server.data_dir).into();
+        let start = cfg.current();
+        let tls = tls::TlsHolder::new(certificate(&start)?);
+        let spool_dir = spool::dir(&start.server.data_dir).into();
         Ok(Arc::new(Gateway {
             spool_dir,
             cfg,
@@ -75,14 +74,30 @@ impl Gateway {
         }))
     }
 
-    /// Reloads the certificate from the configured files (SIGHUP).
-    pub fn reload_tls(&self) -> Result<bool, tls::TlsError> {
-        match (&self.cfg.smtp.tls_cert, &self.cfg.smtp.tls_key) {
-            (Some(c), Some(k)) => {
-                self.tls.replace(tls::load(c, k)?);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+    /// Makes the STARTTLS certificate follow reloads: each reload reads
+    /// the files of `smtp.tls_cert` and `smtp.tls_key` again (a renewed
+    /// certificate under the same names), and one that does not load
+    /// refuses the reload, so the old certificate stays in service.
+    pub fn follow_reloads(&self) {
+        let holder = self.tls.clone();
+        self.cfg.follow(Box::new(move |cfg: &Config| {
+            let loaded = certificate(cfg)
+                .map_err(|e| vec![ConfigProblem::new("smtp.tls_cert", e.to_string())])?;
+            let holder = holder.clone();
+            Ok(Box::new(move || {
+                if loaded.is_some() {
+                    tracing::info!("TLS certificate reloaded");
+                }
+                holder.set(loaded);
+            }) as Commit)
+        }));
+    }
+}
+
+/// The STARTTLS certificate `cfg` names (None: STARTTLS not offered).
+fn certificate(cfg: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, tls::TlsError> {
+    match (&cfg.smtp.tls_cert, &cfg.smtp.tls_key) {
+        (Some(c), Some(k)) => tls::load(c, k).map(Some),
+        _ => Ok(None),
     }
 }

@@ -45,7 +45,7 @@ impl From<ApplicationError> for ApiError {
 }
 
 fn workflow(st: &AdminState) -> Applications {
-    Applications::from_config(st.registry.clone(), &st.cfg.registration)
+    Applications::from_config(st.registry.clone(), &st.cfg().registration)
 }
 
 fn parse_id(id: &str) -> Result<u64, ApiError> {
@@ -169,7 +169,7 @@ pub(super) async fn show(
     let view = apps.get(id).await?;
     let all = apps.all().await?;
     let domains = st.registry.list();
-    let advice = checks::advise(&view.application, &domains, &all, &st.cfg).await;
+    let advice = checks::advise(&view.application, &domains, &all, &st.cfg()).await;
     let mut v = serde_json::to_value(&view).map_err(|e| ApiError::internal(e.to_string()))?;
     v["checks"] = serde_json::to_value(advice).unwrap_or_default();
     Ok(Json(v))
@@ -195,7 +195,7 @@ pub(super) async fn approve(
 ) -> Result<impl IntoResponse, ApiError> {
     let apps = workflow(&st);
     let queue = st.queue.clone();
-    let cfg: Arc<Config> = st.cfg.clone();
+    let cfg: Arc<Config> = st.cfg();
     let out = audited(
         &st,
         &who,
@@ -242,7 +242,7 @@ pub(super) async fn reject(
 ) -> Result<impl IntoResponse, ApiError> {
     let apps = workflow(&st);
     let queue = st.queue.clone();
-    let cfg: Arc<Config> = st.cfg.clone();
+    let cfg: Arc<Config> = st.cfg();
     let out = audited(
         &st,
         &who,

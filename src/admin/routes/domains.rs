@@ -53,7 +53,7 @@ pub(super) async fn add_domain(
         Err(_) => "(invalid request)".into(),
     };
     let reg = st.registry.clone();
-    let cfg = st.cfg.clone();
+    let cfg = st.cfg();
     let rec = audited(&st, &who, target, move |_| async move {
         let b = parsed?;
         crate::registry::check_server_ranges(
@@ -109,7 +109,7 @@ pub(super) async fn disconnect_domain(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let queue = st.queue.clone();
-    let cfg = st.cfg.clone();
+    let cfg = st.cfg();
     let rec = audited(&st, &who, name.clone(), move |_| async move {
         let domain = parse_domain(&name)?;
         let reason = need_reason(&body)?;
@@ -158,7 +158,7 @@ pub(super) async fn show_limits(
         .registry
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("domain {name} is not registered")))?;
-    Ok(Json(crate::governor::effective_limits(&st.cfg, &rec)))
+    Ok(Json(crate::governor::effective_limits(&st.cfg(), &rec)))
 }
 
 /// `PUT /api/v1/domains/{name}/limits`: replaces the domain's overrides
@@ -170,7 +170,7 @@ pub(super) async fn set_limits(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
-    let cfg = st.cfg.clone();
+    let cfg = st.cfg();
     let v = audited(&st, &who, name.clone(), move |_| async move {
         let domain = parse_domain(&name)?;
         let limits: crate::model::domains::DomainLimits = body.required()?;

@@ -22,7 +22,7 @@ impl From<MailboxError> for ApiError {
 }
 
 fn mailbox(st: &AdminState) -> Mailbox {
-    Mailbox::new(&st.cfg.server.data_dir)
+    Mailbox::new(&st.cfg().server.data_dir)
 }
 
 /// `GET /api/v1/mailbox`: every message, newest first; `enabled` says
@@ -33,8 +33,8 @@ pub(super) async fn list(State(st): State<AdminState>) -> Result<impl IntoRespon
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(Json(json!({
-        "enabled": st.cfg.server.postmaster_mailbox,
-        "postmaster": st.cfg.server.postmaster.to_string(),
+        "enabled": st.cfg().server.postmaster_mailbox,
+        "postmaster": st.cfg().server.postmaster.to_string(),
         "messages": messages,
     })))
 }

@@ -65,7 +65,9 @@ pub(super) async fn show_sender_limits(
     let address = address.trim().to_ascii_lowercase();
     let rec = sender_domain(&st, &address)?;
     Ok(Json(crate::governor::effective_sender_limits(
-        &st.cfg, &rec, &address,
+        &st.cfg(),
+        &rec,
+        &address,
     )))
 }
 
@@ -78,7 +80,7 @@ pub(super) async fn set_sender_limits(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
-    let cfg = st.cfg.clone();
+    let cfg = st.cfg();
     let v = audited(&st, &who, address.clone(), move |_| async move {
         let limits: crate::model::domains::SenderLimits = body.required()?;
         let address = address.trim().to_ascii_lowercase();
@@ -98,7 +100,7 @@ pub(super) async fn clear_sender_limits(
     Path(address): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
-    let cfg = st.cfg.clone();
+    let cfg = st.cfg();
     let v = audited(&st, &who, address.clone(), move |_| async move {
         let address = address.trim().to_ascii_lowercase();
         let rec = reg.set_sender_limits(&address, None).await?;

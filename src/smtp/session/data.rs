@@ -12,7 +12,7 @@ use crate::smtp::spool::Spool;
 
 impl Session {
     fn data_limits(&self) -> DataLimits {
-        let c = &self.gw.cfg.smtp;
+        let c = &self.cfg.smtp;
         DataLimits {
             max_size: c.max_message_size.0,
             max_header_size: c.max_header_size.0,
@@ -35,7 +35,7 @@ impl Session {
         self.reply(Reply::new(354, "", "end data with <CR><LF>.<CR><LF>"));
         let mut reader = DataReader::new(self.data_limits());
         let mut spool = self.new_spool();
-        let deadline = Instant::now() + self.gw.cfg.smtp.data_timeout.0;
+        let deadline = Instant::now() + self.cfg.smtp.data_timeout.0;
         let mut pending = self.lines.take_rest();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -65,7 +65,7 @@ impl Session {
     fn new_spool(&self) -> Spool {
         Spool::new(
             self.gw.spool_dir.clone(),
-            usize::try_from(self.gw.cfg.smtp.spool_threshold.0).unwrap_or(usize::MAX),
+            usize::try_from(self.cfg.smtp.spool_threshold.0).unwrap_or(usize::MAX),
         )
     }
 
@@ -96,7 +96,7 @@ impl Session {
         if reader.is_some() && spool.is_none() {
             spool = Some(self.new_spool());
         }
-        let deadline = Instant::now() + self.gw.cfg.smtp.data_timeout.0;
+        let deadline = Instant::now() + self.cfg.smtp.data_timeout.0;
         let mut remaining = size;
         let mut pending = self.lines.take_rest();
         let mut buf = vec![0u8; 64 * 1024];

@@ -33,7 +33,7 @@ impl Session {
             }
             DataOutcome::Refused(r) => return self.error(r),
         };
-        if info.received_headers > self.gw.cfg.smtp.max_received_headers {
+        if info.received_headers > self.cfg.smtp.max_received_headers {
             return self.error(Reply::new(
                 554,
                 "5.4.6",
@@ -44,12 +44,8 @@ impl Session {
         self.txn_seq += 1;
         let origin = crate::prepare::Origin::Smtp {
             received: self.received_header(&txn),
-            message_id: (outbound && !info.has_message_id).then(|| {
-                format!(
-                    "{}.{}@{}",
-                    self.id, self.txn_seq, self.gw.cfg.server.hostname
-                )
-            }),
+            message_id: (outbound && !info.has_message_id)
+                .then(|| format!("{}.{}@{}", self.id, self.txn_seq, self.cfg.server.hostname)),
         };
         if spool.written() > 0 {
             let queue = &self.gw.queue;
@@ -163,7 +159,7 @@ impl Session {
         };
         format!(
             "Received: from {helo} ([{ip}])\r\n\tby {host} (ugem) with {proto}{tls}\r\n\tid {id}.{seq}{for_clause};\r\n\t{date}\r\n",
-            host = self.gw.cfg.server.hostname,
+            host = self.cfg.server.hostname,
             id = self.id,
             seq = self.txn_seq,
         )

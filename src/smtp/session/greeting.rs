@@ -15,7 +15,7 @@ impl Session {
         }
         // RFC 5321 4.2: the greeting starts with the server's name, so no
         // enhanced status code before it (scanners read the first word).
-        let text = format!("{} ESMTP ugem ready", self.gw.cfg.server.hostname);
+        let text = format!("{} ESMTP ugem ready", self.cfg.server.hostname);
         self.reply(Reply::new(220, "", text));
         Ok(())
     }
@@ -26,7 +26,7 @@ impl Session {
         self.txn = None;
         self.helo = Some(name.clone());
         self.esmtp = esmtp;
-        let host = &self.gw.cfg.server.hostname;
+        let host = &self.cfg.server.hostname;
         let greet = format!(
             "{host} greets {name} [{}]",
             policy::canonical_ip(self.peer.ip())
@@ -38,7 +38,7 @@ impl Session {
         let mut lines = vec![
             greet,
             "PIPELINING".to_string(),
-            format!("SIZE {}", self.gw.cfg.smtp.max_message_size.0),
+            format!("SIZE {}", self.cfg.smtp.max_message_size.0),
             "8BITMIME".into(),
             "SMTPUTF8".into(),
             "ENHANCEDSTATUSCODES".into(),

@@ -42,7 +42,7 @@ impl Session {
     pub(super) fn error(&mut self, r: Reply) -> Option<Flow> {
         self.reply(r);
         self.errors += 1;
-        if self.errors >= self.gw.cfg.smtp.max_errors {
+        if self.errors >= self.cfg.smtp.max_errors {
             self.reply(Reply::new(
                 421,
                 "4.7.0",

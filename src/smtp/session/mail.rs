@@ -27,7 +27,7 @@ impl Session {
         {
             return self.error(Reply::new(553, "5.6.7", "non-ASCII address needs SMTPUTF8"));
         }
-        let max = self.gw.cfg.smtp.max_message_size.0;
+        let max = self.cfg.smtp.max_message_size.0;
         if params.size.is_some_and(|s| s > max) {
             return self.error(Reply::new(
                 552,
@@ -42,7 +42,7 @@ impl Session {
             return None;
         }
         let snap = self.gw.registry.snapshot();
-        let postmaster = self.gw.cfg.server.postmaster.to_string();
+        let postmaster = self.cfg.server.postmaster.to_string();
         match policy::mail_verdict(&snap, self.peer.ip(), &from, &postmaster) {
             MailVerdict::Refuse(r) => {
                 tracing::info!(from = %from, code = r.code, reason = %r.first_line(), "MAIL refused");

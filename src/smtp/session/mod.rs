@@ -49,6 +49,7 @@ use super::data::BdatReader;
 use super::line::{LineBuffer, LineError};
 use super::spool::Spool;
 use crate::address::ReversePath;
+use crate::config::Config;
 use crate::model::connections::ConnectionRecord;
 use crate::policy::{RcptKind, SenderStanding};
 use crate::reply::Reply;
@@ -138,6 +139,9 @@ struct Transaction {
 /// it (STARTTLS swaps the stream under the same session).
 struct Session {
     gw: Arc<Gateway>,
+    /// The configuration in force when the session began: a reload applies
+    /// to the next session, so that what EHLO announced (SIZE) still holds.
+    cfg: Arc<Config>,
     peer: SocketAddr,
     id: String,
     helo: Option<String>,
@@ -162,8 +166,9 @@ struct Session {
 impl Session {
     fn new(gw: Arc<Gateway>, peer: SocketAddr, id: String, stop: watch::Receiver<bool>) -> Session {
         let now = Utc::now();
-        let deadline = Instant::now() + gw.cfg.smtp.session_timeout.0;
-        let max_line = gw.cfg.smtp.max_line_length;
+        let cfg = gw.cfg.current();
+        let deadline = Instant::now() + cfg.smtp.session_timeout.0;
+        let max_line = cfg.smtp.max_line_length;
         Session {
             rec: ConnectionRecord {
                 session: id.clone(),
@@ -183,6 +188,7 @@ impl Session {
                 close: String::new(),
             },
             gw,
+            cfg,
             peer,
             id,
             helo: None,
@@ -253,7 +259,7 @@ impl Session {
         let mut buf = vec![0u8; 16 * 1024];
         // A total deadline per command line, not per read: a client that
         // trickles one byte a second (slowloris) is cut off all the same.
-        let timeout = self.gw.cfg.smtp.command_timeout.0;
+        let timeout = self.cfg.smtp.command_timeout.0;
         let mut deadline = Instant::now() + timeout;
         loop {
             while let Some(item) = self.lines.next_line() {

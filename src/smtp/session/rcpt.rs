@@ -20,22 +20,22 @@ impl Session {
         {
             return self.error(Reply::new(553, "5.6.7", "non-ASCII address needs SMTPUTF8"));
         }
-        if txn.rcpts.len() >= self.gw.cfg.smtp.max_recipients {
+        if txn.rcpts.len() >= self.cfg.smtp.max_recipients {
             // Not an error: the client sends the rest in another transaction.
             self.reply(Reply::new(452, "4.5.3", "too many recipients"));
             return None;
         }
         let snap = self.gw.registry.snapshot();
-        match policy::rcpt_verdict(&snap, &txn.standing, &to, &self.gw.cfg.server.hostname) {
+        match policy::rcpt_verdict(&snap, &txn.standing, &to, &self.cfg.server.hostname) {
             RcptVerdict::Refuse(r) => {
                 tracing::info!(to = %to, code = r.code, "RCPT refused");
                 self.error(r)
             }
             RcptVerdict::Accept(kind) => {
                 let address = match (&kind, &to) {
-                    (RcptKind::Postmaster, _) => self.gw.cfg.server.postmaster.to_string(),
+                    (RcptKind::Postmaster, _) => self.cfg.server.postmaster.to_string(),
                     (_, ForwardPath::Mailbox(mb)) => mb.to_string(),
-                    (_, ForwardPath::Postmaster) => self.gw.cfg.server.postmaster.to_string(),
+                    (_, ForwardPath::Postmaster) => self.cfg.server.postmaster.to_string(),
                 };
                 if let RcptKind::Inbound(d) = &kind {
                     self.note_domain(d.as_str());
@@ -103,7 +103,7 @@ impl Session {
                 ),
             ));
         }
-        let dc = &self.gw.cfg.delivery;
+        let dc = &self.cfg.delivery;
         let route = crate::delivery::route::route_for(d, snap, &dc.routes);
         let tls = crate::delivery::tls_policy::policy_for(d, &dc.tls_policy, dc.tls);
         match v.verify(&route, tls, address).await {
@@ -120,7 +120,7 @@ impl Session {
                 ),
             )),
             Verdict::Unverified(why)
-                if self.gw.cfg.smtp.verify_unsettled == crate::config::VerifyUnsettled::Defer =>
+                if self.cfg.smtp.verify_unsettled == crate::config::VerifyUnsettled::Defer =>
             {
                 Some(Reply::new(
                     450,

@@ -40,7 +40,7 @@ impl Session {
             return Err(Close::TlsFailed);
         };
         match conn
-            .into_tls(cfg, self.gw.cfg.smtp.tls_handshake_timeout.0)
+            .into_tls(cfg, self.cfg.smtp.tls_handshake_timeout.0)
             .await
         {
             Ok((tls, desc)) => {

@@ -51,7 +51,7 @@ pub(super) fn rig_with(tune: impl FnOnce(&mut Config, &std::path::Path)) -> Rig 
     cfg.server.hostname = Domain::parse(HOST).unwrap();
     cfg.smtp.min_free_space = crate::values::ByteSize(1 << 20);
     tune(&mut cfg, dir.path());
-    let cfg = Arc::new(cfg);
+    let live = crate::config::Live::fixed(cfg.clone());
     let (store, shared) = crate::store::open(dir.path()).unwrap();
     // The registry's set-up is async; it runs on a runtime of its own (on
     // another thread: the test's runtime cannot block on it), so that the
@@ -90,8 +90,8 @@ pub(super) fn rig_with(tune: impl FnOnce(&mut Config, &std::path::Path)) -> Rig 
     spool::prepare_dir(&spool::dir(dir.path())).unwrap();
     let connlog = ConnectionLog::start(store.clone());
     let governor =
-        crate::governor::Governor::new(cfg.clone(), registry.clone(), store, queue.clone());
-    let gw = Gateway::new(cfg, registry, queue, connlog, governor, None).unwrap();
+        crate::governor::Governor::new(live.clone(), registry.clone(), store, queue.clone());
+    let gw = Gateway::new(live, registry, queue, connlog, governor, None).unwrap();
     let (stop, _) = watch::channel(false);
     Rig { gw, stop, dir }
 }
