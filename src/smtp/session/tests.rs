@@ -120,3 +120,17 @@ async fn the_end_of_the_stream_ends_the_session() {
     tokio::io::AsyncWriteExt::shutdown(&mut c.io).await.unwrap();
     assert_eq!(c.closed().await, Close::Eof);
 }
+
+#[tokio::test]
+async fn an_idle_session_stays_small() {
+    // What a session waiting for its next command holds: its task's future
+    // (the session inside it) and the 1 KiB read buffer. 10,000 idle
+    // sessions must fit in 200 MB (bench/idle-sessions.py); the verbs'
+    // large futures are boxed for the time a command runs.
+    let rig = super::testkit::rig();
+    let (_client, server) = tokio::io::duplex(1024);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let fut = super::run(rig.gw.clone(), server, "192.0.2.9:1".parse().unwrap(), stop);
+    let size = std::mem::size_of_val(&fut);
+    assert!(size <= 4096, "an idle session's future is {size} bytes");
+}
