@@ -19,8 +19,8 @@ connection limits raised to fit), an smtp-sink as the next hop, then:
 Prints one JSON object (and a line of text) with the figures; exits 1 when
 --max-rss-mb is given and the resident memory with the sessions open is above
 it. Needs smtp-source and smtp-sink (Debian package postfix) and enough file
-descriptors: the script raises its own limit and the gateway's (run as root
-or with a hard limit above 2 x sessions).
+descriptors: the script raises its own limit and the gateway's to sessions +
+1024 (run as root, or with a hard limit above that).
 """
 
 import argparse
@@ -101,12 +101,15 @@ def main():
     a = ap.parse_args()
     a.bin = os.path.abspath(a.bin)
 
-    want = 2 * a.sessions + 1024
+    # This process and the gateway (which inherits the limit) each hold one
+    # descriptor per session.
+    want = a.sessions + 1024
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
     except (ValueError, PermissionError):
-        sys.exit(f"idle-sessions.py: cannot raise the descriptor limit to {want} (run as root)")
+        sys.exit(f"idle-sessions.py: cannot raise the descriptor limit to {want} "
+                 f"(hard limit {hard}; needs root with CAP_SYS_RESOURCE, or ulimit -Hn)")
 
     tmp = tempfile.mkdtemp(prefix="ugem-idle-")
     smtp_port, admin_port, sink_port = free_port(), free_port(), free_port()
