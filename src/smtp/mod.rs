@@ -46,6 +46,9 @@ pub struct Gateway {
     pub verifier: Option<Arc<crate::delivery::verify::Verifier>>,
     /// Where large messages are spooled (`data_dir/spool`).
     pub spool_dir: Arc<std::path::Path>,
+    /// DKIM signers of the registered domains (shared with the admin API,
+    /// which refreshes them when staff change a key).
+    pub dkim: crate::dkim::Signers,
 }
 
 impl Gateway {
@@ -57,6 +60,7 @@ impl Gateway {
         connlog: ConnectionLog,
         governor: Arc<crate::governor::Governor>,
         verifier: Option<Arc<crate::delivery::verify::Verifier>>,
+        dkim: crate::dkim::Signers,
     ) -> Result<Arc<Gateway>, tls::TlsError> {
         let tls = match (&cfg.smtp.tls_cert, &cfg.smtp.tls_key) {
             (Some(c), Some(k)) => tls::TlsHolder::new(Some(tls::load(c, k)?)),
@@ -72,6 +76,7 @@ impl Gateway {
             tls,
             governor,
             verifier,
+            dkim,
         }))
     }
 

@@ -95,7 +95,9 @@ impl Session {
             Some((file, len)) => crate::prepare::Body::Spooled(file, len),
             None => crate::prepare::Body::Memory(body),
         };
-        let queued = crate::prepare::enqueue(&self.gw.queue, env, origin, content).await;
+        let queued =
+            crate::prepare::enqueue_signed(&self.gw.queue, &self.gw.dkim, env, origin, content)
+                .await;
         match queued {
             Ok(id) => {
                 tracing::info!(target: crate::maillog::TARGET, queue_id = %id, client = %self.client_text(), from = %txn.from, size = body_len, nrcpt = txn.rcpts.len(), tls = %self.tls.as_deref().unwrap_or("none"), direction = %if outbound { "outbound" } else { "inbound" }, "message queued");
