@@ -8,8 +8,10 @@ use crate::admin::client::{AdminClient, ClientError, segment};
 use crate::config::{Config, ConfigError, ConfigSource};
 
 mod applications;
+mod dkim;
 mod queue;
 pub use applications::{ApplicationCmd, ApplicationSubmit};
+pub use dkim::DkimCmd;
 pub use queue::{BulkFilter, QueueCmd};
 
 /// Why a verb failed.
@@ -59,6 +61,9 @@ pub enum Verb {
     /// notices and mail for the postmaster when no mail server takes it.
     #[command(subcommand)]
     Mailbox(MailboxCmd),
+    /// DKIM keys of registered domains: generate, list, rotate.
+    #[command(subcommand)]
+    Dkim(dkim::DkimCmd),
     /// The audit trail of admin actions.
     Audit {
         /// Newest N records.
@@ -589,6 +594,7 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             c.delete(&format!("/api/v1/verification/{}", segment(&address)))?,
         ),
         Verb::Application(cmd) => return applications::run(c, cmd, as_json),
+        Verb::Dkim(cmd) => return dkim::run(c, cmd, as_json),
         Verb::Mailbox(MailboxCmd::List) => {
             let v = c.get("/api/v1/mailbox")?;
             if !as_json && v["enabled"] == json!(false) {

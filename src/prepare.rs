@@ -111,15 +111,19 @@ pub async fn enqueue_signed(
                 Body::Memory(b),
             ),
             Body::Spooled(mut f, len) => {
-                let r = signers
-                    .sign(&domain, head.as_bytes(), SourceBody::File(&mut f, len))
-                    // The queue reads the file from its start again.
-                    .and_then(|s| {
-                        f.rewind().map(|_| s).map_err(|source| DkimError::Io {
-                            path: "spool file".into(),
-                            source,
-                        })
-                    });
+                let rewind = |f: &mut std::fs::File| {
+                    f.rewind().map_err(|source| DkimError::Io {
+                        path: "spool file".into(),
+                        source,
+                    })
+                };
+                // The spool leaves the file where its writer stopped; the
+                // queue reads it from its start again after us.
+                let r = rewind(&mut f)
+                    .and_then(|_| {
+                        signers.sign(&domain, head.as_bytes(), SourceBody::File(&mut f, len))
+                    })
+                    .and_then(|s| rewind(&mut f).map(|_| s));
                 (r, Body::Spooled(f, len))
             }
         };

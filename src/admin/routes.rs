@@ -15,6 +15,7 @@ use super::{AdminState, ApiError, Authed, JsonBody, RefusedLog, audited, audited
 use std::sync::Arc;
 
 mod applications;
+mod dkim;
 mod mailbox;
 mod queue_tools;
 use crate::config::Role;
@@ -229,6 +230,19 @@ pub const ROUTES: &[RouteSpec] = &[
         ADMIN,
         "application.withdraw",
     ),
+    route("GET", "/api/v1/dkim", VIEWER, "dkim.list"),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/dkim",
+        ADMIN,
+        "dkim.generate",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/dkim/rotate",
+        ADMIN,
+        "dkim.rotate",
+    ),
 ];
 
 /// The handler of a route, by its action.
@@ -288,6 +302,9 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "application.approve" => on(m, applications::approve),
         "application.reject" => on(m, applications::reject),
         "application.withdraw" => on(m, applications::withdraw),
+        "dkim.list" => on(m, dkim::list),
+        "dkim.generate" => on(m, dkim::generate),
+        "dkim.rotate" => on(m, dkim::rotate),
         other => panic!("route {} {}: no handler for `{other}`", r.method, r.path),
     }
 }
