@@ -15,8 +15,13 @@ use serde_json::Value;
 
 /// A gateway relaying everything to `mx`, retrying after a second.
 fn gateway(mx: &FakeMx) -> Gateway {
+    gateway_with(mx, "")
+}
+
+/// [`gateway`] with more `[delivery]` settings (TOML lines).
+fn gateway_with(mx: &FakeMx, delivery: &str) -> Gateway {
     let gw = Gateway::start(&format!(
-        "[delivery]\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\n[delivery.routes]\n\"*\" = \"{}\"\n",
+        "[delivery]\nmin_backoff = \"1s\"\nmax_backoff = \"1s\"\n{delivery}[delivery.routes]\n\"*\" = \"{}\"\n[registration]\ngateway_addresses = [\"127.0.0.1\"]\n",
         mx.addr()
     ));
     gw.register(AGENCY, &["127.0.0.1"]);
@@ -303,4 +308,66 @@ fn rotation_signs_with_the_next_key_once_activated_and_unsigned_domains_stay_uns
     };
     assert_eq!(mode("dkim"), 0o700);
     assert_eq!(mode(&format!("dkim/{AGENCY}/new.key")), 0o600);
+}
+
+#[test]
+fn domain_show_advises_on_the_published_key_spf_and_dmarc() {
+    let mx = FakeMx::start(Behaviour::accept());
+    let dns = TestDns::start(&[]);
+    let gw = gateway_with(&mx, &format!("nameservers = {}\n", dns.nameservers_toml()));
+    let advice = |gw: &Gateway| -> Vec<(String, String)> {
+        let v: Value =
+            serde_json::from_str(&gw.cli_ok(&["--json", "domain", "show", AGENCY])).unwrap();
+        v["advice"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["check"].as_str().unwrap().to_string(),
+                    a["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pairs = |l: &[(&str, &str)]| -> Vec<(String, String)> {
+        l.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    // Nothing set up yet.
+    assert_eq!(
+        advice(&gw),
+        pairs(&[
+            ("dkim", "warning"),
+            ("spf", "warning"),
+            ("dmarc", "warning")
+        ])
+    );
+    let key = generate(&gw, &dns, "sel1", "rsa-sha256");
+    dns.set(AGENCY, &[Rec::Txt("v=spf1 ip4:127.0.0.1 -all")]);
+    dns.set(
+        &format!("_dmarc.{AGENCY}"),
+        &[Rec::Txt("v=DMARC1; p=reject")],
+    );
+    assert_eq!(
+        advice(&gw),
+        pairs(&[("dkim", "ok"), ("spf", "ok"), ("dmarc", "ok")])
+    );
+    // Another key under the selector, an SPF that leaves the gateway out,
+    // DMARC only at the parent (which counts).
+    dns.set(
+        key["record_name"].as_str().unwrap(),
+        &[Rec::Txt(
+            "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+        )],
+    );
+    dns.set(AGENCY, &[Rec::Txt("v=spf1 ip4:192.0.2.1 -all")]);
+    dns.set(&format!("_dmarc.{AGENCY}"), &[]);
+    dns.set("_dmarc.example.kz", &[Rec::Txt("v=DMARC1; p=none")]);
+    std::thread::sleep(Duration::from_millis(1100)); // the records' TTL
+    assert_eq!(
+        advice(&gw),
+        pairs(&[("dkim", "problem"), ("spf", "warning"), ("dmarc", "ok")])
+    );
 }

@@ -428,6 +428,7 @@ async fn show_domain(
     let mut v = serde_json::to_value(&**rec).map_err(|e| ApiError::bad_request(e.to_string()))?;
     v["inbound_route"] = serde_json::json!(rec.inbound_route().map(|r| r.to_string()));
     v["suspension"] = serde_json::to_value(suspension).unwrap_or_default();
+    v["advice"] = serde_json::json!(dkim::advice(&st, &name).await);
     Ok(Json(v))
 }
 

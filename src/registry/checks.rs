@@ -738,5 +738,7 @@ pub async fn advise(
     out
 }
 
+pub mod domain;
+
 #[cfg(test)]
 mod tests;

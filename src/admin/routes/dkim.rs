@@ -146,3 +146,22 @@ pub(super) async fn list(
         keys.iter().map(|(d, k)| key_view(d, k)).collect::<Vec<_>>(),
     ))
 }
+
+/// The DNS advice of `domain show` (DKIM, SPF, DMARC).
+pub(super) async fn advice(
+    st: &AdminState,
+    domain: &Domain,
+) -> Vec<crate::registry::checks::Advice> {
+    let signers = st.dkim.clone();
+    let d = domain.clone();
+    let active = tokio::task::spawn_blocking(move || signers.list(Some(&d)))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|keys| {
+            keys.into_iter()
+                .map(|(_, k)| k)
+                .find(|k| k.state == crate::dkim::KeyState::Active)
+        });
+    crate::registry::checks::domain::advise_domain(domain, active.as_ref(), &st.cfg).await
+}
