@@ -32,7 +32,7 @@ pub async fn dkim_advice<L: Lookup>(dns: &L, domain: &Domain, active: Option<&Ke
         Err(DnsFail::Failed(e)) => return could_not("dkim", &e),
     };
     let published: Vec<String> = records.iter().filter_map(|r| published_key(r)).collect();
-    if published.iter().any(|p| *p == key.public_key) {
+    if published.contains(&key.public_key) {
         advice(
             "dkim",
             Verdict::Ok,
