@@ -109,6 +109,7 @@ fn registered(
         updated_at: now,
         limits: None,
         senders: Default::default(),
+        header_from: Default::default(),
     })
 }
 
