@@ -9,6 +9,7 @@ use crate::config::{Config, ConfigError, ConfigSource};
 
 mod applications;
 mod dkim;
+mod header_from;
 mod queue;
 pub use applications::{ApplicationCmd, ApplicationSubmit};
 pub use dkim::DkimCmd;
@@ -122,6 +123,9 @@ pub enum DomainCmd {
     },
     /// Show or set the domain's rate limits (overrides of `[governor]`).
     Limits(DomainLimitsArgs),
+    /// Show or set which header From the domain's relayed mail may carry.
+    #[command(name = "header-from")]
+    HeaderFrom(header_from::HeaderFromArgs),
     /// Disconnect a domain for good.
     Disconnect {
         /// The domain.
@@ -810,6 +814,7 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
                 Output::Record(c.post(&path, &body)?)
             }
         }
+        DomainCmd::HeaderFrom(a) => header_from::run(c, a)?,
         DomainCmd::Disconnect { domain, reason } => Output::Record(c.post(
             &format!("/api/v1/domains/{}/disconnect", segment(&domain)),
             &json!({ "reason": reason }),

@@ -232,6 +232,24 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     route("GET", "/api/v1/dkim", VIEWER, "dkim.list"),
     route(
+        "GET",
+        "/api/v1/domains/{name}/header-from",
+        VIEWER,
+        "domain.header_from.show",
+    ),
+    route(
+        "PUT",
+        "/api/v1/domains/{name}/header-from",
+        ADMIN,
+        "domain.header_from",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/header-from",
+        ADMIN,
+        "domain.header_from",
+    ),
+    route(
         "POST",
         "/api/v1/domains/{name}/dkim",
         ADMIN,
@@ -303,6 +321,8 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "application.reject" => on(m, applications::reject),
         "application.withdraw" => on(m, applications::withdraw),
         "dkim.list" => on(m, dkim::list),
+        "domain.header_from.show" => on(m, show_header_from),
+        "domain.header_from" => on(m, set_header_from),
         "dkim.generate" => on(m, dkim::generate),
         "dkim.rotate" => on(m, dkim::rotate),
         other => panic!("route {} {}: no handler for `{other}`", r.method, r.path),
@@ -815,6 +835,37 @@ async fn set_limits(
         let limits: crate::model::domains::DomainLimits = body.required()?;
         let rec = reg.set_limits(&domain, Some(limits)).await?;
         Ok(crate::governor::effective_limits(&cfg, &rec))
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+async fn show_header_from(
+    State(st): State<AdminState>,
+    _: Authed,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = parse_domain(&name)?;
+    let snap = st.registry.snapshot();
+    let rec = snap
+        .domain(&name)
+        .ok_or_else(|| ApiError::not_found(format!("domain {name} is not registered")))?;
+    Ok(Json(rec.header_from.clone()))
+}
+
+/// Sets the header From check of a domain (`{enforce, extra_domains}`).
+async fn set_header_from(
+    State(st): State<AdminState>,
+    who: Authed,
+    Path(name): Path<String>,
+    body: JsonBody,
+) -> Result<impl IntoResponse, ApiError> {
+    let reg = st.registry.clone();
+    let v = audited(&st, &who, name.clone(), move |_| async move {
+        let domain = parse_domain(&name)?;
+        let setting: crate::model::domains::HeaderFrom = body.required()?;
+        let rec = reg.set_header_from(&domain, setting).await?;
+        Ok(rec.header_from)
     })
     .await?;
     Ok(Json(v))
