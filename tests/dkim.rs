@@ -292,10 +292,32 @@ fn rotation_signs_with_the_next_key_once_activated_and_unsigned_domains_stay_uns
     let text = gw.cli_ok(&["dkim", "list"]);
     assert!(text.contains("v=DKIM1; k=ed25519; p="), "{text}");
     // Each change is in the audit trail.
-    let audit = gw.cli_ok(&["--json", "audit"]);
-    assert!(
-        audit.contains("dkim.generate") && audit.contains("dkim.rotate"),
-        "{audit}"
+    let audit: Value = serde_json::from_str(&gw.cli_ok(&["--json", "audit"])).unwrap();
+    let mut changes: Vec<(&str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"].as_str().unwrap().starts_with("dkim.") && r["outcome"] == "ok")
+        .map(|r| (r["action"].as_str().unwrap(), r["target"].as_str().unwrap()))
+        .collect();
+    changes.sort();
+    assert_eq!(
+        changes,
+        vec![
+            (
+                "dkim.generate",
+                "agency.example.kz selector=old algorithm=rsa-sha256 state=active"
+            ),
+            (
+                "dkim.rotate",
+                "agency.example.kz selector=new algorithm=ed25519-sha256 state=active"
+            ),
+            (
+                "dkim.rotate",
+                "agency.example.kz selector=new algorithm=ed25519-sha256 state=next"
+            ),
+        ],
+        "{audit:#}"
     );
     // Keys are private files.
     use std::os::unix::fs::PermissionsExt;

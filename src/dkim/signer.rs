@@ -132,12 +132,20 @@ fn fresh_selector(taken: &[KeyInfo]) -> Selector {
 
 impl Signers {
     /// Opens `data_dir/dkim` (made if missing) and loads every active key.
+    /// A domain whose key cannot be loaded is logged and left unsigned: one
+    /// broken file must not keep the gateway from starting.
     pub fn open(data_dir: &Path) -> Result<Signers, DkimError> {
         let dir = KeyDir::open(data_dir)?;
         let mut active = HashMap::new();
         for d in dir.domains()? {
-            if let Some(k) = load(&dir, &d)? {
-                active.insert(d, Arc::new(k));
+            match load(&dir, &d) {
+                Ok(Some(k)) => {
+                    active.insert(d, Arc::new(k));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(domain = %d, error = %e, "DKIM key not loaded; the domain's mail goes unsigned")
+                }
             }
         }
         Ok(Signers {

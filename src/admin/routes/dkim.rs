@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::super::{AdminState, ApiError, Authed, JsonBody, audited_blocking};
+use super::super::{AdminState, ApiError, Authed, JsonBody, audited_blocking_as};
 use super::parse_domain;
 use crate::dkim::{Algorithm, DkimError, KeyInfo, Selector, txt_name, txt_value};
 use crate::domain::Domain;
@@ -69,6 +69,20 @@ fn parse_body(body: &JsonBody) -> Result<KeyRequest, ApiError> {
     })
 }
 
+/// The audit target: the domain, and the key's selector, algorithm and
+/// state once the call made one.
+fn audit_target(name: String) -> impl FnOnce(&Result<Value, ApiError>) -> String {
+    move |r| match r {
+        Ok(k) => format!(
+            "{name} selector={} algorithm={} state={}",
+            k["selector"].as_str().unwrap_or_default(),
+            k["algorithm"].as_str().unwrap_or_default(),
+            k["state"].as_str().unwrap_or_default()
+        ),
+        Err(_) => name,
+    }
+}
+
 /// The domain of the path, which must be registered.
 fn registered(st: &AdminState, name: &str) -> Result<Domain, ApiError> {
     let d = parse_domain(name)?;
@@ -88,7 +102,7 @@ pub(super) async fn generate(
     let signers = st.dkim.clone();
     let req = parse_body(&body);
     let domain = registered(&st, &name);
-    let v = audited_blocking(&st, &who, name, move |_| {
+    let v = audited_blocking_as(&st, &who, audit_target(name), move |_| {
         let (req, domain) = (req?, domain?);
         let k = signers.generate(&domain, req.selector, req.algorithm)?;
         tracing::info!(domain = %domain, selector = %k.selector, algorithm = %k.algorithm, "DKIM key generated");
@@ -109,7 +123,7 @@ pub(super) async fn rotate(
     let signers = st.dkim.clone();
     let req = parse_body(&body);
     let domain = registered(&st, &name);
-    let v = audited_blocking(&st, &who, name, move |_| {
+    let v = audited_blocking_as(&st, &who, audit_target(name), move |_| {
         let (req, domain) = (req?, domain?);
         let k = if req.activate {
             signers.activate(&domain)?
