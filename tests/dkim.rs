@@ -393,3 +393,53 @@ fn domain_show_advises_on_the_published_key_spf_and_dmarc() {
         pairs(&[("dkim", "problem"), ("spf", "warning"), ("dmarc", "ok")])
     );
 }
+
+#[test]
+fn application_show_advises_on_dmarc_too() {
+    let dns = TestDns::start(&[
+        ("_dmarc.new.example.kz", Rec::Txt("v=DMARC1; p=quarantine")),
+        ("bare.example.kz", Rec::Txt("v=spf1 -all")),
+    ]);
+    let gw = Gateway::start(&format!(
+        "[delivery]\nnameservers = {}\n",
+        dns.nameservers_toml()
+    ));
+    let dmarc = |domain: &str, server: &str| -> (String, String) {
+        let app: Value = serde_json::from_str(&gw.cli_ok(&[
+            "--json",
+            "application",
+            "submit",
+            "--domain",
+            domain,
+            "--owner",
+            "Ministry",
+            "--category",
+            "state-body",
+            "--head",
+            "Asel Bekova",
+            "--server",
+            server,
+            "--contact",
+            "Asel Bekova <asel@contact.example.kz>; mobile=+77010000000",
+        ]))
+        .unwrap();
+        let id = app["id"].to_string();
+        let show: Value =
+            serde_json::from_str(&gw.cli_ok(&["--json", "application", "show", &id])).unwrap();
+        let c = show["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "dmarc")
+            .unwrap_or_else(|| panic!("no dmarc check: {show:#}"))
+            .clone();
+        (
+            c["verdict"].as_str().unwrap().into(),
+            c["detail"].as_str().unwrap().into(),
+        )
+    };
+    let (verdict, detail) = dmarc("new.example.kz", "95.59.10.1");
+    assert_eq!(verdict, "ok", "{detail}");
+    assert!(detail.contains("p=quarantine"), "{detail}");
+    assert_eq!(dmarc("bare.example.kz", "95.59.10.2").0, "warning");
+}
