@@ -127,6 +127,9 @@ pub enum DkimError {
     /// Activation without a next key.
     #[error("{0} has no next DKIM key: use `ugem dkim rotate` first")]
     NoNext(String),
+    /// A spooled message whose header section does not end early enough.
+    #[error("no blank line in the first {0} octets: the message is not signed")]
+    NoBody(u64),
     /// Key generation or loading failed in the crypto library.
     #[error("DKIM key: {0}")]
     Crypto(String),

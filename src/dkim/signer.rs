@@ -324,6 +324,11 @@ fn check_free(keys: &[KeyInfo], selector: &Selector) -> Result<(), DkimError> {
     Ok(())
 }
 
+/// The signer holds the header section in memory until the blank line
+/// that ends it; a file whose first this-many octets hold none is not
+/// signed, so a message without a body cannot make it hold the whole file.
+const MAX_HEADER_SECTION: u64 = 1 << 20;
+
 fn feed(head: &[u8], body: SourceBody<'_>, mut write: impl FnMut(&[u8])) -> Result<(), DkimError> {
     write(head);
     match body {
@@ -331,6 +336,9 @@ fn feed(head: &[u8], body: SourceBody<'_>, mut write: impl FnMut(&[u8])) -> Resu
         SourceBody::File(f, len) => {
             let mut buf = vec![0u8; CHUNK];
             let mut left = len;
+            // The last octets seen, so a blank line split across reads is found.
+            let mut tail: Vec<u8> = head[head.len().saturating_sub(3)..].to_vec();
+            let mut in_header = true;
             while left > 0 {
                 let want = (left as usize).min(CHUNK);
                 f.read_exact(&mut buf[..want])
@@ -338,6 +346,16 @@ fn feed(head: &[u8], body: SourceBody<'_>, mut write: impl FnMut(&[u8])) -> Resu
                         path: "spool file".into(),
                         source,
                     })?;
+                if in_header {
+                    tail.extend_from_slice(&buf[..want]);
+                    if tail.windows(4).any(|w| w == b"\r\n\r\n") {
+                        in_header = false;
+                    } else if len - left + want as u64 > MAX_HEADER_SECTION {
+                        return Err(DkimError::NoBody(MAX_HEADER_SECTION));
+                    } else {
+                        tail.drain(..tail.len() - 3);
+                    }
+                }
                 write(&buf[..want]);
                 left -= want as u64;
             }
@@ -403,6 +421,35 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(reloaded.contains("s=two"));
+    }
+
+    #[test]
+    fn a_file_without_a_blank_line_early_is_not_held_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Signers::open(tmp.path()).unwrap();
+        let d = domain();
+        s.generate(&d, None, Algorithm::Ed25519Sha256).unwrap();
+        let mut msg = b"From: a@a.example.kz\r\n".to_vec();
+        msg.extend(std::iter::repeat_n(b'x', 2 << 20));
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&msg).unwrap();
+        f.rewind().unwrap();
+        let len = msg.len() as u64;
+        let r = s.sign(&d, b"", SourceBody::File(&mut f, len));
+        assert!(matches!(r, Err(DkimError::NoBody(_))), "{r:?}");
+        // The blank line split across two reads is still found.
+        let mut msg = b"From: a@a.example.kz\r\nX: ".to_vec();
+        msg.extend(std::iter::repeat_n(b'y', CHUNK - msg.len() - 2));
+        msg.extend_from_slice(b"\r\n\r\nbody\r\n");
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&msg).unwrap();
+        f.rewind().unwrap();
+        let len = msg.len() as u64;
+        assert!(
+            s.sign(&d, b"", SourceBody::File(&mut f, len))
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
