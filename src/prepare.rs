@@ -7,11 +7,9 @@
 //! the prepared bytes, so a retry sends what was signed. Outbound mail of a
 //! domain with an active DKIM key is signed here ([`enqueue_signed`]).
 
-use std::io::Seek;
-
 use ugem_queue::{Direction, NewEnvelope, Queue, QueueError, QueueId};
 
-use crate::dkim::{DkimError, Signers, SourceBody};
+use crate::dkim::{Signers, SourceBody};
 use crate::domain::Domain;
 
 /// A message's content as the queue will take it.
@@ -110,22 +108,10 @@ pub async fn enqueue_signed(
                 signers.sign(&domain, head.as_bytes(), SourceBody::Memory(&b)),
                 Body::Memory(b),
             ),
-            Body::Spooled(mut f, len) => {
-                let rewind = |f: &mut std::fs::File| {
-                    f.rewind().map_err(|source| DkimError::Io {
-                        path: "spool file".into(),
-                        source,
-                    })
-                };
-                // The spool leaves the file where its writer stopped; the
-                // queue reads it from its start again after us.
-                let r = rewind(&mut f)
-                    .and_then(|_| {
-                        signers.sign(&domain, head.as_bytes(), SourceBody::File(&mut f, len))
-                    })
-                    .and_then(|s| rewind(&mut f).map(|_| s));
-                (r, Body::Spooled(f, len))
-            }
+            Body::Spooled(f, len) => (
+                signers.sign(&domain, head.as_bytes(), SourceBody::File(&f, len)),
+                Body::Spooled(f, len),
+            ),
         };
         (result, domain, head, body)
     })
