@@ -277,7 +277,14 @@ fn rotation_signs_with_the_next_key_once_activated_and_unsigned_domains_stay_uns
     send(&gw, "a@example.org", &message("still old", "x\r\n"));
     let got = received(&mx, 2);
     assert_eq!(verify(&dns, &got[1])[0].1, "old");
-    gw.cli_ok(&["dkim", "rotate", AGENCY, "--activate"]);
+    let shown = gw.cli_ok(&["dkim", "rotate", AGENCY, "--activate"]);
+    // The record to publish, in zone-file form.
+    assert!(
+        shown.contains(&format!(
+            "new._domainkey.{AGENCY} TXT \"v=DKIM1; k=ed25519; p="
+        )),
+        "{shown}"
+    );
     send(&gw, "a@example.org", &message("new", "x\r\n"));
     let got = received(&mx, 3);
     assert_eq!(
