@@ -8,8 +8,11 @@ use crate::admin::client::{AdminClient, ClientError, segment};
 use crate::config::{Config, ConfigError, ConfigSource};
 
 mod applications;
+mod dkim;
+mod header_from;
 mod queue;
 pub use applications::{ApplicationCmd, ApplicationSubmit};
+pub use dkim::DkimCmd;
 pub use queue::{BulkFilter, QueueCmd};
 
 /// Why a verb failed.
@@ -64,6 +67,9 @@ pub enum Verb {
     /// certificate); lists the keys changed and those that need a restart.
     /// A file with problems is refused whole: the running one stays.
     Reload,
+    /// DKIM keys of registered domains: generate, list, rotate.
+    #[command(subcommand)]
+    Dkim(dkim::DkimCmd),
     /// The audit trail of admin actions.
     Audit {
         /// Newest N records.
@@ -122,6 +128,9 @@ pub enum DomainCmd {
     },
     /// Show or set the domain's rate limits (overrides of `[governor]`).
     Limits(DomainLimitsArgs),
+    /// Show or set which header From the domain's relayed mail may carry.
+    #[command(name = "header-from")]
+    HeaderFrom(header_from::HeaderFromArgs),
     /// Disconnect a domain for good.
     Disconnect {
         /// The domain.
@@ -594,6 +603,7 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             c.delete(&format!("/api/v1/verification/{}", segment(&address)))?,
         ),
         Verb::Application(cmd) => return applications::run(c, cmd, as_json),
+        Verb::Dkim(cmd) => return dkim::run(c, cmd, as_json),
         Verb::Mailbox(MailboxCmd::List) => {
             let v = c.get("/api/v1/mailbox")?;
             if !as_json && v["enabled"] == json!(false) {
@@ -810,6 +820,7 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
                 Output::Record(c.post(&path, &body)?)
             }
         }
+        DomainCmd::HeaderFrom(a) => header_from::run(c, a)?,
         DomainCmd::Disconnect { domain, reason } => Output::Record(c.post(
             &format!("/api/v1/domains/{}/disconnect", segment(&domain)),
             &json!({ "reason": reason }),

@@ -10,6 +10,7 @@ pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod dkim;
 pub mod dns;
 pub mod domain;
 pub mod governor;

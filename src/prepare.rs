@@ -3,11 +3,14 @@
 //! warning, a notice. It adds what the gateway adds in front of a message
 //! (the `Received:` trace line, a `Message-ID:` where outbound mail lacks
 //! one) and hands the result to the queue, which fsyncs it. Anything that
-//! must be the same at every delivery attempt (DKIM signing, next) belongs
-//! here: the queue keeps the prepared bytes, so a retry sends what was
-//! signed.
+//! must be the same at every delivery attempt belongs here: the queue keeps
+//! the prepared bytes, so a retry sends what was signed. Outbound mail of a
+//! domain with an active DKIM key is signed here ([`enqueue_signed`]).
 
-use ugem_queue::{NewEnvelope, Queue, QueueError, QueueId};
+use ugem_queue::{Direction, NewEnvelope, Queue, QueueError, QueueId};
+
+use crate::dkim::{Signers, SourceBody};
+use crate::domain::Domain;
 
 /// A message's content as the queue will take it.
 #[derive(Debug)]
@@ -70,11 +73,71 @@ pub fn added_fields(origin: &Origin) -> String {
 /// The envelope's size is set here, to what is queued.
 pub async fn enqueue(
     queue: &Queue,
-    mut envelope: NewEnvelope,
+    envelope: NewEnvelope,
     origin: Origin,
     body: Body,
 ) -> Result<QueueId, QueueError> {
     let head = added_fields(&origin);
+    enqueue_head(queue, envelope, head, body).await
+}
+
+/// [`enqueue`], signing outbound mail of a registered domain that has an
+/// active DKIM key (`d=` that domain). A signature the agency made stays
+/// as it is; ours goes on top. Should signing fail, the message goes
+/// unsigned (and the failure is logged): refusing it would not help.
+pub async fn enqueue_signed(
+    queue: &Queue,
+    signers: &Signers,
+    envelope: NewEnvelope,
+    origin: Origin,
+    body: Body,
+) -> Result<QueueId, QueueError> {
+    let head = added_fields(&origin);
+    let domain = match (&envelope.direction, envelope.domain.as_deref()) {
+        (Direction::Outbound, Some(d)) => Domain::parse(d).ok(),
+        _ => None,
+    };
+    let Some(domain) = domain.filter(|d| signers.signs_for(d)) else {
+        return enqueue_head(queue, envelope, head, body).await;
+    };
+    let signers = signers.clone();
+    // Hashing (and a spooled body's reading) blocks: off the runtime.
+    let signed = tokio::task::spawn_blocking(move || {
+        let (result, body) = match body {
+            Body::Memory(b) => (
+                signers.sign(&domain, head.as_bytes(), SourceBody::Memory(&b)),
+                Body::Memory(b),
+            ),
+            Body::Spooled(f, len) => (
+                signers.sign(&domain, head.as_bytes(), SourceBody::File(&f, len)),
+                Body::Spooled(f, len),
+            ),
+        };
+        (result, domain, head, body)
+    })
+    .await;
+    let (head, body) = match signed {
+        Ok((Ok(Some(field)), _, head, body)) => (field + &head, body),
+        Ok((Ok(None), _, head, body)) => (head, body),
+        Ok((Err(e), domain, head, body)) => {
+            tracing::error!(domain = %domain, error = %e, "DKIM signing failed; the message goes unsigned");
+            (head, body)
+        }
+        Err(e) => {
+            // The task panicked and took the body with it.
+            tracing::error!(error = %e, "DKIM signing task failed");
+            return Err(QueueError::Storage("DKIM signing task failed".into()));
+        }
+    };
+    enqueue_head(queue, envelope, head, body).await
+}
+
+async fn enqueue_head(
+    queue: &Queue,
+    mut envelope: NewEnvelope,
+    head: String,
+    body: Body,
+) -> Result<QueueId, QueueError> {
     envelope.size = head.len() as u64 + body.len();
     match body {
         Body::Memory(b) if head.is_empty() => queue.enqueue(envelope, b).await,

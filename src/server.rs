@@ -155,7 +155,9 @@ pub async fn run(
             Some(store.clone()),
         ))
     });
+    let dkim = crate::dkim::Signers::open(&data_dir).context("cannot load the DKIM keys")?;
     let admin_state = AdminState {
+        dkim: dkim.clone(),
         mta_sts: mta_sts.clone(),
         verifier: verifier.clone(),
         governor: governor.clone(),
@@ -191,6 +193,7 @@ pub async fn run(
         connlog.clone(),
         governor.clone(),
         verifier,
+        dkim,
     )
     .context("cannot set up SMTP")?;
     gateway.follow_reloads();

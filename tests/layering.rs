@@ -44,6 +44,9 @@ const FLOORS: &[(&str, &[&str])] = &[
     ),
     ("configuration", &["config"]),
     ("logging set-up", &["logging"]),
+    // DKIM keys and signers: files under data_dir/dkim; the registry's
+    // advice reads the active key, preparation signs with it.
+    ("DKIM keys", &["dkim"]),
     ("store", &["store"]),
     ("registry", &["registry"]),
     ("policy", &["policy"]),

@@ -62,6 +62,8 @@ pub struct AdminState {
     pub verifier: Option<Arc<crate::delivery::verify::Verifier>>,
     /// Cached MTA-STS policies, which staff may list.
     pub mta_sts: Option<Arc<crate::delivery::mta_sts::MtaSts>>,
+    /// DKIM keys: staff generate and rotate them here; signing follows.
+    pub dkim: crate::dkim::Signers,
 }
 
 impl AdminState {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 mod applications;
 mod audit;
 mod connections;
+mod dkim;
 mod domains;
 mod governor;
 mod health;
@@ -241,6 +242,37 @@ pub const ROUTES: &[RouteSpec] = &[
         ADMIN,
         "application.withdraw",
     ),
+    route("GET", "/api/v1/dkim", VIEWER, "dkim.list"),
+    route(
+        "GET",
+        "/api/v1/domains/{name}/header-from",
+        VIEWER,
+        "domain.header_from.show",
+    ),
+    route(
+        "PUT",
+        "/api/v1/domains/{name}/header-from",
+        ADMIN,
+        "domain.header_from",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/header-from",
+        ADMIN,
+        "domain.header_from",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/dkim",
+        ADMIN,
+        "dkim.generate",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/dkim/rotate",
+        ADMIN,
+        "dkim.rotate",
+    ),
 ];
 
 /// The handler of a route, by its action.
@@ -301,6 +333,11 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "application.approve" => on(m, applications::approve),
         "application.reject" => on(m, applications::reject),
         "application.withdraw" => on(m, applications::withdraw),
+        "dkim.list" => on(m, dkim::list),
+        "domain.header_from.show" => on(m, domains::show_header_from),
+        "domain.header_from" => on(m, domains::set_header_from),
+        "dkim.generate" => on(m, dkim::generate),
+        "dkim.rotate" => on(m, dkim::rotate),
         other => panic!("route {} {}: no handler for `{other}`", r.method, r.path),
     }
 }

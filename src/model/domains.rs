@@ -79,6 +79,36 @@ pub struct DomainRecord {
     /// with the limits that replace the domain's for them.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub senders: std::collections::BTreeMap<String, SenderLimits>,
+    /// Which header From relayed mail may carry (records made before the
+    /// check came in get it on).
+    #[serde(default)]
+    pub header_from: HeaderFrom,
+}
+
+/// The header From check of a domain's outbound mail: the author must be of
+/// the domain (or a subdomain), or of a domain staff approved for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderFrom {
+    /// Refuse mail whose header From is of another domain (default on).
+    #[serde(default = "on")]
+    pub enforce: bool,
+    /// Further domains (and their subdomains) the header From may name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_domains: Vec<Domain>,
+}
+
+fn on() -> bool {
+    true
+}
+
+impl Default for HeaderFrom {
+    fn default() -> Self {
+        HeaderFrom {
+            enforce: true,
+            extra_domains: Vec::new(),
+        }
+    }
 }
 
 /// Per-domain governor overrides (absent fields keep the defaults).
@@ -198,6 +228,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn records_without_the_header_from_setting_get_the_check_on() {
+        let h: HeaderFrom = serde_json::from_str("{}").unwrap();
+        assert_eq!(h, HeaderFrom::default());
+        assert!(h.enforce);
+        let h: HeaderFrom =
+            serde_json::from_str(r#"{"enforce": false, "extra_domains": ["B.example"]}"#).unwrap();
+        assert!(!h.enforce);
+        assert_eq!(h.extra_domains[0].as_str(), "b.example");
+    }
+
+    #[test]
     fn default_inbound_route_is_first_server_port_25() {
         let now = Utc::now();
         let rec = DomainRecord {
@@ -214,6 +255,7 @@ mod tests {
             updated_at: now,
             limits: None,
             senders: Default::default(),
+            header_from: Default::default(),
         };
         assert_eq!(rec.inbound_route().unwrap().to_string(), "192.0.2.10:25");
     }

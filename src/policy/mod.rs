@@ -184,5 +184,7 @@ pub fn rcpt_verdict(
     }
 }
 
+pub mod header_from;
+
 #[cfg(test)]
 mod tests;

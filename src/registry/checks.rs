@@ -706,7 +706,8 @@ pub async fn spf_advice<L: Lookup>(dns: &L, domain: &Domain, gateway: &[IpAddr])
 pub const DNS_BUDGET: Duration = Duration::from_secs(8);
 
 /// Every check for an application: `domains` are the registered domains,
-/// `applications` all applications (for overlaps with pending ones).
+/// `applications` all applications (for overlaps with pending ones). DNS:
+/// MX, SPF and DMARC.
 pub async fn advise(
     app: &ApplicationRecord,
     domains: &[Arc<DomainRecord>],
@@ -720,23 +721,26 @@ pub async fn advise(
             let both = async {
                 tokio::join!(
                     mx_advice(&dns, &app.domain, gateway),
-                    spf_advice(&dns, &app.domain, &cfg.registration.gateway_addresses)
+                    spf_advice(&dns, &app.domain, &cfg.registration.gateway_addresses),
+                    domain::dmarc_advice(&dns, &app.domain)
                 )
             };
             match tokio::time::timeout(DNS_BUDGET, both).await {
-                Ok((mx, spf)) => out.extend([mx, spf]),
+                Ok((mx, spf, dmarc)) => out.extend([mx, spf, dmarc]),
                 Err(_) => {
                     let why = format!("DNS did not answer within {}s", DNS_BUDGET.as_secs());
-                    out.extend([could_not("mx", &why), could_not("spf", &why)]);
+                    out.extend(["mx", "spf", "dmarc"].map(|c| could_not(c, &why)));
                 }
             }
         }
-        Err(e) => out.extend([could_not("mx", &e), could_not("spf", &e)]),
+        Err(e) => out.extend(["mx", "spf", "dmarc"].map(|c| could_not(c, &e))),
     }
     out.extend(server_addresses(&app.servers));
     out.push(server_overlap(app, domains, applications));
     out
 }
+
+pub mod domain;
 
 #[cfg(test)]
 mod tests;

@@ -270,6 +270,7 @@ impl Registry {
             updated_at: now,
             limits: None,
             senders: Default::default(),
+            header_from: Default::default(),
         };
         let w = DomainWrite {
             record: rec,
@@ -327,6 +328,8 @@ impl Registry {
                     // Limits granted by staff outlive the reconnection.
                     limits: cur.limits,
                     senders: cur.senders.clone(),
+                    // So are the header From settings.
+                    header_from: cur.header_from.clone(),
                 })
             })
             .await?;
@@ -573,6 +576,24 @@ impl Registry {
         let rec = self
             .modify_domain(name, |mut rec| {
                 rec.limits = limits;
+                rec.updated_at = Utc::now();
+                Ok(rec)
+            })
+            .await?;
+        self.reload().await?;
+        Ok(rec)
+    }
+
+    /// Sets the header From check of a domain (issue #18, item 2).
+    pub async fn set_header_from(
+        &self,
+        name: &Domain,
+        header_from: crate::model::domains::HeaderFrom,
+    ) -> Result<DomainRecord, RegistryError> {
+        let _g = self.lock().await;
+        let rec = self
+            .modify_domain(name, |mut rec| {
+                rec.header_from = header_from.clone();
                 rec.updated_at = Utc::now();
                 Ok(rec)
             })

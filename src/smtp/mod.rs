@@ -47,6 +47,9 @@ pub struct Gateway {
     pub verifier: Option<Arc<crate::delivery::verify::Verifier>>,
     /// Where large messages are spooled (`data_dir/spool`).
     pub spool_dir: Arc<std::path::Path>,
+    /// DKIM signers of the registered domains (shared with the admin API,
+    /// which refreshes them when staff change a key).
+    pub dkim: crate::dkim::Signers,
 }
 
 impl Gateway {
@@ -58,6 +61,7 @@ impl Gateway {
         connlog: ConnectionLog,
         governor: Arc<crate::governor::Governor>,
         verifier: Option<Arc<crate::delivery::verify::Verifier>>,
+        dkim: crate::dkim::Signers,
     ) -> Result<Arc<Gateway>, tls::TlsError> {
         let start = cfg.current();
         let tls = tls::TlsHolder::new(certificate(&start)?);
@@ -71,6 +75,7 @@ impl Gateway {
             tls,
             governor,
             verifier,
+            dkim,
         }))
     }
 

@@ -74,6 +74,7 @@ pub fn domain(name: &str) -> DomainRecord {
         updated_at: now,
         limits: None,
         senders: Default::default(),
+        header_from: Default::default(),
     }
 }
 

@@ -225,7 +225,15 @@ fn record(owner: &str, rec: &Rec<'_>) -> Option<Record> {
         Rec::Aaaa(ip) => RData::AAAA(AAAA(ip)),
         Rec::Mx(pref, host) => RData::MX(MX::new(pref, name(host))),
         Rec::Cname(target) => RData::CNAME(CNAME(name(target))),
-        Rec::Txt(text) => RData::TXT(TXT::new(vec![text.to_string()])),
+        // A long value (a DKIM key) as several strings of at most 255
+        // octets, as a zone file would have it.
+        Rec::Txt("") => RData::TXT(TXT::new(vec![String::new()])),
+        Rec::Txt(text) => RData::TXT(TXT::new(
+            text.as_bytes()
+                .chunks(255)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect(),
+        )),
         Rec::ServFail => return None,
     };
     Some(Record::from_rdata(name(owner), TTL, data))

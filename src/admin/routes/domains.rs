@@ -27,6 +27,7 @@ pub(super) async fn show_domain(
     let mut v = serde_json::to_value(&**rec).map_err(|e| ApiError::bad_request(e.to_string()))?;
     v["inbound_route"] = serde_json::json!(rec.inbound_route().map(|r| r.to_string()));
     v["suspension"] = serde_json::to_value(suspension).unwrap_or_default();
+    v["advice"] = serde_json::json!(super::dkim::advice(&st, &name).await);
     Ok(Json(v))
 }
 
@@ -176,6 +177,38 @@ pub(super) async fn set_limits(
         let limits: crate::model::domains::DomainLimits = body.required()?;
         let rec = reg.set_limits(&domain, Some(limits)).await?;
         Ok(crate::governor::effective_limits(&cfg, &rec))
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+/// The header From check of a domain: `{enforce, extra_domains}`.
+pub(super) async fn show_header_from(
+    State(st): State<AdminState>,
+    _: Authed,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = parse_domain(&name)?;
+    let snap = st.registry.snapshot();
+    let rec = snap
+        .domain(&name)
+        .ok_or_else(|| ApiError::not_found(format!("domain {name} is not registered")))?;
+    Ok(Json(rec.header_from.clone()))
+}
+
+/// Sets the header From check of a domain (`{enforce, extra_domains}`).
+pub(super) async fn set_header_from(
+    State(st): State<AdminState>,
+    who: Authed,
+    Path(name): Path<String>,
+    body: JsonBody,
+) -> Result<impl IntoResponse, ApiError> {
+    let reg = st.registry.clone();
+    let v = audited(&st, &who, name.clone(), move |_| async move {
+        let domain = parse_domain(&name)?;
+        let setting: crate::model::domains::HeaderFrom = body.required()?;
+        let rec = reg.set_header_from(&domain, setting).await?;
+        Ok(rec.header_from)
     })
     .await?;
     Ok(Json(v))

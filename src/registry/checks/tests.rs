@@ -109,6 +109,7 @@ fn registered(
         updated_at: now,
         limits: None,
         senders: Default::default(),
+        header_from: Default::default(),
     })
 }
 
@@ -401,6 +402,7 @@ fn unreachable_dns_degrades_to_could_not_check() {
     assert_eq!(by("mx").verdict, Verdict::Unknown, "{out:?}");
     assert!(by("mx").detail.starts_with("could not check: "), "{out:?}");
     assert_eq!(by("spf").verdict, Verdict::Unknown, "{out:?}");
+    assert_eq!(by("dmarc").verdict, Verdict::Unknown, "{out:?}");
     assert_eq!(by("domain_syntax").verdict, Verdict::Ok);
     assert_eq!(by("server_address").verdict, Verdict::Ok);
     assert_eq!(by("server_overlap").verdict, Verdict::Ok);

@@ -56,6 +56,12 @@ impl Session {
             return None;
         }
         let spooled = spool.into_file();
+        if let SenderStanding::Relay { domain } = &txn.standing
+            && let Some(refusal) = self.header_from_refusal(domain, &body, spooled.as_ref(), &info)
+        {
+            self.reply(refusal);
+            return None;
+        }
         let body_len = match &spooled {
             Some((_, len)) => *len,
             None => body.len() as u64,
@@ -91,7 +97,9 @@ impl Session {
             Some((file, len)) => crate::prepare::Body::Spooled(file, len),
             None => crate::prepare::Body::Memory(body),
         };
-        let queued = crate::prepare::enqueue(&self.gw.queue, env, origin, content).await;
+        let queued =
+            crate::prepare::enqueue_signed(&self.gw.queue, &self.gw.dkim, env, origin, content)
+                .await;
         match queued {
             Ok(id) => {
                 tracing::info!(target: crate::maillog::TARGET, queue_id = %id, client = %self.client_text(), from = %txn.from, size = body_len, nrcpt = txn.rcpts.len(), tls = %self.tls.as_deref().unwrap_or("none"), direction = %if outbound { "outbound" } else { "inbound" }, "message queued");
@@ -122,6 +130,46 @@ impl Session {
                 None
             }
         }
+    }
+
+    /// The `550 5.7.1` for relayed mail whose header From is not the
+    /// domain's to use (issue #18, item 2); `None` lets it through.
+    fn header_from_refusal(
+        &self,
+        domain: &crate::domain::Domain,
+        body: &[u8],
+        spooled: Option<&(std::fs::File, u64)>,
+        info: &crate::smtp::data::MessageInfo,
+    ) -> Option<Reply> {
+        let snap = self.gw.registry.snapshot();
+        let rec = snap.domain(domain)?;
+        if !rec.header_from.enforce {
+            return None;
+        }
+        // The header section is at the start, in memory or in the spool
+        // file; it is bounded by smtp.max_header_size.
+        let header = match spooled {
+            None => body
+                .get(..info.header_size as usize)
+                .unwrap_or(body)
+                .to_vec(),
+            Some((file, _)) => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0; info.header_size as usize];
+                if let Err(e) = file.read_exact_at(&mut buf, 0) {
+                    tracing::error!(error = %e, "cannot read the spooled header section");
+                    return Some(Reply::new(
+                        451,
+                        "4.3.0",
+                        "local storage error, try again later",
+                    ));
+                }
+                buf
+            }
+        };
+        let refusal = policy::header_from::verdict(rec, &header)?;
+        tracing::info!(client = %self.client_text(), domain = %domain, reply = %refusal, "header From refused");
+        Some(refusal)
     }
 
     /// The client as the mail log names it: `helo[ip]:port`, the name

@@ -91,7 +91,8 @@ pub(super) fn rig_with(tune: impl FnOnce(&mut Config, &std::path::Path)) -> Rig 
     let connlog = ConnectionLog::start(store.clone());
     let governor =
         crate::governor::Governor::new(live.clone(), registry.clone(), store, queue.clone());
-    let gw = Gateway::new(live, registry, queue, connlog, governor, None).unwrap();
+    let dkim = crate::dkim::Signers::open(dir.path()).unwrap();
+    let gw = Gateway::new(live, registry, queue, connlog, governor, None, dkim).unwrap();
     let (stop, _) = watch::channel(false);
     Rig { gw, stop, dir }
 }
