@@ -8,8 +8,10 @@ use crate::admin::client::{AdminClient, ClientError, segment};
 use crate::config::{Config, ConfigError, ConfigSource};
 
 mod applications;
+mod lifecycle;
 mod queue;
 pub use applications::{ApplicationCmd, ApplicationSubmit};
+pub use lifecycle::{ChangeArgs, ChangeRequestCmd, DomainUpdate};
 pub use queue::{BulkFilter, QueueCmd};
 
 /// Why a verb failed.
@@ -117,6 +119,19 @@ pub enum DomainCmd {
     },
     /// Show or set the domain's rate limits (overrides of `[governor]`).
     Limits(DomainLimitsArgs),
+    /// Change a connected domain's data now (servers, contacts, owner, ...).
+    Update(DomainUpdate),
+    /// The domain's replaced versions, oldest first.
+    History {
+        /// The domain.
+        domain: String,
+    },
+    /// Agencies' requests to change their data, decided in 5 working days.
+    ChangeRequest {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: ChangeRequestCmd,
+    },
     /// Disconnect a domain for good.
     Disconnect {
         /// The domain.
@@ -804,6 +819,9 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
                 Output::Record(c.post(&path, &body)?)
             }
         }
+        DomainCmd::Update(a) => lifecycle::update(c, a)?,
+        DomainCmd::History { domain } => lifecycle::history(c, &domain)?,
+        DomainCmd::ChangeRequest { cmd } => lifecycle::change_request(c, cmd)?,
         DomainCmd::Disconnect { domain, reason } => Output::Record(c.post(
             &format!("/api/v1/domains/{}/disconnect", segment(&domain)),
             &json!({ "reason": reason }),
@@ -817,12 +835,14 @@ enum Output {
     Record(Value),
     /// A list, printed as a table with these (header, JSON pointer) columns.
     Table(Value, &'static [(&'static str, &'static str)]),
+    /// A whole answer (`--json`) printed as a table of some of its rows.
+    History(Value, Value, &'static [(&'static str, &'static str)]),
 }
 
 impl Output {
     fn print(&self, as_json: bool) {
         let v = match self {
-            Output::Record(v) | Output::Table(v, _) => v,
+            Output::Record(v) | Output::Table(v, _) | Output::History(v, _, _) => v,
         };
         if as_json {
             println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -830,7 +850,9 @@ impl Output {
         }
         match self {
             Output::Record(v) => print_record(&readable_times(v), ""),
-            Output::Table(v, cols) => print_table(&readable_times(v), cols),
+            Output::Table(v, cols) | Output::History(_, v, cols) => {
+                print_table(&readable_times(v), cols)
+            }
         }
     }
 }

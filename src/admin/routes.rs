@@ -15,6 +15,7 @@ use super::{AdminState, ApiError, Authed, JsonBody, RefusedLog, audited, audited
 use std::sync::Arc;
 
 mod applications;
+mod changes;
 mod mailbox;
 mod queue_tools;
 use crate::config::Role;
@@ -229,6 +230,48 @@ pub const ROUTES: &[RouteSpec] = &[
         ADMIN,
         "application.withdraw",
     ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/update",
+        ADMIN,
+        "domain.update",
+    ),
+    route(
+        "GET",
+        "/api/v1/domains/{name}/history",
+        VIEWER,
+        "domain.history",
+    ),
+    route(
+        "GET",
+        "/api/v1/change-requests",
+        VIEWER,
+        "change_request.list",
+    ),
+    route(
+        "POST",
+        "/api/v1/change-requests",
+        ADMIN,
+        "change_request.submit",
+    ),
+    route(
+        "GET",
+        "/api/v1/change-requests/{id}",
+        VIEWER,
+        "change_request.show",
+    ),
+    route(
+        "POST",
+        "/api/v1/change-requests/{id}/approve",
+        ADMIN,
+        "change_request.approve",
+    ),
+    route(
+        "POST",
+        "/api/v1/change-requests/{id}/reject",
+        ADMIN,
+        "change_request.reject",
+    ),
 ];
 
 /// The handler of a route, by its action.
@@ -288,6 +331,13 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "application.approve" => on(m, applications::approve),
         "application.reject" => on(m, applications::reject),
         "application.withdraw" => on(m, applications::withdraw),
+        "domain.update" => on(m, changes::update),
+        "domain.history" => on(m, changes::history),
+        "change_request.list" => on(m, changes::list),
+        "change_request.submit" => on(m, changes::submit),
+        "change_request.show" => on(m, changes::show),
+        "change_request.approve" => on(m, changes::approve),
+        "change_request.reject" => on(m, changes::reject),
         other => panic!("route {} {}: no handler for `{other}`", r.method, r.path),
     }
 }

@@ -79,6 +79,29 @@ pub struct DomainRecord {
     /// with the limits that replace the domain's for them.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub senders: std::collections::BTreeMap<String, SenderLimits>,
+    /// The applicant category (kept from the application; staff may change it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<super::applications::ApplicantCategory>,
+    /// A disconnection agreed for a later date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnect_on: Option<ScheduledDisconnection>,
+}
+
+/// A disconnection scheduled for an agreed date (local, per
+/// `[registration] utc_offset`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledDisconnection {
+    /// The first local date the domain is disconnected.
+    pub on: chrono::NaiveDate,
+    /// Why.
+    pub reason: String,
+    /// Who scheduled it.
+    pub by: String,
+    /// When it was scheduled.
+    pub at: DateTime<Utc>,
+    /// The reminders sent, by working days before the date (5, 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reminded: Vec<u32>,
 }
 
 /// Per-domain governor overrides (absent fields keep the defaults).
@@ -214,6 +237,8 @@ mod tests {
             updated_at: now,
             limits: None,
             senders: Default::default(),
+            category: None,
+            disconnect_on: None,
         };
         assert_eq!(rec.inbound_route().unwrap().to_string(), "192.0.2.10:25");
     }

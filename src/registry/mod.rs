@@ -7,6 +7,7 @@
 pub mod applications;
 // Moved to the ground floor (config builds its defaults from it).
 pub use crate::calendar;
+pub mod changes;
 pub mod checks;
 mod contact;
 
@@ -18,6 +19,7 @@ use ipnet::IpNet;
 
 use crate::config::HostPort;
 use crate::domain::Domain;
+use crate::model::applications::ApplicantCategory;
 use crate::model::domains::{Contact, DomainLimits, DomainRecord, DomainStatus, SenderLimits};
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 use crate::store::{DomainWrite, Expect, RegistryStore, StoreError};
@@ -250,6 +252,15 @@ impl Registry {
 
     /// Registers a connected domain.
     pub async fn add_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
+        self.add_domain_as(new, None).await
+    }
+
+    /// Registers a connected domain of an applicant of `category`.
+    pub async fn add_domain_as(
+        &self,
+        new: NewDomain,
+        category: Option<ApplicantCategory>,
+    ) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock().await;
         if self.snapshot().domains.contains_key(&new.name) {
             return Err(RegistryError::Exists(new.name));
@@ -270,6 +281,8 @@ impl Registry {
             updated_at: now,
             limits: None,
             senders: Default::default(),
+            category,
+            disconnect_on: None,
         };
         let w = DomainWrite {
             record: rec,
@@ -299,7 +312,11 @@ impl Registry {
 
     /// Connects a disconnected domain again with the data of a new approved
     /// application (servers, contacts and owner are replaced; history kept).
-    pub async fn reconnect_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
+    pub async fn reconnect_domain(
+        &self,
+        new: NewDomain,
+        category: Option<ApplicantCategory>,
+    ) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock().await;
         self.check_new_domain(&new)?;
         let name = new.name.clone();
@@ -327,6 +344,8 @@ impl Registry {
                     // Limits granted by staff outlive the reconnection.
                     limits: cur.limits,
                     senders: cur.senders.clone(),
+                    category: category.or(cur.category),
+                    disconnect_on: None,
                 })
             })
             .await?;
@@ -472,14 +491,11 @@ impl Registry {
                 )));
             }
             let expect = Expect::unchanged(&cur);
-            let w = DomainWrite {
-                record: Self::with_status(
-                    cur,
-                    DomainStatus::Disconnected,
-                    Some(reason.to_string()),
-                ),
-                expect,
-            };
+            let mut record =
+                Self::with_status(cur, DomainStatus::Disconnected, Some(reason.to_string()));
+            // Done now: a disconnection agreed for later is moot.
+            record.disconnect_on = None;
+            let w = DomainWrite { record, expect };
             let written = if was == DomainStatus::Suspended {
                 let how = RestoreRequest {
                     actor: "disconnect".into(),

@@ -15,6 +15,7 @@ use super::{DomainWrite, Expect, RegistryStore, StoreError};
 use crate::domain::Domain;
 use crate::model::applications::{ApplicantCategory, ApplicationRecord, ApplicationStatus};
 use crate::model::audit::{AuditRecord, DENIED, RefusedUpdate};
+use crate::model::changes::{ChangeRequest, ChangeStatus, DomainChange, DomainVersion};
 use crate::model::domains::{Contact, DomainRecord, DomainStatus};
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 
@@ -50,6 +51,12 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("racing_notice_claims_one_wins", |s| {
         Box::pin(racing_notice_claims_one_wins(s))
     }),
+    ("domain_versions_kept_with_the_write", |s| {
+        Box::pin(domain_versions_kept_with_the_write(s))
+    }),
+    ("change_requests_ids_and_decisions", |s| {
+        Box::pin(change_requests_ids_and_decisions(s))
+    }),
 ];
 
 /// A connected domain record, as registration makes it.
@@ -74,6 +81,8 @@ pub fn domain(name: &str) -> DomainRecord {
         updated_at: now,
         limits: None,
         senders: Default::default(),
+        category: None,
+        disconnect_on: None,
     }
 }
 
@@ -584,4 +593,134 @@ pub async fn racing_notice_claims_one_wins(s: &dyn RegistryStore) {
         .filter(|r| *r.as_ref().unwrap())
         .count();
     assert_eq!(won, 1);
+}
+
+/// A version of `rec` replaced by `by` (number 0: the store assigns it).
+pub fn version(rec: &DomainRecord, by: &str) -> DomainVersion {
+    DomainVersion {
+        domain: rec.name.clone(),
+        version: 0,
+        record: rec.clone(),
+        replaced_at: Utc::now(),
+        by: by.into(),
+        reason: "new server".into(),
+        changes: Vec::new(),
+        change_request: None,
+    }
+}
+
+/// A new pending change request for `domain` (id 0: the store assigns it).
+pub fn change_request(domain: &str) -> ChangeRequest {
+    let today = Utc::now().date_naive();
+    ChangeRequest {
+        id: 0,
+        domain: Domain::parse(domain).expect("a domain name"),
+        change: DomainChange {
+            owner: Some("Ministry of Renamed Things".into()),
+            ..Default::default()
+        },
+        reason: "renamed by decree".into(),
+        received_on: today,
+        decision_due: today,
+        status: ChangeStatus::Pending,
+        submitted_by: "ops".into(),
+        created_at: Utc::now(),
+        decided_by: None,
+        decided_at: None,
+        decision_reason: None,
+    }
+}
+
+/// A versioned write keeps the replaced record under the next number, in
+/// the same step as the write: a write that loses its condition keeps none.
+pub async fn domain_versions_kept_with_the_write(s: &dyn RegistryStore) {
+    let v1 = domain("agency.example.kz");
+    s.put_domain(&new_domain(&v1)).await.unwrap();
+    assert_eq!(s.list_domain_versions(&v1.name).await.unwrap(), vec![]);
+    let mut v2 = v1.clone();
+    v2.owner = "Ministry of Renamed Things".into();
+    v2.updated_at = later(v1.updated_at);
+    let w = DomainWrite {
+        record: v2.clone(),
+        expect: Expect::unchanged(&v1),
+    };
+    assert_eq!(
+        s.put_domain_versioned(&w, &version(&v1, "one"))
+            .await
+            .unwrap(),
+        1
+    );
+    // The same write again names a version that is gone: nothing is kept.
+    assert!(is_conflict(
+        &s.put_domain_versioned(&w, &version(&v1, "two")).await
+    ));
+    let mut v3 = v2.clone();
+    v3.owner = "Ministry of Third Names".into();
+    v3.updated_at = later(v2.updated_at);
+    let w3 = DomainWrite {
+        record: v3.clone(),
+        expect: Expect::unchanged(&v2),
+    };
+    assert_eq!(
+        s.put_domain_versioned(&w3, &version(&v2, "three"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(s.get_domain(&v1.name).await.unwrap(), Some(v3));
+    let kept = s.list_domain_versions(&v1.name).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(kept[0].record, v1);
+    assert_eq!(kept[1].record, v2);
+    assert_eq!(kept[1].by, "three");
+    // Versions are per domain.
+    let other = domain("other.example.kz");
+    assert_eq!(s.list_domain_versions(&other.name).await.unwrap(), vec![]);
+}
+
+/// Change request ids are assigned by the store, one pending request per
+/// domain, and a decision is written only over the status it was made on.
+pub async fn change_requests_ids_and_decisions(s: &dyn RegistryStore) {
+    let first = s
+        .insert_change_request(&change_request("agency.example.kz"))
+        .await
+        .unwrap();
+    assert!(first.id > 0);
+    assert!(is_conflict(
+        &s.insert_change_request(&change_request("agency.example.kz"))
+            .await
+    ));
+    let other = s
+        .insert_change_request(&change_request("other.example.kz"))
+        .await
+        .unwrap();
+    assert!(other.id > first.id);
+    let mut approved = first.clone();
+    approved.status = ChangeStatus::Approved;
+    approved.decided_by = Some("one".into());
+    let mut rejected = first.clone();
+    rejected.status = ChangeStatus::Rejected;
+    let (a, b) = tokio::join!(
+        s.update_change_request(&approved, ChangeStatus::Pending),
+        s.update_change_request(&rejected, ChangeStatus::Pending)
+    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one decision: {a:?} {b:?}");
+    assert!(is_conflict(&a) || is_conflict(&b));
+    let stored = s.get_change_request(first.id).await.unwrap().unwrap();
+    assert_ne!(stored.status, ChangeStatus::Pending);
+    // Decided: the domain may ask again.
+    s.insert_change_request(&change_request("agency.example.kz"))
+        .await
+        .unwrap();
+    assert_eq!(s.list_change_requests().await.unwrap().len(), 3);
+    assert_eq!(s.get_change_request(999).await.unwrap(), None);
+    let mut missing = first.clone();
+    missing.id = 999;
+    assert!(is_not_found(
+        &s.update_change_request(&missing, ChangeStatus::Pending)
+            .await
+    ));
 }

@@ -109,6 +109,8 @@ fn registered(
         updated_at: now,
         limits: None,
         senders: Default::default(),
+        category: None,
+        disconnect_on: None,
     })
 }
 

@@ -19,6 +19,7 @@ use super::StoreError;
 use crate::domain::Domain;
 use crate::model::applications::{ApplicationRecord, ApplicationStatus};
 use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
+use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 
@@ -140,4 +141,37 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
 
     /// Forgets notice claims made before `before_ms`; returns how many.
     async fn prune_notices(&self, before_ms: u64) -> Result<usize, StoreError>;
+
+    /// Writes a domain record as [`RegistryStore::put_domain`] does and, in
+    /// the same transaction, keeps `previous` (the record it replaces) as
+    /// the domain's next version; returns the version number the store
+    /// assigned (1 for the first). Nothing is written on a conflict.
+    async fn put_domain_versioned(
+        &self,
+        w: &DomainWrite,
+        previous: &DomainVersion,
+    ) -> Result<u64, StoreError>;
+
+    /// Every kept version of a domain, oldest first.
+    async fn list_domain_versions(&self, name: &Domain) -> Result<Vec<DomainVersion>, StoreError>;
+
+    /// Stores a new change request under an id the store assigns and
+    /// returns it. [`StoreError::Conflict`] when its domain already has a
+    /// pending one.
+    async fn insert_change_request(&self, rec: &ChangeRequest)
+    -> Result<ChangeRequest, StoreError>;
+
+    /// Replaces a change request if its stored status is still `expect`
+    /// ([`StoreError::Conflict`] if not, [`StoreError::NotFound`] if no such id).
+    async fn update_change_request(
+        &self,
+        rec: &ChangeRequest,
+        expect: ChangeStatus,
+    ) -> Result<(), StoreError>;
+
+    /// One change request by id.
+    async fn get_change_request(&self, id: u64) -> Result<Option<ChangeRequest>, StoreError>;
+
+    /// Every change request, oldest first.
+    async fn list_change_requests(&self) -> Result<Vec<ChangeRequest>, StoreError>;
 }

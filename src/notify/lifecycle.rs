@@ -1,0 +1,133 @@
+//! The words of the notices about a connected domain's lifecycle: its data
+//! changed, a disconnection agreed for a date (scheduled, reminded,
+//! cancelled).
+
+use chrono::NaiveDate;
+
+use super::notices::{Text, display_domain, footer};
+use crate::config::Config;
+use crate::model::changes::FieldChange;
+use crate::model::domains::DomainRecord;
+
+/// One changed field as people read it.
+fn describe(c: &FieldChange) -> String {
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Object(o) => o
+                    .get("email")
+                    .and_then(|e| e.as_str())
+                    .map(|e| match o.get("name").and_then(|n| n.as_str()) {
+                        Some(n) if !n.is_empty() => format!("{n} <{e}>"),
+                        _ => e.to_string(),
+                    })
+                    .unwrap_or_else(|| i.to_string()),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    format!(
+        "  {}:\n    before: {}\n    now:    {}",
+        c.field,
+        show(&c.before),
+        show(&c.after)
+    )
+}
+
+/// To the old and new contacts: the domain's registered data changed.
+pub fn domain_updated(
+    cfg: &Config,
+    after: &DomainRecord,
+    changes: &[FieldChange],
+    reason: &str,
+) -> Text {
+    let name = display_domain(&after.name);
+    let lines: Vec<String> = changes.iter().map(describe).collect();
+    let body = format!(
+        "The registered data of the mail domain {name} ({owner}) at the mail gateway has been changed.\n\n\
+         What changed:\n{lines}\n\n\
+         Reason:\n{reason}\n\n\
+         Mail keeps flowing; the gateway now relays for {name} only from the servers above. \
+         If you did not ask for this change, contact the gateway's operator at once.\n{footer}",
+        owner = after.owner,
+        lines = lines.join("\n"),
+        footer = footer(cfg),
+    );
+    Text {
+        subject: format!("{name}: registered data changed at the mail gateway"),
+        body,
+    }
+}
+
+/// To the contacts: the domain will be disconnected on `on`.
+pub fn disconnection_scheduled(
+    cfg: &Config,
+    domain: &DomainRecord,
+    on: NaiveDate,
+    reason: &str,
+) -> Text {
+    let name = display_domain(&domain.name);
+    let body = format!(
+        "The mail domain {name} ({owner}) will be disconnected from the mail gateway on {on} \
+         (from the start of that day, {offset}).\n\n\
+         Reason:\n{reason}\n\n\
+         From then on the gateway refuses mail from and to {name} as from an unregistered domain. \
+         You will be reminded before the date. Connecting the domain again takes a new application.\n{footer}",
+        owner = domain.owner,
+        offset = cfg.registration.utc_offset.0,
+        footer = footer(cfg),
+    );
+    Text {
+        subject: format!("{name}: disconnection from the mail gateway on {on}"),
+        body,
+    }
+}
+
+/// To the contacts: `days` working days remain before the disconnection.
+pub fn disconnection_reminder(
+    cfg: &Config,
+    domain: &DomainRecord,
+    on: NaiveDate,
+    days: i64,
+) -> Text {
+    let name = display_domain(&domain.name);
+    let body = format!(
+        "Reminder: the mail domain {name} ({owner}) will be disconnected from the mail gateway on {on}, \
+         in {days} working day(s).\n\n\
+         Reason:\n{reason}\n{footer}",
+        owner = domain.owner,
+        reason = domain
+            .disconnect_on
+            .as_ref()
+            .map(|s| s.reason.as_str())
+            .unwrap_or("-"),
+        footer = footer(cfg),
+    );
+    Text {
+        subject: format!(
+            "{name}: disconnection from the mail gateway on {on} (in {days} working day(s))"
+        ),
+        body,
+    }
+}
+
+/// To the contacts: the scheduled disconnection is called off.
+pub fn disconnection_cancelled(cfg: &Config, domain: &DomainRecord, on: NaiveDate) -> Text {
+    let name = display_domain(&domain.name);
+    let body = format!(
+        "The disconnection of the mail domain {name} ({owner}) from the mail gateway, \
+         scheduled for {on}, has been cancelled. The domain stays connected.\n{footer}",
+        owner = domain.owner,
+        footer = footer(cfg),
+    );
+    Text {
+        subject: format!("{name}: scheduled disconnection cancelled"),
+        body,
+    }
+}
