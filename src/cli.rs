@@ -132,13 +132,20 @@ pub enum DomainCmd {
         #[command(subcommand)]
         cmd: ChangeRequestCmd,
     },
-    /// Disconnect a domain for good.
+    /// Disconnect a domain for good: now, or on an agreed date (--on), or
+    /// cancel that date (--cancel).
     Disconnect {
         /// The domain.
         domain: String,
-        /// Why.
+        /// Why (not needed with --cancel).
+        #[arg(long, required_unless_present = "cancel")]
+        reason: Option<String>,
+        /// The agreed local date, YYYY-MM-DD; the contacts are reminded 5 and 1 working days before.
+        #[arg(long, value_parser = parse_day, conflicts_with = "cancel")]
+        on: Option<chrono::NaiveDate>,
+        /// Cancel the scheduled disconnection.
         #[arg(long)]
-        reason: String,
+        cancel: bool,
     },
 }
 
@@ -749,6 +756,7 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
         ("OWNER", "/owner"),
         ("SERVERS", "/servers"),
         ("SINCE", "/status_since"),
+        ("DISCONNECT ON", "/disconnect_on/on"),
     ];
     Ok(match cmd {
         DomainCmd::Add(a) => {
@@ -822,11 +830,21 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
         DomainCmd::Update(a) => lifecycle::update(c, a)?,
         DomainCmd::History { domain } => lifecycle::history(c, &domain)?,
         DomainCmd::ChangeRequest { cmd } => lifecycle::change_request(c, cmd)?,
-        DomainCmd::Disconnect { domain, reason } => Output::Record(c.post(
+        DomainCmd::Disconnect {
+            domain,
+            reason,
+            on,
+            cancel,
+        } => Output::Record(c.post(
             &format!("/api/v1/domains/{}/disconnect", segment(&domain)),
-            &json!({ "reason": reason }),
+            &json!({ "reason": reason, "on": on, "cancel": cancel }),
         )?),
     })
+}
+
+fn parse_day(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
 /// What a verb prints.

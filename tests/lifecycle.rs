@@ -24,13 +24,17 @@ fn cli_fails(gw: &Gateway, token: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
-/// The reply code to MAIL FROM of the agency's clerk from 127.0.0.1.
-fn mail_from_code(gw: &Gateway) -> u16 {
+/// The clerk's relay attempt from 127.0.0.1: the first reply that is not
+/// 250 to MAIL FROM and RCPT TO (an external recipient), or 250.
+fn relay_code(gw: &Gateway) -> u16 {
     let mut s = Smtp::greeted(gw.smtp);
     s.expect("EHLO agency.example.kz", 250);
-    let r = s.cmd("MAIL FROM:<clerk@agency.example.kz>");
+    let mut code = s.cmd("MAIL FROM:<clerk@agency.example.kz>").code;
+    if code == 250 {
+        code = s.cmd("RCPT TO:<citizen@example.org>").code;
+    }
     let _ = s.cmd("QUIT");
-    r.code
+    code
 }
 
 /// The text of a queued notice (its whole message), by queue id.
@@ -43,7 +47,15 @@ fn notice_text(gw: &Gateway, id: &str) -> String {
         None,
     );
     assert_eq!(st, 200, "{body}");
-    json(&body)["text"].as_str().unwrap().replace("\r\n", "\n")
+    let raw = json(&body)["text"].as_str().unwrap().to_string();
+    let m = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .expect("notice parses");
+    format!(
+        "{}\n{}",
+        m.subject().unwrap_or_default(),
+        m.body_text(0).unwrap_or_default().replace("\r\n", "\n")
+    )
 }
 
 fn audit(gw: &Gateway) -> Vec<Value> {
@@ -57,7 +69,7 @@ fn audit(gw: &Gateway) -> Vec<Value> {
 fn update_keeps_history_notifies_old_and_new_contacts_and_change_requests_apply() {
     let gw = gateway_with_agency("");
     gw.register("other.example.kz", &["192.0.2.50"]);
-    assert_eq!(mail_from_code(&gw), 250);
+    assert_eq!(relay_code(&gw), 250);
 
     // The rules of `domain add` hold: no overlap, no wide range unasked.
     let err = cli_fails(
@@ -142,7 +154,7 @@ fn update_keeps_history_notifies_old_and_new_contacts_and_change_requests_apply(
     );
     assert!(out["notice"]["queued"].is_string(), "{out:#}");
     // The old server no longer relays for the domain: no outage in between.
-    assert_eq!(mail_from_code(&gw), 550);
+    assert_eq!(relay_code(&gw), 550);
     let text = notice_text(&gw, out["notice"]["queued"].as_str().unwrap());
     assert!(text.contains("registered data changed"), "{text}");
     assert!(text.contains("before: 127.0.0.1/32"), "{text}");
@@ -211,12 +223,12 @@ fn update_keeps_history_notifies_old_and_new_contacts_and_change_requests_apply(
     );
     let list = gw.cli_ok(&["domain", "change-request", "list", "--status", "pending"]);
     assert!(list.contains(AGENCY) && list.contains("pending"), "{list}");
-    assert_eq!(mail_from_code(&gw), 550, "nothing applied before approval");
+    assert_eq!(relay_code(&gw), 550, "nothing applied before approval");
     let id = cr["id"].as_u64().unwrap().to_string();
     let ok = json(&gw.cli_ok(&["--json", "domain", "change-request", "approve", &id]));
     assert_eq!(ok["change_request"]["status"], "approved", "{ok:#}");
     assert_eq!(ok["version"], 2);
-    assert_eq!(mail_from_code(&gw), 250);
+    assert_eq!(relay_code(&gw), 250);
     let h = json(&gw.cli_ok(&["--json", "domain", "history", AGENCY]));
     assert_eq!(
         h["versions"][1]["change_request"].as_u64(),
@@ -254,4 +266,144 @@ fn update_keeps_history_notifies_old_and_new_contacts_and_change_requests_apply(
     assert_eq!(r["status"], "rejected");
     let show = json(&gw.cli_ok(&["--json", "domain", "show", AGENCY]));
     assert_ne!(show["owner"], "Ministry of Y");
+}
+
+/// The operator's local date (the default `[registration] utc_offset`, +05:00).
+fn local_today() -> chrono::NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::hours(5)).date_naive()
+}
+
+fn show(gw: &Gateway) -> Value {
+    json(&gw.cli_ok(&["--json", "domain", "show", AGENCY]))
+}
+
+/// The texts of the gateway's own queued messages (notices), in queue order.
+fn notice_texts(gw: &Gateway) -> Vec<String> {
+    queued(gw)
+        .iter()
+        .filter(|e| e["direction"] == "local")
+        .map(|e| notice_text(gw, e["id"].as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn disconnection_on_an_agreed_date_is_reminded_cancellable_and_applied() {
+    let gw = gateway_with_agency("[governor]\nhousekeeping_interval = \"200ms\"\n");
+    let today = local_today();
+    let yesterday = today.pred_opt().unwrap().to_string();
+    let err = cli_fails(
+        &gw,
+        ADMIN_TOKEN,
+        &[
+            "domain",
+            "disconnect",
+            AGENCY,
+            "--on",
+            &yesterday,
+            "--reason",
+            "merged",
+        ],
+    );
+    assert!(err.contains("is in the past"), "{err}");
+    // One working day ahead: the 1-day reminder is due at once.
+    let next = ugem::calendar::Calendar::kazakhstan()
+        .add_working_days(today, 1)
+        .to_string();
+    let out = json(&gw.cli_ok(&[
+        "--json",
+        "domain",
+        "disconnect",
+        AGENCY,
+        "--on",
+        &next,
+        "--reason",
+        "agency merged, letter 9",
+    ]));
+    assert_eq!(out["status"], "connected");
+    assert_eq!(out["disconnect_on"]["on"], next.as_str());
+    assert!(out["notice"]["queued"].is_string(), "{out:#}");
+    let list = gw.cli_ok(&["domain", "list"]);
+    assert!(
+        list.contains("DISCONNECT ON") && list.contains(&next),
+        "{list}"
+    );
+    assert!(
+        wait_for(10, || show(&gw)["disconnect_on"]["reminded"]
+            == serde_json::json!([1])),
+        "{:#}",
+        show(&gw)
+    );
+    let texts = notice_texts(&gw);
+    assert!(
+        texts.iter().any(|t| t.contains(&format!(
+            "will be disconnected from the mail gateway on {next}"
+        )) && !t.contains("Reminder")),
+        "{texts:?}"
+    );
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.contains("Reminder") && t.contains("in 1 working day(s)"))
+            .count(),
+        1,
+        "{texts:?}"
+    );
+    // Reminded once, not at every tick; mail still flows until the date.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        notice_texts(&gw)
+            .iter()
+            .filter(|t| t.contains("Reminder"))
+            .count(),
+        1
+    );
+    assert_eq!(relay_code(&gw), 250);
+
+    // Cancelled: nothing happens on the date; the contacts are told.
+    let out = json(&gw.cli_ok(&["--json", "domain", "disconnect", AGENCY, "--cancel"]));
+    assert!(out["disconnect_on"].is_null(), "{out:#}");
+    assert!(
+        notice_texts(&gw)
+            .iter()
+            .any(|t| t.contains("has been cancelled"))
+    );
+    let err = cli_fails(
+        &gw,
+        ADMIN_TOKEN,
+        &["domain", "disconnect", AGENCY, "--cancel"],
+    );
+    assert!(err.contains("scheduled disconnection"), "{err}");
+
+    // Agreed for today: the housekeeping tick applies it, through the same
+    // disconnection as the immediate form (refused, notice).
+    let today = today.to_string();
+    gw.cli_ok(&[
+        "domain",
+        "disconnect",
+        AGENCY,
+        "--on",
+        &today,
+        "--reason",
+        "agreed today",
+    ]);
+    assert!(
+        wait_for(10, || show(&gw)["status"] == "disconnected"),
+        "{:#}",
+        show(&gw)
+    );
+    let s = show(&gw);
+    assert!(s["disconnect_on"].is_null(), "{s:#}");
+    assert_eq!(
+        s["status_reason"],
+        format!("disconnection agreed for {today}: agreed today").as_str()
+    );
+    assert_eq!(relay_code(&gw), 550);
+    assert!(wait_for(5, || notice_texts(&gw).iter().any(
+        |t| t.contains("has been disconnected from the mail gateway")
+    )));
+    let a = audit(&gw);
+    assert!(a.iter().any(|r| r["action"] == "domain.disconnect"
+        && r["target"] == format!("{AGENCY}: cancel the scheduled disconnection").as_str()));
+    assert!(a.iter().any(|r| r["action"] == "domain.disconnect"
+        && r["target"] == format!("{AGENCY}: on {today}: agreed today").as_str()));
 }

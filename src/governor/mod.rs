@@ -20,6 +20,7 @@ pub mod checks;
 pub mod classify;
 pub mod clock;
 pub mod detector;
+pub mod disconnection;
 pub mod effects;
 pub mod ladder;
 pub mod limits;

@@ -10,6 +10,7 @@ pub use crate::calendar;
 pub mod changes;
 pub mod checks;
 mod contact;
+pub mod schedule;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
