@@ -126,6 +126,24 @@ pub enum DomainCmd {
         /// The domain.
         domain: String,
     },
+    /// Addresses that were refused sending as the domain (not its servers).
+    Unregistered {
+        /// The domain.
+        domain: String,
+    },
+    /// Let one unregistered address relay as the domain until a date (never automatic).
+    AllowServer {
+        /// The domain.
+        domain: String,
+        /// The address.
+        ip: String,
+        /// The last local date it may relay, YYYY-MM-DD.
+        #[arg(long, value_parser = lifecycle::parse_until)]
+        until: chrono::NaiveDate,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
     /// Agencies' requests to change their data, decided in 5 working days.
     ChangeRequest {
         /// What to do.
@@ -830,6 +848,13 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
         DomainCmd::Update(a) => lifecycle::update(c, a)?,
         DomainCmd::History { domain } => lifecycle::history(c, &domain)?,
         DomainCmd::ChangeRequest { cmd } => lifecycle::change_request(c, cmd)?,
+        DomainCmd::Unregistered { domain } => lifecycle::unregistered(c, &domain)?,
+        DomainCmd::AllowServer {
+            domain,
+            ip,
+            until,
+            reason,
+        } => lifecycle::allow_server(c, &domain, &ip, until, &reason)?,
         DomainCmd::Disconnect {
             domain,
             reason,

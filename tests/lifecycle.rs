@@ -407,3 +407,137 @@ fn disconnection_on_an_agreed_date_is_reminded_cancellable_and_applied() {
     assert!(a.iter().any(|r| r["action"] == "domain.disconnect"
         && r["target"] == format!("{AGENCY}: on {today}: agreed today").as_str()));
 }
+
+fn unregistered(gw: &Gateway) -> Value {
+    json(&gw.cli_ok(&["--json", "domain", "unregistered", AGENCY]))
+}
+
+#[test]
+fn unregistered_servers_are_recorded_notified_once_and_allowed_only_by_staff() {
+    let gw = Gateway::start("[governor]\nhousekeeping_interval = \"200ms\"\n");
+    gw.register(AGENCY, &["192.0.2.10"]);
+    // 127.0.0.1 is no server of the domain: refused each time, and trying
+    // again never lets it in.
+    for _ in 0..3 {
+        assert_eq!(relay_code(&gw), 550);
+    }
+    assert!(
+        wait_for(10, || unregistered(&gw)["unregistered"][0]["count"] == 3),
+        "{:#}",
+        unregistered(&gw)
+    );
+    let u = unregistered(&gw);
+    let seen = &u["unregistered"][0];
+    assert_eq!(seen["address"], "127.0.0.1");
+    assert!(
+        seen["sample"]
+            .as_str()
+            .unwrap()
+            .contains("MAIL FROM:<clerk@agency.example.kz>: 550 5.7.1 sender domain agency.example.kz is registered, but not for client 127.0.0.1"),
+        "{u:#}"
+    );
+    assert!(seen["first_seen"].as_str() <= seen["last_seen"].as_str());
+    let table = gw.cli_ok(&["domain", "unregistered", AGENCY]);
+    assert!(
+        table.contains("127.0.0.1") && table.contains("ADDRESS"),
+        "{table}"
+    );
+    // The refused sessions carry the claimed domain in the connection log.
+    let c = json(&gw.cli_ok(&["--json", "connections", "--domain", AGENCY]));
+    assert!(c.as_array().unwrap().len() >= 3, "{c:#}");
+    assert!(
+        c[0]["refusals"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("not for client")
+    );
+
+    // The contacts are told once per address, however often it tries.
+    assert_eq!(relay_code(&gw), 550);
+    assert!(wait_for(
+        10,
+        || unregistered(&gw)["unregistered"][0]["count"] == 4
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let texts: Vec<String> = notice_texts(&gw)
+        .into_iter()
+        .filter(|t| t.contains("mail refused from unregistered servers"))
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("127.0.0.1 (first seen"), "{}", texts[0]);
+    assert!(texts[0].contains("registered servers of agency.example.kz are: 192.0.2.10/32"));
+    assert_eq!(notices_to(&gw, "it@contact.example.kz"), 1);
+
+    // Staff may let it relay until a date: audited; a viewer may not.
+    let tomorrow = (local_today() + chrono::Days::new(1)).to_string();
+    let yesterday = local_today().pred_opt().unwrap().to_string();
+    let err = cli_fails(
+        &gw,
+        VIEWER_TOKEN,
+        &[
+            "domain",
+            "allow-server",
+            AGENCY,
+            "127.0.0.1",
+            "--until",
+            &tomorrow,
+            "--reason",
+            "r",
+        ],
+    );
+    assert!(err.contains("this needs admin"), "{err}");
+    let err = cli_fails(
+        &gw,
+        ADMIN_TOKEN,
+        &[
+            "domain",
+            "allow-server",
+            AGENCY,
+            "127.0.0.1",
+            "--until",
+            &yesterday,
+            "--reason",
+            "r",
+        ],
+    );
+    assert!(err.contains("has passed"), "{err}");
+    assert_eq!(relay_code(&gw), 550);
+    gw.cli_ok(&[
+        "domain",
+        "allow-server",
+        AGENCY,
+        "127.0.0.1",
+        "--until",
+        &tomorrow,
+        "--reason",
+        "server moving, change request 3",
+    ]);
+    assert_eq!(relay_code(&gw), 250);
+    let u = unregistered(&gw);
+    assert_eq!(u["allowed_servers"][0]["address"], "127.0.0.1", "{u:#}");
+    assert_eq!(u["allowed_servers"][0]["by"], "root");
+    let a = audit(&gw);
+    assert!(a.iter().any(|r| {
+        r["action"] == "domain.allow_server"
+            && r["outcome"] == "ok"
+            && r["target"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("127.0.0.1 until {tomorrow}"))
+    }));
+}
+
+/// How many of the gateway's own queued messages go to `address`.
+fn notices_to(gw: &Gateway, address: &str) -> usize {
+    queued(gw)
+        .iter()
+        .filter(|e| e["direction"] == "local")
+        .filter(|e| {
+            e["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["address"] == address)
+        })
+        .count()
+}

@@ -18,6 +18,7 @@ mod applications;
 mod changes;
 mod mailbox;
 mod queue_tools;
+mod servers;
 use crate::config::Role;
 use crate::domain::Domain;
 use crate::model::connections::ConnectionFilter;
@@ -244,6 +245,18 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     route(
         "GET",
+        "/api/v1/domains/{name}/unregistered",
+        VIEWER,
+        "domain.unregistered",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/allow-server",
+        ADMIN,
+        "domain.allow_server",
+    ),
+    route(
+        "GET",
         "/api/v1/change-requests",
         VIEWER,
         "change_request.list",
@@ -333,6 +346,8 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "application.withdraw" => on(m, applications::withdraw),
         "domain.update" => on(m, changes::update),
         "domain.history" => on(m, changes::history),
+        "domain.unregistered" => on(m, servers::list),
+        "domain.allow_server" => on(m, servers::allow),
         "change_request.list" => on(m, changes::list),
         "change_request.submit" => on(m, changes::submit),
         "change_request.show" => on(m, changes::show),

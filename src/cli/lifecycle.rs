@@ -215,3 +215,51 @@ pub(super) fn change_request(c: &AdminClient, cmd: ChangeRequestCmd) -> Result<O
         }
     })
 }
+
+/// `ugem domain unregistered`: addresses seen sending as the domain.
+pub(super) fn unregistered(c: &AdminClient, domain: &str) -> Result<Output, CliError> {
+    const COLUMNS: &[(&str, &str)] = &[
+        ("ADDRESS", "/address"),
+        ("FIRST SEEN", "/first_seen"),
+        ("LAST SEEN", "/last_seen"),
+        ("COUNT", "/count"),
+        ("ALLOWED UNTIL", "/allowed_until"),
+        ("SAMPLE", "/sample"),
+    ];
+    let v = c.get(&format!("/api/v1/domains/{}/unregistered", segment(domain)))?;
+    let allowed = v["allowed_servers"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<Value> = v["unregistered"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut r| {
+            r["allowed_until"] = allowed
+                .iter()
+                .find(|a| a["address"] == r["address"])
+                .map(|a| a["until"].clone())
+                .unwrap_or(Value::Null);
+            r
+        })
+        .collect();
+    Ok(Output::History(v, Value::Array(rows), COLUMNS))
+}
+
+/// `ugem domain allow-server`.
+pub(super) fn allow_server(
+    c: &AdminClient,
+    domain: &str,
+    address: &str,
+    until: NaiveDate,
+    reason: &str,
+) -> Result<Output, CliError> {
+    Ok(Output::Record(c.post(
+        &format!("/api/v1/domains/{}/allow-server", segment(domain)),
+        &json!({ "address": address, "until": until, "reason": reason }),
+    )?))
+}
+
+/// The `--until` date of `allow-server`.
+pub(super) fn parse_until(s: &str) -> Result<NaiveDate, String> {
+    parse_date(s)
+}

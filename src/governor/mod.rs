@@ -32,6 +32,7 @@ pub mod scopes;
 pub mod settings;
 pub mod state;
 pub mod suspension;
+pub mod unregistered;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -37,6 +37,7 @@ impl Governor {
         self.limits.retain_recent();
         self.lift_expired().await;
         self.scheduled_disconnections().await;
+        self.flush_unregistered().await;
         self.evict(now);
         self.save(false).await;
         let before = now.saturating_sub(3 * 24 * 3600 * 1000);

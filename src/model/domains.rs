@@ -85,6 +85,9 @@ pub struct DomainRecord {
     /// A disconnection agreed for a later date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disconnect_on: Option<ScheduledDisconnection>,
+    /// Addresses staff let relay as the domain for a while (not servers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_servers: Vec<super::sightings::ServerAllowance>,
 }
 
 /// A disconnection scheduled for an agreed date (local, per
@@ -239,6 +242,7 @@ mod tests {
             senders: Default::default(),
             category: None,
             disconnect_on: None,
+            allowed_servers: Vec::new(),
         };
         assert_eq!(rec.inbound_route().unwrap().to_string(), "192.0.2.10:25");
     }

@@ -7,5 +7,6 @@ pub mod audit;
 pub mod changes;
 pub mod connections;
 pub mod domains;
+pub mod sightings;
 pub mod suspensions;
 pub mod webhooks;

@@ -131,3 +131,46 @@ pub fn disconnection_cancelled(cfg: &Config, domain: &DomainRecord, on: NaiveDat
         body,
     }
 }
+
+/// To the contacts: addresses not registered for the domain tried to send
+/// as it and were refused.
+pub fn unregistered_servers(
+    cfg: &Config,
+    domain: &DomainRecord,
+    seen: &[crate::model::sightings::UnregisteredServer],
+) -> Text {
+    let name = display_domain(&domain.name);
+    let lines: Vec<String> = seen
+        .iter()
+        .map(|s| {
+            format!(
+                "  {} (first seen {}, {} refusal(s); e.g. {})",
+                s.address,
+                s.first_seen
+                    .with_timezone(&cfg.registration.utc_offset.0)
+                    .format("%Y-%m-%d %H:%M %:z"),
+                s.count,
+                s.sample
+            )
+        })
+        .collect();
+    let servers: Vec<String> = domain.servers.iter().map(|n| n.to_string()).collect();
+    let body = format!(
+        "The mail gateway refused mail sent as {name} from addresses that are not registered \
+         mail servers of the domain:\n{lines}\n\n\
+         The registered servers of {name} are: {servers}.\n\n\
+         If one of these addresses is a mail server of yours (a new or moved server), apply \
+         to change the domain's registered data (a change request with the new server \
+         list); until then its mail is refused. If none of them is yours, someone is trying \
+         to send mail in your name: no action is needed at the gateway, which keeps \
+         refusing them, but check your domain's SPF and DMARC records.\n\
+         You are told once per address.\n{footer}",
+        lines = lines.join("\n"),
+        servers = servers.join(", "),
+        footer = footer(cfg),
+    );
+    Text {
+        subject: format!("{name}: mail refused from unregistered servers"),
+        body,
+    }
+}

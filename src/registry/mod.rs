@@ -11,6 +11,7 @@ pub mod changes;
 pub mod checks;
 mod contact;
 pub mod schedule;
+pub mod sightings;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -121,6 +122,8 @@ pub struct Registry {
     /// Serializes this node's changes, so that its snapshots are published
     /// in order (other nodes' writes are caught by the store's conditions).
     change: tokio::sync::Mutex<()>,
+    /// Unregistered servers noted by the SMTP path, not yet written.
+    sightings: sightings::SightingBuffer,
 }
 
 impl std::fmt::Debug for Registry {
@@ -149,6 +152,7 @@ impl Registry {
             store,
             snap: RwLock::new(Arc::new(Snapshot::default())),
             change: tokio::sync::Mutex::new(()),
+            sightings: Default::default(),
         };
         r.reload().await?;
         Ok(r)
@@ -284,6 +288,7 @@ impl Registry {
             senders: Default::default(),
             category,
             disconnect_on: None,
+            allowed_servers: Vec::new(),
         };
         let w = DomainWrite {
             record: rec,
@@ -347,6 +352,7 @@ impl Registry {
                     senders: cur.senders.clone(),
                     category: category.or(cur.category),
                     disconnect_on: None,
+                    allowed_servers: Vec::new(),
                 })
             })
             .await?;

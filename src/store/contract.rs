@@ -17,6 +17,7 @@ use crate::model::applications::{ApplicantCategory, ApplicationRecord, Applicati
 use crate::model::audit::{AuditRecord, DENIED, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainChange, DomainVersion};
 use crate::model::domains::{Contact, DomainRecord, DomainStatus};
+use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 
 /// One check of the contract, on an empty store.
@@ -57,6 +58,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("change_requests_ids_and_decisions", |s| {
         Box::pin(change_requests_ids_and_decisions(s))
     }),
+    ("unregistered_servers_merge_and_new_once", |s| {
+        Box::pin(unregistered_servers_merge_and_new_once(s))
+    }),
 ];
 
 /// A connected domain record, as registration makes it.
@@ -83,6 +87,7 @@ pub fn domain(name: &str) -> DomainRecord {
         senders: Default::default(),
         category: None,
         disconnect_on: None,
+        allowed_servers: Vec::new(),
     }
 }
 
@@ -723,4 +728,72 @@ pub async fn change_requests_ids_and_decisions(s: &dyn RegistryStore) {
         &s.update_change_request(&missing, ChangeStatus::Pending)
             .await
     ));
+}
+
+/// A sighting of `address` sending as `domain`, `count` times at `at`.
+pub fn sighting(domain: &str, address: &str, count: u64, at: DateTime<Utc>) -> UnregisteredServer {
+    UnregisteredServer {
+        domain: d(domain),
+        address: address.parse().expect("an address"),
+        first_seen: at,
+        last_seen: at,
+        count,
+        sample: format!("MAIL FROM:<clerk@{domain}> at {at}"),
+    }
+}
+
+/// Sightings merge (counts add up, first and last seen widen, the latest
+/// sample stays); an address is new once, also when two batches race.
+pub async fn unregistered_servers_merge_and_new_once(s: &dyn RegistryStore) {
+    let t0 = Utc::now();
+    let t1 = t0 + Duration::seconds(10);
+    let first = vec![
+        sighting("agency.example.kz", "198.51.100.7", 2, t0),
+        sighting("agency.example.kz", "2001:db8::7", 1, t0),
+        sighting("other.example.kz", "198.51.100.7", 1, t0),
+    ];
+    assert_eq!(s.record_unregistered(&first).await.unwrap().len(), 3);
+    let later = vec![sighting("agency.example.kz", "198.51.100.7", 3, t1)];
+    assert_eq!(s.record_unregistered(&later).await.unwrap(), vec![]);
+    let seen = s.list_unregistered(&d("agency.example.kz")).await.unwrap();
+    assert_eq!(seen.len(), 2);
+    let v4 = seen
+        .iter()
+        .find(|x| x.address.to_string() == "198.51.100.7")
+        .unwrap();
+    assert_eq!(v4.count, 5);
+    assert_eq!((v4.first_seen, v4.last_seen), (t0, t1));
+    assert_eq!(v4.sample, later[0].sample);
+    // An older batch arriving late widens first_seen, keeps the newer sample.
+    let early = vec![sighting(
+        "agency.example.kz",
+        "198.51.100.7",
+        1,
+        t0 - Duration::seconds(5),
+    )];
+    s.record_unregistered(&early).await.unwrap();
+    let v4 = s.list_unregistered(&d("agency.example.kz")).await.unwrap()[0].clone();
+    assert_eq!(v4.first_seen, t0 - Duration::seconds(5));
+    assert_eq!(v4.last_seen, t1);
+    assert_eq!(v4.count, 6);
+    assert_eq!(
+        s.list_unregistered(&d("other.example.kz"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.list_unregistered(&d("none.example.kz")).await.unwrap(),
+        vec![]
+    );
+    // Two batches with the same new address at once: it is new for one only.
+    let a = vec![sighting("race.example.kz", "203.0.113.9", 1, t0)];
+    let b = a.clone();
+    let (ra, rb) = tokio::join!(s.record_unregistered(&a), s.record_unregistered(&b));
+    assert_eq!(ra.unwrap().len() + rb.unwrap().len(), 1);
+    assert_eq!(
+        s.list_unregistered(&d("race.example.kz")).await.unwrap()[0].count,
+        2
+    );
 }

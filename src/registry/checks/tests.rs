@@ -111,6 +111,7 @@ fn registered(
         senders: Default::default(),
         category: None,
         disconnect_on: None,
+        allowed_servers: Vec::new(),
     })
 }
 

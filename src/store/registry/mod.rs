@@ -21,6 +21,7 @@ use crate::model::applications::{ApplicationRecord, ApplicationStatus};
 use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
+use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 
 /// What a conditional domain write expects to find in the store.
@@ -174,4 +175,18 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
 
     /// Every change request, oldest first.
     async fn list_change_requests(&self) -> Result<Vec<ChangeRequest>, StoreError>;
+
+    /// Merges a batch of unregistered-server sightings (counts added, first
+    /// and last seen widened, the latest sample kept) in one step; returns
+    /// the ones seen for the first time (for one caller only, on any node).
+    async fn record_unregistered(
+        &self,
+        batch: &[UnregisteredServer],
+    ) -> Result<Vec<UnregisteredServer>, StoreError>;
+
+    /// Every unregistered address seen sending as `domain`, by address.
+    async fn list_unregistered(
+        &self,
+        domain: &Domain,
+    ) -> Result<Vec<UnregisteredServer>, StoreError>;
 }

@@ -8,6 +8,7 @@ pub(crate) mod audit;
 pub(crate) mod changes;
 pub(crate) mod domains;
 pub(crate) mod notices;
+pub(crate) mod sightings;
 pub(crate) mod suspensions;
 
 use chrono::{DateTime, Utc};
@@ -18,6 +19,7 @@ use crate::model::applications::{ApplicationRecord, ApplicationStatus};
 use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
+use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 use crate::store::StoreError;
 use crate::store::db::Db;
@@ -200,6 +202,25 @@ impl RegistryStore for RedbRegistry {
 
     async fn list_change_requests(&self) -> Result<Vec<ChangeRequest>, StoreError> {
         self.blocking(changes::list).await
+    }
+
+    async fn record_unregistered(
+        &self,
+        batch: &[UnregisteredServer],
+    ) -> Result<Vec<UnregisteredServer>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = batch.to_vec();
+        self.blocking(move |db| sightings::record(db, &batch)).await
+    }
+
+    async fn list_unregistered(
+        &self,
+        domain: &Domain,
+    ) -> Result<Vec<UnregisteredServer>, StoreError> {
+        let domain = domain.clone();
+        self.blocking(move |db| sightings::list(db, &domain)).await
     }
 }
 
