@@ -37,6 +37,9 @@ pub enum Verb {
     /// Sender suspensions.
     #[command(subcommand)]
     Sender(SenderCmd),
+    /// Suspension of one server address (hosting several agencies' domains).
+    #[command(subcommand)]
+    Server(ServerCmd),
     /// Suspensions of domains and senders.
     #[command(subcommand)]
     Suspension(SuspensionCmd),
@@ -228,6 +231,33 @@ pub struct DomainAdd {
     /// widest_server_range_v4`/`_v6` (/24 and /48 by default).
     #[arg(long)]
     pub allow_wide_range: bool,
+}
+
+/// `ugem server ...`
+#[derive(Subcommand, Debug)]
+pub enum ServerCmd {
+    /// Suspend a server address: 451 for its mail, whichever domain; its queued mail held.
+    Suspend {
+        /// The server's IP address.
+        ip: String,
+        /// Why (sent to the contacts of every domain registered with it).
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a server address's suspension; its held mail is released.
+    Restore {
+        /// The server's IP address.
+        ip: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Server suspensions (active, or all with --history).
+    List {
+        /// Ended ones too.
+        #[arg(long)]
+        history: bool,
+    },
 }
 
 /// `ugem sender ...`
@@ -557,6 +587,26 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             &format!("/api/v1/senders/{}/restore", segment(&address)),
             &json!({ "reason": reason, "held_mail": if delete_held { "delete" } else { "release" } }),
         )?),
+        Verb::Server(ServerCmd::Suspend { ip, reason }) => Output::Record(c.post(
+            &format!("/api/v1/servers/{}/suspend", segment(&ip)),
+            &json!({ "reason": reason }),
+        )?),
+        Verb::Server(ServerCmd::Restore { ip, reason }) => Output::Record(c.post(
+            &format!("/api/v1/servers/{}/restore", segment(&ip)),
+            &json!({ "reason": reason }),
+        )?),
+        Verb::Server(ServerCmd::List { history }) => Output::Table(
+            c.get(&format!("/api/v1/servers/suspensions?history={history}"))?,
+            &[
+                ("ID", "/id"),
+                ("SERVER", "/address"),
+                ("DOMAINS", "/domains"),
+                ("ACTOR", "/actor"),
+                ("SINCE", "/started_at"),
+                ("RESTORED", "/restored/at"),
+                ("REASON", "/reason"),
+            ],
+        ),
         Verb::Suspension(SuspensionCmd::List { history }) => Output::Table(
             c.get(&format!("/api/v1/suspensions?history={history}"))?,
             &[

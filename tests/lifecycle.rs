@@ -541,3 +541,106 @@ fn notices_to(gw: &Gateway, address: &str) -> usize {
         })
         .count()
 }
+
+#[test]
+fn a_suspended_server_is_refused_for_every_domain_it_hosts_and_restored() {
+    let gw = Gateway::start("");
+    gw.register_shared(AGENCY);
+    gw.register_shared("second.example.kz");
+    gw.register("third.example.kz", &["192.0.2.77"]);
+    let mut s = Smtp::greeted(gw.smtp);
+    s.expect("EHLO agency.example.kz", 250);
+    let r = s.send_mail(
+        "clerk@agency.example.kz",
+        &["citizen@example.org"],
+        "From: clerk@agency.example.kz\r\nTo: citizen@example.org\r\nSubject: t\r\n\r\nHi.\r\n",
+    );
+    assert_eq!(r.code, 250, "{}", r.text());
+    let _ = s.cmd("QUIT");
+
+    let err = cli_fails(
+        &gw,
+        OPERATOR_TOKEN,
+        &["server", "suspend", "192.0.2.99", "--reason", "x"],
+    );
+    assert!(err.contains("a domain with server 192.0.2.99"), "{err}");
+    let out = json(
+        &String::from_utf8(
+            gw.cli(
+                OPERATOR_TOKEN,
+                &[
+                    "--json",
+                    "server",
+                    "suspend",
+                    "127.0.0.1",
+                    "--reason",
+                    "compromised, ticket 5",
+                ],
+            )
+            .stdout,
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        out["suspension"]["domains"],
+        serde_json::json!([AGENCY, "second.example.kz"]),
+        "{out:#}"
+    );
+    assert_eq!(out["messages"], 1, "{out:#}");
+    assert_eq!(out["notices"].as_array().unwrap().len(), 2);
+    // 451 whichever domain it sends as; its queued mail is held.
+    assert_eq!(relay_code(&gw), 451);
+    let held = queued(&gw)
+        .into_iter()
+        .filter(|e| e["direction"] == "outbound" && e["held"].is_string())
+        .count();
+    assert_eq!(held, 1);
+    let texts: Vec<String> = notice_texts(&gw)
+        .into_iter()
+        .filter(|t| t.contains("mail server 127.0.0.1 suspended"))
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("also sends for: second.example.kz"))
+    );
+    let err = cli_fails(
+        &gw,
+        OPERATOR_TOKEN,
+        &["server", "suspend", "127.0.0.1", "--reason", "x"],
+    );
+    assert!(err.contains("already suspended"), "{err}");
+    let list = gw.cli_ok(&["server", "list"]);
+    assert!(
+        list.contains("127.0.0.1") && list.contains("compromised"),
+        "{list}"
+    );
+
+    let out = json(&gw.cli_ok(&[
+        "--json",
+        "server",
+        "restore",
+        "127.0.0.1",
+        "--reason",
+        "rebuilt",
+    ]));
+    assert_eq!(out["messages"], 1, "{out:#}");
+    assert_eq!(out["suspension"]["restored"]["by"], "root");
+    assert_eq!(relay_code(&gw), 250);
+    assert!(queued(&gw).iter().all(|e| e["held"].is_null()));
+    assert!(gw.cli_ok(&["server", "list"]).contains("(none)"));
+    assert!(
+        gw.cli_ok(&["server", "list", "--history"])
+            .contains("127.0.0.1")
+    );
+    let a = audit(&gw);
+    for action in ["server.suspend", "server.restore"] {
+        assert!(
+            a.iter().any(|r| r["action"] == action
+                && r["outcome"] == "ok"
+                && r["target"] == "127.0.0.1"),
+            "{action}"
+        );
+    }
+}

@@ -18,6 +18,7 @@ mod applications;
 mod changes;
 mod mailbox;
 mod queue_tools;
+mod server_suspensions;
 mod servers;
 use crate::config::Role;
 use crate::domain::Domain;
@@ -244,6 +245,24 @@ pub const ROUTES: &[RouteSpec] = &[
         "domain.history",
     ),
     route(
+        "POST",
+        "/api/v1/servers/{ip}/suspend",
+        OPERATOR,
+        "server.suspend",
+    ),
+    route(
+        "POST",
+        "/api/v1/servers/{ip}/restore",
+        OPERATOR,
+        "server.restore",
+    ),
+    route(
+        "GET",
+        "/api/v1/servers/suspensions",
+        VIEWER,
+        "server.suspension.list",
+    ),
+    route(
         "GET",
         "/api/v1/domains/{name}/unregistered",
         VIEWER,
@@ -346,6 +365,9 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "application.withdraw" => on(m, applications::withdraw),
         "domain.update" => on(m, changes::update),
         "domain.history" => on(m, changes::history),
+        "server.suspend" => on(m, server_suspensions::suspend),
+        "server.restore" => on(m, server_suspensions::restore),
+        "server.suspension.list" => on(m, server_suspensions::list),
         "domain.unregistered" => on(m, servers::list),
         "domain.allow_server" => on(m, servers::allow),
         "change_request.list" => on(m, changes::list),

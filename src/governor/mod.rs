@@ -29,6 +29,7 @@ pub mod novelty;
 pub mod outcomes;
 pub mod replay;
 pub mod scopes;
+pub mod servers;
 pub mod settings;
 pub mod state;
 pub mod suspension;

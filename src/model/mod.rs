@@ -7,6 +7,7 @@ pub mod audit;
 pub mod changes;
 pub mod connections;
 pub mod domains;
+pub mod servers;
 pub mod sightings;
 pub mod suspensions;
 pub mod webhooks;

@@ -174,3 +174,72 @@ pub fn unregistered_servers(
         body,
     }
 }
+
+/// To a hosted domain's contacts: its server address is suspended.
+pub fn server_suspended(
+    cfg: &Config,
+    domain: &DomainRecord,
+    s: &crate::model::servers::ServerSuspension,
+    held: usize,
+) -> Text {
+    let name = display_domain(&domain.name);
+    let others: Vec<String> = s
+        .domains
+        .iter()
+        .filter(|d| **d != domain.name)
+        .map(|d| d.to_string())
+        .collect();
+    let body = format!(
+        "The mail server {ip}, registered for {name}, has been suspended at the mail gateway \
+         since {since}.\n\nReason:\n{reason}\n\n\
+         The gateway answers mail from this server with a temporary failure (451), whichever \
+         domain it sends as, so your server keeps the mail and retries. {held} message(s) \
+         from it already queued are held, not sent, until the suspension ends.{shared}\n\
+         Mail from your other registered servers is not affected.\n{footer}",
+        ip = s.address,
+        since = s
+            .started_at
+            .with_timezone(&cfg.registration.utc_offset.0)
+            .format("%Y-%m-%d %H:%M %:z"),
+        reason = s.reason,
+        shared = if others.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\nThe server also sends for: {}; their contacts are told as well.",
+                others.join(", ")
+            )
+        },
+        footer = footer(cfg),
+    );
+    Text {
+        subject: format!(
+            "{name}: mail server {} suspended at the mail gateway",
+            s.address
+        ),
+        body,
+    }
+}
+
+/// To a hosted domain's contacts: the server's suspension ended.
+pub fn server_restored(
+    cfg: &Config,
+    domain: &DomainRecord,
+    s: &crate::model::servers::ServerSuspension,
+    released: usize,
+) -> Text {
+    let name = display_domain(&domain.name);
+    let body = format!(
+        "The suspension of the mail server {ip} (registered for {name}) at the mail gateway \
+         has ended. Its mail is accepted again; {released} held message(s) are on their way.\n{footer}",
+        ip = s.address,
+        footer = footer(cfg),
+    );
+    Text {
+        subject: format!(
+            "{name}: mail server {} restored at the mail gateway",
+            s.address
+        ),
+        body,
+    }
+}

@@ -144,6 +144,19 @@ pub fn mail_verdict(
             canonical_ip(client)
         )));
     }
+    if let Some(s) = snap.server_suspension(&canonical_ip(client)) {
+        return MailVerdict::Refuse(Reply::new(
+            451,
+            "4.7.1",
+            format!(
+                "server {} suspended since {} ({}); contact {}",
+                s.address,
+                s.started_at.format("%Y-%m-%d %H:%M UTC"),
+                s.reason,
+                postmaster
+            ),
+        ));
+    }
     if let Some(s) = snap.suspension(&Scope::Domain(domain.clone())) {
         return MailVerdict::Refuse(suspended_reply(s, postmaster));
     }

@@ -11,6 +11,7 @@ pub mod changes;
 pub mod checks;
 mod contact;
 pub mod schedule;
+pub mod servers;
 pub mod sightings;
 
 use std::collections::HashMap;
@@ -86,6 +87,8 @@ pub struct NewDomain {
 pub struct Snapshot {
     domains: HashMap<Domain, Arc<DomainRecord>>,
     suspensions: HashMap<Scope, Arc<SuspensionRecord>>,
+    /// Active suspensions of server addresses.
+    servers: HashMap<std::net::IpAddr, Arc<crate::model::servers::ServerSuspension>>,
 }
 
 impl Snapshot {
@@ -97,6 +100,14 @@ impl Snapshot {
     /// The active suspension of a scope.
     pub fn suspension(&self, scope: &Scope) -> Option<&Arc<SuspensionRecord>> {
         self.suspensions.get(scope)
+    }
+
+    /// The active suspension of a server address.
+    pub fn server_suspension(
+        &self,
+        ip: &std::net::IpAddr,
+    ) -> Option<&Arc<crate::model::servers::ServerSuspension>> {
+        self.servers.get(ip)
     }
 
     /// Every active suspension.
@@ -175,9 +186,18 @@ impl Registry {
             .filter(|s| s.is_active())
             .map(|s| (s.scope.clone(), Arc::new(s)))
             .collect();
+        let servers = self
+            .store
+            .list_server_suspensions()
+            .await?
+            .into_iter()
+            .filter(|s| s.is_active())
+            .map(|s| (s.address, Arc::new(s)))
+            .collect();
         *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Snapshot {
             domains,
             suspensions,
+            servers,
         });
         Ok(())
     }

@@ -17,6 +17,7 @@ use crate::model::applications::{ApplicantCategory, ApplicationRecord, Applicati
 use crate::model::audit::{AuditRecord, DENIED, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainChange, DomainVersion};
 use crate::model::domains::{Contact, DomainRecord, DomainStatus};
+use crate::model::servers::ServerSuspension;
 use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 
@@ -60,6 +61,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     }),
     ("unregistered_servers_merge_and_new_once", |s| {
         Box::pin(unregistered_servers_merge_and_new_once(s))
+    }),
+    ("server_suspensions_one_active_per_address", |s| {
+        Box::pin(server_suspensions_one_active_per_address(s))
     }),
 ];
 
@@ -796,4 +800,59 @@ pub async fn unregistered_servers_merge_and_new_once(s: &dyn RegistryStore) {
         s.list_unregistered(&d("race.example.kz")).await.unwrap()[0].count,
         2
     );
+}
+
+/// A new active suspension of server `address` (id 0: the store assigns it).
+pub fn server_suspension(address: &str) -> ServerSuspension {
+    ServerSuspension {
+        id: 0,
+        address: address.parse().expect("an address"),
+        reason: "compromised".into(),
+        actor: "ops".into(),
+        started_at: Utc::now(),
+        domains: vec![d("agency.example.kz"), d("other.example.kz")],
+        restored: None,
+    }
+}
+
+/// At most one active suspension per server address, also when two start
+/// at once; ending one ends the active one, once.
+pub async fn server_suspensions_one_active_per_address(s: &dyn RegistryStore) {
+    let first = s
+        .start_server_suspension(&server_suspension("198.51.100.7"))
+        .await
+        .unwrap();
+    assert!(first.id > 0 && first.is_active());
+    assert!(is_conflict(
+        &s.start_server_suspension(&server_suspension("198.51.100.7"))
+            .await
+    ));
+    let (a, b) = (
+        server_suspension("203.0.113.9"),
+        server_suspension("203.0.113.9"),
+    );
+    let (ra, rb) = tokio::join!(s.start_server_suspension(&a), s.start_server_suspension(&b));
+    assert!(
+        ra.is_ok() != rb.is_ok(),
+        "exactly one starts: {ra:?} {rb:?}"
+    );
+    let ip = first.address;
+    let ended = s
+        .end_server_suspension(ip, &restoration("ops"))
+        .await
+        .unwrap();
+    assert_eq!(ended.id, first.id);
+    assert!(!ended.is_active());
+    assert!(is_not_found(
+        &s.end_server_suspension(ip, &restoration("again")).await
+    ));
+    let again = s
+        .start_server_suspension(&server_suspension("198.51.100.7"))
+        .await
+        .unwrap();
+    assert!(again.id > first.id);
+    let all = s.list_server_suspensions().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].domains.len(), 2);
+    assert_eq!(all.iter().filter(|x| x.is_active()).count(), 2);
 }

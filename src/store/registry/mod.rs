@@ -21,6 +21,7 @@ use crate::model::applications::{ApplicationRecord, ApplicationStatus};
 use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
+use crate::model::servers::ServerSuspension;
 use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 
@@ -189,4 +190,23 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
         &self,
         domain: &Domain,
     ) -> Result<Vec<UnregisteredServer>, StoreError>;
+
+    /// Starts a suspension of a server address (the store assigns its id)
+    /// and returns it; [`StoreError::Conflict`] when the address has an
+    /// active one already (also when two start at once: one wins).
+    async fn start_server_suspension(
+        &self,
+        rec: &ServerSuspension,
+    ) -> Result<ServerSuspension, StoreError>;
+
+    /// Ends the active suspension of `address` with `how`; returns it.
+    /// [`StoreError::NotFound`] when there is none.
+    async fn end_server_suspension(
+        &self,
+        address: std::net::IpAddr,
+        how: &Restoration,
+    ) -> Result<ServerSuspension, StoreError>;
+
+    /// Every server suspension, active or ended, oldest first.
+    async fn list_server_suspensions(&self) -> Result<Vec<ServerSuspension>, StoreError>;
 }

@@ -8,6 +8,7 @@ pub(crate) mod audit;
 pub(crate) mod changes;
 pub(crate) mod domains;
 pub(crate) mod notices;
+pub(crate) mod servers;
 pub(crate) mod sightings;
 pub(crate) mod suspensions;
 
@@ -19,6 +20,7 @@ use crate::model::applications::{ApplicationRecord, ApplicationStatus};
 use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
+use crate::model::servers::ServerSuspension;
 use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 use crate::store::StoreError;
@@ -213,6 +215,28 @@ impl RegistryStore for RedbRegistry {
         }
         let batch = batch.to_vec();
         self.blocking(move |db| sightings::record(db, &batch)).await
+    }
+
+    async fn start_server_suspension(
+        &self,
+        rec: &ServerSuspension,
+    ) -> Result<ServerSuspension, StoreError> {
+        let rec = rec.clone();
+        self.blocking(move |db| servers::start(db, &rec)).await
+    }
+
+    async fn end_server_suspension(
+        &self,
+        address: std::net::IpAddr,
+        how: &Restoration,
+    ) -> Result<ServerSuspension, StoreError> {
+        let how = how.clone();
+        self.blocking(move |db| servers::end(db, address, &how))
+            .await
+    }
+
+    async fn list_server_suspensions(&self) -> Result<Vec<ServerSuspension>, StoreError> {
+        self.blocking(servers::list).await
     }
 
     async fn list_unregistered(
