@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::fake_mx::{Behaviour, FakeMx};
 use common::*;
 use serde_json::Value;
 
@@ -643,4 +644,60 @@ fn a_suspended_server_is_refused_for_every_domain_it_hosts_and_restored() {
             "{action}"
         );
     }
+}
+
+#[test]
+fn inbound_mail_tries_the_agency_servers_by_preference() {
+    let backup = FakeMx::start(Behaviour::accept());
+    let gw = Gateway::start("");
+    gw.register(AGENCY, &["192.0.2.10"]);
+    let backup_hop = format!("{};pref=20", backup.addr());
+    // The preferred server refuses connections (the discard port).
+    let out = json(&gw.cli_ok(&[
+        "--json",
+        "domain",
+        "update",
+        AGENCY,
+        "--inbound-server",
+        &backup_hop,
+        "--inbound-server",
+        "127.0.0.1:9;pref=10",
+        "--reason",
+        "a second inbound server",
+    ]));
+    assert_eq!(out["changes"][0]["field"], "inbound_servers", "{out:#}");
+    let show = json(&gw.cli_ok(&["--json", "domain", "show", AGENCY]));
+    assert_eq!(
+        show["inbound_routes"],
+        serde_json::json!(["127.0.0.1:9", backup.addr().to_string()]),
+        "{show:#}"
+    );
+    let err = cli_fails(
+        &gw,
+        ADMIN_TOKEN,
+        &[
+            "domain",
+            "update",
+            AGENCY,
+            "--inbound-server",
+            "x:25;prio=1",
+            "--reason",
+            "r",
+        ],
+    );
+    assert!(err.contains("expected pref=N"), "{err}");
+    // An internet sender writes to the agency: the backup gets it.
+    let mut s = Smtp::greeted(gw.smtp);
+    let r = s.send_mail(
+        "citizen@example.org",
+        &["head@agency.example.kz"],
+        "Subject: to the agency\r\n\r\nhello\r\n",
+    );
+    assert_eq!(r.code, 250, "{}", r.text());
+    let _ = s.cmd("QUIT");
+    assert!(backup.wait_for_messages(1, std::time::Duration::from_secs(20)));
+    assert_eq!(
+        backup.messages()[0].recipients,
+        vec!["head@agency.example.kz"]
+    );
 }

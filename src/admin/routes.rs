@@ -497,6 +497,12 @@ async fn show_domain(
         .map(|s| (**s).clone());
     let mut v = serde_json::to_value(&**rec).map_err(|e| ApiError::bad_request(e.to_string()))?;
     v["inbound_route"] = serde_json::json!(rec.inbound_route().map(|r| r.to_string()));
+    v["inbound_routes"] = serde_json::json!(
+        rec.inbound_routes()
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+    );
     v["suspension"] = serde_json::to_value(suspension).unwrap_or_default();
     Ok(Json(v))
 }

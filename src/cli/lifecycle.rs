@@ -27,6 +27,10 @@ pub struct ChangeArgs {
     /// New inbound next hop HOST:PORT.
     #[arg(long)]
     pub inbound: Option<String>,
+    /// Inbound server `HOST:PORT` or `HOST:PORT;pref=N` (repeatable; replaces
+    /// the list; tried by preference, lowest first; default 10, 20, ... in order).
+    #[arg(long = "inbound-server", num_args = 1..)]
+    pub inbound_servers: Vec<String>,
     /// Allow server ranges shared with other domains that also allow it.
     #[arg(long)]
     pub shared_servers: bool,
@@ -121,6 +125,16 @@ fn body(a: &ChangeArgs) -> Result<Value, CliError> {
     }
     if let Some(i) = &a.inbound {
         b["inbound"] = json!(i);
+    }
+    if !a.inbound_servers.is_empty() {
+        let list = a
+            .inbound_servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| parse_inbound_server(s, i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CliError::Usage(format!("--inbound-server: {e}")))?;
+        b["inbound_servers"] = json!(list);
     }
     if a.shared_servers {
         b["shared_servers"] = json!(true);
@@ -262,4 +276,24 @@ pub(super) fn allow_server(
 /// The `--until` date of `allow-server`.
 pub(super) fn parse_until(s: &str) -> Result<NaiveDate, String> {
     parse_date(s)
+}
+
+/// `HOST:PORT` or `HOST:PORT;pref=N`; the `i`th one defaults to 10 * (i + 1).
+fn parse_inbound_server(s: &str, i: usize) -> Result<Value, String> {
+    let (hop, pref) = match s.split_once(';') {
+        Some((hop, rest)) => {
+            let n = rest
+                .trim()
+                .strip_prefix("pref=")
+                .ok_or_else(|| format!("`{rest}`: expected pref=N"))?;
+            let n: u16 = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{n}` is not a preference (0-65535)"))?;
+            (hop.trim(), n)
+        }
+        None => (s.trim(), u16::try_from(10 * (i + 1)).unwrap_or(u16::MAX)),
+    };
+    let hp: crate::values::HostPort = hop.parse().map_err(|e| format!("`{hop}`: {e}"))?;
+    Ok(json!({ "next_hop": hp, "preference": pref }))
 }

@@ -29,6 +29,10 @@ pub struct DomainChange {
     /// New inbound next hop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbound: Option<HostPort>,
+    /// New inbound servers with preferences (the whole list; empty: back
+    /// to the one inbound route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound_servers: Option<Vec<super::domains::InboundServer>>,
     /// Allow (or stop allowing) servers shared with other domains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_servers: Option<bool>,
@@ -45,6 +49,7 @@ impl DomainChange {
             && self.owner.is_none()
             && self.category.is_none()
             && self.inbound.is_none()
+            && self.inbound_servers.is_none()
             && self.shared_servers.is_none()
     }
 }

@@ -41,6 +41,9 @@ pub struct ChangeInput {
     /// New inbound next hop.
     #[serde(default)]
     pub inbound: Option<HostPort>,
+    /// New inbound servers with preferences (the whole list).
+    #[serde(default)]
+    pub inbound_servers: Option<Vec<crate::model::domains::InboundServer>>,
     /// Allow (true) or stop allowing (false) shared server ranges.
     #[serde(default)]
     pub shared_servers: Option<bool>,
@@ -64,6 +67,7 @@ impl ChangeInput {
             owner: self.owner.as_ref().map(|o| o.trim().to_string()),
             category: self.category,
             inbound: self.inbound.clone(),
+            inbound_servers: self.inbound_servers.clone(),
             shared_servers: self.shared_servers,
             allow_wide_range: self.allow_wide_range,
         }
@@ -140,6 +144,12 @@ pub fn apply(cur: &DomainRecord, ch: &DomainChange) -> (DomainRecord, Vec<FieldC
     );
     note(
         &mut changes,
+        "inbound_servers",
+        &mut next.inbound_servers,
+        ch.inbound_servers.clone(),
+    );
+    note(
+        &mut changes,
         "shared_servers",
         &mut next.shared_servers,
         ch.shared_servers,
@@ -164,7 +174,7 @@ impl Registry {
         }
         if ch.is_empty() {
             return Err(RegistryError::Invalid(
-                "nothing to change: give at least one of servers, contacts, owner, category, inbound, shared_servers".into(),
+                "nothing to change: give at least one of servers, contacts, owner, category, inbound, inbound_servers, shared_servers".into(),
             ));
         }
         let (next, changes) = apply(cur, ch);
@@ -172,6 +182,17 @@ impl Registry {
             return Err(RegistryError::Invalid(format!(
                 "domain {} already has these values; nothing changes",
                 cur.name
+            )));
+        }
+        if next.inbound_servers.len() > 10 {
+            return Err(RegistryError::Invalid(
+                "at most 10 inbound servers per domain".into(),
+            ));
+        }
+        if let Some(s) = next.inbound_servers.iter().find(|s| s.next_hop.port == 0) {
+            return Err(RegistryError::Invalid(format!(
+                "inbound server {}: port 0 is not a port",
+                s.next_hop
             )));
         }
         if ch.servers.is_some() || ch.inbound.is_some() {

@@ -309,6 +309,7 @@ impl Registry {
             category,
             disconnect_on: None,
             allowed_servers: Vec::new(),
+            inbound_servers: Vec::new(),
         };
         let w = DomainWrite {
             record: rec,
@@ -373,6 +374,7 @@ impl Registry {
                     category: category.or(cur.category),
                     disconnect_on: None,
                     allowed_servers: Vec::new(),
+                    inbound_servers: Vec::new(),
                 })
             })
             .await?;

@@ -92,6 +92,7 @@ pub fn domain(name: &str) -> DomainRecord {
         category: None,
         disconnect_on: None,
         allowed_servers: Vec::new(),
+        inbound_servers: Vec::new(),
     }
 }
 

@@ -112,6 +112,7 @@ fn registered(
         category: None,
         disconnect_on: None,
         allowed_servers: Vec::new(),
+        inbound_servers: Vec::new(),
     })
 }
 
