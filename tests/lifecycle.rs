@@ -265,6 +265,11 @@ fn update_keeps_history_notifies_old_and_new_contacts_and_change_requests_apply(
         "no decree attached",
     ]));
     assert_eq!(r["status"], "rejected");
+    let text = notice_text(&gw, r["notice"]["queued"].as_str().unwrap());
+    assert!(
+        text.contains("rejected") && text.contains("no decree attached"),
+        "{text}"
+    );
     let show = json(&gw.cli_ok(&["--json", "domain", "show", AGENCY]));
     assert_ne!(show["owner"], "Ministry of Y");
 }

@@ -243,3 +243,27 @@ pub fn server_restored(
         body,
     }
 }
+
+/// To the contacts: a change request was rejected, with the reasons.
+pub fn change_request_rejected(
+    cfg: &Config,
+    domain: &DomainRecord,
+    req: &crate::model::changes::ChangeRequest,
+) -> Text {
+    let name = display_domain(&domain.name);
+    let body = format!(
+        "The request #{id} to change the registered data of the mail domain {name}, received \
+         on {received}, has been rejected.\n\n\
+         Reasons:\n{reasons}\n\n\
+         The domain's registered data stay as they were; mail keeps flowing. \
+         A new request may be sent at any time.\n{footer}",
+        id = req.id,
+        received = req.received_on,
+        reasons = req.decision_reason.as_deref().unwrap_or("-"),
+        footer = footer(cfg),
+    );
+    Text {
+        subject: format!("{name}: change request #{} rejected", req.id),
+        body,
+    }
+}

@@ -235,11 +235,20 @@ pub(super) async fn reject(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let flow = workflow(&st);
+    let (reg, queue, cfg) = (st.registry.clone(), st.queue.clone(), st.cfg.clone());
     let target = format!("change request #{}", id.trim_start_matches('#'));
     let out = audited(&st, &who, target, move |caller| async move {
         let id = parse_id(&id)?;
         let b: RejectBody = body.required()?;
-        Ok(flow.reject(id, &caller.name, &b.reason).await?)
+        let v = flow.reject(id, &caller.name, &b.reason).await?;
+        let mut out = serde_json::to_value(&v).map_err(|e| ApiError::internal(e.to_string()))?;
+        // The agency learns why; a failed notice is reported, not raised.
+        if let Some(rec) = reg.get(&v.request.domain) {
+            let text = crate::notify::lifecycle::change_request_rejected(&cfg, &rec, &v.request);
+            let notice = notify_contacts(&queue, &cfg, &rec.contacts, text).await;
+            out["notice"] = serde_json::to_value(notice).unwrap_or_default();
+        }
+        Ok(out)
     })
     .await?;
     Ok(Json(out))
