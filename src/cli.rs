@@ -13,6 +13,8 @@ mod header_from;
 mod queue;
 pub use applications::{ApplicationCmd, ApplicationSubmit};
 pub use dkim::DkimCmd;
+mod lifecycle;
+pub use lifecycle::{ChangeArgs, ChangeRequestCmd, DomainUpdate};
 pub use queue::{BulkFilter, QueueCmd};
 
 /// Why a verb failed.
@@ -38,6 +40,9 @@ pub enum Verb {
     /// Sender suspensions.
     #[command(subcommand)]
     Sender(SenderCmd),
+    /// Suspension of one server address (hosting several agencies' domains).
+    #[command(subcommand)]
+    Server(ServerCmd),
     /// Suspensions of domains and senders.
     #[command(subcommand)]
     Suspension(SuspensionCmd),
@@ -131,13 +136,51 @@ pub enum DomainCmd {
     /// Show or set which header From the domain's relayed mail may carry.
     #[command(name = "header-from")]
     HeaderFrom(header_from::HeaderFromArgs),
-    /// Disconnect a domain for good.
-    Disconnect {
+    /// Change a connected domain's data now (servers, contacts, owner, ...).
+    Update(DomainUpdate),
+    /// The domain's replaced versions, oldest first.
+    History {
         /// The domain.
         domain: String,
+    },
+    /// Addresses that were refused sending as the domain (not its servers).
+    Unregistered {
+        /// The domain.
+        domain: String,
+    },
+    /// Let one unregistered address relay as the domain until a date (never automatic).
+    AllowServer {
+        /// The domain.
+        domain: String,
+        /// The address.
+        ip: String,
+        /// The last local date it may relay, YYYY-MM-DD.
+        #[arg(long, value_parser = lifecycle::parse_until)]
+        until: chrono::NaiveDate,
         /// Why.
         #[arg(long)]
         reason: String,
+    },
+    /// Agencies' requests to change their data, decided in 5 working days.
+    ChangeRequest {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: ChangeRequestCmd,
+    },
+    /// Disconnect a domain for good: now, or on an agreed date (--on), or
+    /// cancel that date (--cancel).
+    Disconnect {
+        /// The domain.
+        domain: String,
+        /// Why (not needed with --cancel).
+        #[arg(long, required_unless_present = "cancel")]
+        reason: Option<String>,
+        /// The agreed local date, YYYY-MM-DD; the contacts are reminded 5 and 1 working days before.
+        #[arg(long, value_parser = parse_day, conflicts_with = "cancel")]
+        on: Option<chrono::NaiveDate>,
+        /// Cancel the scheduled disconnection.
+        #[arg(long)]
+        cancel: bool,
     },
 }
 
@@ -202,6 +245,33 @@ pub struct DomainAdd {
     /// widest_server_range_v4`/`_v6` (/24 and /48 by default).
     #[arg(long)]
     pub allow_wide_range: bool,
+}
+
+/// `ugem server ...`
+#[derive(Subcommand, Debug)]
+pub enum ServerCmd {
+    /// Suspend a server address: 451 for its mail, whichever domain; its queued mail held.
+    Suspend {
+        /// The server's IP address.
+        ip: String,
+        /// Why (sent to the contacts of every domain registered with it).
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a server address's suspension; its held mail is released.
+    Restore {
+        /// The server's IP address.
+        ip: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Server suspensions (active, or all with --history).
+    List {
+        /// Ended ones too.
+        #[arg(long)]
+        history: bool,
+    },
 }
 
 /// `ugem sender ...`
@@ -531,6 +601,26 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             &format!("/api/v1/senders/{}/restore", segment(&address)),
             &json!({ "reason": reason, "held_mail": if delete_held { "delete" } else { "release" } }),
         )?),
+        Verb::Server(ServerCmd::Suspend { ip, reason }) => Output::Record(c.post(
+            &format!("/api/v1/servers/{}/suspend", segment(&ip)),
+            &json!({ "reason": reason }),
+        )?),
+        Verb::Server(ServerCmd::Restore { ip, reason }) => Output::Record(c.post(
+            &format!("/api/v1/servers/{}/restore", segment(&ip)),
+            &json!({ "reason": reason }),
+        )?),
+        Verb::Server(ServerCmd::List { history }) => Output::Table(
+            c.get(&format!("/api/v1/servers/suspensions?history={history}"))?,
+            &[
+                ("ID", "/id"),
+                ("SERVER", "/address"),
+                ("DOMAINS", "/domains"),
+                ("ACTOR", "/actor"),
+                ("SINCE", "/started_at"),
+                ("RESTORED", "/restored/at"),
+                ("REASON", "/reason"),
+            ],
+        ),
         Verb::Suspension(SuspensionCmd::List { history }) => Output::Table(
             c.get(&format!("/api/v1/suspensions?history={history}"))?,
             &[
@@ -750,6 +840,7 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
         ("OWNER", "/owner"),
         ("SERVERS", "/servers"),
         ("SINCE", "/status_since"),
+        ("DISCONNECT ON", "/disconnect_on/on"),
     ];
     Ok(match cmd {
         DomainCmd::Add(a) => {
@@ -821,11 +912,31 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
             }
         }
         DomainCmd::HeaderFrom(a) => header_from::run(c, a)?,
-        DomainCmd::Disconnect { domain, reason } => Output::Record(c.post(
+        DomainCmd::Update(a) => lifecycle::update(c, a)?,
+        DomainCmd::History { domain } => lifecycle::history(c, &domain)?,
+        DomainCmd::ChangeRequest { cmd } => lifecycle::change_request(c, cmd)?,
+        DomainCmd::Unregistered { domain } => lifecycle::unregistered(c, &domain)?,
+        DomainCmd::AllowServer {
+            domain,
+            ip,
+            until,
+            reason,
+        } => lifecycle::allow_server(c, &domain, &ip, until, &reason)?,
+        DomainCmd::Disconnect {
+            domain,
+            reason,
+            on,
+            cancel,
+        } => Output::Record(c.post(
             &format!("/api/v1/domains/{}/disconnect", segment(&domain)),
-            &json!({ "reason": reason }),
+            &json!({ "reason": reason, "on": on, "cancel": cancel }),
         )?),
     })
+}
+
+fn parse_day(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("`{s}` is not a date (YYYY-MM-DD)"))
 }
 
 /// What a verb prints.
@@ -834,12 +945,14 @@ enum Output {
     Record(Value),
     /// A list, printed as a table with these (header, JSON pointer) columns.
     Table(Value, &'static [(&'static str, &'static str)]),
+    /// A whole answer (`--json`) printed as a table of some of its rows.
+    History(Value, Value, &'static [(&'static str, &'static str)]),
 }
 
 impl Output {
     fn print(&self, as_json: bool) {
         let v = match self {
-            Output::Record(v) | Output::Table(v, _) => v,
+            Output::Record(v) | Output::Table(v, _) | Output::History(v, _, _) => v,
         };
         if as_json {
             println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -847,7 +960,9 @@ impl Output {
         }
         match self {
             Output::Record(v) => print_record(&readable_times(v), ""),
-            Output::Table(v, cols) => print_table(&readable_times(v), cols),
+            Output::Table(v, cols) | Output::History(_, v, cols) => {
+                print_table(&readable_times(v), cols)
+            }
         }
     }
 }

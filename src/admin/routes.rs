@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 mod applications;
 mod audit;
+mod changes;
 mod connections;
 mod dkim;
 mod domains;
@@ -27,6 +28,8 @@ mod queue;
 mod queue_tools;
 mod reload;
 mod senders;
+mod server_suspensions;
+mod servers;
 mod suspensions;
 mod verification;
 use crate::config::Role;
@@ -273,6 +276,78 @@ pub const ROUTES: &[RouteSpec] = &[
         ADMIN,
         "dkim.rotate",
     ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/update",
+        ADMIN,
+        "domain.update",
+    ),
+    route(
+        "GET",
+        "/api/v1/domains/{name}/history",
+        VIEWER,
+        "domain.history",
+    ),
+    route(
+        "POST",
+        "/api/v1/servers/{ip}/suspend",
+        OPERATOR,
+        "server.suspend",
+    ),
+    route(
+        "POST",
+        "/api/v1/servers/{ip}/restore",
+        OPERATOR,
+        "server.restore",
+    ),
+    route(
+        "GET",
+        "/api/v1/servers/suspensions",
+        VIEWER,
+        "server.suspension.list",
+    ),
+    route(
+        "GET",
+        "/api/v1/domains/{name}/unregistered",
+        VIEWER,
+        "domain.unregistered",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/allow-server",
+        ADMIN,
+        "domain.allow_server",
+    ),
+    route(
+        "GET",
+        "/api/v1/change-requests",
+        VIEWER,
+        "change_request.list",
+    ),
+    route(
+        "POST",
+        "/api/v1/change-requests",
+        ADMIN,
+        "change_request.submit",
+    ),
+    route(
+        "GET",
+        "/api/v1/change-requests/{id}",
+        VIEWER,
+        "change_request.show",
+    ),
+    route(
+        "POST",
+        "/api/v1/change-requests/{id}/approve",
+        ADMIN,
+        "change_request.approve",
+    ),
+    route(
+        "POST",
+        "/api/v1/change-requests/{id}/reject",
+        ADMIN,
+        "change_request.reject",
+    ),
 ];
 
 /// The handler of a route, by its action.
@@ -338,6 +413,18 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "domain.header_from" => on(m, domains::set_header_from),
         "dkim.generate" => on(m, dkim::generate),
         "dkim.rotate" => on(m, dkim::rotate),
+        "domain.update" => on(m, changes::update),
+        "domain.history" => on(m, changes::history),
+        "server.suspend" => on(m, server_suspensions::suspend),
+        "server.restore" => on(m, server_suspensions::restore),
+        "server.suspension.list" => on(m, server_suspensions::list),
+        "domain.unregistered" => on(m, servers::list),
+        "domain.allow_server" => on(m, servers::allow),
+        "change_request.list" => on(m, changes::list),
+        "change_request.submit" => on(m, changes::submit),
+        "change_request.show" => on(m, changes::show),
+        "change_request.approve" => on(m, changes::approve),
+        "change_request.reject" => on(m, changes::reject),
         other => panic!("route {} {}: no handler for `{other}`", r.method, r.path),
     }
 }

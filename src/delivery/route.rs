@@ -37,6 +37,9 @@ pub const MAX_TARGETS: usize = 20;
 pub enum Route {
     /// A registered domain's inbound route: always wins.
     Registered(HostPort),
+    /// A registered domain's inbound servers, in preference order: tried
+    /// one after the other.
+    RegisteredList(Vec<HostPort>),
     /// A `[delivery.routes]` next hop: the exact domain, else `"*"`.
     Static(HostPort),
     /// The domain's MX hosts (or its implicit MX).
@@ -52,9 +55,9 @@ pub enum Route {
 pub fn route_for(domain: &Domain, snap: &Snapshot, routes: &BTreeMap<String, HostPort>) -> Route {
     if let Some(rec) = snap.domain(domain)
         && rec.status != DomainStatus::Disconnected
-        && let Some(hp) = rec.inbound_route()
+        && let Some(r) = registered(rec)
     {
-        return Route::Registered(hp);
+        return r;
     }
     if let Some(hp) = static_route(domain, routes) {
         return Route::Static(hp.clone());
@@ -72,11 +75,22 @@ pub fn route_for_local(
     routes: &BTreeMap<String, HostPort>,
 ) -> Route {
     if let Some(rec) = snap.domain(domain)
-        && let Some(hp) = rec.inbound_route()
+        && let Some(r) = registered(rec)
     {
-        return Route::Registered(hp);
+        return r;
     }
     route_for(domain, snap, routes)
+}
+
+/// A registered domain's route: its one inbound next hop, or its inbound
+/// servers in preference order.
+fn registered(rec: &crate::model::domains::DomainRecord) -> Option<Route> {
+    let mut hops = rec.inbound_routes();
+    match hops.len() {
+        0 => None,
+        1 => hops.pop().map(Route::Registered),
+        _ => Some(Route::RegisteredList(hops)),
+    }
 }
 
 /// The `[delivery.routes]` entry for a domain: exact match, else `"*"`.
@@ -205,6 +219,7 @@ impl Resolver {
     pub async fn targets(&self, route: &Route) -> Result<Vec<Target>, ResolveError> {
         match route {
             Route::Registered(hp) | Route::Static(hp) => self.next_hop(hp).await,
+            Route::RegisteredList(hops) => self.next_hops(hops).await,
             Route::Mx(domain) => self.mx(domain).await,
         }
     }
@@ -229,6 +244,21 @@ impl Resolver {
             port,
         })
         .await
+    }
+
+    /// Several next hops in order: their addresses one after the other (at
+    /// most [`MAX_TARGETS`]); an error only when none has an address.
+    async fn next_hops(&self, hops: &[HostPort]) -> Result<Vec<Target>, ResolveError> {
+        let mut out = Vec::new();
+        let mut last = ResolveError::NoAddress;
+        for hp in hops {
+            match self.next_hop(hp).await {
+                Ok(t) => out.extend(t),
+                Err(e) => last = e,
+            }
+        }
+        out.truncate(MAX_TARGETS);
+        if out.is_empty() { Err(last) } else { Ok(out) }
     }
 
     /// A configured next hop: a literal address, or a name's A/AAAA without

@@ -842,6 +842,13 @@ impl Scheduler {
 fn route_key(r: &Route) -> String {
     match r {
         Route::Registered(hp) => format!("registered:{hp}"),
+        Route::RegisteredList(hops) => format!(
+            "registered:{}",
+            hops.iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         Route::Static(hp) => format!("static:{hp}"),
         Route::Mx(d) => format!("mx:{d}"),
     }

@@ -31,11 +31,13 @@ impl Governor {
         }
     }
 
-    /// Expiries, eviction, state saving.
+    /// Expiries, disconnections on their agreed date, eviction, state saving.
     pub(crate) async fn housekeeping(&self) {
         let now = self.now_ms();
         self.limits.retain_recent();
         self.lift_expired().await;
+        self.scheduled_disconnections().await;
+        self.flush_unregistered().await;
         self.evict(now);
         self.save(false).await;
         let before = now.saturating_sub(3 * 24 * 3600 * 1000);

@@ -83,6 +83,45 @@ pub struct DomainRecord {
     /// check came in get it on).
     #[serde(default)]
     pub header_from: HeaderFrom,
+    /// The applicant category (kept from the application; staff may change it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<super::applications::ApplicantCategory>,
+    /// A disconnection agreed for a later date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnect_on: Option<ScheduledDisconnection>,
+    /// Addresses staff let relay as the domain for a while (not servers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_servers: Vec<super::sightings::ServerAllowance>,
+    /// Inbound next hops with preferences (lowest first, like MX); when
+    /// set, they replace `inbound`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbound_servers: Vec<InboundServer>,
+}
+
+/// One of a domain's inbound servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundServer {
+    /// Where to deliver.
+    pub next_hop: HostPort,
+    /// Lower is tried first; equal ones in the order given.
+    pub preference: u16,
+}
+
+/// A disconnection scheduled for an agreed date (local, per
+/// `[registration] utc_offset`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledDisconnection {
+    /// The first local date the domain is disconnected.
+    pub on: chrono::NaiveDate,
+    /// Why.
+    pub reason: String,
+    /// Who scheduled it.
+    pub by: String,
+    /// When it was scheduled.
+    pub at: DateTime<Utc>,
+    /// The reminders sent, by working days before the date (5, 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reminded: Vec<u32>,
 }
 
 /// The header From check of a domain's outbound mail: the author must be of
@@ -212,6 +251,17 @@ impl SenderLimits {
 }
 
 impl DomainRecord {
+    /// Every inbound next hop in the order to try: the inbound servers by
+    /// preference, else the one inbound route.
+    pub fn inbound_routes(&self) -> Vec<HostPort> {
+        if self.inbound_servers.is_empty() {
+            return self.inbound_route().into_iter().collect();
+        }
+        let mut v: Vec<&InboundServer> = self.inbound_servers.iter().collect();
+        v.sort_by_key(|s| s.preference);
+        v.into_iter().map(|s| s.next_hop.clone()).collect()
+    }
+
     /// The next hop for inbound mail to this domain.
     pub fn inbound_route(&self) -> Option<HostPort> {
         self.inbound.clone().or_else(|| {
@@ -256,7 +306,37 @@ mod tests {
             limits: None,
             senders: Default::default(),
             header_from: Default::default(),
+            category: None,
+            disconnect_on: None,
+            allowed_servers: Vec::new(),
+            inbound_servers: Vec::new(),
         };
         assert_eq!(rec.inbound_route().unwrap().to_string(), "192.0.2.10:25");
+        assert_eq!(rec.inbound_routes(), vec![rec.inbound_route().unwrap()]);
+        let hp = |s: &str| s.parse::<HostPort>().unwrap();
+        let mut rec = rec;
+        rec.inbound_servers = vec![
+            InboundServer {
+                next_hop: hp("backup.a.example.kz:25"),
+                preference: 20,
+            },
+            InboundServer {
+                next_hop: hp("mx.a.example.kz:25"),
+                preference: 10,
+            },
+            InboundServer {
+                next_hop: hp("other.a.example.kz:25"),
+                preference: 20,
+            },
+        ];
+        let order: Vec<String> = rec.inbound_routes().iter().map(|h| h.to_string()).collect();
+        assert_eq!(
+            order,
+            [
+                "mx.a.example.kz:25",
+                "backup.a.example.kz:25",
+                "other.a.example.kz:25"
+            ]
+        );
     }
 }

@@ -4,7 +4,10 @@
 
 pub mod applications;
 pub mod audit;
+pub mod changes;
 pub mod connections;
 pub mod domains;
+pub mod servers;
+pub mod sightings;
 pub mod suspensions;
 pub mod webhooks;

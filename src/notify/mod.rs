@@ -5,7 +5,9 @@
 //! applications that reach their decision date.
 
 pub mod alarms;
+pub mod contacts;
 pub mod deadlines;
+pub mod lifecycle;
 pub mod mail;
 pub mod notices;
 pub mod webhook;

@@ -27,7 +27,7 @@ pub fn display_domain(d: &Domain) -> String {
     }
 }
 
-fn footer(cfg: &Config) -> String {
+pub(super) fn footer(cfg: &Config) -> String {
     format!(
         "\n--\nMail gateway {}\nQuestions: {}\nThis message was generated automatically.\n",
         cfg.server.hostname, cfg.server.postmaster

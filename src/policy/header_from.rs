@@ -108,6 +108,10 @@ mod tests {
             limits: None,
             senders: Default::default(),
             header_from,
+            category: None,
+            disconnect_on: None,
+            allowed_servers: Vec::new(),
+            inbound_servers: Vec::new(),
         }
     }
 

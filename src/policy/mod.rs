@@ -83,6 +83,30 @@ fn denied(text: String) -> Reply {
 fn client_in(rec: &DomainRecord, ip: IpAddr) -> bool {
     let ip = canonical_ip(ip);
     rec.servers.iter().any(|n| n.contains(&ip))
+        // Staff's time-limited allowances; the clock is read only for them.
+        || (!rec.allowed_servers.is_empty()
+            && rec
+                .allowed_servers
+                .iter()
+                .any(|a| a.address == ip && a.until > chrono::Utc::now()))
+}
+
+/// The registered domain a MAIL FROM claims when the client is not one of
+/// its servers (what `mail_verdict` refuses as "registered, but not for
+/// client"): for the record of unregistered servers.
+pub fn unregistered_claim<'a>(
+    snap: &'a Snapshot,
+    client: IpAddr,
+    from: &ReversePath,
+) -> Option<&'a Domain> {
+    let ReversePath::Mailbox(mb) = from else {
+        return None;
+    };
+    let MailDomain::Name(d) = &mb.domain else {
+        return None;
+    };
+    let rec = snap.domain(d)?;
+    (rec.status != DomainStatus::Disconnected && !client_in(rec, client)).then_some(&rec.name)
 }
 
 /// IPv4-mapped IPv6 addresses (from dual-stack sockets) compare as IPv4.
@@ -119,6 +143,19 @@ pub fn mail_verdict(
             "sender domain {domain} is registered, but not for client {}",
             canonical_ip(client)
         )));
+    }
+    if let Some(s) = snap.server_suspension(&canonical_ip(client)) {
+        return MailVerdict::Refuse(Reply::new(
+            451,
+            "4.7.1",
+            format!(
+                "server {} suspended since {} ({}); contact {}",
+                s.address,
+                s.started_at.format("%Y-%m-%d %H:%M UTC"),
+                s.reason,
+                postmaster
+            ),
+        ));
     }
     if let Some(s) = snap.suspension(&Scope::Domain(domain.clone())) {
         return MailVerdict::Refuse(suspended_reply(s, postmaster));

@@ -572,10 +572,16 @@ impl Applications {
             shared_servers: opts.shared_servers,
         };
         let (domain, reconnected) = match self.registry.get(&app.domain) {
-            None => (self.registry.add_domain(new).await?, false),
-            Some(d) if d.status == DomainStatus::Disconnected => {
-                (self.registry.reconnect_domain(new).await?, true)
-            }
+            None => (
+                self.registry.add_domain_as(new, Some(app.category)).await?,
+                false,
+            ),
+            Some(d) if d.status == DomainStatus::Disconnected => (
+                self.registry
+                    .reconnect_domain(new, Some(app.category))
+                    .await?,
+                true,
+            ),
             Some(d) => {
                 return Err(ApplicationError::Conflict(format!(
                     "domain {} is already registered ({}); reject or withdraw application #{id}",

@@ -7,8 +7,12 @@
 pub mod applications;
 // Moved to the ground floor (config builds its defaults from it).
 pub use crate::calendar;
+pub mod changes;
 pub mod checks;
 mod contact;
+pub mod schedule;
+pub mod servers;
+pub mod sightings;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -18,6 +22,7 @@ use ipnet::IpNet;
 
 use crate::config::HostPort;
 use crate::domain::Domain;
+use crate::model::applications::ApplicantCategory;
 use crate::model::domains::{Contact, DomainLimits, DomainRecord, DomainStatus, SenderLimits};
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 use crate::store::{DomainWrite, Expect, RegistryStore, StoreError};
@@ -82,6 +87,8 @@ pub struct NewDomain {
 pub struct Snapshot {
     domains: HashMap<Domain, Arc<DomainRecord>>,
     suspensions: HashMap<Scope, Arc<SuspensionRecord>>,
+    /// Active suspensions of server addresses.
+    servers: HashMap<std::net::IpAddr, Arc<crate::model::servers::ServerSuspension>>,
 }
 
 impl Snapshot {
@@ -93,6 +100,14 @@ impl Snapshot {
     /// The active suspension of a scope.
     pub fn suspension(&self, scope: &Scope) -> Option<&Arc<SuspensionRecord>> {
         self.suspensions.get(scope)
+    }
+
+    /// The active suspension of a server address.
+    pub fn server_suspension(
+        &self,
+        ip: &std::net::IpAddr,
+    ) -> Option<&Arc<crate::model::servers::ServerSuspension>> {
+        self.servers.get(ip)
     }
 
     /// Every active suspension.
@@ -118,6 +133,8 @@ pub struct Registry {
     /// Serializes this node's changes, so that its snapshots are published
     /// in order (other nodes' writes are caught by the store's conditions).
     change: tokio::sync::Mutex<()>,
+    /// Unregistered servers noted by the SMTP path, not yet written.
+    sightings: sightings::SightingBuffer,
 }
 
 impl std::fmt::Debug for Registry {
@@ -146,6 +163,7 @@ impl Registry {
             store,
             snap: RwLock::new(Arc::new(Snapshot::default())),
             change: tokio::sync::Mutex::new(()),
+            sightings: Default::default(),
         };
         r.reload().await?;
         Ok(r)
@@ -168,9 +186,18 @@ impl Registry {
             .filter(|s| s.is_active())
             .map(|s| (s.scope.clone(), Arc::new(s)))
             .collect();
+        let servers = self
+            .store
+            .list_server_suspensions()
+            .await?
+            .into_iter()
+            .filter(|s| s.is_active())
+            .map(|s| (s.address, Arc::new(s)))
+            .collect();
         *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Snapshot {
             domains,
             suspensions,
+            servers,
         });
         Ok(())
     }
@@ -250,6 +277,15 @@ impl Registry {
 
     /// Registers a connected domain.
     pub async fn add_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
+        self.add_domain_as(new, None).await
+    }
+
+    /// Registers a connected domain of an applicant of `category`.
+    pub async fn add_domain_as(
+        &self,
+        new: NewDomain,
+        category: Option<ApplicantCategory>,
+    ) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock().await;
         if self.snapshot().domains.contains_key(&new.name) {
             return Err(RegistryError::Exists(new.name));
@@ -271,6 +307,10 @@ impl Registry {
             limits: None,
             senders: Default::default(),
             header_from: Default::default(),
+            category,
+            disconnect_on: None,
+            allowed_servers: Vec::new(),
+            inbound_servers: Vec::new(),
         };
         let w = DomainWrite {
             record: rec,
@@ -300,7 +340,11 @@ impl Registry {
 
     /// Connects a disconnected domain again with the data of a new approved
     /// application (servers, contacts and owner are replaced; history kept).
-    pub async fn reconnect_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
+    pub async fn reconnect_domain(
+        &self,
+        new: NewDomain,
+        category: Option<ApplicantCategory>,
+    ) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock().await;
         self.check_new_domain(&new)?;
         let name = new.name.clone();
@@ -330,6 +374,10 @@ impl Registry {
                     senders: cur.senders.clone(),
                     // So are the header From settings.
                     header_from: cur.header_from.clone(),
+                    category: category.or(cur.category),
+                    disconnect_on: None,
+                    allowed_servers: Vec::new(),
+                    inbound_servers: Vec::new(),
                 })
             })
             .await?;
@@ -475,14 +523,11 @@ impl Registry {
                 )));
             }
             let expect = Expect::unchanged(&cur);
-            let w = DomainWrite {
-                record: Self::with_status(
-                    cur,
-                    DomainStatus::Disconnected,
-                    Some(reason.to_string()),
-                ),
-                expect,
-            };
+            let mut record =
+                Self::with_status(cur, DomainStatus::Disconnected, Some(reason.to_string()));
+            // Done now: a disconnection agreed for later is moot.
+            record.disconnect_on = None;
+            let w = DomainWrite { record, expect };
             let written = if was == DomainStatus::Suspended {
                 let how = RestoreRequest {
                     actor: "disconnect".into(),

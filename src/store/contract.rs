@@ -15,7 +15,10 @@ use super::{DomainWrite, Expect, RegistryStore, StoreError};
 use crate::domain::Domain;
 use crate::model::applications::{ApplicantCategory, ApplicationRecord, ApplicationStatus};
 use crate::model::audit::{AuditRecord, DENIED, RefusedUpdate};
+use crate::model::changes::{ChangeRequest, ChangeStatus, DomainChange, DomainVersion};
 use crate::model::domains::{Contact, DomainRecord, DomainStatus};
+use crate::model::servers::ServerSuspension;
+use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 
 /// One check of the contract, on an empty store.
@@ -50,6 +53,18 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("racing_notice_claims_one_wins", |s| {
         Box::pin(racing_notice_claims_one_wins(s))
     }),
+    ("domain_versions_kept_with_the_write", |s| {
+        Box::pin(domain_versions_kept_with_the_write(s))
+    }),
+    ("change_requests_ids_and_decisions", |s| {
+        Box::pin(change_requests_ids_and_decisions(s))
+    }),
+    ("unregistered_servers_merge_and_new_once", |s| {
+        Box::pin(unregistered_servers_merge_and_new_once(s))
+    }),
+    ("server_suspensions_one_active_per_address", |s| {
+        Box::pin(server_suspensions_one_active_per_address(s))
+    }),
 ];
 
 /// A connected domain record, as registration makes it.
@@ -75,6 +90,10 @@ pub fn domain(name: &str) -> DomainRecord {
         limits: None,
         senders: Default::default(),
         header_from: Default::default(),
+        category: None,
+        disconnect_on: None,
+        allowed_servers: Vec::new(),
+        inbound_servers: Vec::new(),
     }
 }
 
@@ -585,4 +604,257 @@ pub async fn racing_notice_claims_one_wins(s: &dyn RegistryStore) {
         .filter(|r| *r.as_ref().unwrap())
         .count();
     assert_eq!(won, 1);
+}
+
+/// A version of `rec` replaced by `by` (number 0: the store assigns it).
+pub fn version(rec: &DomainRecord, by: &str) -> DomainVersion {
+    DomainVersion {
+        domain: rec.name.clone(),
+        version: 0,
+        record: rec.clone(),
+        replaced_at: Utc::now(),
+        by: by.into(),
+        reason: "new server".into(),
+        changes: Vec::new(),
+        change_request: None,
+    }
+}
+
+/// A new pending change request for `domain` (id 0: the store assigns it).
+pub fn change_request(domain: &str) -> ChangeRequest {
+    let today = Utc::now().date_naive();
+    ChangeRequest {
+        id: 0,
+        domain: Domain::parse(domain).expect("a domain name"),
+        change: DomainChange {
+            owner: Some("Ministry of Renamed Things".into()),
+            ..Default::default()
+        },
+        reason: "renamed by decree".into(),
+        received_on: today,
+        decision_due: today,
+        status: ChangeStatus::Pending,
+        submitted_by: "ops".into(),
+        created_at: Utc::now(),
+        decided_by: None,
+        decided_at: None,
+        decision_reason: None,
+    }
+}
+
+/// A versioned write keeps the replaced record under the next number, in
+/// the same step as the write: a write that loses its condition keeps none.
+pub async fn domain_versions_kept_with_the_write(s: &dyn RegistryStore) {
+    let v1 = domain("agency.example.kz");
+    s.put_domain(&new_domain(&v1)).await.unwrap();
+    assert_eq!(s.list_domain_versions(&v1.name).await.unwrap(), vec![]);
+    let mut v2 = v1.clone();
+    v2.owner = "Ministry of Renamed Things".into();
+    v2.updated_at = later(v1.updated_at);
+    let w = DomainWrite {
+        record: v2.clone(),
+        expect: Expect::unchanged(&v1),
+    };
+    assert_eq!(
+        s.put_domain_versioned(&w, &version(&v1, "one"))
+            .await
+            .unwrap(),
+        1
+    );
+    // The same write again names a version that is gone: nothing is kept.
+    assert!(is_conflict(
+        &s.put_domain_versioned(&w, &version(&v1, "two")).await
+    ));
+    let mut v3 = v2.clone();
+    v3.owner = "Ministry of Third Names".into();
+    v3.updated_at = later(v2.updated_at);
+    let w3 = DomainWrite {
+        record: v3.clone(),
+        expect: Expect::unchanged(&v2),
+    };
+    assert_eq!(
+        s.put_domain_versioned(&w3, &version(&v2, "three"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(s.get_domain(&v1.name).await.unwrap(), Some(v3));
+    let kept = s.list_domain_versions(&v1.name).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(kept[0].record, v1);
+    assert_eq!(kept[1].record, v2);
+    assert_eq!(kept[1].by, "three");
+    // Versions are per domain.
+    let other = domain("other.example.kz");
+    assert_eq!(s.list_domain_versions(&other.name).await.unwrap(), vec![]);
+}
+
+/// Change request ids are assigned by the store, one pending request per
+/// domain, and a decision is written only over the status it was made on.
+pub async fn change_requests_ids_and_decisions(s: &dyn RegistryStore) {
+    let first = s
+        .insert_change_request(&change_request("agency.example.kz"))
+        .await
+        .unwrap();
+    assert!(first.id > 0);
+    assert!(is_conflict(
+        &s.insert_change_request(&change_request("agency.example.kz"))
+            .await
+    ));
+    let other = s
+        .insert_change_request(&change_request("other.example.kz"))
+        .await
+        .unwrap();
+    assert!(other.id > first.id);
+    let mut approved = first.clone();
+    approved.status = ChangeStatus::Approved;
+    approved.decided_by = Some("one".into());
+    let mut rejected = first.clone();
+    rejected.status = ChangeStatus::Rejected;
+    let (a, b) = tokio::join!(
+        s.update_change_request(&approved, ChangeStatus::Pending),
+        s.update_change_request(&rejected, ChangeStatus::Pending)
+    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one decision: {a:?} {b:?}");
+    assert!(is_conflict(&a) || is_conflict(&b));
+    let stored = s.get_change_request(first.id).await.unwrap().unwrap();
+    assert_ne!(stored.status, ChangeStatus::Pending);
+    // Decided: the domain may ask again.
+    s.insert_change_request(&change_request("agency.example.kz"))
+        .await
+        .unwrap();
+    assert_eq!(s.list_change_requests().await.unwrap().len(), 3);
+    assert_eq!(s.get_change_request(999).await.unwrap(), None);
+    let mut missing = first.clone();
+    missing.id = 999;
+    assert!(is_not_found(
+        &s.update_change_request(&missing, ChangeStatus::Pending)
+            .await
+    ));
+}
+
+/// A sighting of `address` sending as `domain`, `count` times at `at`.
+pub fn sighting(domain: &str, address: &str, count: u64, at: DateTime<Utc>) -> UnregisteredServer {
+    UnregisteredServer {
+        domain: d(domain),
+        address: address.parse().expect("an address"),
+        first_seen: at,
+        last_seen: at,
+        count,
+        sample: format!("MAIL FROM:<clerk@{domain}> at {at}"),
+    }
+}
+
+/// Sightings merge (counts add up, first and last seen widen, the latest
+/// sample stays); an address is new once, also when two batches race.
+pub async fn unregistered_servers_merge_and_new_once(s: &dyn RegistryStore) {
+    let t0 = Utc::now();
+    let t1 = t0 + Duration::seconds(10);
+    let first = vec![
+        sighting("agency.example.kz", "198.51.100.7", 2, t0),
+        sighting("agency.example.kz", "2001:db8::7", 1, t0),
+        sighting("other.example.kz", "198.51.100.7", 1, t0),
+    ];
+    assert_eq!(s.record_unregistered(&first).await.unwrap().len(), 3);
+    let later = vec![sighting("agency.example.kz", "198.51.100.7", 3, t1)];
+    assert_eq!(s.record_unregistered(&later).await.unwrap(), vec![]);
+    let seen = s.list_unregistered(&d("agency.example.kz")).await.unwrap();
+    assert_eq!(seen.len(), 2);
+    let v4 = seen
+        .iter()
+        .find(|x| x.address.to_string() == "198.51.100.7")
+        .unwrap();
+    assert_eq!(v4.count, 5);
+    assert_eq!((v4.first_seen, v4.last_seen), (t0, t1));
+    assert_eq!(v4.sample, later[0].sample);
+    // An older batch arriving late widens first_seen, keeps the newer sample.
+    let early = vec![sighting(
+        "agency.example.kz",
+        "198.51.100.7",
+        1,
+        t0 - Duration::seconds(5),
+    )];
+    s.record_unregistered(&early).await.unwrap();
+    let v4 = s.list_unregistered(&d("agency.example.kz")).await.unwrap()[0].clone();
+    assert_eq!(v4.first_seen, t0 - Duration::seconds(5));
+    assert_eq!(v4.last_seen, t1);
+    assert_eq!(v4.count, 6);
+    assert_eq!(
+        s.list_unregistered(&d("other.example.kz"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.list_unregistered(&d("none.example.kz")).await.unwrap(),
+        vec![]
+    );
+    // Two batches with the same new address at once: it is new for one only.
+    let a = vec![sighting("race.example.kz", "203.0.113.9", 1, t0)];
+    let b = a.clone();
+    let (ra, rb) = tokio::join!(s.record_unregistered(&a), s.record_unregistered(&b));
+    assert_eq!(ra.unwrap().len() + rb.unwrap().len(), 1);
+    assert_eq!(
+        s.list_unregistered(&d("race.example.kz")).await.unwrap()[0].count,
+        2
+    );
+}
+
+/// A new active suspension of server `address` (id 0: the store assigns it).
+pub fn server_suspension(address: &str) -> ServerSuspension {
+    ServerSuspension {
+        id: 0,
+        address: address.parse().expect("an address"),
+        reason: "compromised".into(),
+        actor: "ops".into(),
+        started_at: Utc::now(),
+        domains: vec![d("agency.example.kz"), d("other.example.kz")],
+        restored: None,
+    }
+}
+
+/// At most one active suspension per server address, also when two start
+/// at once; ending one ends the active one, once.
+pub async fn server_suspensions_one_active_per_address(s: &dyn RegistryStore) {
+    let first = s
+        .start_server_suspension(&server_suspension("198.51.100.7"))
+        .await
+        .unwrap();
+    assert!(first.id > 0 && first.is_active());
+    assert!(is_conflict(
+        &s.start_server_suspension(&server_suspension("198.51.100.7"))
+            .await
+    ));
+    let (a, b) = (
+        server_suspension("203.0.113.9"),
+        server_suspension("203.0.113.9"),
+    );
+    let (ra, rb) = tokio::join!(s.start_server_suspension(&a), s.start_server_suspension(&b));
+    assert!(
+        ra.is_ok() != rb.is_ok(),
+        "exactly one starts: {ra:?} {rb:?}"
+    );
+    let ip = first.address;
+    let ended = s
+        .end_server_suspension(ip, &restoration("ops"))
+        .await
+        .unwrap();
+    assert_eq!(ended.id, first.id);
+    assert!(!ended.is_active());
+    assert!(is_not_found(
+        &s.end_server_suspension(ip, &restoration("again")).await
+    ));
+    let again = s
+        .start_server_suspension(&server_suspension("198.51.100.7"))
+        .await
+        .unwrap();
+    assert!(again.id > first.id);
+    let all = s.list_server_suspensions().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].domains.len(), 2);
+    assert_eq!(all.iter().filter(|x| x.is_active()).count(), 2);
 }

@@ -93,6 +93,10 @@ impl Db {
             tx.open_table(local::governor::STATS)?;
             tx.open_table(registry::redb::notices::TABLE)?;
             tx.open_table(local::webhooks::TABLE)?;
+            tx.open_table(registry::redb::changes::VERSIONS)?;
+            tx.open_table(registry::redb::changes::REQUESTS)?;
+            tx.open_table(registry::redb::sightings::TABLE)?;
+            tx.open_table(registry::redb::servers::TABLE)?;
             let mut meta = tx.open_table(META)?;
             meta.insert("schema_version", SCHEMA_VERSION)?;
             Ok(())

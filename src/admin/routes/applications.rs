@@ -7,11 +7,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::super::{AdminState, ApiError, Authed, JsonBody, audited};
 use crate::config::Config;
-use crate::model::domains::Contact;
 use crate::registry::applications::{
     ApplicationError, ApplicationFilter, Applications, ApproveOptions, NewApplication,
 };
@@ -54,44 +53,7 @@ fn parse_id(id: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("`{id}` is not an application id")))
 }
 
-/// What happened to a notice: queued (with its id) or why not.
-#[derive(Debug, Serialize)]
-pub struct NoticeOutcome {
-    /// Who it is for.
-    pub to: Vec<String>,
-    /// The queue id, once queued.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queued: Option<String>,
-    /// Why it was not queued; the decision stands regardless.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Queues a notice to contacts; a failure is reported, never raised: the
-/// decision it announces is already made.
-pub(super) async fn notify_contacts(
-    queue: &ugem_queue::Queue,
-    cfg: &Config,
-    contacts: &[Contact],
-    text: crate::notify::notices::Text,
-) -> NoticeOutcome {
-    let to: Vec<String> = contacts.iter().map(|c| c.email.clone()).collect();
-    match crate::notify::enqueue_notice(queue, cfg, &to, &text.subject, &text.body).await {
-        Ok(id) => NoticeOutcome {
-            to,
-            queued: Some(id.to_string()),
-            error: None,
-        },
-        Err(e) => {
-            tracing::error!(error = %e, subject = %text.subject, "notice not queued");
-            NoticeOutcome {
-                to,
-                queued: None,
-                error: Some(e.to_string()),
-            }
-        }
-    }
-}
+pub(super) use crate::notify::contacts::notify_contacts;
 
 /// Query of `GET /api/v1/applications`.
 #[derive(Debug, Default, Deserialize)]

@@ -26,6 +26,12 @@ pub(super) async fn show_domain(
         .map(|s| (**s).clone());
     let mut v = serde_json::to_value(&**rec).map_err(|e| ApiError::bad_request(e.to_string()))?;
     v["inbound_route"] = serde_json::json!(rec.inbound_route().map(|r| r.to_string()));
+    v["inbound_routes"] = serde_json::json!(
+        rec.inbound_routes()
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+    );
     v["suspension"] = serde_json::to_value(suspension).unwrap_or_default();
     v["advice"] = serde_json::json!(super::dkim::advice(&st, &name).await);
     Ok(Json(v))
@@ -111,39 +117,52 @@ pub(super) async fn disconnect_domain(
     let reg = st.registry.clone();
     let queue = st.queue.clone();
     let cfg = st.cfg();
-    let rec = audited(&st, &who, name.clone(), move |_| async move {
-        let domain = parse_domain(&name)?;
-        let reason = need_reason(&body)?;
-        let rec = reg.disconnect_domain(&domain, &reason).await?;
-        match cfg.registration.disconnect_queued {
-            crate::config::DisconnectQueued::Hold => {
-                let held = crate::governor::actions::hold_scope_mail(
-                    &queue,
-                    &Scope::Domain(domain.clone()),
-                    &format!("domain {domain} disconnected: {reason}"),
-                )
-                .await?;
-                tracing::info!(domain = %domain, held, "disconnected domain's queued mail held");
-            }
-            // Due now: the scheduler sees the domain disconnected and bounces.
-            crate::config::DisconnectQueued::Bounce => {
-                let d = domain.to_string();
-                let released = queue
-                    .release_where(move |e| {
-                        e.direction == ugem_queue::Direction::Outbound
-                            && e.domain.as_deref() == Some(d.as_str())
-                    })
-                    .await?;
-                queue.retry_all(ugem_queue::unix_ms()).await?;
-                tracing::info!(domain = %domain, released, "disconnected domain's queued mail due now, to be bounced");
-            }
+    let b = body.required::<DisconnectBody>();
+    let target = match &b {
+        Ok(DisconnectBody { cancel: true, .. }) => {
+            format!("{name}: cancel the scheduled disconnection")
         }
-        // The contacts learn of it by mail; a failed notice is reported, not raised.
-        let text = crate::notify::notices::domain_disconnected(&cfg, &rec);
-        let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text).await;
-        let mut out = serde_json::to_value(&rec).map_err(|e| ApiError::internal(e.to_string()))?;
-        out["notice"] = serde_json::to_value(notice).unwrap_or_default();
-        Ok(out)
+        Ok(DisconnectBody {
+            on: Some(on),
+            reason,
+            ..
+        }) => {
+            format!("{name}: on {on}: {}", reason.as_deref().unwrap_or(""))
+        }
+        _ => name.clone(),
+    };
+    let rec = audited(&st, &who, target, move |caller| async move {
+        let domain = parse_domain(&name)?;
+        let b = b?;
+        let reason = b.reason.as_deref().map(str::trim).unwrap_or("");
+        if b.cancel {
+            if b.on.is_some() {
+                return Err(ApiError::bad_request(
+                    "give either a date or cancel, not both",
+                ));
+            }
+            let (rec, s) = reg.cancel_disconnect(&domain).await?;
+            let text = crate::notify::lifecycle::disconnection_cancelled(&cfg, &rec, s.on);
+            let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text).await;
+            return with_notice(&rec, notice);
+        }
+        if reason.is_empty() {
+            return Err(ApiError::bad_request("a reason is required"));
+        }
+        if let Some(on) = b.on {
+            let today = chrono::Utc::now()
+                .with_timezone(&cfg.registration.utc_offset.0)
+                .date_naive();
+            let rec = reg
+                .schedule_disconnect(&domain, on, today, reason, &caller.name)
+                .await?;
+            let text = crate::notify::lifecycle::disconnection_scheduled(&cfg, &rec, on, reason);
+            let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text).await;
+            return with_notice(&rec, notice);
+        }
+        let (rec, notice) =
+            crate::governor::disconnection::disconnect(&reg, &queue, &cfg, &domain, reason).await?;
+        with_notice(&rec, notice)
     })
     .await?;
     Ok(Json(rec))
@@ -212,4 +231,39 @@ pub(super) async fn set_header_from(
     })
     .await?;
     Ok(Json(v))
+}
+
+impl From<crate::governor::disconnection::DisconnectError> for ApiError {
+    fn from(e: crate::governor::disconnection::DisconnectError) -> Self {
+        match e {
+            crate::governor::disconnection::DisconnectError::Registry(r) => r.into(),
+            crate::governor::disconnection::DisconnectError::Queue(q) => q.into(),
+        }
+    }
+}
+
+/// Body of `POST /api/v1/domains/{name}/disconnect`: now, on a date, or
+/// cancel the date.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisconnectBody {
+    /// Why (required, except to cancel).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The agreed local date; absent: now.
+    #[serde(default)]
+    pub on: Option<chrono::NaiveDate>,
+    /// Cancel the scheduled disconnection.
+    #[serde(default)]
+    pub cancel: bool,
+}
+
+/// A domain record as JSON with what became of its notice.
+fn with_notice(
+    rec: &DomainRecord,
+    notice: crate::notify::contacts::NoticeOutcome,
+) -> Result<serde_json::Value, ApiError> {
+    let mut out = serde_json::to_value(rec).map_err(|e| ApiError::internal(e.to_string()))?;
+    out["notice"] = serde_json::to_value(notice).unwrap_or_default();
+    Ok(out)
 }

@@ -110,6 +110,10 @@ fn registered(
         limits: None,
         senders: Default::default(),
         header_from: Default::default(),
+        category: None,
+        disconnect_on: None,
+        allowed_servers: Vec::new(),
+        inbound_servers: Vec::new(),
     })
 }
 

@@ -46,6 +46,16 @@ impl Session {
         match policy::mail_verdict(&snap, self.peer.ip(), &from, &postmaster) {
             MailVerdict::Refuse(r) => {
                 tracing::info!(from = %from, code = r.code, reason = %r.first_line(), "MAIL refused");
+                // An address sending as a domain it is no server of: noted
+                // (buffered, no store write) and the session tagged with it.
+                if let Some(d) = policy::unregistered_claim(&snap, self.peer.ip(), &from) {
+                    self.gw.registry.note_unregistered(
+                        d,
+                        self.peer.ip(),
+                        &format!("MAIL FROM:<{from}>: {} {}", r.code, r.first_line()),
+                    );
+                    self.note_domain(d.as_str());
+                }
                 self.error(r)
             }
             MailVerdict::Accept(standing) => {

@@ -19,7 +19,10 @@ use super::StoreError;
 use crate::domain::Domain;
 use crate::model::applications::{ApplicationRecord, ApplicationStatus};
 use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
+use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
+use crate::model::servers::ServerSuspension;
+use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 
 /// What a conditional domain write expects to find in the store.
@@ -140,4 +143,70 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
 
     /// Forgets notice claims made before `before_ms`; returns how many.
     async fn prune_notices(&self, before_ms: u64) -> Result<usize, StoreError>;
+
+    /// Writes a domain record as [`RegistryStore::put_domain`] does and, in
+    /// the same transaction, keeps `previous` (the record it replaces) as
+    /// the domain's next version; returns the version number the store
+    /// assigned (1 for the first). Nothing is written on a conflict.
+    async fn put_domain_versioned(
+        &self,
+        w: &DomainWrite,
+        previous: &DomainVersion,
+    ) -> Result<u64, StoreError>;
+
+    /// Every kept version of a domain, oldest first.
+    async fn list_domain_versions(&self, name: &Domain) -> Result<Vec<DomainVersion>, StoreError>;
+
+    /// Stores a new change request under an id the store assigns and
+    /// returns it. [`StoreError::Conflict`] when its domain already has a
+    /// pending one.
+    async fn insert_change_request(&self, rec: &ChangeRequest)
+    -> Result<ChangeRequest, StoreError>;
+
+    /// Replaces a change request if its stored status is still `expect`
+    /// ([`StoreError::Conflict`] if not, [`StoreError::NotFound`] if no such id).
+    async fn update_change_request(
+        &self,
+        rec: &ChangeRequest,
+        expect: ChangeStatus,
+    ) -> Result<(), StoreError>;
+
+    /// One change request by id.
+    async fn get_change_request(&self, id: u64) -> Result<Option<ChangeRequest>, StoreError>;
+
+    /// Every change request, oldest first.
+    async fn list_change_requests(&self) -> Result<Vec<ChangeRequest>, StoreError>;
+
+    /// Merges a batch of unregistered-server sightings (counts added, first
+    /// and last seen widened, the latest sample kept) in one step; returns
+    /// the ones seen for the first time (for one caller only, on any node).
+    async fn record_unregistered(
+        &self,
+        batch: &[UnregisteredServer],
+    ) -> Result<Vec<UnregisteredServer>, StoreError>;
+
+    /// Every unregistered address seen sending as `domain`, by address.
+    async fn list_unregistered(
+        &self,
+        domain: &Domain,
+    ) -> Result<Vec<UnregisteredServer>, StoreError>;
+
+    /// Starts a suspension of a server address (the store assigns its id)
+    /// and returns it; [`StoreError::Conflict`] when the address has an
+    /// active one already (also when two start at once: one wins).
+    async fn start_server_suspension(
+        &self,
+        rec: &ServerSuspension,
+    ) -> Result<ServerSuspension, StoreError>;
+
+    /// Ends the active suspension of `address` with `how`; returns it.
+    /// [`StoreError::NotFound`] when there is none.
+    async fn end_server_suspension(
+        &self,
+        address: std::net::IpAddr,
+        how: &Restoration,
+    ) -> Result<ServerSuspension, StoreError>;
+
+    /// Every server suspension, active or ended, oldest first.
+    async fn list_server_suspensions(&self) -> Result<Vec<ServerSuspension>, StoreError>;
 }

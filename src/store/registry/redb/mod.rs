@@ -5,8 +5,11 @@
 
 pub(crate) mod applications;
 pub(crate) mod audit;
+pub(crate) mod changes;
 pub(crate) mod domains;
 pub(crate) mod notices;
+pub(crate) mod servers;
+pub(crate) mod sightings;
 pub(crate) mod suspensions;
 
 use chrono::{DateTime, Utc};
@@ -15,7 +18,10 @@ use super::{DomainWrite, RegistryStore};
 use crate::domain::Domain;
 use crate::model::applications::{ApplicationRecord, ApplicationStatus};
 use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
+use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
+use crate::model::servers::ServerSuspension;
+use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 use crate::store::StoreError;
 use crate::store::db::Db;
@@ -157,6 +163,88 @@ impl RegistryStore for RedbRegistry {
 
     async fn prune_notices(&self, before_ms: u64) -> Result<usize, StoreError> {
         self.blocking(move |db| notices::prune(db, before_ms)).await
+    }
+
+    async fn put_domain_versioned(
+        &self,
+        w: &DomainWrite,
+        previous: &DomainVersion,
+    ) -> Result<u64, StoreError> {
+        let (w, previous) = (w.clone(), previous.clone());
+        self.blocking(move |db| changes::put_versioned(db, &w, &previous))
+            .await
+    }
+
+    async fn list_domain_versions(&self, name: &Domain) -> Result<Vec<DomainVersion>, StoreError> {
+        let name = name.clone();
+        self.blocking(move |db| changes::versions(db, &name)).await
+    }
+
+    async fn insert_change_request(
+        &self,
+        rec: &ChangeRequest,
+    ) -> Result<ChangeRequest, StoreError> {
+        let rec = rec.clone();
+        self.blocking(move |db| changes::insert(db, &rec)).await
+    }
+
+    async fn update_change_request(
+        &self,
+        rec: &ChangeRequest,
+        expect: ChangeStatus,
+    ) -> Result<(), StoreError> {
+        let rec = rec.clone();
+        self.blocking(move |db| changes::update(db, &rec, expect))
+            .await
+    }
+
+    async fn get_change_request(&self, id: u64) -> Result<Option<ChangeRequest>, StoreError> {
+        self.blocking(move |db| changes::get(db, id)).await
+    }
+
+    async fn list_change_requests(&self) -> Result<Vec<ChangeRequest>, StoreError> {
+        self.blocking(changes::list).await
+    }
+
+    async fn record_unregistered(
+        &self,
+        batch: &[UnregisteredServer],
+    ) -> Result<Vec<UnregisteredServer>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = batch.to_vec();
+        self.blocking(move |db| sightings::record(db, &batch)).await
+    }
+
+    async fn start_server_suspension(
+        &self,
+        rec: &ServerSuspension,
+    ) -> Result<ServerSuspension, StoreError> {
+        let rec = rec.clone();
+        self.blocking(move |db| servers::start(db, &rec)).await
+    }
+
+    async fn end_server_suspension(
+        &self,
+        address: std::net::IpAddr,
+        how: &Restoration,
+    ) -> Result<ServerSuspension, StoreError> {
+        let how = how.clone();
+        self.blocking(move |db| servers::end(db, address, &how))
+            .await
+    }
+
+    async fn list_server_suspensions(&self) -> Result<Vec<ServerSuspension>, StoreError> {
+        self.blocking(servers::list).await
+    }
+
+    async fn list_unregistered(
+        &self,
+        domain: &Domain,
+    ) -> Result<Vec<UnregisteredServer>, StoreError> {
+        let domain = domain.clone();
+        self.blocking(move |db| sightings::list(db, &domain)).await
     }
 }
 
