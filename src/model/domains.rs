@@ -85,7 +85,7 @@ pub struct DomainRecord {
     pub header_from: HeaderFrom,
     /// The applicant category (kept from the application; staff may change it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<super::applications::ApplicantCategory>,
+    pub category: Option<super::category::ApplicantCategory>,
     /// A disconnection agreed for a later date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disconnect_on: Option<ScheduledDisconnection>,

@@ -4,6 +4,7 @@
 
 pub mod applications;
 pub mod audit;
+pub mod category;
 pub mod changes;
 pub mod connections;
 pub mod domains;

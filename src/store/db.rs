@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{StoreError, local, registry};
+use super::StoreError;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,9 +28,14 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// Opens every table of the store in a write transaction.
+pub(crate) type Tables = fn(&redb::WriteTransaction) -> Result<(), StoreError>;
+
 impl Db {
-    /// Opens (or creates) `data_dir/ugem.redb`.
-    pub(crate) fn open(data_dir: &Path) -> Result<Db, StoreError> {
+    /// Opens (or creates) `data_dir/ugem.redb`; `tables` opens (so creates)
+    /// every table the store's modules define, which this module does not
+    /// know (they build on it, not it on them).
+    pub(crate) fn open(data_dir: &Path, tables: Tables) -> Result<Db, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Backend(format!("cannot create {}: {e}", data_dir.display()))
         })?;
@@ -49,7 +54,7 @@ impl Db {
             db: Arc::new(db),
             path,
         };
-        store.migrate()?;
+        store.migrate(tables)?;
         Ok(store)
     }
 
@@ -74,7 +79,7 @@ impl Db {
         Ok(table.get("schema_version")?.map(|v| v.value()).unwrap_or(0))
     }
 
-    fn migrate(&self) -> Result<(), StoreError> {
+    fn migrate(&self, tables: Tables) -> Result<(), StoreError> {
         let found = self.schema_version()?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::SchemaTooNew {
@@ -84,19 +89,7 @@ impl Db {
         }
         // Version 1 is the first; later versions add their steps here.
         self.write(|tx| {
-            tx.open_table(registry::redb::domains::TABLE)?;
-            tx.open_table(registry::redb::suspensions::TABLE)?;
-            tx.open_table(registry::redb::audit::TABLE)?;
-            tx.open_table(local::connections::TABLE)?;
-            tx.open_table(registry::redb::applications::TABLE)?;
-            // New tables need no schema bump: they are created when missing.
-            tx.open_table(local::governor::STATS)?;
-            tx.open_table(registry::redb::notices::TABLE)?;
-            tx.open_table(local::webhooks::TABLE)?;
-            tx.open_table(registry::redb::changes::VERSIONS)?;
-            tx.open_table(registry::redb::changes::REQUESTS)?;
-            tx.open_table(registry::redb::sightings::TABLE)?;
-            tx.open_table(registry::redb::servers::TABLE)?;
+            tables(tx)?;
             let mut meta = tx.open_table(META)?;
             meta.insert("schema_version", SCHEMA_VERSION)?;
             Ok(())
@@ -241,11 +234,16 @@ pub(crate) fn next_u64_key(table: &redb::Table<u64, &[u8]>) -> Result<u64, Store
 mod tests {
     use super::*;
 
+    /// The store's own tables are not under test here.
+    fn no_tables(_: &redb::WriteTransaction) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     #[test]
     fn second_open_names_the_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = Db::open(dir.path()).unwrap();
-        let err = Db::open(dir.path()).unwrap_err();
+        let _first = Db::open(dir.path(), no_tables).unwrap();
+        let err = Db::open(dir.path(), no_tables).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, StoreError::Locked { .. }), "{msg}");
         assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
@@ -255,10 +253,10 @@ mod tests {
     fn schema_version_is_recorded_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Db::open(dir.path()).unwrap();
+            let s = Db::open(dir.path(), no_tables).unwrap();
             assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         }
-        let s = Db::open(dir.path()).unwrap();
+        let s = Db::open(dir.path(), no_tables).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
     }
 
@@ -266,7 +264,7 @@ mod tests {
     fn garbage_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ugem.redb"), vec![0x5a; 8192]).unwrap();
-        let err = Db::open(dir.path()).unwrap_err();
+        let err = Db::open(dir.path(), no_tables).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     }
 }

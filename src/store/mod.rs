@@ -30,8 +30,26 @@ pub use registry::{DomainWrite, Expect, RegistryStore};
 /// Opens (or creates) `data_dir/ugem.redb`: the node-local store and the
 /// registry's redb backend over the same file.
 pub fn open(data_dir: &Path) -> Result<(LocalStore, RedbRegistry), StoreError> {
-    let db = db::Db::open(data_dir)?;
+    let db = db::Db::open(data_dir, tables)?;
     Ok((LocalStore::new(db.clone()), RedbRegistry::new(db)))
+}
+
+/// Opens (creates when missing) every table of the store: new tables need
+/// no schema bump.
+fn tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    tx.open_table(registry::redb::domains::TABLE)?;
+    tx.open_table(registry::redb::suspensions::TABLE)?;
+    tx.open_table(registry::redb::audit::TABLE)?;
+    tx.open_table(local::connections::TABLE)?;
+    tx.open_table(registry::redb::applications::TABLE)?;
+    tx.open_table(local::governor::STATS)?;
+    tx.open_table(registry::redb::notices::TABLE)?;
+    tx.open_table(local::webhooks::TABLE)?;
+    tx.open_table(registry::redb::changes::VERSIONS)?;
+    tx.open_table(registry::redb::changes::REQUESTS)?;
+    tx.open_table(registry::redb::sightings::TABLE)?;
+    tx.open_table(registry::redb::servers::TABLE)?;
+    Ok(())
 }
 
 /// Why the store failed.

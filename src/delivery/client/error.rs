@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::reply::{MAX_REPLY_LINE, MAX_REPLY_LINES, MAX_REPLY_SIZE, RemoteReply};
+use super::reply::{RemoteReply, ReplyError};
 use crate::reply::Enhanced;
 
 /// Where in the dialogue something went wrong (for error texts).
@@ -66,26 +66,6 @@ impl fmt::Display for Stage {
             other => write!(f, "after {}", other.name()),
         }
     }
-}
-
-/// Why a reply could not be read (the server's fault, not ours).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ReplyError {
-    /// A line longer than [`MAX_REPLY_LINE`].
-    #[error("reply line longer than {MAX_REPLY_LINE} octets")]
-    LineTooLong,
-    /// More than [`MAX_REPLY_LINES`] lines.
-    #[error("reply of more than {MAX_REPLY_LINES} lines")]
-    TooManyLines,
-    /// More than [`MAX_REPLY_SIZE`] octets.
-    #[error("reply larger than {MAX_REPLY_SIZE} octets")]
-    TooLarge,
-    /// Not three digits from 2xx to 5xx at the start of a line.
-    #[error("reply without a valid code")]
-    BadCode,
-    /// A code followed by something other than space, '-' or the line end.
-    #[error("reply with a bad separator after the code")]
-    BadSeparator,
 }
 
 /// Why a connection could not be opened or a message not sent. Connection

@@ -29,10 +29,11 @@ pub mod transaction;
 pub mod transport;
 
 pub use connection::{ClientSettings, Connection, Target};
-pub use error::{ConnError, ReplyError, Stage};
+pub use error::{ConnError, Stage};
 pub use framing::{MAX_LINE_LENGTH, check_message, wire_form};
 pub use reply::{
-    Extensions, MAX_REPLY_LINE, MAX_REPLY_LINES, MAX_REPLY_SIZE, RemoteReply, parse_reply,
+    Extensions, MAX_REPLY_LINE, MAX_REPLY_LINES, MAX_REPLY_SIZE, RemoteReply, ReplyError,
+    parse_reply,
 };
 pub use transaction::RcptResult;
 pub use transport::{SourceHook, Timeouts};

@@ -12,7 +12,6 @@
 use std::fmt;
 use std::fmt::Write as _;
 
-use super::error::ReplyError;
 use crate::delivery::outcome::{Class, classify};
 use crate::reply::{Enhanced, Outcome};
 
@@ -214,6 +213,26 @@ impl Extensions {
         }
         ext
     }
+}
+
+/// Why a reply could not be read (the server's fault, not ours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// A line longer than [`MAX_REPLY_LINE`].
+    #[error("reply line longer than {MAX_REPLY_LINE} octets")]
+    LineTooLong,
+    /// More than [`MAX_REPLY_LINES`] lines.
+    #[error("reply of more than {MAX_REPLY_LINES} lines")]
+    TooManyLines,
+    /// More than [`MAX_REPLY_SIZE`] octets.
+    #[error("reply larger than {MAX_REPLY_SIZE} octets")]
+    TooLarge,
+    /// Not three digits from 2xx to 5xx at the start of a line.
+    #[error("reply without a valid code")]
+    BadCode,
+    /// A code followed by something other than space, '-' or the line end.
+    #[error("reply with a bad separator after the code")]
+    BadSeparator,
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::error::{ConnError, ReplyError, Stage, io_error};
+use super::error::{ConnError, Stage, io_error};
+use super::reply::ReplyError;
 use super::reply::{MAX_REPLY_LINE, RemoteReply, ReplyBuilder};
 
 /// Client timeouts; the defaults are RFC 5321 §4.5.3.2's.
