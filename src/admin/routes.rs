@@ -458,6 +458,19 @@ fn parse_domain(name: &str) -> Result<Domain, ApiError> {
     Domain::parse(name).map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
 }
 
+/// A registered domain by the name in the path, or 400/404.
+fn registered(
+    st: &AdminState,
+    name: &str,
+) -> Result<(Domain, Arc<crate::model::domains::DomainRecord>), ApiError> {
+    let name = parse_domain(name)?;
+    let rec = st
+        .registry
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("domain {name} is not registered")))?;
+    Ok((name, rec))
+}
+
 /// Body of suspend and disconnect calls.
 #[derive(Debug, Deserialize)]
 pub struct ReasonBody {

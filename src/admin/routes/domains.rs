@@ -173,11 +173,7 @@ pub(super) async fn show_limits(
     _: Authed,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let name = parse_domain(&name)?;
-    let rec = st
-        .registry
-        .get(&name)
-        .ok_or_else(|| ApiError::not_found(format!("domain {name} is not registered")))?;
+    let (_, rec) = registered(&st, &name)?;
     Ok(Json(crate::governor::effective_limits(&st.cfg(), &rec)))
 }
 
@@ -207,11 +203,7 @@ pub(super) async fn show_header_from(
     _: Authed,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let name = parse_domain(&name)?;
-    let snap = st.registry.snapshot();
-    let rec = snap
-        .domain(&name)
-        .ok_or_else(|| ApiError::not_found(format!("domain {name} is not registered")))?;
+    let (_, rec) = registered(&st, &name)?;
     Ok(Json(rec.header_from.clone()))
 }
 

@@ -19,11 +19,7 @@ pub(super) async fn list(
     _: Authed,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let domain = parse_domain(&name)?;
-    let rec = st
-        .registry
-        .get(&domain)
-        .ok_or_else(|| ApiError::not_found(format!("domain {domain} is not registered")))?;
+    let (domain, rec) = super::registered(&st, &name)?;
     let seen = st.registry.unregistered(&domain).await?;
     let now = Utc::now();
     let allowed: Vec<_> = rec
