@@ -290,17 +290,17 @@ impl Scheduler {
                 }
             }
         }
-        let groups = if updates.is_empty() {
-            self.groups(&env)
-        } else {
-            Vec::new()
-        };
-        let mut handles = tokio::task::JoinSet::new();
         let local = if updates.is_empty() {
             self.mailbox_recipients(&env)
         } else {
             Vec::new()
         };
+        let groups = if updates.is_empty() {
+            self.groups(&env, &local)
+        } else {
+            Vec::new()
+        };
+        let mut handles = tokio::task::JoinSet::new();
         if !local.is_empty() {
             let me = self.clone();
             let env = env.clone();
@@ -451,19 +451,19 @@ impl Scheduler {
         })
     }
 
-    /// Whether `address` is delivered to the local mailbox.
-    fn for_mailbox(&self, address: &str) -> bool {
-        let cfg = self.cfg.current();
-        cfg.server.postmaster_mailbox
-            && address.eq_ignore_ascii_case(&cfg.server.postmaster.to_string())
-    }
-
-    /// The pending recipients that go to the local mailbox.
+    /// The pending recipients that go to the local mailbox: those for the
+    /// postmaster address while `server.postmaster_mailbox` is on (read
+    /// once per attempt, not per recipient).
     fn mailbox_recipients(&self, env: &Envelope) -> Vec<usize> {
+        let cfg = self.cfg.current();
+        if !cfg.server.postmaster_mailbox {
+            return Vec::new();
+        }
+        let postmaster = cfg.server.postmaster.to_string();
         env.recipients
             .iter()
             .enumerate()
-            .filter(|(_, r)| !r.status.is_final() && self.for_mailbox(&r.address))
+            .filter(|(_, r)| !r.status.is_final() && r.address.eq_ignore_ascii_case(&postmaster))
             .map(|(i, _)| i)
             .collect()
     }
@@ -526,11 +526,13 @@ impl Scheduler {
         (results, hop)
     }
 
-    fn groups(&self, env: &Envelope) -> Vec<Group> {
+    /// The pending recipients but those in `local` (the mailbox's), by
+    /// destination.
+    fn groups(&self, env: &Envelope, local: &[usize]) -> Vec<Group> {
         let snap = self.registry.snapshot();
         let mut by_key: BTreeMap<String, Group> = BTreeMap::new();
         for (i, r) in env.recipients.iter().enumerate() {
-            if r.status.is_final() || self.for_mailbox(&r.address) {
+            if r.status.is_final() || local.contains(&i) {
                 continue;
             }
             let domain = r.address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
