@@ -347,6 +347,9 @@ async fn record<T>(state: &AdminState, who: &Authed, target: String, result: &Re
         client: Some(who.client.to_string()),
         outcome,
         count: 1,
+        reason: None,
+        before: None,
+        after: None,
     };
     if let Err(e) = state.audit.append_audit(&rec).await {
         tracing::error!(error = %e, action = who.action, "audit record not written");

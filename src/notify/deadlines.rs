@@ -169,6 +169,7 @@ mod tests {
                 inbound: None,
                 received_on: received,
                 allow_wide_range: false,
+                form: None,
             },
             "root",
         )

@@ -529,7 +529,7 @@ mod tests {
             name: "New Person".into(),
             email: "new@agency.example.kz".into(),
             office_phone: None,
-            mobile_phone: Some("+7 701 111 1111".into()),
+            mobile_phone: Some("+7 701 111 1111".parse().unwrap()),
         }];
         let (_, c) = apply(
             &cur,

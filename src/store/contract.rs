@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::{DomainWrite, Expect, RegistryStore, StoreError};
 use crate::domain::Domain;
 use crate::model::applications::{ApplicantCategory, ApplicationRecord, ApplicationStatus};
-use crate::model::audit::{AuditRecord, DENIED, RefusedUpdate};
+use crate::model::audit::{AuditFilter, AuditRecord, DENIED, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainChange, DomainVersion};
 use crate::model::domains::{Contact, DomainRecord, DomainStatus};
 use crate::model::servers::ServerSuspension;
@@ -49,6 +49,9 @@ pub const CHECKS: &[(&str, Check)] = &[
         Box::pin(racing_applications_and_decisions(s))
     }),
     ("audit_trail", |s| Box::pin(audit_trail(s))),
+    ("audit_query_and_retention", |s| {
+        Box::pin(audit_query_and_retention(s))
+    }),
     ("notice_claims", |s| Box::pin(notice_claims(s))),
     ("racing_notice_claims_one_wins", |s| {
         Box::pin(racing_notice_claims_one_wins(s))
@@ -70,31 +73,18 @@ pub const CHECKS: &[(&str, Check)] = &[
 /// A connected domain record, as registration makes it.
 pub fn domain(name: &str) -> DomainRecord {
     let now = Utc::now();
-    DomainRecord {
-        name: Domain::parse(name).expect("a domain name"),
-        owner: "Ministry of Examples".into(),
-        servers: vec!["192.0.2.10/32".parse().expect("a range")],
-        contacts: vec![Contact {
+    DomainRecord::connected(
+        Domain::parse(name).expect("a domain name"),
+        "Ministry of Examples".into(),
+        vec!["192.0.2.10/32".parse().expect("a range")],
+        vec![Contact {
             name: "Aliya Nurlanova".into(),
             email: format!("it@{name}"),
-            office_phone: Some("+7 7172 000000".into()),
+            office_phone: Some("+7 7172 000000".parse().expect("a phone")),
             mobile_phone: None,
         }],
-        inbound: None,
-        status: DomainStatus::Connected,
-        status_reason: None,
-        status_since: now,
-        shared_servers: false,
-        created_at: now,
-        updated_at: now,
-        limits: None,
-        senders: Default::default(),
-        header_from: Default::default(),
-        category: None,
-        disconnect_on: None,
-        allowed_servers: Vec::new(),
-        inbound_servers: Vec::new(),
-    }
+        now,
+    )
 }
 
 /// A new active suspension of `scope` (id 0: the store assigns it).
@@ -134,7 +124,7 @@ pub fn application(domain: &str) -> ApplicationRecord {
         contacts: vec![Contact {
             name: "Aliya Nurlanova".into(),
             email: format!("it@{domain}"),
-            office_phone: Some("+7 7172 000000".into()),
+            office_phone: Some("+7 7172 000000".parse().expect("a phone")),
             mobile_phone: None,
         }],
         inbound: None,
@@ -149,6 +139,7 @@ pub fn application(domain: &str) -> ApplicationRecord {
         created_at: Utc::now(),
         alerted_on: None,
         allow_wide_range: false,
+        form: None,
     }
 }
 
@@ -163,6 +154,9 @@ pub fn audit(outcome: &str, age_days: i64, target: &str) -> AuditRecord {
         client: Some("192.0.2.1".into()),
         outcome: outcome.into(),
         count: 1,
+        reason: None,
+        before: None,
+        after: None,
     }
 }
 
@@ -572,6 +566,70 @@ pub async fn audit_trail(s: &dyn RegistryStore) {
     assert_eq!(left[4].count, 1, "only refused records take a count");
     assert_eq!(left[4].action, "domain.suspend");
     assert_eq!(s.audit_size().await.unwrap().records, 5);
+}
+
+/// The audit trail filtered by actor, action, target and period, its
+/// reasons and changes kept as written, and every record older than the
+/// retention pruned (staff's and the gateway's alike).
+pub async fn audit_query_and_retention(s: &dyn RegistryStore) {
+    let mut old = audit("ok", 400, "old.example.kz");
+    old.actor = "root".into();
+    s.append_audit(&old).await.unwrap();
+    let auto = AuditRecord::auto(
+        Utc::now() - Duration::days(2),
+        "domain.suspend",
+        "a.example.kz",
+        "burst of new recipients",
+    )
+    .change(
+        serde_json::json!({"status": "connected"}),
+        serde_json::json!({"status": "suspended"}),
+    );
+    s.append_audit(&auto).await.unwrap();
+    let mut update = audit("ok", 1, "a.example.kz");
+    update.actor = "root".into();
+    update.action = "domain.update".into();
+    update.reason = Some("new server".into());
+    s.append_audit(&update).await.unwrap();
+
+    let q = |f: AuditFilter| async move { s.query_audit(&f).await.unwrap() };
+    let all = q(AuditFilter::default()).await;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].action, "domain.update", "newest first");
+    let by_auto = q(AuditFilter {
+        actor: Some("auto".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_auto.len(), 1);
+    assert_eq!(by_auto[0].reason.as_deref(), Some("burst of new recipients"));
+    assert_eq!(
+        by_auto[0].after,
+        Some(serde_json::json!({"status": "suspended"}))
+    );
+    let domain_family = q(AuditFilter {
+        action: Some("domain.".into()),
+        target: Some("a.example.kz".into()),
+        from: Some(Utc::now() - Duration::days(3)),
+        to: Some(Utc::now()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(domain_family.len(), 2);
+    let one = q(AuditFilter {
+        limit: Some(1),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(one.len(), 1);
+
+    assert_eq!(
+        s.prune_audit(Utc::now() - Duration::days(365)).await.unwrap(),
+        1
+    );
+    let left = q(AuditFilter::default()).await;
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|r| r.target == "a.example.kz"));
 }
 
 /// A notice is claimed once until its claim is pruned.

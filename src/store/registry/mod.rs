@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use super::StoreError;
 use crate::domain::Domain;
 use crate::model::applications::{ApplicationRecord, ApplicationStatus};
-use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
+use crate::model::audit::{AuditFilter, AuditRecord, AuditSize, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
 use crate::model::servers::ServerSuspension;
@@ -136,6 +136,14 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
 
     /// The newest `limit` audit records, newest first.
     async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The audit records `filter` matches, newest first, at most its
+    /// `limit` (every match without one).
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Deletes every audit record made before `before` (the retention);
+    /// returns how many.
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Claims the notice `key` at `now_ms`: true for the one caller that
     /// claims it first (on any node), false for every later one.

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use super::{DomainWrite, RegistryStore};
 use crate::domain::Domain;
 use crate::model::applications::{ApplicationRecord, ApplicationStatus};
-use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
+use crate::model::audit::{AuditFilter, AuditRecord, AuditSize, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
 use crate::model::servers::ServerSuspension;
@@ -153,6 +153,17 @@ impl RegistryStore for RedbRegistry {
 
     async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
         self.blocking(move |db| audit::list_audit(db, limit)).await
+    }
+
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let filter = filter.clone();
+        self.blocking(move |db| audit::query_audit(db, &filter))
+            .await
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.blocking(move |db| audit::prune_audit(db, before))
+            .await
     }
 
     async fn claim_notice(&self, key: &str, now_ms: u64) -> Result<bool, StoreError> {
