@@ -57,6 +57,9 @@ pub struct AdminSection {
     /// How long audit records of refused calls (no token, unknown token,
     /// role too low) are kept; staff actions are kept for good.
     pub audit_refused_retention: Span,
+    /// How long every audit record (staff's, the gateway's own) is kept
+    /// before the hourly purge removes it.
+    pub audit_retention: Span,
 }
 
 impl Default for AdminSection {
@@ -69,9 +72,14 @@ impl Default for AdminSection {
             tls_key: None,
             tls_ca_file: None,
             audit_refused_retention: Span(Duration::from_secs(30 * 86_400)),
+            audit_retention: Span(Duration::from_secs(AUDIT_RETENTION_DAYS * 86_400)),
         }
     }
 }
+
+/// The default retention of the audit trail: five years of 365 days and
+/// the leap days they may hold.
+const AUDIT_RETENTION_DAYS: u64 = 5 * 365 + 2;
 
 /// The token shipped in the embedded configuration.
 pub const SHIPPED_TOKEN: &str = "change-me-now";
@@ -195,6 +203,9 @@ impl AdminSection {
                 "admin.audit_refused_retention",
                 "must be at least 1h".into(),
             );
+        }
+        if self.audit_retention.0 < Duration::from_secs(86_400) {
+            bad("admin.audit_retention", "must be at least 1d".into());
         }
         out
     }

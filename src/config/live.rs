@@ -111,6 +111,9 @@ pub const RESTART_KEYS: &[(&str, Keep)] = &[
     ("admin.audit_refused_retention", |n, o| {
         n.admin.audit_refused_retention = o.admin.audit_refused_retention
     }),
+    ("admin.audit_retention", |n, o| {
+        n.admin.audit_retention = o.admin.audit_retention
+    }),
     ("registration.gateway_addresses", |n, o| {
         n.registration.gateway_addresses = o.registration.gateway_addresses.clone()
     }),

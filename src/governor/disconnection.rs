@@ -11,6 +11,7 @@ use super::clock::utc;
 use crate::calendar::Calendar;
 use crate::config::Config;
 use crate::domain::Domain;
+use crate::model::audit::AuditRecord;
 use crate::model::domains::{DomainRecord, DomainStatus};
 use crate::model::suspensions::Scope;
 use crate::notify::contacts::{NoticeOutcome, notify_contacts};
@@ -92,12 +93,25 @@ impl Governor {
             if s.on <= today {
                 let reason = format!("disconnection agreed for {}: {}", s.on, s.reason);
                 match disconnect(&self.registry, &self.queue, &cfg, &d.name, &reason).await {
-                    Ok((_, notice)) => tracing::warn!(
-                        domain = %d.name,
-                        on = %s.on,
-                        notice = ?notice.queued,
-                        "domain disconnected on its agreed date"
-                    ),
+                    Ok((rec, notice)) => {
+                        tracing::warn!(
+                            domain = %d.name,
+                            on = %s.on,
+                            notice = ?notice.queued,
+                            "domain disconnected on its agreed date"
+                        );
+                        let audit = AuditRecord::auto(
+                            rec.status_since,
+                            "domain.disconnect",
+                            d.name.as_str(),
+                            &reason,
+                        )
+                        .change(
+                            serde_json::json!({"status": d.status, "disconnect_on": s.on, "scheduled_by": s.by}),
+                            serde_json::json!({"status": rec.status}),
+                        );
+                        self.registry.audit(audit).await;
+                    }
                     Err(e) => {
                         tracing::error!(domain = %d.name, error = %e, "scheduled disconnection failed; retrying next round")
                     }

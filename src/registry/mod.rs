@@ -233,6 +233,34 @@ impl Registry {
         Ok(self.store.claim_notice(key, now_ms).await?)
     }
 
+    /// Appends a record of the gateway's own decision to the audit trail; a
+    /// failure is logged, never raised (the decision stands).
+    pub async fn audit(&self, rec: crate::model::audit::AuditRecord) {
+        if let Err(e) = self.store.append_audit(&rec).await {
+            tracing::error!(action = %rec.action, target = %rec.target, error = %e, "audit record not written");
+        }
+    }
+
+    /// A scope's state as the audit trail records it before and after a
+    /// change: the domain's status, or whether the sender is suspended,
+    /// with the active suspension's id.
+    pub fn scope_state(&self, scope: &Scope) -> serde_json::Value {
+        let snap = self.snapshot();
+        let suspension = snap.suspension(scope).map(|s| s.id);
+        let status = match scope {
+            Scope::Domain(d) => snap
+                .domain(d)
+                .map(|r| r.status.to_string())
+                .unwrap_or_else(|| "unregistered".into()),
+            Scope::Sender(_) if suspension.is_some() => "suspended".into(),
+            Scope::Sender(_) => "active".into(),
+        };
+        match suspension {
+            Some(id) => serde_json::json!({"status": status, "suspension": id}),
+            None => serde_json::json!({"status": status}),
+        }
+    }
+
     /// Forgets notice claims older than `before_ms`.
     pub async fn prune_notices(&self, before_ms: u64) -> Result<usize, RegistryError> {
         Ok(self.store.prune_notices(before_ms).await?)
