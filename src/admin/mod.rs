@@ -9,6 +9,7 @@
 //! audited compactly ([`refused`]); the listener speaks HTTPS with
 //! `admin.tls_cert` ([`tls`]).
 
+pub mod audit_csv;
 pub mod auth;
 pub mod client;
 pub mod refused;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{CliError, print_table, query};
 use crate::admin::client::{AdminClient, segment};
-use crate::model::applications::{ApplicantCategory, ApplicationStatus};
+use crate::model::applications::{ApplicantCategory, ApplicationStatus, Channel};
 
 /// `ugem application ...`
 #[derive(Subcommand, Debug)]
@@ -91,6 +91,26 @@ pub struct ApplicationSubmit {
     /// widest_server_range_v4`/`_v6` (/24 and /48 by default).
     #[arg(long)]
     pub allow_wide_range: bool,
+    /// The application's number, as on the form (with --form-date,
+    /// --channel and --channel-ref; each contact then needs both phones).
+    #[arg(long, requires_all = ["form_date", "channel", "channel_ref"])]
+    pub form_number: Option<String>,
+    /// The application's date, as on the form, YYYY-MM-DD.
+    #[arg(long, value_parser = parse_date, requires = "form_number")]
+    pub form_date: Option<NaiveDate>,
+    /// How it came: portal or letter.
+    #[arg(long, value_parser = parse_channel, requires = "form_number")]
+    pub channel: Option<Channel>,
+    /// The portal's ticket or the letter's registration reference.
+    #[arg(long, requires = "form_number")]
+    pub channel_ref: Option<String>,
+    /// The attached document's reference (e.g. the scanned signed form's id).
+    #[arg(long, requires = "form_number")]
+    pub document: Option<String>,
+}
+
+fn parse_channel(s: &str) -> Result<Channel, String> {
+    s.parse()
 }
 
 fn parse_category(s: &str) -> Result<ApplicantCategory, String> {
@@ -135,6 +155,13 @@ pub fn run(c: &AdminClient, cmd: ApplicationCmd, as_json: bool) -> Result<(), Cl
                 "inbound": a.inbound,
                 "received_on": a.received,
                 "allow_wide_range": a.allow_wide_range,
+                "form": a.form_number.map(|number| json!({
+                    "number": number,
+                    "dated": a.form_date,
+                    "channel": a.channel,
+                    "reference": a.channel_ref,
+                    "document": a.document,
+                })),
             });
             (c.post("/api/v1/applications", &body)?, Kind::One)
         }
@@ -314,6 +341,20 @@ fn print_application(v: &Value) {
     }
     for (i, c) in v["contacts"].as_array().into_iter().flatten().enumerate() {
         line(if i == 0 { "contacts" } else { "" }, contact_text(c));
+    }
+    let form = &v["form"];
+    if !form.is_null() {
+        line(
+            "application",
+            format!("No. {} of {}", text(&form["number"]), text(&form["dated"])),
+        );
+        line(
+            "channel",
+            format!("{} {}", text(&form["channel"]), text(&form["reference"])),
+        );
+        if !form["document"].is_null() {
+            line("document", text(&form["document"]));
+        }
     }
     line("received on", text(&v["received_on"]));
     line("decision due", text(&v["decision_due"]));
