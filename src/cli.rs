@@ -780,7 +780,10 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
 fn with_refused_commands(mut v: Value) -> Value {
     for r in v.as_array_mut().into_iter().flatten() {
         let last = r["refusals"].as_array().and_then(|a| a.last()).map(|f| {
-            let cmd = f["command"].as_str().filter(|s| !s.is_empty()).unwrap_or("(none)");
+            let cmd = f["command"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("(none)");
             format!("{cmd} -> {}", f["code"])
         });
         r["last_refused"] = json!(last);

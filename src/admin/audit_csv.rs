@@ -27,7 +27,8 @@ fn csv_field(s: &str) -> String {
 
 /// The records as CSV with a header line, CRLF line ends.
 pub fn to_csv(records: &[AuditRecord]) -> String {
-    let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
+    let json =
+        |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
     let mut out = CSV_COLUMNS.join(",");
     out.push_str("\r\n");
     for r in records {

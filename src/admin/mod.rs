@@ -378,7 +378,9 @@ async fn record<T>(state: &AdminState, who: &Authed, target: String, result: &Re
     };
     let mut target: String = target.chars().take(AUDIT_TARGET_MAX).collect();
     target.retain(|c| !c.is_control());
-    let (reason, before, after) = who.note.with(|n| (n.reason.take(), n.before.take(), n.after.take()));
+    let (reason, before, after) = who
+        .note
+        .with(|n| (n.reason.take(), n.before.take(), n.after.take()));
     let rec = AuditRecord {
         seq: 0,
         at: Utc::now(),

@@ -53,8 +53,13 @@ impl Governor {
             after["rule"] = rec.rule.clone().into();
             after["expires_at"] = serde_json::to_value(rec.expires_at).unwrap_or_default();
             after["evidence"] = rec.evidence.clone();
-            let audit = AuditRecord::auto(rec.started_at, &action(scope, "suspend"), &target(scope), &rec.reason)
-                .change(before, after);
+            let audit = AuditRecord::auto(
+                rec.started_at,
+                &action(scope, "suspend"),
+                &target(scope),
+                &rec.reason,
+            )
+            .change(before, after);
             self.registry.audit(audit).await;
         }
         self.on_suspended(&rec, held).await;

@@ -63,6 +63,17 @@ impl AuditRecord {
     }
 }
 
+/// Whether audit target `target` is `t`, or `t` with a description after
+/// `: ` (as the update and disconnect calls write theirs).
+fn target_is(target: &str, t: &str) -> bool {
+    match (target.get(..t.len()), target.get(t.len()..)) {
+        (Some(head), Some(rest)) => {
+            head.eq_ignore_ascii_case(t) && (rest.is_empty() || rest.starts_with(": "))
+        }
+        _ => false,
+    }
+}
+
 /// The actor of the gateway's own decisions.
 pub const AUTO: &str = "auto";
 
@@ -76,7 +87,8 @@ pub struct AuditFilter {
     /// (`domain.` or `domain.*`: every action that starts so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
-    /// Only this target (exact, case-insensitive).
+    /// Only this target (case-insensitive), also where the target goes on
+    /// to describe the call (`a.example.kz: owner: ...` for `a.example.kz`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Only records at or after this time.
@@ -100,10 +112,7 @@ impl AuditFilter {
         };
         action
             && self.actor.as_ref().is_none_or(|a| &r.actor == a)
-            && self
-                .target
-                .as_ref()
-                .is_none_or(|t| r.target.eq_ignore_ascii_case(t))
+            && self.target.as_ref().is_none_or(|t| target_is(&r.target, t))
             && self.from.is_none_or(|f| r.at >= f)
             && self.to.is_none_or(|t| r.at < t)
     }
@@ -147,14 +156,26 @@ mod tests {
     #[test]
     fn filters_by_actor_action_target_and_period() {
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        let r = AuditRecord::auto(at("2026-03-02T10:00:00Z"), "domain.suspend", "a.example.kz", "x");
+        let r = AuditRecord::auto(
+            at("2026-03-02T10:00:00Z"),
+            "domain.suspend",
+            "a.example.kz",
+            "x",
+        );
         let f = |j: serde_json::Value| serde_json::from_value::<AuditFilter>(j).unwrap();
         assert!(f(serde_json::json!({})).matches(&r));
         assert!(f(serde_json::json!({"actor": "auto", "action": "domain.suspend"})).matches(&r));
         assert!(f(serde_json::json!({"action": "domain.*", "target": "A.example.kz"})).matches(&r));
         assert!(!f(serde_json::json!({"action": "domain.sus"})).matches(&r));
+        let mut described = r.clone();
+        described.target = "a.example.kz: owner: \"\" -> \"B\"".into();
+        assert!(f(serde_json::json!({"target": "a.example.kz"})).matches(&described));
+        assert!(!f(serde_json::json!({"target": "a.example"})).matches(&described));
         assert!(!f(serde_json::json!({"actor": "root"})).matches(&r));
-        assert!(f(serde_json::json!({"from": "2026-03-02T10:00:00Z", "to": "2026-03-03T00:00:00Z"})).matches(&r));
+        assert!(
+            f(serde_json::json!({"from": "2026-03-02T10:00:00Z", "to": "2026-03-03T00:00:00Z"}))
+                .matches(&r)
+        );
         assert!(!f(serde_json::json!({"to": "2026-03-02T10:00:00Z"})).matches(&r));
         // Records written before reasons and changes were kept read as none.
         let old: AuditRecord = serde_json::from_str(

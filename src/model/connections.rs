@@ -111,7 +111,10 @@ mod tests {
             logged_command(b"RCPT TO:<x@y.example>\r\n"),
             "RCPT TO:<x@y.example>"
         );
-        assert_eq!(logged_command(b"MAIL FROM:<\x1b[31m@x>"), "MAIL FROM:<?[31m@x>");
+        assert_eq!(
+            logged_command(b"MAIL FROM:<\x1b[31m@x>"),
+            "MAIL FROM:<?[31m@x>"
+        );
         assert_eq!(logged_command(b"auth PLAIN AGFsaWNlAHNlY3JldA=="), "auth");
         let long = format!("RCPT TO:<{}@x>", "a".repeat(300));
         assert_eq!(logged_command(long.as_bytes()).len(), COMMAND_LOGGED_MAX);

@@ -87,7 +87,10 @@ mod tests {
     fn numbers_are_kept_as_digits_with_an_optional_plus() {
         let p: Phone = "+7 (7172) 00-00-00".parse().unwrap();
         assert_eq!(p.as_str(), "+77172000000");
-        assert_eq!("8 701 000 0000".parse::<Phone>().unwrap().as_str(), "87010000000");
+        assert_eq!(
+            "8 701 000 0000".parse::<Phone>().unwrap().as_str(),
+            "87010000000"
+        );
         assert!("call me".parse::<Phone>().is_err());
         assert!("+7 12".parse::<Phone>().is_err());
         assert!("1234567890123456".parse::<Phone>().is_err());

@@ -602,7 +602,10 @@ pub async fn audit_query_and_retention(s: &dyn RegistryStore) {
     })
     .await;
     assert_eq!(by_auto.len(), 1);
-    assert_eq!(by_auto[0].reason.as_deref(), Some("burst of new recipients"));
+    assert_eq!(
+        by_auto[0].reason.as_deref(),
+        Some("burst of new recipients")
+    );
     assert_eq!(
         by_auto[0].after,
         Some(serde_json::json!({"status": "suspended"}))
@@ -624,7 +627,9 @@ pub async fn audit_query_and_retention(s: &dyn RegistryStore) {
     assert_eq!(one.len(), 1);
 
     assert_eq!(
-        s.prune_audit(Utc::now() - Duration::days(365)).await.unwrap(),
+        s.prune_audit(Utc::now() - Duration::days(365))
+            .await
+            .unwrap(),
         1
     );
     let left = q(AuditFilter::default()).await;

@@ -228,6 +228,8 @@ impl Gateway {
             "--shared-servers",
             "--contact",
             "IT Desk <it@contact.example.kz>",
+            "--reason",
+            "test set-up",
         ]);
     }
 
@@ -239,6 +241,8 @@ impl Gateway {
             domain,
             "--contact",
             "IT Desk <it@contact.example.kz>",
+            "--reason",
+            "test set-up",
         ];
         for s in servers {
             args.push("--server");

@@ -45,7 +45,9 @@ fn bound(s: &str, offset: FixedOffset, end: bool) -> Result<DateTime<Utc>, ApiEr
         return Ok(t.with_timezone(&Utc));
     }
     let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
-        ApiError::bad_request(format!("`{s}` is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
+        ApiError::bad_request(format!(
+            "`{s}` is neither a date (YYYY-MM-DD) nor an RFC 3339 time"
+        ))
     })?;
     let d = if end { d.succ_opt().unwrap_or(d) } else { d };
     d.and_hms_opt(0, 0, 0)
@@ -62,9 +64,7 @@ impl AuditQuery {
             Some("json") => Format::Json,
             Some("csv") => Format::Csv,
             Some(f) => {
-                return Err(ApiError::bad_request(format!(
-                    "format `{f}`: json or csv"
-                )));
+                return Err(ApiError::bad_request(format!("format `{f}`: json or csv")));
             }
         };
         let from = self.from.map(|s| bound(&s, offset, false)).transpose()?;
@@ -103,7 +103,10 @@ pub(super) async fn list_audit(
         Format::Csv => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\""),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"audit.csv\"",
+                ),
             ],
             to_csv(&records),
         )
