@@ -82,7 +82,7 @@ pub enum Verb {
     Dkim(dkim::DkimCmd),
     /// The audit trail: staff actions and the gateway's own (actor `auto`),
     /// filtered by actor, action, target and period; `--format csv|json` exports.
-    Audit(AuditArgs),
+    Audit(Box<AuditArgs>),
 }
 
 /// `ugem mailbox ...`
@@ -766,7 +766,7 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             ],
         ),
         Verb::Reload => Output::Record(c.post("/api/v1/reload", &json!({}))?),
-        Verb::Audit(a) => match audit::run(c, a)? {
+        Verb::Audit(a) => match audit::run(c, *a)? {
             Some(out) => out,
             None => return Ok(()),
         },

@@ -12,7 +12,7 @@ use crate::model::applications::{ApplicantCategory, ApplicationStatus, Channel};
 #[derive(Subcommand, Debug)]
 pub enum ApplicationCmd {
     /// Record a received application; the decision is due in 5 working days.
-    Submit(ApplicationSubmit),
+    Submit(Box<ApplicationSubmit>),
     /// List applications, oldest first; overdue ones are marked.
     List {
         /// Only this status: pending, approved, rejected, withdrawn.
