@@ -163,8 +163,10 @@ pub(super) async fn submit(
         Err(_) => "(invalid request)".into(),
     };
     let flow = workflow(&st);
+    let note = who.note.clone();
     let view = audited(&st, &who, target, move |caller| async move {
         let b = body?;
+        note.reason(&b.input.reason);
         let v = flow.submit(&b.domain, &b.input, &caller.name).await?;
         tracing::info!(change_request = v.request.id, domain = %b.domain, due = %v.request.decision_due, "change request recorded");
         Ok(v)
