@@ -145,7 +145,7 @@ pub fn run(c: &AdminClient, cmd: ApplicationCmd, as_json: bool) -> Result<(), Cl
                 .map(|s| crate::registry::parse_contact(s))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| CliError::Usage(format!("--contact: {e}")))?;
-            let body = json!({
+            let mut body = json!({
                 "domain": a.domain,
                 "owner": a.owner,
                 "category": a.category,
@@ -155,14 +155,17 @@ pub fn run(c: &AdminClient, cmd: ApplicationCmd, as_json: bool) -> Result<(), Cl
                 "inbound": a.inbound,
                 "received_on": a.received,
                 "allow_wide_range": a.allow_wide_range,
-                "form": a.form_number.map(|number| json!({
+            });
+            // Only when given, so that a server from before the form takes the rest.
+            if let Some(number) = a.form_number {
+                body["form"] = json!({
                     "number": number,
                     "dated": a.form_date,
                     "channel": a.channel,
                     "reference": a.channel_ref,
                     "document": a.document,
-                })),
-            });
+                });
+            }
             (c.post("/api/v1/applications", &body)?, Kind::One)
         }
         ApplicationCmd::List {

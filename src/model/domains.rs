@@ -340,6 +340,23 @@ mod tests {
     }
 
     #[test]
+    fn records_from_before_the_registration_mark_stay_readable() {
+        let old = r#"{"name":"a.example.kz","owner":"A","servers":["192.0.2.10/32"],
+            "contacts":[{"name":"N","email":"it@a.example.kz","office_phone":"+7 7172 000000","mobile_phone":"12-3"}],
+            "status":"connected","status_since":"2026-03-02T10:00:00Z",
+            "created_at":"2026-03-02T10:00:00Z","updated_at":"2026-03-02T10:00:00Z"}"#;
+        let rec: DomainRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(rec.without_application, None);
+        assert_eq!(rec.application, None);
+        let c = &rec.contacts[0];
+        assert_eq!(c.office_phone.as_ref().unwrap().as_str(), "+77172000000");
+        assert_eq!(c.mobile_phone.as_ref().unwrap().as_str(), "12-3");
+        let again: DomainRecord =
+            serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+        assert_eq!(again, rec);
+    }
+
+    #[test]
     fn default_inbound_route_is_first_server_port_25() {
         let now = Utc::now();
         let rec = DomainRecord::connected(
