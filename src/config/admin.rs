@@ -72,14 +72,15 @@ impl Default for AdminSection {
             tls_key: None,
             tls_ca_file: None,
             audit_refused_retention: Span(Duration::from_secs(30 * 86_400)),
-            audit_retention: Span(Duration::from_secs(AUDIT_RETENTION_DAYS * 86_400)),
+            audit_retention: Span(Duration::from_secs(AUDIT_RETENTION_SECS)),
         }
     }
 }
 
-/// The default retention of the audit trail: five years of 365 days and
-/// the leap days they may hold.
-const AUDIT_RETENTION_DAYS: u64 = 5 * 365 + 2;
+/// The default retention of the audit trail: five years as the duration
+/// syntax counts them (`5y`, years of 365.25 days), so that the shipped
+/// `audit_retention = "5y"` is the default, not a change.
+const AUDIT_RETENTION_SECS: u64 = 5 * 31_557_600;
 
 /// The token shipped in the embedded configuration.
 pub const SHIPPED_TOKEN: &str = "change-me-now";
@@ -242,6 +243,32 @@ mod tests {
     use super::*;
     use crate::config::tests::{keys, load};
     use crate::config::{Config, ConfigSource, EMBEDDED_DEFAULT};
+
+    #[test]
+    fn the_shipped_audit_retention_is_the_default_and_short_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = Config::load_with_env(
+            &ConfigSource::Text {
+                text: EMBEDDED_DEFAULT.into(),
+                base: dir.path().into(),
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            shipped.admin.audit_retention,
+            AdminSection::default().audit_retention
+        );
+        let mut a = AdminSection::default();
+        a.audit_retention = "12h".parse().unwrap();
+        let problems = a.check();
+        assert!(
+            problems
+                .iter()
+                .any(|p| format!("{p:?}").contains("admin.audit_retention")),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn weak_admin_tokens_are_refused_beyond_loopback_and_warned_on_it() {
