@@ -259,8 +259,10 @@ mod tests {
             shipped.admin.audit_retention,
             AdminSection::default().audit_retention
         );
-        let mut a = AdminSection::default();
-        a.audit_retention = "12h".parse().unwrap();
+        let a = AdminSection {
+            audit_retention: "12h".parse().unwrap(),
+            ..Default::default()
+        };
         let problems = a.check();
         assert!(
             problems
