@@ -387,6 +387,11 @@ fn the_audit_filters_by_actor_action_target_and_period_and_exports_csv() {
     );
     let err = cli_fails(&gw, ADMIN_TOKEN, &["audit", "--from", "last week"]);
     assert!(err.contains("YYYY-MM-DD"), "{err}");
+    // A limit set by staff: what it was and what it is.
+    gw.cli_ok(&["domain", "limits", AGENCY, "--messages-per-hour", "100"]);
+    let rows = json(&gw.cli_ok(&["audit", "--action", "domain.limits", "--format", "json"]));
+    assert_eq!(rows[0]["before"], serde_json::json!({"limits": null}));
+    assert_eq!(rows[0]["after"]["limits"]["messages_per_hour"], 100);
     // The API serves the same CSV.
     let (st, body) = http(
         gw.admin,

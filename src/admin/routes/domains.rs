@@ -231,10 +231,16 @@ pub(super) async fn set_limits(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let cfg = st.cfg();
+    let note = who.note.clone();
     let v = audited(&st, &who, name.clone(), move |_| async move {
         let domain = parse_domain(&name)?;
         let limits: crate::model::domains::DomainLimits = body.required()?;
+        let before = reg.get(&domain).map(|d| d.limits);
         let rec = reg.set_limits(&domain, Some(limits)).await?;
+        note.change(
+            serde_json::json!({ "limits": before.flatten() }),
+            serde_json::json!({ "limits": rec.limits }),
+        );
         Ok(crate::governor::effective_limits(&cfg, &rec))
     })
     .await?;
@@ -259,10 +265,16 @@ pub(super) async fn set_header_from(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
+    let note = who.note.clone();
     let v = audited(&st, &who, name.clone(), move |_| async move {
         let domain = parse_domain(&name)?;
         let setting: crate::model::domains::HeaderFrom = body.required()?;
+        let before = reg.get(&domain).map(|d| d.header_from.clone());
         let rec = reg.set_header_from(&domain, setting).await?;
+        note.change(
+            serde_json::json!({ "header_from": before }),
+            serde_json::json!({ "header_from": rec.header_from }),
+        );
         Ok(rec.header_from)
     })
     .await?;
