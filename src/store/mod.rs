@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 pub use db::SCHEMA_VERSION;
 pub use local::LocalStore;
+pub use registry::postgres::PgRegistry;
 pub use registry::redb::RedbRegistry;
 pub use registry::{DomainWrite, Expect, RegistryStore};
 

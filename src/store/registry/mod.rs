@@ -11,6 +11,7 @@
 //!
 //! Every backend must pass the suite in [`crate::store::contract`].
 
+pub mod postgres;
 pub mod redb;
 
 use chrono::{DateTime, Utc};
