@@ -46,6 +46,9 @@ enum Command {
     /// The configuration in effect.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// The shared PostgreSQL store (`[store] url`), run on this machine.
+    #[command(subcommand)]
+    Store(StoreCmd),
     #[command(flatten)]
     Verb(Verb),
 }
@@ -96,6 +99,41 @@ enum ConfigCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum StoreCmd {
+    /// Apply the schema migrations the database lacks and print them
+    /// (`ugem serve` applies them at start too).
+    Migrate,
+}
+
+/// Runs `ugem store ...` against the database of `[store] url`.
+fn store(src: &ConfigSource, cmd: StoreCmd, json: bool) -> anyhow::Result<()> {
+    let cfg = Config::examine(src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let url = cfg
+        .store
+        .url
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("store.url is not set: the registry is in the embedded store"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cmd {
+            StoreCmd::Migrate => {
+                let pg = ugem::server::open_shared(&url, &cfg.store).await?;
+                let version = pg.schema_version().await?;
+                if json {
+                    println!("{}", serde_json::json!({ "schema_version": version }));
+                } else {
+                    println!("schema version {version} (this build writes {})",
+                        ugem::store::registry::postgres::schema::current());
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
 fn source(config: &Option<PathBuf>) -> ConfigSource {
     match config {
         Some(p) => ConfigSource::File(p.clone()),
@@ -118,6 +156,13 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig => check_config(&src, args.json),
+        Command::Store(cmd) => match store(&src, cmd, args.json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ugem: store: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Config(ConfigCmd::Show { changed }) => match Config::examine(&src) {
             Ok(cfg) => {
                 let tree = if changed {

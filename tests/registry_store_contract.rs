@@ -30,7 +30,7 @@ async fn the_postgres_store_keeps_the_contract() {
         let db = format!("contract{i}");
         pg.create_db(&db);
         let store = PgRegistry::new(&pg.url(&db), Some(postgres::PASSWORD)).unwrap();
-        assert_eq!(store.migrate().await.unwrap(), vec![1], "a new database is migrated");
+        assert_eq!(store.migrate().await.unwrap(), vec![1, 2], "a new database is migrated");
         let store: Arc<dyn RegistryStore> = Arc::new(store);
         eprintln!("contract check (PostgreSQL): {name}");
         check(store.as_ref()).await;
@@ -49,15 +49,15 @@ async fn postgres_migrations_apply_once_and_refuse_a_newer_schema() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = ra.unwrap();
     applied.extend(rb.unwrap());
-    assert_eq!(applied, vec![1]);
-    assert_eq!(a.schema_version().await.unwrap(), 1);
+    assert_eq!(applied, vec![1, 2]);
+    assert_eq!(a.schema_version().await.unwrap(), 2);
     assert_eq!(a.migrate().await.unwrap(), Vec::<u64>::new());
 
     // A database a newer ugem migrated is not written to.
     let out = pg.psql_in("m", "INSERT INTO ugem_schema (version) VALUES (99)");
     assert!(out.status.success());
     match a.migrate().await {
-        Err(StoreError::SchemaTooNew { found: 99, supported: 1 }) => {}
+        Err(StoreError::SchemaTooNew { found: 99, supported: 2 }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
 

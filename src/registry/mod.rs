@@ -8,6 +8,7 @@ pub mod applications;
 // Moved to the ground floor (config builds its defaults from it).
 pub use crate::calendar;
 pub mod changes;
+pub mod follow;
 pub mod checks;
 mod contact;
 pub mod schedule;
@@ -200,6 +201,14 @@ impl Registry {
             servers,
         });
         Ok(())
+    }
+
+    /// Rebuilds the snapshot from the store between this node's own
+    /// changes (never in the middle of one, whose publication would then be
+    /// overwritten by an older read).
+    pub async fn refresh(&self) -> Result<(), RegistryError> {
+        let _one_at_a_time = self.lock().await;
+        self.reload().await
     }
 
     /// The current view (cheap: an Arc clone).

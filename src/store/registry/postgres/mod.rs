@@ -11,6 +11,7 @@
 //! write lost its race.
 
 mod audit;
+mod listen;
 mod numbered;
 mod records;
 pub mod schema;
@@ -45,6 +46,8 @@ const POOL_SIZE: usize = 16;
 #[derive(Clone)]
 pub struct PgRegistry {
     pool: Pool,
+    /// For the change feed's own connection.
+    config: tokio_postgres::Config,
 }
 
 impl std::fmt::Debug for PgRegistry {
@@ -68,7 +71,7 @@ impl PgRegistry {
             pg.password(p);
         }
         let mgr = Manager::from_config(
-            pg,
+            pg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -82,7 +85,7 @@ impl PgRegistry {
             .recycle_timeout(Some(WAIT))
             .build()
             .map_err(|e| StoreError::Backend(format!("store pool: {e}")))?;
-        Ok(PgRegistry { pool })
+        Ok(PgRegistry { pool, config: pg })
     }
 
     /// Applies the migrations the database lacks; returns those applied.
@@ -157,6 +160,10 @@ pub(crate) fn column<T: serde::de::DeserializeOwned>(
 
 #[async_trait::async_trait]
 impl RegistryStore for PgRegistry {
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(listen::spawn(self.config.clone()))
+    }
+
     async fn list_domains(&self) -> Result<Vec<DomainRecord>, StoreError> {
         records::list_domains(&*self.client().await?).await
     }

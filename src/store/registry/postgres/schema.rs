@@ -72,7 +72,26 @@ CREATE TABLE unregistered_servers (
     PRIMARY KEY (domain, address)
 );
 "#,
+    // 2: every committed change of what the SMTP policy reads wakes the
+    // other nodes (LISTEN ugem_registry), whoever wrote it.
+    r#"
+CREATE FUNCTION ugem_registry_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('ugem_registry', TG_TABLE_NAME);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER domains_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON domains
+    FOR EACH STATEMENT EXECUTE FUNCTION ugem_registry_changed();
+CREATE TRIGGER suspensions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON suspensions
+    FOR EACH STATEMENT EXECUTE FUNCTION ugem_registry_changed();
+CREATE TRIGGER server_suspensions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON server_suspensions
+    FOR EACH STATEMENT EXECUTE FUNCTION ugem_registry_changed();
+"#,
 ];
+
+/// The channel the change triggers notify.
+pub const CHANNEL: &str = "ugem_registry";
 
 /// The schema version this build writes.
 pub fn current() -> u64 {

@@ -1,0 +1,119 @@
+//! Two gateway nodes sharing one registry in a real PostgreSQL server that
+//! the test starts: `ugem store migrate`, a change made on one node in force
+//! on the other within 2 s, and a node that keeps relaying under the last
+//! known registry while PostgreSQL is down (fail-static).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::postgres::TestPostgres;
+use common::{Gateway, Smtp, bin, config_text};
+
+const DOMAIN: &str = "agency.example.kz";
+const SENDER: &str = "clerk@agency.example.kz";
+const OUTSIDE: &str = "citizen@example.org";
+
+fn store_config(pg: &TestPostgres) -> String {
+    format!(
+        "[store]\nurl = \"{}\"\npassword_file = \"{}\"\n",
+        pg.url("ugem"),
+        pg.password_file().display()
+    )
+}
+
+/// The reply a node gives to MAIL FROM of the agency's sender (from the
+/// agency's registered server, 127.0.0.1).
+fn mail_from(node: &Gateway) -> u16 {
+    let mut s = Smtp::greeted(node.smtp);
+    s.expect("EHLO client.test.example", 250);
+    let r = s.cmd(&format!("MAIL FROM:<{SENDER}>"));
+    if r.code != 250 {
+        return r.code;
+    }
+    s.cmd(&format!("RCPT TO:<{OUTSIDE}>")).code
+}
+
+/// How long until `node` answers `code`; panics after 2 s.
+fn in_force_within_2s(node: &Gateway, code: u16, what: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let got = mail_from(node);
+        if got == code {
+            let took = start.elapsed();
+            eprintln!("{what}: in force on the other node after {took:?}");
+            return took;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{what}: still {got} (not {code}) on the other node after 2 s\n{}",
+            node.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn two_nodes_share_the_registry_through_postgresql() {
+    let pg = TestPostgres::start();
+    pg.create_db("ugem");
+    let extra = store_config(&pg);
+
+    // Migrations alone, before any node starts.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ugem.toml");
+    std::fs::write(&cfg, config_text(&extra)).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["store", "migrate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("schema version 2"), "{text}");
+
+    let a = Gateway::start(&extra);
+    let b = Gateway::start(&extra);
+    assert_eq!(mail_from(&b), 550, "not registered yet: relaying denied");
+
+    // Registered on A: B accepts its mail.
+    a.register(DOMAIN, &["127.0.0.1"]);
+    in_force_within_2s(&b, 250, "registration");
+
+    // Suspended on A: B answers 451, the agency keeps its mail.
+    a.cli_ok(&["domain", "suspend", DOMAIN, "--reason", "test of two nodes"]);
+    in_force_within_2s(&b, 451, "suspension");
+    // And the record is the same one on both nodes.
+    let on_b = b.cli_ok(&["--json", "suspension", "list"]);
+    assert!(on_b.contains("test of two nodes"), "{on_b}");
+
+    // Restored on B this time: A accepts again.
+    b.cli_ok(&["domain", "restore", DOMAIN, "--reason", "clean"]);
+    in_force_within_2s(&a, 250, "restoration");
+
+    // PostgreSQL down: both nodes keep relaying under the registry they
+    // know, and a 250 still means the message is in the node's own queue.
+    pg.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    for node in [&a, &b] {
+        let mut s = Smtp::greeted(node.smtp);
+        let r = s.send_mail(SENDER, &[OUTSIDE], "Subject: while the database is down\r\n\r\nhello\r\n");
+        assert_eq!(r.code, 250, "{}", node.log_text());
+    }
+    // Staff changes are refused with a clear error meanwhile.
+    let refused = a.cli(common::ADMIN_TOKEN, &["domain", "suspend", DOMAIN, "--reason", "x"]);
+    assert!(!refused.status.success());
+
+    // Back: changes flow again (the change feed reconnects by itself).
+    pg.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = a.cli(common::ADMIN_TOKEN, &["domain", "suspend", DOMAIN, "--reason", "after the outage"]);
+        if r.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the store did not come back: {}", a.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    in_force_within_2s(&b, 451, "suspension after the database came back");
+}
