@@ -85,8 +85,8 @@ pub async fn open_shared(
     let password = section
         .password()
         .context("cannot read store.password_file")?;
-    let pg = crate::store::PgRegistry::new(url, password.as_deref())
-        .context("cannot use store.url")?;
+    let pg =
+        crate::store::PgRegistry::new(url, password.as_deref()).context("cannot use store.url")?;
     let applied = pg
         .migrate()
         .await

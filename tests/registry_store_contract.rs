@@ -30,7 +30,11 @@ async fn the_postgres_store_keeps_the_contract() {
         let db = format!("contract{i}");
         pg.create_db(&db);
         let store = PgRegistry::new(&pg.url(&db), Some(postgres::PASSWORD)).unwrap();
-        assert_eq!(store.migrate().await.unwrap(), vec![1, 2], "a new database is migrated");
+        assert_eq!(
+            store.migrate().await.unwrap(),
+            vec![1, 2],
+            "a new database is migrated"
+        );
         let store: Arc<dyn RegistryStore> = Arc::new(store);
         eprintln!("contract check (PostgreSQL): {name}");
         check(store.as_ref()).await;
@@ -57,7 +61,10 @@ async fn postgres_migrations_apply_once_and_refuse_a_newer_schema() {
     let out = pg.psql_in("m", "INSERT INTO ugem_schema (version) VALUES (99)");
     assert!(out.status.success());
     match a.migrate().await {
-        Err(StoreError::SchemaTooNew { found: 99, supported: 2 }) => {}
+        Err(StoreError::SchemaTooNew {
+            found: 99,
+            supported: 2,
+        }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
 
@@ -68,7 +75,10 @@ async fn postgres_migrations_apply_once_and_refuse_a_newer_schema() {
         Err(StoreError::Unavailable(_))
     ));
     pg.stop();
-    assert!(matches!(a.list_domains().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        a.list_domains().await,
+        Err(StoreError::Unavailable(_))
+    ));
     pg.restart();
     // The pool reconnects by itself once the server is back.
     let mut ok = false;

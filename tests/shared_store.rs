@@ -69,7 +69,11 @@ fn two_nodes_share_the_registry_through_postgresql() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("schema version 2"), "{text}");
 
     let a = Gateway::start(&extra);
@@ -97,23 +101,126 @@ fn two_nodes_share_the_registry_through_postgresql() {
     std::thread::sleep(Duration::from_millis(300));
     for node in [&a, &b] {
         let mut s = Smtp::greeted(node.smtp);
-        let r = s.send_mail(SENDER, &[OUTSIDE], "Subject: while the database is down\r\n\r\nhello\r\n");
+        let r = s.send_mail(
+            SENDER,
+            &[OUTSIDE],
+            "Subject: while the database is down\r\n\r\nhello\r\n",
+        );
         assert_eq!(r.code, 250, "{}", node.log_text());
     }
     // Staff changes are refused with a clear error meanwhile.
-    let refused = a.cli(common::ADMIN_TOKEN, &["domain", "suspend", DOMAIN, "--reason", "x"]);
+    let refused = a.cli(
+        common::ADMIN_TOKEN,
+        &["domain", "suspend", DOMAIN, "--reason", "x"],
+    );
     assert!(!refused.status.success());
 
     // Back: changes flow again (the change feed reconnects by itself).
     pg.restart();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let r = a.cli(common::ADMIN_TOKEN, &["domain", "suspend", DOMAIN, "--reason", "after the outage"]);
+        let r = a.cli(
+            common::ADMIN_TOKEN,
+            &["domain", "suspend", DOMAIN, "--reason", "after the outage"],
+        );
         if r.status.success() {
             break;
         }
-        assert!(Instant::now() < deadline, "the store did not come back: {}", a.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "the store did not come back: {}",
+            a.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     in_force_within_2s(&b, 451, "suspension after the database came back");
+}
+
+/// Runs `ugem store ...` with `config`; returns its standard output.
+fn store_cmd(config: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(bin())
+        .arg("store")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_single_node_registry_moves_into_postgresql_with_its_ids() {
+    // A node on the embedded store, with a little of everything.
+    let mut old = Gateway::start("");
+    old.register(DOMAIN, &["127.0.0.1"]);
+    old.register("other.example.kz", &["192.0.2.20"]);
+    old.cli_ok(&["domain", "suspend", DOMAIN, "--reason", "moving day"]);
+    old.cli_ok(&[
+        "application",
+        "submit",
+        "--domain",
+        "new.example.kz",
+        "--owner",
+        "Ministry of Tests",
+        "--category",
+        "state-body",
+        "--head",
+        "Asel Bekova",
+        "--server",
+        "192.0.2.30",
+        "--contact",
+        "Aliya Nurlanova <it@contact.example.kz>; mobile=+77011234567",
+    ]);
+    let suspensions_before = old.cli_ok(&["--json", "suspension", "list", "--history"]);
+    old.terminate();
+
+    let file = old.dir.path().join("registry.json");
+    let (ok, out) = store_cmd(&old.config, &["export", file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("domains              2"), "{out}");
+    assert!(out.contains("applications         1"), "{out}");
+    assert!(out.contains("suspensions          1"), "{out}");
+
+    let pg = TestPostgres::start();
+    pg.create_db("ugem");
+    let extra = store_config(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ugem.toml");
+    std::fs::write(&cfg, config_text(&extra)).unwrap();
+    let (ok, out) = store_cmd(&cfg, &["import", file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("imported and verified"), "{out}");
+    // Once only: a second import would mix two registries.
+    let (ok, out) = store_cmd(&cfg, &["import", file.to_str().unwrap()]);
+    assert!(!ok && out.contains("not empty"), "{out}");
+
+    // A node on PostgreSQL sees the same registry, ids and all.
+    let node = Gateway::start(&extra);
+    assert_eq!(mail_from(&node), 451, "the suspension came along");
+    let after = node.cli_ok(&["--json", "suspension", "list", "--history"]);
+    let ids = |text: &str| -> Vec<u64> {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        let list = v
+            .as_array()
+            .cloned()
+            .or_else(|| v["suspensions"].as_array().cloned())
+            .unwrap_or_default();
+        list.iter().filter_map(|s| s["id"].as_u64()).collect()
+    };
+    assert_eq!(ids(&after), ids(&suspensions_before), "{after}");
+    assert!(!ids(&after).is_empty(), "{after}");
+    let app = node.cli_ok(&["application", "show", "1"]);
+    assert!(app.contains("new.example.kz"), "{app}");
+    // New records follow the imported ones.
+    node.cli_ok(&["domain", "restore", DOMAIN, "--reason", "moved"]);
+    node.cli_ok(&["domain", "suspend", DOMAIN, "--reason", "again"]);
+    let now = ids(&node.cli_ok(&["--json", "suspension", "list", "--history"]));
+    assert!(now.iter().max() > ids(&after).iter().max(), "{now:?}");
 }

@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 
 use super::locate::{Places, env_key};
 use super::{
-    AdminSection, AlarmsSection, StoreSection, Config, ConfigError, ConfigProblem, ConnectionsSection,
+    AdminSection, AlarmsSection, Config, ConfigError, ConfigProblem, ConnectionsSection,
     DeliverySection, GovernorSection, RegistrationSection, ServerSection, SmtpSection,
+    StoreSection,
 };
 
 /// Where a configuration is read from.

@@ -189,10 +189,13 @@ mod tests {
             "https://user:pw@alerts.example:8443/".into(),
             "http://alerts.example/".into(),
         ];
-        cfg.store.url = Some("postgres://ugem:db-s3cret@db.example:5432/ugem?sslmode=require".into());
+        cfg.store.url =
+            Some("postgres://ugem:db-s3cret@db.example:5432/ugem?sslmode=require".into());
         let text = toml_lines(&effective(&cfg));
         assert!(
-            text.contains("store.url = \"postgres://ugem:(redacted)@db.example:5432/ugem?sslmode=require\""),
+            text.contains(
+                "store.url = \"postgres://ugem:(redacted)@db.example:5432/ugem?sslmode=require\""
+            ),
             "{text}"
         );
         for secret in ["change-me-now", "a-long-secret-token", "s3cr3t", "pw@"] {

@@ -55,7 +55,11 @@ impl StoreSection {
 
     /// What is allowed but unwise: a password written into the URL.
     pub fn warnings(&self) -> Vec<ConfigProblem> {
-        match self.url.as_deref().map(str::parse::<tokio_postgres::Config>) {
+        match self
+            .url
+            .as_deref()
+            .map(str::parse::<tokio_postgres::Config>)
+        {
             Some(Ok(c)) if c.get_password().is_some() => vec![ConfigProblem::new(
                 "store.url",
                 "holds a password: put it in store.password_file instead (config show prints the URL)",

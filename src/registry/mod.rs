@@ -8,9 +8,9 @@ pub mod applications;
 // Moved to the ground floor (config builds its defaults from it).
 pub use crate::calendar;
 pub mod changes;
-pub mod follow;
 pub mod checks;
 mod contact;
+pub mod follow;
 pub mod schedule;
 pub mod servers;
 pub mod sightings;

@@ -17,6 +17,7 @@
 
 pub mod contract;
 mod db;
+pub mod export;
 pub mod local;
 pub mod registry;
 

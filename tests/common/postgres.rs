@@ -71,7 +71,10 @@ impl TestPostgres {
     /// cannot.
     pub fn start() -> TestPostgres {
         let bindir = bindir();
-        let dir = tempfile::Builder::new().prefix("ugem-pg").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ugem-pg")
+            .tempdir()
+            .unwrap();
         let run_as = is_root().then(|| "postgres".to_string());
         if let Some(user) = &run_as {
             // The server's user must reach and own its folders.
@@ -146,13 +149,24 @@ impl TestPostgres {
     pub fn stop(&self) {
         self.run(
             "pg_ctl",
-            &["-D", self.data().to_str().unwrap(), "-m", "immediate", "-w", "stop"],
+            &[
+                "-D",
+                self.data().to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
         );
     }
 
     /// Starts it again on the same port after [`TestPostgres::stop`].
     pub fn restart(&self) {
-        assert!(self.pg_ctl_start(), "PostgreSQL did not restart: {}", self.log());
+        assert!(
+            self.pg_ctl_start(),
+            "PostgreSQL did not restart: {}",
+            self.log()
+        );
     }
 
     /// Creates an empty database.
@@ -172,8 +186,19 @@ impl TestPostgres {
         self.run(
             "psql",
             &[
-                "-h", "127.0.0.1", "-p", &port, "-U", USER, "-d", db, "-XAtq", "-v",
-                "ON_ERROR_STOP=1", "-c", sql,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                USER,
+                "-d",
+                db,
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
             ],
         )
     }

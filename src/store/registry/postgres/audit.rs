@@ -23,7 +23,10 @@ pub(super) async fn append(
             .map_err(pg_error)?;
     }
     let row = tx
-        .query_one("SELECT nextval(pg_get_serial_sequence('audit', 'seq'))", &[])
+        .query_one(
+            "SELECT nextval(pg_get_serial_sequence('audit', 'seq'))",
+            &[],
+        )
         .await
         .map_err(pg_error)?;
     let seq = row.get::<_, i64>(0);

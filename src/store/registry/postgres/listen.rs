@@ -27,8 +27,7 @@ pub(super) fn spawn(pg: tokio_postgres::Config) -> watch::Receiver<u64> {
                     // The connection must be polled for the LISTEN to be
                     // answered; messages arrive through the same poll.
                     let reader = tokio::spawn(async move {
-                        while let Some(msg) =
-                            std::future::poll_fn(|cx| conn.poll_message(cx)).await
+                        while let Some(msg) = std::future::poll_fn(|cx| conn.poll_message(cx)).await
                         {
                             match msg {
                                 Ok(AsyncMessage::Notification(_)) => {

@@ -11,6 +11,7 @@
 //! write lost its race.
 
 mod audit;
+mod import;
 mod listen;
 mod numbered;
 mod records;
@@ -92,6 +93,14 @@ impl PgRegistry {
     pub async fn migrate(&self) -> Result<Vec<u64>, StoreError> {
         let mut c = self.client().await?;
         schema::migrate(&mut c).await
+    }
+
+    /// Loads an export into this store, which must be empty; all or nothing.
+    pub async fn import(
+        &self,
+        doc: &crate::store::export::RegistryExport,
+    ) -> Result<(), StoreError> {
+        import::import(&mut *self.client().await?, doc).await
     }
 
     /// The database's schema version (0 before any migration).
@@ -474,7 +483,9 @@ impl RegistryStore for PgRegistry {
                 StoreError::NotFound(format!("an active suspension of server {address}"))
             })?;
         s.restored = Some(how.clone());
-        numbered::SERVERS.replace(&tx, s.id, false, &json(&s)).await?;
+        numbered::SERVERS
+            .replace(&tx, s.id, false, &json(&s))
+            .await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(s)
     }

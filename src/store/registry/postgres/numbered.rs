@@ -101,7 +101,11 @@ impl Numbered {
         id: u64,
     ) -> Result<Option<T>, StoreError> {
         let sql = format!("SELECT record FROM {} WHERE id = $1 FOR UPDATE", self.table);
-        match tx.query_opt(&sql, &[&(id as i64)]).await.map_err(pg_error)? {
+        match tx
+            .query_opt(&sql, &[&(id as i64)])
+            .await
+            .map_err(pg_error)?
+        {
             Some(row) => Ok(Some(column(self.table, &row)?)),
             None => Ok(None),
         }

@@ -14,7 +14,10 @@ use crate::store::registry::{DomainWrite, Expect};
 /// Every domain, by name (byte order, as on redb).
 pub(super) async fn list_domains(c: &Client) -> Result<Vec<DomainRecord>, StoreError> {
     let rows = c
-        .query("SELECT record FROM domains ORDER BY name COLLATE \"C\"", &[])
+        .query(
+            "SELECT record FROM domains ORDER BY name COLLATE \"C\"",
+            &[],
+        )
         .await
         .map_err(pg_error)?;
     rows.iter().map(|r| column("domains", r)).collect()
@@ -199,5 +202,7 @@ pub(super) async fn list_sightings(
         )
         .await
         .map_err(pg_error)?;
-    rows.iter().map(|r| column("unregistered_servers", r)).collect()
+    rows.iter()
+        .map(|r| column("unregistered_servers", r))
+        .collect()
 }
