@@ -85,8 +85,9 @@ pub async fn open_shared(
     let password = section
         .password()
         .context("cannot read store.password_file")?;
-    let pg =
-        crate::store::PgRegistry::new(url, password.as_deref()).context("cannot use store.url")?;
+    let roots = crate::trust::all_certs(section.tls_ca_file.as_deref());
+    let pg = crate::store::PgRegistry::new(url, password.as_deref(), &roots)
+        .context("cannot use store.url")?;
     let applied = pg
         .migrate()
         .await

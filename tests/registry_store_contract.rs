@@ -29,7 +29,7 @@ async fn the_postgres_store_keeps_the_contract() {
     for (i, (name, check)) in CHECKS.iter().enumerate() {
         let db = format!("contract{i}");
         pg.create_db(&db);
-        let store = PgRegistry::new(&pg.url(&db), Some(postgres::PASSWORD)).unwrap();
+        let store = PgRegistry::new(&pg.url(&db), Some(postgres::PASSWORD), &[]).unwrap();
         assert_eq!(
             store.migrate().await.unwrap(),
             vec![1, 2],
@@ -46,8 +46,8 @@ async fn postgres_migrations_apply_once_and_refuse_a_newer_schema() {
     let pg = postgres::TestPostgres::start();
     pg.create_db("m");
     let url = pg.url("m");
-    let a = PgRegistry::new(&url, Some(postgres::PASSWORD)).unwrap();
-    let b = PgRegistry::new(&url, Some(postgres::PASSWORD)).unwrap();
+    let a = PgRegistry::new(&url, Some(postgres::PASSWORD), &[]).unwrap();
+    let b = PgRegistry::new(&url, Some(postgres::PASSWORD), &[]).unwrap();
     assert_eq!(a.schema_version().await.unwrap(), 0);
     // Two nodes starting together: each migration is applied once.
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
@@ -69,7 +69,7 @@ async fn postgres_migrations_apply_once_and_refuse_a_newer_schema() {
     }
 
     // A wrong password and a server that is down: the store is unavailable.
-    let wrong = PgRegistry::new(&url, Some("not-the-password")).unwrap();
+    let wrong = PgRegistry::new(&url, Some("not-the-password"), &[]).unwrap();
     assert!(matches!(
         wrong.list_domains().await,
         Err(StoreError::Unavailable(_))

@@ -224,3 +224,59 @@ fn a_single_node_registry_moves_into_postgresql_with_its_ids() {
     let now = ids(&node.cli_ok(&["--json", "suspension", "list", "--history"]));
     assert!(now.iter().max() > ids(&after).iter().max(), "{now:?}");
 }
+
+#[test]
+fn the_shared_store_speaks_tls_verified_against_store_tls_ca_file() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "ugem test database CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let pg = TestPostgres::start_tls(&format!("{}{}", leaf.pem(), ca.pem()), &key.serialize_pem());
+    pg.create_db("ugem");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("db-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let base = format!(
+        "[store]\nurl = \"{}?sslmode=require\"\npassword_file = \"{}\"\n",
+        pg.url("ugem"),
+        pg.password_file().display()
+    );
+    let write = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, config_text(&text)).unwrap();
+        p
+    };
+
+    // Without the CA the server's certificate is not trusted: refused.
+    let untrusted = write("untrusted.toml", base.clone());
+    let (ok, out) = store_cmd(&untrusted, &["migrate"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.to_lowercase().contains("certificate") || out.contains("unavailable"),
+        "{out}"
+    );
+    // Without TLS the server refuses (its pg_hba allows hostssl only).
+    let plain = write(
+        "plain.toml",
+        base.replace("?sslmode=require", "?sslmode=disable"),
+    );
+    let (ok, out) = store_cmd(&plain, &["migrate"]);
+    assert!(!ok, "{out}");
+
+    // With store.tls_ca_file: migrated, and a node runs on it.
+    let extra = format!("{base}tls_ca_file = \"{}\"\n", ca_file.display());
+    let trusted = write("trusted.toml", extra.clone());
+    let (ok, out) = store_cmd(&trusted, &["migrate"]);
+    assert!(ok, "{out}");
+    let node = Gateway::start(&extra);
+    node.register(DOMAIN, &["127.0.0.1"]);
+    assert_eq!(mail_from(&node), 250);
+}

@@ -41,6 +41,9 @@ pub const RESTART_KEYS: &[(&str, Keep)] = &[
     ("store.password_file", |n, o| {
         n.store.password_file = o.store.password_file.clone()
     }),
+    ("store.tls_ca_file", |n, o| {
+        n.store.tls_ca_file = o.store.tls_ca_file.clone()
+    }),
     ("server.log_format", |n, o| {
         n.server.log_format = o.server.log_format
     }),

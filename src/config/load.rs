@@ -104,6 +104,9 @@ impl Config {
         if let Some(p) = self.store.password_file.as_mut() {
             abs(p);
         }
+        if let Some(p) = self.store.tls_ca_file.as_mut() {
+            abs(p);
+        }
         for p in [
             &mut self.admin.tls_cert,
             &mut self.admin.tls_key,

@@ -20,6 +20,10 @@ pub struct StoreSection {
     /// configuration, which `config show` prints).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// CA certificates (PEM) that vouch for the database server's TLS
+    /// certificate, besides the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl StoreSection {
@@ -41,6 +45,11 @@ impl StoreSection {
                 "store.password_file",
                 "only used with store.url",
             ));
+        }
+        if let Some(p) = &self.tls_ca_file
+            && let Err(e) = crate::trust::load_roots(p)
+        {
+            out.push(ConfigProblem::new("store.tls_ca_file", e.to_string()));
         }
         if let Some(p) = &self.password_file
             && let Err(e) = std::fs::read_to_string(p)

@@ -70,6 +70,16 @@ impl TestPostgres {
     /// Creates and starts a server; panics with the server's log if it
     /// cannot.
     pub fn start() -> TestPostgres {
+        TestPostgres::start_with(None)
+    }
+
+    /// A server that speaks only TLS on TCP, with this certificate chain
+    /// and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> TestPostgres {
+        TestPostgres::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> TestPostgres {
         let bindir = bindir();
         let dir = tempfile::Builder::new()
             .prefix("ugem-pg")
@@ -111,6 +121,29 @@ impl TestPostgres {
             ],
         );
         assert!(out.status.success(), "initdb failed: {}", text(&out));
+        if let Some((cert, key)) = tls {
+            let owner = pg.run_as.as_ref().map(|u| (id_of(u, "-u"), id_of(u, "-g")));
+            let write = |name: &str, text: &str, mode: u32| {
+                let p = data.join(name);
+                std::fs::write(&p, text).unwrap();
+                set_mode(&p, mode);
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::chown(&p, Some(uid), Some(gid)).unwrap();
+                }
+            };
+            write("server.crt", cert, 0o644);
+            write("server.key", key, 0o600);
+            // TCP only with TLS: a client that does not ask for it is refused.
+            write(
+                "pg_hba.conf",
+                "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+                0o600,
+            );
+            let conf = data.join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&conf).unwrap();
+            text.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+            std::fs::write(&conf, text).unwrap();
+        }
         // A port taken between choosing and binding: try again.
         for _ in 0..5 {
             pg.port = free_port();

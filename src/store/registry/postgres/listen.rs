@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::schema::CHANNEL;
 
@@ -16,12 +17,12 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// Starts the listener; the receiver changes on every notification and on
 /// every reconnection. The task ends when every receiver is gone.
-pub(super) fn spawn(pg: tokio_postgres::Config) -> watch::Receiver<u64> {
+pub(super) fn spawn(pg: tokio_postgres::Config, tls: MakeRustlsConnect) -> watch::Receiver<u64> {
     let (tx, rx) = watch::channel(0u64);
     tokio::spawn(async move {
         let mut first = true;
         while !tx.is_closed() {
-            match pg.connect(NoTls).await {
+            match pg.connect(tls.clone()).await {
                 Ok((client, mut conn)) => {
                     let bump = tx.clone();
                     // The connection must be polled for the LISTEN to be

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{DomainWrite, RegistryStore};
 use crate::domain::Domain;
@@ -49,6 +49,7 @@ pub struct PgRegistry {
     pool: Pool,
     /// For the change feed's own connection.
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
 }
 
 impl std::fmt::Debug for PgRegistry {
@@ -63,7 +64,11 @@ impl PgRegistry {
     /// A pool for `url` (a libpq-style `postgres://` URL or key=value
     /// string); connects lazily, so an unreachable database fails calls
     /// with [`StoreError::Unavailable`], not the start.
-    pub fn new(url: &str, password: Option<&str>) -> Result<PgRegistry, StoreError> {
+    pub fn new(
+        url: &str,
+        password: Option<&str>,
+        roots: &[rustls_pki_types::CertificateDer<'static>],
+    ) -> Result<PgRegistry, StoreError> {
         let mut pg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("the store url is not usable: {e}")))?;
@@ -71,9 +76,10 @@ impl PgRegistry {
         if let Some(p) = password {
             pg.password(p);
         }
+        let tls = tls(roots)?;
         let mgr = Manager::from_config(
             pg.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -86,7 +92,11 @@ impl PgRegistry {
             .recycle_timeout(Some(WAIT))
             .build()
             .map_err(|e| StoreError::Backend(format!("store pool: {e}")))?;
-        Ok(PgRegistry { pool, config: pg })
+        Ok(PgRegistry {
+            pool,
+            config: pg,
+            tls,
+        })
     }
 
     /// Applies the migrations the database lacks; returns those applied.
@@ -115,6 +125,24 @@ impl PgRegistry {
             .await
             .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
     }
+}
+
+/// TLS for the connections, used when the URL's `sslmode` asks for it
+/// (`require`) or the server offers it (`prefer`, the default): the server's
+/// certificate is always verified against `roots`.
+fn tls(
+    roots: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<MakeRustlsConnect, StoreError> {
+    let mut store = rustls::RootCertStore::empty();
+    store.add_parsable_certificates(roots.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Backend(format!("TLS for PostgreSQL: {e}")))?
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// PostgreSQL's error as the store's: a broken constraint or a lost
@@ -170,7 +198,7 @@ pub(crate) fn column<T: serde::de::DeserializeOwned>(
 #[async_trait::async_trait]
 impl RegistryStore for PgRegistry {
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        Some(listen::spawn(self.config.clone()))
+        Some(listen::spawn(self.config.clone(), self.tls.clone()))
     }
 
     async fn list_domains(&self) -> Result<Vec<DomainRecord>, StoreError> {
