@@ -10,6 +10,7 @@ use super::locate::{Places, env_key};
 use super::{
     AdminSection, AlarmsSection, Config, ConfigError, ConfigProblem, ConnectionsSection,
     DeliverySection, GovernorSection, RegistrationSection, ServerSection, SmtpSection,
+    StoreSection,
 };
 
 /// Where a configuration is read from.
@@ -98,6 +99,12 @@ impl Config {
             abs(p);
         }
         if let Some(p) = self.delivery.tls_ca_file.as_mut() {
+            abs(p);
+        }
+        if let Some(p) = self.store.password_file.as_mut() {
+            abs(p);
+        }
+        if let Some(p) = self.store.tls_ca_file.as_mut() {
             abs(p);
         }
         for p in [
@@ -271,9 +278,10 @@ fn check_keys(tree: &mut serde_json::Value) -> Vec<ConfigProblem> {
             "alarms" => check_section::<AlarmsSection>(section, value),
             "governor" => check_section::<GovernorSection>(section, value),
             "registration" => check_section::<RegistrationSection>(section, value),
+            "store" => check_section::<StoreSection>(section, value),
             _ => Err(ConfigProblem::new(
                 section.clone(),
-                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor)",
+                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor, store)",
             )),
         };
         match found {

@@ -20,6 +20,7 @@ mod registration;
 mod server;
 pub mod show;
 mod smtp;
+mod store;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,7 @@ pub use self::problem::{ConfigError, ConfigProblem, Origin};
 pub use self::registration::{DisconnectQueued, RegistrationSection, UtcOffset};
 pub use self::server::{LogFormat, MAX_SHUTDOWN, MIN_SHUTDOWN, ServerSection, UNIT_TIMEOUT_STOP};
 pub use self::smtp::{SmtpSection, VerifyUnsettled};
+pub use self::store::StoreSection;
 pub use crate::values::{ByteSize, HostPort, PlainAddress, Span, TlsPolicy};
 
 /// The configuration shipped in the binary; `ugem serve` uses it when no
@@ -60,13 +62,17 @@ pub struct Config {
     pub alarms: AlarmsSection,
     /// `[governor]`: rate limits, anomaly detection, automatic suspension.
     pub governor: GovernorSection,
+    /// `[store]`: the embedded redb file, or PostgreSQL shared by several nodes.
+    pub store: StoreSection,
 }
 
 impl Config {
     /// What is allowed but unwise, for `check-config` and the log at start:
     /// a weak admin token on loopback, an API beyond loopback without TLS.
     pub fn warnings(&self) -> Vec<ConfigProblem> {
-        self.admin.warnings()
+        let mut out = self.admin.warnings();
+        out.extend(self.store.warnings());
+        out
     }
 
     /// Every section's own checks, then those that span sections.
@@ -84,6 +90,7 @@ impl Config {
         out.extend(self.connections.check());
         out.extend(self.registration.check());
         out.extend(self.alarms.check());
+        out.extend(self.store.check());
         out.extend(governor::check(&self.governor));
         out
     }

@@ -10,6 +10,7 @@ pub use crate::calendar;
 pub mod changes;
 pub mod checks;
 mod contact;
+pub mod follow;
 pub mod schedule;
 pub mod servers;
 pub mod sightings;
@@ -202,6 +203,14 @@ impl Registry {
             servers,
         });
         Ok(())
+    }
+
+    /// Rebuilds the snapshot from the store between this node's own
+    /// changes (never in the middle of one, whose publication would then be
+    /// overwritten by an older read).
+    pub async fn refresh(&self) -> Result<(), RegistryError> {
+        let _one_at_a_time = self.lock().await;
+        self.reload().await
     }
 
     /// The current view (cheap: an Arc clone).

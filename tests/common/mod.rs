@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod fake_mx;
 pub mod policy_server;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -11,6 +11,7 @@
 //!
 //! Every backend must pass the suite in [`crate::store::contract`].
 
+pub mod postgres;
 pub mod redb;
 
 use chrono::{DateTime, Utc};
@@ -54,6 +55,13 @@ pub struct DomainWrite {
 /// run time (`Arc<dyn RegistryStore>`). Calls never block the runtime.
 #[async_trait::async_trait]
 pub trait RegistryStore: Send + Sync + std::fmt::Debug {
+    /// A feed that changes whenever another writer (another node) may have
+    /// changed domains or suspensions, for a node to reload what it keeps
+    /// in memory; `None` when this process is the only writer.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// Every domain, by name.
     async fn list_domains(&self) -> Result<Vec<DomainRecord>, StoreError>;
 
