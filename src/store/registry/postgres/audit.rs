@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
 use super::{column, decode, json, pg_error};
-use crate::model::audit::{AuditRecord, AuditSize, DENIED, RefusedUpdate};
+use crate::model::audit::{AuditFilter, AuditRecord, AuditSize, DENIED, RefusedUpdate};
 use crate::store::StoreError;
 
 /// Appends `rec` under the next sequence number; `durable` waits for the
@@ -115,4 +115,42 @@ pub(super) async fn newest(c: &Client, limit: usize) -> Result<Vec<AuditRecord>,
         .await
         .map_err(pg_error)?;
     rows.iter().map(|r| column("audit", r)).collect()
+}
+
+/// The records `filter` matches, newest first, at most its limit. The
+/// period is narrowed by the database; the other conditions are the
+/// filter's own, so both backends match alike.
+pub(super) async fn query(
+    c: &Client,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let limit = filter.limit.unwrap_or(usize::MAX);
+    let rows = c
+        .query(
+            "SELECT record FROM audit
+             WHERE ($1::timestamptz IS NULL OR at >= $1)
+               AND ($2::timestamptz IS NULL OR at < $2)
+             ORDER BY seq DESC",
+            &[&filter.from, &filter.to],
+        )
+        .await
+        .map_err(pg_error)?;
+    let mut out = Vec::new();
+    for row in &rows {
+        if out.len() >= limit {
+            break;
+        }
+        let rec: AuditRecord = column("audit", row)?;
+        if filter.matches(&rec) {
+            out.push(rec);
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes every record made before `before` (the retention).
+pub(super) async fn prune(c: &Client, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    c.execute("DELETE FROM audit WHERE at < $1", &[&before])
+        .await
+        .map_err(pg_error)
 }

@@ -27,7 +27,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::{DomainWrite, RegistryStore};
 use crate::domain::Domain;
 use crate::model::applications::{ApplicationRecord, ApplicationStatus};
-use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
+use crate::model::audit::{AuditFilter, AuditRecord, AuditSize, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
 use crate::model::servers::ServerSuspension;
@@ -352,6 +352,14 @@ impl RegistryStore for PgRegistry {
 
     async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
         audit::newest(&*self.client().await?, limit).await
+    }
+
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        audit::query(&*self.client().await?, filter).await
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        audit::prune(&*self.client().await?, before).await
     }
 
     async fn claim_notice(&self, key: &str, now_ms: u64) -> Result<bool, StoreError> {
