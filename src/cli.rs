@@ -11,8 +11,10 @@ mod applications;
 mod dkim;
 mod header_from;
 mod queue;
+mod reports;
 pub use applications::{ApplicationCmd, ApplicationSubmit};
 pub use dkim::DkimCmd;
+pub use reports::ReportArgs;
 mod lifecycle;
 pub use lifecycle::{ChangeArgs, ChangeRequestCmd, DomainUpdate};
 pub use queue::{BulkFilter, QueueCmd};
@@ -75,6 +77,9 @@ pub enum Verb {
     /// DKIM keys of registered domains: generate, list, rotate.
     #[command(subcommand)]
     Dkim(dkim::DkimCmd),
+    /// Reports for the authorised body over a period: applications,
+    /// suspensions, listings, users, disconnections (text, CSV or JSON).
+    Report(ReportArgs),
     /// The audit trail of admin actions.
     Audit {
         /// Newest N records.
@@ -693,6 +698,7 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             c.delete(&format!("/api/v1/verification/{}", segment(&address)))?,
         ),
         Verb::Application(cmd) => return applications::run(c, cmd, as_json),
+        Verb::Report(a) => return reports::run(c, a, as_json),
         Verb::Dkim(cmd) => return dkim::run(c, cmd, as_json),
         Verb::Mailbox(MailboxCmd::List) => {
             let v = c.get("/api/v1/mailbox")?;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use tokio::sync::watch;
 
 use super::mail::{NotifyError, enqueue_notice};
@@ -100,13 +100,8 @@ async fn calendar_reminder(
     cfg: &Config,
     today: NaiveDate,
 ) -> Result<(), NotifyError> {
-    let mut years = Vec::new();
-    if !apps.calendar().covers(today.year()) {
-        years.push(today.year());
-    }
-    if today.month() == 12 && !apps.calendar().covers(today.year() + 1) {
-        years.push(today.year() + 1);
-    }
+    // From 1 December the next year too (`Calendar::missing_years`).
+    let years = apps.calendar().missing_years(today);
     if years.is_empty() {
         return Ok(());
     }

@@ -10,6 +10,8 @@ pub use crate::calendar;
 pub mod changes;
 pub mod checks;
 mod contact;
+pub mod listings;
+pub mod reports;
 pub mod schedule;
 pub mod servers;
 pub mod sightings;
