@@ -462,3 +462,66 @@ fn the_gateway_warns_at_start_about_a_calendar_missing_this_year() {
         "{log}"
     );
 }
+
+#[test]
+fn a_refusal_naming_the_gateway_as_listed_is_kept_for_the_listings_report() {
+    // Every remote refuses: the gateway's source address (127.0.0.1) is listed.
+    let listed = common::fake_mx::FakeMx::start(common::fake_mx::Behaviour {
+        rcpt_reply: Some(
+            "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"
+                .into(),
+        ),
+        ..common::fake_mx::Behaviour::accept()
+    });
+    let gw = Gateway::start(&format!(
+        "[delivery]\nmin_backoff = \"1s\"\nnameservers = [\"127.0.0.1:9\"]\n[delivery.routes]\n\"*\" = \"{}\"\n",
+        listed.addr()
+    ));
+    gw.register_shared("a.example.kz");
+    for i in 0..3 {
+        let mut s = Smtp::greeted(gw.smtp);
+        let r = s.send_mail(
+            "eve@a.example.kz",
+            &[&format!("r{i}@far.example")],
+            "From: eve@a.example.kz\r\nTo: r@far.example\r\nSubject: t\r\n\r\nHello.\r\n",
+        );
+        assert_eq!(r.code, 250, "{}", r.text());
+        let _ = s.cmd("QUIT");
+    }
+    let today = today();
+    let from = today.checked_sub_days(Days::new(1)).unwrap();
+    let mut v = Value::Null;
+    let seen = wait_for(30, || {
+        v = json(&report(&gw, "listings", from, today, "json"));
+        v["summary"]["total"] == 1
+    });
+    assert!(seen, "no listing recorded: {v}");
+    // One open record however many refusals, named after the list.
+    let s = &v["summary"];
+    assert_eq!(
+        (s["open"].as_u64(), s["addresses"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    assert_eq!(s["list.zen.spamhaus.org"], 1, "{v}");
+    assert_eq!(s["source.refusal"], 1, "{v}");
+    let rows = csv_records(
+        &report(&gw, "listings", from, today, "csv"),
+        &["address", "list", "code", "meaning", "delisted_at"],
+    );
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(
+        (r["address"].as_str(), r["code"].as_str()),
+        ("127.0.0.1", "554 5.7.1")
+    );
+    assert!(
+        r["meaning"].contains("blocked using zen.spamhaus.org"),
+        "{r:?}"
+    );
+    assert_eq!(r["delisted_at"], "");
+    // A period that ended before it began does not show it.
+    let before = today.checked_sub_days(Days::new(10)).unwrap();
+    let v = json(&report(&gw, "listings", before, before, "json"));
+    assert_eq!(v["summary"]["total"], 0);
+}

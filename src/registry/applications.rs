@@ -458,7 +458,7 @@ impl Applications {
         missing.dedup();
         let calendar_warning = (pending && !missing.is_empty()).then(|| {
             format!(
-                "the working-day calendar has no holidays for {}: the due date counts weekends only; add them to [registration] holidays",
+                "the working-day calendar has no holidays for {}: the due date counts weekends only; add the year to the calendar file ([registration] calendar, shipped: data/calendar/kz.toml)",
                 missing.join(", ")
             )
         });
