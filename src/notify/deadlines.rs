@@ -223,6 +223,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_calendar_reminder_asks_for_next_year_from_december() {
+        let w = world().await;
+        let clock = Arc::new(FixedClock::on("2027-11-30".parse().unwrap()));
+        let apps = Applications::with_clock(w.registry.clone(), &w.cfg.registration, clock.clone());
+        // The shipped calendar covers 2027: nothing in November...
+        calendar_reminder(&apps, &w.queue, &w.cfg, apps.today())
+            .await
+            .unwrap();
+        assert!(queued(&w.queue).is_empty());
+        // ...and from 1 December a reminder that 2028 is missing.
+        clock.set("2027-12-01".parse().unwrap());
+        calendar_reminder(&apps, &w.queue, &w.cfg, apps.today())
+            .await
+            .unwrap();
+        let q = queued(&w.queue);
+        assert_eq!(q.len(), 1);
+        let body = w.queue.body(q[0].id).unwrap().unwrap();
+        let m = mail_parser::MessageParser::default().parse(&body).unwrap();
+        assert_eq!(
+            m.subject(),
+            Some("Working-day calendar: no holidays configured for 2028")
+        );
+    }
+
+    #[tokio::test]
     async fn the_loop_alerts_and_stops_when_told() {
         let w = world().await;
         let apps = Applications::from_config(w.registry.clone(), &w.cfg.registration);
