@@ -244,6 +244,23 @@ fn a_period_reported_as_csv_and_json_with_known_counts() {
         ("timely.example.kz", "left, for good")
     );
 
+    // The default text form: the summary, then a table.
+    let text = report(&gw, "users", from, to, "text");
+    assert!(
+        text.starts_with(&format!("report users from {from} to {to}")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().eq(["category.unknown", "1"])),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("DOMAIN ")), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("late.example.kz ")),
+        "{text}"
+    );
+
     // Users: connected at the period's end, by category (the disconnected
     // one left, the rejected and pending ones never came).
     let v = json(&report(&gw, "users", from, to, "json"));
