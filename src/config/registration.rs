@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigProblem;
 use super::lists::one_or_many;
-use crate::calendar::{Calendar, CalendarData};
+use crate::calendar::{Calendar, CalendarData, DayOff};
 use crate::values::{Span, parse_from_str};
 
 /// `[registration]`: the application workflow and its working-day calendar.
@@ -165,6 +165,7 @@ impl RegistrationSection {
     /// Years missing from the calendar as of `today` (this year; from
     /// 1 December the next one too), as warnings.
     pub fn warnings_on(&self, today: chrono::NaiveDate) -> Vec<ConfigProblem> {
+        let mut out = self.extra_dates_warnings();
         let years: Vec<String> = self
             .calendar()
             .missing_years(today)
@@ -172,20 +173,59 @@ impl RegistrationSection {
             .map(|y| y.to_string())
             .collect();
         if years.is_empty() {
-            return Vec::new();
+            return out;
         }
         let key = if self.calendar.is_some() {
             "registration.calendar"
         } else {
             "registration.holidays"
         };
-        vec![ConfigProblem::new(
+        out.push(ConfigProblem::new(
             key,
             format!(
                 "the working-day calendar lists no holidays or days off for {}: decision deadlines would count weekends only; add the year (see data/calendar/kz.toml)",
                 years.join(", ")
             ),
-        )]
+        ));
+        out
+    }
+
+    /// A list that copies the calendar file's dates (a configuration
+    /// written before the calendar was a file) and adds others in a year
+    /// the file covers: those are most likely stale (30 August 2026,
+    /// Constitution Day until 2025, is no longer a holiday). Lists of
+    /// additions only are not questioned.
+    fn extra_dates_warnings(&self) -> Vec<ConfigProblem> {
+        let file = Calendar::from_data(&self.calendar_data, &[], &[], &[]);
+        let mut out = Vec::new();
+        for (key, dates) in [
+            ("registration.holidays", &self.holidays),
+            ("registration.days_off", &self.days_off),
+        ] {
+            use chrono::Datelike;
+            let copied = dates
+                .iter()
+                .any(|d| file.day_off(*d).is_some_and(|w| w != DayOff::Weekend));
+            if !copied {
+                continue;
+            }
+            let extra: Vec<String> = dates
+                .iter()
+                .filter(|d| self.calendar_data.years.contains_key(&d.year()))
+                .filter(|d| file.day_off(**d).is_none_or(|w| w == DayOff::Weekend))
+                .map(|d| d.to_string())
+                .collect();
+            if !extra.is_empty() {
+                out.push(ConfigProblem::new(
+                    key,
+                    format!(
+                        "{} not a day off in the calendar file, which covers that year; this list repeats the file's dates and adds these: the list only adds to the file, so remove what an older configuration left",
+                        extra.join(", ") + if extra.len() == 1 { " is" } else { " are" }
+                    ),
+                ));
+            }
+        }
+        out
     }
 
     /// What is wrong with the section's values, the calendar's lists included.
@@ -302,6 +342,17 @@ mod tests {
             cfg.registration
                 .warnings_on("2031-11-30".parse().unwrap())
                 .is_empty()
+        );
+        // A single date the file's year does not have is questioned.
+        let mut old = cfg.registration.clone();
+        old.holidays = vec!["2031-08-30".parse().unwrap(), "2031-01-01".parse().unwrap()];
+        let w = old.warnings_on("2031-11-30".parse().unwrap());
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].key, "registration.holidays");
+        assert!(
+            w[0].message.starts_with("2031-08-30 is not a day off"),
+            "{}",
+            w[0].message
         );
         // A bad file is a problem of the key.
         std::fs::write(dir.path().join("cal.toml"), "[years.2031]\nholidays = 3\n").unwrap();
