@@ -448,6 +448,30 @@ fn check_config_warns_when_the_calendar_file_lacks_a_year() {
     assert_eq!(w.len(), 1);
     assert!(w[0].contains(&today.year().to_string()), "{w:?}");
 
+    // A configuration from before the calendar file, listing the old 30 August.
+    let old = dir.path().join("old.toml");
+    std::fs::write(
+        &old,
+        "[admin]\ntoken = \"0123456789abcdef0123456789\"\n[registration]\nholidays = [2026-01-01, 2026-03-08, 2026-08-30]\n",
+    )
+    .unwrap();
+    let r = check_config(&old);
+    assert_eq!(r["ok"], true, "{r}");
+    let stale: Vec<&Value> = r["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["key"] == "registration.holidays" && p["severity"] == "warning")
+        .collect();
+    assert_eq!(stale.len(), 1, "{r}");
+    assert!(
+        stale[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-08-30 is not a day off"),
+        "{r}"
+    );
+
     // A broken file is an error of the key.
     std::fs::write(
         dir.path().join("calendar.toml"),
