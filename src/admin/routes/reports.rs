@@ -56,12 +56,23 @@ pub(super) async fn report(
             )));
         }
     };
+    // Only the records the report reads.
     let store = &st.audit;
-    let applications = store.list_applications().await?;
-    let suspensions = store.list_suspensions().await?;
-    let server_suspensions = store.list_server_suspensions().await?;
-    let listings = store.list_listings().await?;
-    let domains = store.list_domains().await?;
+    let (mut applications, mut suspensions, mut server_suspensions) = (vec![], vec![], vec![]);
+    let (mut listings, mut domains) = (vec![], vec![]);
+    match kind {
+        ReportKind::Applications => applications = store.list_applications().await?,
+        ReportKind::Suspensions => {
+            suspensions = store.list_suspensions().await?;
+            server_suspensions = store.list_server_suspensions().await?;
+        }
+        ReportKind::Listings => listings = store.list_listings().await?,
+        ReportKind::Users => {
+            domains = store.list_domains().await?;
+            applications = store.list_applications().await?;
+        }
+        ReportKind::Disconnections => domains = store.list_domains().await?,
+    }
     let records = Records {
         applications: &applications,
         suspensions: &suspensions,
