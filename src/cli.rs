@@ -12,9 +12,11 @@ mod audit;
 mod dkim;
 mod header_from;
 mod queue;
+mod reports;
 pub use applications::{ApplicationCmd, ApplicationSubmit};
 pub use audit::{AuditArgs, AuditFormat};
 pub use dkim::DkimCmd;
+pub use reports::ReportArgs;
 mod lifecycle;
 pub use lifecycle::{ChangeArgs, ChangeRequestCmd, DomainUpdate};
 pub use queue::{BulkFilter, QueueCmd};
@@ -83,6 +85,9 @@ pub enum Verb {
     /// The audit trail: staff actions and the gateway's own (actor `auto`),
     /// filtered by actor, action, target and period; `--format csv|json` exports.
     Audit(Box<AuditArgs>),
+    /// Reports for the authorised body over a period: applications,
+    /// suspensions, listings, users, disconnections (text, CSV or JSON).
+    Report(ReportArgs),
 }
 
 /// `ugem mailbox ...`
@@ -699,6 +704,7 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             c.delete(&format!("/api/v1/verification/{}", segment(&address)))?,
         ),
         Verb::Application(cmd) => return applications::run(c, cmd, as_json),
+        Verb::Report(a) => return reports::run(c, a, as_json),
         Verb::Dkim(cmd) => return dkim::run(c, cmd, as_json),
         Verb::Mailbox(MailboxCmd::List) => {
             let v = c.get("/api/v1/mailbox")?;

@@ -304,6 +304,18 @@ fn contact_text(c: &Value) -> String {
     s
 }
 
+/// One skipped day as the API gives it: `2026-03-09 Mon  day off for ... of 2026-03-08`.
+fn skipped_day_text(d: &Value) -> String {
+    let why = match d["why"].as_str().unwrap_or("") {
+        "weekend" => "weekend".to_string(),
+        "holiday" => format!("holiday: {}", text(&d["name"])),
+        "moved_holiday" => format!("day off for {} of {}", text(&d["name"]), text(&d["from"])),
+        "day_off" => format!("day off: {}", text(&d["name"])),
+        other => other.to_string(),
+    };
+    format!("{} {}  {why}", text(&d["date"]), text(&d["weekday"]))
+}
+
 fn print_application(v: &Value) {
     let due = match v.get("working_days_left").and_then(Value::as_i64) {
         Some(0) => ", due today".to_string(),
@@ -361,6 +373,15 @@ fn print_application(v: &Value) {
     }
     line("received on", text(&v["received_on"]));
     line("decision due", text(&v["decision_due"]));
+    // The days off the deadline skipped, so staff can check the count.
+    for (i, d) in v["skipped_days"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        line(if i == 0 { "days off" } else { "" }, skipped_day_text(d));
+    }
     line("submitted by", text(&v["submitted_by"]));
     if !v["decided_on"].is_null() {
         line(

@@ -92,6 +92,9 @@ impl Config {
             }
         };
         abs(&mut self.server.data_dir);
+        if let Some(p) = self.registration.calendar.as_mut() {
+            abs(p);
+        }
         if let Some(p) = self.smtp.tls_cert.as_mut() {
             abs(p);
         }
@@ -231,6 +234,7 @@ fn read(
         .map(|p| p.key.split('[').next().unwrap_or(&p.key).to_string())
         .collect();
     problems.extend(cfg.data_dir_problem());
+    problems.extend(cfg.registration.load_calendar());
     problems.extend(cfg.check().into_iter().filter(|p| {
         // A check about a key that did not parse, or naming one, judged a
         // default (or what was left of the value): not the operator's value.

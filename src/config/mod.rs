@@ -68,10 +68,13 @@ pub struct Config {
 
 impl Config {
     /// What is allowed but unwise, for `check-config` and the log at start:
-    /// a weak admin token on loopback, an API beyond loopback without TLS.
+    /// a weak admin token on loopback, an API beyond loopback without TLS, a
+    /// calendar missing a year.
     pub fn warnings(&self) -> Vec<ConfigProblem> {
         let mut out = self.admin.warnings();
         out.extend(self.store.warnings());
+        // The working-day calendar lacks this year, or in December the next.
+        out.extend(self.registration.warnings_on(self.registration.today()));
         out
     }
 

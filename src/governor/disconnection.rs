@@ -8,7 +8,6 @@ use chrono::NaiveDate;
 
 use super::Governor;
 use super::clock::utc;
-use crate::calendar::Calendar;
 use crate::config::Config;
 use crate::domain::Domain;
 use crate::model::audit::AuditRecord;
@@ -82,7 +81,7 @@ impl Governor {
         let today = self.local_today();
         let cfg = self.cfg.current();
         let r = &cfg.registration;
-        let calendar = Calendar::new(&r.holidays, &r.days_off, &r.working_days);
+        let calendar = r.calendar();
         for d in self.registry.list() {
             let Some(s) = d.disconnect_on.clone() else {
                 continue;

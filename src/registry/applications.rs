@@ -189,6 +189,9 @@ pub struct ApplicationView {
     /// Set when the calendar has no holidays for a year the deadline touches.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calendar_warning: Option<String>,
+    /// The days off the decision deadline skipped between receipt and due
+    /// date: weekends, holidays (named), their moved days, fixed days off.
+    pub skipped_days: Vec<crate::calendar::SkippedDay>,
 }
 
 /// The result of an approval.
@@ -280,7 +283,7 @@ impl Applications {
     ) -> Applications {
         Applications {
             registry,
-            calendar: Calendar::new(&cfg.holidays, &cfg.days_off, &cfg.working_days),
+            calendar: cfg.calendar(),
             decision_days: cfg.decision_days,
             resubmit_days: cfg.resubmit_days,
             ranges: RangeLimits::from(cfg),
@@ -464,11 +467,15 @@ impl Applications {
         missing.dedup();
         let calendar_warning = (pending && !missing.is_empty()).then(|| {
             format!(
-                "the working-day calendar has no holidays for {}: the due date counts weekends only; add them to [registration] holidays",
+                "the working-day calendar has no holidays for {}: the due date counts weekends only; add the year to the calendar file ([registration] calendar, shipped: data/calendar/kz.toml)",
                 missing.join(", ")
             )
         });
+        let skipped_days = self
+            .calendar
+            .skipped_between(application.received_on, application.decision_due);
         ApplicationView {
+            skipped_days,
             overdue,
             working_days_left,
             resubmit_from,

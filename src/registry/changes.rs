@@ -338,7 +338,7 @@ impl ChangeRequests {
     ) -> ChangeRequests {
         ChangeRequests {
             registry,
-            calendar: Calendar::new(&cfg.holidays, &cfg.days_off, &cfg.working_days),
+            calendar: cfg.calendar(),
             decision_days: cfg.decision_days,
             ranges: RangeLimits::from(cfg),
             clock,

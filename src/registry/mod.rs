@@ -11,6 +11,8 @@ pub mod changes;
 pub mod checks;
 mod contact;
 pub mod follow;
+pub mod listings;
+pub mod reports;
 pub mod schedule;
 pub mod servers;
 pub mod sightings;

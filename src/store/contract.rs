@@ -17,6 +17,7 @@ use crate::model::applications::{ApplicantCategory, ApplicationRecord, Applicati
 use crate::model::audit::{AuditFilter, AuditRecord, DENIED, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainChange, DomainVersion};
 use crate::model::domains::{Contact, DomainRecord, DomainStatus};
+use crate::model::listings::GatewayListing;
 use crate::model::servers::ServerSuspension;
 use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
@@ -67,6 +68,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     }),
     ("server_suspensions_one_active_per_address", |s| {
         Box::pin(server_suspensions_one_active_per_address(s))
+    }),
+    ("gateway_listings_one_open_per_address_and_list", |s| {
+        Box::pin(gateway_listings_one_open_per_address_and_list(s))
     }),
 ];
 
@@ -920,4 +924,61 @@ pub async fn server_suspensions_one_active_per_address(s: &dyn RegistryStore) {
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].domains.len(), 2);
     assert_eq!(all.iter().filter(|x| x.is_active()).count(), 2);
+}
+
+/// A new listing of `address` on `list` (id 0: the store assigns it).
+pub fn gateway_listing(address: &str, list: &str) -> GatewayListing {
+    GatewayListing {
+        id: 0,
+        at: Utc::now(),
+        address: address.parse().expect("an address"),
+        list: list.into(),
+        code: "554 5.7.1".into(),
+        meaning: "listed".into(),
+        source: "refusal".into(),
+        last_seen: None,
+        delisted_at: None,
+    }
+}
+
+/// One open listing per address and list: a second sighting updates it,
+/// also when two arrive at once; ending it ends that one, once; a later
+/// sighting opens a new one.
+pub async fn gateway_listings_one_open_per_address_and_list(s: &dyn RegistryStore) {
+    let (first, new) = s
+        .record_listing(&gateway_listing("203.0.113.25", "zen.spamhaus.org"))
+        .await
+        .unwrap();
+    assert!(new && first.id > 0 && first.is_open());
+    let mut again = gateway_listing("203.0.113.25", "zen.spamhaus.org");
+    again.code = "550 5.7.1".into();
+    let (same, new) = s.record_listing(&again).await.unwrap();
+    assert!(!new);
+    assert_eq!((same.id, same.code.as_str()), (first.id, "550 5.7.1"));
+    assert!(same.last_seen.is_some());
+    // Another list is another listing; two at once open one.
+    let (a, b) = (
+        gateway_listing("203.0.113.25", "b.barracudacentral.org"),
+        gateway_listing("203.0.113.25", "b.barracudacentral.org"),
+    );
+    let (ra, rb) = tokio::join!(s.record_listing(&a), s.record_listing(&b));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra.1 != rb.1, "exactly one opens: {ra:?} {rb:?}");
+    assert_eq!(ra.0.id, rb.0.id);
+    let ip = first.address;
+    let at = Utc::now();
+    let ended = s.end_listing(ip, "zen.spamhaus.org", at).await.unwrap();
+    assert_eq!((ended.id, ended.delisted_at), (first.id, Some(at)));
+    assert!(is_not_found(
+        &s.end_listing(ip, "zen.spamhaus.org", at).await
+    ));
+    let (reopened, new) = s
+        .record_listing(&gateway_listing("203.0.113.25", "zen.spamhaus.org"))
+        .await
+        .unwrap();
+    assert!(new && reopened.id > ra.0.id);
+    let all = s.list_listings().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all.iter().filter(|l| l.is_open()).count(), 2);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
 }

@@ -14,6 +14,7 @@ use crate::model::applications::ApplicationRecord;
 use crate::model::audit::AuditRecord;
 use crate::model::changes::{ChangeRequest, DomainVersion};
 use crate::model::domains::DomainRecord;
+use crate::model::listings::GatewayListing;
 use crate::model::servers::ServerSuspension;
 use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::SuspensionRecord;
@@ -49,6 +50,9 @@ pub struct RegistryExport {
     pub unregistered: Vec<UnregisteredServer>,
     /// The audit trail, oldest first.
     pub audit: Vec<AuditRecord>,
+    /// Listings of the gateway's own addresses.
+    #[serde(default)]
+    pub listings: Vec<GatewayListing>,
 }
 
 impl RegistryExport {
@@ -63,6 +67,7 @@ impl RegistryExport {
             ("server_suspensions", self.server_suspensions.len()),
             ("unregistered", self.unregistered.len()),
             ("audit", self.audit.len()),
+            ("listings", self.listings.len()),
         ])
     }
 
@@ -102,5 +107,6 @@ pub async fn export(store: &dyn RegistryStore) -> Result<RegistryExport, StoreEr
         server_suspensions: store.list_server_suspensions().await?,
         unregistered,
         audit,
+        listings: store.list_listings().await?,
     })
 }

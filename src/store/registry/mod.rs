@@ -22,6 +22,7 @@ use crate::model::applications::{ApplicationRecord, ApplicationStatus};
 use crate::model::audit::{AuditFilter, AuditRecord, AuditSize, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
+use crate::model::listings::GatewayListing;
 use crate::model::servers::ServerSuspension;
 use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
@@ -225,4 +226,25 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
 
     /// Every server suspension, active or ended, oldest first.
     async fn list_server_suspensions(&self) -> Result<Vec<ServerSuspension>, StoreError>;
+
+    /// Records a listing of a gateway address: opens one (the store assigns
+    /// its id) unless the address has an open one on the same list, whose
+    /// last sighting, code and meaning are updated instead. Returns the
+    /// stored record and true when it was opened by this call.
+    async fn record_listing(
+        &self,
+        rec: &GatewayListing,
+    ) -> Result<(GatewayListing, bool), StoreError>;
+
+    /// Ends the open listing of `address` on `list` at `at` (delisted);
+    /// [`StoreError::NotFound`] when there is none.
+    async fn end_listing(
+        &self,
+        address: std::net::IpAddr,
+        list: &str,
+        at: DateTime<Utc>,
+    ) -> Result<GatewayListing, StoreError>;
+
+    /// Every gateway listing, open or ended, oldest first.
+    async fn list_listings(&self) -> Result<Vec<GatewayListing>, StoreError>;
 }

@@ -21,6 +21,7 @@ const TABLES: &[(&str, Option<&str>)] = &[
     ("server_suspensions", Some("id")),
     ("unregistered_servers", None),
     ("audit", Some("seq")),
+    ("gateway_listings", Some("id")),
 ];
 
 /// Writes `doc` into the empty store behind `c`; refuses (writing nothing)
@@ -119,6 +120,19 @@ pub(super) async fn import(c: &mut Client, doc: &RegistryExport) -> Result<(), S
         tx.execute(
             "INSERT INTO audit (seq, at, denied, record) VALUES ($1, $2, $3, $4)",
             &[&(r.seq as i64), &r.at, &(r.outcome == DENIED), &json(r)],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    for l in &doc.listings {
+        tx.execute(
+            "INSERT INTO gateway_listings (id, open_key, open, record) VALUES ($1, $2, $3, $4)",
+            &[
+                &(l.id as i64),
+                &super::listing_key(l.address, &l.list),
+                &l.is_open(),
+                &json(l),
+            ],
         )
         .await
         .map_err(pg_error)?;

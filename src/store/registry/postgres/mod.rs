@@ -30,6 +30,7 @@ use crate::model::applications::{ApplicationRecord, ApplicationStatus};
 use crate::model::audit::{AuditFilter, AuditRecord, AuditSize, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
+use crate::model::listings::GatewayListing;
 use crate::model::servers::ServerSuspension;
 use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
@@ -166,6 +167,11 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
         }
         None => StoreError::Unavailable(format!("PostgreSQL: {e}")),
     }
+}
+
+/// The key of a listing's one open record: its address and list.
+fn listing_key(address: std::net::IpAddr, list: &str) -> String {
+    format!("{address} {list}")
 }
 
 /// A record as the JSON stored for it.
@@ -528,5 +534,73 @@ impl RegistryStore for PgRegistry {
 
     async fn list_server_suspensions(&self) -> Result<Vec<ServerSuspension>, StoreError> {
         numbered::SERVERS.list(&*self.client().await?).await
+    }
+
+    async fn record_listing(
+        &self,
+        rec: &GatewayListing,
+    ) -> Result<(GatewayListing, bool), StoreError> {
+        let key = listing_key(rec.address, &rec.list);
+        // Two nodes opening the same listing at once: the loser finds the
+        // winner's record on its second pass and updates it.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut c = self.client().await?;
+            let tx = c.transaction().await.map_err(pg_error)?;
+            if let Some(mut l) = numbered::LISTINGS
+                .lock_flagged::<GatewayListing>(&tx, &key)
+                .await?
+            {
+                l.last_seen = Some(rec.last_seen.unwrap_or(rec.at));
+                l.code = rec.code.clone();
+                l.meaning = rec.meaning.clone();
+                numbered::LISTINGS
+                    .replace(&tx, l.id, true, &json(&l))
+                    .await?;
+                tx.commit().await.map_err(pg_error)?;
+                return Ok((l, false));
+            }
+            let mut l = rec.clone();
+            l.id = numbered::LISTINGS.next_id(&tx).await?;
+            l.delisted_at = None;
+            match numbered::LISTINGS
+                .insert(&tx, l.id, &key, true, &json(&l))
+                .await
+            {
+                Ok(()) => {
+                    tx.commit().await.map_err(pg_error)?;
+                    return Ok((l, true));
+                }
+                Err(StoreError::Conflict(_)) if tries < 3 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn end_listing(
+        &self,
+        address: std::net::IpAddr,
+        list: &str,
+        at: DateTime<Utc>,
+    ) -> Result<GatewayListing, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg_error)?;
+        let mut l: GatewayListing = numbered::LISTINGS
+            .lock_flagged(&tx, &listing_key(address, list))
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("an open listing of {address} on {list}"))
+            })?;
+        l.delisted_at = Some(at);
+        numbered::LISTINGS
+            .replace(&tx, l.id, false, &json(&l))
+            .await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(l)
+    }
+
+    async fn list_listings(&self) -> Result<Vec<GatewayListing>, StoreError> {
+        numbered::LISTINGS.list(&*self.client().await?).await
     }
 }

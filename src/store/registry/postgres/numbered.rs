@@ -45,6 +45,13 @@ pub(super) const SERVERS: Numbered = Numbered {
     flag: "active",
 };
 
+/// Listings of the gateway's addresses; at most one open per address and list.
+pub(super) const LISTINGS: Numbered = Numbered {
+    table: "gateway_listings",
+    key: "open_key",
+    flag: "open",
+};
+
 impl Numbered {
     /// The next id from the table's sequence (ids only grow).
     pub(super) async fn next_id(&self, tx: &Transaction<'_>) -> Result<u64, StoreError> {

@@ -88,6 +88,17 @@ CREATE TRIGGER suspensions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE 
 CREATE TRIGGER server_suspensions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON server_suspensions
     FOR EACH STATEMENT EXECUTE FUNCTION ugem_registry_changed();
 "#,
+    // 3: listings of the gateway's own addresses, at most one open per
+    // address and list (the key is "address list").
+    r#"
+CREATE TABLE gateway_listings (
+    id       bigserial PRIMARY KEY,
+    open_key text    NOT NULL,
+    open     boolean NOT NULL,
+    record   jsonb   NOT NULL
+);
+CREATE UNIQUE INDEX gateway_listings_one_open ON gateway_listings (open_key) WHERE open;
+"#,
 ];
 
 /// The channel the change triggers notify.
