@@ -100,6 +100,9 @@ impl Config {
         if let Some(p) = self.delivery.tls_ca_file.as_mut() {
             abs(p);
         }
+        if let Some(p) = self.delivery.dnssec_trust_anchor.as_mut() {
+            abs(p);
+        }
         for p in [
             &mut self.admin.tls_cert,
             &mut self.admin.tls_key,
