@@ -307,6 +307,7 @@ mod tests {
             wait: Duration::ZERO,
             setup: Duration::from_millis(254),
             transmit: Duration::from_millis(1_006),
+            ..Hop::default()
         };
         assert_eq!(hop.relay_text(), "mx.example.org[192.0.2.25]:25");
         // The host name, not the address (that is in relay_text).
@@ -324,6 +325,13 @@ mod tests {
         assert_eq!(local.relay_text(), "local");
         assert_eq!(Hop::default().relay_text(), "none");
         assert_eq!(Hop::default().relay_text(), "none");
+        // Plaintext, no policy: what the log line says by default.
+        assert_eq!(Hop::default().tls, None);
+        assert_eq!(Hop::default().tls_policy.as_str(), "none");
+        let mut clock = HopClock::start();
+        clock.tls(Some("TLSv1.3 TLS13_AES_128_GCM_SHA256"), TlsPolicyKind::Dane);
+        assert_eq!(clock.hop().tls_policy.as_str(), "dane");
+        assert_eq!(TlsPolicyKind::Sts.as_str(), "sts");
         assert_eq!(
             delays_text([Duration::from_millis(12), hop.wait, hop.setup, hop.transmit]),
             "0.01/0/0.25/1.01"
