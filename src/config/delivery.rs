@@ -193,4 +193,37 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn dane_is_a_level_and_the_dnssec_trust_anchor_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.keys");
+        std::fs::write(&junk, "example. 3600 IN A 192.0.2.1\n").unwrap();
+        let err = load(
+            &format!(
+                "{MINIMAL}[delivery]\ntls = \"dane\"\ndnssec = true\ndnssec_trust_anchor = \"{}\"\n",
+                junk.display()
+            ),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(keys(&err), ["delivery.dnssec_trust_anchor"], "{err}");
+        // A DNSKEY line (the 2024 root KSK's algorithm and flags, any key).
+        let good = dir.path().join("root.keys");
+        std::fs::write(
+            &good,
+            ". 172800 IN DNSKEY 257 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+KkxLbxILfDLUT0rAK9iUzy1L53eKGQ==\n",
+        )
+        .unwrap();
+        let cfg = load(
+            &format!(
+                "{MINIMAL}[delivery]\ntls = \"dane\"\ndnssec_trust_anchor = \"{}\"\n",
+                good.display()
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.delivery.tls, crate::values::TlsPolicy::Dane);
+        assert!(!cfg.delivery.dnssec);
+    }
 }
