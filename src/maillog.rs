@@ -329,7 +329,10 @@ mod tests {
         assert_eq!(Hop::default().tls, None);
         assert_eq!(Hop::default().tls_policy.as_str(), "none");
         let mut clock = HopClock::start();
-        clock.tls(Some("TLSv1.3 TLS13_AES_128_GCM_SHA256"), TlsPolicyKind::Dane);
+        clock.tls(
+            Some("TLSv1.3 TLS13_AES_128_GCM_SHA256"),
+            TlsPolicyKind::Dane,
+        );
         assert_eq!(clock.hop().tls_policy.as_str(), "dane");
         assert_eq!(TlsPolicyKind::Sts.as_str(), "sts");
         assert_eq!(

@@ -995,3 +995,83 @@ pub fn client_settings(cfg: &Config) -> Result<ClientSettings, crate::trust::Roo
         on_connect: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::dane::TlsaSet;
+    use crate::delivery::mta_sts::{Mode, Policy};
+    use crate::delivery::route::Target;
+
+    fn target(host: &str, last: u8) -> Target {
+        Target {
+            host: host.into(),
+            addr: format!("192.0.2.{last}:25").parse().unwrap(),
+        }
+    }
+
+    fn policy(mode: Mode) -> Policy {
+        Policy {
+            mode,
+            mx: vec!["mx1.sts.example".into()],
+            max_age: 3600,
+        }
+    }
+
+    fn dane_for(host: &str) -> DaneHosts {
+        let mut hosts = DaneHosts::default();
+        hosts.0.insert(
+            host.into(),
+            HostDane::Usable(Arc::new(TlsaSet {
+                host: host.into(),
+                records: Vec::new(),
+            })),
+        );
+        hosts
+    }
+
+    #[test]
+    fn dane_hosts_pass_an_enforced_sts_policy_that_does_not_list_them() {
+        let d = Domain::parse("sts.example").unwrap();
+        let targets = vec![target("mx2.sts.example", 2), target("mx1.sts.example", 1)];
+        // Without DANE only the listed host is left.
+        let got = sts_targets(
+            &d,
+            &policy(Mode::Enforce),
+            targets.clone(),
+            &DaneHosts::default(),
+        );
+        assert_eq!(got.unwrap(), vec![target("mx1.sts.example", 1)]);
+        // DANE for the unlisted host keeps it, in its MX order (RFC 8461 §2).
+        let got = sts_targets(
+            &d,
+            &policy(Mode::Enforce),
+            targets.clone(),
+            &dane_for("mx2.sts.example"),
+        );
+        assert_eq!(got.unwrap(), targets);
+        // No listed host and no DANE: the deferral naming the policy.
+        let only_other = vec![target("mx2.sts.example", 2)];
+        let err = sts_targets(
+            &d,
+            &policy(Mode::Enforce),
+            only_other,
+            &DaneHosts::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.text.contains("MTA-STS policy of sts.example"),
+            "{}",
+            err.text
+        );
+    }
+
+    #[test]
+    fn dane_governs_before_sts_and_sts_before_the_level() {
+        let usable = dane_for("mx.example");
+        assert_eq!(applied(usable.get("mx.example"), true), TlsPolicyKind::Dane);
+        assert_eq!(applied(&HostDane::Unusable, false), TlsPolicyKind::Dane);
+        assert_eq!(applied(&HostDane::None, true), TlsPolicyKind::Sts);
+        assert_eq!(applied(&HostDane::None, false), TlsPolicyKind::None);
+    }
+}
