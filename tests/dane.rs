@@ -8,7 +8,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use common::dnssec::{Child, SRec, SignedDns, stranger_anchor};
-use common::fake_mx::{Behaviour, FakeMx, self_signed_server};
+use common::fake_mx::{Behaviour, FakeMx, TestPki, self_signed_server};
+use common::policy_server::PolicyServer;
 use common::*;
 use rustls::pki_types::CertificateDer;
 use serde_json::Value;
@@ -158,12 +159,15 @@ fn gateway(dns: &SignedDns, anchor: &std::path::Path, port: u16, tls: &str) -> G
         "routes = {{}}\nnameservers = [\"{}\"]\nmx_port = {port}\n\
          min_backoff = \"1s\"\nmax_backoff = \"2s\"\nconnect_timeout = \"3s\"\n\
          command_timeout = \"10s\"\ndata_timeout = \"10s\"\nmta_sts = false\n\
-         dnssec_trust_anchor = \"{}\"\n{tls}\n",
+         dnssec_trust_anchor = \"{}\"\n",
         dns.addr(),
         anchor.display()
     )
     .parse()
     .unwrap();
+    let extra: toml::Table = tls.parse().unwrap();
+    let mut delivery = delivery;
+    delivery.extend(extra);
     // Replaced key by key, so that the base's catch-all route goes.
     match cfg.get_mut("delivery") {
         Some(toml::Value::Table(t)) => t.extend(delivery),
@@ -347,4 +351,59 @@ fn dnssec_on_makes_dane_apply_under_may_and_a_wrong_anchor_defers_everything_sig
             .iter()
             .all(|m| m.recipients != ["z@dane.test"])
     );
+}
+
+#[test]
+fn dane_wins_over_an_mta_sts_policy_that_would_refuse_the_mx() {
+    // both.test publishes DANE for its MX and an enforced MTA-STS policy
+    // that lists another host: alone, the policy would keep the mail queued
+    // (and the self-signed certificate would not verify either).
+    let (cert, server) = self_signed_server(&["mx.both.test"]);
+    let pki = TestPki::new(&["mta-sts.both.test"]);
+    let policies = PolicyServer::start(
+        pki.server.clone(),
+        Duration::ZERO,
+        vec![(
+            "mta-sts.both.test",
+            "version: STSv1\r\nmode: enforce\r\nmx: mx.elsewhere.test\r\nmax_age: 3600\r\n".into(),
+        )],
+    );
+    let mut root = mail_domain("both.test", TLS_MX, Some(dane_ee(&cert)));
+    root.push((s("_mta-sts.both.test"), SRec::Txt(s("v=STSv1; id=1;"))));
+    root.push((s("mta-sts.both.test"), SRec::A(Ipv4Addr::LOCALHOST)));
+    let dns = SignedDns::start(&root, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = anchor_file(&dir, dns.anchor());
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let mx = FakeMx::start(Behaviour::starttls(server));
+    let gw = gateway(
+        &dns,
+        &anchor,
+        mx.addr().port(),
+        &format!(
+            "tls = \"dane\"\nmta_sts = true\nmta_sts_port = {}\ntls_ca_file = \"{}\"",
+            policies.addr.port(),
+            ca.display()
+        ),
+    );
+    let mut smtp = Smtp::greeted(gw.smtp);
+    let r = smtp.send_mail(
+        "clerk@agency.example.kz",
+        &["x@both.test"],
+        "Subject: both\r\n\r\nhello\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    smtp.expect("QUIT", 221);
+    assert!(
+        mx.wait_for_messages(1, Duration::from_secs(30)),
+        "{:#?}\nlog:\n{}",
+        queued(&gw),
+        gw.log_text()
+    );
+    assert!(mx.messages()[0].tls);
+    // The policy was fetched, so both applied; DANE governed.
+    assert!(policies.requests() >= 1);
+    let x = delivery_line(&gw.log_text(), "x@both.test").unwrap();
+    assert_eq!(x["tls_policy"], "dane", "{x}");
 }

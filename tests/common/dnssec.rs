@@ -22,7 +22,7 @@ use std::time::Duration;
 use hickory_proto::dnssec::crypto::EcdsaSigningKey;
 use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS};
 use hickory_proto::dnssec::{Algorithm, DigestType, DnssecSigner, SigningKey};
-use hickory_proto::rr::rdata::{A, MX, NS, SOA, TLSA};
+use hickory_proto::rr::rdata::{A, MX, NS, SOA, TLSA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_server::Server;
 use hickory_server::dnssec::NxProofKind;
@@ -43,6 +43,8 @@ pub enum SRec {
     Mx(u16, String),
     /// A TLSA record: usage, selector, matching type, data.
     Tlsa(u8, u8, u8, Vec<u8>),
+    /// A text record (one string).
+    Txt(String),
 }
 
 /// A zone below the root.
@@ -261,6 +263,7 @@ fn record(owner: &str, rec: &SRec) -> Record {
         SRec::Tlsa(u, s, m, d) => {
             RData::TLSA(TLSA::new((*u).into(), (*s).into(), (*m).into(), d.clone()))
         }
+        SRec::Txt(t) => RData::TXT(TXT::new(vec![t.clone()])),
     };
     Record::from_rdata(name(owner), TTL, data)
 }
