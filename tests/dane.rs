@@ -359,18 +359,23 @@ fn dane_wins_over_an_mta_sts_policy_that_would_refuse_the_mx() {
     // that lists another host: alone, the policy would keep the mail queued
     // (and the self-signed certificate would not verify either).
     let (cert, server) = self_signed_server(&["mx.both.test"]);
-    let pki = TestPki::new(&["mta-sts.both.test"]);
+    // stsonly.test has the same policy and no TLSA: its mail waits.
+    let pki = TestPki::new(&["mta-sts.both.test", "mta-sts.stsonly.test"]);
+    let policy = "version: STSv1\r\nmode: enforce\r\nmx: mx.elsewhere.test\r\nmax_age: 3600\r\n";
     let policies = PolicyServer::start(
         pki.server.clone(),
         Duration::ZERO,
-        vec![(
-            "mta-sts.both.test",
-            "version: STSv1\r\nmode: enforce\r\nmx: mx.elsewhere.test\r\nmax_age: 3600\r\n".into(),
-        )],
+        vec![
+            ("mta-sts.both.test", policy.into()),
+            ("mta-sts.stsonly.test", policy.into()),
+        ],
     );
     let mut root = mail_domain("both.test", TLS_MX, Some(dane_ee(&cert)));
-    root.push((s("_mta-sts.both.test"), SRec::Txt(s("v=STSv1; id=1;"))));
-    root.push((s("mta-sts.both.test"), SRec::A(Ipv4Addr::LOCALHOST)));
+    root.extend(mail_domain("stsonly.test", TLS_MX, None));
+    for d in ["both.test", "stsonly.test"] {
+        root.push((format!("_mta-sts.{d}"), SRec::Txt(s("v=STSv1; id=1;"))));
+        root.push((format!("mta-sts.{d}"), SRec::A(Ipv4Addr::LOCALHOST)));
+    }
     let dns = SignedDns::start(&root, &[]);
     let dir = tempfile::tempdir().unwrap();
     let anchor = anchor_file(&dir, dns.anchor());
@@ -390,7 +395,7 @@ fn dane_wins_over_an_mta_sts_policy_that_would_refuse_the_mx() {
     let mut smtp = Smtp::greeted(gw.smtp);
     let r = smtp.send_mail(
         "clerk@agency.example.kz",
-        &["x@both.test"],
+        &["x@both.test", "y@stsonly.test"],
         "Subject: both\r\n\r\nhello\r\n",
     );
     assert_eq!(r.code, 250, "{r:?}");
@@ -402,8 +407,16 @@ fn dane_wins_over_an_mta_sts_policy_that_would_refuse_the_mx() {
         gw.log_text()
     );
     assert!(mx.messages()[0].tls);
-    // The policy was fetched, so both applied; DANE governed.
-    assert!(policies.requests() >= 1);
+    assert_eq!(mx.messages()[0].recipients, ["x@both.test"]);
+    assert!(
+        wait_for(30, || deferred_with(&gw, "y@stsonly.test", |t| t
+            .contains("MTA-STS policy of stsonly.test"))),
+        "{:#?}",
+        queued(&gw)
+    );
+    assert_eq!(mx.messages().len(), 1);
+    // Both policies were fetched: for both.test DANE governed all the same.
+    assert!(policies.requests() >= 2);
     let x = delivery_line(&gw.log_text(), "x@both.test").unwrap();
     assert_eq!(x["tls_policy"], "dane", "{x}");
 }
