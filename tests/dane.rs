@@ -52,7 +52,8 @@ const PLAIN_MX: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// - notls.test: signed, TLSA matching, but its MX offers no STARTTLS;
 /// - nodane.test: signed, no TLSA;
 /// - plain.test: unsigned zone, TLSA for another certificate (ignored);
-/// - bogus.test: a DS that does not match the zone's key.
+/// - bogus.test: a DS that does not match the zone's key;
+/// - mixed.test: signed, its MX host in bogus.test.
 fn signed_world(cert: &CertificateDer<'static>) -> SignedDns {
     let (other, _) = self_signed_server(&["mx.dane.test"]);
     let mut root = Vec::new();
@@ -60,6 +61,8 @@ fn signed_world(cert: &CertificateDer<'static>) -> SignedDns {
     root.extend(mail_domain("wrongtlsa.test", TLS_MX, Some(dane_ee(&other))));
     root.extend(mail_domain("notls.test", PLAIN_MX, Some(dane_ee(cert))));
     root.extend(mail_domain("nodane.test", TLS_MX, None));
+    // A signed MX naming a host in the bogus zone.
+    root.push((s("mixed.test"), SRec::Mx(10, s("mx.bogus.test"))));
     SignedDns::start(
         &root,
         &[
@@ -125,6 +128,14 @@ async fn the_validating_resolver_tells_secure_insecure_and_bogus_apart() {
     match r.dane_targets(&d("bogus.test")).await {
         Err(ResolveError::Bogus(why)) => assert!(why.contains("bogus.test"), "{why}"),
         other => panic!("bogus.test: {other:?}"),
+    }
+    // A secure MX whose host's addresses are bogus: no address to use,
+    // and the reason says so (the mail waits).
+    match r.dane_targets(&d("mixed.test")).await {
+        Err(ResolveError::Temporary(why)) => {
+            assert!(why.contains("DNSSEC validation failed"), "{why}")
+        }
+        other => panic!("mixed.test: {other:?}"),
     }
     // The same zone under a trust anchor that did not sign it: bogus too.
     let dir2 = tempfile::tempdir().unwrap();

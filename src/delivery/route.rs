@@ -294,13 +294,21 @@ impl Resolver {
         };
         let mx = mx_hosts(dns, domain).await?;
         let mut jobs = tokio::task::JoinSet::new();
+        let mut hosts = DaneHosts::default();
         for (host, found) in &mx.hosts {
-            if mx.secure && found.secure {
+            if !mx.secure {
+                continue;
+            }
+            if let Some(why) = &found.error {
+                // A failed (or bogus) address look-up must not pass for an
+                // insecure host: that would switch DANE off.
+                let failed = HostDane::Failed(format!("address look-up failed: {why}"));
+                hosts.0.insert(host.clone(), failed);
+            } else if found.secure {
                 let (dns, host) = (dns.clone(), host.clone());
                 jobs.spawn(async move { (host.clone(), tlsa(&dns, &host).await) });
             }
         }
-        let mut hosts = DaneHosts::default();
         while let Some(joined) = jobs.join_next().await {
             match joined {
                 Ok((host, dane)) => {
