@@ -431,3 +431,44 @@ fn dane_wins_over_an_mta_sts_policy_that_would_refuse_the_mx() {
     let x = delivery_line(&gw.log_text(), "x@both.test").unwrap();
     assert_eq!(x["tls_policy"], "dane", "{x}");
 }
+
+#[test]
+fn dane_ta_needs_the_chain_to_the_published_ca_and_the_mx_name() {
+    // A private CA no system trusts, published as DANE-TA (2 0 1) for two
+    // MX hosts; the server's certificate names only mx.ta.test.
+    let pki = TestPki::new(&["mx.ta.test"]);
+    let ta = SRec::Tlsa(2, 0, 1, Sha256::digest(pki.ca.as_ref()).to_vec());
+    let mut root = mail_domain("ta.test", TLS_MX, Some(ta.clone()));
+    root.extend(mail_domain("badname.test", TLS_MX, Some(ta)));
+    let dns = SignedDns::start(&root, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = anchor_file(&dir, dns.anchor());
+    let mx = FakeMx::start(Behaviour::starttls(pki.server.clone()));
+    let gw = gateway(&dns, &anchor, mx.addr().port(), "tls = \"dane\"");
+    let mut smtp = Smtp::greeted(gw.smtp);
+    let r = smtp.send_mail(
+        "clerk@agency.example.kz",
+        &["t@ta.test", "u@badname.test"],
+        "Subject: ta\r\n\r\nhello\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    smtp.expect("QUIT", 221);
+    assert!(
+        mx.wait_for_messages(1, Duration::from_secs(30)),
+        "{:#?}\nlog:\n{}",
+        queued(&gw),
+        gw.log_text()
+    );
+    assert!(
+        wait_for(30, || deferred_with(&gw, "u@badname.test", |t| t
+            .contains("does not name mx.badname.test"))),
+        "{:#?}",
+        queued(&gw)
+    );
+    let got = mx.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].recipients, ["t@ta.test"]);
+    assert!(got[0].tls);
+    let t = delivery_line(&gw.log_text(), "t@ta.test").unwrap();
+    assert_eq!(t["tls_policy"], "dane", "{t}");
+}
