@@ -227,7 +227,7 @@ fn delays_text(parts: [Duration; 4]) -> String {
 /// `attempt_ms` (unix milliseconds):
 ///
 /// `delivery queue_id=Q to=ADDR relay=host[ip]:port delay=0.52
-/// delays=0.01/0/0.25/0.26 tls="TLSv1.3 ..." tls_policy=dane dsn=2.0.0
+/// delays=0.01/0/0.25/0.26 tls=TLSv1.3 ... tls_policy=dane dsn=2.0.0
 /// status=sent (250 2.0.0 ok)`
 ///
 /// `delay` is the time since the message arrived, in seconds; `delays` its
@@ -258,7 +258,7 @@ pub fn recipient(
         relay = %hop.relay_text(),
         delay = secs(total),
         delays = %delays_text(parts),
-        tls = hop.tls.as_deref().unwrap_or("none"),
+        tls = %hop.tls.as_deref().unwrap_or("none"),
         tls_policy = %hop.tls_policy.as_str(),
         dsn = %dsn_code(status, text),
         status = %format_args!("{} ({})", status_word(status), one_line(text)),
