@@ -254,6 +254,50 @@ impl TlsaSet {
     }
 }
 
+/// Invariants for the fuzz target (`fuzz/fuzz_targets/dane.rs`), replayed
+/// by tests/fuzz_corpus.rs.
+pub mod fuzzing {
+    use super::*;
+
+    /// Input: usage, selector and matching type octets, a two-octet length,
+    /// that many octets of association data, then the certificate the
+    /// server sent (any bytes). Nothing panics; a usable record is a DANE
+    /// usage with a digest of its length; a full-certificate DANE-EE record
+    /// of the certificate's own bytes matches any parsable certificate.
+    pub fn check(data: &[u8]) {
+        let [usage, selector, matching, hi, lo, rest @ ..] = data else {
+            return;
+        };
+        let n = (usize::from(*hi) << 8 | usize::from(*lo)).min(rest.len());
+        let (assoc, cert) = rest.split_at(n);
+        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        let cert = CertificateDer::from(cert.to_vec());
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_800_000_000));
+        if let Some(t) = Tlsa::usable(*usage, *selector, *matching, assoc) {
+            assert!(matches!(usage, 2 | 3) && matches!(selector, 0 | 1));
+            match t.matching {
+                Matching::Sha256 => assert_eq!(t.data.len(), 32),
+                Matching::Sha512 => assert_eq!(t.data.len(), 64),
+                Matching::Full => assert!(!t.data.is_empty()),
+            }
+            let set = TlsaSet {
+                host: "mx.fuzz.example".into(),
+                records: vec![t],
+            };
+            let _ = set.check(&cert, std::slice::from_ref(&cert), now, &algorithms);
+        }
+        if !cert.is_empty() {
+            let own = TlsaSet {
+                host: "mx.fuzz.example".into(),
+                records: vec![Tlsa::usable(3, 0, 0, cert.as_ref()).expect("usable")],
+            };
+            let parsed = ParsedCertificate::try_from(&cert).is_ok();
+            let got = own.check(&cert, &[], now, &algorithms);
+            assert_eq!(got.is_ok(), parsed, "{got:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
