@@ -43,6 +43,35 @@ pub struct Hop {
     pub setup: Duration,
     /// `d`: transmission, MAIL FROM to the reply to the end of data.
     pub transmit: Duration,
+    /// The session's TLS protocol and cipher; none in plaintext.
+    pub tls: Option<String>,
+    /// Which policy governed the session's TLS (for TLS reporting).
+    pub tls_policy: TlsPolicyKind,
+}
+
+/// Which published policy governed a session's TLS, as TLS reporting
+/// (RFC 8460) counts them: DANE wins over MTA-STS where both apply
+/// (RFC 8461 §2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsPolicyKind {
+    /// The MX host's TLSA records (RFC 7672).
+    Dane,
+    /// The recipient domain's MTA-STS policy (RFC 8461).
+    Sts,
+    /// Neither: the configured level alone.
+    #[default]
+    None,
+}
+
+impl TlsPolicyKind {
+    /// `dane`, `sts` or `none`, as the log writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsPolicyKind::Dane => "dane",
+            TlsPolicyKind::Sts => "sts",
+            TlsPolicyKind::None => "none",
+        }
+    }
 }
 
 impl Hop {
@@ -126,6 +155,13 @@ impl HopClock {
         self.hop.answered = answered;
     }
 
+    /// The session's TLS (`tls`: protocol and cipher, none in plaintext)
+    /// and the policy that governed it.
+    pub fn tls(&mut self, tls: Option<&str>, policy: TlsPolicyKind) {
+        self.hop.tls = tls.map(str::to_string);
+        self.hop.tls_policy = policy;
+    }
+
     /// The phases so far (time since the last mark is not counted).
     pub fn hop(&self) -> Hop {
         self.hop.clone()
@@ -191,11 +227,14 @@ fn delays_text(parts: [Duration; 4]) -> String {
 /// `attempt_ms` (unix milliseconds):
 ///
 /// `delivery queue_id=Q to=ADDR relay=host[ip]:port delay=0.52
-/// delays=0.01/0/0.25/0.26 dsn=2.0.0 status=sent (250 2.0.0 ok)`
+/// delays=0.01/0/0.25/0.26 tls=TLSv1.3 ... tls_policy=dane dsn=2.0.0
+/// status=sent (250 2.0.0 ok)`
 ///
 /// `delay` is the time since the message arrived, in seconds; `delays` its
 /// parts `a/b/c/d`: queued before this attempt, waiting for a connection
-/// slot, connection setup, transmission (see [`Hop`]).
+/// slot, connection setup, transmission (see [`Hop`]). `tls` is the
+/// session's protocol and cipher (`none` in plaintext), `tls_policy` the
+/// policy that governed it: `dane`, `sts` or `none` ([`TlsPolicyKind`]).
 pub fn recipient(
     env: &Envelope,
     index: usize,
@@ -219,6 +258,8 @@ pub fn recipient(
         relay = %hop.relay_text(),
         delay = secs(total),
         delays = %delays_text(parts),
+        tls = %hop.tls.as_deref().unwrap_or("none"),
+        tls_policy = %hop.tls_policy.as_str(),
         dsn = %dsn_code(status, text),
         status = %format_args!("{} ({})", status_word(status), one_line(text)),
         "delivery"
@@ -266,6 +307,7 @@ mod tests {
             wait: Duration::ZERO,
             setup: Duration::from_millis(254),
             transmit: Duration::from_millis(1_006),
+            ..Hop::default()
         };
         assert_eq!(hop.relay_text(), "mx.example.org[192.0.2.25]:25");
         // The host name, not the address (that is in relay_text).
@@ -283,6 +325,16 @@ mod tests {
         assert_eq!(local.relay_text(), "local");
         assert_eq!(Hop::default().relay_text(), "none");
         assert_eq!(Hop::default().relay_text(), "none");
+        // Plaintext, no policy: what the log line says by default.
+        assert_eq!(Hop::default().tls, None);
+        assert_eq!(Hop::default().tls_policy.as_str(), "none");
+        let mut clock = HopClock::start();
+        clock.tls(
+            Some("TLSv1.3 TLS13_AES_128_GCM_SHA256"),
+            TlsPolicyKind::Dane,
+        );
+        assert_eq!(clock.hop().tls_policy.as_str(), "dane");
+        assert_eq!(TlsPolicyKind::Sts.as_str(), "sts");
         assert_eq!(
             delays_text([Duration::from_millis(12), hop.wait, hop.setup, hop.transmit]),
             "0.01/0/0.25/1.01"

@@ -168,9 +168,13 @@ pub async fn run(
     );
     let mut governor_task = tokio::spawn(governor.clone().run(governor_stop_rx));
 
+    // The validating resolver is always set up, so that `dane` in a
+    // reloaded policy map works; it is used only where DANE applies.
     let resolver = crate::delivery::route::Resolver::new(&cfg.delivery.nameservers)
         .context("cannot set up the DNS resolver")?
-        .with_smtp_port(cfg.delivery.mx_port);
+        .with_smtp_port(cfg.delivery.mx_port)
+        .with_dnssec(cfg.delivery.dnssec_trust_anchor.as_deref())
+        .context("cannot set up DNSSEC validation")?;
     let client_settings = crate::delivery::scheduler::client_settings(&cfg)
         .context("cannot load delivery.tls_ca_file")?;
     let verifier = cfg.smtp.verify_recipients.then(|| {

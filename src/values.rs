@@ -245,6 +245,10 @@ pub enum TlsPolicy {
     Encrypt,
     /// STARTTLS required, and the certificate must verify for the host name.
     Verify,
+    /// DANE (RFC 7672) where the MX zone is signed and publishes usable
+    /// TLSA records: TLS required and the certificate matched against them;
+    /// elsewhere as `may`.
+    Dane,
 }
 
 /// What is wrong with a `[delivery.tls_policy]` key, if anything.

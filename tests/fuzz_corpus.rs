@@ -73,6 +73,11 @@ fn mta_sts_corpus() {
 }
 
 #[test]
+fn dane_corpus() {
+    replay("dane", ugem::delivery::dane::fuzzing::check);
+}
+
+#[test]
 fn classify_corpus() {
     replay("classify", ugem::governor::classify::fuzzing::check);
 }

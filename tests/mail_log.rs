@@ -399,6 +399,8 @@ fn text_log_to_a_pipe_has_no_colour_codes() {
         "{sent}"
     );
     assert!(sent.contains(" dsn=2.0.0 status=sent (250 "), "{sent}");
+    // Plaintext to a domain without MTA-STS or DANE: said so.
+    assert!(sent.contains(" tls=none tls_policy=none dsn="), "{sent}");
     assert_eq!(
         field(sent, "delays").unwrap().split('/').count(),
         4,

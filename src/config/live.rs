@@ -102,6 +102,9 @@ pub const RESTART_KEYS: &[(&str, Keep)] = &[
     ("delivery.tls_ca_file", |n, o| {
         n.delivery.tls_ca_file = o.delivery.tls_ca_file.clone()
     }),
+    ("delivery.dnssec_trust_anchor", |n, o| {
+        n.delivery.dnssec_trust_anchor = o.delivery.dnssec_trust_anchor.clone()
+    }),
     ("delivery.mta_sts", |n, o| {
         n.delivery.mta_sts = o.delivery.mta_sts
     }),

@@ -104,6 +104,9 @@ impl Config {
         if let Some(p) = self.delivery.tls_ca_file.as_mut() {
             abs(p);
         }
+        if let Some(p) = self.delivery.dnssec_trust_anchor.as_mut() {
+            abs(p);
+        }
         if let Some(p) = self.store.password_file.as_mut() {
             abs(p);
         }

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::ResolveHosts;
-use hickory_resolver::net::NetError;
-use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
+use super::dane::{DaneHosts, HostDane, Tlsa, TlsaSet};
 use crate::config::HostPort;
 pub use crate::dns::{resolver_builder, txt_strings};
 use crate::domain::Domain;
@@ -138,6 +139,10 @@ pub enum ResolveError {
     /// The resolver or the route is misconfigured.
     #[error("resolver configuration: {0}")]
     Config(String),
+    /// A DNSSEC-signed answer failed validation (bogus): an attack or a
+    /// broken zone; the mail waits (RFC 7672 §2.1.1).
+    #[error("DNSSEC validation failed: {0}")]
+    Bogus(String),
 }
 
 impl ResolveError {
@@ -159,6 +164,8 @@ impl ResolveError {
             ResolveError::Temporary(_) => Enhanced::new(4, 4, 3),
             // System incorrectly configured: our fault, keep the mail.
             ResolveError::Config(_) => Enhanced::new(4, 3, 5),
+            // Cryptographic failure.
+            ResolveError::Bogus(_) => Enhanced::new(4, 7, 5),
         }
     }
 }
@@ -167,6 +174,11 @@ impl ResolveError {
 #[derive(Debug, Clone)]
 pub struct Resolver {
     dns: TokioResolver,
+    /// The same servers, validating DNSSEC: for destinations under DANE
+    /// (none until [`Resolver::with_dnssec`]).
+    secure: Option<TokioResolver>,
+    cache: bool,
+    nameservers: Vec<SocketAddr>,
     smtp_port: u16,
 }
 
@@ -190,9 +202,41 @@ impl Resolver {
         self
     }
 
+    /// Adds the DNSSEC-validating resolver that DANE uses, trusting the
+    /// DNSKEYs in `anchor` (none: the built-in root keys).
+    pub fn with_dnssec(
+        mut self,
+        anchor: Option<&std::path::Path>,
+    ) -> Result<Resolver, ResolveError> {
+        let builder = crate::dns::validating_resolver_builder(&self.nameservers, anchor)
+            .map_err(|e| ResolveError::Config(format!("DNSSEC resolver: {e}")))?;
+        self.secure = Some(Self::finish(builder, self.cache)?);
+        Ok(self)
+    }
+
+    /// Whether DNSSEC validation is set up (DANE can apply).
+    pub fn validates(&self) -> bool {
+        self.secure.is_some()
+    }
+
     fn build(nameservers: &[SocketAddr], cache: bool) -> Result<Resolver, ResolveError> {
-        let mut builder = resolver_builder(nameservers)
+        let builder = resolver_builder(nameservers)
             .map_err(|e| ResolveError::Config(format!("system resolver: {e}")))?;
+        Ok(Resolver {
+            dns: Self::finish(builder, cache)?,
+            secure: None,
+            cache,
+            nameservers: nameservers.to_vec(),
+            smtp_port: SMTP_PORT,
+        })
+    }
+
+    fn finish(
+        mut builder: hickory_resolver::ResolverBuilder<
+            hickory_resolver::net::runtime::TokioRuntimeProvider,
+        >,
+        cache: bool,
+    ) -> Result<TokioResolver, ResolveError> {
         let opts = builder.options_mut();
         // Mail routing follows the DNS only, like Postfix's default
         // smtp_host_lookup = dns: /etc/hosts must not redirect an MX.
@@ -202,13 +246,9 @@ impl Resolver {
             opts.timeout = Duration::from_secs(1);
             opts.attempts = 1;
         }
-        let dns = builder
+        builder
             .build()
-            .map_err(|e| ResolveError::Config(e.to_string()))?;
-        Ok(Resolver {
-            dns,
-            smtp_port: SMTP_PORT,
-        })
+            .map_err(|e| ResolveError::Config(e.to_string()))
     }
 
     /// The ordered addresses to try for a route; never empty on success.
@@ -232,9 +272,52 @@ impl Resolver {
             Ok(lookup) => Ok(txt_strings(lookup.answers())),
             Err(e) => match classify(&e) {
                 Negative::NxDomain | Negative::NoData => Ok(Vec::new()),
+                Negative::Bogus(text) => Err(ResolveError::Bogus(text)),
                 Negative::Failure(text) => Err(ResolveError::Temporary(text)),
             },
         }
+    }
+
+    /// The targets for `domain`'s MX hosts, like [`Resolver::targets`], but
+    /// looked up with DNSSEC validation, and what DANE says for each host:
+    /// TLSA records (`_25._tcp.<host>`) are used only when both the MX and
+    /// the host's address records are secure (RFC 7672 §2.2). A bogus MX
+    /// answer is an error: the mail waits, and never goes in the clear.
+    pub async fn dane_targets(
+        &self,
+        domain: &Domain,
+    ) -> Result<(Vec<Target>, DaneHosts), ResolveError> {
+        let Some(dns) = &self.secure else {
+            return Err(ResolveError::Config(
+                "DNSSEC validation is not set up".into(),
+            ));
+        };
+        let mx = mx_hosts(dns, domain).await?;
+        let mut jobs = tokio::task::JoinSet::new();
+        let mut hosts = DaneHosts::default();
+        for (host, found) in &mx.hosts {
+            if !mx.secure {
+                continue;
+            }
+            if let Some(why) = &found.error {
+                // A failed (or bogus) address look-up must not pass for an
+                // insecure host: that would switch DANE off.
+                let failed = HostDane::Failed(format!("address look-up failed: {why}"));
+                hosts.0.insert(host.clone(), failed);
+            } else if found.secure {
+                let (dns, host) = (dns.clone(), host.clone());
+                jobs.spawn(async move { (host.clone(), tlsa(&dns, &host).await) });
+            }
+        }
+        while let Some(joined) = jobs.join_next().await {
+            match joined {
+                Ok((host, dane)) => {
+                    hosts.0.insert(host, dane);
+                }
+                Err(e) => return Err(ResolveError::Temporary(format!("lookup task failed: {e}"))),
+            }
+        }
+        Ok((mx.into_targets(self.smtp_port)?, hosts))
     }
 
     /// The addresses of `host` on `port` (A/AAAA, no MX), as targets.
@@ -291,78 +374,32 @@ impl Resolver {
 
     /// RFC 5321 §5.1: MX hosts, else the implicit MX; RFC 7505 null MX.
     async fn mx(&self, domain: &Domain) -> Result<Vec<Target>, ResolveError> {
-        let name = fqdn(domain.as_str())?;
-        let exchanges: Vec<(u16, Name)> = match self.dns.lookup(name.clone(), RecordType::MX).await
-        {
-            // A CNAME chain leaves CNAME records among the answers: keep MX only.
-            Ok(lookup) => lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::MX(mx) => Some((mx.preference, mx.exchange.clone())),
-                    _ => None,
-                })
-                .collect(),
-            Err(e) => match classify(&e) {
-                Negative::NxDomain => return Err(ResolveError::NoSuchDomain),
-                Negative::NoData => Vec::new(),
-                Negative::Failure(text) => return Err(ResolveError::Temporary(text)),
-            },
-        };
+        mx_hosts(&self.dns, domain)
+            .await?
+            .into_targets(self.smtp_port)
+    }
+}
 
-        if exchanges.is_empty() {
-            // Implicit MX: the domain itself, as if "MX 0 domain".
-            let found = host_addrs(self.dns.clone(), name).await;
-            let targets = to_targets(
-                domain.as_str(),
-                &found.addrs,
-                self.smtp_port,
-                &mut HashSet::new(),
-            );
-            if targets.is_empty() {
-                return Err(found
-                    .error
-                    .map_or(ResolveError::NoAddress, ResolveError::Temporary));
-            }
-            return Ok(targets);
-        }
-        // RFC 7505 §3: a null MX is the only MX record. Its preference
-        // should be 0, but the root exchange alone says it unambiguously.
-        if exchanges.iter().all(|(_, ex)| ex.is_root()) {
-            return Err(ResolveError::NullMx);
-        }
-        let hosts = order_exchanges(exchanges, &mut rand::rng());
+/// A domain's mail hosts in the order to try them, each with its addresses.
+struct MxHosts {
+    /// Host name (lowercase, no trailing dot) and what its look-ups gave.
+    hosts: Vec<(String, HostAddrs)>,
+    /// Whether the MX answer was DNSSEC-secure (an implicit MX counts as
+    /// secure: its address records' own proof then decides).
+    secure: bool,
+}
 
-        // Resolve all hosts at once: one slow or failing host must not
-        // delay the others by a full DNS timeout each.
-        let mut jobs = tokio::task::JoinSet::new();
-        for (i, host) in hosts.iter().enumerate() {
-            let dns = self.dns.clone();
-            let host = host.clone();
-            jobs.spawn(async move { (i, host_addrs(dns, host).await) });
-        }
-        let mut results: Vec<Option<HostAddrs>> = (0..hosts.len()).map(|_| None).collect();
-        while let Some(joined) = jobs.join_next().await {
-            match joined {
-                Ok((i, found)) => results[i] = Some(found),
-                Err(e) => return Err(ResolveError::Temporary(format!("lookup task failed: {e}"))),
-            }
-        }
-
+impl MxHosts {
+    /// The addresses to try, at most [`MAX_TARGETS`]; an error when none.
+    fn into_targets(self, port: u16) -> Result<Vec<Target>, ResolveError> {
         let mut seen = HashSet::new();
         let mut targets = Vec::new();
         let mut first_error = None;
-        for (host, found) in hosts.iter().zip(results) {
-            let Some(found) = found else { continue };
+        for (host, found) in &self.hosts {
             if first_error.is_none() {
                 first_error = found.error.clone();
             }
-            targets.extend(to_targets(
-                &host_text(host),
-                &found.addrs,
-                self.smtp_port,
-                &mut seen,
-            ));
+            targets.extend(to_targets(host, &found.addrs, port, &mut seen));
             if targets.len() >= MAX_TARGETS {
                 targets.truncate(MAX_TARGETS);
                 break;
@@ -375,6 +412,134 @@ impl Resolver {
             return Err(first_error.map_or(ResolveError::NoAddress, ResolveError::Temporary));
         }
         Ok(targets)
+    }
+}
+
+/// RFC 5321 §5.1: the MX hosts of `domain` through `dns`, else the implicit
+/// MX; RFC 7505 null MX.
+async fn mx_hosts(dns: &TokioResolver, domain: &Domain) -> Result<MxHosts, ResolveError> {
+    let name = fqdn(domain.as_str())?;
+    let (exchanges, secure): (Vec<(u16, Name)>, bool) =
+        match dns.lookup(name.clone(), RecordType::MX).await {
+            // A CNAME chain leaves CNAME records among the answers: keep MX only.
+            Ok(lookup) => (
+                lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::MX(mx) => Some((mx.preference, mx.exchange.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+                all_secure(lookup.answers()),
+            ),
+            Err(e) => match classify(&e) {
+                Negative::NxDomain => return Err(ResolveError::NoSuchDomain),
+                Negative::NoData => (Vec::new(), true),
+                Negative::Bogus(text) => {
+                    return Err(ResolveError::Bogus(format!("MX of {domain}: {text}")));
+                }
+                Negative::Failure(text) => return Err(ResolveError::Temporary(text)),
+            },
+        };
+
+    if exchanges.is_empty() {
+        // Implicit MX: the domain itself, as if "MX 0 domain".
+        let found = host_addrs(dns.clone(), name).await;
+        return Ok(MxHosts {
+            hosts: vec![(domain.as_str().to_string(), found)],
+            secure,
+        });
+    }
+    // RFC 7505 §3: a null MX is the only MX record. Its preference
+    // should be 0, but the root exchange alone says it unambiguously.
+    if exchanges.iter().all(|(_, ex)| ex.is_root()) {
+        return Err(ResolveError::NullMx);
+    }
+    let hosts = order_exchanges(exchanges, &mut rand::rng());
+
+    // Resolve all hosts at once: one slow or failing host must not
+    // delay the others by a full DNS timeout each.
+    let mut jobs = tokio::task::JoinSet::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let dns = dns.clone();
+        let host = host.clone();
+        jobs.spawn(async move { (i, host_addrs(dns, host).await) });
+    }
+    let mut results: Vec<Option<HostAddrs>> = (0..hosts.len()).map(|_| None).collect();
+    while let Some(joined) = jobs.join_next().await {
+        match joined {
+            Ok((i, found)) => results[i] = Some(found),
+            Err(e) => return Err(ResolveError::Temporary(format!("lookup task failed: {e}"))),
+        }
+    }
+    Ok(MxHosts {
+        hosts: hosts
+            .iter()
+            .zip(results)
+            .filter_map(|(h, found)| Some((host_text(h), found?)))
+            .collect(),
+        secure,
+    })
+}
+
+/// Whether an answer is DNSSEC-secure: records there, every one proven
+/// (signatures themselves aside). Never true from a non-validating resolver.
+fn all_secure(answers: &[Record]) -> bool {
+    let mut data = answers
+        .iter()
+        .filter(|r| r.record_type() != RecordType::RRSIG)
+        .peekable();
+    data.peek().is_some() && data.all(|r| r.proof.is_secure())
+}
+
+/// What DANE says for `host` (secure MX and addresses already): its TLSA
+/// records at `_25._tcp.<host>` (port 25 whatever `mx_port` says: the TLSA
+/// name follows the MX, RFC 7672 §2.2.1).
+async fn tlsa(dns: &TokioResolver, host: &str) -> HostDane {
+    let name = match fqdn(&format!("_25._tcp.{host}")) {
+        Ok(n) => n,
+        Err(e) => return HostDane::Failed(e.to_string()),
+    };
+    match dns.lookup(name, RecordType::TLSA).await {
+        Ok(lookup) => {
+            let records: Vec<&Record> = lookup
+                .answers()
+                .iter()
+                .filter(|r| r.record_type() == RecordType::TLSA)
+                .collect();
+            // Insecure TLSA records (a CNAME into an unsigned zone) are as
+            // good as none.
+            if records.is_empty() || !records.iter().all(|r| r.proof.is_secure()) {
+                return HostDane::None;
+            }
+            let usable: Vec<Tlsa> = records
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TLSA(t) => Tlsa::usable(
+                        t.cert_usage.into(),
+                        t.selector.into(),
+                        t.matching.into(),
+                        &t.cert_data,
+                    ),
+                    _ => None,
+                })
+                .collect();
+            if usable.is_empty() {
+                HostDane::Unusable
+            } else {
+                HostDane::Usable(std::sync::Arc::new(TlsaSet {
+                    host: host.to_string(),
+                    records: usable,
+                }))
+            }
+        }
+        Err(e) => match classify(&e) {
+            Negative::NxDomain | Negative::NoData => HostDane::None,
+            Negative::Bogus(text) | Negative::Failure(text) => {
+                HostDane::Failed(format!("TLSA look-up for {host} failed: {text}"))
+            }
+        },
     }
 }
 
@@ -438,6 +603,8 @@ struct HostAddrs {
     addrs: Vec<IpAddr>,
     /// A lookup that failed in a way that may pass (not "no such record").
     error: Option<String>,
+    /// Every address record found was DNSSEC-secure (and there was one).
+    secure: bool,
 }
 
 /// Looks up AAAA and A for one host at the same time.
@@ -447,20 +614,26 @@ async fn host_addrs(dns: TokioResolver, name: Name) -> HostAddrs {
         dns.lookup(name.clone(), RecordType::A)
     );
     let mut error = None;
+    let mut found = 0usize;
+    let mut secure = true;
     let mut family = |r: Result<hickory_resolver::lookup::Lookup, NetError>| -> Vec<IpAddr> {
         match r {
-            Ok(lookup) => lookup
-                .answers()
-                .iter()
-                .filter_map(|rec| match &rec.data {
-                    RData::A(a) => Some(IpAddr::V4(a.0)),
-                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                    _ => None,
-                })
-                .filter(|ip| usable(*ip))
-                .collect(),
+            Ok(lookup) => {
+                found += 1;
+                secure &= all_secure(lookup.answers());
+                lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|rec| match &rec.data {
+                        RData::A(a) => Some(IpAddr::V4(a.0)),
+                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                        _ => None,
+                    })
+                    .filter(|ip| usable(*ip))
+                    .collect()
+            }
             Err(e) => {
-                if let Negative::Failure(text) = classify(&e) {
+                if let Negative::Failure(text) | Negative::Bogus(text) = classify(&e) {
                     error.get_or_insert(format!("{name}: {text}"));
                 }
                 Vec::new()
@@ -471,6 +644,7 @@ async fn host_addrs(dns: TokioResolver, name: Name) -> HostAddrs {
     let v4 = family(v4);
     HostAddrs {
         addrs: interleave(v6, v4, MAX_ADDRS_PER_HOST),
+        secure: secure && found > 0 && error.is_none(),
         error,
     }
 }
@@ -502,6 +676,8 @@ enum Negative {
     NxDomain,
     /// The name exists without records of the asked type.
     NoData,
+    /// Signed, but the signatures do not validate.
+    Bogus(String),
     /// Anything else (SERVFAIL, REFUSED, timeout, I/O): worth a retry.
     Failure(String),
 }
@@ -510,6 +686,14 @@ fn classify(e: &NetError) -> Negative {
     if e.is_nx_domain() {
         Negative::NxDomain
     } else if e.is_no_records_found() {
+        Negative::NoData
+    } else if matches!(e, NetError::Dns(DnsError::DnssecBogus)) {
+        Negative::Bogus(e.to_string())
+    } else if let NetError::Dns(DnsError::Nsec { proof, .. }) = e
+        && !proof.is_bogus()
+    {
+        // A denial the validator could not prove secure (NSEC3 with too
+        // many iterations, say): no records, insecurely.
         Negative::NoData
     } else {
         Negative::Failure(e.to_string())

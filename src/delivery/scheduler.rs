@@ -11,11 +11,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use ugem_queue::{AttemptOutcome, Direction, Envelope, Queue, RcptStatus, RecipientUpdate};
 
 use super::client::{ClientSettings, ConnError, Connection, TlsPolicy};
+use super::dane::{DaneHosts, HostDane};
 use super::outcome::Backoff;
 use super::route::{Resolver, Route, route_for};
 use crate::config::{Config, Live};
 use crate::domain::Domain;
-use crate::maillog::{Hop, HopClock};
+use crate::maillog::{Hop, HopClock, TlsPolicyKind};
 use crate::model::suspensions::Scope;
 use crate::registry::Registry;
 use crate::reply::{Enhanced, Fate, Outcome};
@@ -626,6 +627,35 @@ impl Scheduler {
             .as_ref()
             .is_some_and(|(_, p)| p.mode == super::mta_sts::Mode::Enforce);
         let tls = if enforce { TlsPolicy::Verify } else { g.tls };
+        // DANE (RFC 7672) for MX routes under `dane`, and under `may` and
+        // `encrypt` with `delivery.dnssec`: the validated look-ups come
+        // first, as a bogus answer must stop even a pooled connection.
+        let dane_on = matches!(g.route, Route::Mx(_))
+            && self.resolver.validates()
+            && (g.tls == TlsPolicy::Dane
+                || (self.cfg.current().delivery.dnssec
+                    && matches!(g.tls, TlsPolicy::May | TlsPolicy::Encrypt)));
+        let secured = match (&g.route, dane_on) {
+            (Route::Mx(d), true) => match self.resolver.dane_targets(d).await {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    clock.set_up();
+                    let fate = if e.is_permanent() {
+                        Fate::Permanent
+                    } else {
+                        Fate::Temporary
+                    };
+                    tracing::info!(target: crate::maillog::TARGET, queue_id = %g.queue_id, domain = %d, error = %e, "DANE look-up failed; mail kept");
+                    return (all(Outcome::local(fate, e.enhanced(), &e)), clock.hop());
+                }
+            },
+            _ => None,
+        };
+        let (secured, dane) = match secured {
+            Some((targets, hosts)) => (Some(targets), hosts),
+            None => (None, DaneHosts::default()),
+        };
+        let dane = &dane;
         let _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit) = match (
             self.total.clone().acquire_owned().await,
             self.dest_semaphore(&g.key).acquire_owned().await,
@@ -640,22 +670,33 @@ impl Scheduler {
         clock.waited();
         // A pooled connection first; if it has gone stale, a fresh one.
         if let Some(mut c) = self.pooled(&g.key) {
-            let unfit = sts.as_ref().is_some_and(|(_, p)| {
-                p.mode == super::mta_sts::Mode::Enforce && !(c.tls_verified() && p.allows(c.host()))
-            });
+            let unfit = match dane.get(c.host()) {
+                HostDane::Usable(_) => !c.tls_dane(),
+                HostDane::Unusable => c.tls().is_none(),
+                HostDane::Failed(_) => true,
+                HostDane::None => sts.as_ref().is_some_and(|(_, p)| {
+                    p.mode == super::mta_sts::Mode::Enforce
+                        && !(c.tls_verified() && p.allows(c.host()))
+                }),
+            };
             if unfit {
                 // Opened before the policy was known: not good enough now.
                 tokio::spawn(c.quit());
             } else if let Ok(results) = c.deliver(sender, rcpts, body).await {
                 clock.sent();
                 clock.relay(c.host(), c.peer_addr(), true);
+                clock.tls(c.tls(), applied(dane.get(c.host()), sts.is_some()));
                 self.give_back(&g.key, c);
                 return (results, clock.hop());
             }
             // A stale connection found out: part of getting a working one.
             clock.set_up();
         }
-        let targets = match self.resolver.targets(&g.route).await {
+        let resolved = match secured {
+            Some(targets) => Ok(targets),
+            None => self.resolver.targets(&g.route).await,
+        };
+        let targets = match resolved {
             Ok(t) if !t.is_empty() => t,
             Ok(_) => {
                 clock.set_up();
@@ -693,7 +734,7 @@ impl Scheduler {
             _ => targets,
         };
         let targets = match &sts {
-            Some((d, p)) => match sts_targets(d, p, targets) {
+            Some((d, p)) => match sts_targets(d, p, targets, dane) {
                 Ok(t) => t,
                 Err(o) => {
                     clock.set_up();
@@ -708,7 +749,23 @@ impl Scheduler {
             "no target answered",
         );
         for t in targets.iter() {
-            let opened = Connection::open_as(&t.into(), &self.settings, tls).await;
+            let host_dane = dane.get(&t.host);
+            let opened = match host_dane {
+                HostDane::Failed(why) => {
+                    // RFC 7672 §2.2: a host whose TLSA look-up failed is
+                    // not used, the others may be.
+                    tracing::info!(target: crate::maillog::TARGET, queue_id = %g.queue_id, host = %t.host, reason = %why, "MX host skipped (DANE)");
+                    last_err = Outcome::local(Fate::Temporary, Enhanced::new(4, 7, 5), why);
+                    continue;
+                }
+                HostDane::Usable(tlsa) => {
+                    Connection::open_dane(&t.into(), &self.settings, tlsa.clone()).await
+                }
+                HostDane::Unusable => {
+                    Connection::open_as(&t.into(), &self.settings, TlsPolicy::Encrypt).await
+                }
+                HostDane::None => Connection::open_as(&t.into(), &self.settings, tls).await,
+            };
             clock.set_up();
             let mut conn = match opened {
                 Ok(c) => c,
@@ -721,7 +778,11 @@ impl Scheduler {
                         "connection failed; trying the next target"
                     );
                     last_err = conn_failure(&e, t.addr);
-                    if enforce {
+                    if host_dane.governs() {
+                        last_err
+                            .text
+                            .push_str(&format!("; required by DANE (TLSA records of {})", t.host));
+                    } else if enforce {
                         last_err.text.push_str("; required by the MTA-STS policy");
                     }
                     continue;
@@ -730,6 +791,7 @@ impl Scheduler {
             let sent = conn.deliver(sender, rcpts, body).await;
             clock.sent();
             clock.relay(&t.host, t.addr, sent.is_ok());
+            clock.tls(conn.tls(), applied(host_dane, sts.is_some()));
             match sent {
                 Ok(results) => {
                     self.give_back(&g.key, conn);
@@ -856,16 +918,31 @@ fn route_key(r: &Route) -> String {
     }
 }
 
+/// Which policy governs a session with a host: DANE where it does (RFC 8461
+/// §2: it wins over MTA-STS), else MTA-STS when the domain has a policy.
+fn applied(dane: &HostDane, sts: bool) -> TlsPolicyKind {
+    if dane.governs() {
+        TlsPolicyKind::Dane
+    } else if sts {
+        TlsPolicyKind::Sts
+    } else {
+        TlsPolicyKind::None
+    }
+}
+
 /// The MX targets an MTA-STS policy allows: under `enforce` only the listed
-/// hosts (`Err`: the deferral when none is), under `testing` all of them;
-/// unlisted hosts are logged either way.
+/// hosts and those DANE governs (`Err`: the deferral when none is), under
+/// `testing` all of them; unlisted hosts are logged either way.
 fn sts_targets(
     d: &Domain,
     p: &super::mta_sts::Policy,
     targets: Vec<super::route::Target>,
+    dane: &DaneHosts,
 ) -> Result<Vec<super::route::Target>, Outcome> {
-    let (listed, other): (Vec<_>, Vec<_>) =
-        targets.iter().cloned().partition(|t| p.allows(&t.host));
+    let (listed, other): (Vec<_>, Vec<_>) = targets
+        .iter()
+        .cloned()
+        .partition(|t| p.allows(&t.host) || dane.get(&t.host).governs());
     if !other.is_empty() {
         let hosts: Vec<&str> = other.iter().map(|t| t.host.as_str()).collect();
         tracing::warn!(domain = %d, mode = ?p.mode, hosts = ?hosts, "MX hosts outside the domain's MTA-STS policy");
@@ -917,4 +994,84 @@ pub fn client_settings(cfg: &Config) -> Result<ClientSettings, crate::trust::Roo
         },
         on_connect: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::dane::TlsaSet;
+    use crate::delivery::mta_sts::{Mode, Policy};
+    use crate::delivery::route::Target;
+
+    fn target(host: &str, last: u8) -> Target {
+        Target {
+            host: host.into(),
+            addr: format!("192.0.2.{last}:25").parse().unwrap(),
+        }
+    }
+
+    fn policy(mode: Mode) -> Policy {
+        Policy {
+            mode,
+            mx: vec!["mx1.sts.example".into()],
+            max_age: 3600,
+        }
+    }
+
+    fn dane_for(host: &str) -> DaneHosts {
+        let mut hosts = DaneHosts::default();
+        hosts.0.insert(
+            host.into(),
+            HostDane::Usable(Arc::new(TlsaSet {
+                host: host.into(),
+                records: Vec::new(),
+            })),
+        );
+        hosts
+    }
+
+    #[test]
+    fn dane_hosts_pass_an_enforced_sts_policy_that_does_not_list_them() {
+        let d = Domain::parse("sts.example").unwrap();
+        let targets = vec![target("mx2.sts.example", 2), target("mx1.sts.example", 1)];
+        // Without DANE only the listed host is left.
+        let got = sts_targets(
+            &d,
+            &policy(Mode::Enforce),
+            targets.clone(),
+            &DaneHosts::default(),
+        );
+        assert_eq!(got.unwrap(), vec![target("mx1.sts.example", 1)]);
+        // DANE for the unlisted host keeps it, in its MX order (RFC 8461 §2).
+        let got = sts_targets(
+            &d,
+            &policy(Mode::Enforce),
+            targets.clone(),
+            &dane_for("mx2.sts.example"),
+        );
+        assert_eq!(got.unwrap(), targets);
+        // No listed host and no DANE: the deferral naming the policy.
+        let only_other = vec![target("mx2.sts.example", 2)];
+        let err = sts_targets(
+            &d,
+            &policy(Mode::Enforce),
+            only_other,
+            &DaneHosts::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.text.contains("MTA-STS policy of sts.example"),
+            "{}",
+            err.text
+        );
+    }
+
+    #[test]
+    fn dane_governs_before_sts_and_sts_before_the_level() {
+        let usable = dane_for("mx.example");
+        assert_eq!(applied(usable.get("mx.example"), true), TlsPolicyKind::Dane);
+        assert_eq!(applied(&HostDane::Unusable, false), TlsPolicyKind::Dane);
+        assert_eq!(applied(&HostDane::None, true), TlsPolicyKind::Sts);
+        assert_eq!(applied(&HostDane::None, false), TlsPolicyKind::None);
+    }
 }

@@ -71,7 +71,7 @@ impl TestDns {
         let addr = udp.local_addr().expect("udp local addr");
 
         let mut zone =
-            InMemoryZoneHandler::empty(Name::root(), ZoneType::Primary, AxfrPolicy::Deny);
+            InMemoryZoneHandler::empty(Name::root(), ZoneType::Primary, AxfrPolicy::Deny, None);
         let soa = SOA::new(
             name("ns.test"),
             name("hostmaster.test"),

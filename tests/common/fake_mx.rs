@@ -389,6 +389,29 @@ impl TestPki {
     }
 }
 
+/// A self-signed certificate for `names` (no CA vouches for it: only DANE-EE
+/// can make it trusted) and a server configuration presenting it.
+pub fn self_signed_server(names: &[&str]) -> (CertificateDer<'static>, Arc<ServerConfig>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = rcgen::CertificateParams::new(names)
+        .expect("params")
+        .self_signed(&key)
+        .expect("self-signed cert");
+    let der = cert.der().clone();
+    let server =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .expect("server config");
+    (der, Arc::new(server))
+}
+
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod dnssec;
 pub mod fake_mx;
 pub mod policy_server;
 pub mod postgres;

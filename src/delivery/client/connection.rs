@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
@@ -13,6 +14,7 @@ use super::error::{ConnError, Stage};
 use super::framing::valid_path;
 use super::reply::{Extensions, RemoteReply};
 use super::transport::{self, SourceHook, Timeouts, Wire};
+use crate::delivery::dane::TlsaSet;
 use crate::delivery::outcome::Class;
 use crate::values::TlsPolicy;
 
@@ -74,6 +76,8 @@ pub struct Connection {
     pub(super) addr: SocketAddr,
     pub(super) tls: Option<String>,
     pub(super) verified: bool,
+    /// The certificate matched the MX host's TLSA records (DANE).
+    pub(super) dane: bool,
     pub(super) timeouts: Timeouts,
     /// A transaction was started: RSET before the next.
     pub(super) used: bool,
@@ -107,22 +111,36 @@ impl Connection {
         s: &ClientSettings,
         policy: TlsPolicy,
     ) -> Result<Connection, ConnError> {
-        match Self::open_with(target, s, policy).await {
-            Err(e @ ConnError::Tls { .. }) if policy == TlsPolicy::May => {
+        match Self::open_with(target, s, policy, None).await {
+            Err(e @ ConnError::Tls { .. })
+                if matches!(policy, TlsPolicy::May | TlsPolicy::Dane) =>
+            {
                 tracing::warn!(
                     remote = %target.addr, host = %target.host, error = %e,
                     "STARTTLS failed; delivering in plaintext (opportunistic TLS, RFC 7435)"
                 );
-                Self::open_with(target, s, TlsPolicy::None).await
+                Self::open_with(target, s, TlsPolicy::None, None).await
             }
             other => other,
         }
+    }
+
+    /// [`Connection::open`] for an MX host with usable TLSA records (DANE,
+    /// RFC 7672): STARTTLS is required and the certificate must match
+    /// `tlsa`; there is no fallback to plaintext.
+    pub async fn open_dane(
+        target: &Target,
+        s: &ClientSettings,
+        tlsa: Arc<TlsaSet>,
+    ) -> Result<Connection, ConnError> {
+        Self::open_with(target, s, TlsPolicy::Encrypt, Some(&tlsa)).await
     }
 
     async fn open_with(
         target: &Target,
         s: &ClientSettings,
         policy: TlsPolicy,
+        dane: Option<&Arc<TlsaSet>>,
     ) -> Result<Connection, ConnError> {
         if s.helo.is_empty() || !s.helo.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ConnError::Setup(format!("bad HELO name {:?}", s.helo)));
@@ -137,6 +155,7 @@ impl Connection {
             addr: target.addr,
             tls: None,
             verified: false,
+            dane: false,
             timeouts: t,
             used: false,
             closing: false,
@@ -150,7 +169,7 @@ impl Connection {
             });
         }
         c.hello(&s.helo).await?;
-        c.starttls(target, s, policy).await?;
+        c.starttls(target, s, policy, dane).await?;
         Ok(c)
     }
 
@@ -250,6 +269,11 @@ impl Connection {
     /// Whether the certificate verified for the host name (false in plaintext).
     pub fn tls_verified(&self) -> bool {
         self.tls.is_some() && self.verified
+    }
+
+    /// Whether the certificate matched the host's TLSA records (DANE).
+    pub fn tls_dane(&self) -> bool {
+        self.tls.is_some() && self.dane
     }
 
     /// The host name the connection was opened for.

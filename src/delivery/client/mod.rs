@@ -11,6 +11,7 @@
 //! - [`framing`]: MAIL FROM parameters (SIZE, 8BITMIME, SMTPUTF8), the
 //!   message check and dot-stuffing;
 //! - [`tls`]: STARTTLS, the policy, the handshake and the certificate check;
+//! - `dane`: the certificate check against TLSA records (RFC 7672);
 //! - [`error`]: where it failed and why;
 //! - [`connection`]: opening a session, probes, what is known about it;
 //! - [`transaction`]: one message, step by step.
@@ -21,6 +22,7 @@
 //! what it does differently).
 
 pub mod connection;
+mod dane;
 pub mod error;
 pub mod framing;
 pub mod reply;

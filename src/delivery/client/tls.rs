@@ -3,8 +3,9 @@
 //! `encrypt`, `verify`), the handshake, and the certificate check. Under
 //! `may` and `encrypt` the certificate is checked like `verify` would but
 //! accepted either way ([`Opportunistic`]), so the session knows whether it
-//! was verified (MTA-STS needs that) without failing on it. The handshake
-//! is tokio-rustls's own.
+//! was verified (MTA-STS needs that) without failing on it. Under DANE the
+//! certificate is matched against the MX host's TLSA records instead
+//! ([`super::dane`]). The handshake is tokio-rustls's own.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -18,19 +19,30 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::connection::{ClientSettings, Connection, Target};
+use super::dane::DaneVerifier;
 use super::error::{ConnError, Stage};
+use crate::delivery::dane::TlsaSet;
 use crate::values::TlsPolicy;
 
 impl Connection {
     /// Upgrades the session with STARTTLS as `policy` says, and says EHLO
     /// again over TLS. `none` does nothing; `may` goes on in plaintext when
     /// STARTTLS is not offered or refused; `encrypt` and `verify` fail then.
+    /// With `dane` (usable TLSA records), TLS is required and the
+    /// certificate must match them, whatever `policy` says.
     pub(super) async fn starttls(
         &mut self,
         target: &Target,
         s: &ClientSettings,
         policy: TlsPolicy,
+        dane: Option<&Arc<TlsaSet>>,
     ) -> Result<(), ConnError> {
+        // `dane` without records is opportunistic; with them, mandatory.
+        let policy = match (dane, policy) {
+            (Some(_), _) => TlsPolicy::Encrypt,
+            (None, TlsPolicy::Dane) => TlsPolicy::May,
+            (None, p) => p,
+        };
         if policy == TlsPolicy::None {
             return Ok(());
         }
@@ -61,7 +73,7 @@ impl Connection {
                 reason: "data after the STARTTLS reply".into(),
             });
         }
-        self.start_tls(target, s, policy).await?;
+        self.start_tls(target, s, policy, dane).await?;
         self.hello(&s.helo).await
     }
 
@@ -71,6 +83,7 @@ impl Connection {
         target: &Target,
         s: &ClientSettings,
         policy: TlsPolicy,
+        dane: Option<&Arc<TlsaSet>>,
     ) -> Result<(), ConnError> {
         let host = target.host.trim_end_matches('.');
         // A name rustls cannot use (an underscore, say) is still good for
@@ -84,7 +97,16 @@ impl Connection {
         } else {
             target.addr.ip().to_string()
         };
-        let (config, verdict) = tls_config(policy, &s.extra_roots)?;
+        let (config, verdict, dane) = match dane {
+            Some(tlsa) => {
+                let (config, dane) = dane_config(tlsa.clone())?;
+                (config, None, Some(dane))
+            }
+            None => {
+                let (config, verdict) = tls_config(policy, &s.extra_roots)?;
+                (config, verdict, None)
+            }
+        };
         let Some(tcp) = self.wire.take_plain() else {
             return Err(ConnError::Unusable);
         };
@@ -96,9 +118,17 @@ impl Connection {
                     reason: "handshake timeout".into(),
                 });
             }
-            Ok(Err(reason)) => return Err(ConnError::Tls { reason }),
+            Ok(Err(reason)) => {
+                // The TLSA mismatch in words, rather than rustls's wrapping.
+                let reason = match dane.as_ref().and_then(|d| d.mismatch()) {
+                    Some(m) => format!("DANE: {m}"),
+                    None => reason,
+                };
+                return Err(ConnError::Tls { reason });
+            }
             Ok(Ok(tls)) => tls,
         };
+        self.dane = dane.is_some();
         let description = describe(tls.get_ref().1);
         self.verified = match &verdict {
             Some(v) => match &*v.verdict.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -228,6 +258,22 @@ fn tls_config(
         .with_custom_certificate_verifier(verdict.clone())
         .with_no_client_auth();
     Ok((Arc::new(config), Some(verdict)))
+}
+
+/// The client TLS configuration under DANE: the certificate checked
+/// against `tlsa` alone; the verifier is returned too, for its verdict.
+fn dane_config(tlsa: Arc<TlsaSet>) -> Result<(Arc<ClientConfig>, Arc<DaneVerifier>), ConnError> {
+    let verifier = Arc::new(DaneVerifier::new(
+        tlsa,
+        provider().signature_verification_algorithms,
+    ));
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnError::Setup(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    Ok((Arc::new(config), verifier))
 }
 
 /// A certificate verification failure in words (rustls's own error reads
