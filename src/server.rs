@@ -224,6 +224,7 @@ pub async fn run(
     ));
     let alarms_task = tokio::spawn(crate::notify::alarms::queue_alarms(
         queue.clone(),
+        registry.clone(),
         live.clone(),
         stop_rx.clone(),
     ));

@@ -91,6 +91,9 @@ impl Config {
             }
         };
         abs(&mut self.server.data_dir);
+        if let Some(p) = self.notify.templates_dir.as_mut() {
+            abs(p);
+        }
         if let Some(p) = self.smtp.tls_cert.as_mut() {
             abs(p);
         }
@@ -271,9 +274,10 @@ fn check_keys(tree: &mut serde_json::Value) -> Vec<ConfigProblem> {
             "alarms" => check_section::<AlarmsSection>(section, value),
             "governor" => check_section::<GovernorSection>(section, value),
             "registration" => check_section::<RegistrationSection>(section, value),
+            "notify" => check_section::<super::NotifySection>(section, value),
             _ => Err(ConfigProblem::new(
                 section.clone(),
-                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor)",
+                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor, notify)",
             )),
         };
         match found {

@@ -96,6 +96,29 @@ pub struct DomainRecord {
     /// set, they replace `inbound`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inbound_servers: Vec<InboundServer>,
+    /// The languages of its notices, in order; empty: `[notify] languages`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<super::language::Lang>,
+    /// The last yearly confirmation of its data by its contacts (none yet:
+    /// the cycle counts from `created_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<Confirmation>,
+    /// The due date of the confirmation the contacts were last reminded of,
+    /// so that each cycle's reminder goes out once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconfirm_reminded: Option<chrono::NaiveDate>,
+}
+
+/// Staff recorded that a domain's contacts confirmed its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The local date of the confirmation (the agency's letter); the next
+    /// cycle counts from it.
+    pub on: chrono::NaiveDate,
+    /// Who recorded it.
+    pub by: String,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
 }
 
 /// One of a domain's inbound servers.
@@ -310,6 +333,9 @@ mod tests {
             disconnect_on: None,
             allowed_servers: Vec::new(),
             inbound_servers: Vec::new(),
+            languages: Vec::new(),
+            confirmed: None,
+            reconfirm_reminded: None,
         };
         assert_eq!(rec.inbound_route().unwrap().to_string(), "192.0.2.10:25");
         assert_eq!(rec.inbound_routes(), vec![rec.inbound_route().unwrap()]);

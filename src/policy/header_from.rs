@@ -112,6 +112,9 @@ mod tests {
             disconnect_on: None,
             allowed_servers: Vec::new(),
             inbound_servers: Vec::new(),
+            languages: Vec::new(),
+            confirmed: None,
+            reconfirm_reminded: None,
         }
     }
 

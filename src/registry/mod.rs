@@ -10,6 +10,7 @@ pub use crate::calendar;
 pub mod changes;
 pub mod checks;
 mod contact;
+pub mod reconfirm;
 pub mod schedule;
 pub mod servers;
 pub mod sightings;
@@ -231,7 +232,12 @@ impl Registry {
         Ok(self.store.claim_notice(key, now_ms).await?)
     }
 
-    /// Forgets notice claims older than `before_ms`.
+    /// The next outgoing notice number of `year`, never given out before.
+    pub async fn next_notice_number(&self, year: i32) -> Result<u64, RegistryError> {
+        Ok(self.store.next_notice_number(year).await?)
+    }
+
+    /// Forgets notice claims made before `before_ms`; returns how many.
     pub async fn prune_notices(&self, before_ms: u64) -> Result<usize, RegistryError> {
         Ok(self.store.prune_notices(before_ms).await?)
     }
@@ -286,6 +292,17 @@ impl Registry {
         new: NewDomain,
         category: Option<ApplicantCategory>,
     ) -> Result<DomainRecord, RegistryError> {
+        self.add_domain_with(new, category, Vec::new()).await
+    }
+
+    /// Registers a connected domain whose notices are in `languages`
+    /// (empty: the configured default).
+    pub async fn add_domain_with(
+        &self,
+        new: NewDomain,
+        category: Option<ApplicantCategory>,
+        languages: Vec<crate::model::language::Lang>,
+    ) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock().await;
         if self.snapshot().domains.contains_key(&new.name) {
             return Err(RegistryError::Exists(new.name));
@@ -311,6 +328,9 @@ impl Registry {
             disconnect_on: None,
             allowed_servers: Vec::new(),
             inbound_servers: Vec::new(),
+            languages,
+            confirmed: None,
+            reconfirm_reminded: None,
         };
         let w = DomainWrite {
             record: rec,
@@ -378,6 +398,14 @@ impl Registry {
                     disconnect_on: None,
                     allowed_servers: Vec::new(),
                     inbound_servers: Vec::new(),
+                    languages: cur.languages.clone(),
+                    // A new connection: the yearly cycle starts again.
+                    confirmed: Some(crate::model::domains::Confirmation {
+                        on: now.date_naive(),
+                        by: "reconnection".into(),
+                        at: now,
+                    }),
+                    reconfirm_reminded: None,
                 })
             })
             .await?;

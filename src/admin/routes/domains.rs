@@ -47,6 +47,9 @@ pub struct AddDomainBody {
     /// widest_server_range_v4`/`_v6`.
     #[serde(default)]
     pub allow_wide_range: bool,
+    /// The languages of the domain's notices, in order (empty: the default).
+    #[serde(default)]
+    pub languages: Vec<crate::model::language::Lang>,
 }
 
 pub(super) async fn add_domain(
@@ -70,7 +73,7 @@ pub(super) async fn add_domain(
             &cfg.registration,
         )
         .map_err(ApiError::bad_request)?;
-        Ok(reg.add_domain(b.domain).await?)
+        Ok(reg.add_domain_with(b.domain, None, b.languages).await?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(rec)))
@@ -143,7 +146,8 @@ pub(super) async fn disconnect_domain(
             }
             let (rec, s) = reg.cancel_disconnect(&domain).await?;
             let text = crate::notify::lifecycle::disconnection_cancelled(&cfg, &rec, s.on);
-            let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text).await;
+            let notice =
+                applications::notify_contacts(&queue, &reg, &cfg, &rec.contacts, text).await;
             return with_notice(&rec, notice);
         }
         if reason.is_empty() {
@@ -157,7 +161,8 @@ pub(super) async fn disconnect_domain(
                 .schedule_disconnect(&domain, on, today, reason, &caller.name)
                 .await?;
             let text = crate::notify::lifecycle::disconnection_scheduled(&cfg, &rec, on, reason);
-            let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text).await;
+            let notice =
+                applications::notify_contacts(&queue, &reg, &cfg, &rec.contacts, text).await;
             return with_notice(&rec, notice);
         }
         let (rec, notice) =

@@ -114,6 +114,9 @@ fn registered(
         disconnect_on: None,
         allowed_servers: Vec::new(),
         inbound_servers: Vec::new(),
+        languages: Vec::new(),
+        confirmed: None,
+        reconfirm_reminded: None,
     })
 }
 
