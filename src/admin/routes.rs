@@ -26,6 +26,7 @@ mod mailbox;
 mod mta_sts;
 mod queue;
 mod queue_tools;
+mod reconfirm;
 mod reload;
 mod senders;
 mod server_suspensions;
@@ -348,6 +349,18 @@ pub const ROUTES: &[RouteSpec] = &[
         ADMIN,
         "change_request.reject",
     ),
+    route(
+        "GET",
+        "/api/v1/reconfirm-due",
+        VIEWER,
+        "domain.reconfirm_due",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/confirm",
+        OPERATOR,
+        "domain.confirm",
+    ),
 ];
 
 /// The handler of a route, by its action.
@@ -425,6 +438,8 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "change_request.show" => on(m, changes::show),
         "change_request.approve" => on(m, changes::approve),
         "change_request.reject" => on(m, changes::reject),
+        "domain.reconfirm_due" => on(m, reconfirm::due),
+        "domain.confirm" => on(m, reconfirm::confirm),
         other => panic!("route {} {}: no handler for `{other}`", r.method, r.path),
     }
 }
