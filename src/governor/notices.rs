@@ -51,12 +51,29 @@ fn evidence_text(cfg: &Config, v: &serde_json::Value) -> String {
     out
 }
 
+/// The scope's kind and name, which the `scope` part words per language
+/// (`sender X`, `отправителя X`, `X (жіберуші)`).
+fn scope_vars(scope: &Scope, vars: &mut serde_json::Value) {
+    let (kind, name) = match scope {
+        Scope::Domain(d) => ("domain", d.to_string()),
+        Scope::Sender(s) => ("sender", s.clone()),
+    };
+    vars["scope_kind"] = kind.into();
+    vars["scope_name"] = name.into();
+}
+
+/// A notice about `scope`, its `scope` value worded per language.
+fn scoped(name: &'static str, scope: &Scope, mut vars: serde_json::Value) -> Text {
+    scope_vars(scope, &mut vars);
+    Text::new(name, vars).with_part("scope")
+}
+
 /// A rule tripped and the scope was warned or throttled.
 pub fn early_step(cfg: &Config, scope: &Scope, step: Step, trip: &Trip) -> Text {
-    Text::new(
+    scoped(
         "governor_warning",
+        scope,
         json!({
-            "scope": scope.to_string(),
             "throttled": step == Step::Throttle,
             "throttle_for": humantime::format_duration(cfg.governor.throttle_duration.0).to_string(),
             "rule": trip.rule,
@@ -73,10 +90,10 @@ pub fn suspended(cfg: &Config, rec: &SuspensionRecord) -> Text {
         Scope::Domain(d) => format!("ugem domain restore {d}"),
         Scope::Sender(s) => format!("ugem sender restore {s}"),
     };
-    Text::new(
+    scoped(
         "scope_suspended",
+        &rec.scope,
         json!({
-            "scope": rec.scope.to_string(),
             "since": local_time(cfg, rec.started_at),
             "id": rec.id,
             "rule": rec.rule,
@@ -99,10 +116,10 @@ pub fn restored(cfg: &Config, rec: &SuspensionRecord) -> Text {
         ),
         None => ("-".into(), "-".into(), "-".into()),
     };
-    Text::new(
+    scoped(
         "scope_restored",
+        &rec.scope,
         json!({
-            "scope": rec.scope.to_string(),
             "id": rec.id,
             "rule": rec.rule,
             "since": local_time(cfg, rec.started_at),
@@ -179,6 +196,18 @@ mod tests {
                 (Lang::Ru, "приостановлена"),
                 (Lang::En, "suspended"),
                 (Lang::En, "refused a large share"),
+                (
+                    Lang::En,
+                    "Mail gateway: sender bot@agency.example.kz suspended (rejections)",
+                ),
+                (
+                    Lang::Ru,
+                    "отправка отправителя bot@agency.example.kz приостановлена",
+                ),
+                (
+                    Lang::Kk,
+                    "bot@agency.example.kz (жіберуші) үшін жіберу тоқтатылды",
+                ),
             ],
         );
         rec.restored = Some(contract::restoration("auto"));

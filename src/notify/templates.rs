@@ -4,7 +4,7 @@
 //! change needs no rebuild or restart.
 //!
 //! A notice template's first line is its subject, the second is empty, the
-//! rest is the body; a part (`footer`, `governor_advice`) is all body. The
+//! rest is the body; a part (`footer`, `governor_advice`, `scope`) is all body. The
 //! language is MiniJinja's (`{{ value }}`, `{% if %}`, `{% for %}`); a value
 //! a template names must be one the gateway gives it, so an override with a
 //! typo is refused (and reported by `check-config`) and the embedded
@@ -44,6 +44,7 @@ macro_rules! embedded {
 const EMBEDDED: &[(&str, [&str; 3])] = embedded!(
     "footer",
     "governor_advice",
+    "scope",
     "application_approved",
     "application_rejected",
     "domain_disconnected",
@@ -66,7 +67,7 @@ const EMBEDDED: &[(&str, [&str; 3])] = embedded!(
 );
 
 /// Templates that are parts of a notice (no subject line).
-const PARTS: &[&str] = &["footer", "governor_advice"];
+const PARTS: &[&str] = &["footer", "governor_advice", "scope"];
 
 /// Values every template may use besides its own: the notice's number and
 /// date, the gateway's host name and the postmaster's address.
