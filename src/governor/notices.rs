@@ -75,7 +75,7 @@ pub fn early_step(cfg: &Config, scope: &Scope, step: Step, trip: &Trip) -> Text 
         scope,
         json!({
             "throttled": step == Step::Throttle,
-            "throttle_for": humantime::format_duration(cfg.governor.throttle_duration.0).to_string(),
+            "throttle_minutes": cfg.governor.throttle_duration.0.as_secs().div_ceil(60),
             "rule": trip.rule,
             "summary": trip.summary,
             "evidence": evidence_text(cfg, &trip.evidence),
