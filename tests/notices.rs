@@ -292,6 +292,14 @@ fn notices_are_written_in_each_domains_languages_numbered_and_overridable() {
         !err.contains("disconnection_cancelled.ru.txt"),
         "the good one is fine: {err}"
     );
+    // The gateway says so at the next reload, and uses the embedded one.
+    gw.cli_ok(&["reload"]);
+    assert!(
+        wait_for(10, || gw
+            .log_text()
+            .contains("disconnection_cancelled.kk.txt")),
+        "no warning about the broken template in the log"
+    );
     gw.cli_ok(&["domain", "disconnect", "kk.example.kz", "--cancel"]);
     let embedded = notice_about(&gw, "kk.example.kz: жоспарланған ажырату тоқтатылды");
     assert!(

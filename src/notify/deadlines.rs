@@ -66,7 +66,15 @@ pub async fn overdue_alerts(
         }
         tokio::select! {
             _ = tokio::time::sleep(cfg.registration.overdue_check_interval.0) => {}
-            _ = reloads.changed() => {}
+            _ = reloads.changed() => {
+                // A reload is when staff expect their template files looked
+                // at; they are read at each notice anyway.
+                if let Some(dir) = &live.current().notify.templates_dir {
+                    for e in super::templates::check_overrides(dir) {
+                        tracing::warn!(problem = %e, "notice template override not used; the embedded one is");
+                    }
+                }
+            }
             _ = crate::shutdown::stopped(&mut stop) => return,
         }
     }
