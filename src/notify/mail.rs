@@ -38,17 +38,8 @@ pub struct Notice {
     pub message: Vec<u8>,
 }
 
-/// Builds a notice from the postmaster to `to`; `number` is its outgoing
-/// number (header `X-Ugem-Notice-Number`).
-pub fn build_notice(
-    from: &PlainAddress,
-    hostname: &str,
-    to: &[String],
-    subject: &str,
-    text: &str,
-    date: DateTime<FixedOffset>,
-    number: Option<&str>,
-) -> Result<Notice, NotifyError> {
+/// The envelope recipients: each address checked, each once.
+fn recipients(to: &[String]) -> Result<Vec<String>, NotifyError> {
     let mut recipients: Vec<String> = Vec::new();
     for t in to {
         let a: PlainAddress = t.parse().map_err(|e: String| NotifyError::Recipients(e))?;
@@ -60,6 +51,21 @@ pub fn build_notice(
     if recipients.is_empty() {
         return Err(NotifyError::Recipients("no recipients".into()));
     }
+    Ok(recipients)
+}
+
+/// Builds a notice from the postmaster to `to`; `number` is its outgoing
+/// number (header `X-Ugem-Notice-Number`).
+pub fn build_notice(
+    from: &PlainAddress,
+    hostname: &str,
+    to: &[String],
+    subject: &str,
+    text: &str,
+    date: DateTime<FixedOffset>,
+    number: Option<&str>,
+) -> Result<Notice, NotifyError> {
+    let recipients = recipients(to)?;
     let mut m = String::new();
     m.push_str(&format!("Date: {}\r\n", date.to_rfc2822()));
     m.push_str(&format!("From: Mail gateway postmaster <{from}>\r\n"));
@@ -97,10 +103,9 @@ pub async fn enqueue_notice(
     text: &Text,
 ) -> Result<(ugem_queue::QueueId, String), NotifyError> {
     let date = Utc::now().with_timezone(&cfg.registration.utc_offset.0);
-    // Recipients are checked before a number is spent on them.
-    if to.is_empty() {
-        return Err(NotifyError::Recipients("no recipients".into()));
-    }
+    // Recipients are checked before a number is spent on them, so that
+    // the outgoing numbers have no gaps from notices never sent.
+    recipients(to)?;
     let number = number_text(date.year(), registry.next_notice_number(date.year()).await?);
     let rendered = render(cfg, text, &number, date)?;
     let notice = build_notice(
