@@ -189,6 +189,18 @@ pub enum DomainCmd {
         #[arg(long)]
         cancel: bool,
     },
+    /// Record that the contacts confirmed the domain's data (the yearly
+    /// re-confirmation); the next one is due a cycle later.
+    Confirm {
+        /// The domain.
+        domain: String,
+        /// The local date of the confirmation, YYYY-MM-DD (default: today).
+        #[arg(long, value_parser = parse_day)]
+        on: Option<chrono::NaiveDate>,
+    },
+    /// Domains whose yearly confirmation is due or overdue, earliest first.
+    #[command(name = "reconfirm-due")]
+    ReconfirmDue,
 }
 
 /// `ugem domain limits`: without values it shows the limits in force.
@@ -256,6 +268,10 @@ pub struct DomainAdd {
     /// on the domain with who and when).
     #[arg(long)]
     pub reason: String,
+    /// Languages of the domain's notices, in order: `kk,ru`, `ru`, `en`, ...
+    /// (default: `[notify] languages`).
+    #[arg(long = "language", value_parser = lifecycle::parse_language_choice)]
+    pub languages: Option<lifecycle::LanguageChoice>,
 }
 
 /// `ugem server ...`
@@ -881,10 +897,25 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
                 "shared_servers": a.shared_servers,
                 "allow_wide_range": a.allow_wide_range,
                 "reason": a.reason,
+                "languages": a.languages.map(|l| l.0).unwrap_or_default(),
             });
             Output::Record(c.post("/api/v1/domains", &body)?)
         }
         DomainCmd::List => Output::Table(c.get("/api/v1/domains")?, COLUMNS),
+        DomainCmd::Confirm { domain, on } => Output::Record(c.post(
+            &format!("/api/v1/domains/{}/confirm", segment(&domain)),
+            &json!({ "on": on }),
+        )?),
+        DomainCmd::ReconfirmDue => Output::Table(
+            c.get("/api/v1/reconfirm-due")?,
+            &[
+                ("DOMAIN", "/domain"),
+                ("OWNER", "/owner"),
+                ("SINCE", "/since"),
+                ("DUE", "/due"),
+                ("REMINDED", "/reminded"),
+            ],
+        ),
         DomainCmd::Show { domain } => {
             Output::Record(c.get(&format!("/api/v1/domains/{}", segment(&domain)))?)
         }

@@ -304,10 +304,17 @@ fn main() -> ExitCode {
 /// `check-config`: every problem, placed in the file or the environment;
 /// exit 2 when there is one. Nothing is created.
 fn check_config(src: &ConfigSource, json: bool) -> ExitCode {
-    let (cfg, errors) = match Config::examine(src) {
+    let (cfg, mut errors) = match Config::examine(src) {
         Ok(cfg) => (Some(cfg), Vec::new()),
         Err(e) => (None, e.problems),
     };
+    // Staff's notice templates: one that would not be used is an error here
+    // (the gateway itself logs it and falls back to the embedded one).
+    if let Some(dir) = cfg.as_ref().and_then(|c| c.notify.templates_dir.as_ref()) {
+        for e in ugem::notify::templates::check_overrides(dir) {
+            errors.push(ConfigProblem::new("notify.templates_dir", e.to_string()));
+        }
+    }
     let mut warnings: Vec<ConfigProblem> = Vec::new();
     if let Some(cfg) = &cfg {
         for k in &cfg.governor.retired {
@@ -333,7 +340,7 @@ fn check_config(src: &ConfigSource, json: bool) -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
         return code;
     }
-    let Some(cfg) = cfg else {
+    let Some(cfg) = cfg.filter(|_| errors.is_empty()) else {
         eprintln!(
             "{}",
             ugem::config::ConfigError {

@@ -152,6 +152,11 @@ pub async fn run(
     let connlog = ConnectionLog::start(store.clone());
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(dir) = &cfg.notify.templates_dir {
+        for e in crate::notify::templates::check_overrides(dir) {
+            tracing::warn!(problem = %e, "notice template override not used; the embedded one is");
+        }
+    }
     for k in &cfg.governor.retired {
         tracing::warn!(key = %format!("governor.{k}"), "configuration key no longer used; ignored");
     }
@@ -264,6 +269,7 @@ pub async fn run(
     ));
     let alarms_task = tokio::spawn(crate::notify::alarms::queue_alarms(
         queue.clone(),
+        registry.clone(),
         live.clone(),
         stop_rx.clone(),
     ));

@@ -26,6 +26,7 @@ mod mailbox;
 mod mta_sts;
 mod queue;
 mod queue_tools;
+mod reconfirm;
 mod reload;
 mod reports;
 mod senders;
@@ -350,6 +351,18 @@ pub const ROUTES: &[RouteSpec] = &[
         "change_request.reject",
     ),
     route("GET", "/api/v1/reports/{kind}", VIEWER, "report.show"),
+    route(
+        "GET",
+        "/api/v1/reconfirm-due",
+        VIEWER,
+        "domain.reconfirm_due",
+    ),
+    route(
+        "POST",
+        "/api/v1/domains/{name}/confirm",
+        OPERATOR,
+        "domain.confirm",
+    ),
 ];
 
 /// The handler of a route, by its action.
@@ -428,6 +441,8 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "change_request.approve" => on(m, changes::approve),
         "change_request.reject" => on(m, changes::reject),
         "report.show" => on(m, reports::report),
+        "domain.reconfirm_due" => on(m, reconfirm::due),
+        "domain.confirm" => on(m, reconfirm::confirm),
         other => panic!("route {} {}: no handler for `{other}`", r.method, r.path),
     }
 }

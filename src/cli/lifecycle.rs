@@ -37,6 +37,10 @@ pub struct ChangeArgs {
     /// Accept server ranges wider than `[registration] widest_server_range_v4`/`_v6`.
     #[arg(long)]
     pub allow_wide_range: bool,
+    /// Languages of the domain's notices, in order: `kk,ru`, `ru`, `en`, ...;
+    /// `default` for `[notify] languages`.
+    #[arg(long = "language", value_parser = parse_language_choice)]
+    pub languages: Option<LanguageChoice>,
     /// Why (kept in the history, sent to the contacts).
     #[arg(long)]
     pub reason: String,
@@ -103,8 +107,24 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
 }
 
 /// The API body of a change (only the fields given).
+/// A domain's choice of notice languages on the command line; empty: the
+/// configured default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanguageChoice(pub Vec<crate::model::language::Lang>);
+
+/// Parses `kk,ru` (or `default`, the configured languages).
+pub fn parse_language_choice(s: &str) -> Result<LanguageChoice, String> {
+    if s.trim().eq_ignore_ascii_case("default") {
+        return Ok(LanguageChoice(Vec::new()));
+    }
+    crate::model::language::parse_languages(s).map(LanguageChoice)
+}
+
 fn body(a: &ChangeArgs) -> Result<Value, CliError> {
     let mut b = json!({ "reason": a.reason });
+    if let Some(l) = &a.languages {
+        b["languages"] = json!(l.0);
+    }
     if !a.servers.is_empty() {
         b["servers"] = json!(a.servers);
     }

@@ -95,6 +95,9 @@ impl Config {
         if let Some(p) = self.registration.calendar.as_mut() {
             abs(p);
         }
+        if let Some(p) = self.notify.templates_dir.as_mut() {
+            abs(p);
+        }
         if let Some(p) = self.smtp.tls_cert.as_mut() {
             abs(p);
         }
@@ -286,9 +289,10 @@ fn check_keys(tree: &mut serde_json::Value) -> Vec<ConfigProblem> {
             "governor" => check_section::<GovernorSection>(section, value),
             "registration" => check_section::<RegistrationSection>(section, value),
             "store" => check_section::<StoreSection>(section, value),
+            "notify" => check_section::<super::NotifySection>(section, value),
             _ => Err(ConfigProblem::new(
                 section.clone(),
-                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor, store)",
+                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor, store, notify)",
             )),
         };
         match found {

@@ -15,6 +15,7 @@ mod lists;
 pub mod live;
 mod load;
 mod locate;
+mod notify;
 mod problem;
 mod registration;
 mod server;
@@ -31,6 +32,7 @@ pub use self::delivery::DeliverySection;
 pub use self::governor::GovernorSection;
 pub use self::live::{Live, Reloaded};
 pub use self::load::ConfigSource;
+pub use self::notify::NotifySection;
 pub use self::problem::{ConfigError, ConfigProblem, Origin};
 pub use self::registration::{DisconnectQueued, RegistrationSection, UtcOffset};
 pub use self::server::{LogFormat, MAX_SHUTDOWN, MIN_SHUTDOWN, ServerSection, UNIT_TIMEOUT_STOP};
@@ -64,6 +66,8 @@ pub struct Config {
     pub governor: GovernorSection,
     /// `[store]`: the embedded redb file, or PostgreSQL shared by several nodes.
     pub store: StoreSection,
+    /// `[notify]`: languages of notices, staff's template files.
+    pub notify: NotifySection,
 }
 
 impl Config {
@@ -95,6 +99,7 @@ impl Config {
         out.extend(self.alarms.check());
         out.extend(self.store.check());
         out.extend(governor::check(&self.governor));
+        out.extend(self.notify.check());
         out
     }
 }

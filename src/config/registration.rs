@@ -53,6 +53,9 @@ pub struct RegistrationSection {
     pub widest_server_range_v4: u8,
     /// Widest IPv6 server range staff may register without `--allow-wide-range`.
     pub widest_server_range_v6: u8,
+    /// A connected domain's contacts confirm its data this long after its
+    /// connection or their last confirmation; then they are reminded once.
+    pub reconfirm_every: Span,
 }
 
 /// A disconnected domain's queued outbound mail: kept held for staff, or
@@ -84,6 +87,7 @@ impl Default for RegistrationSection {
             disconnect_queued: DisconnectQueued::Hold,
             widest_server_range_v4: 24,
             widest_server_range_v6: 48,
+            reconfirm_every: Span(Duration::from_secs(365 * 86400)),
         }
     }
 }
@@ -249,6 +253,9 @@ impl RegistrationSection {
                 "registration.overdue_check_interval",
                 "must be at least 1m".into(),
             );
+        }
+        if self.reconfirm_every.0 < Duration::from_secs(86400) {
+            bad("registration.reconfirm_every", "must be at least 1d".into());
         }
         if !(8..=32).contains(&self.widest_server_range_v4) {
             bad(

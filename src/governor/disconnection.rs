@@ -63,7 +63,7 @@ pub async fn disconnect(
     }
     // The contacts learn of it by mail; a failed notice is reported, not raised.
     let text = crate::notify::notices::domain_disconnected(cfg, &rec);
-    let notice = notify_contacts(queue, cfg, &rec.contacts, text).await;
+    let notice = notify_contacts(queue, registry, cfg, &rec.contacts, text).await;
     Ok((rec, notice))
 }
 
@@ -140,7 +140,14 @@ impl Governor {
                 s.on,
                 left,
             );
-            let notice = notify_contacts(&self.queue, &self.cfg.current(), &d.contacts, text).await;
+            let notice = notify_contacts(
+                &self.queue,
+                &self.registry,
+                &self.cfg.current(),
+                &d.contacts,
+                text,
+            )
+            .await;
             tracing::info!(domain = %d.name, on = %s.on, days_left = left, queued = ?notice.queued, "disconnection reminder");
             if let Err(e) = self
                 .registry

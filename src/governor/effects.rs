@@ -142,7 +142,7 @@ impl Governor {
                 at_ms,
             } => {
                 let day = utc(at_ms).format("%Y-%m-%d");
-                let whose = domain.as_ref().map_or("the gateway itself", |d| d.as_str());
+                let whose = domain.as_ref().map(|d| d.as_str());
                 // Kept for the listings report (one open record per address and list).
                 let listing = crate::registry::listings::from_refusal(
                     address,
@@ -344,24 +344,21 @@ impl Governor {
             return;
         }
         let mut to = Vec::new();
-        if self.cfg().governor.notify_contacts
-            && let Some(rec) = domain.and_then(|d| self.registry.get(d))
-        {
-            to.extend(rec.contacts.iter().map(|c| c.email.clone()));
+        let mut text = text;
+        if let Some(rec) = domain.and_then(|d| self.registry.get(d)) {
+            // In the domain's languages, whoever else reads it.
+            text = text.for_domain(&rec);
+            if self.cfg().governor.notify_contacts {
+                to.extend(rec.contacts.iter().map(|c| c.email.clone()));
+            }
         }
         to.push(self.cfg().server.postmaster.to_string());
-        match crate::notify::enqueue_notice(
-            &self.queue,
-            &self.cfg(),
-            &to,
-            &text.subject,
-            &text.body,
-        )
-        .await
+        match crate::notify::enqueue_notice(&self.queue, &self.registry, &self.cfg(), &to, &text)
+            .await
         {
-            Ok(id) => {
+            Ok((id, number)) => {
                 Counters::bump(&self.counters.notices);
-                tracing::info!(queue_id = %id, subject = %text.subject, "governor notice queued");
+                tracing::info!(queue_id = %id, number, notice = text.name, "governor notice queued");
             }
             Err(e) => tracing::error!(error = %e, "cannot queue the governor notice"),
         }

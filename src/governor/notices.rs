@@ -1,22 +1,20 @@
-//! The words of the governor's notices (warning, throttle, suspension,
-//! restore), kept together so they can be reviewed and translated at once.
+//! The governor's notices (warning, throttle, suspension, restore, a
+//! listed gateway address): which template each is and the values it gets.
+//! The words are in `templates/notices/` (`governor_*`, `scope_*`,
+//! `gateway_listed`), the advice by rule in `governor_advice`.
+
+use serde_json::json;
 
 use crate::config::Config;
 use crate::model::suspensions::{Scope, SuspensionRecord};
-use crate::notify::notices::Text;
+use crate::notify::notices::{Text, local_time};
 
 use super::detector::Trip;
 use super::settings::Step;
 
-fn footer(cfg: &Config) -> String {
-    format!(
-        "\n--\nMail gateway {}\nQuestions: {}\nThis message was generated automatically.\n",
-        cfg.server.hostname, cfg.server.postmaster
-    )
-}
-
-/// The evidence as "name: value" lines; the steps taken, one a line.
-fn evidence_text(v: &serde_json::Value) -> String {
+/// The evidence as "name: value" lines; the steps taken, one a line, in
+/// local time. The names stay as recorded, in every language.
+fn evidence_text(cfg: &Config, v: &serde_json::Value) -> String {
     let Some(m) = v.as_object() else {
         return serde_json::to_string_pretty(v).unwrap_or_default();
     };
@@ -38,7 +36,8 @@ fn evidence_text(v: &serde_json::Value) -> String {
                 .as_u64()
                 .map(|ms| {
                     super::clock::utc(ms)
-                        .format("%Y-%m-%d %H:%M:%S UTC")
+                        .with_timezone(&cfg.registration.utc_offset.0)
+                        .format("%Y-%m-%d %H:%M:%S %:z")
                         .to_string()
                 })
                 .unwrap_or_default();
@@ -52,67 +51,37 @@ fn evidence_text(v: &serde_json::Value) -> String {
     out
 }
 
-/// What the agency's IT staff should look at, by rule.
-pub fn advice(rule: &str) -> &'static str {
-    match rule {
-        "novelty" | "domain_novelty" => {
-            "The account wrote to many addresses it never wrote to before, far more than it \
-             ever did: the usual sign of a stolen password used to send spam. Reset the \
-             password, end its open sessions, check its forwarding and inbox rules and the \
-             device it is used from. If this was a planned mailing, ask the gateway staff to \
-             declare the sender (`ugem sender limits`) before the next one."
-        }
-        "unknown_recipients" => {
-            "Many recipients do not exist: a bought, old or guessed address list, or an \
-             account used for spam. Check who sent to these addresses and why."
-        }
-        "rejections" => {
-            "Receiving servers refused a large share of this mail for good, many as spam. \
-             Check the account for a compromise and the content of what it sends."
-        }
-        "senders_suspended" => {
-            "Several accounts of the domain were suspended: a wider compromise (a phishing \
-             wave, a shared password, malware on the mail server) is likely."
-        }
-        _ => "Check the sending account and the server for a compromise.",
-    }
+/// The scope's kind and name, which the `scope` part words per language
+/// (`sender X`, `отправителя X`, `X (жіберуші)`).
+fn scope_vars(scope: &Scope, vars: &mut serde_json::Value) {
+    let (kind, name) = match scope {
+        Scope::Domain(d) => ("domain", d.to_string()),
+        Scope::Sender(s) => ("sender", s.clone()),
+    };
+    vars["scope_kind"] = kind.into();
+    vars["scope_name"] = name.into();
+}
+
+/// A notice about `scope`, its `scope` value worded per language.
+fn scoped(name: &'static str, scope: &Scope, mut vars: serde_json::Value) -> Text {
+    scope_vars(scope, &mut vars);
+    Text::new(name, vars).with_part("scope")
 }
 
 /// A rule tripped and the scope was warned or throttled.
 pub fn early_step(cfg: &Config, scope: &Scope, step: Step, trip: &Trip) -> Text {
-    let (subject, what) = match step {
-        Step::Throttle => (
-            format!("Mail gateway: {scope} throttled ({})", trip.rule),
-            format!(
-                "The mail gateway has throttled {scope} for {}: mail to addresses it never \
-                 wrote to before is deferred (temporary 451 4.7.0 replies, the sending server \
-                 keeps it and retries). Mail to its usual correspondents still goes out. If it \
-                 keeps trying new addresses, the gateway suspends it.",
-                humantime::format_duration(cfg.governor.throttle_duration.0),
-            ),
-        ),
-        _ => (
-            format!("Mail gateway: unusual traffic from {scope} ({})", trip.rule),
-            format!(
-                "The mail gateway noticed unusual traffic from {scope}. Nothing is blocked \
-                 yet; if it continues, the gateway throttles and then suspends it."
-            ),
-        ),
-    };
-    Text {
-        subject,
-        body: format!(
-            "{what}\n\nWhat was seen: {}\n\nWhat to do: {}\n\nEvidence (rule {}):\n{}\n\
-             If this traffic is legitimate (a planned mailing), ask {} to declare the sender \
-             or raise the limits of your domain.\n{}",
-            trip.summary,
-            advice(trip.rule),
-            trip.rule,
-            evidence_text(&trip.evidence),
-            cfg.server.postmaster,
-            footer(cfg)
-        ),
-    }
+    scoped(
+        "governor_warning",
+        scope,
+        json!({
+            "throttled": step == Step::Throttle,
+            "throttle_minutes": cfg.governor.throttle_duration.0.as_secs().div_ceil(60),
+            "rule": trip.rule,
+            "summary": trip.summary,
+            "evidence": evidence_text(cfg, &trip.evidence),
+        }),
+    )
+    .with_part("governor_advice")
 }
 
 /// A scope was suspended automatically.
@@ -121,41 +90,20 @@ pub fn suspended(cfg: &Config, rec: &SuspensionRecord) -> Text {
         Scope::Domain(d) => format!("ugem domain restore {d}"),
         Scope::Sender(s) => format!("ugem sender restore {s}"),
     };
-    let expiry = rec
-        .expires_at
-        .map(|t| {
-            format!(
-                "The suspension ends automatically at {}.\n",
-                t.format("%Y-%m-%d %H:%M UTC")
-            )
-        })
-        .unwrap_or_default();
-    Text {
-        subject: format!("Mail gateway: {} suspended ({})", rec.scope, rec.rule),
-        body: format!(
-            "The mail gateway has suspended {scope} on {since} to protect the gateway's \
-             reputation (suspension #{id}, rule {rule}).\n\n\
-             Why: {reason}\n\n\
-             What to look at: {advice}\n\n\
-             Evidence:\n{evidence}\n\
-             What this means: new mail from {scope} is refused with a temporary error \
-             (451 4.7.1), so your mail server keeps it and retries; mail already in the \
-             gateway's queue is held, not sent and not lost.\n{expiry}\n\
-             How to get restored: find and fix the cause (a compromised account, a \
-             misconfigured application, a bad recipient list), then reply to this message \
-             or write to {pm} with what was done. Gateway staff restore the scope \
-             (`{restore}`) and release or delete the held mail.\n{footer}",
-            scope = rec.scope,
-            since = rec.started_at.format("%Y-%m-%d %H:%M UTC"),
-            id = rec.id,
-            rule = rec.rule,
-            reason = rec.reason,
-            evidence = evidence_text(&rec.evidence),
-            advice = advice(&rec.rule),
-            pm = cfg.server.postmaster,
-            footer = footer(cfg),
-        ),
-    }
+    scoped(
+        "scope_suspended",
+        &rec.scope,
+        json!({
+            "since": local_time(cfg, rec.started_at),
+            "id": rec.id,
+            "rule": rec.rule,
+            "reason": rec.reason,
+            "evidence": evidence_text(cfg, &rec.evidence),
+            "expires": rec.expires_at.map(|t| local_time(cfg, t)),
+            "restore": restore,
+        }),
+    )
+    .with_part("governor_advice")
 }
 
 /// A suspension ended.
@@ -168,43 +116,116 @@ pub fn restored(cfg: &Config, rec: &SuspensionRecord) -> Text {
         ),
         None => ("-".into(), "-".into(), "-".into()),
     };
-    let by = if by == "auto" {
-        "automatically (the suspension expired)".to_string()
-    } else {
-        format!("by {by}")
-    };
-    Text {
-        subject: format!("Mail gateway: {} restored", rec.scope),
-        body: format!(
-            "The suspension #{id} of {scope} (rule {rule}, since {since}) was lifted {by}.\n\n\
-             Reason: {why}\nHeld mail: {held}\n\n\
-             Mail from {scope} is accepted again.\n{footer}",
-            id = rec.id,
-            scope = rec.scope,
-            rule = rec.rule,
-            since = rec.started_at.format("%Y-%m-%d %H:%M UTC"),
-            footer = footer(cfg),
-        ),
-    }
+    scoped(
+        "scope_restored",
+        &rec.scope,
+        json!({
+            "id": rec.id,
+            "rule": rec.rule,
+            "since": local_time(cfg, rec.started_at),
+            "automatic": by == "auto",
+            "by": by,
+            "why": why,
+            "held": held,
+        }),
+    )
 }
 
 /// A remote server refused mail because one of the gateway's own addresses
 /// is on a blocklist: for the postmaster, whatever domain was sending.
-pub fn gateway_listed(cfg: &Config, address: std::net::IpAddr, reply: &str, domain: &str) -> Text {
-    Text {
-        subject: format!("Mail gateway: address {address} is on a blocklist"),
-        body: format!(
-            "A remote server refused mail from the gateway {} because the gateway's address \
-             {address} is on a blocklist. Every agency's mail to that server (and to others \
-             using the same list) is now refused or delayed.\n\n\
-             The refusal (while delivering mail of {domain}):\n  {reply}\n\n\
-             These refusals are not counted against the sending domains: the listing is \
-             about the gateway. What to do: look the address up at the list named in the \
-             refusal, find the traffic that caused it (`ugem governor`, `ugem suspension \
-             list --history`, the delivery log around the listing), stop it, and request \
-             delisting. This notice is sent at most once a day per address.\n{}",
-            cfg.server.hostname,
-            footer(cfg)
-        ),
+pub fn gateway_listed(
+    _cfg: &Config,
+    address: std::net::IpAddr,
+    reply: &str,
+    domain: Option<&str>,
+) -> Text {
+    Text::new(
+        "gateway_listed",
+        json!({
+            "address": address.to_string(),
+            "reply": reply,
+            "domain": domain,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::language::Lang;
+    use crate::notify::render::tests::check_all_languages;
+    use crate::store::contract;
+
+    #[test]
+    fn governor_notices_render_in_every_language_with_the_advice() {
+        let cfg = Config::default();
+        let trip = Trip {
+            rule: "novelty",
+            summary: "40 new recipients in 5 minutes".into(),
+            evidence: serde_json::json!({
+                "new_recipients": 40,
+                "steps": [{"at_ms": 1_772_400_000_000u64, "step": "warn", "rule": "novelty"}],
+            }),
+        };
+        let scope = Scope::Sender("bot@agency.example.kz".into());
+        check_all_languages(
+            &early_step(&cfg, &scope, Step::Throttle, &trip),
+            &[
+                (Lang::Kk, "құпиясөз"),
+                (Lang::Ru, "пароля"),
+                (Lang::En, "stolen password"),
+                (Lang::En, "new recipients: 40"),
+                (Lang::Kk, "new recipients: 40"),
+            ],
+        );
+        check_all_languages(
+            &early_step(&cfg, &scope, Step::Warn, &trip),
+            &[
+                (Lang::Kk, "әдеттен тыс"),
+                (Lang::Ru, "необычный"),
+                (Lang::En, "unusual"),
+            ],
+        );
+        let mut rec = contract::suspension(scope.clone());
+        rec.rule = "rejections".into();
+        rec.expires_at = Some(chrono::Utc::now());
+        check_all_languages(
+            &suspended(&cfg, &rec),
+            &[
+                (Lang::Kk, "тоқтатылды"),
+                (Lang::Ru, "приостановлена"),
+                (Lang::En, "suspended"),
+                (Lang::En, "refused a large share"),
+                (
+                    Lang::En,
+                    "Mail gateway: sender bot@agency.example.kz suspended (rejections)",
+                ),
+                (
+                    Lang::Ru,
+                    "отправка отправителя bot@agency.example.kz приостановлена",
+                ),
+                (
+                    Lang::Kk,
+                    "bot@agency.example.kz (жіберуші) үшін жіберу тоқтатылды",
+                ),
+            ],
+        );
+        rec.restored = Some(contract::restoration("auto"));
+        check_all_languages(
+            &restored(&cfg, &rec),
+            &[
+                (Lang::Kk, "автоматты"),
+                (Lang::Ru, "автоматически"),
+                (Lang::En, "automatically"),
+            ],
+        );
+        check_all_languages(
+            &gateway_listed(&cfg, "203.0.113.25".parse().unwrap(), "554 listed", None),
+            &[
+                (Lang::Kk, "қара тізім"),
+                (Lang::Ru, "чёрный список"),
+                (Lang::En, "the gateway itself"),
+            ],
+        );
     }
 }

@@ -70,7 +70,14 @@ impl Governor {
                 let text =
                     crate::notify::lifecycle::server_suspended(&self.cfg.current(), &rec, &s, held);
                 notices.push(
-                    notify_contacts(&self.queue, &self.cfg.current(), &rec.contacts, text).await,
+                    notify_contacts(
+                        &self.queue,
+                        &self.registry,
+                        &self.cfg.current(),
+                        &rec.contacts,
+                        text,
+                    )
+                    .await,
                 );
             }
         }
@@ -109,7 +116,14 @@ impl Governor {
                     released,
                 );
                 notices.push(
-                    notify_contacts(&self.queue, &self.cfg.current(), &rec.contacts, text).await,
+                    notify_contacts(
+                        &self.queue,
+                        &self.registry,
+                        &self.cfg.current(),
+                        &rec.contacts,
+                        text,
+                    )
+                    .await,
                 );
             }
         }

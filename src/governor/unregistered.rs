@@ -31,8 +31,14 @@ impl Governor {
             tracing::warn!(domain = %domain, addresses = %addresses.join(","), "unregistered servers sending as a registered domain");
             let text =
                 crate::notify::lifecycle::unregistered_servers(&self.cfg.current(), &rec, &seen);
-            let notice =
-                notify_contacts(&self.queue, &self.cfg.current(), &rec.contacts, text).await;
+            let notice = notify_contacts(
+                &self.queue,
+                &self.registry,
+                &self.cfg.current(),
+                &rec.contacts,
+                text,
+            )
+            .await;
             tracing::info!(domain = %domain, queued = ?notice.queued, "contacts told of unregistered servers");
         }
     }

@@ -39,6 +39,9 @@ pub struct DomainChange {
     /// Staff accept server ranges wider than the configured limit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_wide_range: bool,
+    /// New languages of the domain's notices (empty: back to the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub languages: Option<Vec<super::language::Lang>>,
 }
 
 impl DomainChange {
@@ -51,6 +54,7 @@ impl DomainChange {
             && self.inbound.is_none()
             && self.inbound_servers.is_none()
             && self.shared_servers.is_none()
+            && self.languages.is_none()
     }
 }
 

@@ -103,6 +103,17 @@ pub struct DomainRecord {
     /// Set when staff registered it without an application: who, when, why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub without_application: Option<DirectRegistration>,
+    /// The languages of its notices, in order; empty: `[notify] languages`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<super::language::Lang>,
+    /// The last yearly confirmation of its data by its contacts (none yet:
+    /// the cycle counts from `created_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<Confirmation>,
+    /// The due date of the confirmation the contacts were last reminded of,
+    /// so that each cycle's reminder goes out once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconfirm_reminded: Option<chrono::NaiveDate>,
 }
 
 /// A registration without an application (`ugem domain add`), kept on the
@@ -115,6 +126,18 @@ pub struct DirectRegistration {
     pub at: DateTime<Utc>,
     /// Why there was no application.
     pub reason: String,
+}
+
+/// Staff recorded that a domain's contacts confirmed its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The local date of the confirmation (the agency's letter); the next
+    /// cycle counts from it.
+    pub on: chrono::NaiveDate,
+    /// Who recorded it.
+    pub by: String,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
 }
 
 /// One of a domain's inbound servers.
@@ -299,6 +322,9 @@ impl DomainRecord {
             inbound_servers: Vec::new(),
             application: None,
             without_application: None,
+            languages: Vec::new(),
+            confirmed: None,
+            reconfirm_reminded: None,
         }
     }
 

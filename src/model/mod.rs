@@ -8,6 +8,7 @@ pub mod category;
 pub mod changes;
 pub mod connections;
 pub mod domains;
+pub mod language;
 pub mod listings;
 pub mod phone;
 pub mod servers;

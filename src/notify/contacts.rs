@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::notices::Text;
 use crate::config::Config;
 use crate::model::domains::Contact;
+use crate::registry::Registry;
 
 /// What happened to a notice: queued (with its id) or why not.
 #[derive(Debug, Clone, Serialize)]
@@ -15,6 +16,9 @@ pub struct NoticeOutcome {
     /// The queue id, once queued.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queued: Option<String>,
+    /// The outgoing number, once queued (`2026-000123`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
     /// Why it was not queued; the decision stands regardless.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -24,6 +28,7 @@ pub struct NoticeOutcome {
 /// and reported in the outcome, never raised.
 pub async fn notify_contacts(
     queue: &ugem_queue::Queue,
+    registry: &Registry,
     cfg: &Config,
     contacts: &[Contact],
     text: Text,
@@ -34,17 +39,19 @@ pub async fn notify_contacts(
             to.push(c.email.clone());
         }
     }
-    match super::enqueue_notice(queue, cfg, &to, &text.subject, &text.body).await {
-        Ok(id) => NoticeOutcome {
+    match super::enqueue_notice(queue, registry, cfg, &to, &text).await {
+        Ok((id, number)) => NoticeOutcome {
             to,
             queued: Some(id.to_string()),
+            number: Some(number),
             error: None,
         },
         Err(e) => {
-            tracing::error!(error = %e, subject = %text.subject, "notice not queued");
+            tracing::error!(error = %e, notice = text.name, "notice not queued");
             NoticeOutcome {
                 to,
                 queued: None,
+                number: None,
                 error: Some(e.to_string()),
             }
         }

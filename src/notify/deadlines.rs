@@ -1,5 +1,6 @@
 //! The postmaster's deadline alerts: once a day per pending application from
-//! its decision date on, and a reminder when the calendar lacks a year.
+//! its decision date on, and a reminder when the calendar lacks a year; and
+//! in the same rounds, the contacts' yearly confirmation reminders.
 
 use std::sync::Arc;
 
@@ -50,6 +51,13 @@ pub async fn overdue_alerts(
             Err(e) => tracing::warn!(error = %e, "deadline alerts failed; retrying next round"),
         }
         let today = apps.today();
+        match super::reconfirm::remind_due(&registry, &queue, &cfg, today).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reminders = n, "yearly confirmation reminders queued"),
+            Err(e) => {
+                tracing::warn!(error = %e, "confirmation reminders failed; retrying next round")
+            }
+        }
         if calendar_reviewed != Some(today) {
             calendar_reviewed = Some(today);
             if let Err(e) = calendar_reminder(&apps, &queue, &cfg, today).await {
@@ -58,7 +66,15 @@ pub async fn overdue_alerts(
         }
         tokio::select! {
             _ = tokio::time::sleep(cfg.registration.overdue_check_interval.0) => {}
-            _ = reloads.changed() => {}
+            _ = reloads.changed() => {
+                // A reload is when staff expect their template files looked
+                // at; they are read at each notice anyway.
+                if let Some(dir) = &live.current().notify.templates_dir {
+                    for e in super::templates::check_overrides(dir) {
+                        tracing::warn!(problem = %e, "notice template override not used; the embedded one is");
+                    }
+                }
+            }
             _ = crate::shutdown::stopped(&mut stop) => return,
         }
     }
@@ -77,7 +93,7 @@ pub async fn alert_due(
         let app = &v.application;
         let text = notices::deadline_alert(cfg, app, today, v.working_days_left.unwrap_or(0));
         let to = [cfg.server.postmaster.to_string()];
-        let id = enqueue_notice(queue, cfg, &to, &text.subject, &text.body).await?;
+        let (id, _) = enqueue_notice(queue, apps.registry(), cfg, &to, &text).await?;
         tracing::warn!(
             application = app.id,
             domain = %app.domain,
@@ -111,7 +127,7 @@ async fn calendar_reminder(
     );
     let text = notices::calendar_review(cfg, &years);
     let to = [cfg.server.postmaster.to_string()];
-    enqueue_notice(queue, cfg, &to, &text.subject, &text.body).await?;
+    enqueue_notice(queue, apps.registry(), cfg, &to, &text).await?;
     Ok(())
 }
 
@@ -142,11 +158,14 @@ mod tests {
             },
         )
         .unwrap();
+        let mut cfg = Config::default();
+        // The subjects below are the English templates'.
+        cfg.notify.languages = vec![crate::model::language::Lang::En];
         World {
             _dir: dir,
             queue,
             registry,
-            cfg: Config::default(),
+            cfg,
         }
     }
 

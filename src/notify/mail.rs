@@ -4,9 +4,13 @@
 //! The body is UTF-8 text in quoted-printable (7-bit safe for any next hop,
 //! lines of at most 76 octets); a non-ASCII subject is an RFC 2047 encoded word.
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Utc};
 
+use super::notices::Text;
+use super::render::{number_text, render};
+use super::templates::TemplateError;
 use crate::config::{Config, PlainAddress};
+use crate::registry::{Registry, RegistryError};
 
 /// Why a notice could not be queued.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +21,12 @@ pub enum NotifyError {
     /// The queue refused it.
     #[error("notice not queued: {0}")]
     Queue(#[from] ugem_queue::QueueError),
+    /// No outgoing number could be allocated (the store failed).
+    #[error("notice not numbered: {0}")]
+    Number(#[from] RegistryError),
+    /// Its template (the embedded one included) did not render.
+    #[error("notice not written: {0}")]
+    Template(#[from] TemplateError),
 }
 
 /// A message ready for the queue.
@@ -28,15 +38,8 @@ pub struct Notice {
     pub message: Vec<u8>,
 }
 
-/// Builds a notice from the postmaster to `to`.
-pub fn build_notice(
-    from: &PlainAddress,
-    hostname: &str,
-    to: &[String],
-    subject: &str,
-    text: &str,
-    date: DateTime<FixedOffset>,
-) -> Result<Notice, NotifyError> {
+/// The envelope recipients: each address checked, each once.
+fn recipients(to: &[String]) -> Result<Vec<String>, NotifyError> {
     let mut recipients: Vec<String> = Vec::new();
     for t in to {
         let a: PlainAddress = t.parse().map_err(|e: String| NotifyError::Recipients(e))?;
@@ -48,6 +51,21 @@ pub fn build_notice(
     if recipients.is_empty() {
         return Err(NotifyError::Recipients("no recipients".into()));
     }
+    Ok(recipients)
+}
+
+/// Builds a notice from the postmaster to `to`; `number` is its outgoing
+/// number (header `X-Ugem-Notice-Number`).
+pub fn build_notice(
+    from: &PlainAddress,
+    hostname: &str,
+    to: &[String],
+    subject: &str,
+    text: &str,
+    date: DateTime<FixedOffset>,
+    number: Option<&str>,
+) -> Result<Notice, NotifyError> {
+    let recipients = recipients(to)?;
     let mut m = String::new();
     m.push_str(&format!("Date: {}\r\n", date.to_rfc2822()));
     m.push_str(&format!("From: Mail gateway postmaster <{from}>\r\n"));
@@ -60,6 +78,10 @@ pub fn build_notice(
     ));
     // RFC 3834: keeps vacation responders from answering the gateway.
     m.push_str("Auto-Submitted: auto-generated\r\n");
+    if let Some(n) = number {
+        // Only digits and dashes (number_text), never a line break.
+        m.push_str(&format!("X-Ugem-Notice-Number: {n}\r\n"));
+    }
     m.push_str("MIME-Version: 1.0\r\n");
     m.push_str("Content-Type: text/plain; charset=utf-8\r\n");
     m.push_str("Content-Transfer-Encoding: quoted-printable\r\n");
@@ -71,22 +93,29 @@ pub fn build_notice(
     })
 }
 
-/// Builds a notice and queues it for local delivery, from the postmaster.
+/// Numbers `text`, writes it in its languages and queues it for delivery,
+/// from the postmaster; returns the queue id and the number.
 pub async fn enqueue_notice(
     queue: &ugem_queue::Queue,
+    registry: &Registry,
     cfg: &Config,
     to: &[String],
-    subject: &str,
-    text: &str,
-) -> Result<ugem_queue::QueueId, NotifyError> {
+    text: &Text,
+) -> Result<(ugem_queue::QueueId, String), NotifyError> {
     let date = Utc::now().with_timezone(&cfg.registration.utc_offset.0);
+    // Recipients are checked before a number is spent on them, so that
+    // the outgoing numbers have no gaps from notices never sent.
+    recipients(to)?;
+    let number = number_text(date.year(), registry.next_notice_number(date.year()).await?);
+    let rendered = render(cfg, text, &number, date)?;
     let notice = build_notice(
         &cfg.server.postmaster,
         cfg.server.hostname.as_str(),
         to,
-        subject,
-        text,
+        &rendered.subject,
+        &rendered.body,
         date,
+        Some(&number),
     )?;
     let env = ugem_queue::NewEnvelope {
         sender: cfg.server.postmaster.to_string(),
@@ -99,13 +128,15 @@ pub async fn enqueue_notice(
         arrived_at_ms: ugem_queue::unix_ms(),
         size: notice.message.len() as u64,
     };
-    Ok(crate::prepare::enqueue(
+    let id = crate::prepare::enqueue(
         queue,
         env,
         crate::prepare::Origin::Gateway,
         crate::prepare::Body::Memory(notice.message),
     )
-    .await?)
+    .await?;
+    tracing::info!(queue_id = %id, number, notice = text.name, languages = ?rendered.languages, "notice queued");
+    Ok((id, number))
 }
 
 /// Subject text, folded; RFC 2047 B-encoded words when it is not plain ASCII.
@@ -233,6 +264,7 @@ mod tests {
             subject,
             text,
             date(),
+            Some("2026-000007"),
         )
         .unwrap()
     }
@@ -302,6 +334,7 @@ mod tests {
         assert!(raw.contains("Content-Type: text/plain; charset=utf-8\r\n"));
         assert!(raw.contains("Content-Transfer-Encoding: quoted-printable\r\n"));
         assert!(raw.contains("Auto-Submitted: auto-generated\r\n"));
+        assert!(raw.contains("X-Ugem-Notice-Number: 2026-000007\r\n"));
         for line in raw.split("\r\n") {
             if line.contains("=?utf-8?B?") {
                 assert!(line.len() <= 76, "encoded-word line too long: {line}");
@@ -327,7 +360,8 @@ mod tests {
                 &to,
                 "s",
                 "t",
-                date()
+                date(),
+                None
             )
             .is_err()
         );
@@ -337,7 +371,7 @@ mod tests {
     fn recipients_are_required_and_checked() {
         let pm: PlainAddress = "postmaster@gw.example.kz".parse().unwrap();
         assert!(matches!(
-            build_notice(&pm, "gw.example.kz", &[], "s", "t", date()),
+            build_notice(&pm, "gw.example.kz", &[], "s", "t", date(), None),
             Err(NotifyError::Recipients(_))
         ));
         assert!(
@@ -347,7 +381,8 @@ mod tests {
                 &["not an address".into()],
                 "s",
                 "t",
-                date()
+                date(),
+                None
             )
             .is_err()
         );

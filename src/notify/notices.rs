@@ -1,20 +1,58 @@
-//! The words of the registration notices, kept in one place so that they can
-//! be reviewed (and translated) together.
+//! The registration notices: which template each one is and the values it
+//! gets. The words are in `templates/notices/` (Kazakh, Russian, English),
+//! where staff may also replace them (`[notify] templates_dir`).
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::json;
 
 use crate::config::Config;
 use crate::domain::Domain;
 use crate::model::applications::ApplicationRecord;
 use crate::model::domains::DomainRecord;
+use crate::model::language::Lang;
 
-/// A notice's subject and text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A notice before it is written: its template, the values it gets and the
+/// languages of its recipients.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Text {
-    /// Subject line.
-    pub subject: String,
-    /// Plain-text body.
-    pub body: String,
+    /// The template: `templates/notices/<name>.<lang>.txt`.
+    pub name: &'static str,
+    /// The values the template may use (besides the common ones).
+    pub vars: serde_json::Value,
+    /// The recipients' languages in order; empty: `[notify] languages`.
+    pub languages: Vec<Lang>,
+    /// Part templates rendered first, each given to the notice's template
+    /// as a value of its own name (the governor's advice).
+    pub parts: Vec<&'static str>,
+}
+
+impl Text {
+    /// A notice from template `name` with `vars`, in the default languages.
+    pub fn new(name: &'static str, vars: serde_json::Value) -> Text {
+        Text {
+            name,
+            vars,
+            languages: Vec::new(),
+            parts: Vec::new(),
+        }
+    }
+
+    /// The same notice in `languages` (none: the default ones).
+    pub fn in_languages(mut self, languages: &[Lang]) -> Text {
+        self.languages = languages.to_vec();
+        self
+    }
+
+    /// The same notice for `domain`'s contacts, in the domain's languages.
+    pub fn for_domain(self, domain: &DomainRecord) -> Text {
+        self.in_languages(&domain.languages)
+    }
+
+    /// The same notice with part template `part` rendered into it.
+    pub fn with_part(mut self, part: &'static str) -> Text {
+        self.parts.push(part);
+        self
+    }
 }
 
 /// The domain as people read it: the Unicode form of an IDN, with its A-label.
@@ -27,56 +65,44 @@ pub fn display_domain(d: &Domain) -> String {
     }
 }
 
-pub(super) fn footer(cfg: &Config) -> String {
-    format!(
-        "\n--\nMail gateway {}\nQuestions: {}\nThis message was generated automatically.\n",
-        cfg.server.hostname, cfg.server.postmaster
-    )
+/// A moment as the gateway's people read it: local time, with the offset.
+pub fn local_time(cfg: &Config, t: DateTime<Utc>) -> String {
+    t.with_timezone(&cfg.registration.utc_offset.0)
+        .format("%Y-%m-%d %H:%M %:z")
+        .to_string()
+}
+
+fn date_or_dash(d: Option<NaiveDate>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_else(|| "-".into())
 }
 
 /// To the contacts: the domain is connected.
 pub fn application_approved(cfg: &Config, app: &ApplicationRecord, domain: &DomainRecord) -> Text {
-    let name = display_domain(&app.domain);
     let servers: Vec<String> = domain.servers.iter().map(|s| s.to_string()).collect();
     let inbound = domain
         .inbound_route()
         .map(|r| r.to_string())
         .unwrap_or_else(|| "-".into());
-    let mut body = format!(
-        "Application #{id} of {owner} to connect the mail domain {name} to the mail gateway \
-         has been approved, and the domain is connected.\n\n\
-         Domain:            {name}\n\
-         Owner:             {owner}\n\
-         Received on:       {received}\n\
-         Approved on:       {decided}\n\
-         Servers that may relay through the gateway: {servers}\n\
-         Inbound mail is delivered to: {inbound}\n\n\
-         What to do now:\n\
-         - Relay all outgoing external mail through {host} (port 25) from the servers above.\n\
-         - Point the domain's MX record at {host}.\n\
-         - Make the domain's SPF record authorize the gateway",
-        id = app.id,
-        owner = app.owner,
-        received = app.received_on,
-        decided = app
-            .decided_on
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "-".into()),
-        servers = servers.join(", "),
-        host = cfg.server.hostname,
-    );
-    let gw = &cfg.registration.gateway_addresses;
-    if gw.is_empty() {
-        body.push_str(".\n");
-    } else {
-        let ips: Vec<String> = gw.iter().map(|ip| ip.to_string()).collect();
-        body.push_str(&format!(" ({}).\n", ips.join(", ")));
-    }
-    body.push_str(&footer(cfg));
-    Text {
-        subject: format!("Application #{} approved: {name} is connected", app.id),
-        body,
-    }
+    let gw: Vec<String> = cfg
+        .registration
+        .gateway_addresses
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
+    Text::new(
+        "application_approved",
+        json!({
+            "id": app.id,
+            "name": display_domain(&app.domain),
+            "owner": app.owner,
+            "received": app.received_on.to_string(),
+            "decided": date_or_dash(app.decided_on),
+            "servers": servers.join(", "),
+            "inbound": inbound,
+            "gateway_addresses": gw.join(", "),
+        }),
+    )
+    .for_domain(domain)
 }
 
 /// To the contacts: the application is rejected, with reasons and the lock.
@@ -85,118 +111,97 @@ pub fn application_rejected(
     app: &ApplicationRecord,
     resubmit_from: Option<NaiveDate>,
 ) -> Text {
-    let name = display_domain(&app.domain);
-    let mut body = format!(
-        "Application #{id} of {owner} to connect the mail domain {name} to the mail gateway \
-         has been rejected.\n\n\
-         Received on:  {received}\n\
-         Rejected on:  {decided}\n\
-         Reasons:\n{reason}\n",
-        id = app.id,
-        owner = app.owner,
-        received = app.received_on,
-        decided = app
-            .decided_on
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "-".into()),
-        reason = app.reason.as_deref().unwrap_or("-"),
-    );
-    if let Some(d) = resubmit_from {
-        body.push_str(&format!(
-            "\nA new application for {name} may be submitted from {d} ({} calendar days after the rejection).\n",
-            cfg.registration.resubmit_days
-        ));
-    }
-    body.push_str(&footer(cfg));
-    Text {
-        subject: format!("Application #{} for {name} rejected", app.id),
-        body,
-    }
+    Text::new(
+        "application_rejected",
+        json!({
+            "id": app.id,
+            "name": display_domain(&app.domain),
+            "owner": app.owner,
+            "received": app.received_on.to_string(),
+            "decided": date_or_dash(app.decided_on),
+            "reason": app.reason.as_deref().unwrap_or("-"),
+            "resubmit_from": resubmit_from.map(|d| d.to_string()),
+            "resubmit_days": cfg.registration.resubmit_days,
+        }),
+    )
 }
 
 /// To the contacts: the domain is disconnected.
 pub fn domain_disconnected(cfg: &Config, domain: &DomainRecord) -> Text {
-    let name = display_domain(&domain.name);
-    let body = format!(
-        "The mail domain {name} ({owner}) has been disconnected from the mail gateway on {since}.\n\n\
-         Reason:\n{reason}\n\n\
-         The gateway now refuses mail from and to {name} as from an unregistered domain. \
-         Mail of the domain still in the gateway's queue is held.\n\
-         Connecting the domain again takes a new application.\n{footer}",
-        owner = domain.owner,
-        since = domain
-            .status_since
-            .with_timezone(&cfg.registration.utc_offset.0)
-            .format("%Y-%m-%d %H:%M %:z"),
-        reason = domain.status_reason.as_deref().unwrap_or("-"),
-        footer = footer(cfg),
-    );
-    Text {
-        subject: format!("{name} disconnected from the mail gateway"),
-        body,
-    }
+    Text::new(
+        "domain_disconnected",
+        json!({
+            "name": display_domain(&domain.name),
+            "owner": domain.owner,
+            "since": local_time(cfg, domain.status_since),
+            "reason": domain.status_reason.as_deref().unwrap_or("-"),
+        }),
+    )
+    .for_domain(domain)
 }
 
 /// To the postmaster: an application is due today or overdue.
 pub fn deadline_alert(
-    cfg: &Config,
+    _cfg: &Config,
     app: &ApplicationRecord,
     today: NaiveDate,
     working_days_left: i64,
 ) -> Text {
-    let name = display_domain(&app.domain);
-    let state = if today > app.decision_due {
-        format!(
-            "OVERDUE: the decision was due on {} ({} working day(s) ago)",
-            app.decision_due, -working_days_left
-        )
-    } else {
-        format!("the decision is due today, {}", app.decision_due)
-    };
-    let body = format!(
-        "Application #{id} for {name} is still pending: {state}.\n\n\
-         Owner:        {owner} ({category})\n\
-         Received on:  {received}\n\
-         Entered by:   {by}\n\n\
-         Decide it with:\n  ugem application show {id}\n  ugem application approve {id}\n  \
-         ugem application reject {id} --reason TEXT\n\n\
-         This alert repeats once a day while the application is pending.\n{footer}",
-        id = app.id,
-        owner = app.owner,
-        category = app.category.description(),
-        received = app.received_on,
-        by = app.submitted_by,
-        footer = footer(cfg),
-    );
-    let subject = if today > app.decision_due {
-        format!(
-            "Overdue: application #{} for {name} (due {})",
-            app.id, app.decision_due
-        )
-    } else {
-        format!("Due today: application #{} for {name}", app.id)
-    };
-    Text { subject, body }
+    Text::new(
+        "deadline_alert",
+        json!({
+            "id": app.id,
+            "name": display_domain(&app.domain),
+            "owner": app.owner,
+            "category": app.category.description(),
+            "received": app.received_on.to_string(),
+            "by": app.submitted_by,
+            "due": app.decision_due.to_string(),
+            "overdue": today > app.decision_due,
+            "days_late": (-working_days_left).max(0),
+        }),
+    )
 }
 
 /// To the postmaster: the working-day calendar lacks a year.
-pub fn calendar_review(cfg: &Config, years: &[i32]) -> Text {
+pub fn calendar_review(_cfg: &Config, years: &[i32]) -> Text {
     let years: Vec<String> = years.iter().map(|y| y.to_string()).collect();
-    let years = years.join(", ");
-    Text {
-        subject: format!("Working-day calendar: no holidays configured for {years}"),
-        body: format!(
-            "The gateway's working-day calendar lists no public holidays or days off for \
-             {years}. Decision deadlines of applications are then counted with weekends only.\n\n\
-             Upgrade ugem, or add the year to your own copy of the calendar file (the \
-             shipped one is data/calendar/kz.toml in the sources, \
-             /usr/share/doc/ugem/calendar/kz.toml in the package) named by [registration] \
-             calendar: its public holidays (holidays), religious holidays and transferred \
-             days off (days_off), transferred working days (working_days) and sources; \
-             then reload the gateway.\n{footer}",
-            footer = footer(cfg),
-        ),
-    }
+    Text::new("calendar_review", json!({ "years": years.join(", ") }))
+}
+
+/// To the contacts: the yearly confirmation of the domain's data is due
+/// (`due`, local date) since the connection or last confirmation `since`.
+pub fn reconfirm_reminder(
+    _cfg: &Config,
+    domain: &DomainRecord,
+    since: NaiveDate,
+    due: NaiveDate,
+) -> Text {
+    let servers: Vec<String> = domain.servers.iter().map(|s| s.to_string()).collect();
+    let contacts: Vec<String> = domain
+        .contacts
+        .iter()
+        .map(|c| {
+            if c.name.is_empty() {
+                c.email.clone()
+            } else {
+                format!("{} <{}>", c.name, c.email)
+            }
+        })
+        .collect();
+    Text::new(
+        "reconfirm_reminder",
+        json!({
+            "name": display_domain(&domain.name),
+            "owner": domain.owner,
+            "servers": servers,
+            "contacts": contacts,
+            "inbound": domain.inbound_route().map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+            "since": since.to_string(),
+            "due": due.to_string(),
+        }),
+    )
+    .for_domain(domain)
 }
 
 #[cfg(test)]

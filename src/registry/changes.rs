@@ -50,6 +50,9 @@ pub struct ChangeInput {
     /// Accept server ranges wider than the configured limit.
     #[serde(default)]
     pub allow_wide_range: bool,
+    /// New languages of the domain's notices (empty list: the default).
+    #[serde(default)]
+    pub languages: Option<Vec<crate::model::language::Lang>>,
     /// Why (kept with the version, sent to the contacts). Required.
     #[serde(default)]
     pub reason: String,
@@ -70,6 +73,7 @@ impl ChangeInput {
             inbound_servers: self.inbound_servers.clone(),
             shared_servers: self.shared_servers,
             allow_wide_range: self.allow_wide_range,
+            languages: self.languages.clone(),
         }
     }
 }
@@ -154,6 +158,12 @@ pub fn apply(cur: &DomainRecord, ch: &DomainChange) -> (DomainRecord, Vec<FieldC
         &mut next.shared_servers,
         ch.shared_servers,
     );
+    note(
+        &mut changes,
+        "languages",
+        &mut next.languages,
+        ch.languages.clone(),
+    );
     (next, changes)
 }
 
@@ -174,7 +184,7 @@ impl Registry {
         }
         if ch.is_empty() {
             return Err(RegistryError::Invalid(
-                "nothing to change: give at least one of servers, contacts, owner, category, inbound, inbound_servers, shared_servers".into(),
+                "nothing to change: give at least one of servers, contacts, owner, category, inbound, inbound_servers, shared_servers, languages".into(),
             ));
         }
         let (next, changes) = apply(cur, ch);

@@ -12,6 +12,7 @@ pub mod checks;
 mod contact;
 pub mod follow;
 pub mod listings;
+pub mod reconfirm;
 pub mod reports;
 pub mod schedule;
 pub mod servers;
@@ -272,6 +273,11 @@ impl Registry {
         }
     }
 
+    /// The next outgoing notice number of `year`, never given out before.
+    pub async fn next_notice_number(&self, year: i32) -> Result<u64, RegistryError> {
+        Ok(self.store.next_notice_number(year).await?)
+    }
+
     /// Forgets notice claims older than `before_ms`.
     pub async fn prune_notices(&self, before_ms: u64) -> Result<usize, RegistryError> {
         Ok(self.store.prune_notices(before_ms).await?)
@@ -328,6 +334,7 @@ impl Registry {
         &self,
         new: NewDomain,
         direct: DirectRegistration,
+        languages: Vec<crate::model::language::Lang>,
     ) -> Result<DomainRecord, RegistryError> {
         check_text("reason", &direct.reason, 1000)?;
         if direct.reason.trim().is_empty() {
@@ -335,8 +342,11 @@ impl Registry {
                 "a reason is required to register a domain without an application".into(),
             ));
         }
-        self.register(new, |rec| rec.without_application = Some(direct))
-            .await
+        self.register(new, |rec| {
+            rec.without_application = Some(direct);
+            rec.languages = languages;
+        })
+        .await
     }
 
     /// Registers a connected domain from approved application `application`
@@ -445,6 +455,14 @@ impl Registry {
                     application: application.or(cur.application),
                     // Reconnected through an application: the procedure was followed.
                     without_application: None,
+                    languages: cur.languages.clone(),
+                    // A new connection: the yearly cycle starts again.
+                    confirmed: Some(crate::model::domains::Confirmation {
+                        on: now.date_naive(),
+                        by: "reconnection".into(),
+                        at: now,
+                    }),
+                    reconfirm_reminded: None,
                 })
             })
             .await?;

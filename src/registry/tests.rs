@@ -38,13 +38,21 @@ async fn a_domain_without_an_application_needs_a_reason_and_keeps_it() {
         reason: reason.into(),
     };
     let err = r
-        .add_domain_without_application(new("a.example.kz", &["192.0.2.10"]), direct("  "))
+        .add_domain_without_application(
+            new("a.example.kz", &["192.0.2.10"]),
+            direct("  "),
+            Vec::new(),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("reason"), "{err}");
     assert!(r.get(&Domain::parse("a.example.kz").unwrap()).is_none());
     let rec = r
-        .add_domain_without_application(new("a.example.kz", &["192.0.2.10"]), direct("migration"))
+        .add_domain_without_application(
+            new("a.example.kz", &["192.0.2.10"]),
+            direct("migration"),
+            Vec::new(),
+        )
         .await
         .unwrap();
     let mark = rec.without_application.as_ref().unwrap();

@@ -57,6 +57,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("racing_notice_claims_one_wins", |s| {
         Box::pin(racing_notice_claims_one_wins(s))
     }),
+    ("notice_numbers_never_repeat", |s| {
+        Box::pin(notice_numbers_never_repeat(s))
+    }),
     ("domain_versions_kept_with_the_write", |s| {
         Box::pin(domain_versions_kept_with_the_write(s))
     }),
@@ -671,6 +674,22 @@ pub async fn racing_notice_claims_one_wins(s: &dyn RegistryStore) {
         .filter(|r| *r.as_ref().unwrap())
         .count();
     assert_eq!(won, 1);
+}
+
+/// Outgoing notice numbers count up from 1 per year, and racing callers
+/// each get their own.
+pub async fn notice_numbers_never_repeat(s: &dyn RegistryStore) {
+    assert_eq!(s.next_notice_number(2026).await.unwrap(), 1);
+    assert_eq!(s.next_notice_number(2026).await.unwrap(), 2);
+    assert_eq!(s.next_notice_number(2027).await.unwrap(), 1);
+    let (a, b, c) = tokio::join!(
+        s.next_notice_number(2026),
+        s.next_notice_number(2026),
+        s.next_notice_number(2026)
+    );
+    let mut got = [a.unwrap(), b.unwrap(), c.unwrap()];
+    got.sort();
+    assert_eq!(got, [3, 4, 5]);
 }
 
 /// A version of `rec` replaced by `by` (number 0: the store assigns it).

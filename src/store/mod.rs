@@ -46,6 +46,7 @@ fn tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(registry::redb::applications::TABLE)?;
     tx.open_table(local::governor::STATS)?;
     tx.open_table(registry::redb::notices::TABLE)?;
+    tx.open_table(registry::redb::notices::NUMBERS)?;
     tx.open_table(local::webhooks::TABLE)?;
     tx.open_table(registry::redb::changes::VERSIONS)?;
     tx.open_table(registry::redb::changes::REQUESTS)?;

@@ -80,6 +80,11 @@ tls = "none"
 [delivery.routes]
 "*" = "127.0.0.1:9"
 
+# Notices in English, the language most tests read them in; tests/notices.rs
+# sets the languages it checks.
+[notify]
+languages = ["en"]
+
 [admin]
 listen = "127.0.0.1:0"
 tokens = [

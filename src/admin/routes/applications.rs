@@ -188,7 +188,7 @@ pub(super) async fn approve(
                 "application approved; domain connected"
             );
             let text = crate::notify::notices::application_approved(&cfg, app, &ok.domain);
-            let notice = notify_contacts(&queue, &cfg, &app.contacts, text).await;
+            let notice = notify_contacts(&queue, apps.registry(), &cfg, &app.contacts, text).await;
             let mut v = serde_json::to_value(&ok).map_err(|e| ApiError::internal(e.to_string()))?;
             v["notice"] = serde_json::to_value(notice).unwrap_or_default();
             Ok(v)
@@ -231,7 +231,7 @@ pub(super) async fn reject(
             );
             tracing::info!(application = id, domain = %app.domain, actor = %caller.name, "application rejected");
             let text = crate::notify::notices::application_rejected(&cfg, app, v.resubmit_from);
-            let notice = notify_contacts(&queue, &cfg, &app.contacts, text).await;
+            let notice = notify_contacts(&queue, apps.registry(), &cfg, &app.contacts, text).await;
             let mut out = serde_json::to_value(&v).map_err(|e| ApiError::internal(e.to_string()))?;
             out["notice"] = serde_json::to_value(notice).unwrap_or_default();
             Ok(out)

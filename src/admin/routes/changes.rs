@@ -81,12 +81,13 @@ fn old_and_new(u: &Updated) -> Vec<Contact> {
 /// the notice's outcome.
 async fn announce(
     queue: &ugem_queue::Queue,
+    registry: &crate::registry::Registry,
     cfg: &Config,
     u: &Updated,
     reason: &str,
 ) -> Result<serde_json::Value, ApiError> {
     let text = crate::notify::lifecycle::domain_updated(cfg, &u.after, &u.changes, reason);
-    let notice = notify_contacts(queue, cfg, &old_and_new(u), text).await;
+    let notice = notify_contacts(queue, registry, cfg, &old_and_new(u), text).await;
     let mut v = serde_json::to_value(u).map_err(|e| ApiError::internal(e.to_string()))?;
     v["notice"] = serde_json::to_value(notice).unwrap_or_default();
     Ok(v)
@@ -114,7 +115,7 @@ pub(super) async fn update(
         tracing::info!(domain = %domain, version = u.version, actor = %caller.name, changes = %summary(&u.changes), "domain data changed");
         let (before, after) = changed_fields(&u.changes);
         note.change(before, after);
-        announce(&queue, &cfg, &u, input.reason.trim()).await
+        announce(&queue, &reg, &cfg, &u, input.reason.trim()).await
     })
     .await?;
     Ok(Json(out))
@@ -223,6 +224,7 @@ pub(super) async fn approve(
 ) -> Result<impl IntoResponse, ApiError> {
     let flow = workflow(&st);
     let (queue, cfg): (_, Arc<Config>) = (st.queue.clone(), st.cfg());
+    let reg = st.registry.clone();
     let target = format!("change request #{}", id.trim_start_matches('#'));
     let note = who.note.clone();
     let out = audited(&st, &who, target, move |caller| async move {
@@ -233,7 +235,7 @@ pub(super) async fn approve(
         let (before, after) = changed_fields(&u.changes);
         note.change(before, after);
         tracing::info!(change_request = id, domain = %u.after.name, changes = %summary(&u.changes), "change request approved");
-        let mut v = announce(&queue, &cfg, &u, &view.request.reason).await?;
+        let mut v = announce(&queue, &reg, &cfg, &u, &view.request.reason).await?;
         v["change_request"] = serde_json::to_value(&view).unwrap_or_default();
         Ok(v)
     })
@@ -268,7 +270,7 @@ pub(super) async fn reject(
         // The agency learns why; a failed notice is reported, not raised.
         if let Some(rec) = reg.get(&v.request.domain) {
             let text = crate::notify::lifecycle::change_request_rejected(&cfg, &rec, &v.request);
-            let notice = notify_contacts(&queue, &cfg, &rec.contacts, text).await;
+            let notice = notify_contacts(&queue, &reg, &cfg, &rec.contacts, text).await;
             out["notice"] = serde_json::to_value(notice).unwrap_or_default();
         }
         Ok(out)

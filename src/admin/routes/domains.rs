@@ -51,6 +51,9 @@ pub struct AddDomainBody {
     /// Why the domain is registered without an application (required).
     #[serde(default)]
     pub reason: Option<String>,
+    /// The languages of the domain's notices, in order (empty: the default).
+    #[serde(default)]
+    pub languages: Vec<crate::model::language::Lang>,
 }
 
 pub(super) async fn add_domain(
@@ -89,7 +92,7 @@ pub(super) async fn add_domain(
             at: chrono::Utc::now(),
             reason: reason.to_string(),
         };
-        let rec = reg.add_domain_without_application(b.domain, direct).await?;
+        let rec = reg.add_domain_without_application(b.domain, direct, b.languages).await?;
         note.change(
             serde_json::json!({"status": "unregistered"}),
             serde_json::json!({"status": rec.status, "servers": rec.servers, "owner": rec.owner, "without_application": true}),
@@ -179,7 +182,8 @@ pub(super) async fn disconnect_domain(
                 serde_json::json!({"status": rec.status, "disconnect_on": null}),
             );
             let text = crate::notify::lifecycle::disconnection_cancelled(&cfg, &rec, s.on);
-            let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text).await;
+            let notice =
+                applications::notify_contacts(&queue, &reg, &cfg, &rec.contacts, text).await;
             return with_notice(&rec, notice);
         }
         if reason.is_empty() {
@@ -197,7 +201,8 @@ pub(super) async fn disconnect_domain(
                 serde_json::json!({"status": rec.status, "disconnect_on": on}),
             );
             let text = crate::notify::lifecycle::disconnection_scheduled(&cfg, &rec, on, reason);
-            let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text).await;
+            let notice =
+                applications::notify_contacts(&queue, &reg, &cfg, &rec.contacts, text).await;
             return with_notice(&rec, notice);
         }
         let (rec, notice) =

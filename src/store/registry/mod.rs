@@ -161,6 +161,10 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
     /// Forgets notice claims made before `before_ms`; returns how many.
     async fn prune_notices(&self, before_ms: u64) -> Result<usize, StoreError>;
 
+    /// The next outgoing notice number of `year` (1, 2, ...): each number is
+    /// given to one caller only, on any node, and never again.
+    async fn next_notice_number(&self, year: i32) -> Result<u64, StoreError>;
+
     /// Writes a domain record as [`RegistryStore::put_domain`] does and, in
     /// the same transaction, keeps `previous` (the record it replaces) as
     /// the domain's next version; returns the version number the store

@@ -381,6 +381,23 @@ impl RegistryStore for PgRegistry {
         Ok(n == 1)
     }
 
+    async fn next_notice_number(&self, year: i32) -> Result<u64, StoreError> {
+        // One statement: the row lock it takes serialises every node's
+        // numbering of that year.
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "INSERT INTO notice_numbers (year, last) VALUES ($1, 1)
+                 ON CONFLICT (year) DO UPDATE SET last = notice_numbers.last + 1
+                 RETURNING last",
+                &[&year],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     async fn prune_notices(&self, before_ms: u64) -> Result<usize, StoreError> {
         let n = self
             .client()

@@ -99,6 +99,13 @@ CREATE TABLE gateway_listings (
 );
 CREATE UNIQUE INDEX gateway_listings_one_open ON gateway_listings (open_key) WHERE open;
 "#,
+    // 4: outgoing notice numbers, one counter per year.
+    r#"
+CREATE TABLE notice_numbers (
+    year integer PRIMARY KEY,
+    last bigint  NOT NULL
+);
+"#,
 ];
 
 /// The channel the change triggers notify.

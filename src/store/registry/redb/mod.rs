@@ -178,6 +178,11 @@ impl RegistryStore for RedbRegistry {
         self.blocking(move |db| notices::prune(db, before_ms)).await
     }
 
+    async fn next_notice_number(&self, year: i32) -> Result<u64, StoreError> {
+        self.blocking(move |db| notices::next_number(db, year))
+            .await
+    }
+
     async fn put_domain_versioned(
         &self,
         w: &DomainWrite,
