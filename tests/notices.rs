@@ -114,6 +114,8 @@ fn add(gw: &Gateway, domain: &str, server: &str, language: Option<&str>) {
         CONTACT,
         "--server",
         server,
+        "--reason",
+        "test set-up",
     ];
     if let Some(l) = language {
         args.extend(["--language", l]);
