@@ -271,9 +271,11 @@ fn check_keys(tree: &mut serde_json::Value) -> Vec<ConfigProblem> {
             "alarms" => check_section::<AlarmsSection>(section, value),
             "governor" => check_section::<GovernorSection>(section, value),
             "registration" => check_section::<RegistrationSection>(section, value),
+            "dnsbl" => check_section::<super::DnsblSection>(section, value),
+            "tlsrpt" => check_section::<super::TlsRptSection>(section, value),
             _ => Err(ConfigProblem::new(
                 section.clone(),
-                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor)",
+                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor, dnsbl, tlsrpt)",
             )),
         };
         match found {

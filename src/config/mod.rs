@@ -10,6 +10,7 @@ mod admin;
 mod alarms;
 mod connections;
 mod delivery;
+mod dnsbl;
 mod governor;
 mod lists;
 pub mod live;
@@ -20,6 +21,7 @@ mod registration;
 mod server;
 pub mod show;
 mod smtp;
+mod tlsrpt;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,7 @@ pub use self::admin::{AdminSection, Role, SHIPPED_TOKEN, STRONG_TOKEN_LEN, Token
 pub use self::alarms::AlarmsSection;
 pub use self::connections::ConnectionsSection;
 pub use self::delivery::DeliverySection;
+pub use self::dnsbl::{DEFAULT_ZONES, DnsblSection};
 pub use self::governor::GovernorSection;
 pub use self::live::{Live, Reloaded};
 pub use self::load::ConfigSource;
@@ -34,6 +37,7 @@ pub use self::problem::{ConfigError, ConfigProblem, Origin};
 pub use self::registration::{DisconnectQueued, RegistrationSection, UtcOffset};
 pub use self::server::{LogFormat, MAX_SHUTDOWN, MIN_SHUTDOWN, ServerSection, UNIT_TIMEOUT_STOP};
 pub use self::smtp::{SmtpSection, VerifyUnsettled};
+pub use self::tlsrpt::TlsRptSection;
 pub use crate::values::{ByteSize, HostPort, PlainAddress, Span, TlsPolicy};
 
 /// The configuration shipped in the binary; `ugem serve` uses it when no
@@ -60,6 +64,10 @@ pub struct Config {
     pub alarms: AlarmsSection,
     /// `[governor]`: rate limits, anomaly detection, automatic suspension.
     pub governor: GovernorSection,
+    /// `[dnsbl]`: the gateway's own addresses on DNS blocklists.
+    pub dnsbl: DnsblSection,
+    /// `[tlsrpt]`: SMTP TLS reporting (RFC 8460).
+    pub tlsrpt: TlsRptSection,
 }
 
 impl Config {
@@ -85,6 +93,8 @@ impl Config {
         out.extend(self.registration.check());
         out.extend(self.alarms.check());
         out.extend(governor::check(&self.governor));
+        out.extend(self.dnsbl.check());
+        out.extend(self.tlsrpt.check());
         out
     }
 }

@@ -107,6 +107,7 @@ impl Governor {
             crate::trust::all_certs(self.cfg().delivery.tls_ca_file.as_deref()),
             stop.clone(),
         );
+        let blocklists = tokio::spawn(self.clone().watch_blocklists(stop.clone()));
         let every = g.housekeeping_interval.0;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -123,6 +124,7 @@ impl Governor {
         self.save(true).await;
         // Pending webhook events stay in the outbox for the next start.
         sender.abort();
+        blocklists.abort();
     }
 
     /// Carries out one decision.

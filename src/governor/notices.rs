@@ -208,3 +208,55 @@ pub fn gateway_listed(cfg: &Config, address: std::net::IpAddr, reply: &str, doma
         ),
     }
 }
+
+/// The blocklist watch found a gateway address listed: for the postmaster.
+pub fn blocklist_listed(cfg: &Config, l: &crate::model::listings::GatewayListing) -> Text {
+    let page = super::blocklists::lookup_page(&l.zone)
+        .map(|u| format!("\nLook it up and ask for removal at {u}.\n"))
+        .unwrap_or_default();
+    Text {
+        subject: format!("Mail gateway: address {} is listed on {}", l.address, l.zone),
+        body: format!(
+            "The blocklist watch of the gateway {host} found the gateway's address {addr} \
+             listed on {zone}.\n\n  answer: {code} ({meaning})\n  reason given by the list: \
+             {reason}\n  seen at: {at}\n\n\
+             Receivers that use this list refuse or delay mail from this address, whatever \
+             agency sent it. What to do: find the traffic that caused it (`ugem governor`, \
+             `ugem suspension list --history`, the delivery log), stop it, and request \
+             delisting.{page}\nYou will get one more message when the listing ends.\n{footer}",
+            host = cfg.server.hostname,
+            addr = l.address,
+            zone = l.zone,
+            code = l.code,
+            meaning = l.meaning,
+            reason = l.reason.as_deref().unwrap_or("none"),
+            at = l.listed_at.format("%Y-%m-%d %H:%M UTC"),
+            footer = footer(cfg),
+        ),
+    }
+}
+
+/// A listing the blocklist watch had found is gone: for the postmaster.
+pub fn blocklist_delisted(cfg: &Config, l: &crate::model::listings::GatewayListing) -> Text {
+    let until = l
+        .delisted_at
+        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    Text {
+        subject: format!(
+            "Mail gateway: address {} is no longer listed on {}",
+            l.address, l.zone
+        ),
+        body: format!(
+            "The gateway {host}'s address {addr} is no longer listed on {zone}.\n\n  \
+             listed: {from} to {until}\n  answer was: {code} ({meaning})\n{footer}",
+            host = cfg.server.hostname,
+            addr = l.address,
+            zone = l.zone,
+            from = l.listed_at.format("%Y-%m-%d %H:%M UTC"),
+            code = l.code,
+            meaning = l.meaning,
+            footer = footer(cfg),
+        ),
+    }
+}

@@ -49,6 +49,8 @@ fn tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(registry::redb::changes::REQUESTS)?;
     tx.open_table(registry::redb::sightings::TABLE)?;
     tx.open_table(registry::redb::servers::TABLE)?;
+    tx.open_table(local::listings::TABLE)?;
+    tx.open_table(local::tlsrpt::TABLE)?;
     Ok(())
 }
 
