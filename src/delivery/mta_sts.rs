@@ -309,6 +309,11 @@ impl MtaSts {
         }
     }
 
+    /// The local store the policies are kept in (TLS reports count there too).
+    pub fn store(&self) -> Option<&crate::store::LocalStore> {
+        self.store.as_ref()
+    }
+
     /// Every cached policy in force, for staff: domain, id, mode, MX
     /// patterns, expiry and when the record was last looked at.
     pub fn list(&self) -> Vec<serde_json::Value> {

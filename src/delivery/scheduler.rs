@@ -710,6 +710,7 @@ impl Scheduler {
         for t in targets.iter() {
             let opened = Connection::open_as(&t.into(), &self.settings, tls).await;
             clock.set_up();
+            self.count_tls_session(sts.as_ref(), tls, t, &opened);
             let mut conn = match opened {
                 Ok(c) => c,
                 Err(e) => {
@@ -745,6 +746,40 @@ impl Scheduler {
             }
         }
         (all(last_err), clock.hop())
+    }
+
+    /// Counts a new session for TLS reporting (RFC 8460) when an MTA-STS
+    /// policy applied and `[tlsrpt]` is on.
+    fn count_tls_session(
+        &self,
+        sts: Option<&(&Domain, Arc<super::mta_sts::Policy>)>,
+        tls: TlsPolicy,
+        t: &super::route::Target,
+        opened: &Result<Connection, ConnError>,
+    ) {
+        use super::tlsrpt::session::{Attempt, classify, sts_policy};
+        let (Some((d, p)), Some(m)) = (sts, &self.mta_sts) else {
+            return;
+        };
+        // With `tls = "none"` a testing policy's sessions never try TLS:
+        // nothing to report about it.
+        if tls == TlsPolicy::None || !self.cfg.current().tlsrpt.enabled {
+            return;
+        }
+        let Some(store) = m.store() else {
+            return;
+        };
+        let attempt = match opened {
+            Ok(c) => Attempt::Open {
+                tls: c.tls().is_some(),
+                verified: c.tls_verified(),
+                problem: c.tls_problem(),
+            },
+            Err(e) => Attempt::Failed(e),
+        };
+        if let Some(r) = classify(&attempt, &t.host, p.allows(&t.host), t.addr) {
+            super::tlsrpt::count(store, sts_policy(d.as_str(), p), r);
+        }
     }
 
     /// The optional delay warning: sent by the first attempt after the

@@ -74,6 +74,8 @@ pub struct Connection {
     pub(super) addr: SocketAddr,
     pub(super) tls: Option<String>,
     pub(super) verified: bool,
+    /// Why the certificate did not verify (opportunistic TLS), for TLS reports.
+    pub(super) cert_problem: Option<String>,
     pub(super) timeouts: Timeouts,
     /// A transaction was started: RSET before the next.
     pub(super) used: bool,
@@ -137,6 +139,7 @@ impl Connection {
             addr: target.addr,
             tls: None,
             verified: false,
+            cert_problem: None,
             timeouts: t,
             used: false,
             closing: false,
@@ -250,6 +253,11 @@ impl Connection {
     /// Whether the certificate verified for the host name (false in plaintext).
     pub fn tls_verified(&self) -> bool {
         self.tls.is_some() && self.verified
+    }
+
+    /// Why the certificate did not verify, when TLS went on without it.
+    pub fn tls_problem(&self) -> Option<&str> {
+        self.cert_problem.as_deref()
     }
 
     /// The host name the connection was opened for.
