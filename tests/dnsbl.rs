@@ -58,7 +58,8 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
                     break;
                 }
             }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
     (url, got)
@@ -108,7 +109,10 @@ fn subjects(mx: &FakeMx) -> Vec<String> {
 fn a_listing_and_its_end_alarm_once_each_and_a_refused_query_is_no_listing() {
     let dns = TestDns::start(&[
         (ZEN, Rec::A("127.0.0.2".parse().unwrap())),
-        (ZEN, Rec::Txt("https://check.spamhaus.org/sbl/query/SBL0001")),
+        (
+            ZEN,
+            Rec::Txt("https://check.spamhaus.org/sbl/query/SBL0001"),
+        ),
         // Spamhaus's answer to a query through a public resolver, on a
         // list that does not even use it: still a refusal, not a listing.
         (SPAMCOP, Rec::A("127.255.255.254".parse().unwrap())),
@@ -187,7 +191,12 @@ fn a_listing_and_its_end_alarm_once_each_and_a_refused_query_is_no_listing() {
     assert_eq!(listed_metric(&gw, "zen.spamhaus.org").as_deref(), Some("1"));
     // Rounds every second: three more after the restart, still one alarm.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(subjects(&postmaster).len(), 1, "{:?}", subjects(&postmaster));
+    assert_eq!(
+        subjects(&postmaster).len(),
+        1,
+        "{:?}",
+        subjects(&postmaster)
+    );
     assert_eq!(
         hooks
             .lock()
@@ -217,5 +226,10 @@ fn a_listing_and_its_end_alarm_once_each_and_a_refused_query_is_no_listing() {
     assert_eq!(listed_metric(&gw, "zen.spamhaus.org").as_deref(), Some("0"));
     assert_eq!(checked(&gw, "zen.spamhaus.org")["state"], "not listed");
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(subjects(&postmaster).len(), 2, "{:?}", subjects(&postmaster));
+    assert_eq!(
+        subjects(&postmaster).len(),
+        2,
+        "{:?}",
+        subjects(&postmaster)
+    );
 }

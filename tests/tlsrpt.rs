@@ -38,7 +38,11 @@ fn config_over(base: &str, extra: &str) -> String {
 fn queue(gw: &Gateway) -> Vec<Value> {
     let (st, body) = http(gw.admin, "GET", "/api/v1/queue", Some(ADMIN_TOKEN), None);
     assert_eq!(st, 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().clone()
+    serde_json::from_str::<Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// The report JSON in a report mail, and the mail's checks.
@@ -112,8 +116,14 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
         Duration::ZERO,
         vec![
             ("mta-sts.good.example", policy("enforce", "mx.good.example")),
-            ("mta-sts.notls.example", policy("enforce", "mx.notls.example")),
-            ("mta-sts.trial.example", policy("testing", "mx.notls.example")),
+            (
+                "mta-sts.notls.example",
+                policy("enforce", "mx.notls.example"),
+            ),
+            (
+                "mta-sts.trial.example",
+                policy("testing", "mx.notls.example"),
+            ),
         ],
     );
     let ip = |s: &str| Rec::A(s.parse().unwrap());
@@ -184,9 +194,11 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
     assert!(
         wait_for(20, || queue(&gw).iter().any(|e| {
             e["attempts"].as_u64() >= Some(2)
-                && e["recipients"].as_array().unwrap().iter().any(|r| {
-                    r["address"] == "b@notls.example" && r["status"] == "deferred"
-                })
+                && e["recipients"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["address"] == "b@notls.example" && r["status"] == "deferred")
         })),
         "{:?}",
         queue(&gw)
@@ -208,9 +220,15 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
     for r in rows {
         assert_eq!(r["mailed"][0][0], "tlsrpt@reports.example", "{sent}");
     }
-    let notls = rows.iter().find(|r| r["domain"] == "notls.example").unwrap();
+    let notls = rows
+        .iter()
+        .find(|r| r["domain"] == "notls.example")
+        .unwrap();
     assert!(
-        notls["not_sent"][0].as_str().unwrap().contains("https reporting not supported"),
+        notls["not_sent"][0]
+            .as_str()
+            .unwrap()
+            .contains("https reporting not supported"),
         "{sent}"
     );
 
@@ -249,10 +267,12 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
     // Verified TLS to the listed MX: a success, no failure.
     assert_eq!(summary("good.example"), (1, 0), "{}", got["good.example"]);
     let good = &got["good.example"]["policies"][0];
-    assert!(good["policy"]["policy-string"]
-        .as_array()
-        .unwrap()
-        .contains(&Value::from("mode: enforce")));
+    assert!(
+        good["policy"]["policy-string"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("mode: enforce"))
+    );
     assert_eq!(good["policy"]["mx-host"][0], "mx.good.example");
     assert!(good["failure-details"].as_array().unwrap().is_empty());
     // No STARTTLS under enforce: every attempt failed so, none succeeded.

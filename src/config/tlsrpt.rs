@@ -72,8 +72,11 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.tlsrpt.organization, "Gov Gateway");
         assert_eq!(cfg.tlsrpt.contact.unwrap().to_string(), "tls@gw.example");
-        let err = load(&format!("{MINIMAL}[tlsrpt]\nsend_after = \"30h\"\ncontact = \"nobody\"\n"), &[])
-            .unwrap_err();
+        let err = load(
+            &format!("{MINIMAL}[tlsrpt]\nsend_after = \"30h\"\ncontact = \"nobody\"\n"),
+            &[],
+        )
+        .unwrap_err();
         let k = keys(&err);
         assert!(k.contains(&"tlsrpt.send_after"), "{err}");
         assert!(k.contains(&"tlsrpt.contact"), "{err}");

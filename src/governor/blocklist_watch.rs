@@ -240,7 +240,9 @@ impl Governor {
         let to = [cfg.server.postmaster.to_string()];
         match crate::notify::enqueue_notice(&self.queue, &cfg, &to, &text.subject, &text.body).await
         {
-            Ok(id) => tracing::info!(queue_id = %id, subject = %text.subject, "blocklist alarm queued"),
+            Ok(id) => {
+                tracing::info!(queue_id = %id, subject = %text.subject, "blocklist alarm queued")
+            }
             Err(e) => tracing::error!(error = %e, "cannot queue the blocklist alarm"),
         }
         self.webhooks.send(
@@ -280,7 +282,8 @@ async fn look_up(resolver: &TokioResolver, address: IpAddr, zone: &str) -> Looke
         Ok(n) => n,
         Err(e) => return Looked::Failed(format!("bad name: {e}")),
     };
-    let a = tokio::time::timeout(LOOKUP_TIMEOUT, resolver.lookup(name.clone(), RecordType::A)).await;
+    let a =
+        tokio::time::timeout(LOOKUP_TIMEOUT, resolver.lookup(name.clone(), RecordType::A)).await;
     let codes: Vec<Ipv4Addr> = match a {
         Err(_) => return Looked::Failed("timed out".into()),
         Ok(Ok(l)) => l

@@ -135,10 +135,10 @@ fn meaning(zone: &str, c: Ipv4Addr) -> String {
             3 => "SBL CSS: Spamhaus snowshoe spam source".into(),
             4..=7 => "XBL: exploited host (CBL: infected, proxy or bot)".into(),
             9 => "DROP: Spamhaus DROP/EDROP, hijacked network".into(),
-            10 => "PBL: end-user range, listed by its ISP (not meant to send mail directly)"
-                .into(),
-            11 => "PBL: end-user range, listed by Spamhaus (not meant to send mail directly)"
-                .into(),
+            10 => "PBL: end-user range, listed by its ISP (not meant to send mail directly)".into(),
+            11 => {
+                "PBL: end-user range, listed by Spamhaus (not meant to send mail directly)".into()
+            }
             _ => format!("Spamhaus listing code {c}"),
         };
     }
@@ -200,7 +200,10 @@ mod tests {
         );
         // RFC 5782 §2.4's example.
         assert_eq!(
-            query_name("2001:db8:1:2:3:4:567:89ab".parse().unwrap(), "ugly.example.com."),
+            query_name(
+                "2001:db8:1:2:3:4:567:89ab".parse().unwrap(),
+                "ugly.example.com."
+            ),
             "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ugly.example.com."
         );
     }

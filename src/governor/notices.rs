@@ -215,7 +215,10 @@ pub fn blocklist_listed(cfg: &Config, l: &crate::model::listings::GatewayListing
         .map(|u| format!("\nLook it up and ask for removal at {u}.\n"))
         .unwrap_or_default();
     Text {
-        subject: format!("Mail gateway: address {} is listed on {}", l.address, l.zone),
+        subject: format!(
+            "Mail gateway: address {} is listed on {}",
+            l.address, l.zone
+        ),
         body: format!(
             "The blocklist watch of the gateway {host} found the gateway's address {addr} \
              listed on {zone}.\n\n  answer: {code} ({meaning})\n  reason given by the list: \

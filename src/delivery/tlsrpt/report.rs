@@ -34,7 +34,10 @@ pub fn parse_record(txts: &[String]) -> Result<Option<Vec<Rua>>, RecordError> {
     let records: Vec<&String> = txts
         .iter()
         .filter(|t| {
-            let rest = t.trim_start().strip_prefix("v=TLSRPTv1").map(str::trim_start);
+            let rest = t
+                .trim_start()
+                .strip_prefix("v=TLSRPTv1")
+                .map(str::trim_start);
             rest.is_some_and(|r| r.is_empty() || r.starts_with(';'))
         })
         .collect();
@@ -67,7 +70,9 @@ pub fn parse_record(txts: &[String]) -> Result<Option<Vec<Rua>>, RecordError> {
         }
     }
     if ruas.is_empty() {
-        return Err(RecordError::Bad(format!("no mailto: or https: rua in {record:?}")));
+        return Err(RecordError::Bad(format!(
+            "no mailto: or https: rua in {record:?}"
+        )));
     }
     Ok(Some(ruas))
 }
@@ -223,7 +228,9 @@ mod tests {
         let r = |t: &[&str]| parse_record(&t.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(r(&["v=spf1 -all"]), Ok(None));
         assert_eq!(
-            r(&["v=TLSRPTv1; rua=mailto:reports@example.com,https://reporting.example.com/v1/tlsrpt"]),
+            r(&[
+                "v=TLSRPTv1; rua=mailto:reports@example.com,https://reporting.example.com/v1/tlsrpt"
+            ]),
             Ok(Some(vec![
                 Rua::Mail("reports@example.com".into()),
                 Rua::Https("https://reporting.example.com/v1/tlsrpt".into())
@@ -234,10 +241,16 @@ mod tests {
             Ok(Some(vec![Rua::Mail("a@example.com".into())]))
         );
         assert_eq!(
-            r(&["v=TLSRPTv1; rua=mailto:a@x.example", "v=TLSRPTv1; rua=mailto:b@x.example"]),
+            r(&[
+                "v=TLSRPTv1; rua=mailto:a@x.example",
+                "v=TLSRPTv1; rua=mailto:b@x.example"
+            ]),
             Err(RecordError::Several)
         );
-        assert!(matches!(r(&["v=TLSRPTv1; rua=ftp://x"]), Err(RecordError::Bad(_))));
+        assert!(matches!(
+            r(&["v=TLSRPTv1; rua=ftp://x"]),
+            Err(RecordError::Bad(_))
+        ));
         // Not a TLSRPTv1 record: "v=TLSRPTv10".
         assert_eq!(r(&["v=TLSRPTv10; rua=mailto:a@x.example"]), Ok(None));
     }
@@ -273,7 +286,10 @@ mod tests {
         let p = &j["policies"][0];
         assert_eq!(p["summary"]["total-successful-session-count"], 1);
         assert_eq!(p["summary"]["total-failure-session-count"], 1);
-        assert_eq!(p["failure-details"][0]["result-type"], "starttls-not-supported");
+        assert_eq!(
+            p["failure-details"][0]["result-type"],
+            "starttls-not-supported"
+        );
         assert_eq!(
             file_name(&who, &c, "u1"),
             "gw.example!example.org!1764547200!1764633600!u1.json.gz"
@@ -295,11 +311,11 @@ mod tests {
         );
         let att = msg.attachment(0).unwrap();
         let mut out = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::GzDecoder::new(att.contents()),
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&out).unwrap(), j);
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(att.contents()), &mut out)
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap(),
+            j
+        );
     }
 }

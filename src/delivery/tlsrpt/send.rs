@@ -105,7 +105,8 @@ async fn send_one(
             Rua::Mail(a) => mail_to.push(a),
             Rua::Https(u) => {
                 tracing::info!(domain, url = %u, "TLS report: https rua not supported; not sent there");
-                sent.not_sent.push(format!("{u}: https reporting not supported"));
+                sent.not_sent
+                    .push(format!("{u}: https reporting not supported"));
             }
         }
     }
@@ -129,12 +130,22 @@ async fn send_one(
         let json = report::report_json(&counts, &who, &report_id);
         let from = cfg.server.postmaster.to_string();
         let msg = report::message(
-            &who, &from, &mail_to, &counts, &report_id, &unique, &json, Utc::now(),
+            &who,
+            &from,
+            &mail_to,
+            &counts,
+            &report_id,
+            &unique,
+            &json,
+            Utc::now(),
         );
         match enqueue(queue, cfg, &mail_to, msg).await {
             Ok(id) => {
                 tracing::info!(domain, day = %counts.day, queue_id = %id, to = ?mail_to, success = counts.success, failure = counts.failure, "TLS report queued");
-                sent.mailed = mail_to.iter().map(|a| (a.clone(), id.to_string())).collect();
+                sent.mailed = mail_to
+                    .iter()
+                    .map(|a| (a.clone(), id.to_string()))
+                    .collect();
             }
             Err(e) => {
                 tracing::error!(domain, error = %e, "cannot queue the TLS report; kept for the next run");
@@ -201,7 +212,11 @@ pub async fn send_due(
 /// UTC (today's, if that is still ahead), plus up to 15 minutes.
 fn until_next_run(send_after: Duration, jitter: Duration) -> Duration {
     let now = Utc::now();
-    let midnight = now.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let midnight = now
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
     let offset = chrono::Duration::from_std(send_after + jitter).unwrap_or_default();
     let mut at = midnight + offset;
     if at <= now {

@@ -143,14 +143,21 @@ mod tests {
         );
         assert_eq!(
             c(
-                &open(true, false, Some("the certificate does not name this server")),
+                &open(
+                    true,
+                    false,
+                    Some("the certificate does not name this server")
+                ),
                 true
             ),
             "certificate-host-mismatch"
         );
         assert_eq!(c(&open(true, true, None), false), "validation-failure");
         let required = ConnError::TlsRequired { reply: None };
-        assert_eq!(c(&Attempt::Failed(&required), true), "starttls-not-supported");
+        assert_eq!(
+            c(&Attempt::Failed(&required), true),
+            "starttls-not-supported"
+        );
         let tls = ConnError::Tls {
             reason: "TLS error: the certificate is not signed by a trusted CA (self-signed or a private CA)".into(),
         };
@@ -159,7 +166,8 @@ mod tests {
             source: std::io::Error::other("refused"),
         };
         assert_eq!(c(&Attempt::Failed(&connect), true), "none");
-        let Some(SessionResult::Failure(f)) = classify(&open(false, false, None), "mx.example.org.", true, addr())
+        let Some(SessionResult::Failure(f)) =
+            classify(&open(false, false, None), "mx.example.org.", true, addr())
         else {
             panic!()
         };
