@@ -43,7 +43,7 @@ impl LocalStore {
             }
             Ok(out)
         })?;
-        out.sort_by(|a, b| a.listed_at.cmp(&b.listed_at));
+        out.sort_by_key(|a| a.listed_at);
         Ok(out)
     }
 
