@@ -292,7 +292,7 @@ mod tests {
         );
         assert_eq!(
             file_name(&who, &c, "u1"),
-            "gw.example!example.org!1764547200!1764633600!u1.json.gz"
+            "gw.example!example.org!1796083200!1796169600!u1.json.gz"
         );
         let raw = message(
             &who,
