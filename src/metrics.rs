@@ -234,6 +234,12 @@ pub fn set_gateway_listed(address: &str, zone: &str, listed: bool) {
     GATEWAY_LISTED.get_or_create(&labels).set(i64::from(listed));
 }
 
+/// Drops the `ugem_gateway_listed` series of a pair no longer watched.
+pub fn forget_gateway_listed(address: &str, zone: &str) {
+    let labels = [("address", address.to_string()), ("zone", zone.to_string())];
+    GATEWAY_LISTED.remove(&labels);
+}
+
 /// Label sets of `ugem_gateway_listed` made so far.
 static GATEWAY_LISTED_VALUES: AtomicUsize = AtomicUsize::new(0);
 

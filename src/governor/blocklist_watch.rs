@@ -82,9 +82,20 @@ impl Governor {
             .unwrap_or_else(|e| Err(crate::store::StoreError::Backend(e.to_string())));
         match open {
             Ok(open) => {
+                let cfg = self.cfg();
                 let mut w = self.blocklists.lock().unwrap_or_else(|p| p.into_inner());
                 for l in open {
-                    crate::metrics::set_gateway_listed(&l.address.to_string(), &l.zone, true);
+                    let watched = cfg.dnsbl.enabled
+                        && cfg.dnsbl.zones.iter().any(|z| z.as_str() == l.zone)
+                        && cfg
+                            .registration
+                            .gateway_addresses
+                            .iter()
+                            .any(|a| crate::policy::canonical_ip(*a) == l.address);
+                    // Listed as far as anyone knows, until a round says otherwise.
+                    if watched {
+                        crate::metrics::set_gateway_listed(&l.address.to_string(), &l.zone, true);
+                    }
                     w.open.insert((l.address, l.zone.clone()), l);
                 }
             }
@@ -120,6 +131,18 @@ impl Governor {
             .iter()
             .map(|ip| crate::policy::canonical_ip(*ip))
             .collect();
+        // Pairs no longer configured leave the status and the metric (an
+        // open listing's record stays as it was: nobody looks any more).
+        {
+            let mut w = self.blocklists.lock().unwrap_or_else(|p| p.into_inner());
+            w.checked.retain(|(a, z), _| {
+                let keep = addresses.contains(a) && cfg.dnsbl.zones.iter().any(|x| x.as_str() == z);
+                if !keep {
+                    crate::metrics::forget_gateway_listed(&a.to_string(), z);
+                }
+                keep
+            });
+        }
         for address in &addresses {
             for zone in &cfg.dnsbl.zones {
                 let looked = look_up(resolver, *address, zone.as_str()).await;
