@@ -63,6 +63,9 @@ pub enum Verb {
     /// MTA-STS policies in force for recipient domains.
     #[command(subcommand, name = "mta-sts")]
     MtaSts(MtaStsCmd),
+    /// SMTP TLS reports (RFC 8460): send a day's reports now.
+    #[command(subcommand)]
+    Tlsrpt(TlsRptCmd),
     /// The postmaster's local mailbox (server.postmaster_mailbox): alarms,
     /// notices and mail for the postmaster when no mail server takes it.
     #[command(subcommand)]
@@ -377,6 +380,17 @@ pub enum RecipientCmd {
 pub enum MtaStsCmd {
     /// The cached policies: domain, mode, MX patterns, expiry.
     List,
+}
+
+/// `ugem tlsrpt ...`
+#[derive(Subcommand, Debug)]
+pub enum TlsRptCmd {
+    /// Send the TLS reports of a UTC day now, as the daily run does.
+    Send {
+        /// The day (YYYY-MM-DD); default yesterday.
+        #[arg(long)]
+        day: Option<String>,
+    },
 }
 
 /// `ugem suspension ...`
@@ -758,6 +772,13 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             ],
         ),
         Verb::Reload => Output::Record(c.post("/api/v1/reload", &json!({}))?),
+        Verb::Tlsrpt(TlsRptCmd::Send { day }) => {
+            let body = match day {
+                Some(d) => json!({ "day": d }),
+                None => json!({}),
+            };
+            Output::Record(c.post("/api/v1/tlsrpt/send", &body)?)
+        }
         Verb::Audit { limit } => Output::Table(
             c.get(&format!("/api/v1/audit?limit={limit}"))?,
             &[

@@ -82,13 +82,13 @@ fn listed_metric(gw: &Gateway, zone: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The governor status's look-up of `zone`.
+/// The governor status's look-up of [`ADDRESS`] on `zone`.
 fn checked(gw: &Gateway, zone: &str) -> Value {
     api(gw, "/api/v1/governor")["blocklists"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["zone"] == zone)
+        .find(|c| c["zone"] == zone && c["address"] == ADDRESS)
         .cloned()
         .unwrap_or(Value::Null)
 }
@@ -120,7 +120,7 @@ fn a_listing_and_its_end_alarm_once_each_and_a_refused_query_is_no_listing() {
     let postmaster = FakeMx::start(Behaviour::accept());
     let (hook, hooks) = webhook_receiver();
     let mut gw = Gateway::start(&format!(
-        "[registration]\ngateway_addresses = [\"{ADDRESS}\"]\n\
+        "[registration]\ngateway_addresses = [\"{ADDRESS}\", \"2001:db8::25\"]\n\
          [dnsbl]\nzones = [\"zen.spamhaus.org\", \"bl.spamcop.net\"]\ninterval = \"1s\"\n\
          [governor]\nwebhooks = [\"{hook}\"]\n\
          [delivery]\nnameservers = {}\nmin_backoff = \"1s\"\n\
@@ -164,6 +164,7 @@ fn a_listing_and_its_end_alarm_once_each_and_a_refused_query_is_no_listing() {
     assert_eq!(zen["state"], "listed", "{zen}");
     assert_eq!(zen["code"], "127.0.0.2", "{zen}");
     assert!(zen["listed_since"].is_string(), "{zen}");
+    assert!(wait_for(10, || checked(&gw, "bl.spamcop.net").is_object()));
     let spamcop = checked(&gw, "bl.spamcop.net");
     assert_eq!(spamcop["state"], "query refused", "{spamcop}");
     assert!(
@@ -173,6 +174,28 @@ fn a_listing_and_its_end_alarm_once_each_and_a_refused_query_is_no_listing() {
             .contains("public or open resolver"),
         "{spamcop}"
     );
+    // The IPv6 address is looked up by its nibbles, and is not listed.
+    let v6 = || -> Vec<Value> {
+        api(&gw, "/api/v1/governor")["blocklists"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["address"] == "2001:db8::25")
+            .cloned()
+            .collect()
+    };
+    assert!(wait_for(10, || v6().len() == 2), "{:?}", v6());
+    assert!(
+        v6().iter().all(|c| c["state"] == "not listed"),
+        "{:?}",
+        v6()
+    );
+    let text = http(gw.admin, "GET", "/metrics", None, None).1;
+    let v6_zero = text
+        .lines()
+        .filter(|l| l.contains("address=\"2001:db8::25\"") && l.ends_with(" 0"))
+        .count();
+    assert_eq!(v6_zero, 2, "{text}");
     let shown = gw.cli_ok(&["governor"]);
     assert!(shown.contains("zen.spamhaus.org"), "{shown}");
     assert!(shown.contains("query refused"), "{shown}");
