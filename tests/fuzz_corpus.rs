@@ -76,3 +76,8 @@ fn mta_sts_corpus() {
 fn classify_corpus() {
     replay("classify", ugem::governor::classify::fuzzing::check);
 }
+
+#[test]
+fn tlsrpt_corpus() {
+    replay("tlsrpt", ugem::delivery::tlsrpt::report::fuzzing::check);
+}

@@ -218,6 +218,29 @@ pub fn message(
     m.into_bytes()
 }
 
+/// The record parser's invariants, for the fuzz target `tlsrpt` and
+/// tests/fuzz_corpus.rs.
+pub mod fuzzing {
+    use super::*;
+
+    /// Never panics; what it accepts is a usable address or an https URL.
+    pub fn check(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let records: Vec<String> = text.split('\n').map(str::to_string).collect();
+        if let Ok(Some(ruas)) = parse_record(&records) {
+            assert!(!ruas.is_empty());
+            for r in ruas {
+                match r {
+                    Rua::Mail(a) => {
+                        assert!(a.contains('@') && !a.contains(['<', '>', ' ', ',']), "{a}")
+                    }
+                    Rua::Https(u) => assert!(u.to_ascii_lowercase().starts_with("https://")),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
