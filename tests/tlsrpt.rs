@@ -1,9 +1,9 @@
 //! TLS reporting (RFC 8460), end to end: the real binary delivers to MX
 //! hosts under MTA-STS policies (one with verified STARTTLS, one without
-//! STARTTLS under `enforce`, the same under `testing`), staff send the
-//! day's reports, and each arrives at the `rua` address's MX as a
-//! multipart/report with the gzipped JSON, whose counts and failure types
-//! are those sessions'.
+//! STARTTLS under `enforce`, the same under `testing`), restarts (the
+//! counts are kept), staff send the day's reports, and each arrives at the
+//! `rua` address's MX as a multipart/report with the gzipped JSON, whose
+//! counts and failure types are those sessions'.
 
 mod common;
 
@@ -203,6 +203,11 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
         "{:?}",
         queue(&gw)
     );
+
+    // The counts are in the store: a restart keeps them.
+    let mut gw = gw;
+    assert_eq!(gw.terminate().code(), Some(0));
+    gw.spawn();
 
     // Staff send today's reports now (audited).
     let today = chrono::Utc::now().date_naive().to_string();
