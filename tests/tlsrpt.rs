@@ -96,6 +96,7 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
         "mta-sts.good.example",
         "mta-sts.notls.example",
         "mta-sts.trial.example",
+        "mta-sts.broken.example",
     ]);
     // One port for every MX (delivery.mx_port), on three loopback addresses.
     let secure = FakeMx::start(Behaviour::starttls(pki.server.clone()));
@@ -124,6 +125,11 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
                 "mta-sts.trial.example",
                 policy("testing", "mx.notls.example"),
             ),
+            // Not a policy: "mode" has no such value.
+            (
+                "mta-sts.broken.example",
+                "version: STSv1\r\nmode: bogus\r\nmax_age: 86400\r\n".into(),
+            ),
         ],
     );
     let ip = |s: &str| Rec::A(s.parse().unwrap());
@@ -147,6 +153,10 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
         ("_mta-sts.trial.example", Rec::Txt("v=STSv1; id=1;")),
         ("mta-sts.trial.example", ip("127.0.0.1")),
         ("_smtp._tls.trial.example", Rec::Txt(RUA)),
+        ("broken.example", Rec::Mx(10, "mx.notls.example")),
+        ("_mta-sts.broken.example", Rec::Txt("v=STSv1; id=1;")),
+        ("mta-sts.broken.example", ip("127.0.0.1")),
+        ("_smtp._tls.broken.example", Rec::Txt(RUA)),
         ("reports.example", Rec::Mx(10, "mx.reports.example")),
         ("mx.reports.example", ip("127.0.0.4")),
     ]);
@@ -174,7 +184,12 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
     let mut s = Smtp::greeted(gw.smtp);
     let r = s.send_mail(
         "clerk@agency.example.kz",
-        &["a@good.example", "b@notls.example", "c@trial.example"],
+        &[
+            "a@good.example",
+            "b@notls.example",
+            "c@trial.example",
+            "d@broken.example",
+        ],
         "Subject: tls\r\n\r\nhello\r\n",
     );
     assert_eq!(r.code, 250, "{r:?}");
@@ -188,9 +203,18 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
         gw.log_text()
     );
     assert!(secure.messages()[0].tls);
-    assert!(plain.wait_for_messages(1, Duration::from_secs(30)));
-    assert_eq!(plain.messages()[0].recipients, ["c@trial.example"]);
-    assert!(!plain.messages()[0].tls);
+    // broken.example has no usable policy: delivered as if it had none.
+    assert!(plain.wait_for_messages(2, Duration::from_secs(30)));
+    let mut to_plain: Vec<String> = plain
+        .messages()
+        .iter()
+        .map(|m| {
+            assert!(!m.tls);
+            m.recipients.join(",")
+        })
+        .collect();
+    to_plain.sort();
+    assert_eq!(to_plain, ["c@trial.example", "d@broken.example"]);
     assert!(
         wait_for(20, || queue(&gw).iter().any(|e| {
             e["attempts"].as_u64() >= Some(2)
@@ -221,7 +245,7 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
     assert_eq!(st, 200, "{body}");
     let sent: Value = serde_json::from_str(&body).unwrap();
     let rows = sent["reports"].as_array().unwrap();
-    assert_eq!(rows.len(), 3, "{sent}");
+    assert_eq!(rows.len(), 4, "{sent}");
     for r in rows {
         assert_eq!(r["mailed"][0][0], "tlsrpt@reports.example", "{sent}");
     }
@@ -238,7 +262,7 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
     );
 
     assert!(
-        reports.wait_for_messages(3, Duration::from_secs(30)),
+        reports.wait_for_messages(4, Duration::from_secs(30)),
         "log:\n{}",
         gw.log_text()
     );
@@ -250,7 +274,7 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
             report_of(&m.body)
         })
         .collect();
-    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
     for (domain, v) in &got {
         assert_eq!(v["organization-name"], "Test Gateway");
         assert_eq!(v["contact-info"], "tls@gw.test.example");
@@ -294,6 +318,28 @@ fn sessions_under_mta_sts_policies_are_reported_to_the_rua_address() {
     assert_eq!(
         got["trial.example"]["policies"][0]["failure-details"][0]["result-type"],
         "starttls-not-supported"
+    );
+
+    // A policy that could not be had: the session counts as that failure.
+    assert_eq!(
+        summary("broken.example"),
+        (0, 1),
+        "{}",
+        got["broken.example"]
+    );
+    let broken = &got["broken.example"]["policies"][0];
+    assert!(
+        broken["policy"]["policy-string"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let d = &broken["failure-details"][0];
+    assert_eq!(d["result-type"], "sts-policy-invalid", "{broken}");
+    assert_eq!(d["receiving-mx-hostname"], "mx.notls.example");
+    assert!(
+        d["failure-reason-code"].as_str().unwrap().contains("mode"),
+        "{broken}"
     );
 
     // Sent counts are forgotten (the CLI sends the same way); the calls

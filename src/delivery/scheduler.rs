@@ -710,7 +710,7 @@ impl Scheduler {
         for t in targets.iter() {
             let opened = Connection::open_as(&t.into(), &self.settings, tls).await;
             clock.set_up();
-            self.count_tls_session(sts.as_ref(), tls, t, &opened);
+            self.count_tls_session(&g.route, sts.as_ref(), tls, t, &opened);
             let mut conn = match opened {
                 Ok(c) => c,
                 Err(e) => {
@@ -752,13 +752,32 @@ impl Scheduler {
     /// policy applied and `[tlsrpt]` is on.
     fn count_tls_session(
         &self,
+        route: &Route,
         sts: Option<&(&Domain, Arc<super::mta_sts::Policy>)>,
         tls: TlsPolicy,
         t: &super::route::Target,
         opened: &Result<Connection, ConnError>,
     ) {
-        use super::tlsrpt::session::{Attempt, classify, sts_policy};
-        let (Some((d, p)), Some(m)) = (sts, &self.mta_sts) else {
+        use super::tlsrpt::session::{
+            Attempt, classify, policy_failure, sts_policy, unfetched_policy,
+        };
+        let Some(m) = &self.mta_sts else {
+            return;
+        };
+        let Some((d, p)) = sts else {
+            // A domain whose record names a policy that could not be had:
+            // each session that reached the MX counts as that failure.
+            let reached = match opened {
+                Ok(_) => true,
+                Err(e) => matches!(e, ConnError::TlsRequired { .. } | ConnError::Tls { .. }),
+            };
+            if let (Route::Mx(d), Some(store), true) = (route, m.store(), reached)
+                && self.cfg.current().tlsrpt.enabled
+                && let Some((kind, why)) = m.policy_failure(d)
+            {
+                let r = policy_failure(kind, &why, &t.host, t.addr);
+                super::tlsrpt::count(store, unfetched_policy(d.as_str()), r);
+            }
             return;
         };
         // With `tls = "none"` a testing policy's sessions never try TLS:

@@ -89,6 +89,47 @@ pub fn classify(
     }
 }
 
+/// The RFC 8460 §4.3.2.2 result type of a policy that could not be had.
+pub fn fetch_failure_type(e: &crate::delivery::mta_sts::FetchError) -> &'static str {
+    use crate::delivery::mta_sts::{FetchError, PolicyError};
+    match e {
+        FetchError::Certificate(_) => "sts-webpki-invalid",
+        FetchError::Policy(PolicyError::Policy(_)) => "sts-policy-invalid",
+        FetchError::Policy(_)
+        | FetchError::Io(_)
+        | FetchError::Resolve(_)
+        | FetchError::Timeout => "sts-policy-fetch-error",
+    }
+}
+
+/// The report's view of a domain whose MTA-STS policy could not be had:
+/// type `sts`, no policy lines.
+pub fn unfetched_policy(domain: &str) -> ReportPolicy {
+    ReportPolicy {
+        policy_type: "sts".into(),
+        policy_string: Vec::new(),
+        policy_domain: domain.to_string(),
+        mx_host: Vec::new(),
+    }
+}
+
+/// A session to `mx_host` at `addr` under a policy that could not be had.
+pub fn policy_failure(
+    result_type: &str,
+    why: &str,
+    mx_host: &str,
+    addr: SocketAddr,
+) -> SessionResult {
+    SessionResult::Failure(FailureDetail {
+        result_type: result_type.into(),
+        sending_mta_ip: None,
+        receiving_mx_hostname: mx_host.trim_end_matches('.').to_string(),
+        receiving_ip: Some(addr.ip().to_string()),
+        failed_session_count: 1,
+        additional_information: Some(why.to_string()),
+    })
+}
+
 /// The RFC 8460 §4.3.2 result type of a certificate problem, from the
 /// client's own words for it (`delivery::client::tls`).
 pub fn certificate_result_type(problem: &str) -> &'static str {
@@ -173,6 +214,29 @@ mod tests {
         };
         assert_eq!(f.receiving_mx_hostname, "mx.example.org");
         assert_eq!(f.receiving_ip.as_deref(), Some("192.0.2.1"));
+    }
+
+    #[test]
+    fn policy_failures_have_their_result_types() {
+        use crate::delivery::mta_sts::{FetchError, PolicyError};
+        let t = fetch_failure_type;
+        assert_eq!(t(&FetchError::Timeout), "sts-policy-fetch-error");
+        assert_eq!(
+            t(&FetchError::Io("refused".into())),
+            "sts-policy-fetch-error"
+        );
+        assert_eq!(
+            t(&FetchError::Policy(PolicyError::Response("404".into()))),
+            "sts-policy-fetch-error"
+        );
+        assert_eq!(
+            t(&FetchError::Policy(PolicyError::Policy("no mode".into()))),
+            "sts-policy-invalid"
+        );
+        assert_eq!(
+            t(&FetchError::Certificate("UnknownIssuer".into())),
+            "sts-webpki-invalid"
+        );
     }
 
     #[test]
