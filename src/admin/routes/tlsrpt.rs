@@ -26,15 +26,16 @@ pub(super) async fn send_reports(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let yesterday = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
-    let day = body
-        .or_default::<SendBody>()
+    // A malformed body is audited as the call's error, like any other.
+    let parsed = body.or_default::<SendBody>();
+    let day = parsed
+        .as_ref()
         .ok()
         .and_then(|b| b.day)
         .unwrap_or(yesterday);
     let st2 = st.clone();
     audited(&st, &who, format!("day {day}"), |_| async move {
-        let b = body.or_default::<SendBody>()?;
-        let day = b.day.unwrap_or(yesterday);
+        parsed?;
         let cfg = st2.live.current();
         if !cfg.tlsrpt.enabled {
             return Err(ApiError {
