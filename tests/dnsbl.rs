@@ -121,7 +121,7 @@ fn a_listing_and_its_end_alarm_once_each_and_a_refused_query_is_no_listing() {
     let (hook, hooks) = webhook_receiver();
     let mut gw = Gateway::start(&format!(
         "[registration]\ngateway_addresses = [\"{ADDRESS}\", \"2001:db8::25\"]\n\
-         [dnsbl]\nzones = [\"zen.spamhaus.org\", \"bl.spamcop.net\"]\ninterval = \"1s\"\n\
+         [dnsbl]\nenabled = true\nzones = [\"zen.spamhaus.org\", \"bl.spamcop.net\"]\ninterval = \"1s\"\n\
          [governor]\nwebhooks = [\"{hook}\"]\n\
          [delivery]\nnameservers = {}\nmin_backoff = \"1s\"\n\
          [delivery.routes]\n\"gw.test.example\" = \"{}\"\n",

@@ -78,6 +78,11 @@ tls = "none"
 [delivery.routes]
 "*" = "127.0.0.1:9"
 
+# No blocklist look-ups on the internet from tests that set
+# registration.gateway_addresses; tests/dnsbl.rs turns the watch on.
+[dnsbl]
+enabled = false
+
 [admin]
 listen = "127.0.0.1:0"
 tokens = [
