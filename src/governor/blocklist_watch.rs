@@ -158,6 +158,7 @@ impl Governor {
         let k = (address, zone.to_string());
         let (label_address, label_zone) = (address.to_string(), zone.to_string());
         let mut changed: Option<(GatewayListing, bool)> = None;
+        let mut refused: Option<String> = None;
         {
             let mut w = self.blocklists.lock().unwrap_or_else(|p| p.into_inner());
             let open = w.open.get(&k).cloned();
@@ -215,9 +216,13 @@ impl Governor {
             }
             let was = w.checked.insert(k, checked.clone());
             match &looked {
-                Looked::Answer(Answer::Refused { .. }, _) | Looked::Failed(_)
+                Looked::Answer(Answer::Refused { meaning, .. }, _)
                     if was.as_ref().is_none_or(|c| c.state != checked.state) =>
                 {
+                    tracing::warn!(address = %address, zone, state = %checked.state, detail = %meaning, "blocklist look-up gave no answer about the address");
+                    refused = Some(meaning.clone());
+                }
+                Looked::Failed(_) if was.as_ref().is_none_or(|c| c.state != checked.state) => {
                     tracing::warn!(address = %address, zone, state = %checked.state, detail = ?checked.meaning, "blocklist look-up gave no answer about the address");
                 }
                 _ => {}
@@ -234,6 +239,15 @@ impl Governor {
         }
         if let Some((l, listed)) = changed {
             self.listing_changed(l, listed).await;
+        }
+        if let Some(why) = refused {
+            // The watch is blind on this list until the set-up is fixed:
+            // the postmaster hears of it once a day per list.
+            let cfg = self.cfg();
+            let text = super::notices::blocklist_refused(&cfg, zone, &why);
+            let day = now.format("%Y-%m-%d");
+            self.notify(None, &format!("dnsbl-refused|{zone}|{day}"), text)
+                .await;
         }
     }
 

@@ -319,7 +319,7 @@ impl Governor {
 
     /// Queues a notice to the postmaster and, with a domain, its contacts;
     /// at most once per `dedup` key.
-    async fn notify(
+    pub(super) async fn notify(
         &self,
         domain: Option<&Domain>,
         dedup: &str,

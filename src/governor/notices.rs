@@ -263,3 +263,22 @@ pub fn blocklist_delisted(cfg: &Config, l: &crate::model::listings::GatewayListi
         ),
     }
 }
+
+/// A blocklist refuses the watch's queries (public resolver, no
+/// registration, too many queries): for the postmaster, once a day per list.
+pub fn blocklist_refused(cfg: &Config, zone: &str, why: &str) -> Text {
+    Text {
+        subject: format!("Mail gateway: blocklist {zone} refuses the gateway's queries"),
+        body: format!(
+            "The blocklist watch of the gateway {host} cannot tell whether the gateway's \
+             addresses are listed on {zone}: {why}.\n\n\
+             Queries must come from a resolver of your own (delivery.nameservers), not a \
+             public one; some lists also need the resolver's address registered (Barracuda) \
+             or a key (Spamhaus DQS). See the README, \"The gateway on blocklists\". \
+             `ugem governor` shows each list's state. This notice is sent at most once a \
+             day per list.\n{footer}",
+            host = cfg.server.hostname,
+            footer = footer(cfg),
+        ),
+    }
+}
