@@ -66,7 +66,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 UGEM_ADMIN_TOKEN=$TOKEN "$BIN" --admin "http://$ADMIN_ADDR" domain add agency.example \
-  --server 127.0.0.1 --contact it@agency.example >/dev/null
+  --server 127.0.0.1 --contact it@agency.example --reason bench >/dev/null
 kill -TERM "$pid"
 wait "$pid" || true
 exec "$BIN" serve --config "$DIR/ugem.toml"

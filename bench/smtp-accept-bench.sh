@@ -381,7 +381,7 @@ start_ugem() { # a fresh data dir: empty queue and store
   fi
   local i ok=0
   for ((i = 0; i < 20; i++)); do
-    if ugem_cli domain add agency.example --server 127.0.0.1 --contact it@agency.example \
+    if ugem_cli domain add agency.example --server 127.0.0.1 --contact it@agency.example --reason bench \
       >>"$WORK/ugem.log" 2>&1; then
       ok=1
       break

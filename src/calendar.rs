@@ -13,72 +13,256 @@
 //!   paragraph 3) makes days off.
 //! - Weekend days that such a decree makes working days go in `working_days`.
 //!
-//! The shipped lists cover 2026 and 2027 (sources: the law above, the Labour
-//! Code, the holiday calendar published on egov.kz for 2026; the Kurban Ait
-//! dates follow the Islamic calendar as announced by the Spiritual
-//! Administration of Muslims of Kazakhstan). Holiday laws, religious dates
-//! and transfer decrees change every year: the operator must review
-//! `[registration]` yearly and add the next year's dates. The gateway warns
-//! when a year has no holidays configured.
+//! The shipped calendar is data, not code: `data/calendar/kz.toml`, embedded
+//! as [`KZ_DEFAULT`] and parsed by [`CalendarData::parse`], lists per year the
+//! holidays (with names), fixed days off, transferred working days and the
+//! sources they were checked against. It covers 2026 and 2027. In 2026
+//! Constitution Day moved from 30 August to 15 March, the day of the 2026
+//! constitutional referendum, celebrated from 2027 (Qazinform, 12 Feb 2026,
+//! https://qazinform.com/news/kazakhstan-may-change-date-of-constitution-day-0a2f07;
+//! Taspanews, 18 Mar 2026, quoting the Ministry of Labour,
+//! https://taspanews.kz/novosti-kazakhstana/v-etom-godu-u-kazakhstantsev-ne-budet-odnogo-vykhodnogo-795514517615):
+//! so 30 and 31 August 2026 are working days again. Holiday laws, religious
+//! dates and transfer decrees change every year: the operator reviews the
+//! file yearly (`[registration] calendar` points at their own copy); the
+//! gateway warns when the current year, or from 1 December the next one, has
+//! no days off listed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Datelike, NaiveDate, Weekday};
+use serde::{Deserialize, Serialize};
 
-/// Public holidays of Kazakhstan that move off weekends (year, month, day).
-const KZ_HOLIDAYS: &[(i32, u32, u32)] = &[
-    // 2026
-    (2026, 1, 1), // New Year
-    (2026, 1, 2),
-    (2026, 3, 8),  // International Women's Day (Sunday: Monday 9 March off)
-    (2026, 3, 21), // Nauryz (21 and 22 fall on the weekend: 24 and 25 off)
-    (2026, 3, 22),
-    (2026, 3, 23),
-    (2026, 5, 1),   // Unity Day of the people of Kazakhstan
-    (2026, 5, 7),   // Defender of the Fatherland Day
-    (2026, 5, 9),   // Victory Day (Saturday: Monday 11 May off)
-    (2026, 7, 6),   // Capital Day
-    (2026, 8, 30),  // Constitution Day (Sunday: Monday 31 August off)
-    (2026, 10, 25), // Republic Day (Sunday: Monday 26 October off)
-    (2026, 12, 16), // Independence Day
-    // 2027
-    (2027, 1, 1),
-    (2027, 1, 2), // Saturday: Monday 4 January off
-    (2027, 3, 8),
-    (2027, 3, 21), // Sunday: Wednesday 24 March off
-    (2027, 3, 22),
-    (2027, 3, 23),
-    (2027, 5, 1), // Saturday: Monday 3 May off
-    (2027, 5, 7),
-    (2027, 5, 9), // Sunday: Monday 10 May off
-    (2027, 7, 6),
-    (2027, 8, 30),
-    (2027, 10, 25),
-    (2027, 12, 16),
-];
+/// The shipped calendar file (Kazakhstan, 2026 and 2027).
+pub const KZ_DEFAULT: &str = include_str!("../data/calendar/kz.toml");
 
-/// Religious holidays of Kazakhstan: days off that do not move.
-const KZ_DAYS_OFF: &[(i32, u32, u32)] = &[
-    (2026, 1, 7),  // Orthodox Christmas
-    (2026, 5, 27), // Kurban Ait, first day
-    (2027, 1, 7),
-    (2027, 5, 16), // Kurban Ait, first day (a Sunday: no extra day off)
-];
+/// Why a calendar file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CalendarError(pub String);
 
-fn dates(list: &[(i32, u32, u32)]) -> Vec<NaiveDate> {
-    list.iter()
-        .filter_map(|&(y, m, d)| NaiveDate::from_ymd_opt(y, m, d))
+/// A date with what makes it special.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedDay {
+    /// The date.
+    #[serde(with = "toml_date")]
+    pub date: NaiveDate,
+    /// Its name ("Victory Day", "transfer decree of ...").
+    #[serde(default)]
+    pub name: String,
+}
+
+/// Where a year's dates come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// law | decree | calendar | news: what kind of source.
+    pub kind: String,
+    /// Its title, number and date.
+    pub title: String,
+    /// Where to read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When the dates were last checked against it.
+    #[serde(
+        default,
+        with = "toml_date_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub checked: Option<NaiveDate>,
+}
+
+/// One year of the calendar file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YearData {
+    /// Public holidays: one on a weekend makes the next working day off.
+    #[serde(default)]
+    pub holidays: Vec<NamedDay>,
+    /// Days off that never move: religious holidays, transferred days off.
+    #[serde(default)]
+    pub days_off: Vec<NamedDay>,
+    /// Saturdays and Sundays made working days by a transfer decree.
+    #[serde(default)]
+    pub working_days: Vec<NamedDay>,
+    /// Where the dates come from.
+    #[serde(default)]
+    pub sources: Vec<Source>,
+}
+
+/// A calendar file: days off and working days per year, with sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarData {
+    /// Whose calendar (ISO country code).
+    #[serde(default)]
+    pub country: String,
+    /// The years, by number.
+    #[serde(default)]
+    pub years: BTreeMap<i32, YearData>,
+}
+
+impl CalendarData {
+    /// Parses and checks a calendar file: every date in its year, working
+    /// days only on weekends and not also days off.
+    pub fn parse(text: &str) -> Result<CalendarData, CalendarError> {
+        let data: CalendarData = toml::from_str(text).map_err(|e| CalendarError(e.to_string()))?;
+        for (year, y) in &data.years {
+            let lists = [
+                ("holidays", &y.holidays),
+                ("days_off", &y.days_off),
+                ("working_days", &y.working_days),
+            ];
+            for (list, days) in lists {
+                if let Some(d) = days.iter().find(|d| d.date.year() != *year) {
+                    return Err(CalendarError(format!(
+                        "years.{year}.{list}: {} is not in {year}",
+                        d.date
+                    )));
+                }
+            }
+            for d in &y.working_days {
+                if !is_weekend(d.date) {
+                    return Err(CalendarError(format!(
+                        "years.{year}.working_days: {} is a {}: only Saturdays and Sundays can be made working days",
+                        d.date,
+                        d.date.weekday()
+                    )));
+                }
+                if y.holidays
+                    .iter()
+                    .chain(&y.days_off)
+                    .any(|o| o.date == d.date)
+                {
+                    return Err(CalendarError(format!(
+                        "years.{year}.working_days: {} is also a holiday or day off",
+                        d.date
+                    )));
+                }
+            }
+        }
+        Ok(data)
+    }
+
+    /// The shipped calendar: Kazakhstan, 2026 and 2027.
+    pub fn kazakhstan() -> CalendarData {
+        CalendarData::parse(KZ_DEFAULT).expect("the shipped calendar parses")
+    }
+
+    fn all(&self, pick: fn(&YearData) -> &Vec<NamedDay>) -> Vec<NamedDay> {
+        self.years.values().flat_map(|y| pick(y).clone()).collect()
+    }
+}
+
+/// TOML dates (`2026-01-01`, bare or quoted) as `NaiveDate`.
+mod toml_date {
+    use chrono::NaiveDate;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+        let v = toml::Value::deserialize(d)?;
+        let text = match &v {
+            toml::Value::Datetime(dt) if dt.time.is_none() && dt.offset.is_none() => dt.to_string(),
+            toml::Value::String(s) => s.clone(),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "`{other}` is not a date like 2026-01-01"
+                )));
+            }
+        };
+        text.parse().map_err(|_| {
+            serde::de::Error::custom(format!("`{text}` is not a date like 2026-01-01"))
+        })
+    }
+
+    pub fn serialize<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(d)
+    }
+}
+
+/// An optional TOML date.
+mod toml_date_opt {
+    use chrono::NaiveDate;
+    use serde::{Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+        super::toml_date::deserialize(d).map(Some)
+    }
+
+    pub fn serialize<S: Serializer>(d: &Option<NaiveDate>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.collect_str(d),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// The shipped holidays: Kazakhstan, 2026 and 2027.
+pub fn kazakhstan_holidays() -> Vec<NaiveDate> {
+    CalendarData::kazakhstan()
+        .all(|y| &y.holidays)
+        .into_iter()
+        .map(|d| d.date)
         .collect()
 }
 
-/// The shipped default `holidays`: Kazakhstan, 2026 and 2027.
-pub fn kazakhstan_holidays() -> Vec<NaiveDate> {
-    dates(KZ_HOLIDAYS)
+/// The shipped fixed days off: Kazakhstan's religious holidays, 2026 and 2027.
+pub fn kazakhstan_days_off() -> Vec<NaiveDate> {
+    CalendarData::kazakhstan()
+        .all(|y| &y.days_off)
+        .into_iter()
+        .map(|d| d.date)
+        .collect()
 }
 
-/// The shipped default `days_off`: Kazakhstan's religious holidays, 2026 and 2027.
-pub fn kazakhstan_days_off() -> Vec<NaiveDate> {
-    dates(KZ_DAYS_OFF)
+/// Why a day is not a working day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum DayOff {
+    /// An ordinary Saturday or Sunday.
+    Weekend,
+    /// A public holiday.
+    Holiday {
+        /// Its name.
+        name: String,
+    },
+    /// The working day a weekend holiday moved to.
+    MovedHoliday {
+        /// The holiday's name.
+        name: String,
+        /// The holiday's own date.
+        from: NaiveDate,
+    },
+    /// A day off that does not move (religious holiday, transfer decree).
+    DayOff {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// A day that a deadline count skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedDay {
+    /// The date.
+    pub date: NaiveDate,
+    /// Mon, Tue, ...
+    pub weekday: String,
+    /// Why it is not a working day.
+    #[serde(flatten)]
+    pub why: DayOff,
+}
+
+impl SkippedDay {
+    /// One line: `2026-03-09 Mon: moved holiday (International Women's Day, 2026-03-08)`.
+    pub fn describe(&self) -> String {
+        let why = match &self.why {
+            DayOff::Weekend => "weekend".to_string(),
+            DayOff::Holiday { name } => format!("holiday ({name})"),
+            DayOff::MovedHoliday { name, from } => format!("day off for {name} of {from}"),
+            DayOff::DayOff { name } => format!("day off ({name})"),
+        };
+        format!("{} {}: {why}", self.date, self.weekday)
+    }
 }
 
 fn is_weekend(d: NaiveDate) -> bool {
@@ -88,30 +272,98 @@ fn is_weekend(d: NaiveDate) -> bool {
 /// Which days are working days.
 #[derive(Debug, Clone, Default)]
 pub struct Calendar {
-    /// Every day off other than an ordinary weekend: holidays, the days they
-    /// moved to, and fixed days off.
-    off: BTreeSet<NaiveDate>,
+    /// Every day off other than an ordinary weekend (holidays, the days they
+    /// moved to, and fixed days off), with why.
+    off: BTreeMap<NaiveDate, DayOff>,
     /// Weekend days that are working days.
     working: BTreeSet<NaiveDate>,
     /// Years for which at least one holiday is configured.
     years: BTreeSet<i32>,
 }
 
+fn unnamed(dates: &[NaiveDate]) -> Vec<NamedDay> {
+    dates
+        .iter()
+        .map(|&date| NamedDay {
+            date,
+            name: String::new(),
+        })
+        .collect()
+}
+
 impl Calendar {
     /// Builds a calendar from moving holidays, fixed days off and weekend
     /// working days. A date that is both a day off and a working day is a day off.
     pub fn new(holidays: &[NaiveDate], days_off: &[NaiveDate], working_days: &[NaiveDate]) -> Self {
-        let mut cal = Calendar {
-            off: holidays.iter().chain(days_off).copied().collect(),
-            working: working_days.iter().copied().collect(),
-            years: holidays.iter().chain(days_off).map(|d| d.year()).collect(),
+        Calendar::named(&unnamed(holidays), &unnamed(days_off), working_days)
+    }
+
+    /// The calendar of a calendar file, with single dates added on top
+    /// (`[registration] holidays`, `days_off`, `working_days`).
+    pub fn from_data(
+        data: &CalendarData,
+        holidays: &[NaiveDate],
+        days_off: &[NaiveDate],
+        working_days: &[NaiveDate],
+    ) -> Self {
+        let mut h = data.all(|y| &y.holidays);
+        h.extend(unnamed(holidays));
+        let mut o = data.all(|y| &y.days_off);
+        o.extend(unnamed(days_off));
+        let mut w: Vec<NaiveDate> = data
+            .all(|y| &y.working_days)
+            .into_iter()
+            .map(|d| d.date)
+            .collect();
+        w.extend_from_slice(working_days);
+        Calendar::named(&h, &o, &w)
+    }
+
+    /// Like [`Calendar::new`], with the names of the days off kept.
+    pub fn named(holidays: &[NamedDay], days_off: &[NamedDay], working_days: &[NaiveDate]) -> Self {
+        let label = |d: &NamedDay, fallback: &str| {
+            if d.name.trim().is_empty() {
+                fallback.to_string()
+            } else {
+                d.name.clone()
+            }
         };
-        let mut moving: Vec<NaiveDate> = holidays.to_vec();
+        let mut off = BTreeMap::new();
+        // Holidays win over fixed days off of the same date (for the name).
+        for d in days_off {
+            off.insert(
+                d.date,
+                DayOff::DayOff {
+                    name: label(d, "day off"),
+                },
+            );
+        }
+        for d in holidays {
+            off.insert(
+                d.date,
+                DayOff::Holiday {
+                    name: label(d, "public holiday"),
+                },
+            );
+        }
+        let mut cal = Calendar {
+            off,
+            working: working_days.iter().copied().collect(),
+            years: holidays
+                .iter()
+                .chain(days_off)
+                .map(|d| d.date.year())
+                .collect(),
+        };
+        let mut moving: Vec<(NaiveDate, String)> = holidays
+            .iter()
+            .map(|d| (d.date, label(d, "public holiday")))
+            .collect();
         moving.sort_unstable();
-        moving.dedup();
+        moving.dedup_by_key(|(d, _)| *d);
         // In date order, so that two weekend holidays in a row (Nauryz 2026)
         // move to two successive working days.
-        for h in moving {
+        for (h, name) in moving {
             if !is_weekend(h) || cal.working.contains(&h) {
                 continue;
             }
@@ -119,7 +371,7 @@ impl Calendar {
             while let Some(next) = d.succ_opt() {
                 d = next;
                 if cal.is_working_day(d) {
-                    cal.off.insert(d);
+                    cal.off.insert(d, DayOff::MovedHoliday { name, from: h });
                     break;
                 }
             }
@@ -129,12 +381,36 @@ impl Calendar {
 
     /// The shipped default: Kazakhstan, 2026 and 2027.
     pub fn kazakhstan() -> Self {
-        Calendar::new(&kazakhstan_holidays(), &kazakhstan_days_off(), &[])
+        Calendar::from_data(&CalendarData::kazakhstan(), &[], &[], &[])
+    }
+
+    /// Why `d` is not a working day; None on a working day.
+    pub fn day_off(&self, d: NaiveDate) -> Option<DayOff> {
+        if let Some(why) = self.off.get(&d) {
+            return Some(why.clone());
+        }
+        (is_weekend(d) && !self.working.contains(&d)).then_some(DayOff::Weekend)
+    }
+
+    /// The days off after `from` up to and including `to`: what a deadline
+    /// counted from `from` to `to` skipped.
+    pub fn skipped_between(&self, from: NaiveDate, to: NaiveDate) -> Vec<SkippedDay> {
+        from.iter_days()
+            .skip(1)
+            .take_while(|d| *d <= to)
+            .filter_map(|date| {
+                self.day_off(date).map(|why| SkippedDay {
+                    date,
+                    weekday: date.weekday().to_string(),
+                    why,
+                })
+            })
+            .collect()
     }
 
     /// True on a working day.
     pub fn is_working_day(&self, d: NaiveDate) -> bool {
-        !self.off.contains(&d) && (!is_weekend(d) || self.working.contains(&d))
+        !self.off.contains_key(&d) && (!is_weekend(d) || self.working.contains(&d))
     }
 
     /// The `n`th working day after `date`; `date` itself never counts (a
@@ -175,10 +451,23 @@ impl Calendar {
         self.years.contains(&year)
     }
 
+    /// The years a staff member should add now: `today`'s year when it has
+    /// no days off listed, and from 1 December also the next year.
+    pub fn missing_years(&self, today: NaiveDate) -> Vec<i32> {
+        let mut years = Vec::new();
+        if !self.covers(today.year()) {
+            years.push(today.year());
+        }
+        if today.month() == 12 && !self.covers(today.year() + 1) {
+            years.push(today.year() + 1);
+        }
+        years
+    }
+
     /// Days off other than ordinary weekends within `year`, moved days included.
     pub fn days_off_in(&self, year: i32) -> Vec<NaiveDate> {
         self.off
-            .iter()
+            .keys()
             .filter(|d| d.year() == year)
             .copied()
             .collect()
@@ -231,7 +520,6 @@ mod tests {
                 "2026-05-11",
                 "2026-05-27",
                 "2026-07-06",
-                "2026-08-31",
                 "2026-10-26",
                 "2026-12-16",
             ]
@@ -316,6 +604,109 @@ mod tests {
         assert_eq!(c.working_days_between(d("2026-02-09"), d("2026-02-09")), 0);
         // Over Nauryz.
         assert_eq!(c.working_days_between(d("2026-03-20"), d("2026-03-26")), 1);
+    }
+
+    #[test]
+    fn constitution_day_moved_from_30_august_to_15_march() {
+        let c = Calendar::kazakhstan();
+        // 2026: 30 August (a Sunday) is no holiday, so Monday 31 August works.
+        assert!(c.is_working_day(d("2026-08-31")));
+        assert_eq!(c.day_off(d("2026-08-30")), Some(DayOff::Weekend));
+        assert!(c.is_working_day(d("2027-08-30")));
+        // 2027: Monday 15 March is Constitution Day; it does not move.
+        assert_eq!(
+            c.day_off(d("2027-03-15")),
+            Some(DayOff::Holiday {
+                name: "Constitution Day".into()
+            })
+        );
+        assert!(c.is_working_day(d("2027-03-16")));
+        assert!(c.is_working_day(d("2026-03-16")));
+    }
+
+    #[test]
+    fn skipped_days_name_weekends_holidays_and_moved_days() {
+        let c = Calendar::kazakhstan();
+        // Received Friday 6 March 2026: Sat 7, Sun 8 (Women's Day), Mon 9 (its day off).
+        let s = c.skipped_between(d("2026-03-06"), d("2026-03-10"));
+        let lines: Vec<String> = s.iter().map(SkippedDay::describe).collect();
+        assert_eq!(
+            lines,
+            [
+                "2026-03-07 Sat: weekend",
+                "2026-03-08 Sun: holiday (International Women's Day)",
+                "2026-03-09 Mon: day off for International Women's Day of 2026-03-08",
+            ]
+        );
+        let s = c.skipped_between(d("2026-05-25"), d("2026-06-02"));
+        assert!(s.iter().any(|x| x.why
+            == DayOff::DayOff {
+                name: "Kurban Ait".into()
+            }));
+        assert!(
+            c.skipped_between(d("2026-02-02"), d("2026-02-06"))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn calendar_files_are_checked() {
+        let data = CalendarData::kazakhstan();
+        assert_eq!(data.country, "KZ");
+        assert!(
+            data.years[&2026]
+                .sources
+                .iter()
+                .any(|s| s.url.as_deref().is_some_and(|u| u.contains("taspanews.kz")))
+        );
+        let ok = CalendarData::parse(
+            "[years.2028]\nholidays = [{ date = 2028-01-01, name = \"New Year\" }]\nworking_days = [{ date = \"2028-01-08\" }]\n",
+        )
+        .unwrap();
+        let c = Calendar::from_data(&ok, &[], &[d("2028-01-10")], &[]);
+        assert!(c.is_working_day(d("2028-01-08")));
+        assert!(!c.is_working_day(d("2028-01-10")));
+        assert!(c.covers(2028) && !c.covers(2027));
+        for (bad, want) in [
+            (
+                "[years.2028]\nholidays = [{ date = 2029-01-01 }]\n",
+                "is not in 2028",
+            ),
+            (
+                "[years.2028]\nworking_days = [{ date = 2028-01-10 }]\n",
+                "is a Mon",
+            ),
+            ("[years.2028]\nholiday = []\n", "unknown field"),
+            (
+                "[years.2028]\nholidays = [{ date = \"1 May\" }]\n",
+                "not a date",
+            ),
+        ] {
+            let e = CalendarData::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_years_from_december() {
+        let c = Calendar::kazakhstan();
+        assert!(c.missing_years(d("2026-11-30")).is_empty());
+        assert!(c.missing_years(d("2027-11-30")).is_empty());
+        assert_eq!(c.missing_years(d("2027-12-01")), [2028]);
+        assert_eq!(c.missing_years(d("2028-12-31")), [2028, 2029]);
+        assert_eq!(c.missing_years(d("2028-01-01")), [2028]);
+    }
+
+    #[test]
+    fn the_shipped_calendar_is_current() {
+        // A maintenance signal on purpose: from 1 December the shipped file
+        // must have the next year (as the gateway asks its operators).
+        let today = chrono::Utc::now().date_naive();
+        assert_eq!(
+            Calendar::kazakhstan().missing_years(today),
+            Vec::<i32>::new(),
+            "add the missing years to data/calendar/kz.toml"
+        );
     }
 
     #[test]

@@ -8,11 +8,15 @@ use crate::admin::client::{AdminClient, ClientError, segment};
 use crate::config::{Config, ConfigError, ConfigSource};
 
 mod applications;
+mod audit;
 mod dkim;
 mod header_from;
 mod queue;
+mod reports;
 pub use applications::{ApplicationCmd, ApplicationSubmit};
+pub use audit::{AuditArgs, AuditFormat};
 pub use dkim::DkimCmd;
+pub use reports::ReportArgs;
 mod lifecycle;
 pub use lifecycle::{ChangeArgs, ChangeRequestCmd, DomainUpdate};
 pub use queue::{BulkFilter, QueueCmd};
@@ -29,6 +33,9 @@ pub enum CliError {
     /// Bad arguments.
     #[error("{0}")]
     Usage(String),
+    /// The API answered something this client cannot read.
+    #[error("{0}")]
+    Answer(String),
 }
 
 /// The admin verbs.
@@ -78,12 +85,12 @@ pub enum Verb {
     /// DKIM keys of registered domains: generate, list, rotate.
     #[command(subcommand)]
     Dkim(dkim::DkimCmd),
-    /// The audit trail of admin actions.
-    Audit {
-        /// Newest N records.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-    },
+    /// The audit trail: staff actions and the gateway's own (actor `auto`),
+    /// filtered by actor, action, target and period; `--format csv|json` exports.
+    Audit(Box<AuditArgs>),
+    /// Reports for the authorised body over a period: applications,
+    /// suspensions, listings, users, disconnections (text, CSV or JSON).
+    Report(ReportArgs),
 }
 
 /// `ugem mailbox ...`
@@ -248,6 +255,10 @@ pub struct DomainAdd {
     /// widest_server_range_v4`/`_v6` (/24 and /48 by default).
     #[arg(long)]
     pub allow_wide_range: bool,
+    /// Why the domain is registered without an application (required; kept
+    /// on the domain with who and when).
+    #[arg(long)]
+    pub reason: String,
 }
 
 /// `ugem server ...`
@@ -407,7 +418,7 @@ pub enum SuspensionCmd {
 /// `ugem connections`
 #[derive(Args, Debug)]
 pub struct ConnectionsArgs {
-    /// Sessions that matched this registered domain.
+    /// Sessions that matched this registered domain or whose MAIL FROM claimed it.
     #[arg(long)]
     pub domain: Option<String>,
     /// Sessions from this client IP.
@@ -707,6 +718,7 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             c.delete(&format!("/api/v1/verification/{}", segment(&address)))?,
         ),
         Verb::Application(cmd) => return applications::run(c, cmd, as_json),
+        Verb::Report(a) => return reports::run(c, a, as_json),
         Verb::Dkim(cmd) => return dkim::run(c, cmd, as_json),
         Verb::Mailbox(MailboxCmd::List) => {
             let v = c.get("/api/v1/mailbox")?;
@@ -749,7 +761,7 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             Output::Record(c.delete(&format!("/api/v1/mailbox/{}", segment(&id)))?)
         }
         Verb::Connections(a) => Output::Table(
-            c.get(&format!(
+            with_refused_commands(c.get(&format!(
                 "/api/v1/connections{}",
                 query(&[
                     ("domain", a.domain),
@@ -757,17 +769,19 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
                     ("since", a.since),
                     ("limit", Some(a.limit.to_string())),
                 ])
-            ))?,
+            ))?),
             &[
                 ("STARTED", "/started_at"),
                 ("PEER", "/peer"),
                 ("EHLO", "/ehlo"),
                 ("TLS", "/tls"),
                 ("DOMAINS", "/domains"),
+                ("CLAIMED", "/claimed"),
                 ("MAIL", "/mail_count"),
                 ("RCPT", "/rcpt_count"),
                 ("MSGS", "/messages"),
                 ("REFUSED", "/refusals"),
+                ("LAST REFUSED", "/last_refused"),
                 ("CLOSE", "/close"),
             ],
         ),
@@ -779,21 +793,29 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             };
             Output::Record(c.post("/api/v1/tlsrpt/send", &body)?)
         }
-        Verb::Audit { limit } => Output::Table(
-            c.get(&format!("/api/v1/audit?limit={limit}"))?,
-            &[
-                ("SEQ", "/seq"),
-                ("AT", "/at"),
-                ("ACTOR", "/actor"),
-                ("ACTION", "/action"),
-                ("TARGET", "/target"),
-                ("CLIENT", "/client"),
-                ("OUTCOME", "/outcome"),
-            ],
-        ),
+        Verb::Audit(a) => match audit::run(c, *a)? {
+            Some(out) => out,
+            None => return Ok(()),
+        },
     };
     out.print(as_json);
     Ok(())
+}
+
+/// Adds `last_refused` to each session record: its last refused command
+/// and the reply code (`RCPT TO:<x@y> -> 550`).
+fn with_refused_commands(mut v: Value) -> Value {
+    for r in v.as_array_mut().into_iter().flatten() {
+        let last = r["refusals"].as_array().and_then(|a| a.last()).map(|f| {
+            let cmd = f["command"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("(none)");
+            format!("{cmd} -> {}", f["code"])
+        });
+        r["last_refused"] = json!(last);
+    }
+    v
 }
 
 /// Adds `arrived` (RFC 3339, UTC) next to each envelope's `arrived_at_ms`.
@@ -879,6 +901,7 @@ fn domain(c: &AdminClient, cmd: DomainCmd) -> Result<Output, CliError> {
                 "inbound": a.inbound,
                 "shared_servers": a.shared_servers,
                 "allow_wide_range": a.allow_wide_range,
+                "reason": a.reason,
             });
             Output::Record(c.post("/api/v1/domains", &body)?)
         }

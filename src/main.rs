@@ -46,6 +46,9 @@ enum Command {
     /// The configuration in effect.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// The shared PostgreSQL store (`[store] url`), run on this machine.
+    #[command(subcommand)]
+    Store(StoreCmd),
     #[command(flatten)]
     Verb(Verb),
 }
@@ -96,6 +99,112 @@ enum ConfigCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum StoreCmd {
+    /// Apply the schema migrations the database lacks and print them
+    /// (`ugem serve` applies them at start too).
+    Migrate,
+    /// Write the whole registry (domains, versions, suspensions,
+    /// applications, change requests, sightings, audit) to FILE as JSON,
+    /// from `[store] url` or, without it, from this node's redb file (stop
+    /// the node first: the file is its alone while it runs).
+    Export {
+        /// Where to write the document.
+        file: PathBuf,
+    },
+    /// Load an export into the empty PostgreSQL store of `[store] url`,
+    /// keeping every id; all or nothing, verified by counting afterwards.
+    Import {
+        /// The document `ugem store export` wrote.
+        file: PathBuf,
+    },
+}
+
+/// Runs `ugem store ...` against the database of `[store] url`.
+fn store(src: &ConfigSource, cmd: StoreCmd, json: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let cfg = Config::examine(src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let url = cfg.store.url.clone();
+    let need_url = || {
+        url.clone().ok_or_else(|| {
+            anyhow::anyhow!("store.url is not set: the registry is in the embedded store")
+        })
+    };
+    let print_counts = |doc: &ugem::store::export::RegistryExport| {
+        let counts = doc.counts();
+        if json {
+            println!("{}", serde_json::json!({ "counts": counts }));
+        } else {
+            for (kind, n) in counts {
+                println!("{kind:<20} {n}");
+            }
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cmd {
+            StoreCmd::Export { file } => {
+                let doc = match &url {
+                    Some(url) => {
+                        let pg = ugem::server::open_shared(url, &cfg.store).await?;
+                        ugem::store::export::export(&pg).await?
+                    }
+                    None => {
+                        let (_, redb) = ugem::store::open(&cfg.server.data_dir)
+                            .context("cannot open this node's store")?;
+                        ugem::store::export::export(&redb).await?
+                    }
+                };
+                let text = serde_json::to_vec_pretty(&doc)?;
+                std::fs::write(&file, text)
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                print_counts(&doc);
+                Ok(())
+            }
+            StoreCmd::Import { file } => {
+                let url = need_url()?;
+                let text = std::fs::read(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let doc: ugem::store::export::RegistryExport = serde_json::from_slice(&text)
+                    .with_context(|| format!("{} is not a registry export", file.display()))?;
+                let pg = ugem::server::open_shared(&url, &cfg.store).await?;
+                pg.import(&doc).await?;
+                let back = ugem::store::export::export(&pg).await?;
+                anyhow::ensure!(
+                    back.counts() == doc.counts(),
+                    "imported, but the store counts {:?} where the file has {:?}",
+                    back.counts(),
+                    doc.counts()
+                );
+                print_counts(&back);
+                if !json {
+                    println!(
+                        "imported and verified: every count matches {}",
+                        file.display()
+                    );
+                }
+                Ok(())
+            }
+            StoreCmd::Migrate => {
+                let url = need_url()?;
+                let pg = ugem::server::open_shared(&url, &cfg.store).await?;
+                let version = pg.schema_version().await?;
+                if json {
+                    println!("{}", serde_json::json!({ "schema_version": version }));
+                } else {
+                    println!(
+                        "schema version {version} (this build writes {})",
+                        ugem::store::registry::postgres::schema::current()
+                    );
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
 fn source(config: &Option<PathBuf>) -> ConfigSource {
     match config {
         Some(p) => ConfigSource::File(p.clone()),
@@ -118,6 +227,13 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig => check_config(&src, args.json),
+        Command::Store(cmd) => match store(&src, cmd, args.json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ugem: store: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Config(ConfigCmd::Show { changed }) => match Config::examine(&src) {
             Ok(cfg) => {
                 let tree = if changed {

@@ -76,6 +76,28 @@ async fn shutdown_signal() {
     }
 }
 
+/// The registry shared with other nodes in PostgreSQL, migrated to this
+/// build's schema before anything reads it.
+pub async fn open_shared(
+    url: &str,
+    section: &crate::config::StoreSection,
+) -> anyhow::Result<crate::store::PgRegistry> {
+    let password = section
+        .password()
+        .context("cannot read store.password_file")?;
+    let roots = crate::trust::all_certs(section.tls_ca_file.as_deref());
+    let pg = crate::store::PgRegistry::new(url, password.as_deref(), &roots)
+        .context("cannot use store.url")?;
+    let applied = pg
+        .migrate()
+        .await
+        .context("cannot bring the PostgreSQL store up to date")?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "PostgreSQL store migrated");
+    }
+    Ok(pg)
+}
+
 /// Runs the gateway until `shutdown` resolves. Components read the
 /// configuration from `live`; SIGHUP and `POST /api/v1/reload` replace it.
 pub async fn run(
@@ -86,14 +108,28 @@ pub async fn run(
     let cfg = live.current();
     crate::logging::follow(&live);
     let data_dir = cfg.server.data_dir.clone();
-    // The registry's persistence is picked here: the redb file for now.
-    let (store, shared) = crate::store::open(&data_dir).context("cannot open the store")?;
-    let shared: Arc<dyn RegistryStore> = Arc::new(shared);
+    // The node's own records (connection log, detector state) are always in
+    // its redb file; the registry is there too unless `[store] url` shares it.
+    let (store, embedded) = crate::store::open(&data_dir).context("cannot open the store")?;
+    let shared: Arc<dyn RegistryStore> = match &cfg.store.url {
+        None => Arc::new(embedded),
+        Some(url) => Arc::new(open_shared(url, &cfg.store).await?),
+    };
     let registry = Arc::new(
         Registry::open(shared.clone())
             .await
             .context("cannot load the registry")?,
     );
+    // Another node's changes reach this one's snapshot through the store's
+    // change feed (PostgreSQL's LISTEN); the embedded store has none.
+    let follower_stop = watch::channel(false);
+    if let Some(changes) = shared.changes() {
+        tokio::spawn(crate::registry::follow::follow(
+            registry.clone(),
+            changes,
+            follower_stop.1.clone(),
+        ));
+    }
     let queue = ugem_queue::Queue::open(
         &data_dir.join("queue"),
         ugem_queue::QueueOptions {

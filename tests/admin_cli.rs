@@ -91,6 +91,8 @@ fn cli_domain_lifecycle() {
         "domain",
         "add",
         "Минфин.example.kz",
+        "--reason",
+        "test set-up",
         "--server",
         "127.0.0.1",
         "--server",
@@ -116,7 +118,7 @@ fn cli_domain_lifecycle() {
     assert_eq!(json["status"], "connected");
     assert_eq!(json["owner"], "Ministry of Finance");
     assert_eq!(json["servers"][0], "127.0.0.1/32");
-    assert_eq!(json["contacts"][0]["mobile_phone"], "+7 701 000 0000");
+    assert_eq!(json["contacts"][0]["mobile_phone"], "+77010000000");
     assert_eq!(json["inbound_route"], "127.0.0.1:25");
 
     gw.cli_ok(&["domain", "suspend", &name, "--reason", "abnormal volume"]);
@@ -167,6 +169,8 @@ fn cli_errors_are_clear() {
             "127.0.0.2",
             "--contact",
             "it@b.example.kz",
+            "--reason",
+            "test set-up",
         ],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--shared-servers"));

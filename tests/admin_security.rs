@@ -130,6 +130,9 @@ fn old_refused_records_are_pruned_and_staff_actions_kept() {
             client: Some("192.0.2.1".into()),
             outcome: outcome.into(),
             count: 1,
+            reason: None,
+            before: None,
+            after: None,
         };
         rt.block_on(async {
             store

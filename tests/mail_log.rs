@@ -362,6 +362,8 @@ fn text_log_to_a_pipe_has_no_colour_codes() {
             "127.0.0.1",
             "--contact",
             "it@contact.example.kz",
+            "--reason",
+            "test set-up",
         ])
         .env("UGEM_ADMIN_TOKEN", ADMIN_TOKEN)
         .output()

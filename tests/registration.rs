@@ -565,7 +565,16 @@ fn show_checks_mx_and_spf_in_dns() {
 }
 
 fn domain_add<'a>(name: &'a str, servers: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["--json", "domain", "add", name, "--contact", CONTACT];
+    let mut args = vec![
+        "--json",
+        "domain",
+        "add",
+        name,
+        "--contact",
+        CONTACT,
+        "--reason",
+        "test set-up",
+    ];
     for s in servers {
         args.push("--server");
         args.push(s);
@@ -619,6 +628,7 @@ fn wide_server_ranges_need_an_explicit_flag_and_ranges_an_inbound_route() {
         "servers": ["10.128.0.0/12"],
         "contacts": [{"name": "IT", "email": "it@e.example.kz"}],
         "inbound": "10.128.0.25:25",
+        "reason": "test set-up",
     });
     let (st, text) = http(
         gw.admin,

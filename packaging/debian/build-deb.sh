@@ -73,6 +73,8 @@ install -D -m0644 "$ROOT/README.md" "$DOC/README.md"
 for d in "$ROOT"/docs/*.md; do install -m0644 "$d" "$DOC/"; done
 install -m0644 "$HERE/copyright" "$DOC/copyright"
 install -m0644 "$ROOT/config/ugem.toml" "$DOC/ugem.toml.example"
+# The shipped working-day calendar (built in): a copy to start [registration] calendar from.
+install -D -m0644 "$ROOT/data/calendar/kz.toml" "$DOC/calendar/kz.toml"
 printf 'ugem (%s) unstable; urgency=medium\n\n  * Built from the ugem repository by packaging/debian/build-deb.sh.\n\n -- ugem maintainers <postmaster@gateway.example>  %s\n' \
   "$VERSION" "$(date -R -u -d @"${SOURCE_DATE_EPOCH:-$(date +%s)}")" |
   gzip -9n >"$DOC/changelog.Debian.gz"

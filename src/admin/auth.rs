@@ -205,6 +205,7 @@ pub(crate) async fn authenticate(
                 caller,
                 action,
                 client,
+                note: Default::default(),
             });
             next.run(req).await
         }

@@ -9,6 +9,7 @@
 //! audited compactly ([`refused`]); the listener speaks HTTPS with
 //! `admin.tls_cert` ([`tls`]).
 
+pub mod audit_csv;
 pub mod auth;
 pub mod client;
 pub mod refused;
@@ -196,6 +197,42 @@ pub struct Authed {
     pub action: &'static str,
     /// The client's address.
     pub client: SocketAddr,
+    /// What the handler adds to the call's audit record.
+    pub note: AuditNote,
+}
+
+/// What a handler adds to its call's audit record: the reason and what
+/// changed (before/after). Shared by the clones of one call's [`Authed`],
+/// so a handler notes inside [`audited`] and the record written after it
+/// carries the note.
+#[derive(Debug, Clone, Default)]
+pub struct AuditNote(Arc<std::sync::Mutex<Noted>>);
+
+#[derive(Debug, Default)]
+struct Noted {
+    reason: Option<String>,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+}
+
+impl AuditNote {
+    fn with<R>(&self, f: impl FnOnce(&mut Noted) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The call's reason (as the caller gave it).
+    pub fn reason(&self, reason: &str) {
+        let r: String = reason.chars().take(AUDIT_REASON_MAX).collect();
+        self.with(|n| n.reason = Some(r));
+    }
+
+    /// What the call changed: the changed fields or the state, before and after.
+    pub fn change(&self, before: serde_json::Value, after: serde_json::Value) {
+        self.with(|n| {
+            n.before = Some(before);
+            n.after = Some(after);
+        });
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Authed {
@@ -274,6 +311,9 @@ impl JsonBody {
     }
 }
 
+/// Longest reason kept in an audit record.
+const AUDIT_REASON_MAX: usize = 1000;
+
 /// Longest audit target kept from an authenticated call.
 const AUDIT_TARGET_MAX: usize = 256;
 
@@ -338,6 +378,9 @@ async fn record<T>(state: &AdminState, who: &Authed, target: String, result: &Re
     };
     let mut target: String = target.chars().take(AUDIT_TARGET_MAX).collect();
     target.retain(|c| !c.is_control());
+    let (reason, before, after) = who
+        .note
+        .with(|n| (n.reason.take(), n.before.take(), n.after.take()));
     let rec = AuditRecord {
         seq: 0,
         at: Utc::now(),
@@ -347,6 +390,10 @@ async fn record<T>(state: &AdminState, who: &Authed, target: String, result: &Re
         client: Some(who.client.to_string()),
         outcome,
         count: 1,
+        reason,
+        // A change that failed did not happen.
+        before: before.filter(|_| result.is_ok()),
+        after: after.filter(|_| result.is_ok()),
     };
     if let Err(e) = state.audit.append_audit(&rec).await {
         tracing::error!(error = %e, action = who.action, "audit record not written");
@@ -384,7 +431,10 @@ pub async fn serve(
     let upkeep = tokio::spawn(refused_upkeep(
         refused.clone(),
         state.audit.clone(),
-        cfg.admin.audit_refused_retention.0,
+        (
+            cfg.admin.audit_refused_retention.0,
+            cfg.admin.audit_retention.0,
+        ),
         stop.clone(),
     ));
     let app =
@@ -417,11 +467,12 @@ pub async fn serve(
 }
 
 /// Writes the gathered counts of refused calls every few seconds and prunes
-/// their old records every hour, until `stop`.
+/// their old records every hour, and every record older than the audit
+/// retention (`(refused, all)`), until `stop`.
 async fn refused_upkeep(
     refused: Arc<RefusedLog>,
     store: Arc<dyn RegistryStore>,
-    retention: Duration,
+    (retention, audit_retention): (Duration, Duration),
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last_prune: Option<std::time::Instant> = None;
@@ -436,6 +487,18 @@ async fn refused_upkeep(
                 }
                 Err(e) => tracing::warn!(error = %e, "pruning refused admin calls failed"),
                 _ => {}
+            }
+            let before = chrono::Duration::from_std(audit_retention)
+                .ok()
+                .and_then(|d| Utc::now().checked_sub_signed(d));
+            if let Some(before) = before {
+                match store.prune_audit(before).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(pruned = n, before = %before, "audit records older than admin.audit_retention purged")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "purging old audit records failed"),
+                    _ => {}
+                }
             }
         }
         tokio::select! {

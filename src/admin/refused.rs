@@ -166,6 +166,9 @@ impl RefusedLog {
             client: Some(key.0.clone()),
             outcome: DENIED.into(),
             count: 1,
+            reason: None,
+            before: None,
+            after: None,
         };
         match self.store.append_refused(&rec).await {
             Ok(seq) => {

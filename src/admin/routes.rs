@@ -27,6 +27,7 @@ mod mta_sts;
 mod queue;
 mod queue_tools;
 mod reload;
+mod reports;
 mod senders;
 mod server_suspensions;
 mod servers;
@@ -350,6 +351,7 @@ pub const ROUTES: &[RouteSpec] = &[
         ADMIN,
         "change_request.reject",
     ),
+    route("GET", "/api/v1/reports/{kind}", VIEWER, "report.show"),
 ];
 
 /// The handler of a route, by its action.
@@ -428,6 +430,7 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "change_request.show" => on(m, changes::show),
         "change_request.approve" => on(m, changes::approve),
         "change_request.reject" => on(m, changes::reject),
+        "report.show" => on(m, reports::report),
         other => panic!("route {} {}: no handler for `{other}`", r.method, r.path),
     }
 }

@@ -6,13 +6,13 @@ use serde_json::{Value, json};
 
 use super::{CliError, print_table, query};
 use crate::admin::client::{AdminClient, segment};
-use crate::model::applications::{ApplicantCategory, ApplicationStatus};
+use crate::model::applications::{ApplicantCategory, ApplicationStatus, Channel};
 
 /// `ugem application ...`
 #[derive(Subcommand, Debug)]
 pub enum ApplicationCmd {
     /// Record a received application; the decision is due in 5 working days.
-    Submit(ApplicationSubmit),
+    Submit(Box<ApplicationSubmit>),
     /// List applications, oldest first; overdue ones are marked.
     List {
         /// Only this status: pending, approved, rejected, withdrawn.
@@ -91,6 +91,26 @@ pub struct ApplicationSubmit {
     /// widest_server_range_v4`/`_v6` (/24 and /48 by default).
     #[arg(long)]
     pub allow_wide_range: bool,
+    /// The application's number, as on the form (with --form-date,
+    /// --channel and --channel-ref; each contact then needs both phones).
+    #[arg(long, requires_all = ["form_date", "channel", "channel_ref"])]
+    pub form_number: Option<String>,
+    /// The application's date, as on the form, YYYY-MM-DD.
+    #[arg(long, value_parser = parse_date, requires = "form_number")]
+    pub form_date: Option<NaiveDate>,
+    /// How it came: portal or letter.
+    #[arg(long, value_parser = parse_channel, requires = "form_number")]
+    pub channel: Option<Channel>,
+    /// The portal's ticket or the letter's registration reference.
+    #[arg(long, requires = "form_number")]
+    pub channel_ref: Option<String>,
+    /// The attached document's reference (e.g. the scanned signed form's id).
+    #[arg(long, requires = "form_number")]
+    pub document: Option<String>,
+}
+
+fn parse_channel(s: &str) -> Result<Channel, String> {
+    s.parse()
 }
 
 fn parse_category(s: &str) -> Result<ApplicantCategory, String> {
@@ -125,7 +145,7 @@ pub fn run(c: &AdminClient, cmd: ApplicationCmd, as_json: bool) -> Result<(), Cl
                 .map(|s| crate::registry::parse_contact(s))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| CliError::Usage(format!("--contact: {e}")))?;
-            let body = json!({
+            let mut body = json!({
                 "domain": a.domain,
                 "owner": a.owner,
                 "category": a.category,
@@ -136,6 +156,16 @@ pub fn run(c: &AdminClient, cmd: ApplicationCmd, as_json: bool) -> Result<(), Cl
                 "received_on": a.received,
                 "allow_wide_range": a.allow_wide_range,
             });
+            // Only when given, so that a server from before the form takes the rest.
+            if let Some(number) = a.form_number {
+                body["form"] = json!({
+                    "number": number,
+                    "dated": a.form_date,
+                    "channel": a.channel,
+                    "reference": a.channel_ref,
+                    "document": a.document,
+                });
+            }
             (c.post("/api/v1/applications", &body)?, Kind::One)
         }
         ApplicationCmd::List {
@@ -274,6 +304,18 @@ fn contact_text(c: &Value) -> String {
     s
 }
 
+/// One skipped day as the API gives it: `2026-03-09 Mon  day off for ... of 2026-03-08`.
+fn skipped_day_text(d: &Value) -> String {
+    let why = match d["why"].as_str().unwrap_or("") {
+        "weekend" => "weekend".to_string(),
+        "holiday" => format!("holiday: {}", text(&d["name"])),
+        "moved_holiday" => format!("day off for {} of {}", text(&d["name"]), text(&d["from"])),
+        "day_off" => format!("day off: {}", text(&d["name"])),
+        other => other.to_string(),
+    };
+    format!("{} {}  {why}", text(&d["date"]), text(&d["weekday"]))
+}
+
 fn print_application(v: &Value) {
     let due = match v.get("working_days_left").and_then(Value::as_i64) {
         Some(0) => ", due today".to_string(),
@@ -315,8 +357,31 @@ fn print_application(v: &Value) {
     for (i, c) in v["contacts"].as_array().into_iter().flatten().enumerate() {
         line(if i == 0 { "contacts" } else { "" }, contact_text(c));
     }
+    let form = &v["form"];
+    if !form.is_null() {
+        line(
+            "application",
+            format!("No. {} of {}", text(&form["number"]), text(&form["dated"])),
+        );
+        line(
+            "channel",
+            format!("{} {}", text(&form["channel"]), text(&form["reference"])),
+        );
+        if !form["document"].is_null() {
+            line("document", text(&form["document"]));
+        }
+    }
     line("received on", text(&v["received_on"]));
     line("decision due", text(&v["decision_due"]));
+    // The days off the deadline skipped, so staff can check the count.
+    for (i, d) in v["skipped_days"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        line(if i == 0 { "days off" } else { "" }, skipped_day_text(d));
+    }
     line("submitted by", text(&v["submitted_by"]));
     if !v["decided_on"].is_null() {
         line(

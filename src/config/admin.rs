@@ -57,6 +57,9 @@ pub struct AdminSection {
     /// How long audit records of refused calls (no token, unknown token,
     /// role too low) are kept; staff actions are kept for good.
     pub audit_refused_retention: Span,
+    /// How long every audit record (staff's, the gateway's own) is kept
+    /// before the hourly purge removes it.
+    pub audit_retention: Span,
 }
 
 impl Default for AdminSection {
@@ -69,9 +72,15 @@ impl Default for AdminSection {
             tls_key: None,
             tls_ca_file: None,
             audit_refused_retention: Span(Duration::from_secs(30 * 86_400)),
+            audit_retention: Span(Duration::from_secs(AUDIT_RETENTION_SECS)),
         }
     }
 }
+
+/// The default retention of the audit trail: five years as the duration
+/// syntax counts them (`5y`, years of 365.25 days), so that the shipped
+/// `audit_retention = "5y"` is the default, not a change.
+const AUDIT_RETENTION_SECS: u64 = 5 * 31_557_600;
 
 /// The token shipped in the embedded configuration.
 pub const SHIPPED_TOKEN: &str = "change-me-now";
@@ -196,6 +205,9 @@ impl AdminSection {
                 "must be at least 1h".into(),
             );
         }
+        if self.audit_retention.0 < Duration::from_secs(86_400) {
+            bad("admin.audit_retention", "must be at least 1d".into());
+        }
         out
     }
 
@@ -233,6 +245,34 @@ mod tests {
     use crate::config::{Config, ConfigSource, EMBEDDED_DEFAULT};
 
     #[test]
+    fn the_shipped_audit_retention_is_the_default_and_short_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = Config::load_with_env(
+            &ConfigSource::Text {
+                text: EMBEDDED_DEFAULT.into(),
+                base: dir.path().into(),
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            shipped.admin.audit_retention,
+            AdminSection::default().audit_retention
+        );
+        let a = AdminSection {
+            audit_retention: "12h".parse().unwrap(),
+            ..Default::default()
+        };
+        let problems = a.check();
+        assert!(
+            problems
+                .iter()
+                .any(|p| format!("{p:?}").contains("admin.audit_retention")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn weak_admin_tokens_are_refused_beyond_loopback_and_warned_on_it() {
         // The shipped configuration: loopback, so a warning, not a refusal.
         let dir = tempfile::tempdir().unwrap();
@@ -244,7 +284,14 @@ mod tests {
             &[],
         )
         .unwrap();
-        let w = shipped.warnings();
+        // (Only the API's: the calendar's depend on the date.)
+        let admin_only = |c: &Config| -> Vec<ConfigProblem> {
+            c.warnings()
+                .into_iter()
+                .filter(|p| p.key.starts_with("admin."))
+                .collect()
+        };
+        let w = admin_only(&shipped);
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!(w[0].key, "admin.token");
         assert!(w[0].message.contains("change-me-now"), "{}", w[0]);
@@ -272,7 +319,7 @@ mod tests {
         );
         // A strong token beyond loopback starts, with a warning about TLS.
         let cfg = wide("token = \"0123456789abcdef0123456789\"\n").unwrap();
-        let w = cfg.warnings();
+        let w = admin_only(&cfg);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].message.contains("without TLS"), "{}", w[0]);
         // TLS needs both files, readable.

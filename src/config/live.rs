@@ -37,6 +37,13 @@ pub const RESTART_KEYS: &[(&str, Keep)] = &[
     ("server.data_dir", |n, o| {
         n.server.data_dir = o.server.data_dir.clone()
     }),
+    ("store.url", |n, o| n.store.url = o.store.url.clone()),
+    ("store.password_file", |n, o| {
+        n.store.password_file = o.store.password_file.clone()
+    }),
+    ("store.tls_ca_file", |n, o| {
+        n.store.tls_ca_file = o.store.tls_ca_file.clone()
+    }),
     ("server.log_format", |n, o| {
         n.server.log_format = o.server.log_format
     }),
@@ -110,6 +117,9 @@ pub const RESTART_KEYS: &[(&str, Keep)] = &[
     }),
     ("admin.audit_refused_retention", |n, o| {
         n.admin.audit_refused_retention = o.admin.audit_refused_retention
+    }),
+    ("admin.audit_retention", |n, o| {
+        n.admin.audit_retention = o.admin.audit_retention
     }),
     ("registration.gateway_addresses", |n, o| {
         n.registration.gateway_addresses = o.registration.gateway_addresses.clone()

@@ -10,6 +10,7 @@ use super::locate::{Places, env_key};
 use super::{
     AdminSection, AlarmsSection, Config, ConfigError, ConfigProblem, ConnectionsSection,
     DeliverySection, GovernorSection, RegistrationSection, ServerSection, SmtpSection,
+    StoreSection,
 };
 
 /// Where a configuration is read from.
@@ -91,6 +92,9 @@ impl Config {
             }
         };
         abs(&mut self.server.data_dir);
+        if let Some(p) = self.registration.calendar.as_mut() {
+            abs(p);
+        }
         if let Some(p) = self.smtp.tls_cert.as_mut() {
             abs(p);
         }
@@ -98,6 +102,12 @@ impl Config {
             abs(p);
         }
         if let Some(p) = self.delivery.tls_ca_file.as_mut() {
+            abs(p);
+        }
+        if let Some(p) = self.store.password_file.as_mut() {
+            abs(p);
+        }
+        if let Some(p) = self.store.tls_ca_file.as_mut() {
             abs(p);
         }
         for p in [
@@ -224,6 +234,7 @@ fn read(
         .map(|p| p.key.split('[').next().unwrap_or(&p.key).to_string())
         .collect();
     problems.extend(cfg.data_dir_problem());
+    problems.extend(cfg.registration.load_calendar());
     problems.extend(cfg.check().into_iter().filter(|p| {
         // A check about a key that did not parse, or naming one, judged a
         // default (or what was left of the value): not the operator's value.
@@ -273,9 +284,10 @@ fn check_keys(tree: &mut serde_json::Value) -> Vec<ConfigProblem> {
             "registration" => check_section::<RegistrationSection>(section, value),
             "dnsbl" => check_section::<super::DnsblSection>(section, value),
             "tlsrpt" => check_section::<super::TlsRptSection>(section, value),
+            "store" => check_section::<StoreSection>(section, value),
             _ => Err(ConfigProblem::new(
                 section.clone(),
-                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor, dnsbl, tlsrpt)",
+                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor, store, dnsbl, tlsrpt)",
             )),
         };
         match found {

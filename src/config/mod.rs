@@ -21,6 +21,7 @@ mod registration;
 mod server;
 pub mod show;
 mod smtp;
+mod store;
 mod tlsrpt;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,7 @@ pub use self::problem::{ConfigError, ConfigProblem, Origin};
 pub use self::registration::{DisconnectQueued, RegistrationSection, UtcOffset};
 pub use self::server::{LogFormat, MAX_SHUTDOWN, MIN_SHUTDOWN, ServerSection, UNIT_TIMEOUT_STOP};
 pub use self::smtp::{SmtpSection, VerifyUnsettled};
+pub use self::store::StoreSection;
 pub use self::tlsrpt::TlsRptSection;
 pub use crate::values::{ByteSize, HostPort, PlainAddress, Span, TlsPolicy};
 
@@ -64,6 +66,8 @@ pub struct Config {
     pub alarms: AlarmsSection,
     /// `[governor]`: rate limits, anomaly detection, automatic suspension.
     pub governor: GovernorSection,
+    /// `[store]`: the embedded redb file, or PostgreSQL shared by several nodes.
+    pub store: StoreSection,
     /// `[dnsbl]`: the gateway's own addresses on DNS blocklists.
     pub dnsbl: DnsblSection,
     /// `[tlsrpt]`: SMTP TLS reporting (RFC 8460).
@@ -72,9 +76,14 @@ pub struct Config {
 
 impl Config {
     /// What is allowed but unwise, for `check-config` and the log at start:
-    /// a weak admin token on loopback, an API beyond loopback without TLS.
+    /// a weak admin token on loopback, an API beyond loopback without TLS, a
+    /// calendar missing a year.
     pub fn warnings(&self) -> Vec<ConfigProblem> {
-        self.admin.warnings()
+        let mut out = self.admin.warnings();
+        out.extend(self.store.warnings());
+        // The working-day calendar lacks this year, or in December the next.
+        out.extend(self.registration.warnings_on(self.registration.today()));
+        out
     }
 
     /// Every section's own checks, then those that span sections.
@@ -92,6 +101,7 @@ impl Config {
         out.extend(self.connections.check());
         out.extend(self.registration.check());
         out.extend(self.alarms.check());
+        out.extend(self.store.check());
         out.extend(governor::check(&self.governor));
         out.extend(self.dnsbl.check());
         out.extend(self.tlsrpt.check());

@@ -7,16 +7,24 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigProblem;
 use super::lists::one_or_many;
+use crate::calendar::{Calendar, CalendarData, DayOff};
 use crate::values::{Span, parse_from_str};
 
 /// `[registration]`: the application workflow and its working-day calendar.
 ///
-/// The default calendar is Kazakhstan's for 2026 and 2027 (see
-/// `calendar`); the operator must review the lists every year.
+/// The default calendar is the shipped file `data/calendar/kz.toml`
+/// (Kazakhstan, 2026 and 2027; see `calendar`); `calendar` names the
+/// operator's own, and the three lists add single dates on top.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrationSection {
-    /// Public holidays; one on a Saturday or Sunday makes the next working day a day off.
+    /// A calendar file (the shipped one's format) in place of the shipped one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<std::path::PathBuf>,
+    /// The calendar file's contents, read when the configuration is loaded.
+    #[serde(skip)]
+    pub calendar_data: std::sync::Arc<CalendarData>,
+    /// Extra public holidays; one on a Saturday or Sunday makes the next working day a day off.
     #[serde(deserialize_with = "one_or_many")]
     pub holidays: Vec<chrono::NaiveDate>,
     /// Days off that never move: religious holidays, weekdays off by a transfer decree.
@@ -62,8 +70,10 @@ pub enum DisconnectQueued {
 impl Default for RegistrationSection {
     fn default() -> Self {
         RegistrationSection {
-            holidays: crate::calendar::kazakhstan_holidays(),
-            days_off: crate::calendar::kazakhstan_days_off(),
+            calendar: None,
+            calendar_data: std::sync::Arc::new(CalendarData::kazakhstan()),
+            holidays: Vec::new(),
+            days_off: Vec::new(),
             working_days: Vec::new(),
             decision_days: 5,
             resubmit_days: 30,
@@ -111,6 +121,113 @@ impl FromStr for UtcOffset {
 }
 
 impl RegistrationSection {
+    /// Reads the `calendar` file, when one is named, into `calendar_data`.
+    pub fn load_calendar(&mut self) -> Option<ConfigProblem> {
+        let path = self.calendar.as_ref()?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                return Some(ConfigProblem::new(
+                    "registration.calendar",
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        };
+        match CalendarData::parse(&text) {
+            Ok(data) => {
+                self.calendar_data = std::sync::Arc::new(data);
+                None
+            }
+            Err(e) => Some(ConfigProblem::new(
+                "registration.calendar",
+                format!("{}: {e}", path.display()),
+            )),
+        }
+    }
+
+    /// The working-day calendar: the calendar file plus the single dates.
+    pub fn calendar(&self) -> Calendar {
+        Calendar::from_data(
+            &self.calendar_data,
+            &self.holidays,
+            &self.days_off,
+            &self.working_days,
+        )
+    }
+
+    /// Today's local date at `utc_offset`.
+    pub fn today(&self) -> chrono::NaiveDate {
+        chrono::Utc::now()
+            .with_timezone(&self.utc_offset.0)
+            .date_naive()
+    }
+
+    /// Years missing from the calendar as of `today` (this year; from
+    /// 1 December the next one too), as warnings.
+    pub fn warnings_on(&self, today: chrono::NaiveDate) -> Vec<ConfigProblem> {
+        let mut out = self.extra_dates_warnings();
+        let years: Vec<String> = self
+            .calendar()
+            .missing_years(today)
+            .iter()
+            .map(|y| y.to_string())
+            .collect();
+        if years.is_empty() {
+            return out;
+        }
+        let key = if self.calendar.is_some() {
+            "registration.calendar"
+        } else {
+            "registration.holidays"
+        };
+        out.push(ConfigProblem::new(
+            key,
+            format!(
+                "the working-day calendar lists no holidays or days off for {}: decision deadlines would count weekends only; add the year (see data/calendar/kz.toml)",
+                years.join(", ")
+            ),
+        ));
+        out
+    }
+
+    /// A list that copies the calendar file's dates (a configuration
+    /// written before the calendar was a file) and adds others in a year
+    /// the file covers: those are most likely stale (30 August 2026,
+    /// Constitution Day until 2025, is no longer a holiday). Lists of
+    /// additions only are not questioned.
+    fn extra_dates_warnings(&self) -> Vec<ConfigProblem> {
+        let file = Calendar::from_data(&self.calendar_data, &[], &[], &[]);
+        let mut out = Vec::new();
+        for (key, dates) in [
+            ("registration.holidays", &self.holidays),
+            ("registration.days_off", &self.days_off),
+        ] {
+            use chrono::Datelike;
+            let copied = dates
+                .iter()
+                .any(|d| file.day_off(*d).is_some_and(|w| w != DayOff::Weekend));
+            if !copied {
+                continue;
+            }
+            let extra: Vec<String> = dates
+                .iter()
+                .filter(|d| self.calendar_data.years.contains_key(&d.year()))
+                .filter(|d| file.day_off(**d).is_none_or(|w| w == DayOff::Weekend))
+                .map(|d| d.to_string())
+                .collect();
+            if !extra.is_empty() {
+                out.push(ConfigProblem::new(
+                    key,
+                    format!(
+                        "{} not a day off in the calendar file, which covers that year; this list repeats the file's dates and adds these: the list only adds to the file, so remove what an older configuration left",
+                        extra.join(", ") + if extra.len() == 1 { " is" } else { " are" }
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
     /// What is wrong with the section's values, the calendar's lists included.
     pub fn check(&self) -> Vec<ConfigProblem> {
         let mut out = Vec::new();
@@ -190,9 +307,57 @@ mod tests {
         assert_eq!(embedded.registration.decision_days, 5);
         assert_eq!(embedded.registration.resubmit_days, 30);
         assert_eq!(embedded.registration.utc_offset, default.utc_offset);
-        // Without the section, the shipped calendar applies.
+        assert_eq!(embedded.registration.calendar_data, default.calendar_data);
+        // Without the section, the shipped calendar file applies.
         let cfg = load(MINIMAL, &[]).unwrap();
-        assert_eq!(cfg.registration.holidays.len(), 26);
+        assert!(cfg.registration.holidays.is_empty());
+        assert_eq!(cfg.registration.calendar_data.years.len(), 2);
+        assert!(cfg.registration.calendar().covers(2027));
+    }
+
+    #[test]
+    fn a_calendar_file_replaces_the_shipped_one_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cal.toml"),
+            "[years.2031]\nholidays = [{ date = 2031-01-01, name = \"New Year\" }]\n",
+        )
+        .unwrap();
+        let path = dir.path().join("ugem.toml");
+        std::fs::write(
+            &path,
+            format!("{MINIMAL}[registration]\ncalendar = \"cal.toml\"\ndays_off = [2031-01-07]\n"),
+        )
+        .unwrap();
+        let cfg = Config::load_with_env(&ConfigSource::File(path.clone()), &[]).unwrap();
+        let cal = cfg.registration.calendar();
+        assert!(cal.covers(2031) && !cal.covers(2026));
+        assert!(!cal.is_working_day("2031-01-07".parse().unwrap()));
+        // In December the next year is asked for; in November it is not.
+        let w = cfg.registration.warnings_on("2031-12-01".parse().unwrap());
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].key, "registration.calendar");
+        assert!(w[0].message.contains("2032"), "{}", w[0].message);
+        assert!(
+            cfg.registration
+                .warnings_on("2031-11-30".parse().unwrap())
+                .is_empty()
+        );
+        // A single date the file's year does not have is questioned.
+        let mut old = cfg.registration.clone();
+        old.holidays = vec!["2031-08-30".parse().unwrap(), "2031-01-01".parse().unwrap()];
+        let w = old.warnings_on("2031-11-30".parse().unwrap());
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].key, "registration.holidays");
+        assert!(
+            w[0].message.starts_with("2031-08-30 is not a day off"),
+            "{}",
+            w[0].message
+        );
+        // A bad file is a problem of the key.
+        std::fs::write(dir.path().join("cal.toml"), "[years.2031]\nholidays = 3\n").unwrap();
+        let err = Config::load_with_env(&ConfigSource::File(path), &[]).unwrap_err();
+        assert!(keys(&err).contains(&"registration.calendar"), "{err}");
     }
 
     #[test]

@@ -101,6 +101,11 @@ fn redact(v: &mut Value, key: &str) {
             for (k, item) in map.iter_mut() {
                 if is_secret(k) && !item.is_null() {
                     *item = Value::String(REDACTED.into());
+                } else if key == "store"
+                    && k == "url"
+                    && let Value::String(url) = item
+                {
+                    *url = redact_password(url);
                 } else {
                     redact(item, k);
                 }
@@ -118,6 +123,23 @@ fn redact(v: &mut Value, key: &str) {
             }
         }
         _ => {}
+    }
+}
+
+/// A database URL with the password of its user part (if any) redacted:
+/// host, port, database and options stay, for the operator to check.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or("");
+            let tail = &rest[authority.len()..];
+            format!("{scheme}://{name}:{REDACTED}@{host}{tail}")
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -167,7 +189,15 @@ mod tests {
             "https://user:pw@alerts.example:8443/".into(),
             "http://alerts.example/".into(),
         ];
+        cfg.store.url =
+            Some("postgres://ugem:db-s3cret@db.example:5432/ugem?sslmode=require".into());
         let text = toml_lines(&effective(&cfg));
+        assert!(
+            text.contains(
+                "store.url = \"postgres://ugem:(redacted)@db.example:5432/ugem?sslmode=require\""
+            ),
+            "{text}"
+        );
         for secret in ["change-me-now", "a-long-secret-token", "s3cr3t", "pw@"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }

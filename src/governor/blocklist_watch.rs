@@ -1,8 +1,9 @@
 //! The blocklist watch: every `dnsbl.interval`, each gateway address
 //! (`registration.gateway_addresses`) is looked up on each list of
 //! `dnsbl.zones`, through the gateway's own resolver (`delivery.nameservers`).
-//! A change (listed, delisted) of an (address, list) pair is recorded in the
-//! store ([`GatewayListing`]), mailed to the postmaster, sent to the
+//! A change (listed, delisted) of an (address, list) pair is recorded
+//! through the registry ([`GatewayListing`], source `dnsbl`; the listings
+//! report reads them), mailed to the postmaster, sent to the
 //! webhooks and set on `ugem_gateway_listed{address,zone}`. The open
 //! listings are read back at start, so a restart does not alarm again.
 
@@ -76,17 +77,16 @@ impl Governor {
 
     /// Runs the blocklist watch until `stop` turns true.
     pub async fn watch_blocklists(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let store = self.local.clone();
-        let open = tokio::task::spawn_blocking(move || store.open_gateway_listings())
-            .await
-            .unwrap_or_else(|e| Err(crate::store::StoreError::Backend(e.to_string())));
-        match open {
-            Ok(open) => {
+        // Every open listing on a watched list counts as known, whoever
+        // recorded it (a refusal naming the zone, or an earlier run).
+        match self.registry.listings().await {
+            Ok(all) => {
+                let open = all.into_iter().filter(GatewayListing::is_open);
                 let cfg = self.cfg();
                 let mut w = self.blocklists.lock().unwrap_or_else(|p| p.into_inner());
                 for l in open {
                     let watched = cfg.dnsbl.enabled
-                        && cfg.dnsbl.zones.iter().any(|z| z.as_str() == l.zone)
+                        && cfg.dnsbl.zones.iter().any(|z| z.as_str() == l.list)
                         && cfg
                             .registration
                             .gateway_addresses
@@ -94,9 +94,9 @@ impl Governor {
                             .any(|a| crate::policy::canonical_ip(*a) == l.address);
                     // Listed as far as anyone knows, until a round says otherwise.
                     if watched {
-                        crate::metrics::set_gateway_listed(&l.address.to_string(), &l.zone, true);
+                        crate::metrics::set_gateway_listed(&l.address.to_string(), &l.list, true);
+                        w.open.insert((l.address, l.list.clone()), l);
                     }
-                    w.open.insert((l.address, l.zone.clone()), l);
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot read the gateway's listings"),
@@ -169,7 +169,7 @@ impl Governor {
                 code: None,
                 meaning: None,
                 reason: None,
-                listed_since: open.as_ref().map(|l| l.listed_at),
+                listed_since: open.as_ref().map(|l| l.at),
                 checked_at: now,
             };
             match &looked {
@@ -188,13 +188,19 @@ impl Governor {
                     }
                     match (answer, open) {
                         (Answer::Listed { code, meaning }, None) => {
+                            let meaning = match reason {
+                                Some(r) => format!("{meaning}; the list says: {r}"),
+                                None => meaning.clone(),
+                            };
                             let l = GatewayListing {
+                                id: 0,
+                                at: now,
                                 address,
-                                zone: zone.to_string(),
+                                list: zone.to_string(),
                                 code: code.to_string(),
-                                meaning: meaning.clone(),
-                                reason: reason.clone(),
-                                listed_at: now,
+                                meaning,
+                                source: "dnsbl".into(),
+                                last_seen: Some(now),
                                 delisted_at: None,
                             };
                             checked.listed_since = Some(now);
@@ -251,23 +257,33 @@ impl Governor {
         }
     }
 
-    /// A listing began or ended: the store first (so a crash before the
+    /// A listing began or ended: the record first (so a crash before the
     /// alarm re-alarms rather than forgets), then the postmaster and the
     /// webhooks.
-    async fn listing_changed(&self, l: GatewayListing, listed: bool) {
-        let store = self.local.clone();
-        let rec = l.clone();
-        let saved = tokio::task::spawn_blocking(move || store.put_gateway_listing(&rec))
-            .await
-            .unwrap_or_else(|e| Err(crate::store::StoreError::Backend(e.to_string())));
-        if let Err(e) = saved {
-            tracing::error!(error = %e, "cannot record the gateway's listing");
+    async fn listing_changed(&self, mut l: GatewayListing, listed: bool) {
+        let saved = if listed {
+            self.registry.record_listing(&l).await.map(|(rec, _)| rec)
+        } else {
+            let at = l.delisted_at.unwrap_or_else(Utc::now);
+            self.registry.end_listing(l.address, &l.list, at).await
+        };
+        match saved {
+            Ok(rec) => l = rec,
+            Err(e) => tracing::error!(error = %e, "cannot record the gateway's listing"),
+        }
+        if listed {
+            // The stored record (its id) is the one a later delisting ends.
+            self.blocklists
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .open
+                .insert((l.address, l.list.clone()), l.clone());
         }
         let cfg = self.cfg();
         if listed {
-            tracing::warn!(address = %l.address, zone = %l.zone, code = %l.code, meaning = %l.meaning, "gateway address listed on a blocklist");
+            tracing::warn!(address = %l.address, zone = %l.list, code = %l.code, meaning = %l.meaning, "gateway address listed on a blocklist");
         } else {
-            tracing::info!(address = %l.address, zone = %l.zone, "gateway address delisted from a blocklist");
+            tracing::info!(address = %l.address, zone = %l.list, "gateway address delisted from a blocklist");
         }
         let text = if listed {
             super::notices::blocklist_listed(&cfg, &l)
@@ -288,11 +304,10 @@ impl Governor {
                 "event": if listed { "gateway_blocklisted" } else { "gateway_delisted" },
                 "gateway": cfg.server.hostname.to_string(),
                 "address": l.address,
-                "zone": l.zone,
+                "zone": l.list,
                 "code": l.code,
                 "meaning": l.meaning,
-                "reason": l.reason,
-                "listed_at": l.listed_at,
+                "listed_at": l.at,
                 "delisted_at": l.delisted_at,
                 "at": Utc::now(),
             }),

@@ -8,9 +8,9 @@ use chrono::NaiveDate;
 
 use super::Governor;
 use super::clock::utc;
-use crate::calendar::Calendar;
 use crate::config::Config;
 use crate::domain::Domain;
+use crate::model::audit::AuditRecord;
 use crate::model::domains::{DomainRecord, DomainStatus};
 use crate::model::suspensions::Scope;
 use crate::notify::contacts::{NoticeOutcome, notify_contacts};
@@ -81,7 +81,7 @@ impl Governor {
         let today = self.local_today();
         let cfg = self.cfg.current();
         let r = &cfg.registration;
-        let calendar = Calendar::new(&r.holidays, &r.days_off, &r.working_days);
+        let calendar = r.calendar();
         for d in self.registry.list() {
             let Some(s) = d.disconnect_on.clone() else {
                 continue;
@@ -92,12 +92,25 @@ impl Governor {
             if s.on <= today {
                 let reason = format!("disconnection agreed for {}: {}", s.on, s.reason);
                 match disconnect(&self.registry, &self.queue, &cfg, &d.name, &reason).await {
-                    Ok((_, notice)) => tracing::warn!(
-                        domain = %d.name,
-                        on = %s.on,
-                        notice = ?notice.queued,
-                        "domain disconnected on its agreed date"
-                    ),
+                    Ok((rec, notice)) => {
+                        tracing::warn!(
+                            domain = %d.name,
+                            on = %s.on,
+                            notice = ?notice.queued,
+                            "domain disconnected on its agreed date"
+                        );
+                        let audit = AuditRecord::auto(
+                            rec.status_since,
+                            "domain.disconnect",
+                            d.name.as_str(),
+                            &reason,
+                        )
+                        .change(
+                            serde_json::json!({"status": d.status, "disconnect_on": s.on, "scheduled_by": s.by}),
+                            serde_json::json!({"status": rec.status}),
+                        );
+                        self.registry.audit(audit).await;
+                    }
                     Err(e) => {
                         tracing::error!(domain = %d.name, error = %e, "scheduled disconnection failed; retrying next round")
                     }

@@ -145,6 +145,16 @@ impl Governor {
             } => {
                 let day = utc(at_ms).format("%Y-%m-%d");
                 let whose = domain.as_ref().map_or("the gateway itself", |d| d.as_str());
+                // Kept for the listings report (one open record per address and list).
+                let listing = crate::registry::listings::from_refusal(
+                    address,
+                    &reply,
+                    domain.as_ref().map(|d| d.as_str()),
+                    utc(at_ms),
+                );
+                if let Err(e) = self.registry.record_listing(&listing).await {
+                    tracing::warn!(error = %e, %address, "gateway listing not recorded");
+                }
                 let text = notices::gateway_listed(&self.cfg(), address, &reply, whose);
                 self.notify(None, &format!("listed|{address}|{day}"), text)
                     .await;

@@ -211,29 +211,27 @@ pub fn gateway_listed(cfg: &Config, address: std::net::IpAddr, reply: &str, doma
 
 /// The blocklist watch found a gateway address listed: for the postmaster.
 pub fn blocklist_listed(cfg: &Config, l: &crate::model::listings::GatewayListing) -> Text {
-    let page = super::blocklists::lookup_page(&l.zone)
+    let page = super::blocklists::lookup_page(&l.list)
         .map(|u| format!("\nLook it up and ask for removal at {u}.\n"))
         .unwrap_or_default();
     Text {
         subject: format!(
             "Mail gateway: address {} is listed on {}",
-            l.address, l.zone
+            l.address, l.list
         ),
         body: format!(
             "The blocklist watch of the gateway {host} found the gateway's address {addr} \
-             listed on {zone}.\n\n  answer: {code} ({meaning})\n  reason given by the list: \
-             {reason}\n  seen at: {at}\n\n\
+             listed on {zone}.\n\n  answer: {code} ({meaning})\n  seen at: {at}\n\n\
              Receivers that use this list refuse or delay mail from this address, whatever \
              agency sent it. What to do: find the traffic that caused it (`ugem governor`, \
              `ugem suspension list --history`, the delivery log), stop it, and request \
              delisting.{page}\nYou will get one more message when the listing ends.\n{footer}",
             host = cfg.server.hostname,
             addr = l.address,
-            zone = l.zone,
+            zone = l.list,
             code = l.code,
             meaning = l.meaning,
-            reason = l.reason.as_deref().unwrap_or("none"),
-            at = l.listed_at.format("%Y-%m-%d %H:%M UTC"),
+            at = l.at.format("%Y-%m-%d %H:%M UTC"),
             footer = footer(cfg),
         ),
     }
@@ -248,15 +246,15 @@ pub fn blocklist_delisted(cfg: &Config, l: &crate::model::listings::GatewayListi
     Text {
         subject: format!(
             "Mail gateway: address {} is no longer listed on {}",
-            l.address, l.zone
+            l.address, l.list
         ),
         body: format!(
             "The gateway {host}'s address {addr} is no longer listed on {zone}.\n\n  \
              listed: {from} to {until}\n  answer was: {code} ({meaning})\n{footer}",
             host = cfg.server.hostname,
             addr = l.address,
-            zone = l.zone,
-            from = l.listed_at.format("%Y-%m-%d %H:%M UTC"),
+            zone = l.list,
+            from = l.at.format("%Y-%m-%d %H:%M UTC"),
             code = l.code,
             meaning = l.meaning,
             footer = footer(cfg),

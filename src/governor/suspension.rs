@@ -3,6 +3,7 @@
 //! registry, the scope's queued outbound mail held (or released or
 //! deleted), the notices to the contacts and the postmaster, the webhooks.
 
+use crate::model::audit::{AUTO, AuditRecord};
 use crate::model::domains::DomainRecord;
 use crate::model::suspensions::{Scope, SuspensionRecord};
 use crate::registry::{RegistryError, RestoreRequest, SuspendRequest};
@@ -28,6 +29,7 @@ impl Governor {
         scope: &Scope,
         req: SuspendRequest,
     ) -> Result<(SuspensionRecord, usize), RegistryError> {
+        let before = self.registry.scope_state(scope);
         let rec = match scope {
             Scope::Domain(d) => self.registry.suspend_domain(d, req).await?,
             Scope::Sender(s) => self.registry.suspend_sender(s, req).await?,
@@ -45,6 +47,21 @@ impl Governor {
             0
         });
         tracing::warn!(scope = %scope, rule = %rec.rule, actor = %rec.actor, held, id = rec.id, "suspended");
+        // Staff actions are audited by the admin API; the governor's own here.
+        if rec.actor == AUTO {
+            let mut after = self.registry.scope_state(scope);
+            after["rule"] = rec.rule.clone().into();
+            after["expires_at"] = serde_json::to_value(rec.expires_at).unwrap_or_default();
+            after["evidence"] = rec.evidence.clone();
+            let audit = AuditRecord::auto(
+                rec.started_at,
+                &action(scope, "suspend"),
+                &target(scope),
+                &rec.reason,
+            )
+            .change(before, after);
+            self.registry.audit(audit).await;
+        }
         self.on_suspended(&rec, held).await;
         Ok((rec, held))
     }
@@ -57,6 +74,8 @@ impl Governor {
         req: RestoreRequest,
         release: bool,
     ) -> Result<Restored, RegistryError> {
+        let before = self.registry.scope_state(scope);
+        let auto = (req.actor == AUTO).then(|| req.reason.clone().unwrap_or_default());
         let (ended, domain) = match scope {
             Scope::Domain(d) => {
                 let active = self.registry.snapshot().suspension(scope).map(|s| s.id);
@@ -76,6 +95,17 @@ impl Governor {
                 0
             });
         tracing::info!(scope = %scope, messages, release, "restored");
+        if let Some(reason) = auto {
+            let at = ended
+                .as_ref()
+                .and_then(|e| e.restored.as_ref().map(|r| r.at))
+                .unwrap_or_else(chrono::Utc::now);
+            let mut after = self.registry.scope_state(scope);
+            after["held_mail"] = if release { "released" } else { "deleted" }.into();
+            let audit = AuditRecord::auto(at, &action(scope, "restore"), &target(scope), &reason)
+                .change(before, after);
+            self.registry.audit(audit).await;
+        }
         // The contacts and webhooks hear of the restore like of the suspension.
         if let Some(e) = &ended {
             self.on_restored(e).await;
@@ -85,5 +115,22 @@ impl Governor {
             domain,
             messages,
         })
+    }
+}
+
+/// The audit action of `verb` on `scope`, as the admin API names it
+/// (`domain.suspend`, `sender.restore`).
+fn action(scope: &Scope, verb: &str) -> String {
+    match scope {
+        Scope::Domain(_) => format!("domain.{verb}"),
+        Scope::Sender(_) => format!("sender.{verb}"),
+    }
+}
+
+/// The audit target of `scope`: the domain or the address.
+fn target(scope: &Scope) -> String {
+    match scope {
+        Scope::Domain(d) => d.to_string(),
+        Scope::Sender(s) => s.clone(),
     }
 }

@@ -58,6 +58,61 @@ impl std::str::FromStr for ApplicationStatus {
     }
 }
 
+/// How an application reached the operator (the rules admit two ways).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// Through the support portal (a ticket).
+    Portal,
+    /// As an official letter (its registration reference).
+    Letter,
+}
+
+impl Channel {
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Portal => "portal",
+            Channel::Letter => "letter",
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "portal" => Ok(Channel::Portal),
+            "letter" => Ok(Channel::Letter),
+            _ => Err(format!("`{s}` is not a channel (portal, letter)")),
+        }
+    }
+}
+
+/// What the application form itself says, as the rules' form has it
+/// (distinct from the operator's date of receipt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationForm {
+    /// The application's number, as on the form.
+    pub number: String,
+    /// The application's date, as on the form.
+    pub dated: NaiveDate,
+    /// portal | letter.
+    pub channel: Channel,
+    /// The portal's ticket or the letter's registration reference.
+    pub reference: String,
+    /// The attached document (e.g. the scanned signed form's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
+}
+
 /// One application and its decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplicationRecord {
@@ -107,11 +162,31 @@ pub struct ApplicationRecord {
     /// Staff accepted server ranges wider than the configured limit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_wide_range: bool,
+    /// The form's own number, date, channel and document (records made
+    /// before they were recorded have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form: Option<ApplicationForm>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_without_the_form_stay_readable() {
+        let old = r#"{"id":3,"domain":"a.example.kz","owner":"A","category":"state_body",
+            "head":"H","servers":["192.0.2.10/32"],"contacts":[{"name":"N","email":"it@a.example.kz",
+            "office_phone":"+7 7172 000000"}],"received_on":"2026-03-02","decision_due":"2026-03-10",
+            "status":"pending","submitted_by":"admin","created_at":"2026-03-02T10:00:00Z"}"#;
+        let rec: ApplicationRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(rec.form, None);
+        assert_eq!(
+            rec.contacts[0].office_phone.as_ref().unwrap().as_str(),
+            "+77172000000"
+        );
+        assert_eq!("Letter".parse::<Channel>(), Ok(Channel::Letter));
+        assert!("fax".parse::<Channel>().is_err());
+    }
 
     #[test]
     fn categories_parse_in_both_spellings() {

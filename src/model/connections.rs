@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 /// One reply that refused something during a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
-    /// The command verb it answered (`MAIL`, `RCPT`, `DATA`, ...).
+    /// The command line it answered, cut to 100 characters with anything
+    /// unprintable replaced (`RCPT TO:<x@y>`; `AUTH` without its
+    /// arguments); empty for a refusal no command caused (at connect).
+    #[serde(default)]
     pub command: String,
     /// Reply code.
     pub code: u16,
@@ -30,6 +33,10 @@ pub struct ConnectionRecord {
     /// Registered domain(s) the session's mail matched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<String>,
+    /// The domains its MAIL FROM addresses claimed, registered or not,
+    /// accepted or refused (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claimed: Vec<String>,
     /// MAIL commands.
     pub mail_count: u32,
     /// RCPT commands.
@@ -57,7 +64,8 @@ pub struct ConnectionRecord {
 /// Filters for the connection log's listing (`LocalStore::list_connections`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ConnectionFilter {
-    /// Only sessions that matched this registered domain.
+    /// Only sessions that matched this registered domain or whose MAIL
+    /// FROM claimed it.
     pub domain: Option<String>,
     /// Only sessions from this IP.
     pub ip: Option<std::net::IpAddr>,
@@ -65,4 +73,53 @@ pub struct ConnectionFilter {
     pub since: Option<DateTime<Utc>>,
     /// At most this many (default 100).
     pub limit: Option<usize>,
+}
+
+/// Longest command line kept with a refusal.
+pub const COMMAND_LOGGED_MAX: usize = 100;
+
+/// A command line as the connection log keeps it: at most
+/// [`COMMAND_LOGGED_MAX`] characters, printable ASCII (anything else is
+/// `?`), and for `AUTH` the verb alone (its arguments may be credentials).
+pub fn logged_command(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+    let verb_end = line.iter().position(|b| *b == b' ').unwrap_or(line.len());
+    let line = if line[..verb_end].eq_ignore_ascii_case(b"AUTH") {
+        &line[..verb_end]
+    } else {
+        line
+    };
+    line.iter()
+        .take(COMMAND_LOGGED_MAX)
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_cut_sanitised_and_credentials_left_out() {
+        assert_eq!(
+            logged_command(b"RCPT TO:<x@y.example>\r\n"),
+            "RCPT TO:<x@y.example>"
+        );
+        assert_eq!(
+            logged_command(b"MAIL FROM:<\x1b[31m@x>"),
+            "MAIL FROM:<?[31m@x>"
+        );
+        assert_eq!(logged_command(b"auth PLAIN AGFsaWNlAHNlY3JldA=="), "auth");
+        let long = format!("RCPT TO:<{}@x>", "a".repeat(300));
+        assert_eq!(logged_command(long.as_bytes()).len(), COMMAND_LOGGED_MAX);
+        // Old records without the field stay readable.
+        let r: Refusal = serde_json::from_str(r#"{"code":550,"text":"no"}"#).unwrap();
+        assert_eq!(r.command, "");
+    }
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use super::phone::Phone;
 use crate::domain::Domain;
 use crate::values::HostPort;
 
@@ -16,10 +17,10 @@ pub struct Contact {
     pub email: String,
     /// Office phone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub office_phone: Option<String>,
+    pub office_phone: Option<Phone>,
     /// Mobile phone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mobile_phone: Option<String>,
+    pub mobile_phone: Option<Phone>,
 }
 
 /// Where a domain stands.
@@ -96,6 +97,24 @@ pub struct DomainRecord {
     /// set, they replace `inbound`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inbound_servers: Vec<InboundServer>,
+    /// The application it was connected (last) from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<u64>,
+    /// Set when staff registered it without an application: who, when, why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub without_application: Option<DirectRegistration>,
+}
+
+/// A registration without an application (`ugem domain add`), kept on the
+/// domain so that an inspection sees which domains skipped the procedure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectRegistration {
+    /// Who registered it (token name).
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why there was no application.
+    pub reason: String,
 }
 
 /// One of a domain's inbound servers.
@@ -251,6 +270,38 @@ impl SenderLimits {
 }
 
 impl DomainRecord {
+    /// A connected domain as of `now`, everything else at its default.
+    pub fn connected(
+        name: Domain,
+        owner: String,
+        servers: Vec<IpNet>,
+        contacts: Vec<Contact>,
+        now: DateTime<Utc>,
+    ) -> DomainRecord {
+        DomainRecord {
+            name,
+            owner,
+            servers,
+            contacts,
+            inbound: None,
+            status: DomainStatus::Connected,
+            status_reason: None,
+            status_since: now,
+            shared_servers: false,
+            created_at: now,
+            updated_at: now,
+            limits: None,
+            senders: Default::default(),
+            header_from: Default::default(),
+            category: None,
+            disconnect_on: None,
+            allowed_servers: Vec::new(),
+            inbound_servers: Vec::new(),
+            application: None,
+            without_application: None,
+        }
+    }
+
     /// Every inbound next hop in the order to try: the inbound servers by
     /// preference, else the one inbound route.
     pub fn inbound_routes(&self) -> Vec<HostPort> {
@@ -289,28 +340,32 @@ mod tests {
     }
 
     #[test]
+    fn records_from_before_the_registration_mark_stay_readable() {
+        let old = r#"{"name":"a.example.kz","owner":"A","servers":["192.0.2.10/32"],
+            "contacts":[{"name":"N","email":"it@a.example.kz","office_phone":"+7 7172 000000","mobile_phone":"12-3"}],
+            "status":"connected","status_since":"2026-03-02T10:00:00Z",
+            "created_at":"2026-03-02T10:00:00Z","updated_at":"2026-03-02T10:00:00Z"}"#;
+        let rec: DomainRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(rec.without_application, None);
+        assert_eq!(rec.application, None);
+        let c = &rec.contacts[0];
+        assert_eq!(c.office_phone.as_ref().unwrap().as_str(), "+77172000000");
+        assert_eq!(c.mobile_phone.as_ref().unwrap().as_str(), "12-3");
+        let again: DomainRecord =
+            serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+        assert_eq!(again, rec);
+    }
+
+    #[test]
     fn default_inbound_route_is_first_server_port_25() {
         let now = Utc::now();
-        let rec = DomainRecord {
-            name: Domain::parse("a.example.kz").unwrap(),
-            owner: "Agency".into(),
-            servers: vec!["192.0.2.10/32".parse().unwrap()],
-            contacts: Vec::new(),
-            inbound: None,
-            status: DomainStatus::Connected,
-            status_reason: None,
-            status_since: now,
-            shared_servers: false,
-            created_at: now,
-            updated_at: now,
-            limits: None,
-            senders: Default::default(),
-            header_from: Default::default(),
-            category: None,
-            disconnect_on: None,
-            allowed_servers: Vec::new(),
-            inbound_servers: Vec::new(),
-        };
+        let rec = DomainRecord::connected(
+            Domain::parse("a.example.kz").unwrap(),
+            "Agency".into(),
+            vec!["192.0.2.10/32".parse().unwrap()],
+            Vec::new(),
+            now,
+        );
         assert_eq!(rec.inbound_route().unwrap().to_string(), "192.0.2.10:25");
         assert_eq!(rec.inbound_routes(), vec![rec.inbound_route().unwrap()]);
         let hp = |s: &str| s.parse::<HostPort>().unwrap();

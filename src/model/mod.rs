@@ -9,6 +9,7 @@ pub mod changes;
 pub mod connections;
 pub mod domains;
 pub mod listings;
+pub mod phone;
 pub mod servers;
 pub mod sightings;
 pub mod suspensions;

@@ -26,6 +26,19 @@ pub struct UnregisteredServer {
     pub sample: String,
 }
 
+impl UnregisteredServer {
+    /// Adds a later batch's sighting of the same address: counts add up,
+    /// the seen-times widen, and the latest refusal stays as the sample.
+    pub fn merge(&mut self, s: &UnregisteredServer) {
+        self.first_seen = self.first_seen.min(s.first_seen);
+        if s.last_seen >= self.last_seen {
+            self.last_seen = s.last_seen;
+            self.sample = s.sample.clone();
+        }
+        self.count = self.count.saturating_add(s.count);
+    }
+}
+
 /// Staff let one address relay as the domain until a time: a server being
 /// moved, before the change request is decided. Never granted automatically.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use tokio::sync::watch;
 
 use super::mail::{NotifyError, enqueue_notice};
@@ -100,13 +100,8 @@ async fn calendar_reminder(
     cfg: &Config,
     today: NaiveDate,
 ) -> Result<(), NotifyError> {
-    let mut years = Vec::new();
-    if !apps.calendar().covers(today.year()) {
-        years.push(today.year());
-    }
-    if today.month() == 12 && !apps.calendar().covers(today.year() + 1) {
-        years.push(today.year() + 1);
-    }
+    // From 1 December the next year too (`Calendar::missing_years`).
+    let years = apps.calendar().missing_years(today);
     if years.is_empty() {
         return Ok(());
     }
@@ -169,6 +164,7 @@ mod tests {
                 inbound: None,
                 received_on: received,
                 allow_wide_range: false,
+                form: None,
             },
             "root",
         )
@@ -224,6 +220,31 @@ mod tests {
                 &"Overdue: application #1 for agency.example.kz (due 2026-03-10)".to_string()
             ),
             "{subjects:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_calendar_reminder_asks_for_next_year_from_december() {
+        let w = world().await;
+        let clock = Arc::new(FixedClock::on("2027-11-30".parse().unwrap()));
+        let apps = Applications::with_clock(w.registry.clone(), &w.cfg.registration, clock.clone());
+        // The shipped calendar covers 2027: nothing in November...
+        calendar_reminder(&apps, &w.queue, &w.cfg, apps.today())
+            .await
+            .unwrap();
+        assert!(queued(&w.queue).is_empty());
+        // ...and from 1 December a reminder that 2028 is missing.
+        clock.set("2027-12-01".parse().unwrap());
+        calendar_reminder(&apps, &w.queue, &w.cfg, apps.today())
+            .await
+            .unwrap();
+        let q = queued(&w.queue);
+        assert_eq!(q.len(), 1);
+        let body = w.queue.body(q[0].id).unwrap().unwrap();
+        let m = mail_parser::MessageParser::default().parse(&body).unwrap();
+        assert_eq!(
+            m.subject(),
+            Some("Working-day calendar: no holidays configured for 2028")
         );
     }
 

@@ -186,12 +186,14 @@ pub fn calendar_review(cfg: &Config, years: &[i32]) -> Text {
     Text {
         subject: format!("Working-day calendar: no holidays configured for {years}"),
         body: format!(
-            "The [registration] section of the gateway's configuration lists no public \
-             holidays or days off for {years}. Decision deadlines of applications are then \
-             counted with weekends only.\n\n\
-             Add the year's public holidays (holidays), religious holidays and transferred \
-             days off (days_off) and transferred working days (working_days), then restart \
-             the gateway.\n{footer}",
+            "The gateway's working-day calendar lists no public holidays or days off for \
+             {years}. Decision deadlines of applications are then counted with weekends only.\n\n\
+             Upgrade ugem, or add the year to your own copy of the calendar file (the \
+             shipped one is data/calendar/kz.toml in the sources, \
+             /usr/share/doc/ugem/calendar/kz.toml in the package) named by [registration] \
+             calendar: its public holidays (holidays), religious holidays and transferred \
+             days off (days_off), transferred working days (working_days) and sources; \
+             then reload the gateway.\n{footer}",
             footer = footer(cfg),
         ),
     }

@@ -93,26 +93,15 @@ mod tests {
 
     fn rec(header_from: HeaderFrom) -> DomainRecord {
         let now = chrono::Utc::now();
-        DomainRecord {
-            name: Domain::parse("a.example.kz").unwrap(),
-            owner: "A".into(),
-            servers: Vec::new(),
-            contacts: Vec::new(),
-            inbound: None,
-            status: crate::model::domains::DomainStatus::Connected,
-            status_reason: None,
-            status_since: now,
-            shared_servers: false,
-            created_at: now,
-            updated_at: now,
-            limits: None,
-            senders: Default::default(),
-            header_from,
-            category: None,
-            disconnect_on: None,
-            allowed_servers: Vec::new(),
-            inbound_servers: Vec::new(),
-        }
+        let mut r = DomainRecord::connected(
+            Domain::parse("a.example.kz").unwrap(),
+            "A".into(),
+            Vec::new(),
+            Vec::new(),
+            now,
+        );
+        r.header_from = header_from;
+        r
     }
 
     fn code(r: &DomainRecord, header: &str) -> Option<String> {

@@ -15,7 +15,9 @@ use super::{NewDomain, RangeLimits, Registry, RegistryError, check_server_ranges
 use crate::calendar::Calendar;
 use crate::config::{HostPort, RegistrationSection};
 use crate::domain::Domain;
-use crate::model::applications::{ApplicantCategory, ApplicationRecord, ApplicationStatus};
+use crate::model::applications::{
+    ApplicantCategory, ApplicationForm, ApplicationRecord, ApplicationStatus,
+};
 use crate::model::domains::{Contact, DomainRecord, DomainStatus};
 use crate::store::StoreError;
 
@@ -143,6 +145,9 @@ pub struct NewApplication {
     /// widest_server_range_v4`/`_v6` (recorded; the approval honours it).
     #[serde(default)]
     pub allow_wide_range: bool,
+    /// The form's number, date, channel and document.
+    #[serde(default)]
+    pub form: Option<ApplicationForm>,
 }
 
 fn servers_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
@@ -184,6 +189,9 @@ pub struct ApplicationView {
     /// Set when the calendar has no holidays for a year the deadline touches.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calendar_warning: Option<String>,
+    /// The days off the decision deadline skipped between receipt and due
+    /// date: weekends, holidays (named), their moved days, fixed days off.
+    pub skipped_days: Vec<crate::calendar::SkippedDay>,
 }
 
 /// The result of an approval.
@@ -275,7 +283,7 @@ impl Applications {
     ) -> Applications {
         Applications {
             registry,
-            calendar: Calendar::new(&cfg.holidays, &cfg.days_off, &cfg.working_days),
+            calendar: cfg.calendar(),
             decision_days: cfg.decision_days,
             resubmit_days: cfg.resubmit_days,
             ranges: RangeLimits::from(cfg),
@@ -315,7 +323,7 @@ impl Applications {
             self.ranges,
         )
         .map_err(ApplicationError::Invalid)?;
-        validate_contacts(&new.contacts)?;
+        validate_contacts(&new.contacts, new.form.is_some())?;
         if let Some(hp) = &new.inbound
             && hp.port == 0
         {
@@ -334,6 +342,9 @@ impl Applications {
             return Err(ApplicationError::Invalid(format!(
                 "received_on {received_on} is more than a year ago"
             )));
+        }
+        if let Some(form) = &new.form {
+            validate_form(form, received_on)?;
         }
 
         let _g = workflow_lock().await;
@@ -395,6 +406,7 @@ impl Applications {
             created_at: self.clock.now(),
             alerted_on: None,
             allow_wide_range: new.allow_wide_range,
+            form: new.form,
         };
         let rec = self
             .registry
@@ -455,11 +467,15 @@ impl Applications {
         missing.dedup();
         let calendar_warning = (pending && !missing.is_empty()).then(|| {
             format!(
-                "the working-day calendar has no holidays for {}: the due date counts weekends only; add them to [registration] holidays",
+                "the working-day calendar has no holidays for {}: the due date counts weekends only; add the year to the calendar file ([registration] calendar, shipped: data/calendar/kz.toml)",
                 missing.join(", ")
             )
         });
+        let skipped_days = self
+            .calendar
+            .skipped_between(application.received_on, application.decision_due);
         ApplicationView {
+            skipped_days,
             overdue,
             working_days_left,
             resubmit_from,
@@ -573,12 +589,14 @@ impl Applications {
         };
         let (domain, reconnected) = match self.registry.get(&app.domain) {
             None => (
-                self.registry.add_domain_as(new, Some(app.category)).await?,
+                self.registry
+                    .add_domain_as(new, Some(app.category), Some(app.id))
+                    .await?,
                 false,
             ),
             Some(d) if d.status == DomainStatus::Disconnected => (
                 self.registry
-                    .reconnect_domain(new, Some(app.category))
+                    .reconnect_domain(new, Some(app.category), Some(app.id))
                     .await?,
                 true,
             ),
@@ -698,7 +716,33 @@ fn validate_servers(servers: &[IpNet]) -> Result<(), ApplicationError> {
     Ok(())
 }
 
-fn validate_contacts(contacts: &[Contact]) -> Result<(), ApplicationError> {
+/// Checks what the form says: texts present and printable, and a form not
+/// dated after the operator received it.
+fn validate_form(form: &ApplicationForm, received_on: NaiveDate) -> Result<(), ApplicationError> {
+    let text = |field: &str, v: &str, max: usize| {
+        if v.trim().is_empty() || v.len() > max || v.chars().any(char::is_control) {
+            Err(ApplicationError::Invalid(format!(
+                "form {field}: 1 to {max} characters, no control characters"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    text("number", &form.number, 100)?;
+    text("reference", &form.reference, 200)?;
+    if let Some(d) = &form.document {
+        text("document", d, 200)?;
+    }
+    if form.dated > received_on {
+        return Err(ApplicationError::Invalid(format!(
+            "the form is dated {}, after its receipt on {received_on}",
+            form.dated
+        )));
+    }
+    Ok(())
+}
+
+fn validate_contacts(contacts: &[Contact], both_phones: bool) -> Result<(), ApplicationError> {
     if contacts.is_empty() {
         return Err(ApplicationError::Invalid(
             "at least one technical contact is needed".into(),
@@ -717,6 +761,13 @@ fn validate_contacts(contacts: &[Contact]) -> Result<(), ApplicationError> {
             return Err(ApplicationError::Invalid(format!(
                 "contact {}: the full name is required (`Full Name <{}>`)",
                 c.email, c.email
+            )));
+        }
+        // The form asks for both numbers of each specialist.
+        if both_phones && (c.office_phone.is_none() || c.mobile_phone.is_none()) {
+            return Err(ApplicationError::Invalid(format!(
+                "contact {}: the form gives both a mobile and an office phone (`; mobile=PHONE; office=PHONE`)",
+                c.email
             )));
         }
         if c.office_phone.is_none() && c.mobile_phone.is_none() {

@@ -338,7 +338,7 @@ impl ChangeRequests {
     ) -> ChangeRequests {
         ChangeRequests {
             registry,
-            calendar: Calendar::new(&cfg.holidays, &cfg.days_off, &cfg.working_days),
+            calendar: cfg.calendar(),
             decision_days: cfg.decision_days,
             ranges: RangeLimits::from(cfg),
             clock,
@@ -529,7 +529,7 @@ mod tests {
             name: "New Person".into(),
             email: "new@agency.example.kz".into(),
             office_phone: None,
-            mobile_phone: Some("+7 701 111 1111".into()),
+            mobile_phone: Some("+7 701 111 1111".parse().unwrap()),
         }];
         let (_, c) = apply(
             &cur,

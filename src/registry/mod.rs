@@ -10,6 +10,9 @@ pub use crate::calendar;
 pub mod changes;
 pub mod checks;
 mod contact;
+pub mod follow;
+pub mod listings;
+pub mod reports;
 pub mod schedule;
 pub mod servers;
 pub mod sightings;
@@ -23,7 +26,9 @@ use ipnet::IpNet;
 use crate::config::HostPort;
 use crate::domain::Domain;
 use crate::model::applications::ApplicantCategory;
-use crate::model::domains::{Contact, DomainLimits, DomainRecord, DomainStatus, SenderLimits};
+use crate::model::domains::{
+    Contact, DirectRegistration, DomainLimits, DomainRecord, DomainStatus, SenderLimits,
+};
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 use crate::store::{DomainWrite, Expect, RegistryStore, StoreError};
 
@@ -202,6 +207,14 @@ impl Registry {
         Ok(())
     }
 
+    /// Rebuilds the snapshot from the store between this node's own
+    /// changes (never in the middle of one, whose publication would then be
+    /// overwritten by an older read).
+    pub async fn refresh(&self) -> Result<(), RegistryError> {
+        let _one_at_a_time = self.lock().await;
+        self.reload().await
+    }
+
     /// The current view (cheap: an Arc clone).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snap.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -229,6 +242,34 @@ impl Registry {
     /// after, so that a notice goes out once.
     pub async fn claim_notice(&self, key: &str, now_ms: u64) -> Result<bool, RegistryError> {
         Ok(self.store.claim_notice(key, now_ms).await?)
+    }
+
+    /// Appends a record of the gateway's own decision to the audit trail; a
+    /// failure is logged, never raised (the decision stands).
+    pub async fn audit(&self, rec: crate::model::audit::AuditRecord) {
+        if let Err(e) = self.store.append_audit(&rec).await {
+            tracing::error!(action = %rec.action, target = %rec.target, error = %e, "audit record not written");
+        }
+    }
+
+    /// A scope's state as the audit trail records it before and after a
+    /// change: the domain's status, or whether the sender is suspended,
+    /// with the active suspension's id.
+    pub fn scope_state(&self, scope: &Scope) -> serde_json::Value {
+        let snap = self.snapshot();
+        let suspension = snap.suspension(scope).map(|s| s.id);
+        let status = match scope {
+            Scope::Domain(d) => snap
+                .domain(d)
+                .map(|r| r.status.to_string())
+                .unwrap_or_else(|| "unregistered".into()),
+            Scope::Sender(_) if suspension.is_some() => "suspended".into(),
+            Scope::Sender(_) => "active".into(),
+        };
+        match suspension {
+            Some(id) => serde_json::json!({"status": status, "suspension": id}),
+            None => serde_json::json!({"status": status}),
+        }
     }
 
     /// Forgets notice claims older than `before_ms`.
@@ -275,43 +316,65 @@ impl Registry {
         }
     }
 
-    /// Registers a connected domain.
+    /// Registers a connected domain (tests and tools; staff go through
+    /// [`Registry::add_domain_without_application`] or an application).
     pub async fn add_domain(&self, new: NewDomain) -> Result<DomainRecord, RegistryError> {
-        self.add_domain_as(new, None).await
+        self.register(new, |_| {}).await
     }
 
-    /// Registers a connected domain of an applicant of `category`.
+    /// Registers a connected domain without an application, marked with
+    /// who did it, when and why.
+    pub async fn add_domain_without_application(
+        &self,
+        new: NewDomain,
+        direct: DirectRegistration,
+    ) -> Result<DomainRecord, RegistryError> {
+        check_text("reason", &direct.reason, 1000)?;
+        if direct.reason.trim().is_empty() {
+            return Err(RegistryError::Invalid(
+                "a reason is required to register a domain without an application".into(),
+            ));
+        }
+        self.register(new, |rec| rec.without_application = Some(direct))
+            .await
+    }
+
+    /// Registers a connected domain from approved application `application`
+    /// of an applicant of `category`.
     pub async fn add_domain_as(
         &self,
         new: NewDomain,
         category: Option<ApplicantCategory>,
+        application: Option<u64>,
+    ) -> Result<DomainRecord, RegistryError> {
+        self.register(new, |rec| {
+            rec.category = category;
+            rec.application = application;
+        })
+        .await
+    }
+
+    /// Registers a connected domain, `mark`ed with how it came to be.
+    async fn register(
+        &self,
+        new: NewDomain,
+        mark: impl FnOnce(&mut DomainRecord),
     ) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock().await;
         if self.snapshot().domains.contains_key(&new.name) {
             return Err(RegistryError::Exists(new.name));
         }
         self.check_new_domain(&new)?;
-        let now = Utc::now();
-        let rec = DomainRecord {
-            name: new.name,
-            owner: new.owner,
-            servers: new.servers.iter().map(|n| n.trunc()).collect(),
-            contacts: new.contacts,
-            inbound: new.inbound,
-            status: DomainStatus::Connected,
-            status_reason: None,
-            status_since: now,
-            shared_servers: new.shared_servers,
-            created_at: now,
-            updated_at: now,
-            limits: None,
-            senders: Default::default(),
-            header_from: Default::default(),
-            category,
-            disconnect_on: None,
-            allowed_servers: Vec::new(),
-            inbound_servers: Vec::new(),
-        };
+        let mut rec = DomainRecord::connected(
+            new.name,
+            new.owner,
+            new.servers.iter().map(|n| n.trunc()).collect(),
+            new.contacts,
+            Utc::now(),
+        );
+        rec.inbound = new.inbound;
+        rec.shared_servers = new.shared_servers;
+        mark(&mut rec);
         let w = DomainWrite {
             record: rec,
             expect: Expect::Absent,
@@ -344,6 +407,7 @@ impl Registry {
         &self,
         new: NewDomain,
         category: Option<ApplicantCategory>,
+        application: Option<u64>,
     ) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock().await;
         self.check_new_domain(&new)?;
@@ -378,6 +442,9 @@ impl Registry {
                     disconnect_on: None,
                     allowed_servers: Vec::new(),
                     inbound_servers: Vec::new(),
+                    application: application.or(cur.application),
+                    // Reconnected through an application: the procedure was followed.
+                    without_application: None,
                 })
             })
             .await?;

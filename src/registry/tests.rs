@@ -30,6 +30,34 @@ async fn add_then_duplicate_refused() {
 }
 
 #[tokio::test]
+async fn a_domain_without_an_application_needs_a_reason_and_keeps_it() {
+    let (_d, r) = reg().await;
+    let direct = |reason: &str| crate::model::domains::DirectRegistration {
+        by: "root".into(),
+        at: Utc::now(),
+        reason: reason.into(),
+    };
+    let err = r
+        .add_domain_without_application(new("a.example.kz", &["192.0.2.10"]), direct("  "))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("reason"), "{err}");
+    assert!(r.get(&Domain::parse("a.example.kz").unwrap()).is_none());
+    let rec = r
+        .add_domain_without_application(new("a.example.kz", &["192.0.2.10"]), direct("migration"))
+        .await
+        .unwrap();
+    let mark = rec.without_application.as_ref().unwrap();
+    assert_eq!(
+        (mark.by.as_str(), mark.reason.as_str()),
+        ("root", "migration")
+    );
+    // As stored, and in the snapshot the API reads.
+    let stored = r.get(&rec.name).unwrap();
+    assert_eq!(stored.without_application, rec.without_application);
+}
+
+#[tokio::test]
 async fn overlap_refused_unless_both_share() {
     let (_d, r) = reg().await;
     let mut a = new("a.example.kz", &["192.0.2.0/28"]);

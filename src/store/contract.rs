@@ -14,9 +14,10 @@ use chrono::{DateTime, Duration, Utc};
 use super::{DomainWrite, Expect, RegistryStore, StoreError};
 use crate::domain::Domain;
 use crate::model::applications::{ApplicantCategory, ApplicationRecord, ApplicationStatus};
-use crate::model::audit::{AuditRecord, DENIED, RefusedUpdate};
+use crate::model::audit::{AuditFilter, AuditRecord, DENIED, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainChange, DomainVersion};
 use crate::model::domains::{Contact, DomainRecord, DomainStatus};
+use crate::model::listings::GatewayListing;
 use crate::model::servers::ServerSuspension;
 use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
@@ -49,6 +50,9 @@ pub const CHECKS: &[(&str, Check)] = &[
         Box::pin(racing_applications_and_decisions(s))
     }),
     ("audit_trail", |s| Box::pin(audit_trail(s))),
+    ("audit_query_and_retention", |s| {
+        Box::pin(audit_query_and_retention(s))
+    }),
     ("notice_claims", |s| Box::pin(notice_claims(s))),
     ("racing_notice_claims_one_wins", |s| {
         Box::pin(racing_notice_claims_one_wins(s))
@@ -65,36 +69,26 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("server_suspensions_one_active_per_address", |s| {
         Box::pin(server_suspensions_one_active_per_address(s))
     }),
+    ("gateway_listings_one_open_per_address_and_list", |s| {
+        Box::pin(gateway_listings_one_open_per_address_and_list(s))
+    }),
 ];
 
 /// A connected domain record, as registration makes it.
 pub fn domain(name: &str) -> DomainRecord {
     let now = Utc::now();
-    DomainRecord {
-        name: Domain::parse(name).expect("a domain name"),
-        owner: "Ministry of Examples".into(),
-        servers: vec!["192.0.2.10/32".parse().expect("a range")],
-        contacts: vec![Contact {
+    DomainRecord::connected(
+        Domain::parse(name).expect("a domain name"),
+        "Ministry of Examples".into(),
+        vec!["192.0.2.10/32".parse().expect("a range")],
+        vec![Contact {
             name: "Aliya Nurlanova".into(),
             email: format!("it@{name}"),
-            office_phone: Some("+7 7172 000000".into()),
+            office_phone: Some("+7 7172 000000".parse().expect("a phone")),
             mobile_phone: None,
         }],
-        inbound: None,
-        status: DomainStatus::Connected,
-        status_reason: None,
-        status_since: now,
-        shared_servers: false,
-        created_at: now,
-        updated_at: now,
-        limits: None,
-        senders: Default::default(),
-        header_from: Default::default(),
-        category: None,
-        disconnect_on: None,
-        allowed_servers: Vec::new(),
-        inbound_servers: Vec::new(),
-    }
+        now,
+    )
 }
 
 /// A new active suspension of `scope` (id 0: the store assigns it).
@@ -134,7 +128,7 @@ pub fn application(domain: &str) -> ApplicationRecord {
         contacts: vec![Contact {
             name: "Aliya Nurlanova".into(),
             email: format!("it@{domain}"),
-            office_phone: Some("+7 7172 000000".into()),
+            office_phone: Some("+7 7172 000000".parse().expect("a phone")),
             mobile_phone: None,
         }],
         inbound: None,
@@ -149,6 +143,7 @@ pub fn application(domain: &str) -> ApplicationRecord {
         created_at: Utc::now(),
         alerted_on: None,
         allow_wide_range: false,
+        form: None,
     }
 }
 
@@ -163,6 +158,9 @@ pub fn audit(outcome: &str, age_days: i64, target: &str) -> AuditRecord {
         client: Some("192.0.2.1".into()),
         outcome: outcome.into(),
         count: 1,
+        reason: None,
+        before: None,
+        after: None,
     }
 }
 
@@ -574,6 +572,75 @@ pub async fn audit_trail(s: &dyn RegistryStore) {
     assert_eq!(s.audit_size().await.unwrap().records, 5);
 }
 
+/// The audit trail filtered by actor, action, target and period, its
+/// reasons and changes kept as written, and every record older than the
+/// retention pruned (staff's and the gateway's alike).
+pub async fn audit_query_and_retention(s: &dyn RegistryStore) {
+    let mut old = audit("ok", 400, "old.example.kz");
+    old.actor = "root".into();
+    s.append_audit(&old).await.unwrap();
+    let auto = AuditRecord::auto(
+        Utc::now() - Duration::days(2),
+        "domain.suspend",
+        "a.example.kz",
+        "burst of new recipients",
+    )
+    .change(
+        serde_json::json!({"status": "connected"}),
+        serde_json::json!({"status": "suspended"}),
+    );
+    s.append_audit(&auto).await.unwrap();
+    let mut update = audit("ok", 1, "a.example.kz");
+    update.actor = "root".into();
+    update.action = "domain.update".into();
+    update.reason = Some("new server".into());
+    s.append_audit(&update).await.unwrap();
+
+    let q = |f: AuditFilter| async move { s.query_audit(&f).await.unwrap() };
+    let all = q(AuditFilter::default()).await;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].action, "domain.update", "newest first");
+    let by_auto = q(AuditFilter {
+        actor: Some("auto".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_auto.len(), 1);
+    assert_eq!(
+        by_auto[0].reason.as_deref(),
+        Some("burst of new recipients")
+    );
+    assert_eq!(
+        by_auto[0].after,
+        Some(serde_json::json!({"status": "suspended"}))
+    );
+    let domain_family = q(AuditFilter {
+        action: Some("domain.".into()),
+        target: Some("a.example.kz".into()),
+        from: Some(Utc::now() - Duration::days(3)),
+        to: Some(Utc::now()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(domain_family.len(), 2);
+    let one = q(AuditFilter {
+        limit: Some(1),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(one.len(), 1);
+
+    assert_eq!(
+        s.prune_audit(Utc::now() - Duration::days(365))
+            .await
+            .unwrap(),
+        1
+    );
+    let left = q(AuditFilter::default()).await;
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|r| r.target == "a.example.kz"));
+}
+
 /// A notice is claimed once until its claim is pruned.
 pub async fn notice_claims(s: &dyn RegistryStore) {
     let key = "warn|d:a.example|2026-03-02";
@@ -857,4 +924,61 @@ pub async fn server_suspensions_one_active_per_address(s: &dyn RegistryStore) {
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].domains.len(), 2);
     assert_eq!(all.iter().filter(|x| x.is_active()).count(), 2);
+}
+
+/// A new listing of `address` on `list` (id 0: the store assigns it).
+pub fn gateway_listing(address: &str, list: &str) -> GatewayListing {
+    GatewayListing {
+        id: 0,
+        at: Utc::now(),
+        address: address.parse().expect("an address"),
+        list: list.into(),
+        code: "554 5.7.1".into(),
+        meaning: "listed".into(),
+        source: "refusal".into(),
+        last_seen: None,
+        delisted_at: None,
+    }
+}
+
+/// One open listing per address and list: a second sighting updates it,
+/// also when two arrive at once; ending it ends that one, once; a later
+/// sighting opens a new one.
+pub async fn gateway_listings_one_open_per_address_and_list(s: &dyn RegistryStore) {
+    let (first, new) = s
+        .record_listing(&gateway_listing("203.0.113.25", "zen.spamhaus.org"))
+        .await
+        .unwrap();
+    assert!(new && first.id > 0 && first.is_open());
+    let mut again = gateway_listing("203.0.113.25", "zen.spamhaus.org");
+    again.code = "550 5.7.1".into();
+    let (same, new) = s.record_listing(&again).await.unwrap();
+    assert!(!new);
+    assert_eq!((same.id, same.code.as_str()), (first.id, "550 5.7.1"));
+    assert!(same.last_seen.is_some());
+    // Another list is another listing; two at once open one.
+    let (a, b) = (
+        gateway_listing("203.0.113.25", "b.barracudacentral.org"),
+        gateway_listing("203.0.113.25", "b.barracudacentral.org"),
+    );
+    let (ra, rb) = tokio::join!(s.record_listing(&a), s.record_listing(&b));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra.1 != rb.1, "exactly one opens: {ra:?} {rb:?}");
+    assert_eq!(ra.0.id, rb.0.id);
+    let ip = first.address;
+    let at = Utc::now();
+    let ended = s.end_listing(ip, "zen.spamhaus.org", at).await.unwrap();
+    assert_eq!((ended.id, ended.delisted_at), (first.id, Some(at)));
+    assert!(is_not_found(
+        &s.end_listing(ip, "zen.spamhaus.org", at).await
+    ));
+    let (reopened, new) = s
+        .record_listing(&gateway_listing("203.0.113.25", "zen.spamhaus.org"))
+        .await
+        .unwrap();
+    assert!(new && reopened.id > ra.0.id);
+    let all = s.list_listings().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all.iter().filter(|l| l.is_open()).count(), 2);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
 }

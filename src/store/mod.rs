@@ -17,6 +17,7 @@
 
 pub mod contract;
 mod db;
+pub mod export;
 pub mod local;
 pub mod registry;
 
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use db::SCHEMA_VERSION;
 pub use local::LocalStore;
+pub use registry::postgres::PgRegistry;
 pub use registry::redb::RedbRegistry;
 pub use registry::{DomainWrite, Expect, RegistryStore};
 
@@ -49,7 +51,7 @@ fn tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(registry::redb::changes::REQUESTS)?;
     tx.open_table(registry::redb::sightings::TABLE)?;
     tx.open_table(registry::redb::servers::TABLE)?;
-    tx.open_table(local::listings::TABLE)?;
+    tx.open_table(registry::redb::listings::TABLE)?;
     tx.open_table(local::tlsrpt::TABLE)?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod fake_mx;
 pub mod policy_server;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -233,6 +234,8 @@ impl Gateway {
             "--shared-servers",
             "--contact",
             "IT Desk <it@contact.example.kz>",
+            "--reason",
+            "test set-up",
         ]);
     }
 
@@ -244,6 +247,8 @@ impl Gateway {
             domain,
             "--contact",
             "IT Desk <it@contact.example.kz>",
+            "--reason",
+            "test set-up",
         ];
         for s in servers {
             args.push("--server");

@@ -105,9 +105,14 @@ pub(super) async fn submit(
         Err(_) => "(invalid request)".into(),
     };
     let apps = workflow(&st);
+    let note = who.note.clone();
     let view = audited(&st, &who, target, move |caller| async move {
         let new = body?;
         let v = apps.submit(new, &caller.name).await?;
+        note.change(
+            serde_json::Value::Null,
+            decision_state(&v.application, true),
+        );
         tracing::info!(
             application = v.application.id,
             domain = %v.application.domain,
@@ -158,6 +163,7 @@ pub(super) async fn approve(
     let apps = workflow(&st);
     let queue = st.queue.clone();
     let cfg: Arc<Config> = st.cfg();
+    let note = who.note.clone();
     let out = audited(
         &st,
         &who,
@@ -171,6 +177,9 @@ pub(super) async fn approve(
             };
             let ok = apps.approve_with(id, &caller.name, opts).await?;
             let app = &ok.application.application;
+            let mut after = decision_state(app, false);
+            after["domain"] = serde_json::json!({"name": ok.domain.name, "status": ok.domain.status, "reconnected": ok.reconnected});
+            note.change(serde_json::json!({"status": "pending"}), after);
             tracing::info!(
                 application = id,
                 domain = %app.domain,
@@ -205,6 +214,7 @@ pub(super) async fn reject(
     let apps = workflow(&st);
     let queue = st.queue.clone();
     let cfg: Arc<Config> = st.cfg();
+    let note = who.note.clone();
     let out = audited(
         &st,
         &who,
@@ -212,8 +222,13 @@ pub(super) async fn reject(
         move |caller| async move {
             let id = parse_id(&id)?;
             let b: RejectBody = body.required()?;
+            note.reason(&b.reason);
             let v = apps.reject(id, &caller.name, &b.reason).await?;
             let app = &v.application;
+            note.change(
+                serde_json::json!({"status": "pending"}),
+                decision_state(app, false),
+            );
             tracing::info!(application = id, domain = %app.domain, actor = %caller.name, "application rejected");
             let text = crate::notify::notices::application_rejected(&cfg, app, v.resubmit_from);
             let notice = notify_contacts(&queue, &cfg, &app.contacts, text).await;
@@ -241,16 +256,46 @@ pub(super) async fn withdraw(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let apps = workflow(&st);
+    let note = who.note.clone();
     let out = audited(
         &st,
         &who,
         format!("application #{}", id.trim_start_matches('#')),
         move |caller| async move {
             let reason = body.or_default::<WithdrawBody>()?.reason;
+            if let Some(r) = &reason {
+                note.reason(r);
+            }
             let id = parse_id(&id)?;
-            Ok(apps.withdraw(id, &caller.name, reason.as_deref()).await?)
+            let v = apps.withdraw(id, &caller.name, reason.as_deref()).await?;
+            note.change(
+                serde_json::json!({"status": "pending"}),
+                decision_state(&v.application, false),
+            );
+            Ok(v)
         },
     )
     .await?;
     Ok(Json(out))
+}
+
+/// An application's state as the audit trail records a submission or a
+/// decision: its status, the decision's date, and (`form`) what the form said.
+fn decision_state(
+    app: &crate::model::applications::ApplicationRecord,
+    form: bool,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "status": app.status,
+        "domain": app.domain,
+        "received_on": app.received_on,
+        "decision_due": app.decision_due,
+    });
+    if let Some(d) = app.decided_on {
+        v["decided_on"] = serde_json::json!(d);
+    }
+    if form && let Some(f) = &app.form {
+        v["form"] = serde_json::to_value(f).unwrap_or_default();
+    }
+    v
 }

@@ -29,6 +29,17 @@ fn parse_id(id: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("`{id}` is not a change request id")))
 }
 
+/// The changed fields, before and after, as JSON objects for the audit record.
+fn changed_fields(changes: &[FieldChange]) -> (serde_json::Value, serde_json::Value) {
+    let mut before = serde_json::Map::new();
+    let mut after = serde_json::Map::new();
+    for c in changes {
+        before.insert(c.field.clone(), c.before.clone());
+        after.insert(c.field.clone(), c.after.clone());
+    }
+    (before.into(), after.into())
+}
+
 /// `field: before -> after; ...`, compact, for the audit target.
 fn summary(changes: &[FieldChange]) -> String {
     changes
@@ -91,14 +102,18 @@ pub(super) async fn update(
     let input = body.required::<ChangeInput>();
     let target = update_target(&st, &name, input.as_ref().ok().map(|i| i.change()).as_ref());
     let (reg, queue, cfg) = (st.registry.clone(), st.queue.clone(), st.cfg());
+    let note = who.note.clone();
     let out = audited(&st, &who, target, move |caller| async move {
         let input = input?;
+        note.reason(input.reason.trim());
         let domain = parse_domain(&name)?;
         let limits = RangeLimits::from(&cfg.registration);
         let u = reg
             .update_domain(&domain, &input.change(), &caller.name, &input.reason, limits, None)
             .await?;
         tracing::info!(domain = %domain, version = u.version, actor = %caller.name, changes = %summary(&u.changes), "domain data changed");
+        let (before, after) = changed_fields(&u.changes);
+        note.change(before, after);
         announce(&queue, &cfg, &u, input.reason.trim()).await
     })
     .await?;
@@ -148,8 +163,10 @@ pub(super) async fn submit(
         Err(_) => "(invalid request)".into(),
     };
     let flow = workflow(&st);
+    let note = who.note.clone();
     let view = audited(&st, &who, target, move |caller| async move {
         let b = body?;
+        note.reason(&b.input.reason);
         let v = flow.submit(&b.domain, &b.input, &caller.name).await?;
         tracing::info!(change_request = v.request.id, domain = %b.domain, due = %v.request.decision_due, "change request recorded");
         Ok(v)
@@ -207,10 +224,14 @@ pub(super) async fn approve(
     let flow = workflow(&st);
     let (queue, cfg): (_, Arc<Config>) = (st.queue.clone(), st.cfg());
     let target = format!("change request #{}", id.trim_start_matches('#'));
+    let note = who.note.clone();
     let out = audited(&st, &who, target, move |caller| async move {
         let id = parse_id(&id)?;
         let b: ApproveBody = body.or_default()?;
         let (view, u) = flow.approve(id, &caller.name, b.allow_wide_range).await?;
+        note.reason(&view.request.reason);
+        let (before, after) = changed_fields(&u.changes);
+        note.change(before, after);
         tracing::info!(change_request = id, domain = %u.after.name, changes = %summary(&u.changes), "change request approved");
         let mut v = announce(&queue, &cfg, &u, &view.request.reason).await?;
         v["change_request"] = serde_json::to_value(&view).unwrap_or_default();
@@ -237,9 +258,11 @@ pub(super) async fn reject(
     let flow = workflow(&st);
     let (reg, queue, cfg) = (st.registry.clone(), st.queue.clone(), st.cfg());
     let target = format!("change request #{}", id.trim_start_matches('#'));
+    let note = who.note.clone();
     let out = audited(&st, &who, target, move |caller| async move {
         let id = parse_id(&id)?;
         let b: RejectBody = body.required()?;
+        note.reason(&b.reason);
         let v = flow.reject(id, &caller.name, &b.reason).await?;
         let mut out = serde_json::to_value(&v).map_err(|e| ApiError::internal(e.to_string()))?;
         // The agency learns why; a failed notice is reported, not raised.

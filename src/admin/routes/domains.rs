@@ -2,6 +2,7 @@
 
 use super::suspensions::{RestoreBody, staff_restore, staff_suspend};
 use super::*;
+use crate::model::domains::DirectRegistration;
 
 pub(super) async fn list_domains(
     State(st): State<AdminState>,
@@ -47,6 +48,9 @@ pub struct AddDomainBody {
     /// widest_server_range_v4`/`_v6`.
     #[serde(default)]
     pub allow_wide_range: bool,
+    /// Why the domain is registered without an application (required).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 pub(super) async fn add_domain(
@@ -61,8 +65,18 @@ pub(super) async fn add_domain(
     };
     let reg = st.registry.clone();
     let cfg = st.cfg();
-    let rec = audited(&st, &who, target, move |_| async move {
+    let note = who.note.clone();
+    let rec = audited(&st, &who, target, move |caller| async move {
         let b = parsed?;
+        // The rules connect a domain from an application; one registered
+        // without says why, and stays marked so.
+        let reason = b.reason.as_deref().map(str::trim).unwrap_or("");
+        if reason.is_empty() {
+            return Err(ApiError::bad_request(
+                "a reason is required to register a domain without an application",
+            ));
+        }
+        note.reason(reason);
         crate::registry::check_server_ranges(
             &b.domain.servers,
             b.domain.inbound.as_ref(),
@@ -70,7 +84,17 @@ pub(super) async fn add_domain(
             &cfg.registration,
         )
         .map_err(ApiError::bad_request)?;
-        Ok(reg.add_domain(b.domain).await?)
+        let direct = DirectRegistration {
+            by: caller.name.clone(),
+            at: chrono::Utc::now(),
+            reason: reason.to_string(),
+        };
+        let rec = reg.add_domain_without_application(b.domain, direct).await?;
+        note.change(
+            serde_json::json!({"status": "unregistered"}),
+            serde_json::json!({"status": rec.status, "servers": rec.servers, "owner": rec.owner, "without_application": true}),
+        );
+        Ok(rec)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(rec)))
@@ -82,10 +106,10 @@ pub(super) async fn suspend_domain(
     Path(name): Path<String>,
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (st2, target) = (st.clone(), name.clone());
+    let (st2, target, note) = (st.clone(), name.clone(), who.note.clone());
     let rec = audited(&st, &who, name, move |caller| async move {
         let scope = Scope::Domain(parse_domain(&target)?);
-        staff_suspend(&st2, &scope, &caller.name, &need_reason(&body)?).await
+        staff_suspend(&st2, &scope, &caller.name, &need_reason(&body)?, &note).await
     })
     .await?;
     Ok(Json(rec))
@@ -97,11 +121,12 @@ pub(super) async fn restore_domain(
     Path(name): Path<String>,
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (st2, target) = (st.clone(), name.clone());
+    let (st2, target, note) = (st.clone(), name.clone(), who.note.clone());
     let rec = audited(&st, &who, name, move |caller| async move {
         let body: RestoreBody = body.or_default()?;
         let domain = parse_domain(&target)?;
-        let (_, rec) = staff_restore(&st2, &Scope::Domain(domain), &caller.name, &body).await?;
+        let (_, rec) =
+            staff_restore(&st2, &Scope::Domain(domain), &caller.name, &body, &note).await?;
         rec.ok_or_else(|| ApiError::internal("no domain record after the restore"))
     })
     .await?;
@@ -131,10 +156,17 @@ pub(super) async fn disconnect_domain(
         }
         _ => name.clone(),
     };
+    let note = who.note.clone();
     let rec = audited(&st, &who, target, move |caller| async move {
         let domain = parse_domain(&name)?;
         let b = b?;
         let reason = b.reason.as_deref().map(str::trim).unwrap_or("");
+        if !reason.is_empty() {
+            note.reason(reason);
+        }
+        let before = reg.get(&domain).map(|d| {
+            serde_json::json!({"status": d.status, "disconnect_on": d.disconnect_on.as_ref().map(|s| s.on)})
+        });
         if b.cancel {
             if b.on.is_some() {
                 return Err(ApiError::bad_request(
@@ -142,6 +174,10 @@ pub(super) async fn disconnect_domain(
                 ));
             }
             let (rec, s) = reg.cancel_disconnect(&domain).await?;
+            note.change(
+                before.unwrap_or_default(),
+                serde_json::json!({"status": rec.status, "disconnect_on": null}),
+            );
             let text = crate::notify::lifecycle::disconnection_cancelled(&cfg, &rec, s.on);
             let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text).await;
             return with_notice(&rec, notice);
@@ -156,12 +192,20 @@ pub(super) async fn disconnect_domain(
             let rec = reg
                 .schedule_disconnect(&domain, on, today, reason, &caller.name)
                 .await?;
+            note.change(
+                before.unwrap_or_default(),
+                serde_json::json!({"status": rec.status, "disconnect_on": on}),
+            );
             let text = crate::notify::lifecycle::disconnection_scheduled(&cfg, &rec, on, reason);
             let notice = applications::notify_contacts(&queue, &cfg, &rec.contacts, text).await;
             return with_notice(&rec, notice);
         }
         let (rec, notice) =
             crate::governor::disconnection::disconnect(&reg, &queue, &cfg, &domain, reason).await?;
+        note.change(
+            before.unwrap_or_default(),
+            serde_json::json!({"status": rec.status, "disconnect_on": null}),
+        );
         with_notice(&rec, notice)
     })
     .await?;
@@ -187,10 +231,16 @@ pub(super) async fn set_limits(
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
     let cfg = st.cfg();
+    let note = who.note.clone();
     let v = audited(&st, &who, name.clone(), move |_| async move {
         let domain = parse_domain(&name)?;
         let limits: crate::model::domains::DomainLimits = body.required()?;
+        let before = reg.get(&domain).map(|d| d.limits);
         let rec = reg.set_limits(&domain, Some(limits)).await?;
+        note.change(
+            serde_json::json!({ "limits": before.flatten() }),
+            serde_json::json!({ "limits": rec.limits }),
+        );
         Ok(crate::governor::effective_limits(&cfg, &rec))
     })
     .await?;
@@ -215,10 +265,16 @@ pub(super) async fn set_header_from(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let reg = st.registry.clone();
+    let note = who.note.clone();
     let v = audited(&st, &who, name.clone(), move |_| async move {
         let domain = parse_domain(&name)?;
         let setting: crate::model::domains::HeaderFrom = body.required()?;
+        let before = reg.get(&domain).map(|d| d.header_from.clone());
         let rec = reg.set_header_from(&domain, setting).await?;
+        note.change(
+            serde_json::json!({ "header_from": before }),
+            serde_json::json!({ "header_from": rec.header_from }),
+        );
         Ok(rec.header_from)
     })
     .await?;

@@ -66,6 +66,7 @@ pub(super) async fn queue_op(
     body: Option<JsonBody>,
 ) -> Result<axum::response::Response, ApiError> {
     let queue = st.queue.clone();
+    let note = who.note.clone();
     let changed = audited_blocking(&st, &who, id.clone(), move |caller| {
         let qid = parse_queue_id(&id)?;
         let done = match op {
@@ -79,6 +80,9 @@ pub(super) async fn queue_op(
                     Some(b) => b.or_default::<HoldBody>()?.reason,
                     None => None,
                 };
+                if let Some(r) = &reason {
+                    note.reason(r);
+                }
                 block_on(queue.hold(
                     qid,
                     reason.unwrap_or_else(|| format!("held by {}", caller.name)),

@@ -202,6 +202,7 @@ async fn bulk(
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let queue = st.queue.clone();
+    let note = who.note.clone();
     let parsed: Result<BulkBody, ApiError> = body.or_default();
     let described = match &parsed {
         Ok(b) => b.describe(),
@@ -234,6 +235,7 @@ async fn bulk(
                     .reason
                     .filter(|r| !r.trim().is_empty())
                     .unwrap_or_else(|| format!("held by {}", caller.name));
+                note.reason(&reason);
                 block_on(queue.hold_matching(reason, pred))?
             }
             BulkOp::Release => block_on(queue.release_matching(pred))?,

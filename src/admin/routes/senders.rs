@@ -9,13 +9,14 @@ pub(super) async fn suspend_sender(
     Path(address): Path<String>,
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (st2, target) = (st.clone(), address.clone());
+    let (st2, target, note) = (st.clone(), address.clone(), who.note.clone());
     let rec = audited(&st, &who, address, move |caller| async move {
         staff_suspend(
             &st2,
             &Scope::Sender(target),
             &caller.name,
             &need_reason(&body)?,
+            &note,
         )
         .await
     })
@@ -29,10 +30,10 @@ pub(super) async fn restore_sender(
     Path(address): Path<String>,
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (st2, target) = (st.clone(), address.clone());
+    let (st2, target, note) = (st.clone(), address.clone(), who.note.clone());
     let rec = audited(&st, &who, address, move |caller| async move {
         let body: RestoreBody = body.or_default()?;
-        staff_restore(&st2, &Scope::Sender(target), &caller.name, &body)
+        staff_restore(&st2, &Scope::Sender(target), &caller.name, &body, &note)
             .await?
             .0
             .ok_or_else(|| ApiError::internal("no suspension record after the restore"))

@@ -34,11 +34,18 @@ pub(super) async fn suspend(
     Path(ip): Path<String>,
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
-    let gov = st.governor.clone();
+    let (gov, note) = (st.governor.clone(), who.note.clone());
     let out = audited(&st, &who, ip.clone(), move |caller| async move {
         let ip = parse_ip(&ip)?;
         let reason = need_reason(&body)?;
-        Ok(gov.suspend_server(ip, &reason, &caller.name).await?)
+        note.reason(&reason);
+        let out = gov.suspend_server(ip, &reason, &caller.name).await?;
+        // Refused (409) when suspended already: it was active before.
+        note.change(
+            serde_json::json!({"status": "active"}),
+            serde_json::json!({"status": "suspended"}),
+        );
+        Ok(out)
     })
     .await?;
     Ok(Json(out))
@@ -52,10 +59,13 @@ pub(super) async fn restore(
     Path(ip): Path<String>,
     body: JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
-    let gov = st.governor.clone();
+    let (gov, note) = (st.governor.clone(), who.note.clone());
     let out = audited(&st, &who, ip.clone(), move |caller| async move {
         let ip = parse_ip(&ip)?;
         let b: RestoreBody = body.or_default()?;
+        if let Some(r) = &b.reason {
+            note.reason(r);
+        }
         if !held_mail_choice(&b)? {
             return Err(ApiError::bad_request(
                 "a server's held mail is released on restore; delete messages with the queue tools",
@@ -66,7 +76,12 @@ pub(super) async fn restore(
             reason: b.reason.clone(),
             held_mail: "released".into(),
         };
-        Ok(gov.restore_server(ip, req).await?)
+        let out = gov.restore_server(ip, req).await?;
+        note.change(
+            serde_json::json!({"status": "suspended"}),
+            serde_json::json!({"status": "active", "held_mail": "released"}),
+        );
+        Ok(out)
     })
     .await?;
     Ok(Json(out))

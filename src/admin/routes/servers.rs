@@ -59,9 +59,10 @@ pub(super) async fn allow(
         Ok(b) => format!("{name}: {} until {}: {}", b.address, b.until, b.reason),
         Err(_) => name.clone(),
     };
-    let (reg, cfg) = (st.registry.clone(), st.cfg());
+    let (reg, cfg, note) = (st.registry.clone(), st.cfg(), who.note.clone());
     let rec = audited(&st, &who, target, move |caller| async move {
         let b = b?;
+        note.reason(&b.reason);
         let domain = parse_domain(&name)?;
         // The end of that local day.
         let until = b

@@ -1,6 +1,7 @@
 //! Suspensions: the staff suspend/restore shared by domains and senders, and the list.
 
 use super::*;
+use crate::admin::AuditNote;
 
 /// Body of restore calls.
 #[derive(Debug, Default, Deserialize)]
@@ -30,9 +31,15 @@ pub(super) async fn staff_suspend(
     scope: &Scope,
     actor: &str,
     reason: &str,
+    note: &AuditNote,
 ) -> Result<SuspensionRecord, ApiError> {
+    note.reason(reason);
+    let before = st.registry.scope_state(scope);
     let req = SuspendRequest::manual(actor, reason);
-    let (rec, _) = st.governor.suspend_scope(scope, req).await?;
+    let (rec, held) = st.governor.suspend_scope(scope, req).await?;
+    let mut after = st.registry.scope_state(scope);
+    after["held_messages"] = held.into();
+    note.change(before, after);
     Ok(rec)
 }
 
@@ -44,14 +51,23 @@ pub(super) async fn staff_restore(
     scope: &Scope,
     actor: &str,
     body: &RestoreBody,
+    note: &AuditNote,
 ) -> Result<(Option<SuspensionRecord>, Option<DomainRecord>), ApiError> {
+    if let Some(r) = &body.reason {
+        note.reason(r);
+    }
     let release = held_mail_choice(body)?;
+    let before = st.registry.scope_state(scope);
     let req = RestoreRequest {
         actor: actor.to_string(),
         reason: body.reason.clone(),
         held_mail: if release { "released" } else { "deleted" }.into(),
     };
     let r = st.governor.restore_scope(scope, req, release).await?;
+    let mut after = st.registry.scope_state(scope);
+    after["held_mail"] = if release { "released" } else { "deleted" }.into();
+    after["messages"] = r.messages.into();
+    note.change(before, after);
     Ok((r.ended, r.domain))
 }
 

@@ -39,6 +39,7 @@ fn new_app(domain: &str, server: &str) -> NewApplication {
         inbound: None,
         received_on: None,
         allow_wide_range: false,
+        form: None,
     }
 }
 

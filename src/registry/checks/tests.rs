@@ -68,7 +68,7 @@ fn app(id: u64, domain: &str, servers: &[&str]) -> ApplicationRecord {
             name: "IT".into(),
             email: "it@agency.example.kz".into(),
             office_phone: None,
-            mobile_phone: Some("+7 701 000 0000".into()),
+            mobile_phone: Some("+7 701 000 0000".parse().unwrap()),
         }],
         inbound: None,
         received_on: "2026-03-02".parse().unwrap(),
@@ -82,6 +82,7 @@ fn app(id: u64, domain: &str, servers: &[&str]) -> ApplicationRecord {
         created_at: Utc::now(),
         alerted_on: None,
         allow_wide_range: false,
+        form: None,
     }
 }
 
@@ -92,29 +93,19 @@ fn registered(
     shared: bool,
 ) -> Arc<DomainRecord> {
     let now = Utc::now();
-    Arc::new(DomainRecord {
-        name: dom(name),
-        owner: "Other".into(),
-        servers: servers
+    let mut r = DomainRecord::connected(
+        dom(name),
+        "Other".into(),
+        servers
             .iter()
             .map(|s| crate::registry::parse_server(s).unwrap())
             .collect(),
-        contacts: Vec::new(),
-        inbound: None,
-        status,
-        status_reason: None,
-        status_since: now,
-        shared_servers: shared,
-        created_at: now,
-        updated_at: now,
-        limits: None,
-        senders: Default::default(),
-        header_from: Default::default(),
-        category: None,
-        disconnect_on: None,
-        allowed_servers: Vec::new(),
-        inbound_servers: Vec::new(),
-    })
+        Vec::new(),
+        now,
+    );
+    r.status = status;
+    r.shared_servers = shared;
+    Arc::new(r)
 }
 
 fn block_on<F: Future>(f: F) -> F::Output {

@@ -12,6 +12,9 @@ impl Session {
     /// MAIL FROM: starts a transaction, or refuses with the reason.
     pub(super) fn mail(&mut self, from: ReversePath, params: MailParams) -> Option<Flow> {
         self.rec.mail_count += 1;
+        if let ReversePath::Mailbox(mb) = &from {
+            self.note_claimed(&mb.domain.to_string());
+        }
         if self.helo.is_none() {
             return self.error(Reply::new(503, "5.5.1", "send EHLO or HELO first"));
         }
@@ -89,6 +92,13 @@ impl Session {
                 self.reply(Reply::new(250, "2.1.0", "sender OK"));
                 None
             }
+        }
+    }
+
+    /// Notes a domain a MAIL FROM claimed (connection log), at most 10.
+    fn note_claimed(&mut self, d: &str) {
+        if self.rec.claimed.len() < 10 && !self.rec.claimed.iter().any(|x| x == d) {
+            self.rec.claimed.push(d.to_string());
         }
     }
 

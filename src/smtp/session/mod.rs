@@ -50,7 +50,7 @@ use super::line::{LineBuffer, LineError};
 use super::spool::Spool;
 use crate::address::ReversePath;
 use crate::config::Config;
-use crate::model::connections::ConnectionRecord;
+use crate::model::connections::{ConnectionRecord, logged_command};
 use crate::policy::{RcptKind, SenderStanding};
 use crate::reply::Reply;
 use conn::Conn;
@@ -181,6 +181,7 @@ impl Session {
                 ehlo: None,
                 tls: None,
                 domains: Vec::new(),
+                claimed: Vec::new(),
                 mail_count: 0,
                 rcpt_count: 0,
                 messages: 0,
@@ -319,8 +320,22 @@ impl Session {
         }
     }
 
-    /// Handles one command line; `Some` ends the command loop.
+    /// Handles one command line; `Some` ends the command loop. The
+    /// refusals it caused are logged with the line (sanitised, cut).
     async fn command<S: ClientStream>(&mut self, line: &[u8], conn: &mut Conn<S>) -> Option<Flow> {
+        let first = self.rec.refusals.len();
+        let flow = self.dispatch(line, conn).await;
+        if self.rec.refusals.len() > first {
+            let logged = logged_command(line);
+            for r in &mut self.rec.refusals[first..] {
+                r.command.clone_from(&logged);
+            }
+        }
+        flow
+    }
+
+    /// Parses one command line and runs its verb.
+    async fn dispatch<S: ClientStream>(&mut self, line: &[u8], conn: &mut Conn<S>) -> Option<Flow> {
         let cmd = match parse_command(line) {
             Ok(c) => c,
             Err(CommandError::ForeignProtocol) => {

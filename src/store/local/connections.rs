@@ -70,7 +70,7 @@ impl LocalStore {
                 let (k, v) = row?;
                 let rec: ConnectionRecord = decode("connections", k.value(), v.value())?;
                 if let Some(d) = &domain
-                    && !rec.domains.iter().any(|x| x == d)
+                    && !rec.domains.iter().chain(&rec.claimed).any(|x| x == d)
                 {
                     continue;
                 }
@@ -188,6 +188,7 @@ mod tests {
             ehlo: Some("mail.agency.example.kz".into()),
             tls: None,
             domains: vec![domain.into()],
+            claimed: Vec::new(),
             mail_count: 1,
             rcpt_count: 2,
             messages: 1,

@@ -1,12 +1,10 @@
 //! The node-local store: what this node keeps for itself and no other node
 //! needs (the connection log, the MTA-STS policy cache, the governor's
-//! detector state, the webhook outbox, the gateway's blocklist listings,
-//! the TLS-RPT day counts). Calls block on disk I/O: from async
+//! detector state, the webhook outbox, the TLS-RPT day counts). Calls block on disk I/O: from async
 //! code, call them inside `spawn_blocking` when they write.
 
 pub mod connections;
 pub mod governor;
-pub mod listings;
 pub mod mta_sts;
 pub mod tlsrpt;
 pub mod webhooks;

@@ -11,6 +11,7 @@
 //!
 //! Every backend must pass the suite in [`crate::store::contract`].
 
+pub mod postgres;
 pub mod redb;
 
 use chrono::{DateTime, Utc};
@@ -18,9 +19,10 @@ use chrono::{DateTime, Utc};
 use super::StoreError;
 use crate::domain::Domain;
 use crate::model::applications::{ApplicationRecord, ApplicationStatus};
-use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
+use crate::model::audit::{AuditFilter, AuditRecord, AuditSize, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
+use crate::model::listings::GatewayListing;
 use crate::model::servers::ServerSuspension;
 use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
@@ -54,6 +56,13 @@ pub struct DomainWrite {
 /// run time (`Arc<dyn RegistryStore>`). Calls never block the runtime.
 #[async_trait::async_trait]
 pub trait RegistryStore: Send + Sync + std::fmt::Debug {
+    /// A feed that changes whenever another writer (another node) may have
+    /// changed domains or suspensions, for a node to reload what it keeps
+    /// in memory; `None` when this process is the only writer.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// Every domain, by name.
     async fn list_domains(&self) -> Result<Vec<DomainRecord>, StoreError>;
 
@@ -137,6 +146,14 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
     /// The newest `limit` audit records, newest first.
     async fn list_audit(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
 
+    /// The audit records `filter` matches, newest first, at most its
+    /// `limit` (every match without one).
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Deletes every audit record made before `before` (the retention);
+    /// returns how many.
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Claims the notice `key` at `now_ms`: true for the one caller that
     /// claims it first (on any node), false for every later one.
     async fn claim_notice(&self, key: &str, now_ms: u64) -> Result<bool, StoreError>;
@@ -209,4 +226,25 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
 
     /// Every server suspension, active or ended, oldest first.
     async fn list_server_suspensions(&self) -> Result<Vec<ServerSuspension>, StoreError>;
+
+    /// Records a listing of a gateway address: opens one (the store assigns
+    /// its id) unless the address has an open one on the same list, whose
+    /// last sighting, code and meaning are updated instead. Returns the
+    /// stored record and true when it was opened by this call.
+    async fn record_listing(
+        &self,
+        rec: &GatewayListing,
+    ) -> Result<(GatewayListing, bool), StoreError>;
+
+    /// Ends the open listing of `address` on `list` at `at` (delisted);
+    /// [`StoreError::NotFound`] when there is none.
+    async fn end_listing(
+        &self,
+        address: std::net::IpAddr,
+        list: &str,
+        at: DateTime<Utc>,
+    ) -> Result<GatewayListing, StoreError>;
+
+    /// Every gateway listing, open or ended, oldest first.
+    async fn list_listings(&self) -> Result<Vec<GatewayListing>, StoreError>;
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use redb::{ReadableTable, TableDefinition};
 
-use crate::model::audit::{AuditRecord, AuditSize, DENIED, RefusedUpdate};
+use crate::model::audit::{AuditFilter, AuditRecord, AuditSize, DENIED, RefusedUpdate};
 use crate::store::StoreError;
 use crate::store::db::{Db, decode, encode, next_u64_key};
 
@@ -108,5 +108,46 @@ pub(super) fn list_audit(db: &Db, limit: usize) -> Result<Vec<AuditRecord>, Stor
             out.push(decode("audit", k.value(), v.value())?);
         }
         Ok(out)
+    })
+}
+
+/// The records `filter` matches, newest first, at most its limit.
+pub(super) fn query_audit(db: &Db, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+    let limit = filter.limit.unwrap_or(usize::MAX);
+    db.read(|tx| {
+        let t = tx.open_table(TABLE)?;
+        let mut out = Vec::new();
+        for row in t.iter()?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = row?;
+            let rec: AuditRecord = decode("audit", k.value(), v.value())?;
+            if filter.matches(&rec) {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Deletes every record made before `before`; returns how many. Records
+/// are in time order, so the scan stops at the first one new enough.
+pub(super) fn prune_audit(db: &Db, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    db.write(|tx| {
+        let mut t = tx.open_table(TABLE)?;
+        let mut old = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let rec: AuditRecord = decode("audit", k.value(), v.value())?;
+            if rec.at >= before {
+                break;
+            }
+            old.push(k.value());
+        }
+        for k in &old {
+            t.remove(*k)?;
+        }
+        Ok(old.len() as u64)
     })
 }

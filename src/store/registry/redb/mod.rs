@@ -7,6 +7,7 @@ pub(crate) mod applications;
 pub(crate) mod audit;
 pub(crate) mod changes;
 pub(crate) mod domains;
+pub(crate) mod listings;
 pub(crate) mod notices;
 pub(crate) mod servers;
 pub(crate) mod sightings;
@@ -17,9 +18,10 @@ use chrono::{DateTime, Utc};
 use super::{DomainWrite, RegistryStore};
 use crate::domain::Domain;
 use crate::model::applications::{ApplicationRecord, ApplicationStatus};
-use crate::model::audit::{AuditRecord, AuditSize, RefusedUpdate};
+use crate::model::audit::{AuditFilter, AuditRecord, AuditSize, RefusedUpdate};
 use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
 use crate::model::domains::DomainRecord;
+use crate::model::listings::GatewayListing;
 use crate::model::servers::ServerSuspension;
 use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
@@ -155,6 +157,17 @@ impl RegistryStore for RedbRegistry {
         self.blocking(move |db| audit::list_audit(db, limit)).await
     }
 
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let filter = filter.clone();
+        self.blocking(move |db| audit::query_audit(db, &filter))
+            .await
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.blocking(move |db| audit::prune_audit(db, before))
+            .await
+    }
+
     async fn claim_notice(&self, key: &str, now_ms: u64) -> Result<bool, StoreError> {
         let key = key.to_string();
         self.blocking(move |db| notices::claim(db, &key, now_ms))
@@ -245,6 +258,29 @@ impl RegistryStore for RedbRegistry {
     ) -> Result<Vec<UnregisteredServer>, StoreError> {
         let domain = domain.clone();
         self.blocking(move |db| sightings::list(db, &domain)).await
+    }
+
+    async fn record_listing(
+        &self,
+        rec: &GatewayListing,
+    ) -> Result<(GatewayListing, bool), StoreError> {
+        let rec = rec.clone();
+        self.blocking(move |db| listings::record(db, &rec)).await
+    }
+
+    async fn end_listing(
+        &self,
+        address: std::net::IpAddr,
+        list: &str,
+        at: DateTime<Utc>,
+    ) -> Result<GatewayListing, StoreError> {
+        let list = list.to_string();
+        self.blocking(move |db| listings::end(db, address, &list, at))
+            .await
+    }
+
+    async fn list_listings(&self) -> Result<Vec<GatewayListing>, StoreError> {
+        self.blocking(listings::list).await
     }
 }
 

@@ -30,12 +30,7 @@ pub(super) fn record(
             };
             let merged = match stored {
                 Some(mut cur) => {
-                    cur.first_seen = cur.first_seen.min(s.first_seen);
-                    if s.last_seen >= cur.last_seen {
-                        cur.last_seen = s.last_seen;
-                        cur.sample = s.sample.clone();
-                    }
-                    cur.count = cur.count.saturating_add(s.count);
+                    cur.merge(s);
                     cur
                 }
                 None => {

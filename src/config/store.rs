@@ -1,0 +1,90 @@
+//! `[store]`: where the registry lives. Empty, it is in the node's own redb
+//! file under `server.data_dir`; a `postgres://` URL shares it between
+//! gateway nodes through PostgreSQL. The queue and the connection log stay
+//! on each node's disk either way.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigProblem;
+
+/// `[store]`: where the registry lives.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgres://user@host:port/db[?options]`; unset: the embedded redb file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A file whose first line is the database password (kept out of the
+    /// configuration, which `config show` prints).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// CA certificates (PEM) that vouch for the database server's TLS
+    /// certificate, besides the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl StoreSection {
+    /// What is wrong with the section's values: a URL PostgreSQL's client
+    /// cannot use, a password file that cannot be read.
+    pub fn check(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        if let Some(url) = &self.url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                out.push(ConfigProblem::new(
+                    "store.url",
+                    "must be a postgres:// URL (leave it unset for the embedded store)",
+                ));
+            } else if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                out.push(ConfigProblem::new("store.url", format!("not usable: {e}")));
+            }
+        } else if self.password_file.is_some() {
+            out.push(ConfigProblem::new(
+                "store.password_file",
+                "only used with store.url",
+            ));
+        }
+        if let Some(p) = &self.tls_ca_file
+            && let Err(e) = crate::trust::load_roots(p)
+        {
+            out.push(ConfigProblem::new("store.tls_ca_file", e.to_string()));
+        }
+        if let Some(p) = &self.password_file
+            && let Err(e) = std::fs::read_to_string(p)
+        {
+            out.push(ConfigProblem::new(
+                "store.password_file",
+                format!("cannot read {}: {e}", p.display()),
+            ));
+        }
+        out
+    }
+
+    /// What is allowed but unwise: a password written into the URL.
+    pub fn warnings(&self) -> Vec<ConfigProblem> {
+        match self
+            .url
+            .as_deref()
+            .map(str::parse::<tokio_postgres::Config>)
+        {
+            Some(Ok(c)) if c.get_password().is_some() => vec![ConfigProblem::new(
+                "store.url",
+                "holds a password: put it in store.password_file instead (config show prints the URL)",
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The password from `password_file` (its first line), if one is set.
+    pub fn password(&self) -> std::io::Result<Option<String>> {
+        match &self.password_file {
+            None => Ok(None),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)?;
+                Ok(Some(text.lines().next().unwrap_or("").to_string()))
+            }
+        }
+    }
+}
