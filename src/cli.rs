@@ -70,6 +70,9 @@ pub enum Verb {
     /// MTA-STS policies in force for recipient domains.
     #[command(subcommand, name = "mta-sts")]
     MtaSts(MtaStsCmd),
+    /// SMTP TLS reports (RFC 8460): send a day's reports now.
+    #[command(subcommand)]
+    Tlsrpt(TlsRptCmd),
     /// The postmaster's local mailbox (server.postmaster_mailbox): alarms,
     /// notices and mail for the postmaster when no mail server takes it.
     #[command(subcommand)]
@@ -404,6 +407,17 @@ pub enum RecipientCmd {
 pub enum MtaStsCmd {
     /// The cached policies: domain, mode, MX patterns, expiry.
     List,
+}
+
+/// `ugem tlsrpt ...`
+#[derive(Subcommand, Debug)]
+pub enum TlsRptCmd {
+    /// Send the TLS reports of a UTC day now, as the daily run does.
+    Send {
+        /// The day (YYYY-MM-DD); default yesterday.
+        #[arg(long)]
+        day: Option<String>,
+    },
 }
 
 /// `ugem suspension ...`
@@ -788,6 +802,13 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
             ],
         ),
         Verb::Reload => Output::Record(c.post("/api/v1/reload", &json!({}))?),
+        Verb::Tlsrpt(TlsRptCmd::Send { day }) => {
+            let body = match day {
+                Some(d) => json!({ "day": d }),
+                None => json!({}),
+            };
+            Output::Record(c.post("/api/v1/tlsrpt/send", &body)?)
+        }
         Verb::Audit(a) => match audit::run(c, *a)? {
             Some(out) => out,
             None => return Ok(()),

@@ -14,7 +14,7 @@ mod process;
 mod session;
 
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::text::encode;
@@ -110,9 +110,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     residence_seconds: Family::new_with_constructor(residence_histogram as fn() -> Histogram),
 });
 
-/// Blocklists on which a gateway address is listed now; fed by the
-/// blocklist watch (issue #18), 0 until it exists.
-static GATEWAY_LISTED: AtomicI64 = AtomicI64::new(0);
+/// Whether a gateway address is listed on a blocklist now, by (address,
+/// zone): both come from the configuration, so the labels stay few (and
+/// [`MAX_LABEL_VALUES`] bounds them anyway).
+static GATEWAY_LISTED: LazyLock<Family<[(&'static str, String); 2], Gauge>> =
+    LazyLock::new(Family::default);
 
 /// A counter family with one label and at most [`MAX_LABEL_VALUES`] values.
 #[derive(Default)]
@@ -220,11 +222,26 @@ pub fn gateway_listed() {
     METRICS.blocklist_refusals.inc();
 }
 
-/// Sets how many blocklists list a gateway address now (the blocklist
-/// watch of issue #18 will call this).
-pub fn set_gateway_listed(lists: u32) {
-    GATEWAY_LISTED.store(i64::from(lists), Ordering::Relaxed);
+/// Sets whether gateway address `address` is listed on the blocklist
+/// `zone` now (the blocklist watch).
+pub fn set_gateway_listed(address: &str, zone: &str, listed: bool) {
+    let labels = [("address", address.to_string()), ("zone", zone.to_string())];
+    if GATEWAY_LISTED.get(&labels).is_none()
+        && GATEWAY_LISTED_VALUES.fetch_add(1, Ordering::Relaxed) >= MAX_LABEL_VALUES
+    {
+        return;
+    }
+    GATEWAY_LISTED.get_or_create(&labels).set(i64::from(listed));
 }
+
+/// Drops the `ugem_gateway_listed` series of a pair no longer watched.
+pub fn forget_gateway_listed(address: &str, zone: &str) {
+    let labels = [("address", address.to_string()), ("zone", zone.to_string())];
+    GATEWAY_LISTED.remove(&labels);
+}
+
+/// Label sets of `ugem_gateway_listed` made so far.
+static GATEWAY_LISTED_VALUES: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts one inbound recipient probe by its result.
 pub fn verification(result: &str) {
@@ -343,12 +360,10 @@ pub fn render(g: &Gauges) -> String {
         "Remote refusals naming a gateway address on a blocklist",
         m.blocklist_refusals.clone(),
     );
-    let listed: Gauge = Gauge::default();
-    listed.set(GATEWAY_LISTED.load(Ordering::Relaxed));
     r.register(
         "ugem_gateway_listed",
-        "Blocklists on which a gateway address is listed now (fed by the blocklist watch, issue #18; 0 until then)",
-        listed,
+        "1 while the gateway address is listed on the blocklist zone, 0 when not (the blocklist watch, [dnsbl])",
+        Declared(GATEWAY_LISTED.clone()),
     );
     r.register(
         "ugem_smtp_refusals",

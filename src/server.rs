@@ -273,6 +273,12 @@ pub async fn run(
         live.clone(),
         stop_rx.clone(),
     ));
+    let tlsrpt_task = tokio::spawn(crate::delivery::tlsrpt::send::daily(
+        live.clone(),
+        store.clone(),
+        queue.clone(),
+        stop_rx.clone(),
+    ));
     let prune_task = tokio::spawn(prune_connections(
         store.clone(),
         live.clone(),
@@ -355,6 +361,7 @@ pub async fn run(
     prune_task.abort();
     deadlines_task.abort();
     alarms_task.abort();
+    tlsrpt_task.abort();
     hup_task.abort();
     // 3. The records of the sessions that ended meanwhile.
     flush_log(&connlog, deadline).await;

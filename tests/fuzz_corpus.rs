@@ -81,3 +81,8 @@ fn dane_corpus() {
 fn classify_corpus() {
     replay("classify", ugem::governor::classify::fuzzing::check);
 }
+
+#[test]
+fn tlsrpt_corpus() {
+    replay("tlsrpt", ugem::delivery::tlsrpt::report::fuzzing::check);
+}

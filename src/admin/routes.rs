@@ -33,6 +33,7 @@ mod senders;
 mod server_suspensions;
 mod servers;
 mod suspensions;
+mod tlsrpt;
 mod verification;
 use crate::config::Role;
 use crate::domain::Domain;
@@ -156,6 +157,7 @@ pub const ROUTES: &[RouteSpec] = &[
         "verification.forget",
     ),
     route("GET", "/api/v1/mta-sts", VIEWER, "mta_sts.list"),
+    route("POST", "/api/v1/tlsrpt/send", ADMIN, "tlsrpt.send"),
     route("GET", "/api/v1/connections", VIEWER, "connection.list"),
     route("GET", "/api/v1/audit", VIEWER, "audit.list"),
     route("GET", "/api/v1/queue", VIEWER, "queue.list"),
@@ -396,6 +398,7 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
         "sender.limits.clear" => on(m, senders::clear_sender_limits),
         "verification.forget" => on(m, verification::forget_verification),
         "mta_sts.list" => on(m, mta_sts::list_mta_sts),
+        "tlsrpt.send" => on(m, tlsrpt::send_reports),
         "connection.list" => on(m, connections::list_connections),
         "audit.list" => on(m, audit::list_audit),
         "queue.list" => on(m, queue::list_queue),

@@ -288,11 +288,13 @@ fn check_keys(tree: &mut serde_json::Value) -> Vec<ConfigProblem> {
             "alarms" => check_section::<AlarmsSection>(section, value),
             "governor" => check_section::<GovernorSection>(section, value),
             "registration" => check_section::<RegistrationSection>(section, value),
+            "dnsbl" => check_section::<super::DnsblSection>(section, value),
+            "tlsrpt" => check_section::<super::TlsRptSection>(section, value),
             "store" => check_section::<StoreSection>(section, value),
             "notify" => check_section::<super::NotifySection>(section, value),
             _ => Err(ConfigProblem::new(
                 section.clone(),
-                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor, store, notify)",
+                "unknown section (known: server, smtp, delivery, admin, connections, registration, alarms, governor, store, notify, dnsbl, tlsrpt)",
             )),
         };
         match found {

@@ -10,6 +10,7 @@ mod admin;
 mod alarms;
 mod connections;
 mod delivery;
+mod dnsbl;
 mod governor;
 mod lists;
 pub mod live;
@@ -22,6 +23,7 @@ mod server;
 pub mod show;
 mod smtp;
 mod store;
+mod tlsrpt;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +31,7 @@ pub use self::admin::{AdminSection, Role, SHIPPED_TOKEN, STRONG_TOKEN_LEN, Token
 pub use self::alarms::AlarmsSection;
 pub use self::connections::ConnectionsSection;
 pub use self::delivery::DeliverySection;
+pub use self::dnsbl::{DEFAULT_ZONES, DnsblSection};
 pub use self::governor::GovernorSection;
 pub use self::live::{Live, Reloaded};
 pub use self::load::ConfigSource;
@@ -38,6 +41,7 @@ pub use self::registration::{DisconnectQueued, RegistrationSection, UtcOffset};
 pub use self::server::{LogFormat, MAX_SHUTDOWN, MIN_SHUTDOWN, ServerSection, UNIT_TIMEOUT_STOP};
 pub use self::smtp::{SmtpSection, VerifyUnsettled};
 pub use self::store::StoreSection;
+pub use self::tlsrpt::TlsRptSection;
 pub use crate::values::{ByteSize, HostPort, PlainAddress, Span, TlsPolicy};
 
 /// The configuration shipped in the binary; `ugem serve` uses it when no
@@ -68,6 +72,10 @@ pub struct Config {
     pub store: StoreSection,
     /// `[notify]`: languages of notices, staff's template files.
     pub notify: NotifySection,
+    /// `[dnsbl]`: the gateway's own addresses on DNS blocklists.
+    pub dnsbl: DnsblSection,
+    /// `[tlsrpt]`: SMTP TLS reporting (RFC 8460).
+    pub tlsrpt: TlsRptSection,
 }
 
 impl Config {
@@ -100,6 +108,8 @@ impl Config {
         out.extend(self.store.check());
         out.extend(governor::check(&self.governor));
         out.extend(self.notify.check());
+        out.extend(self.dnsbl.check());
+        out.extend(self.tlsrpt.check());
         out
     }
 }

@@ -13,4 +13,5 @@ pub mod route;
 pub mod scheduler;
 pub mod single_flight;
 pub mod tls_policy;
+pub mod tlsrpt;
 pub mod verify;

@@ -238,6 +238,9 @@ pub enum FetchError {
     /// Connection, TLS or I/O.
     #[error("{0}")]
     Io(String),
+    /// The policy host's certificate did not verify.
+    #[error("policy host certificate: {0}")]
+    Certificate(String),
     /// The response or the policy is bad.
     #[error("{0}")]
     Policy(#[from] PolicyError),
@@ -271,6 +274,9 @@ pub struct MtaSts {
     /// Domains being looked at, so that a burst fetches once.
     inflight: super::single_flight::Gates,
     store: Option<crate::store::LocalStore>,
+    /// Domains whose policy could not be had (and none was cached): the
+    /// RFC 8460 result type and the error, for TLS reports.
+    failures: Mutex<HashMap<String, (&'static str, String)>>,
 }
 
 impl std::fmt::Debug for MtaSts {
@@ -306,7 +312,40 @@ impl MtaSts {
             cache: Mutex::new(cache),
             inflight: Default::default(),
             store,
+            failures: Mutex::default(),
         }
+    }
+
+    /// Why `domain`'s policy could not be had at the last look (its
+    /// `_mta-sts` record names one, none is cached): the RFC 8460 result
+    /// type (`sts-policy-fetch-error`, `sts-policy-invalid`,
+    /// `sts-webpki-invalid`) and the error, for TLS reports.
+    pub fn policy_failure(&self, domain: &Domain) -> Option<(&'static str, String)> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(domain.as_str())
+            .cloned()
+    }
+
+    fn note_failure(&self, key: &str, failure: Option<(&'static str, String)>) {
+        let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match failure {
+            Some(f) => {
+                // Bounded like the cache it shadows: a few thousand domains.
+                if m.len() < 10_000 || m.contains_key(key) {
+                    m.insert(key.to_string(), f);
+                }
+            }
+            None => {
+                m.remove(key);
+            }
+        }
+    }
+
+    /// The local store the policies are kept in (TLS reports count there too).
+    pub fn store(&self) -> Option<&crate::store::LocalStore> {
+        self.store.as_ref()
     }
 
     /// Every cached policy in force, for staff: domain, id, mode, MX
@@ -402,6 +441,7 @@ impl MtaSts {
         let id = match record {
             Ok(Some(id)) => id,
             Ok(None) => {
+                self.note_failure(&key, None);
                 self.touch(&key, now);
                 return live(&cached);
             }
@@ -419,6 +459,7 @@ impl MtaSts {
             Ok(Ok(p)) => {
                 crate::metrics::mta_sts("fetched");
                 tracing::info!(domain = %key, id, mode = ?p.mode, mx = ?p.mx, max_age = p.max_age, "MTA-STS policy fetched");
+                self.note_failure(&key, None);
                 self.save(&key, &p, &id, now + p.max_age * 1000);
                 let policy = (p.mode != Mode::None).then(|| Arc::new(p.clone()));
                 self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
@@ -436,13 +477,24 @@ impl MtaSts {
                 crate::metrics::mta_sts("fetch_failed");
                 tracing::warn!(domain = %key, error = %e, "MTA-STS policy not fetched; the cached one, if any, stays");
                 self.touch(&key, now);
-                live(&cached)
+                let kept = live(&cached);
+                if kept.is_none() {
+                    let kind = super::tlsrpt::session::fetch_failure_type(&e);
+                    self.note_failure(&key, Some((kind, e.to_string())));
+                }
+                kept
             }
             Err(_) => {
                 crate::metrics::mta_sts("fetch_failed");
                 tracing::warn!(domain = %key, "MTA-STS policy fetch timed out");
                 self.touch(&key, now);
-                live(&cached)
+                let kept = live(&cached);
+                if kept.is_none() {
+                    let why = FetchError::Timeout;
+                    let kind = super::tlsrpt::session::fetch_failure_type(&why);
+                    self.note_failure(&key, Some((kind, why.to_string())));
+                }
+                kept
             }
         }
     }
@@ -488,7 +540,17 @@ impl MtaSts {
         let mut tls = TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
             .await
-            .map_err(io)?;
+            .map_err(|e| {
+                let cert = e
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<rustls::Error>())
+                    .is_some_and(|t| matches!(t, rustls::Error::InvalidCertificate(_)));
+                if cert {
+                    FetchError::Certificate(e.to_string())
+                } else {
+                    io(e)
+                }
+            })?;
         // HTTP/1.0: the answer comes whole, never chunked.
         let req = format!(
             "GET /.well-known/mta-sts.txt HTTP/1.0\r\nHost: {host}\r\nUser-Agent: ugem\r\nAccept: text/plain\r\n\r\n"

@@ -767,6 +767,7 @@ impl Scheduler {
                 HostDane::None => Connection::open_as(&t.into(), &self.settings, tls).await,
             };
             clock.set_up();
+            self.count_tls_session(&g.route, sts.as_ref(), tls, t, &opened);
             let mut conn = match opened {
                 Ok(c) => c,
                 Err(e) => {
@@ -807,6 +808,59 @@ impl Scheduler {
             }
         }
         (all(last_err), clock.hop())
+    }
+
+    /// Counts a new session for TLS reporting (RFC 8460) when an MTA-STS
+    /// policy applied and `[tlsrpt]` is on.
+    fn count_tls_session(
+        &self,
+        route: &Route,
+        sts: Option<&(&Domain, Arc<super::mta_sts::Policy>)>,
+        tls: TlsPolicy,
+        t: &super::route::Target,
+        opened: &Result<Connection, ConnError>,
+    ) {
+        use super::tlsrpt::session::{
+            Attempt, classify, policy_failure, sts_policy, unfetched_policy,
+        };
+        let Some(m) = &self.mta_sts else {
+            return;
+        };
+        let Some((d, p)) = sts else {
+            // A domain whose record names a policy that could not be had:
+            // each session that reached the MX counts as that failure.
+            let reached = match opened {
+                Ok(_) => true,
+                Err(e) => matches!(e, ConnError::TlsRequired { .. } | ConnError::Tls { .. }),
+            };
+            if let (Route::Mx(d), Some(store), true) = (route, m.store(), reached)
+                && self.cfg.current().tlsrpt.enabled
+                && let Some((kind, why)) = m.policy_failure(d)
+            {
+                let r = policy_failure(kind, &why, &t.host, t.addr);
+                super::tlsrpt::count(store, unfetched_policy(d.as_str()), r);
+            }
+            return;
+        };
+        // With `tls = "none"` a testing policy's sessions never try TLS:
+        // nothing to report about it.
+        if tls == TlsPolicy::None || !self.cfg.current().tlsrpt.enabled {
+            return;
+        }
+        let Some(store) = m.store() else {
+            return;
+        };
+        let attempt = match opened {
+            Ok(c) => Attempt::Open {
+                tls: c.tls().is_some(),
+                verified: c.tls_verified(),
+                problem: c.tls_problem(),
+            },
+            Err(e) => Attempt::Failed(e),
+        };
+        if let Some(r) = classify(&attempt, &t.host, p.allows(&t.host), t.addr) {
+            super::tlsrpt::count(store, sts_policy(d.as_str(), p), r);
+        }
     }
 
     /// The optional delay warning: sent by the first attempt after the

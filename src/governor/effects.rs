@@ -107,6 +107,7 @@ impl Governor {
             crate::trust::all_certs(self.cfg().delivery.tls_ca_file.as_deref()),
             stop.clone(),
         );
+        let blocklists = tokio::spawn(self.clone().watch_blocklists(stop.clone()));
         let every = g.housekeeping_interval.0;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -123,6 +124,7 @@ impl Governor {
         self.save(true).await;
         // Pending webhook events stay in the outbox for the next start.
         sender.abort();
+        blocklists.abort();
     }
 
     /// Carries out one decision.
@@ -327,7 +329,7 @@ impl Governor {
 
     /// Queues a notice to the postmaster and, with a domain, its contacts;
     /// at most once per `dedup` key.
-    async fn notify(
+    pub(super) async fn notify(
         &self,
         domain: Option<&Domain>,
         dedup: &str,

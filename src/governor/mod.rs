@@ -16,6 +16,8 @@
 //!   through this same code on a virtual clock.
 
 pub mod actions;
+pub mod blocklist_watch;
+pub mod blocklists;
 pub mod checks;
 pub mod classify;
 pub mod clock;
@@ -304,6 +306,8 @@ pub struct Governor {
     own: std::sync::RwLock<Vec<IpAddr>>,
     /// Blocklist refusals naming a gateway address, by address.
     listings: Mutex<HashMap<IpAddr, Listing>>,
+    /// The blocklist watch's open listings and latest look-ups.
+    blocklists: blocklist_watch::WatchState,
     events: mpsc::UnboundedSender<Event>,
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
     webhooks: Webhooks,
@@ -403,6 +407,7 @@ impl Governor {
                     .collect(),
             ),
             listings: Mutex::new(HashMap::new()),
+            blocklists: Default::default(),
             events: tx,
             events_rx: Mutex::new(Some(rx)),
             webhooks,
@@ -523,6 +528,7 @@ impl Governor {
             "active_suspensions": {"domain": domains, "sender": senders},
             "tracked_scopes": tracked,
             "gateway_listings": listings,
+            "blocklists": self.blocklist_status(),
             "limiter_keys": self.limits.keys(),
             "recipient_memory_bytes": self.memory.bytes(),
             "webhooks": {

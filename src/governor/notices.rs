@@ -227,5 +227,80 @@ mod tests {
                 (Lang::En, "the gateway itself"),
             ],
         );
+        let mut l = crate::model::listings::GatewayListing {
+            id: 1,
+            at: "2026-03-01T05:00:00Z".parse().unwrap(),
+            address: "203.0.113.25".parse().unwrap(),
+            list: "zen.spamhaus.org".into(),
+            code: "127.0.0.2".into(),
+            meaning: "SBL".into(),
+            source: "dnsbl".into(),
+            last_seen: None,
+            delisted_at: None,
+        };
+        check_all_languages(
+            &blocklist_listed(&cfg, &l),
+            &[
+                (Lang::Kk, "zen.spamhaus.org тізіміне"),
+                (Lang::Ru, "в список zen.spamhaus.org"),
+                (Lang::En, "https://check.spamhaus.org/"),
+            ],
+        );
+        l.delisted_at = Some("2026-03-02T05:00:00Z".parse().unwrap());
+        check_all_languages(
+            &blocklist_delisted(&cfg, &l),
+            &[
+                (
+                    Lang::Kk,
+                    "2026-03-01 10:00 +05:00 – 2026-03-02 10:00 +05:00",
+                ),
+                (Lang::Ru, "исключён"),
+                (Lang::En, "no longer listed"),
+            ],
+        );
+        check_all_languages(
+            &blocklist_refused(&cfg, "b.barracudacentral.org", "REFUSED"),
+            &[
+                (Lang::Kk, "b.barracudacentral.org"),
+                (Lang::Ru, "резолвер"),
+                (Lang::En, "REFUSED"),
+            ],
+        );
     }
+}
+
+/// The blocklist watch found a gateway address listed: for the postmaster.
+pub fn blocklist_listed(cfg: &Config, l: &crate::model::listings::GatewayListing) -> Text {
+    Text::new(
+        "blocklist_listed",
+        json!({
+            "address": l.address.to_string(),
+            "zone": l.list,
+            "code": l.code,
+            "meaning": l.meaning,
+            "at": local_time(cfg, l.at),
+            "page": super::blocklists::lookup_page(&l.list),
+        }),
+    )
+}
+
+/// A listing the blocklist watch had found is gone: for the postmaster.
+pub fn blocklist_delisted(cfg: &Config, l: &crate::model::listings::GatewayListing) -> Text {
+    Text::new(
+        "blocklist_delisted",
+        json!({
+            "address": l.address.to_string(),
+            "zone": l.list,
+            "code": l.code,
+            "meaning": l.meaning,
+            "from": local_time(cfg, l.at),
+            "until": l.delisted_at.map(|d| local_time(cfg, d)).unwrap_or_else(|| "-".into()),
+        }),
+    )
+}
+
+/// A blocklist refuses the watch's queries (public resolver, no
+/// registration, too many queries): for the postmaster, once a day per list.
+pub fn blocklist_refused(_cfg: &Config, zone: &str, why: &str) -> Text {
+    Text::new("blocklist_refused", json!({ "zone": zone, "why": why }))
 }

@@ -14,4 +14,5 @@ pub mod phone;
 pub mod servers;
 pub mod sightings;
 pub mod suspensions;
+pub mod tlsrpt;
 pub mod webhooks;

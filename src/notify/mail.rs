@@ -187,7 +187,8 @@ fn fold_words(s: &str) -> String {
     out
 }
 
-fn base64(data: &[u8]) -> String {
+/// Base64 (RFC 4648) in one line, with padding.
+pub fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {

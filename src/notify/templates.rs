@@ -62,6 +62,9 @@ const EMBEDDED: &[(&str, [&str; 3])] = embedded!(
     "scope_suspended",
     "scope_restored",
     "gateway_listed",
+    "blocklist_listed",
+    "blocklist_delisted",
+    "blocklist_refused",
     "queue_alarm",
     "reconfirm_reminder",
 );

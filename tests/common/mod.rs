@@ -84,6 +84,10 @@ tls = "none"
 # sets the languages it checks.
 [notify]
 languages = ["en"]
+# No blocklist look-ups on the internet from tests that set
+# registration.gateway_addresses; tests/dnsbl.rs turns the watch on.
+[dnsbl]
+enabled = false
 
 [admin]
 listen = "127.0.0.1:0"

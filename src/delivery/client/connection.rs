@@ -78,6 +78,8 @@ pub struct Connection {
     pub(super) verified: bool,
     /// The certificate matched the MX host's TLSA records (DANE).
     pub(super) dane: bool,
+    /// Why the certificate did not verify (opportunistic TLS), for TLS reports.
+    pub(super) cert_problem: Option<String>,
     pub(super) timeouts: Timeouts,
     /// A transaction was started: RSET before the next.
     pub(super) used: bool,
@@ -156,6 +158,7 @@ impl Connection {
             tls: None,
             verified: false,
             dane: false,
+            cert_problem: None,
             timeouts: t,
             used: false,
             closing: false,
@@ -274,6 +277,11 @@ impl Connection {
     /// Whether the certificate matched the host's TLSA records (DANE).
     pub fn tls_dane(&self) -> bool {
         self.tls.is_some() && self.dane
+    }
+
+    /// Why the certificate did not verify, when TLS went on without it.
+    pub fn tls_problem(&self) -> Option<&str> {
+        self.cert_problem.as_deref()
     }
 
     /// The host name the connection was opened for.

@@ -141,6 +141,7 @@ impl Connection {
                     } else {
                         tracing::debug!(remote = %self.remote, reason = %why, "TLS certificate not verified; encrypting anyway");
                     }
+                    self.cert_problem = Some(why.clone());
                     false
                 }
                 Verdict::NotChecked => false,
@@ -174,6 +175,11 @@ async fn handshake(
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>());
             match tls {
+                // Our words for a refused certificate, as the
+                // opportunistic check logs them (and TLS reports read).
+                Some(t @ rustls::Error::InvalidCertificate(_)) => {
+                    format!("TLS error: {}", certificate_problem(t))
+                }
                 Some(t) => format!("TLS error: {t}"),
                 None => format!("I/O error: {e}"),
             }
