@@ -149,6 +149,42 @@ pub fn gateway_listed(
     )
 }
 
+/// The blocklist watch found a gateway address listed: for the postmaster.
+pub fn blocklist_listed(cfg: &Config, l: &crate::model::listings::GatewayListing) -> Text {
+    Text::new(
+        "blocklist_listed",
+        json!({
+            "address": l.address.to_string(),
+            "zone": l.list,
+            "code": l.code,
+            "meaning": l.meaning,
+            "at": local_time(cfg, l.at),
+            "page": super::blocklists::lookup_page(&l.list),
+        }),
+    )
+}
+
+/// A listing the blocklist watch had found is gone: for the postmaster.
+pub fn blocklist_delisted(cfg: &Config, l: &crate::model::listings::GatewayListing) -> Text {
+    Text::new(
+        "blocklist_delisted",
+        json!({
+            "address": l.address.to_string(),
+            "zone": l.list,
+            "code": l.code,
+            "meaning": l.meaning,
+            "from": local_time(cfg, l.at),
+            "until": l.delisted_at.map(|d| local_time(cfg, d)).unwrap_or_else(|| "-".into()),
+        }),
+    )
+}
+
+/// A blocklist refuses the watch's queries (public resolver, no
+/// registration, too many queries): for the postmaster, once a day per list.
+pub fn blocklist_refused(_cfg: &Config, zone: &str, why: &str) -> Text {
+    Text::new("blocklist_refused", json!({ "zone": zone, "why": why }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,40 +303,4 @@ mod tests {
             ],
         );
     }
-}
-
-/// The blocklist watch found a gateway address listed: for the postmaster.
-pub fn blocklist_listed(cfg: &Config, l: &crate::model::listings::GatewayListing) -> Text {
-    Text::new(
-        "blocklist_listed",
-        json!({
-            "address": l.address.to_string(),
-            "zone": l.list,
-            "code": l.code,
-            "meaning": l.meaning,
-            "at": local_time(cfg, l.at),
-            "page": super::blocklists::lookup_page(&l.list),
-        }),
-    )
-}
-
-/// A listing the blocklist watch had found is gone: for the postmaster.
-pub fn blocklist_delisted(cfg: &Config, l: &crate::model::listings::GatewayListing) -> Text {
-    Text::new(
-        "blocklist_delisted",
-        json!({
-            "address": l.address.to_string(),
-            "zone": l.list,
-            "code": l.code,
-            "meaning": l.meaning,
-            "from": local_time(cfg, l.at),
-            "until": l.delisted_at.map(|d| local_time(cfg, d)).unwrap_or_else(|| "-".into()),
-        }),
-    )
-}
-
-/// A blocklist refuses the watch's queries (public resolver, no
-/// registration, too many queries): for the postmaster, once a day per list.
-pub fn blocklist_refused(_cfg: &Config, zone: &str, why: &str) -> Text {
-    Text::new("blocklist_refused", json!({ "zone": zone, "why": why }))
 }
