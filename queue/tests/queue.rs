@@ -294,6 +294,8 @@ async fn corrupt_envelope_is_quarantined_and_queue_opens() {
         txn.commit().unwrap();
     }
     let q = open(dir.path());
+    // The background check after open finds it.
+    assert_eq!(q.checked().await.repaired, 1);
     assert_eq!(q.quarantined().unwrap(), vec![bad]);
     assert!(q.get(bad).unwrap().is_none());
     assert!(q.body(bad).unwrap().is_none());
