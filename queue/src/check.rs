@@ -121,7 +121,10 @@ impl Check {
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut problems = Vec::new();
         let mut keys = Vec::with_capacity(CHUNK);
-        for entry in envelopes.range::<u128>((from, Bound::Unbounded))?.take(CHUNK) {
+        for entry in envelopes
+            .range::<u128>((from, Bound::Unbounded))?
+            .take(CHUNK)
+        {
             let (key, raw) = entry?;
             let key = key.value();
             keys.push(key);

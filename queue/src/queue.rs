@@ -116,6 +116,9 @@ impl Queue {
             .map_err(|e| QueueError::Storage(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
         let existed = path.exists();
+        // After a crash redb first walks and checksums the whole file (its repair): the one
+        // part of opening that grows with the queue, logged apart.
+        let started = Instant::now();
         let db = crate::db::open(&path, opts.cache_bytes).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => QueueError::Locked { path: path.clone() },
             other => QueueError::Storage(format!("opening {}: {other}", path.display())),
@@ -126,6 +129,7 @@ impl Queue {
                 .map_err(|e| QueueError::Storage(format!("syncing {}: {e}", dir.display())))?;
         }
 
+        let file_ms = started.elapsed().as_millis() as u64;
         let opened = Instant::now();
         let txn = db.begin_write()?;
         let (report, dirty) = {
@@ -143,6 +147,7 @@ impl Queue {
             format_found = report.format_found,
             leases_cleared = report.leases_cleared,
             quarantined = report.quarantined.len(),
+            file_ms,
             elapsed_ms = opened.elapsed().as_millis() as u64,
             "queue opened"
         );
