@@ -104,6 +104,7 @@ pub async fn run(
     live: Live,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     // What is bound at start is read from here; the rest reads `live` on use.
     let cfg = live.current();
     crate::logging::follow(&live);
@@ -135,6 +136,7 @@ pub async fn run(
         ugem_queue::QueueOptions {
             min_free_bytes: cfg.smtp.min_free_space.0,
             cache_bytes: usize::try_from(cfg.server.queue_cache_size.0).unwrap_or(usize::MAX),
+            check_pause: check_pause_for_tests(),
             ..Default::default()
         },
     )
@@ -293,6 +295,7 @@ pub async fn run(
         admin = %admin_addr,
         data_dir = %data_dir.display(),
         hostname = %cfg.server.hostname,
+        startup_ms = started.elapsed().as_millis() as u64,
         "ugem ready"
     );
     shutdown.await;
@@ -367,6 +370,16 @@ pub async fn run(
     flush_log(&connlog, deadline).await;
     tracing::info!("ugem stopped");
     Ok(())
+}
+
+/// `UGEM_TEST_QUEUE_CHECK_PAUSE_MS`: slows the queue's background check after open (a rest
+/// between its chunks), so that end-to-end tests can kill the gateway while it runs. Not a
+/// setting: production never sets it.
+fn check_pause_for_tests() -> Duration {
+    std::env::var("UGEM_TEST_QUEUE_CHECK_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_millis)
 }
 
 /// Makes the connection log durable, waiting until `deadline` at most.

@@ -85,6 +85,12 @@ fn corrupt_queue_record_is_quarantined_and_the_server_still_starts() {
     }
 
     gw.spawn();
+    // The background check after open finds it, while the gateway already serves.
+    assert!(
+        wait_for(30, || gw.log_text().contains("queue check finished")),
+        "{}",
+        gw.log_text()
+    );
     let log = gw.log_text();
     let line = log
         .lines()

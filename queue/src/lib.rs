@@ -22,16 +22,24 @@
 //! - `schedule`: (due ms, id) -> (), where "due" is `next_attempt_ms`, or the lease end while
 //!   leased; held messages have no entry. [`Queue::lease_due`] is a range scan over it, and
 //!   every mutation moves the entry in the same transaction;
-//! - `quarantine` and `quarantine_bodies`: records that did not decode, kept for staff.
+//! - `leases`: id -> lease end, the messages under a lease;
+//! - `quarantine` and `quarantine_bodies`: records that did not decode, kept for staff;
+//! - `meta`: `format`, the layout version (absent in files written before `leases` existed,
+//!   which are migrated at their first open: one pass over the envelopes).
 //!
 //! Ids ([`QueueId`]) are 48 bits of unix milliseconds then 48 bits of a strictly increasing,
 //! randomly seeded per-process sequence, so keys and their hex text both sort by arrival.
 //!
 //! # Leases and crash recovery
 //! A lease ends with [`Queue::record_attempt`], or by running out, which makes the message due
-//! again. At open, every lease is ended (the exclusive file lock proves its holder is gone),
-//! undecodable records are moved to quarantine and logged, orphan bodies are dropped, and the
-//! schedule index is rebuilt from the envelopes. A message is removed, envelope and body, in the
+//! again. Every table changes in the same transactions, so a crash cannot make them disagree,
+//! and open does only what a crash requires: it ends every lease found in `leases` (the
+//! exclusive file lock proves their holders are gone), in time proportional to the leases, not
+//! to the queue. The schedule is kept on disk, so delivery starts at once. What only a bug or
+//! a damaged disk could leave (undecodable records, bodies without envelopes, messages missing
+//! from the schedule, envelopes without bodies) is looked for by a background check that reads
+//! the whole queue after every open while it already serves, and repaired through the writer
+//! ([`Queue::checked`]; `check.rs`). A message is removed, envelope and body, in the
 //! transaction that makes its last recipient final. A scheduler sleeps until
 //! [`Queue::next_due_ms`] or until [`Queue::changed`] (new, released or retried mail); a
 //! `lease_due` that finds nothing writes nothing and costs no fsync.
@@ -45,6 +53,7 @@
 
 #![warn(missing_docs)]
 
+mod check;
 mod db;
 mod disk;
 mod envelope;
@@ -54,6 +63,7 @@ mod queue;
 mod store;
 mod writer;
 
+pub use check::CheckReport;
 pub use envelope::{
     AttemptOutcome, Counts, Direction, Envelope, ListFilter, MessageState, NewEnvelope, RcptStatus,
     Recipient, RecipientUpdate,

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{self, Sender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::{DatabaseError, ReadableDatabase, ReadableTable};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
+use crate::check::{Check, CheckReport};
 use crate::db::DbSlot;
 use crate::disk;
 use crate::store::{self, WriteCtx};
@@ -37,6 +39,9 @@ pub struct QueueOptions {
     /// For tests only: while this counter is above zero, each commit is rolled back instead,
     /// decrements it and fails as a `Storage` error (the path a full or failing disk takes).
     pub fail_next_commits: Option<Arc<AtomicUsize>>,
+    /// For tests only: an extra rest between the chunks of the background check after open,
+    /// so that a test can stop the process while the check is still running.
+    pub check_pause: Duration,
 }
 
 impl Default for QueueOptions {
@@ -46,6 +51,7 @@ impl Default for QueueOptions {
             max_batch: 256,
             cache_bytes: 64 << 20,
             fail_next_commits: None,
+            check_pause: Duration::ZERO,
         }
     }
 }
@@ -64,13 +70,24 @@ struct Inner {
     changed: Arc<Notify>,
     jobs: Option<Sender<Box<dyn Job>>>,
     writer: Option<JoinHandle<()>>,
+    /// Dropped to stop the background check.
+    stop_check: Option<Sender<()>>,
+    check: Option<JoinHandle<()>>,
+    checked: watch::Receiver<Option<CheckReport>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         // Closing the channel lets the writer finish what is queued and exit; waiting for it
         // releases the database file, so the queue can be reopened as soon as the last
-        // handle is gone (restart in tests, a clean shutdown in production).
+        // handle is gone (restart in tests, a clean shutdown in production). The check goes
+        // first: it holds a sender of the writer's channel.
+        drop(self.stop_check.take());
+        if let Some(check) = self.check.take()
+            && check.join().is_err()
+        {
+            tracing::error!("queue check thread panicked");
+        }
         drop(self.jobs.take());
         if let Some(writer) = self.writer.take()
             && writer.join().is_err()
@@ -99,6 +116,9 @@ impl Queue {
             .map_err(|e| QueueError::Storage(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
         let existed = path.exists();
+        // After a crash redb first walks and checksums the whole file (its repair): the one
+        // part of opening that grows with the queue, logged apart.
+        let started = Instant::now();
         let db = crate::db::open(&path, opts.cache_bytes).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => QueueError::Locked { path: path.clone() },
             other => QueueError::Storage(format!("opening {}: {other}", path.display())),
@@ -109,18 +129,26 @@ impl Queue {
                 .map_err(|e| QueueError::Storage(format!("syncing {}: {e}", dir.display())))?;
         }
 
+        let file_ms = started.elapsed().as_millis() as u64;
+        let opened = Instant::now();
         let txn = db.begin_write()?;
-        let report = {
+        let (report, dirty) = {
             let mut ctx = WriteCtx::open(&txn)?;
-            ctx.recover()?
+            let report = ctx.recover(&txn)?;
+            (report, ctx.dirty)
         };
-        txn.commit()?;
+        if dirty {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
         tracing::info!(
             dir = %dir.display(),
-            messages = report.messages,
+            format_found = report.format_found,
             leases_cleared = report.leases_cleared,
             quarantined = report.quarantined.len(),
-            orphan_bodies = report.orphan_bodies,
+            file_ms,
+            elapsed_ms = opened.elapsed().as_millis() as u64,
             "queue opened"
         );
         if !report.quarantined.is_empty() {
@@ -145,6 +173,18 @@ impl Queue {
         let writer = std::thread::Builder::new()
             .name("ugem-queue-writer".into())
             .spawn(move || writer.run())?;
+        let (stop_check, stop) = mpsc::channel();
+        let (done, checked) = watch::channel(None);
+        let check = Check {
+            db: db.clone(),
+            jobs: jobs.clone(),
+            stop,
+            pause: opts.check_pause,
+            done,
+        };
+        let check = std::thread::Builder::new()
+            .name("ugem-queue-check".into())
+            .spawn(move || check.run())?;
         Ok(Queue {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -154,6 +194,9 @@ impl Queue {
                 changed,
                 jobs: Some(jobs),
                 writer: Some(writer),
+                stop_check: Some(stop_check),
+                check: Some(check),
+                checked,
             }),
         })
     }
@@ -161,6 +204,22 @@ impl Queue {
     /// The queue directory as given to `open`.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Waits until the background check that follows every open has read the whole queue
+    /// (and the writer has repaired what it found); see `check.rs`.
+    pub async fn checked(&self) -> CheckReport {
+        let mut rx = self.inner.checked.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(report) => report.unwrap_or_default(),
+            // The check thread ended without a report: the queue is closing.
+            Err(_) => CheckReport::default(),
+        }
+    }
+
+    /// The background check's report once it has finished, None while it runs.
+    pub fn check_report(&self) -> Option<CheckReport> {
+        *self.inner.checked.borrow()
     }
 
     /// Counters of the group-commit writer.
@@ -519,7 +578,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn open_rebuilds_the_schedule_and_drops_orphans() {
+    async fn the_check_after_open_repairs_the_schedule_and_drops_orphans() {
         let dir = tempfile::tempdir().unwrap();
         let id = {
             let q = Queue::open(dir.path(), opts()).unwrap();
@@ -540,6 +599,8 @@ mod tests {
             txn.commit().unwrap();
         }
         let q = Queue::open(dir.path(), opts()).unwrap();
+        // The missing entry, the orphan body; the stale entry goes when lease_due meets it.
+        assert_eq!(q.checked().await.repaired, 2);
         assert!(q.body(orphan).unwrap().is_none());
         let leased = q.lease_due(1_000, 10, 10).await.unwrap();
         assert_eq!(leased.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
@@ -562,6 +623,7 @@ mod tests {
             txn.commit().unwrap();
         }
         let q = Queue::open(dir.path(), opts()).unwrap();
+        assert_eq!(q.checked().await.repaired, 1);
         assert!(q.get(id).unwrap().is_none());
         assert_eq!(q.quarantined().unwrap(), vec![id]);
         assert!(q.lease_due(u64::MAX, 10, 1).await.unwrap().is_empty());

@@ -19,6 +19,15 @@ pub(crate) const QUARANTINE: TableDefinition<u128, &[u8]> = TableDefinition::new
 /// Queue id -> body of a quarantined envelope, so the message can still be recovered by hand.
 pub(crate) const QUARANTINE_BODIES: TableDefinition<u128, &[u8]> =
     TableDefinition::new("quarantine_bodies");
+/// Queue id -> lease end (unix ms): the messages under a lease, so that the next open ends
+/// them without reading every envelope.
+pub(crate) const LEASES: TableDefinition<u128, u64> = TableDefinition::new("leases");
+/// Settings of the file itself; `format` is [`FORMAT`] once the file has been migrated to it.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The layout this code writes. 0 (no `meta` table): before `leases` existed, when every open
+/// read every envelope to end the leases. 1: `leases` is kept with the envelopes.
+pub(crate) const FORMAT: u64 = 1;
 
 /// Releases a held message: due at `now_ms` at the latest, its retry backoff
 /// started over (a hold is not the remote's fault). True if it was held.
@@ -51,13 +60,30 @@ fn encode(env: &Envelope) -> Result<Vec<u8>, QueueError> {
     serde_json::to_vec(env).map_err(|e| QueueError::Storage(format!("encoding envelope: {e}")))
 }
 
-/// What open-time recovery found, for the log line.
+/// What open-time recovery did, for the log line.
 #[derive(Debug, Default)]
 pub(crate) struct Recovery {
-    pub messages: usize,
+    /// The format the file had before this open.
+    pub format_found: u64,
     pub leases_cleared: usize,
     pub quarantined: Vec<QueueId>,
-    pub orphan_bodies: usize,
+}
+
+/// A disagreement between the tables that the background check found in a snapshot; the
+/// writer looks again in its own transaction before repairing anything (see [`WriteCtx::repair`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Problem {
+    /// The envelope does not decode.
+    Undecodable(QueueId),
+    /// A message that is not held has no schedule entry, so it would never be delivered.
+    Unscheduled(QueueId),
+    /// A lease that `leases` does not know (written by an older ugem): the next open would not
+    /// end it.
+    UntrackedLease(QueueId),
+    /// A body without an envelope.
+    Orphan(u128),
+    /// An envelope without a body.
+    Bodiless(QueueId),
 }
 
 /// The tables of one write transaction (one group commit).
@@ -67,6 +93,7 @@ pub(crate) struct WriteCtx<'t> {
     schedule: Table<'t, (u64, u128), ()>,
     quarantine: Table<'t, u128, &'static [u8]>,
     quarantine_bodies: Table<'t, u128, &'static [u8]>,
+    leases: Table<'t, u128, u64>,
     /// Whether anything was written: a batch that wrote nothing needs no commit (no fsync),
     /// which keeps an idle scheduler's polling free.
     pub(crate) dirty: bool,
@@ -86,6 +113,7 @@ impl<'t> WriteCtx<'t> {
             schedule: txn.open_table(SCHEDULE)?,
             quarantine: txn.open_table(QUARANTINE)?,
             quarantine_bodies: txn.open_table(QUARANTINE_BODIES)?,
+            leases: txn.open_table(LEASES)?,
             dirty: false,
             wake: false,
             created: Vec::new(),
@@ -134,6 +162,7 @@ impl<'t> WriteCtx<'t> {
         if let Some(body) = self.bodies.remove(id.key())? {
             self.quarantine_bodies.insert(id.key(), body.value())?;
         }
+        self.leases.remove(id.key())?;
         // Its schedule entry, if any, cannot be computed without the record; lease_due drops
         // entries whose envelope is gone.
         Ok(())
@@ -159,6 +188,17 @@ impl<'t> WriteCtx<'t> {
                 }
             }
         }
+        let old_lease = old.and_then(|e| e.leased_until_ms);
+        if old_lease != new.leased_until_ms {
+            match new.leased_until_ms {
+                Some(until) => {
+                    self.leases.insert(new.id.key(), until)?;
+                }
+                None => {
+                    self.leases.remove(new.id.key())?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -169,6 +209,9 @@ impl<'t> WriteCtx<'t> {
         self.bodies.remove(env.id.key())?;
         if let Some(key) = env.schedule_key() {
             self.schedule.remove(key)?;
+        }
+        if env.leased_until_ms.is_some() {
+            self.leases.remove(env.id.key())?;
         }
         Ok(())
     }
@@ -489,17 +532,66 @@ impl<'t> WriteCtx<'t> {
         Ok(count)
     }
 
-    /// Crash recovery at open: quarantines undecodable records, ends every lease (this process
-    /// holds the file exclusively, so their holders are gone), drops orphan bodies and rebuilds
-    /// the schedule index from the envelopes.
-    pub(crate) fn recover(&mut self) -> Result<Recovery, QueueError> {
+    /// Ends a lease (the message is due again when its lease would not have been).
+    fn end_lease(&mut self, old: &Envelope) -> Result<bool, QueueError> {
+        if old.leased_until_ms.is_none() {
+            return Ok(false);
+        }
+        let mut env = old.clone();
+        env.leased_until_ms = None;
+        self.put(Some(old), &env)?;
+        Ok(true)
+    }
+
+    /// Recovery at open, in time proportional to the leases, not to the queue: ends every
+    /// lease (this process holds the file exclusively, so their holders are gone). A file of
+    /// an older format is migrated first. Everything else that a crash cannot cause but a bug
+    /// or a damaged disk could (undecodable records, bodies without envelopes, messages missing
+    /// from the schedule) is looked for by the background check (`check.rs`) while the
+    /// gateway already serves.
+    pub(crate) fn recover(&mut self, txn: &WriteTransaction) -> Result<Recovery, QueueError> {
         let mut report = Recovery::default();
-        let mut envelopes = Vec::new();
+        let mut meta = txn.open_table(META)?;
+        report.format_found = meta.get("format")?.map_or(0, |v| v.value());
+        if report.format_found < FORMAT {
+            // Format 0 kept no `leases` table: find the leases in the envelopes, once.
+            self.track_leases_of_format_0(&mut report)?;
+            meta.insert("format", FORMAT)?;
+            self.dirty = true;
+        }
+        let mut leased = Vec::new();
+        for entry in self.leases.iter()? {
+            leased.push(entry?.0.value());
+        }
+        for key in leased {
+            self.dirty = true;
+            match self.load(QueueId::from_key(key))? {
+                Some(env) => {
+                    if self.end_lease(&env)? {
+                        report.leases_cleared += 1;
+                    }
+                }
+                None => {
+                    self.leases.remove(key)?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Migration from format 0: quarantines the envelopes that do not decode and enters every
+    /// lease in `leases`, for [`WriteCtx::recover`] to end.
+    fn track_leases_of_format_0(&mut self, report: &mut Recovery) -> Result<(), QueueError> {
         let mut bad = Vec::new();
+        let mut leased = Vec::new();
         for entry in self.envelopes.iter()? {
             let (key, value) = entry?;
             match decode(key.value(), value.value()) {
-                Ok(env) => envelopes.push(env),
+                Ok(env) => {
+                    if let Some(until) = env.leased_until_ms {
+                        leased.push((key.value(), until));
+                    }
+                }
                 Err(why) => bad.push((QueueId::from_key(key.value()), value.value().to_vec(), why)),
             }
         }
@@ -507,39 +599,74 @@ impl<'t> WriteCtx<'t> {
             self.quarantine(id, &raw, &why)?;
             report.quarantined.push(id);
         }
+        for (key, until) in leased {
+            self.leases.insert(key, until)?;
+        }
+        Ok(())
+    }
 
-        let mut orphans = Vec::new();
-        for entry in self.bodies.iter()? {
-            let (key, _) = entry?;
-            if self.envelopes.get(key.value())?.is_none() {
-                orphans.push(key.value());
+    /// Repairs what the background check found, after looking again in this transaction
+    /// (the snapshot it read may be outdated); returns how many problems were real.
+    pub(crate) fn repair(&mut self, problems: &[Problem]) -> Result<usize, QueueError> {
+        let mut repaired = 0;
+        for problem in problems {
+            let done = match *problem {
+                // Loading quarantines it if it still does not decode.
+                Problem::Undecodable(id) => {
+                    self.envelopes.get(id.key())?.is_some() && self.load(id)?.is_none()
+                }
+                Problem::Unscheduled(id) => match self.load(id)? {
+                    Some(env) => match env.schedule_key() {
+                        Some(key) if self.schedule.get(key)?.is_none() => {
+                            tracing::error!(queue_id = %id,
+                                "queued message missing from the schedule; scheduled again");
+                            self.dirty = true;
+                            self.wake = true;
+                            self.schedule.insert(key, ())?;
+                            true
+                        }
+                        _ => false,
+                    },
+                    None => false,
+                },
+                Problem::UntrackedLease(id) => match self.load(id)? {
+                    Some(env)
+                        if env.leased_until_ms.is_some()
+                            && self.leases.get(id.key())?.is_none() =>
+                    {
+                        // Its holder is gone: the lease predates this open.
+                        self.wake = true;
+                        self.end_lease(&env)?
+                    }
+                    _ => false,
+                },
+                Problem::Orphan(key) => {
+                    if self.envelopes.get(key)?.is_none() && self.bodies.remove(key)?.is_some() {
+                        tracing::warn!(queue_id = %QueueId::from_key(key),
+                            "body without envelope removed");
+                        self.dirty = true;
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Problem::Bodiless(id) => match self.load(id)? {
+                    Some(env) if self.bodies.get(id.key())?.is_none() => {
+                        let raw = encode(&env)?;
+                        self.quarantine(id, &raw, "envelope without body")?;
+                        if let Some(key) = env.schedule_key() {
+                            self.schedule.remove(key)?;
+                        }
+                        true
+                    }
+                    _ => false,
+                },
+            };
+            if done {
+                repaired += 1;
             }
         }
-        for key in orphans {
-            tracing::warn!(queue_id = %QueueId::from_key(key), "body without envelope removed");
-            self.bodies.remove(key)?;
-            report.orphan_bodies += 1;
-        }
-
-        self.schedule.retain(|_, _| false)?;
-        for mut env in envelopes {
-            if self.bodies.get(env.id.key())?.is_none() {
-                let raw = encode(&env)?;
-                self.quarantine(env.id, &raw, "envelope without body")?;
-                report.quarantined.push(env.id);
-                continue;
-            }
-            if env.leased_until_ms.take().is_some() {
-                report.leases_cleared += 1;
-                self.envelopes
-                    .insert(env.id.key(), encode(&env)?.as_slice())?;
-            }
-            if let Some(key) = env.schedule_key() {
-                self.schedule.insert(key, ())?;
-            }
-            report.messages += 1;
-        }
-        Ok(report)
+        Ok(repaired)
     }
 }
 

@@ -294,6 +294,8 @@ async fn corrupt_envelope_is_quarantined_and_queue_opens() {
         txn.commit().unwrap();
     }
     let q = open(dir.path());
+    // The background check after open finds it.
+    assert_eq!(q.checked().await.repaired, 1);
     assert_eq!(q.quarantined().unwrap(), vec![bad]);
     assert!(q.get(bad).unwrap().is_none());
     assert!(q.body(bad).unwrap().is_none());
@@ -865,4 +867,91 @@ async fn relaxed_records_are_flushed_when_the_queue_closes() {
         q.get(id).unwrap().is_none(),
         "the delivered message stays removed"
     );
+}
+
+/// Leases the only message for a day, then closes the queue (as a crash during its delivery
+/// would leave it).
+async fn queue_with_a_day_long_lease(dir: &Path) -> QueueId {
+    let q = open(dir);
+    let id = q.enqueue(simple(), b"x".to_vec()).await.unwrap();
+    let leased = q.lease_due(unix_ms(), 10, 86_400_000).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    id
+}
+
+#[tokio::test]
+async fn a_file_of_format_0_is_migrated_and_its_leases_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = queue_with_a_day_long_lease(dir.path()).await;
+    // Format 0 had neither table.
+    {
+        let db = Database::create(dir.path().join(ugem_queue::DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let meta: TableDefinition<&str, u64> = TableDefinition::new("meta");
+        let leases: TableDefinition<u128, u64> = TableDefinition::new("leases");
+        assert!(txn.delete_table(meta).unwrap());
+        assert!(txn.delete_table(leases).unwrap());
+        txn.commit().unwrap();
+    }
+    let q = open(dir.path());
+    assert_eq!(q.get(id).unwrap().unwrap().leased_until_ms, None);
+    let leased = q.lease_due(unix_ms(), 10, 1_000).await.unwrap();
+    assert_eq!(leased.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
+    drop(leased);
+    drop(q);
+    let db = Database::create(dir.path().join(ugem_queue::DB_FILE)).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta: TableDefinition<&str, u64> = TableDefinition::new("meta");
+    let format = txn
+        .open_table(meta)
+        .unwrap()
+        .get("format")
+        .unwrap()
+        .unwrap();
+    assert_eq!(format.value(), 1);
+}
+
+#[tokio::test]
+async fn a_lease_the_leases_table_does_not_know_is_ended_by_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = queue_with_a_day_long_lease(dir.path()).await;
+    // As an older ugem, run in between, would leave it.
+    {
+        let db = Database::create(dir.path().join(ugem_queue::DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let leases: TableDefinition<u128, u64> = TableDefinition::new("leases");
+        let key = u128::from(id.unix_ms()) << 48 | u128::from(id.seq());
+        assert!(
+            txn.open_table(leases)
+                .unwrap()
+                .remove(key)
+                .unwrap()
+                .is_some()
+        );
+        txn.commit().unwrap();
+    }
+    let q = open(dir.path());
+    assert_eq!(q.checked().await.repaired, 1);
+    assert_eq!(q.get(id).unwrap().unwrap().leased_until_ms, None);
+    let leased = q.lease_due(unix_ms(), 10, 1_000).await.unwrap();
+    assert_eq!(leased.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id]);
+}
+
+#[tokio::test]
+async fn the_check_reads_every_message_of_a_queue_larger_than_a_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = open(dir.path());
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..2500 {
+            let q = q.clone();
+            tasks.spawn(async move { q.enqueue(simple(), b"x".to_vec()).await.unwrap() });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+    let q = open(dir.path());
+    let report = q.checked().await;
+    assert_eq!(report.messages, 2500);
+    assert_eq!(report.repaired, 0);
+    assert_eq!(q.check_report(), Some(report));
 }

@@ -30,6 +30,8 @@ pub struct Gateway {
     pub smtp: SocketAddr,
     pub admin: SocketAddr,
     pub log: Arc<Mutex<String>>,
+    /// Extra environment of the `ugem serve` process (every spawn).
+    pub env: Vec<(String, String)>,
 }
 
 pub fn bin() -> &'static str {
@@ -111,6 +113,15 @@ impl Gateway {
 
     /// Starts `ugem serve` on an existing folder and configuration.
     pub fn start_in(dir: tempfile::TempDir, config: PathBuf) -> Gateway {
+        Self::start_in_env(dir, config, Vec::new())
+    }
+
+    /// Starts `ugem serve` on an existing folder and configuration, with extra environment.
+    pub fn start_in_env(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        env: Vec<(String, String)>,
+    ) -> Gateway {
         let mut g = Gateway {
             dir,
             config,
@@ -118,6 +129,7 @@ impl Gateway {
             smtp: "127.0.0.1:1".parse().unwrap(),
             admin: "127.0.0.1:1".parse().unwrap(),
             log: Arc::new(Mutex::new(String::new())),
+            env,
         };
         g.spawn();
         g
@@ -128,6 +140,7 @@ impl Gateway {
         let mut child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
