@@ -57,6 +57,8 @@ pub struct AdminSection {
     /// How long audit records of refused calls (no token, unknown token,
     /// role too low) are kept; staff actions are kept for good.
     pub audit_refused_retention: Span,
+    /// A staff console session ends after this long without a request.
+    pub console_idle_timeout: Span,
 }
 
 impl Default for AdminSection {
@@ -69,6 +71,7 @@ impl Default for AdminSection {
             tls_key: None,
             tls_ca_file: None,
             audit_refused_retention: Span(Duration::from_secs(30 * 86_400)),
+            console_idle_timeout: Span(Duration::from_secs(30 * 60)),
         }
     }
 }
@@ -195,6 +198,9 @@ impl AdminSection {
                 "admin.audit_refused_retention",
                 "must be at least 1h".into(),
             );
+        }
+        if self.console_idle_timeout.0 < Duration::from_secs(60) {
+            bad("admin.console_idle_timeout", "must be at least 1m".into());
         }
         out
     }

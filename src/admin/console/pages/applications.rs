@@ -1,0 +1,213 @@
+//! Applications: the list with due dates and working days left (overdue in
+//! red, due today highlighted), approve and reject, and the intake form.
+
+use axum::extract::State;
+use axum::response::Response;
+use maud::{Markup, html};
+use serde_json::Value;
+
+use super::super::api::may;
+use super::super::layout::{badge, csrf, failure, page, text};
+use super::super::{Console, Ctx};
+use super::{Params, param};
+
+/// The applicant categories (the API's values) and their text keys.
+const CATEGORIES: &[(&str, &str)] = &[
+    ("state_body", "category.state_body"),
+    ("local_government", "category.local_government"),
+    ("state_legal_entity", "category.state_legal_entity"),
+    ("quasi_public", "category.quasi_public"),
+    (
+        "critical_infrastructure",
+        "category.critical_infrastructure",
+    ),
+];
+
+fn category(ctx: &Ctx, v: &Value) -> String {
+    let s = v.as_str().unwrap_or("");
+    CATEGORIES
+        .iter()
+        .find(|(k, _)| *k == s)
+        .map(|(_, key)| ctx.t(key).to_string())
+        .unwrap_or_else(|| s.to_string())
+}
+
+/// The approve and reject forms of a pending application.
+fn decide(ctx: &Ctx, id: &str) -> Markup {
+    let approve = may(&ctx.caller, "POST", "/api/v1/applications/{id}/approve");
+    let reject = may(&ctx.caller, "POST", "/api/v1/applications/{id}/reject");
+    html! {
+        @if approve {
+            form.inline method="post" action={ "/console/applications/" (id) "/approve" } {
+                (csrf(ctx))
+                button type="submit" id={ "approve-" (id) } { (ctx.t("apps.approve")) }
+            }
+        }
+        @if reject {
+            form.inline method="post" action={ "/console/applications/" (id) "/reject" } {
+                (csrf(ctx))
+                label.visually-hidden for={ "reason-" (id) } { (ctx.t("apps.reject_reason")) }
+                input id={ "reason-" (id) } type="text" name="reason" required placeholder=(ctx.t("apps.reject_reason"));
+                button.danger type="submit" id={ "reject-" (id) } { (ctx.t("apps.reject")) }
+            }
+        }
+    }
+}
+
+/// `GET /console/applications?status=`.
+pub async fn list(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
+    let status = match param(&q, "status") {
+        "" => "pending",
+        s => s,
+    };
+    let api_status = if status == "all" { "" } else { status };
+    let r = c
+        .call(&ctx)
+        .run(
+            "GET",
+            "/api/v1/applications",
+            &[],
+            &[("status", api_status)],
+            None,
+        )
+        .await;
+    let statuses = ["pending", "approved", "rejected", "withdrawn", "all"];
+    let body = html! {
+        div.toolbar {
+            form.filters method="get" action="/console/applications" {
+                label for="status" { (ctx.t("apps.status")) }
+                select #status name="status" {
+                    @for s in statuses {
+                        option value=(s) selected[s == status] {
+                            @if s == "all" { (ctx.t("filter.all")) } @else { (badge_text(&ctx, s)) }
+                        }
+                    }
+                }
+                button type="submit" { (ctx.t("filter.apply")) }
+            }
+            @if may(&ctx.caller, "POST", "/api/v1/applications") {
+                a.button href="/console/applications/new" { (ctx.t("apps.new")) }
+            }
+        }
+        p.legend {
+            span.key.overdue { (ctx.t("apps.overdue")) }
+            " "
+            span.key.due-today { (ctx.t("apps.due_today")) }
+        }
+        @match &r {
+            Ok(Value::Array(list)) if list.is_empty() => p { (ctx.t("apps.none")) }
+            Ok(Value::Array(list)) => {
+                table #applications {
+                    thead { tr {
+                        th scope="col" { "#" }
+                        th scope="col" { (ctx.t("apps.domain")) }
+                        th scope="col" { (ctx.t("apps.owner")) }
+                        th scope="col" { (ctx.t("apps.category")) }
+                        th scope="col" { (ctx.t("apps.received")) }
+                        th scope="col" { (ctx.t("apps.due")) }
+                        th scope="col" { (ctx.t("apps.days_left")) }
+                        th scope="col" { (ctx.t("apps.status")) }
+                        th scope="col" { (ctx.t("apps.decision")) }
+                    } }
+                    tbody {
+                        @for a in list {
+                            @let id = a["id"].to_string();
+                            @let overdue = a["overdue"] == true;
+                            @let today = !overdue && a["working_days_left"].as_i64() == Some(0);
+                            tr id={ "app-" (id) } .overdue[overdue] .due-today[today] {
+                                td { (id) }
+                                th scope="row" { (text(&a["domain"])) }
+                                td { (text(&a["owner"])) }
+                                td { (category(&ctx, &a["category"])) }
+                                td { (text(&a["received_on"])) }
+                                td { (text(&a["decision_due"])) }
+                                td {
+                                    @match a["working_days_left"].as_i64() {
+                                        Some(d) if overdue => (ctx.tf("apps.overdue_by", &[("n", &d.abs().to_string())])),
+                                        Some(0) => (ctx.t("apps.due_today")),
+                                        Some(d) => (d),
+                                        None => "—",
+                                    }
+                                }
+                                td {
+                                    (badge(&ctx, a["status"].as_str().unwrap_or("")))
+                                    @if let Some(r) = a["reason"].as_str() { br; small { (r) } }
+                                }
+                                td {
+                                    @if a["status"] == "pending" { (decide(&ctx, &id)) }
+                                    @else { (text(&a["decided_by"])) " " (text(&a["decided_on"])) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => (failure(&ctx, e)),
+        }
+    };
+    page(
+        &ctx,
+        "/console/applications",
+        ctx.t("nav.applications"),
+        body,
+    )
+}
+
+fn badge_text(ctx: &Ctx, status: &str) -> &'static str {
+    match status {
+        "approved" => ctx.t("status.approved"),
+        "rejected" => ctx.t("status.rejected"),
+        "withdrawn" => ctx.t("status.withdrawn"),
+        _ => ctx.t("status.pending"),
+    }
+}
+
+/// `GET /console/applications/new`: the intake form with the fields of an
+/// application.
+pub async fn intake(ctx: Ctx) -> Response {
+    let field = |id: &'static str, key: &'static str, kind: &'static str, required: bool| {
+        html! {
+            div.field {
+                label for=(id) { (ctx.t(key)) @if !required { " " span.hint { (ctx.t("form.optional")) } } }
+                input id=(id) name=(id) type=(kind) required[required];
+            }
+        }
+    };
+    let body = html! {
+        form.intake method="post" action="/console/applications" {
+            (csrf(&ctx))
+            fieldset {
+                legend { (ctx.t("intake.organisation")) }
+                (field("domain", "apps.domain", "text", true))
+                (field("owner", "apps.owner", "text", true))
+                div.field {
+                    label for="category" { (ctx.t("apps.category")) }
+                    select #category name="category" required {
+                        @for (v, k) in CATEGORIES { option value=(v) { (ctx.t(k)) } }
+                    }
+                }
+                (field("head", "intake.head", "text", true))
+                (field("received_on", "apps.received", "date", false))
+            }
+            fieldset {
+                legend { (ctx.t("intake.servers")) }
+                div.field {
+                    label for="servers" { (ctx.t("intake.servers_help")) }
+                    textarea #servers name="servers" rows="3" required {}
+                }
+                (field("inbound", "intake.inbound", "text", false))
+            }
+            fieldset {
+                legend { (ctx.t("intake.contact")) }
+                (field("contact_name", "contact.name", "text", true))
+                (field("contact_email", "contact.email", "email", true))
+                (field("office_phone", "contact.office_phone", "tel", false))
+                (field("mobile_phone", "contact.mobile_phone", "tel", false))
+                p.hint { (ctx.t("intake.phone_rule")) }
+            }
+            button type="submit" #submit-application { (ctx.t("intake.submit")) }
+        }
+    };
+    page(&ctx, "/console/applications", ctx.t("apps.new"), body)
+}
