@@ -1,0 +1,447 @@
+//! The staff console (issue #17) in a real browser: Debian's headless
+//! chromium driven through chromedriver (W3C WebDriver), against the real
+//! gateway, real SMTP and a fake remote MX. Screenshots of each page go to
+//! target/console-screenshots/.
+
+mod common;
+#[path = "common/webdriver.rs"]
+mod webdriver;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::fake_mx::{Behaviour, FakeMx};
+use common::*;
+use webdriver::Browser;
+
+/// Where the screenshots go.
+fn shots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots")
+}
+
+/// Waits until the page's HTML contains `needle`; fails with the page.
+fn wait_page(b: &Browser, needle: &str) {
+    let found = wait_for(15, || b.source().contains(needle));
+    assert!(found, "`{needle}` not on {}:\n{}", b.url(), b.source());
+}
+
+fn sign_in(b: &Browser, gw: &Gateway, token: &str) {
+    b.goto(&format!("{}/console", gw.admin_url()));
+    assert!(b.url().ends_with("/console/signin"), "{}", b.url());
+    b.type_into("#token", token);
+    b.click("button[type=submit]");
+    wait_page(b, "aria-current=\"page\"");
+    assert!(b.url().ends_with("/console"), "{}", b.url());
+}
+
+fn sign_out(b: &Browser) {
+    b.click("form[action='/console/signout'] button");
+    wait_page(b, "id=\"token\"");
+}
+
+fn api_json(gw: &Gateway, path: &str) -> serde_json::Value {
+    let (st, body) = http(gw.admin, "GET", path, Some(ADMIN_TOKEN), None);
+    assert_eq!(st, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// A raw HTTP request with cookies and a form body; (status, headers, body).
+fn http_form(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookies: &str,
+    form: &str,
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if !cookies.is_empty() {
+        req.push_str(&format!("Cookie: {cookies}\r\n"));
+    }
+    if method == "POST" {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{form}", form.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// The value a `Set-Cookie` header of `head` gives `name`.
+fn set_cookie(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or(l.strip_prefix("Set-Cookie: "))
+        })
+        .filter_map(|c| c.split(';').next()?.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The CSRF token in a page's forms.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+/// Signs in over plain HTTP; the session cookie.
+fn http_sign_in(gw: &Gateway, token: &str) -> String {
+    let (st, head, body) = http_form(gw.admin, "GET", "/console/signin", "", "");
+    assert_eq!(st, 200);
+    let pre = set_cookie(&head, "ugem_console_signin").expect("sign-in cookie");
+    let form = format!("csrf={}&token={token}", csrf_of(&body));
+    let (st, head, body) = http_form(
+        gw.admin,
+        "POST",
+        "/console/signin",
+        &format!("ugem_console_signin={pre}"),
+        &form,
+    );
+    assert_eq!(st, 303, "{head}\n{body}");
+    set_cookie(&head, "ugem_console").expect("session cookie")
+}
+
+fn browser(lang: &str) -> Option<Browser> {
+    let (driver, chromium) = webdriver::tools()?;
+    Some(Browser::start(&driver, &chromium, lang))
+}
+
+/// Admin registers and decides applications; an operator suspends a
+/// domain (its sender's mail then gets 451 over SMTP and its queued mail
+/// is held) and restores it with release (the held mail reaches the
+/// remote MX); every action is audited under the person's token name;
+/// the pages switch to Russian and Kazakh.
+#[test]
+fn the_duty_desk_works_in_a_real_browser() {
+    let Some(b) = browser("en-US") else { return };
+    // The remote MX is down at first: queued mail waits (backoff 1h).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gw = Gateway::start(&format!(
+        "[delivery.routes]\n\"*\" = \"127.0.0.1:{port}\"\n"
+    ));
+    let dir = shots();
+
+    // Signed out, every page leads to the sign-in form.
+    b.goto(&format!("{}/console/domains", gw.admin_url()));
+    assert!(b.url().ends_with("/console/signin"), "{}", b.url());
+    b.screenshot(&dir.join("signin.png"));
+
+    // The administrator registers two applications from the intake form.
+    sign_in(&b, &gw, ADMIN_TOKEN);
+    for (domain, server) in [
+        ("desk.example.kz", "127.0.0.1"),
+        ("other.example.kz", "192.0.2.10"),
+    ] {
+        b.goto(&format!("{}/console/applications/new", gw.admin_url()));
+        b.type_into("#domain", domain);
+        b.type_into("#owner", "Ministry of Examples");
+        b.type_into("#head", "A. Head");
+        b.type_into("#servers", server);
+        b.type_into("#contact_name", "IT Desk");
+        b.type_into("#contact_email", "it@contact.example.kz");
+        b.type_into("#office_phone", "+7 7172 000000");
+        if domain.starts_with("desk") {
+            b.screenshot(&dir.join("application-intake.png"));
+        }
+        b.click("#submit-application");
+        wait_page(&b, "is registered; decision due");
+    }
+    let apps = api_json(&gw, "/api/v1/applications");
+    let id_of = |d: &str| {
+        apps.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["domain"] == d)
+            .unwrap_or_else(|| panic!("no application for {d}: {apps}"))["id"]
+            .to_string()
+    };
+    let (desk, other) = (id_of("desk.example.kz"), id_of("other.example.kz"));
+    b.goto(&format!("{}/console/applications", gw.admin_url()));
+    wait_page(&b, &format!("id=\"approve-{desk}\""));
+    b.screenshot(&dir.join("applications.png"));
+    b.click(&format!("#approve-{desk}"));
+    wait_page(&b, "is approved; the domain is connected");
+    b.type_into(
+        &format!("#reason-{other}"),
+        "The servers are not the applicant's",
+    );
+    b.click(&format!("#reject-{other}"));
+    wait_page(&b, &format!("Application #{other} is rejected"));
+    let d = api_json(&gw, "/api/v1/domains/desk.example.kz");
+    assert_eq!(d["status"], "connected", "{d}");
+    let rejected = api_json(&gw, &format!("/api/v1/applications/{other}"));
+    assert_eq!(rejected["status"], "rejected", "{rejected}");
+    assert_eq!(rejected["reason"], "The servers are not the applicant's");
+    sign_out(&b);
+
+    // Mail from the agency is queued; the remote is down.
+    let mut smtp = Smtp::greeted(gw.smtp);
+    let r = smtp.send_mail(
+        "clerk@desk.example.kz",
+        &["someone@remote.example"],
+        "Subject: before\r\n\r\nheld then released\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    smtp.expect("QUIT", 221);
+    assert!(
+        wait_for(20, || queued(&gw).iter().any(|e| e["attempts"] == 1)),
+        "{:#?}",
+        queued(&gw)
+    );
+
+    // The operator signs in, finds the domain and suspends it.
+    sign_in(&b, &gw, OPERATOR_TOKEN);
+    b.screenshot(&dir.join("overview.png"));
+    b.goto(&format!("{}/console/domains?q=desk", gw.admin_url()));
+    wait_page(&b, "1 of 1 domains");
+    b.screenshot(&dir.join("domains.png"));
+    b.click("#domains a[href='/console/domains/desk.example.kz']");
+    wait_page(&b, "id=\"suspend-reason\"");
+    assert!(
+        b.try_find("#disconnect").is_none(),
+        "an operator may not disconnect (admin)"
+    );
+    b.type_into("#suspend-reason", "Compromised mailbox sending spam");
+    b.click("#suspend");
+    wait_page(&b, "Domain desk.example.kz is suspended.");
+    assert!(b.text("#domain-status").contains("suspended"));
+    b.screenshot(&dir.join("domain-suspended.png"));
+
+    // The agency's next message is refused for now (451), not lost.
+    let mut smtp = Smtp::greeted(gw.smtp);
+    let r = smtp.send_mail(
+        "clerk@desk.example.kz",
+        &["someone@remote.example"],
+        "Subject: during\r\n\r\nrefused\r\n",
+    );
+    assert_eq!(r.code, 451, "{r:?}");
+    smtp.expect("QUIT", 221);
+    // The queued one is held: on the queue page under the held filter.
+    b.goto(&format!("{}/console/queue?state=held", gw.admin_url()));
+    wait_page(&b, "clerk@desk.example.kz");
+    b.screenshot(&dir.join("queue-held.png"));
+    b.click("#queue tbody a");
+    wait_page(&b, "someone@remote.example");
+    b.screenshot(&dir.join("queue-message.png"));
+
+    // The remote comes up; the operator restores and releases the mail.
+    let remote = FakeMx::start_at(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Behaviour::accept(),
+    );
+    b.goto(&format!(
+        "{}/console/domains/desk.example.kz",
+        gw.admin_url()
+    ));
+    b.type_into("#restore-reason", "Password changed, mailbox cleaned");
+    assert!(b.source().contains("id=\"held-release\""));
+    b.click("#restore");
+    wait_page(&b, "Domain desk.example.kz is restored.");
+    assert!(b.text("#domain-status").contains("connected"));
+    assert!(
+        remote.wait_for_messages(1, Duration::from_secs(20)),
+        "the released mail did not reach the remote MX"
+    );
+    let m = &remote.messages()[0];
+    assert_eq!(m.sender, "clerk@desk.example.kz");
+    b.goto(&format!(
+        "{}/console/domains/desk.example.kz",
+        gw.admin_url()
+    ));
+    wait_page(&b, "Password changed, mailbox cleaned");
+    b.screenshot(&dir.join("domain.png"));
+
+    // Every action is in the audit trail under the person's token name,
+    // exactly as the API writes it.
+    let audit = api_json(&gw, "/api/v1/audit?limit=100");
+    let has = |actor: &str, action: &str, target: &str| {
+        audit.as_array().unwrap().iter().any(|a| {
+            a["actor"] == actor
+                && a["action"] == action
+                && a["outcome"] == "ok"
+                && a["target"].as_str().unwrap_or("").contains(target)
+        })
+    };
+    assert!(
+        has("root", "application.submit", "desk.example.kz"),
+        "{audit:#}"
+    );
+    assert!(
+        has("root", "application.approve", &format!("#{desk}")),
+        "{audit:#}"
+    );
+    assert!(
+        has("root", "application.reject", &format!("#{other}")),
+        "{audit:#}"
+    );
+    assert!(
+        has("duty", "domain.suspend", "desk.example.kz"),
+        "{audit:#}"
+    );
+    assert!(
+        has("duty", "domain.restore", "desk.example.kz"),
+        "{audit:#}"
+    );
+    let hist = api_json(&gw, "/api/v1/suspensions?history=true");
+    assert!(
+        hist.as_array().unwrap().iter().any(|s| s["actor"] == "duty"
+            && s["restored"]["by"] == "duty"
+            && s["restored"]["held_mail"] == "released"),
+        "{hist:#}"
+    );
+
+    // The other pages, for the record.
+    for (path, name, needle) in [
+        (
+            "/console/suspensions?history=true",
+            "suspensions",
+            "Compromised mailbox",
+        ),
+        (
+            "/console/sessions?domain=desk.example.kz",
+            "sessions",
+            "127.0.0.1",
+        ),
+        ("/console/audit?actor=duty", "audit", "domain.restore"),
+        (
+            "/console/applications?status=all",
+            "applications-all",
+            "rejected",
+        ),
+    ] {
+        // The connection log is written as a session ends: load again until it shows.
+        let url = format!("{}{path}", gw.admin_url());
+        let shown = wait_for(15, || {
+            b.goto(&url);
+            b.source().contains(needle)
+        });
+        assert!(shown, "`{needle}` not on {url}:\n{}", b.source());
+        b.screenshot(&dir.join(format!("{name}.png")));
+    }
+
+    // Russian and Kazakh, chosen with ?lang= and remembered.
+    b.goto(&format!("{}/console?lang=ru", gw.admin_url()));
+    wait_page(&b, "<html lang=\"ru\"");
+    assert_eq!(b.text("main h1"), "Обзор");
+    b.screenshot(&dir.join("overview-ru.png"));
+    b.goto(&format!(
+        "{}/console/domains/desk.example.kz",
+        gw.admin_url()
+    ));
+    wait_page(&b, "История приостановок");
+    b.screenshot(&dir.join("domain-ru.png"));
+    b.goto(&format!(
+        "{}/console/applications?status=all&lang=kk",
+        gw.admin_url()
+    ));
+    wait_page(&b, "<html lang=\"kk\"");
+    assert!(b.source().contains("Өтінімдер"));
+    b.screenshot(&dir.join("applications-kk.png"));
+
+    // Signed out, the session is gone.
+    b.goto(&format!("{}/console?lang=en", gw.admin_url()));
+    sign_out(&b);
+    b.goto(&format!("{}/console/queue", gw.admin_url()));
+    assert!(b.url().ends_with("/console/signin"), "{}", b.url());
+}
+
+/// A viewer sees no action buttons and is refused (403) when posting an
+/// action anyway with a valid session and CSRF token; a form without the
+/// right CSRF token is refused (403) even for an operator; sign-in needs
+/// its own CSRF token; the session cookie is HttpOnly, SameSite=Strict and
+/// scoped to /console.
+#[test]
+fn viewers_see_no_actions_and_forms_need_the_csrf_token() {
+    let Some(b) = browser("en-US") else { return };
+    let gw = Gateway::start("");
+    gw.register(AGENCY, &["127.0.0.1"]);
+    let status = || api_json(&gw, &format!("/api/v1/domains/{AGENCY}"))["status"].clone();
+
+    sign_in(&b, &gw, VIEWER_TOKEN);
+    let cookie = b.cookie("ugem_console").expect("session cookie");
+    assert_eq!(cookie["httpOnly"], true, "{cookie}");
+    assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
+    assert_eq!(cookie["path"], "/console", "{cookie}");
+    b.goto(&format!("{}/console/domains/{AGENCY}", gw.admin_url()));
+    wait_page(&b, "id=\"domain-status\"");
+    for action in ["#suspend", "#restore", "#disconnect", "form.action"] {
+        assert!(b.try_find(action).is_none(), "a viewer sees {action}");
+    }
+    b.screenshot(&shots().join("domain-viewer.png"));
+    b.goto(&format!("{}/console/applications", gw.admin_url()));
+    assert!(b.try_find("a[href='/console/applications/new']").is_none());
+
+    // Posting anyway, with the viewer's session and its valid CSRF token.
+    let page = b.source();
+    let csrf = csrf_of(&page);
+    let session = format!("ugem_console={}", cookie["value"].as_str().unwrap());
+    let form = format!("csrf={csrf}&reason=just+looking");
+    let suspend = format!("/console/domains/{AGENCY}/suspend");
+    let (st, _, body) = http_form(gw.admin, "POST", &suspend, &session, &form);
+    assert_eq!(st, 403, "{body}");
+    assert_eq!(status(), "connected");
+
+    // An operator's form without, or with a wrong, CSRF token.
+    let op = format!("ugem_console={}", http_sign_in(&gw, OPERATOR_TOKEN));
+    for form in [
+        "reason=spam",
+        "csrf=&reason=spam",
+        &format!("csrf={csrf}&reason=spam"),
+    ] {
+        let (st, _, body) = http_form(gw.admin, "POST", &suspend, &op, form);
+        assert_eq!(st, 403, "{form}: {body}");
+        assert!(body.contains("CSRF"), "{body}");
+    }
+    assert_eq!(status(), "connected");
+    // With its own token the same form works, so the refusals above were
+    // the CSRF check's.
+    let (_, _, page) = http_form(gw.admin, "GET", "/console", &op, "");
+    let form = format!("csrf={}&reason=spam+run", csrf_of(&page));
+    let (st, head, body) = http_form(gw.admin, "POST", &suspend, &op, &form);
+    assert_eq!(st, 303, "{head}\n{body}");
+    assert_eq!(status(), "suspended");
+
+    // Sign-in without its CSRF token is refused too, and an unknown token.
+    let (st, _, _) = http_form(
+        gw.admin,
+        "POST",
+        "/console/signin",
+        "",
+        &format!("token={OPERATOR_TOKEN}"),
+    );
+    assert_eq!(st, 403);
+    let (_, head, body) = http_form(gw.admin, "GET", "/console/signin", "", "");
+    let pre = set_cookie(&head, "ugem_console_signin").unwrap();
+    let (st, head, _) = http_form(
+        gw.admin,
+        "POST",
+        "/console/signin",
+        &format!("ugem_console_signin={pre}"),
+        &format!("csrf={}&token=not-a-token", csrf_of(&body)),
+    );
+    assert_eq!(st, 401);
+    assert!(set_cookie(&head, "ugem_console").is_none());
+
+    // The refused post is audited under the viewer's name, like the API's.
+    assert!(
+        wait_for(15, || {
+            let audit = api_json(&gw, "/api/v1/audit?limit=100");
+            audit.as_array().unwrap().iter().any(|a| {
+                a["actor"] == "desk" && a["action"] == "domain.suspend" && a["outcome"] != "ok"
+            })
+        }),
+        "{:#}",
+        api_json(&gw, "/api/v1/audit?limit=100")
+    );
+}
