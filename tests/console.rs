@@ -108,9 +108,24 @@ fn http_sign_in(gw: &Gateway, token: &str) -> String {
     set_cookie(&head, "ugem_console").expect("session cookie")
 }
 
+/// A browser with a 1280x800 viewport, the size the console is made for.
 fn browser(lang: &str) -> Option<Browser> {
     let (driver, chromium) = webdriver::tools()?;
-    Some(Browser::start(&driver, &chromium, lang))
+    let b = Browser::start(&driver, &chromium, lang);
+    b.viewport(1280, 800);
+    Some(b)
+}
+
+/// Saves a screenshot of the page after checking that it fits the
+/// viewport's width (no sideways scrolling at 1280 pixels).
+fn shot(b: &Browser, name: &str) {
+    let wide = b.script("return document.documentElement.scrollWidth - window.innerWidth;");
+    assert!(
+        wide.as_i64().unwrap_or(1) <= 0,
+        "{} is {wide} pixels wider than the viewport",
+        b.url()
+    );
+    b.screenshot(&shots().join(format!("{name}.png")));
 }
 
 /// Admin registers and decides applications; an operator suspends a
@@ -130,12 +145,11 @@ fn the_duty_desk_works_in_a_real_browser() {
     let gw = Gateway::start(&format!(
         "[delivery.routes]\n\"*\" = \"127.0.0.1:{port}\"\n"
     ));
-    let dir = shots();
 
     // Signed out, every page leads to the sign-in form.
     b.goto(&format!("{}/console/domains", gw.admin_url()));
     assert!(b.url().ends_with("/console/signin"), "{}", b.url());
-    b.screenshot(&dir.join("signin.png"));
+    shot(&b, "signin");
 
     // The administrator registers two applications from the intake form.
     sign_in(&b, &gw, ADMIN_TOKEN);
@@ -152,7 +166,7 @@ fn the_duty_desk_works_in_a_real_browser() {
         b.type_into("#contact_email", "it@contact.example.kz");
         b.type_into("#office_phone", "+7 7172 000000");
         if domain.starts_with("desk") {
-            b.screenshot(&dir.join("application-intake.png"));
+            shot(&b, "application-intake");
         }
         b.click("#submit-application");
         wait_page(&b, "is registered; decision due");
@@ -167,9 +181,32 @@ fn the_duty_desk_works_in_a_real_browser() {
             .to_string()
     };
     let (desk, other) = (id_of("desk.example.kz"), id_of("other.example.kz"));
+    // One received 40 days ago (through the API) is long overdue.
+    let received = chrono::Utc::now().date_naive() - chrono::Days::new(40);
+    let late = serde_json::json!({
+        "domain": "late.example.kz", "owner": "Akimat of Examples",
+        "category": "local_government", "head": "B. Head", "servers": ["192.0.2.20"],
+        "contacts": [{"name": "Desk", "email": "it@late.example.kz", "mobile_phone": "+7 701 000 0000"}],
+        "received_on": received.to_string(),
+    });
+    let (st, body) = http(
+        gw.admin,
+        "POST",
+        "/api/v1/applications",
+        Some(ADMIN_TOKEN),
+        Some(&late.to_string()),
+    );
+    assert_eq!(st, 201, "{body}");
+    let late: serde_json::Value = serde_json::from_str(&body).unwrap();
     b.goto(&format!("{}/console/applications", gw.admin_url()));
     wait_page(&b, &format!("id=\"approve-{desk}\""));
-    b.screenshot(&dir.join("applications.png"));
+    // Overdue in red, the others not.
+    assert!(
+        b.try_find(&format!("tr#app-{}.overdue", late["id"]))
+            .is_some()
+    );
+    assert!(b.try_find(&format!("tr#app-{desk}.overdue")).is_none());
+    shot(&b, "applications");
     b.click(&format!("#approve-{desk}"));
     wait_page(&b, "is approved; the domain is connected");
     b.type_into(
@@ -202,10 +239,10 @@ fn the_duty_desk_works_in_a_real_browser() {
 
     // The operator signs in, finds the domain and suspends it.
     sign_in(&b, &gw, OPERATOR_TOKEN);
-    b.screenshot(&dir.join("overview.png"));
+    shot(&b, "overview");
     b.goto(&format!("{}/console/domains?q=desk", gw.admin_url()));
     wait_page(&b, "1 of 1 domains");
-    b.screenshot(&dir.join("domains.png"));
+    shot(&b, "domains");
     b.click("#domains a[href='/console/domains/desk.example.kz']");
     wait_page(&b, "id=\"suspend-reason\"");
     assert!(
@@ -216,7 +253,7 @@ fn the_duty_desk_works_in_a_real_browser() {
     b.click("#suspend");
     wait_page(&b, "Domain desk.example.kz is suspended.");
     assert!(b.text("#domain-status").contains("suspended"));
-    b.screenshot(&dir.join("domain-suspended.png"));
+    shot(&b, "domain-suspended");
 
     // The agency's next message is refused for now (451), not lost.
     let mut smtp = Smtp::greeted(gw.smtp);
@@ -230,10 +267,10 @@ fn the_duty_desk_works_in_a_real_browser() {
     // The queued one is held: on the queue page under the held filter.
     b.goto(&format!("{}/console/queue?state=held", gw.admin_url()));
     wait_page(&b, "clerk@desk.example.kz");
-    b.screenshot(&dir.join("queue-held.png"));
+    shot(&b, "queue-held");
     b.click("#queue tbody a");
     wait_page(&b, "someone@remote.example");
-    b.screenshot(&dir.join("queue-message.png"));
+    shot(&b, "queue-message");
 
     // The remote comes up; the operator restores and releases the mail.
     let remote = FakeMx::start_at(
@@ -260,7 +297,7 @@ fn the_duty_desk_works_in_a_real_browser() {
         gw.admin_url()
     ));
     wait_page(&b, "Password changed, mailbox cleaned");
-    b.screenshot(&dir.join("domain.png"));
+    shot(&b, "domain");
 
     // Every action is in the audit trail under the person's token name,
     // exactly as the API writes it.
@@ -327,27 +364,35 @@ fn the_duty_desk_works_in_a_real_browser() {
             b.source().contains(needle)
         });
         assert!(shown, "`{needle}` not on {url}:\n{}", b.source());
-        b.screenshot(&dir.join(format!("{name}.png")));
+        shot(&b, name);
     }
 
     // Russian and Kazakh, chosen with ?lang= and remembered.
     b.goto(&format!("{}/console?lang=ru", gw.admin_url()));
     wait_page(&b, "<html lang=\"ru\"");
     assert_eq!(b.text("main h1"), "Обзор");
-    b.screenshot(&dir.join("overview-ru.png"));
+    shot(&b, "overview-ru");
     b.goto(&format!(
         "{}/console/domains/desk.example.kz",
         gw.admin_url()
     ));
     wait_page(&b, "История приостановок");
-    b.screenshot(&dir.join("domain-ru.png"));
+    shot(&b, "domain-ru");
+    // The switch keeps the page and its filters.
     b.goto(&format!(
-        "{}/console/applications?status=all&lang=kk",
+        "{}/console/applications?status=all",
         gw.admin_url()
     ));
+    b.click("a[hreflang=kk]");
     wait_page(&b, "<html lang=\"kk\"");
+    assert!(
+        b.url()
+            .ends_with("/console/applications?status=all&lang=kk"),
+        "{}",
+        b.url()
+    );
     assert!(b.source().contains("Өтінімдер"));
-    b.screenshot(&dir.join("applications-kk.png"));
+    shot(&b, "applications-kk");
 
     // Signed out, the session is gone.
     b.goto(&format!("{}/console?lang=en", gw.admin_url()));
@@ -378,7 +423,7 @@ fn viewers_see_no_actions_and_forms_need_the_csrf_token() {
     for action in ["#suspend", "#restore", "#disconnect", "form.action"] {
         assert!(b.try_find(action).is_none(), "a viewer sees {action}");
     }
-    b.screenshot(&shots().join("domain-viewer.png"));
+    shot(&b, "domain-viewer");
     b.goto(&format!("{}/console/applications", gw.admin_url()));
     assert!(b.try_find("a[href='/console/applications/new']").is_none());
 

@@ -237,6 +237,37 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Runs a script in the page; its return value.
+    pub fn script(&self, js: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+    }
+
+    /// Sizes the window so that the page's viewport is `width` x `height`
+    /// (the window's own frame differs between headless versions).
+    pub fn viewport(&self, width: i64, height: i64) {
+        let mut rect = (width, height);
+        for _ in 0..3 {
+            self.cmd(
+                "POST",
+                "/window/rect",
+                Some(json!({"width": rect.0, "height": rect.1})),
+            );
+            let inner = self.script("return [window.innerWidth, window.innerHeight];");
+            let (w, h) = (inner[0].as_i64().unwrap(), inner[1].as_i64().unwrap());
+            if (w, h) == (width, height) {
+                return;
+            }
+            rect = (rect.0 + width - w, rect.1 + height - h);
+        }
+        panic!("cannot size the viewport to {width}x{height}");
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {

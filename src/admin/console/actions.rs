@@ -63,7 +63,7 @@ fn signin_page(mut a: Anon, status: StatusCode, error: Option<&str>) -> Response
             (head(l.t("signin.title"), l))
             body.signin {
                 main #main {
-                    (langs(l, l.t("a11y.language")))
+                    (langs(l, l.t("a11y.language"), ""))
                     h1 { (l.t("signin.title")) }
                     p { (l.t("signin.intro")) }
                     @if let Some(e) = error {

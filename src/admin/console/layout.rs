@@ -62,7 +62,7 @@ pub fn page_status(
                         }
                     }
                     div.who {
-                        (langs(ctx.lang, ctx.t("a11y.language")))
+                        (langs(ctx.lang, ctx.t("a11y.language"), &ctx.query))
                         span.user {
                             (ctx.caller.name) " · " (role)
                         }
@@ -97,8 +97,10 @@ pub fn head(title: &str, _lang: Lang) -> Markup {
     }
 }
 
-/// The language switch: links that keep the page and set `?lang=`.
-pub fn langs(current: Lang, label: &str) -> Markup {
+/// The language switch: links that keep the page and its query (`keep`)
+/// and set `lang=`.
+pub fn langs(current: Lang, label: &str, keep: &str) -> Markup {
+    let sep = if keep.is_empty() { "" } else { "&" };
     html! {
         ul.langs aria-label=(label) {
             @for l in Lang::ALL {
@@ -106,7 +108,7 @@ pub fn langs(current: Lang, label: &str) -> Markup {
                     @if l == current {
                         span lang=(l.code()) aria-current="true" { (l.name()) }
                     } @else {
-                        a lang=(l.code()) hreflang=(l.code()) href={ "?lang=" (l.code()) } { (l.name()) }
+                        a lang=(l.code()) hreflang=(l.code()) href={ "?" (keep) (sep) "lang=" (l.code()) } { (l.name()) }
                     }
                 }
             }

@@ -125,6 +125,8 @@ pub struct Ctx {
     pub client: SocketAddr,
     /// `Set-Cookie` values to send with the answer (a language chosen).
     pub cookies: Vec<String>,
+    /// The page's query string without `lang`, kept by the language switch.
+    pub query: String,
 }
 
 impl Ctx {
@@ -202,6 +204,14 @@ impl FromRequestParts<Console> for Ctx {
             session,
             client: client_of(parts),
             cookies: lang_cookie.into_iter().collect(),
+            query: parts
+                .uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter(|kv| !kv.is_empty() && !kv.starts_with("lang="))
+                .collect::<Vec<_>>()
+                .join("&"),
         })
     }
 }

@@ -119,8 +119,8 @@ pub async fn list(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
                                 th scope="row" { (text(&a["domain"])) }
                                 td { (text(&a["owner"])) }
                                 td { (category(&ctx, &a["category"])) }
-                                td { (text(&a["received_on"])) }
-                                td { (text(&a["decision_due"])) }
+                                td.nowrap { (text(&a["received_on"])) }
+                                td.nowrap { (text(&a["decision_due"])) }
                                 td {
                                     @match a["working_days_left"].as_i64() {
                                         Some(d) if overdue => (ctx.tf("apps.overdue_by", &[("n", &d.abs().to_string())])),
