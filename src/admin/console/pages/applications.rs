@@ -121,14 +121,7 @@ pub async fn list(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
                                 td { (category(&ctx, &a["category"])) }
                                 td.nowrap { (text(&a["received_on"])) }
                                 td.nowrap { (text(&a["decision_due"])) }
-                                td {
-                                    @match a["working_days_left"].as_i64() {
-                                        Some(d) if overdue => (ctx.tf("apps.overdue_by", &[("n", &d.abs().to_string())])),
-                                        Some(0) => (ctx.t("apps.due_today")),
-                                        Some(d) => (d),
-                                        None => "—",
-                                    }
-                                }
+                                td { (days_left(&ctx, a)) }
                                 td {
                                     (badge(&ctx, a["status"].as_str().unwrap_or("")))
                                     @if let Some(r) = a["reason"].as_str() { br; small { (r) } }
@@ -152,6 +145,18 @@ pub async fn list(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
         ctx.t("nav.applications"),
         body,
     )
+}
+
+/// Working days left in words: a number, "due today" or "overdue by N".
+pub fn days_left(ctx: &Ctx, a: &Value) -> String {
+    match a["working_days_left"].as_i64() {
+        Some(d) if a["overdue"] == true || d < 0 => {
+            ctx.tf("apps.overdue_by", &[("n", &d.abs().to_string())])
+        }
+        Some(0) => ctx.t("apps.due_today").to_string(),
+        Some(d) => d.to_string(),
+        None => "—".to_string(),
+    }
 }
 
 fn badge_text(ctx: &Ctx, status: &str) -> &'static str {

@@ -82,10 +82,14 @@ fn actions(ctx: &Ctx, name: &str, status: &str) -> Markup {
                 textarea #restore-reason name="reason" rows="2" {}
                 fieldset {
                     legend { (ctx.t("domain.held_mail")) }
-                    input #held-release type="radio" name="held_mail" value="release" checked;
-                    label for="held-release" { (ctx.t("domain.held_release")) }
-                    input #held-delete type="radio" name="held_mail" value="delete";
-                    label for="held-delete" { (ctx.t("domain.held_delete")) }
+                    div.choice {
+                        input #held-release type="radio" name="held_mail" value="release" checked;
+                        label for="held-release" { (ctx.t("domain.held_release")) }
+                    }
+                    div.choice {
+                        input #held-delete type="radio" name="held_mail" value="delete";
+                        label for="held-delete" { (ctx.t("domain.held_delete")) }
+                    }
                 }
                 button type="submit" #restore { (ctx.t("domain.restore")) }
             }

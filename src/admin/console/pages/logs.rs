@@ -68,7 +68,14 @@ pub fn suspension_table(ctx: &Ctx, list: &[&Value]) -> Markup {
                                 Some(r) => {
                                     (when(&r["at"])) ", " (text(&r["by"]))
                                     br;
-                                    small { (ctx.t("susp.held_mail")) ": " (text(&r["held_mail"])) }
+                                    small {
+                                        (ctx.t("susp.held_mail")) ": "
+                                        @match r["held_mail"].as_str() {
+                                            Some("released") => (ctx.t("susp.released")),
+                                            Some("deleted") => (ctx.t("susp.deleted")),
+                                            _ => (text(&r["held_mail"])),
+                                        }
+                                    }
                                     @if let Some(why) = r["reason"].as_str() { br; small { (why) } }
                                 }
                                 None => strong { (ctx.t("susp.in_force")) }

@@ -42,7 +42,28 @@ pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
         .iter()
         .filter(|a| a["overdue"] != true && left(a) == Some(0))
         .collect();
+    // The queue alarms' thresholds ([alarms]), as the postmaster is alerted.
+    let alarms = &c.admin.cfg().alarms;
+    let mut alarm = Vec::new();
+    if let Ok(q) = &counts {
+        let total = q["total"].as_u64().unwrap_or(0);
+        if total > alarms.queue_size as u64 {
+            let (n, max) = (total.to_string(), alarms.queue_size.to_string());
+            alarm.push(ctx.tf("overview.alarm_size", &[("n", &n), ("max", &max)]));
+        }
+        let oldest = q["oldest_arrival_ms"].as_u64().map(since_ms).unwrap_or(0);
+        if oldest > alarms.queue_age.0.as_secs() as i64 {
+            let max = age(alarms.queue_age.0.as_secs() as i64);
+            alarm.push(ctx.tf(
+                "overview.alarm_age",
+                &[("age", &age(oldest)), ("max", &max)],
+            ));
+        }
+    }
     let body = html! {
+        @for a in &alarm {
+            p.flash.error role="alert" { (a) }
+        }
         div.cards {
             section.card aria-labelledby="q-h" {
                 h2 #q-h { (ctx.t("overview.queue")) }
@@ -111,7 +132,7 @@ pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
                                 td { (text(&a["domain"])) }
                                 td { (text(&a["owner"])) }
                                 td { (text(&a["decision_due"])) }
-                                td { (text(&a["working_days_left"])) }
+                                td { (super::applications::days_left(ctx, a)) }
                             }
                         }
                     }
