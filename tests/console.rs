@@ -457,6 +457,26 @@ fn viewers_see_no_actions_and_forms_need_the_csrf_token() {
     assert_eq!(st, 303, "{head}\n{body}");
     assert_eq!(status(), "suspended");
 
+    // The stylesheet comes from the binary; pages forbid framing, caching
+    // and outside resources.
+    let (st, head, css) = http_form(gw.admin, "GET", "/console/assets/console.css", "", "");
+    assert_eq!(st, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: text/css"),
+        "{head}"
+    );
+    assert!(css.contains(":focus-visible"));
+    let (st, head, _) = http_form(gw.admin, "GET", "/console", &op, "");
+    assert_eq!(st, 200);
+    let head = head.to_ascii_lowercase();
+    for h in [
+        "content-security-policy: default-src 'self'",
+        "x-frame-options: deny",
+        "cache-control: no-store",
+    ] {
+        assert!(head.contains(h), "{h} missing: {head}");
+    }
+
     // Sign-in without its CSRF token is refused too, and an unknown token.
     let (st, _, _) = http_form(
         gw.admin,

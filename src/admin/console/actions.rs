@@ -60,7 +60,7 @@ fn signin_page(mut a: Anon, status: StatusCode, error: Option<&str>) -> Response
     let markup = html! {
         (DOCTYPE)
         html lang=(l.code()) {
-            (head(l.t("signin.title"), l))
+            (head(l.t("signin.title")))
             body.signin {
                 main #main {
                     (langs(l, l.t("a11y.language"), ""))

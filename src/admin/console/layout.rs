@@ -43,7 +43,7 @@ pub fn page_status(
     let markup = html! {
         (DOCTYPE)
         html lang=(ctx.lang.code()) {
-            (head(title, ctx.lang))
+            (head(title))
             body {
                 a.skip href="#main" { (ctx.t("a11y.skip")) }
                 header.top {
@@ -86,7 +86,7 @@ pub fn page_status(
 }
 
 /// The page head.
-pub fn head(title: &str, _lang: Lang) -> Markup {
+pub fn head(title: &str) -> Markup {
     html! {
         head {
             meta charset="utf-8";
