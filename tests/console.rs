@@ -286,18 +286,62 @@ fn the_duty_desk_works_in_a_real_browser() {
     b.click("#restore");
     wait_page(&b, "Domain desk.example.kz is restored.");
     assert!(b.text("#domain-status").contains("connected"));
+    // (Notices of the suspension and the restore go there too.)
     assert!(
-        remote.wait_for_messages(1, Duration::from_secs(20)),
+        wait_for(20, || remote
+            .messages()
+            .iter()
+            .any(|m| m.sender == "clerk@desk.example.kz")),
         "the released mail did not reach the remote MX"
     );
-    let m = &remote.messages()[0];
-    assert_eq!(m.sender, "clerk@desk.example.kz");
     b.goto(&format!(
         "{}/console/domains/desk.example.kz",
         gw.admin_url()
     ));
     wait_page(&b, "Password changed, mailbox cleaned");
     shot(&b, "domain");
+
+    // The queue's actions: the two notices still waiting (approval and
+    // rejection) are held from their pages; from the held list one is
+    // released (and reaches the remote MX), the other deleted.
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        b.goto(&format!("{}/console/queue?state=deferred", gw.admin_url()));
+        wait_page(&b, "it@contact.example.kz");
+        b.click("#queue tbody a");
+        wait_page(&b, "id=\"hold-reason\"");
+        let id = b.url().rsplit('/').next().unwrap().to_string();
+        b.type_into("#hold-reason", &format!("checking notice {n}"));
+        b.click("form[action$='/hold'] button");
+        wait_page(&b, &format!("Message {id} is held."));
+        assert_eq!(b.text("#held"), format!("checking notice {n}"));
+        ids.push(id);
+    }
+    b.goto(&format!("{}/console/queue?state=held", gw.admin_url()));
+    wait_page(&b, &ids[1]);
+    let before = remote.messages().len();
+    shot(&b, "queue-held-actions");
+    b.click(&format!(
+        "form[action='/console/queue/{}/release'] button",
+        ids[0]
+    ));
+    wait_page(&b, &format!("Message {} is released.", ids[0]));
+    assert!(
+        wait_for(20, || !queued(&gw)
+            .iter()
+            .any(|e| e["id"] == ids[0].as_str())),
+        "the released notice was not delivered"
+    );
+    assert!(
+        remote.messages().len() > before,
+        "nothing more reached the remote MX"
+    );
+    b.click(&format!(
+        "form[action='/console/queue/{}/delete'] button",
+        ids[1]
+    ));
+    wait_page(&b, &format!("Message {} is deleted.", ids[1]));
+    assert!(!queued(&gw).iter().any(|e| e["id"] == ids[1].as_str()));
 
     // Every action is in the audit trail under the person's token name,
     // exactly as the API writes it.
@@ -330,6 +374,14 @@ fn the_duty_desk_works_in_a_real_browser() {
         has("duty", "domain.restore", "desk.example.kz"),
         "{audit:#}"
     );
+    for (action, id) in [
+        ("queue.hold", &ids[0]),
+        ("queue.hold", &ids[1]),
+        ("queue.release", &ids[0]),
+        ("queue.delete", &ids[1]),
+    ] {
+        assert!(has("duty", action, id), "{action}: {audit:#}");
+    }
     let hist = api_json(&gw, "/api/v1/suspensions?history=true");
     assert!(
         hist.as_array().unwrap().iter().any(|s| s["actor"] == "duty"

@@ -357,7 +357,10 @@ pub async fn queue(
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     let r = c.call(&ctx).run(method, template, &[&id], &[], body).await;
-    let back = if op == "delete" {
+    // From the list (a held message's row) back to the held mail.
+    let back = if f.get("back").is_some_and(|b| b == "list") {
+        "/console/queue?state=held".to_string()
+    } else if op == "delete" {
         "/console/queue".to_string()
     } else {
         format!("/console/queue/{}", encode(&id))

@@ -11,6 +11,17 @@ use super::super::layout::{age, badge, csrf, failure, page, since_ms, text, when
 use super::super::{Console, Ctx};
 use super::{Params, param};
 
+/// What a held message's row offers: operation, the API route, text key.
+const ROW_ACTIONS: [(&str, &str, &str, &str); 2] = [
+    (
+        "release",
+        "POST",
+        "/api/v1/queue/{id}/release",
+        "queue.release",
+    ),
+    ("delete", "DELETE", "/api/v1/queue/{id}", "queue.delete"),
+];
+
 /// `GET /console/queue?domain=&sender=&state=&held=`.
 pub async fn list(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
     let (domain, sender, state) = (param(&q, "domain"), param(&q, "sender"), param(&q, "state"));
@@ -58,6 +69,7 @@ pub async fn list(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
                         th scope="col" { (ctx.t("queue.domain")) }
                         th scope="col" { (ctx.t("queue.attempts")) }
                         th scope="col" { (ctx.t("queue.held")) }
+                        th scope="col" { (ctx.t("domain.actions")) }
                     } }
                     tbody {
                         @for e in list {
@@ -74,6 +86,19 @@ pub async fn list(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
                                 td { (text(&e["domain"])) }
                                 td { (text(&e["attempts"])) }
                                 td { @if !e["held"].is_null() { (badge(&ctx, "held")) " " (text(&e["held"])) } }
+                                td {
+                                    @if !e["held"].is_null() {
+                                        @for (op, method, template, key) in ROW_ACTIONS {
+                                            @if may(&ctx.caller, method, template) {
+                                                form.inline method="post" action={ "/console/queue/" (encode(&id)) "/" (op) } {
+                                                    (csrf(&ctx))
+                                                    input type="hidden" name="back" value="list";
+                                                    button.danger[op == "delete"] type="submit" { (ctx.t(key)) }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
