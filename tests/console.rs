@@ -390,6 +390,34 @@ fn the_duty_desk_works_in_a_real_browser() {
         "{hist:#}"
     );
 
+    // A sender suspended from the suspensions page is refused (451) until
+    // restored there.
+    b.goto(&format!("{}/console/suspensions", gw.admin_url()));
+    b.click("details.suspend-sender summary");
+    b.type_into("#sender-address", "clerk@desk.example.kz");
+    b.type_into("#sender-reason", "Phishing from this mailbox");
+    b.click("#suspend-sender");
+    wait_page(&b, "Sender clerk@desk.example.kz is suspended.");
+    shot(&b, "suspensions-sender");
+    let mut smtp = Smtp::greeted(gw.smtp);
+    smtp.expect("EHLO client.test.example", 250);
+    let r = smtp.cmd("MAIL FROM:<clerk@desk.example.kz>");
+    let r = if r.code == 250 {
+        smtp.cmd("RCPT TO:<someone@remote.example>")
+    } else {
+        r
+    };
+    assert_eq!(r.code, 451, "{r:?}");
+    smtp.expect("QUIT", 221);
+    b.click("form[action='/console/senders/restore'] button");
+    wait_page(&b, "Sender clerk@desk.example.kz is restored.");
+    assert!(
+        api_json(&gw, "/api/v1/suspensions")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
     // The other pages, for the record.
     for (path, name, needle) in [
         (
@@ -415,7 +443,12 @@ fn the_duty_desk_works_in_a_real_browser() {
             b.goto(&url);
             b.source().contains(needle)
         });
-        assert!(shown, "`{needle}` not on {url}:\n{}", b.source());
+        assert!(
+            shown,
+            "`{needle}` not on {url}:\n{}\ngateway log:\n{}",
+            b.source(),
+            gw.log_text()
+        );
         shot(&b, name);
     }
 

@@ -246,6 +246,38 @@ pub async fn domain(
     finish(&c, &ctx, r, &back, ctx.tf(done, &[("name", &name)]))
 }
 
+/// `POST /console/senders/{suspend|restore}` with the `address` field.
+pub async fn sender(
+    State(c): State<Console>,
+    ctx: Ctx,
+    Path(op): Path<String>,
+    Form(f): Fields,
+) -> Response {
+    if let Some(r) = refuse_csrf(&ctx, &f) {
+        return r;
+    }
+    let address = field(&f, "address");
+    let (template, body, done) = match op.as_str() {
+        "suspend" => (
+            "/api/v1/senders/{address}/suspend",
+            json!({"reason": field(&f, "reason")}),
+            "done.sender_suspended",
+        ),
+        "restore" => (
+            "/api/v1/senders/{address}/restore",
+            json!({"reason": optional(&f, "reason"), "held_mail": optional(&f, "held_mail")}),
+            "done.sender_restored",
+        ),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let r = c
+        .call(&ctx)
+        .run("POST", template, &[&address], &[], Some(body))
+        .await;
+    let done = ctx.tf(done, &[("name", &address)]);
+    finish(&c, &ctx, r, "/console/suspensions", done)
+}
+
 /// `POST /console/applications/{id}/{approve|reject}`.
 pub async fn application(
     State(c): State<Console>,

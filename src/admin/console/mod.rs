@@ -94,6 +94,7 @@ pub fn router(admin: AdminState, refused: Arc<RefusedLog>) -> Router {
             post(actions::application),
         )
         .route("/console/suspensions", get(pages::logs::suspensions))
+        .route("/console/senders/{op}", post(actions::sender))
         .route("/console/queue", get(pages::queue::list))
         .route("/console/queue/{id}", get(pages::queue::show))
         .route("/console/queue/{id}/{op}", post(actions::queue))

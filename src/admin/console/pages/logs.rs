@@ -6,8 +6,8 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::super::api::encode;
-use super::super::layout::{failure, page, text, when};
+use super::super::api::{encode, may};
+use super::super::layout::{csrf, failure, page, text, when};
 use super::super::{Console, Ctx};
 use super::{Params, param};
 
@@ -42,6 +42,39 @@ fn evidence(ctx: &Ctx, ev: &Value) -> Markup {
     }
 }
 
+/// The restore form of a suspended sender (its held mail released or deleted).
+fn restore_sender(ctx: &Ctx, address: &str, id: u64) -> Markup {
+    html! {
+        form.inline method="post" action="/console/senders/restore" {
+            (csrf(ctx))
+            input type="hidden" name="address" value=(address);
+            label.visually-hidden for={ "held-" (id) } { (ctx.t("domain.held_mail")) }
+            select id={ "held-" (id) } name="held_mail" {
+                option value="release" { (ctx.t("domain.held_release")) }
+                option value="delete" { (ctx.t("domain.held_delete")) }
+            }
+            button type="submit" id={ "restore-" (id) } { (ctx.t("domain.restore")) }
+        }
+    }
+}
+
+/// The form that suspends one sender address.
+fn suspend_sender(ctx: &Ctx) -> Markup {
+    html! {
+        details.suspend-sender {
+            summary { (ctx.t("susp.suspend_sender")) }
+            form.filters method="post" action="/console/senders/suspend" {
+                (csrf(ctx))
+                label for="sender-address" { (ctx.t("susp.address")) }
+                input #sender-address type="email" name="address" required;
+                label for="sender-reason" { (ctx.t("form.reason")) }
+                input #sender-reason type="text" name="reason" required size="40";
+                button.danger type="submit" #suspend-sender { (ctx.t("domain.suspend")) }
+            }
+        }
+    }
+}
+
 /// The rows of suspension records.
 pub fn suspension_table(ctx: &Ctx, list: &[&Value]) -> Markup {
     html! {
@@ -64,7 +97,8 @@ pub fn suspension_table(ctx: &Ctx, list: &[&Value]) -> Markup {
                         }
                         td { (text(&s["reason"])) (evidence(ctx, &s["evidence"])) }
                         td {
-                            @match s["restored"].as_object() {
+                            // A Value (not a Map) so that a missing field reads as null.
+                            @match Some(&s["restored"]).filter(|r| r.is_object()) {
                                 Some(r) => {
                                     (when(&r["at"])) ", " (text(&r["by"]))
                                     br;
@@ -78,7 +112,12 @@ pub fn suspension_table(ctx: &Ctx, list: &[&Value]) -> Markup {
                                     }
                                     @if let Some(why) = r["reason"].as_str() { br; small { (why) } }
                                 }
-                                None => strong { (ctx.t("susp.in_force")) }
+                                None => {
+                                    strong { (ctx.t("susp.in_force")) }
+                                    @if s["scope"]["kind"] == "sender" && may(&ctx.caller, "POST", "/api/v1/senders/{address}/restore") {
+                                        (restore_sender(ctx, &text(&s["scope"]["value"]), s["id"].as_u64().unwrap_or(0)))
+                                    }
+                                }
                             }
                         }
                     }
@@ -110,6 +149,9 @@ pub async fn suspensions(State(c): State<Console>, ctx: Ctx, q: Params) -> Respo
         .unwrap_or_default();
     rows.sort_by(|a, b| text(&b["started_at"]).cmp(&text(&a["started_at"])));
     let body = html! {
+        @if may(&ctx.caller, "POST", "/api/v1/senders/{address}/suspend") {
+            (suspend_sender(&ctx))
+        }
         p.tabs {
             @if history {
                 a href="/console/suspensions" { (ctx.t("susp.current")) } " · " strong { (ctx.t("susp.history")) }
