@@ -595,3 +595,116 @@ fn viewers_see_no_actions_and_forms_need_the_csrf_token() {
         api_json(&gw, "/api/v1/audit?limit=100")
     );
 }
+
+/// One HTTPS request trusting `cert`, with cookies and a form body;
+/// (status, headers, body).
+fn https_form(
+    addr: SocketAddr,
+    cert: &std::path::Path,
+    method: &str,
+    path: &str,
+    cookies: &str,
+    form: &str,
+) -> (u16, String, String) {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(cfg), "127.0.0.1".try_into().unwrap())
+            .unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if !cookies.is_empty() {
+        req.push_str(&format!("Cookie: {cookies}\r\n"));
+    }
+    if method == "POST" {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{form}", form.len()));
+    tls.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    let _ = tls.read_to_string(&mut resp);
+    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// The `Set-Cookie` line of `head` that sets `name`.
+fn set_cookie_line(head: &str, name: &str) -> String {
+    head.lines()
+        .find(|l| {
+            l.to_ascii_lowercase().starts_with("set-cookie:") && l.contains(&format!(" {name}="))
+        })
+        .unwrap_or_else(|| panic!("no cookie {name}: {head}"))
+        .to_string()
+}
+
+/// Over HTTPS (admin.tls_cert) the console's cookies are Secure; over
+/// plain HTTP they are not (a browser would drop them).
+#[test]
+fn over_https_the_console_cookies_are_secure() {
+    let certs = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let gw = Gateway::start(&format!(
+        "[admin]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let (st, head, body) = https_form(gw.admin, &cert, "GET", "/console/signin", "", "");
+    assert_eq!(st, 200, "{head}");
+    let line = set_cookie_line(&head, "ugem_console_signin");
+    assert!(line.contains("; Secure"), "{line}");
+    let pre = set_cookie(&head, "ugem_console_signin").unwrap();
+    let (st, head, _) = https_form(
+        gw.admin,
+        &cert,
+        "POST",
+        "/console/signin",
+        &format!("ugem_console_signin={pre}"),
+        &format!("csrf={}&token={OPERATOR_TOKEN}", csrf_of(&body)),
+    );
+    assert_eq!(st, 303, "{head}");
+    let line = set_cookie_line(&head, "ugem_console");
+    for attr in [
+        "; Path=/console",
+        "; HttpOnly",
+        "; SameSite=Strict",
+        "; Secure",
+    ] {
+        assert!(line.contains(attr), "{attr} missing: {line}");
+    }
+    let session = set_cookie(&head, "ugem_console").unwrap();
+    let (st, _, page) = https_form(
+        gw.admin,
+        &cert,
+        "GET",
+        "/console",
+        &format!("ugem_console={session}"),
+        "",
+    );
+    assert_eq!(st, 200);
+    assert!(page.contains("duty"), "{page}");
+
+    // Over plain HTTP, no Secure attribute.
+    let plain = Gateway::start("");
+    let (_, head, _) = http_form(plain.admin, "GET", "/console/signin", "", "");
+    assert!(
+        !set_cookie_line(&head, "ugem_console_signin").contains("Secure"),
+        "{head}"
+    );
+}

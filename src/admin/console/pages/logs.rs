@@ -115,6 +115,7 @@ pub fn suspension_table(ctx: &Ctx, list: &[&Value]) -> Markup {
                                 None => {
                                     strong { (ctx.t("susp.in_force")) }
                                     @if s["scope"]["kind"] == "sender" && may(&ctx.caller, "POST", "/api/v1/senders/{address}/restore") {
+                                        br;
                                         (restore_sender(ctx, &text(&s["scope"]["value"]), s["id"].as_u64().unwrap_or(0)))
                                     }
                                 }
