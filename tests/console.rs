@@ -125,6 +125,19 @@ fn shot(b: &Browser, name: &str) {
         "{} is {wide} pixels wider than the viewport",
         b.url()
     );
+    // Accessibility basics, on every page shot: a lang attribute, one h1,
+    // a label for every field, header cells in every table.
+    let problems = b.script(
+        "const p = [];
+         if (!document.documentElement.lang) p.push('no lang attribute');
+         if (document.querySelectorAll('h1').length !== 1) p.push('not exactly one h1');
+         for (const e of document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+           if (e.labels.length === 0) p.push('no label: ' + e.outerHTML);
+         for (const t of document.querySelectorAll('table'))
+           if (!t.querySelector('th')) p.push('table without header cells');
+         return p;",
+    );
+    assert_eq!(problems, serde_json::json!([]), "{}", b.url());
     b.screenshot(&shots().join(format!("{name}.png")));
 }
 
