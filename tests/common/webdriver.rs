@@ -202,6 +202,12 @@ impl Browser {
         );
     }
 
+    /// Empties a text field.
+    pub fn clear(&self, css: &str) {
+        let e = self.find(css);
+        self.cmd("POST", &format!("/element/{e}/clear"), Some(json!({})));
+    }
+
     /// Clicks the element.
     pub fn click(&self, css: &str) {
         let e = self.find(css);

@@ -351,20 +351,21 @@ pub async fn submit_application(State(c): State<Console>, ctx: Ctx, Form(f): Fie
         .call(&ctx)
         .run("POST", "/api/v1/applications", &[], &[], Some(body))
         .await;
-    let (back, done) = match &r {
-        Ok(v) => (
-            "/console/applications",
-            ctx.tf(
-                "done.submitted",
-                &[
-                    ("id", &v["id"].to_string()),
-                    ("due", v["decision_due"].as_str().unwrap_or("")),
-                ],
-            ),
+    let done = match &r {
+        Ok(v) => ctx.tf(
+            "done.submitted",
+            &[
+                ("id", &v["id"].to_string()),
+                ("due", v["decision_due"].as_str().unwrap_or("")),
+            ],
         ),
-        Err(_) => ("/console/applications/new", String::new()),
+        // Refused: the form again, as typed, with the reason.
+        Err(e) if e.status != StatusCode::FORBIDDEN => {
+            return super::pages::applications::intake_form(&ctx, &f, Some(&e.message), e.status);
+        }
+        Err(_) => String::new(),
     };
-    finish(&c, &ctx, r, back, done)
+    finish(&c, &ctx, r, "/console/applications", done)
 }
 
 /// `POST /console/queue/{id}/{hold|release|retry|delete}`.

@@ -7,7 +7,11 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::super::api::may;
-use super::super::layout::{badge, csrf, failure, page, text};
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+
+use super::super::layout::{badge, csrf, failure, page, page_status, text};
 use super::super::{Console, Ctx};
 use super::{Params, param};
 
@@ -171,17 +175,32 @@ fn badge_text(ctx: &Ctx, status: &str) -> &'static str {
 /// `GET /console/applications/new`: the intake form with the fields of an
 /// application.
 pub async fn intake(ctx: Ctx) -> Response {
+    intake_form(&ctx, &HashMap::new(), None, StatusCode::OK)
+}
+
+/// The intake form filled with `values`, with the API's `error` when a
+/// submission was refused (so nothing typed is lost).
+pub fn intake_form(
+    ctx: &Ctx,
+    values: &HashMap<String, String>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let value = |id: &str| values.get(id).map(String::as_str).unwrap_or("");
     let field = |id: &'static str, key: &'static str, kind: &'static str, required: bool| {
         html! {
             div.field {
                 label for=(id) { (ctx.t(key)) @if !required { " " span.hint { (ctx.t("form.optional")) } } }
-                input id=(id) name=(id) type=(kind) required[required];
+                input id=(id) name=(id) type=(kind) required[required] value=(value(id));
             }
         }
     };
     let body = html! {
+        @if let Some(e) = error {
+            p.flash.error role="alert" { (ctx.t("error.action")) " " (e) }
+        }
         form.intake method="post" action="/console/applications" {
-            (csrf(&ctx))
+            (csrf(ctx))
             fieldset {
                 legend { (ctx.t("intake.organisation")) }
                 (field("domain", "apps.domain", "text", true))
@@ -189,7 +208,7 @@ pub async fn intake(ctx: Ctx) -> Response {
                 div.field {
                     label for="category" { (ctx.t("apps.category")) }
                     select #category name="category" required {
-                        @for (v, k) in CATEGORIES { option value=(v) { (ctx.t(k)) } }
+                        @for (v, k) in CATEGORIES { option value=(v) selected[value("category") == *v] { (ctx.t(k)) } }
                     }
                 }
                 (field("head", "intake.head", "text", true))
@@ -199,7 +218,7 @@ pub async fn intake(ctx: Ctx) -> Response {
                 legend { (ctx.t("intake.servers")) }
                 div.field {
                     label for="servers" { (ctx.t("intake.servers_help")) }
-                    textarea #servers name="servers" rows="3" required {}
+                    textarea #servers name="servers" rows="3" required { (value("servers")) }
                 }
                 (field("inbound", "intake.inbound", "text", false))
             }
@@ -214,5 +233,11 @@ pub async fn intake(ctx: Ctx) -> Response {
             button type="submit" #submit-application { (ctx.t("intake.submit")) }
         }
     };
-    page(&ctx, "/console/applications", ctx.t("apps.new"), body)
+    page_status(
+        ctx,
+        status,
+        "/console/applications",
+        ctx.t("apps.new"),
+        body,
+    )
 }
