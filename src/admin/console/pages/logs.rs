@@ -11,6 +11,62 @@ use super::super::layout::{csrf, failure, page, text, when};
 use super::super::{Console, Ctx};
 use super::{Params, param};
 
+/// The governor's rules and the figures of its evidence, with their text keys.
+const RULES: &[(&str, &str)] = &[
+    ("manual", "rule.manual"),
+    ("staff", "rule.staff"),
+    ("listing", "rule.listing"),
+    ("novelty", "rule.novelty"),
+    ("unknown_recipients", "rule.unknown_recipients"),
+    ("rejections", "rule.rejections"),
+    ("senders_suspended", "rule.senders_suspended"),
+];
+
+const EVIDENCE: &[(&str, &str)] = &[
+    ("window_seconds", "ev.window_seconds"),
+    ("unknown", "ev.unknown"),
+    ("outcomes", "ev.outcomes"),
+    ("rejected", "ev.rejected"),
+    ("spam", "ev.spam"),
+    ("share", "ev.share"),
+    ("unknown_share", "ev.unknown_share"),
+    ("unknown_min", "ev.unknown_min"),
+    ("rejection_share", "ev.rejection_share"),
+    ("rejection_min", "ev.rejection_min"),
+    ("new_recipients_5min", "ev.new_recipients_5min"),
+    ("new_recipients_hour", "ev.new_recipients_hour"),
+    (
+        "deferred_new_recipients_5min",
+        "ev.deferred_new_recipients_5min",
+    ),
+    (
+        "deferred_new_recipients_hour",
+        "ev.deferred_new_recipients_hour",
+    ),
+    ("recipients_hour", "ev.recipients_hour"),
+    ("destination_domains_hour", "ev.destination_domains_hour"),
+    ("allowance_5min", "ev.allowance_5min"),
+    ("allowance_hour", "ev.allowance_hour"),
+    ("allowance_basis", "ev.allowance_basis"),
+    ("peak_new_recipients_5min", "ev.peak_new_recipients_5min"),
+    ("peak_new_recipients_hour", "ev.peak_new_recipients_hour"),
+    ("active_hours", "ev.active_hours"),
+    ("novelty_factor", "ev.novelty_factor"),
+    ("escalate_factor", "ev.escalate_factor"),
+    ("escalated", "ev.escalated"),
+    ("suspended_senders", "ev.suspended_senders"),
+    ("limit", "ev.limit"),
+];
+
+/// The text of `code` in `table`, else the code with spaces for underscores.
+fn named(ctx: &Ctx, table: &[(&str, &'static str)], code: &str) -> String {
+    table
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, key)| ctx.t(key).to_string())
+        .unwrap_or_else(|| code.replace('_', " "))
+}
+
 /// A suspension's scope, a domain linked to its page.
 pub fn scope_link(scope: &Value) -> Markup {
     let v = text(&scope["value"]);
@@ -32,8 +88,8 @@ fn evidence(ctx: &Ctx, ev: &Value) -> Markup {
                 summary { (ctx.t("susp.evidence")) }
                 ul.evidence {
                     @for (k, v) in m {
-                        @if k != "scope" {
-                            li { (k.replace('_', " ")) ": " strong { (text(v)) } }
+                        @if k != "scope" && k != "rule" {
+                            li { (named(ctx, EVIDENCE, k)) ": " strong { (text(v)) } }
                         }
                     }
                 }
@@ -93,7 +149,7 @@ pub fn suspension_table(ctx: &Ctx, list: &[&Value]) -> Markup {
                         td { (when(&s["started_at"])) }
                         td {
                             (text(&s["actor"]))
-                            @if s["rule"] != "manual" { br; small { code { (text(&s["rule"])) } } }
+                            @if s["rule"] != "manual" { br; small { (named(ctx, RULES, s["rule"].as_str().unwrap_or(""))) } }
                         }
                         td { (text(&s["reason"])) (evidence(ctx, &s["evidence"])) }
                         td {
@@ -298,4 +354,19 @@ pub async fn audit(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
         }
     };
     page(&ctx, "/console/audit", ctx.t("nav.audit"), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::console::i18n::Lang;
+
+    #[test]
+    fn every_rule_and_evidence_figure_has_words_in_each_language() {
+        for (code, key) in RULES.iter().chain(EVIDENCE) {
+            for l in Lang::ALL {
+                assert_ne!(l.t(key), *key, "{l:?}: {code}");
+            }
+        }
+    }
 }
