@@ -230,6 +230,13 @@ fn the_duty_desk_works_in_a_real_browser() {
     );
     assert!(b.try_find(&format!("tr#app-{desk}.overdue")).is_none());
     shot(&b, "applications");
+    // The application's page: its fields and the checks before deciding.
+    b.click(&format!("a[href='/console/applications/{desk}']"));
+    wait_page(&b, "id=\"checks\"");
+    assert!(b.text("main h1").contains("desk.example.kz"));
+    assert!(b.source().contains("A. Head"));
+    shot(&b, "application");
+    b.goto(&format!("{}/console/applications", gw.admin_url()));
     b.click(&format!("#approve-{desk}"));
     wait_page(&b, "is approved; the domain is connected");
     b.type_into(

@@ -89,6 +89,7 @@ pub fn router(admin: AdminState, refused: Arc<RefusedLog>) -> Router {
             "/console/applications/new",
             get(pages::applications::intake),
         )
+        .route("/console/applications/{id}", get(pages::applications::show))
         .route(
             "/console/applications/{id}/{op}",
             post(actions::application),

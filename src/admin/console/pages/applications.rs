@@ -1,7 +1,7 @@
 //! Applications: the list with due dates and working days left (overdue in
 //! red, due today highlighted), approve and reject, and the intake form.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use axum::http::StatusCode;
 
-use super::super::layout::{badge, csrf, failure, page, page_status, text};
+use super::super::layout::{badge, csrf, failure, page, page_status, text, when};
 use super::super::{Console, Ctx};
 use super::{Params, param};
 
@@ -119,8 +119,8 @@ pub async fn list(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
                             @let overdue = a["overdue"] == true;
                             @let today = !overdue && a["working_days_left"].as_i64() == Some(0);
                             tr id={ "app-" (id) } .overdue[overdue] .due-today[today] {
-                                td { (id) }
-                                th scope="row" { (text(&a["domain"])) }
+                                td { a href={ "/console/applications/" (id) } { (id) } }
+                                th scope="row" { a href={ "/console/applications/" (id) } { (text(&a["domain"])) } }
                                 td { (text(&a["owner"])) }
                                 td { (category(&ctx, &a["category"])) }
                                 td.nowrap { (text(&a["received_on"])) }
@@ -240,4 +240,106 @@ pub fn intake_form(
         ctx.t("apps.new"),
         body,
     )
+}
+
+/// A check's verdict as a badge (ok, unknown, warning, problem).
+fn verdict(ctx: &Ctx, v: &str) -> Markup {
+    let key = match v {
+        "ok" => "verdict.ok",
+        "unknown" => "verdict.unknown",
+        "warning" => "verdict.warning",
+        _ => "verdict.problem",
+    };
+    html! { span class={ "badge verdict-" (v) } { (ctx.t(key)) } }
+}
+
+/// `GET /console/applications/{id}`: the application, the checks the API
+/// runs on it (registry overlaps, server addresses, DNS), and the decision.
+pub async fn show(State(c): State<Console>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    let r = c
+        .call(&ctx)
+        .run("GET", "/api/v1/applications/{id}", &[&id], &[], None)
+        .await;
+    let a = match r {
+        Ok(a) => a,
+        Err(e) => {
+            let title = ctx.t("nav.applications");
+            return page_status(
+                &ctx,
+                e.status,
+                "/console/applications",
+                title,
+                failure(&ctx, &e),
+            );
+        }
+    };
+    let title = ctx.tf(
+        "apps.title",
+        &[
+            ("id", &a["id"].to_string()),
+            ("domain", &text(&a["domain"])),
+        ],
+    );
+    let body = html! {
+        div.columns {
+            div {
+                dl.facts {
+                    dt { (ctx.t("apps.status")) } dd { (badge(&ctx, a["status"].as_str().unwrap_or(""))) }
+                    dt { (ctx.t("apps.owner")) } dd { (text(&a["owner"])) }
+                    dt { (ctx.t("apps.category")) } dd { (category(&ctx, &a["category"])) }
+                    dt { (ctx.t("intake.head")) } dd { (text(&a["head"])) }
+                    dt { (ctx.t("domain.servers")) } dd { (text(&a["servers"])) }
+                    dt { (ctx.t("domain.inbound")) } dd { (text(&a["inbound"])) }
+                    dt { (ctx.t("apps.received")) } dd { (text(&a["received_on"])) }
+                    dt { (ctx.t("apps.due")) } dd { (text(&a["decision_due"])) }
+                    dt { (ctx.t("apps.days_left")) } dd { (days_left(&ctx, &a)) }
+                    dt { (ctx.t("apps.submitted_by")) } dd { (text(&a["submitted_by"])) ", " (when(&a["created_at"])) }
+                    @if !a["decided_by"].is_null() {
+                        dt { (ctx.t("apps.decision")) } dd { (text(&a["decided_by"])) ", " (text(&a["decided_on"])) }
+                    }
+                    @if !a["reason"].is_null() {
+                        dt { (ctx.t("form.reason")) } dd { (text(&a["reason"])) }
+                    }
+                }
+                h2 { (ctx.t("domain.contacts")) }
+                table {
+                    thead { tr {
+                        th scope="col" { (ctx.t("contact.name")) }
+                        th scope="col" { (ctx.t("contact.email")) }
+                        th scope="col" { (ctx.t("contact.phones")) }
+                    } }
+                    tbody {
+                        @for ct in a["contacts"].as_array().into_iter().flatten() {
+                            tr {
+                                td { (text(&ct["name"])) }
+                                td { (text(&ct["email"])) }
+                                td { (text(&ct["office_phone"])) " / " (text(&ct["mobile_phone"])) }
+                            }
+                        }
+                    }
+                }
+            }
+            aside aria-label=(ctx.t("apps.decision")) {
+                @if a["status"] == "pending" { (decide(&ctx, &a["id"].to_string())) }
+            }
+        }
+        h2 { (ctx.t("apps.checks")) }
+        table #checks {
+            thead { tr {
+                th scope="col" { (ctx.t("apps.check")) }
+                th scope="col" { (ctx.t("apps.verdict")) }
+                th scope="col" { (ctx.t("apps.found")) }
+            } }
+            tbody {
+                @for ch in a["checks"].as_array().into_iter().flatten() {
+                    tr {
+                        td { code { (text(&ch["check"])) } }
+                        td { (verdict(&ctx, ch["verdict"].as_str().unwrap_or(""))) }
+                        td { (text(&ch["detail"])) }
+                    }
+                }
+            }
+        }
+    };
+    page(&ctx, "/console/applications", &title, body)
 }
