@@ -613,12 +613,24 @@ fn viewers_see_no_actions_and_forms_need_the_csrf_token() {
     assert_eq!(st, 401);
     assert!(set_cookie(&head, "ugem_console").is_none());
 
+    // An administrator disconnects the domain from its page.
+    sign_out(&b);
+    sign_in(&b, &gw, ADMIN_TOKEN);
+    b.goto(&format!("{}/console/domains/{AGENCY}", gw.admin_url()));
+    b.type_into("#disconnect-reason", "The agency left the gateway");
+    b.click("#disconnect");
+    wait_page(&b, &format!("Domain {AGENCY} is disconnected."));
+    assert_eq!(status(), "disconnected");
+
     // The refused post is audited under the viewer's name, like the API's.
     assert!(
         wait_for(15, || {
             let audit = api_json(&gw, "/api/v1/audit?limit=100");
-            audit.as_array().unwrap().iter().any(|a| {
+            let list = audit.as_array().unwrap();
+            list.iter().any(|a| {
                 a["actor"] == "desk" && a["action"] == "domain.suspend" && a["outcome"] != "ok"
+            }) && list.iter().any(|a| {
+                a["actor"] == "root" && a["action"] == "domain.disconnect" && a["outcome"] == "ok"
             })
         }),
         "{:#}",
