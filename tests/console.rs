@@ -750,3 +750,29 @@ fn over_https_the_console_cookies_are_secure() {
         "{head}"
     );
 }
+
+/// A session lasts only as long as its token: once a reload removes the
+/// token, the next request goes back to the sign-in form. (Plain HTTP; no
+/// browser needed.)
+#[test]
+fn a_session_ends_when_a_reload_removes_its_token() {
+    let gw = Gateway::start("");
+    let op = format!("ugem_console={}", http_sign_in(&gw, OPERATOR_TOKEN));
+    let (st, _, page) = http_form(gw.admin, "GET", "/console", &op, "");
+    assert_eq!(st, 200);
+    assert!(page.contains("duty"), "{page}");
+    // The same configuration with only the administrator's token.
+    let only_root = format!(
+        "[admin]\ntokens = [{{ name = \"root\", role = \"admin\", token = \"{ADMIN_TOKEN}\" }}]\n"
+    );
+    std::fs::write(&gw.config, config_text(&only_root)).unwrap();
+    let (st, body) = http(gw.admin, "POST", "/api/v1/reload", Some(ADMIN_TOKEN), None);
+    assert_eq!(st, 200, "{body}");
+    let (st, head, _) = http_form(gw.admin, "GET", "/console", &op, "");
+    assert_eq!(st, 303, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("location: /console/signin"),
+        "{head}"
+    );
+}
