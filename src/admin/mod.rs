@@ -7,11 +7,13 @@
 //! read (or parsed) for a caller who may not make the call. Handlers
 //! receive the caller through one extractor, [`Authed`]. Refused calls are
 //! audited compactly ([`refused`]); the listener speaks HTTPS with
-//! `admin.tls_cert` ([`tls`]).
+//! `admin.tls_cert` ([`tls`]). The staff console ([`console`]) is served
+//! beside it under `/console`.
 
 pub mod audit_csv;
 pub mod auth;
 pub mod client;
+pub mod console;
 pub mod refused;
 mod routes;
 pub mod tls;

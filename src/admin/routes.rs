@@ -472,6 +472,19 @@ pub fn router_with(state: AdminState, refused: Arc<RefusedLog>) -> Router {
             handler(spec).route_layer(axum::middleware::from_fn_with_state(guard, authenticate)),
         );
     }
+    let console = super::console::router(state.clone(), refused);
+    r.with_state(state).merge(console)
+}
+
+/// The API's routes without the authentication middleware, for the staff
+/// console, which checks its own sessions and roles and gives each call
+/// its [`Authed`] (without one the handlers refuse with 401). Never served
+/// on a listener.
+pub(crate) fn unguarded_router(state: AdminState) -> Router {
+    let mut r = Router::new();
+    for spec in ROUTES {
+        r = r.route(spec.path, handler(spec));
+    }
     r.with_state(state)
 }
 

@@ -60,6 +60,8 @@ pub struct AdminSection {
     /// How long every audit record (staff's, the gateway's own) is kept
     /// before the hourly purge removes it.
     pub audit_retention: Span,
+    /// A staff console session ends after this long without a request.
+    pub console_idle_timeout: Span,
 }
 
 impl Default for AdminSection {
@@ -73,6 +75,7 @@ impl Default for AdminSection {
             tls_ca_file: None,
             audit_refused_retention: Span(Duration::from_secs(30 * 86_400)),
             audit_retention: Span(Duration::from_secs(AUDIT_RETENTION_SECS)),
+            console_idle_timeout: Span(Duration::from_secs(30 * 60)),
         }
     }
 }
@@ -207,6 +210,9 @@ impl AdminSection {
         }
         if self.audit_retention.0 < Duration::from_secs(86_400) {
             bad("admin.audit_retention", "must be at least 1d".into());
+        }
+        if self.console_idle_timeout.0 < Duration::from_secs(60) {
+            bad("admin.console_idle_timeout", "must be at least 1m".into());
         }
         out
     }

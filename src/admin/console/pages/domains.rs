@@ -1,0 +1,223 @@
+//! Domains: the list with search, and a domain's page with its servers,
+//! contacts, limits, suspension history, recent sessions and actions.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{Markup, html};
+use serde_json::Value;
+
+use super::super::api::{encode, may};
+use super::super::layout::{badge, csrf, failure, page, page_status, text, when};
+use super::super::{Console, Ctx};
+use super::{Params, param};
+
+/// `GET /console/domains?q=`.
+pub async fn list(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
+    let needle = param(&q, "q").to_lowercase();
+    let r = c
+        .call(&ctx)
+        .run("GET", "/api/v1/domains", &[], &[], None)
+        .await;
+    let body = html! {
+        form.filters method="get" action="/console/domains" role="search" {
+            label for="q" { (ctx.t("domains.search")) }
+            input #q type="search" name="q" value=(needle);
+            button type="submit" { (ctx.t("filter.apply")) }
+        }
+        @match &r {
+            Ok(Value::Array(all)) => {
+                @let shown: Vec<&Value> = all.iter().filter(|d| needle.is_empty()
+                    || text(&d["name"]).contains(&needle)
+                    || text(&d["owner"]).to_lowercase().contains(&needle)).collect();
+                p.count { (ctx.tf("domains.count", &[("n", &shown.len().to_string()), ("total", &all.len().to_string())])) }
+                table #domains {
+                    thead { tr {
+                        th scope="col" { (ctx.t("domain.name")) }
+                        th scope="col" { (ctx.t("domain.owner")) }
+                        th scope="col" { (ctx.t("domain.status")) }
+                        th scope="col" { (ctx.t("domain.servers")) }
+                        th scope="col" { (ctx.t("domain.since")) }
+                    } }
+                    tbody {
+                        @for d in shown {
+                            @let name = text(&d["name"]);
+                            tr {
+                                th scope="row" { a href={ "/console/domains/" (encode(&name)) } { (name) } }
+                                td { (text(&d["owner"])) }
+                                td { (badge(&ctx, d["status"].as_str().unwrap_or(""))) }
+                                td { (text(&d["servers"])) }
+                                td { (when(&d["status_since"])) }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => (failure(&ctx, e)),
+        }
+    };
+    page(&ctx, "/console/domains", ctx.t("nav.domains"), body)
+}
+
+/// The action forms of a domain, each only for a role that may use it.
+fn actions(ctx: &Ctx, name: &str, status: &str) -> Markup {
+    let base = format!("/console/domains/{}", encode(name));
+    let can = |t: &str| may(&ctx.caller, "POST", t);
+    html! {
+        @if status == "connected" && can("/api/v1/domains/{name}/suspend") {
+            form.action method="post" action={ (base) "/suspend" } {
+                (csrf(ctx))
+                h3 { (ctx.t("domain.suspend")) }
+                label for="suspend-reason" { (ctx.t("form.reason")) }
+                textarea #suspend-reason name="reason" required rows="2" {}
+                button.danger type="submit" #suspend { (ctx.t("domain.suspend")) }
+            }
+        }
+        @if status == "suspended" && can("/api/v1/domains/{name}/restore") {
+            form.action method="post" action={ (base) "/restore" } {
+                (csrf(ctx))
+                h3 { (ctx.t("domain.restore")) }
+                label for="restore-reason" { (ctx.t("form.reason_optional")) }
+                textarea #restore-reason name="reason" rows="2" {}
+                fieldset {
+                    legend { (ctx.t("domain.held_mail")) }
+                    div.choice {
+                        input #held-release type="radio" name="held_mail" value="release" checked;
+                        label for="held-release" { (ctx.t("domain.held_release")) }
+                    }
+                    div.choice {
+                        input #held-delete type="radio" name="held_mail" value="delete";
+                        label for="held-delete" { (ctx.t("domain.held_delete")) }
+                    }
+                }
+                button type="submit" #restore { (ctx.t("domain.restore")) }
+            }
+        }
+        @if status != "disconnected" && can("/api/v1/domains/{name}/disconnect") {
+            form.action method="post" action={ (base) "/disconnect" } {
+                (csrf(ctx))
+                h3 { (ctx.t("domain.disconnect")) }
+                label for="disconnect-reason" { (ctx.t("form.reason")) }
+                textarea #disconnect-reason name="reason" required rows="2" {}
+                button.danger type="submit" #disconnect { (ctx.t("domain.disconnect")) }
+            }
+        }
+    }
+}
+
+/// `GET /console/domains/{name}`.
+pub async fn show(State(c): State<Console>, ctx: Ctx, Path(name): Path<String>) -> Response {
+    let call = c.call(&ctx);
+    let d = match call
+        .run("GET", "/api/v1/domains/{name}", &[&name], &[], None)
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            let status = e.status;
+            return page_status(
+                &ctx,
+                if status == StatusCode::NOT_FOUND {
+                    status
+                } else {
+                    StatusCode::OK
+                },
+                "/console/domains",
+                &name,
+                failure(&ctx, &e),
+            );
+        }
+    };
+    let history = call
+        .run(
+            "GET",
+            "/api/v1/suspensions",
+            &[],
+            &[("history", "true")],
+            None,
+        )
+        .await;
+    let sessions = call
+        .run(
+            "GET",
+            "/api/v1/connections",
+            &[],
+            &[("domain", &name), ("limit", "20")],
+            None,
+        )
+        .await;
+    let status = d["status"].as_str().unwrap_or("").to_string();
+    let body = html! {
+        div.columns {
+            div {
+                section aria-labelledby="st-h" {
+                    h2 #st-h { (ctx.t("domain.state")) }
+                    dl.facts {
+                        dt { (ctx.t("domain.status")) } dd #domain-status { (badge(&ctx, &status)) }
+                        dt { (ctx.t("domain.since")) } dd { (when(&d["status_since"])) }
+                        @if !d["status_reason"].is_null() {
+                            dt { (ctx.t("form.reason")) } dd { (text(&d["status_reason"])) }
+                        }
+                        dt { (ctx.t("domain.owner")) } dd { (text(&d["owner"])) }
+                        dt { (ctx.t("domain.servers")) } dd { (text(&d["servers"])) }
+                        dt { (ctx.t("domain.inbound")) } dd { (text(&d["inbound_routes"])) }
+                        dt { (ctx.t("domain.registered")) } dd { (when(&d["created_at"])) }
+                    }
+                }
+                section aria-labelledby="c-h" {
+                    h2 #c-h { (ctx.t("domain.contacts")) }
+                    table {
+                        thead { tr {
+                            th scope="col" { (ctx.t("contact.name")) }
+                            th scope="col" { (ctx.t("contact.email")) }
+                            th scope="col" { (ctx.t("contact.phones")) }
+                        } }
+                        tbody {
+                            @for ct in d["contacts"].as_array().into_iter().flatten() {
+                                tr {
+                                    td { (text(&ct["name"])) }
+                                    td { (text(&ct["email"])) }
+                                    td { (text(&ct["office_phone"])) " / " (text(&ct["mobile_phone"])) }
+                                }
+                            }
+                        }
+                    }
+                }
+                section aria-labelledby="l-h" {
+                    h2 #l-h { (ctx.t("domain.limits")) }
+                    @match d["limits"].as_object().filter(|m| m.values().any(|v| !v.is_null())) {
+                        Some(m) => dl.facts {
+                            @for (k, v) in m { @if !v.is_null() { dt { code { (k) } } dd { (text(v)) } } }
+                        },
+                        None => p { (ctx.t("domain.default_limits")) },
+                    }
+                }
+            }
+            aside aria-label=(ctx.t("domain.actions")) {
+                (actions(&ctx, &name, &status))
+            }
+        }
+        section aria-labelledby="h-h" {
+            h2 #h-h { (ctx.t("domain.history")) }
+            @match &history {
+                Ok(Value::Array(all)) => {
+                    @let mine: Vec<&Value> = all.iter().filter(|s| s["scope"]["kind"] == "domain" && s["scope"]["value"] == name.as_str()).collect();
+                    @if mine.is_empty() { p { (ctx.t("susp.none")) } }
+                    @else { (super::logs::suspension_table(&ctx, &mine)) }
+                }
+                Ok(_) => {}
+                Err(e) => (failure(&ctx, e)),
+            }
+        }
+        section aria-labelledby="s-h" {
+            h2 #s-h { (ctx.t("domain.sessions")) }
+            @match &sessions {
+                Ok(Value::Array(list)) => (super::logs::session_table(&ctx, list)),
+                Ok(_) => {}
+                Err(e) => (failure(&ctx, e)),
+            }
+        }
+    };
+    page(&ctx, "/console/domains", &name, body)
+}

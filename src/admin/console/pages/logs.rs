@@ -1,0 +1,372 @@
+//! The records staff search: suspensions (current and history, with their
+//! evidence), sessions (the connection log) and the audit log.
+
+use axum::extract::State;
+use axum::response::Response;
+use maud::{Markup, html};
+use serde_json::Value;
+
+use super::super::api::{encode, may};
+use super::super::layout::{csrf, failure, page, text, when};
+use super::super::{Console, Ctx};
+use super::{Params, param};
+
+/// The governor's rules and the figures of its evidence, with their text keys.
+const RULES: &[(&str, &str)] = &[
+    ("manual", "rule.manual"),
+    ("staff", "rule.staff"),
+    ("listing", "rule.listing"),
+    ("novelty", "rule.novelty"),
+    ("unknown_recipients", "rule.unknown_recipients"),
+    ("rejections", "rule.rejections"),
+    ("senders_suspended", "rule.senders_suspended"),
+];
+
+const EVIDENCE: &[(&str, &str)] = &[
+    ("window_seconds", "ev.window_seconds"),
+    ("unknown", "ev.unknown"),
+    ("outcomes", "ev.outcomes"),
+    ("rejected", "ev.rejected"),
+    ("spam", "ev.spam"),
+    ("share", "ev.share"),
+    ("unknown_share", "ev.unknown_share"),
+    ("unknown_min", "ev.unknown_min"),
+    ("rejection_share", "ev.rejection_share"),
+    ("rejection_min", "ev.rejection_min"),
+    ("new_recipients_5min", "ev.new_recipients_5min"),
+    ("new_recipients_hour", "ev.new_recipients_hour"),
+    (
+        "deferred_new_recipients_5min",
+        "ev.deferred_new_recipients_5min",
+    ),
+    (
+        "deferred_new_recipients_hour",
+        "ev.deferred_new_recipients_hour",
+    ),
+    ("recipients_hour", "ev.recipients_hour"),
+    ("destination_domains_hour", "ev.destination_domains_hour"),
+    ("allowance_5min", "ev.allowance_5min"),
+    ("allowance_hour", "ev.allowance_hour"),
+    ("allowance_basis", "ev.allowance_basis"),
+    ("peak_new_recipients_5min", "ev.peak_new_recipients_5min"),
+    ("peak_new_recipients_hour", "ev.peak_new_recipients_hour"),
+    ("active_hours", "ev.active_hours"),
+    ("novelty_factor", "ev.novelty_factor"),
+    ("escalate_factor", "ev.escalate_factor"),
+    ("escalated", "ev.escalated"),
+    ("suspended_senders", "ev.suspended_senders"),
+    ("limit", "ev.limit"),
+];
+
+/// The text of `code` in `table`, else the code with spaces for underscores.
+fn named(ctx: &Ctx, table: &[(&str, &'static str)], code: &str) -> String {
+    table
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, key)| ctx.t(key).to_string())
+        .unwrap_or_else(|| code.replace('_', " "))
+}
+
+/// A suspension's scope, a domain linked to its page.
+pub fn scope_link(scope: &Value) -> Markup {
+    let v = text(&scope["value"]);
+    html! {
+        @if scope["kind"] == "domain" {
+            a href={ "/console/domains/" (encode(&v)) } { (v) }
+        } @else {
+            (v)
+        }
+    }
+}
+
+/// A suspension's evidence in words: the traffic figures and the limits
+/// they were compared with, one line each.
+fn evidence(ctx: &Ctx, ev: &Value) -> Markup {
+    html! {
+        @if let Some(m) = ev.as_object().filter(|m| !m.is_empty()) {
+            details {
+                summary { (ctx.t("susp.evidence")) }
+                ul.evidence {
+                    @for (k, v) in m {
+                        @if k != "scope" && k != "rule" {
+                            li { (named(ctx, EVIDENCE, k)) ": " strong { (text(v)) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The restore form of a suspended sender (its held mail released or deleted).
+fn restore_sender(ctx: &Ctx, address: &str, id: u64) -> Markup {
+    html! {
+        form.inline method="post" action="/console/senders/restore" {
+            (csrf(ctx))
+            input type="hidden" name="address" value=(address);
+            label.visually-hidden for={ "held-" (id) } { (ctx.t("domain.held_mail")) }
+            select id={ "held-" (id) } name="held_mail" {
+                option value="release" { (ctx.t("domain.held_release")) }
+                option value="delete" { (ctx.t("domain.held_delete")) }
+            }
+            button type="submit" id={ "restore-" (id) } { (ctx.t("domain.restore")) }
+        }
+    }
+}
+
+/// The form that suspends one sender address.
+fn suspend_sender(ctx: &Ctx) -> Markup {
+    html! {
+        details.suspend-sender {
+            summary { (ctx.t("susp.suspend_sender")) }
+            form.filters method="post" action="/console/senders/suspend" {
+                (csrf(ctx))
+                label for="sender-address" { (ctx.t("susp.address")) }
+                input #sender-address type="email" name="address" required;
+                label for="sender-reason" { (ctx.t("form.reason")) }
+                input #sender-reason type="text" name="reason" required size="40";
+                button.danger type="submit" #suspend-sender { (ctx.t("domain.suspend")) }
+            }
+        }
+    }
+}
+
+/// The rows of suspension records.
+pub fn suspension_table(ctx: &Ctx, list: &[&Value]) -> Markup {
+    html! {
+        table.suspensions {
+            thead { tr {
+                th scope="col" { (ctx.t("susp.scope")) }
+                th scope="col" { (ctx.t("susp.since")) }
+                th scope="col" { (ctx.t("susp.actor")) }
+                th scope="col" { (ctx.t("susp.reason")) }
+                th scope="col" { (ctx.t("susp.restored")) }
+            } }
+            tbody {
+                @for s in list {
+                    tr {
+                        td { (scope_link(&s["scope"])) }
+                        td { (when(&s["started_at"])) }
+                        td {
+                            (text(&s["actor"]))
+                            @if s["rule"] != "manual" { br; small { (named(ctx, RULES, s["rule"].as_str().unwrap_or(""))) } }
+                        }
+                        td { (text(&s["reason"])) (evidence(ctx, &s["evidence"])) }
+                        td {
+                            // A Value (not a Map) so that a missing field reads as null.
+                            @match Some(&s["restored"]).filter(|r| r.is_object()) {
+                                Some(r) => {
+                                    (when(&r["at"])) ", " (text(&r["by"]))
+                                    br;
+                                    small {
+                                        (ctx.t("susp.held_mail")) ": "
+                                        @match r["held_mail"].as_str() {
+                                            Some("released") => (ctx.t("susp.released")),
+                                            Some("deleted") => (ctx.t("susp.deleted")),
+                                            _ => (text(&r["held_mail"])),
+                                        }
+                                    }
+                                    @if let Some(why) = r["reason"].as_str() { br; small { (why) } }
+                                }
+                                None => {
+                                    strong { (ctx.t("susp.in_force")) }
+                                    @if s["scope"]["kind"] == "sender" && may(&ctx.caller, "POST", "/api/v1/senders/{address}/restore") {
+                                        br;
+                                        (restore_sender(ctx, &text(&s["scope"]["value"]), s["id"].as_u64().unwrap_or(0)))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /console/suspensions?history=true`.
+pub async fn suspensions(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
+    let history = param(&q, "history") == "true";
+    let r = c
+        .call(&ctx)
+        .run(
+            "GET",
+            "/api/v1/suspensions",
+            &[],
+            &[("history", if history { "true" } else { "" })],
+            None,
+        )
+        .await;
+    // Newest first.
+    let mut rows: Vec<&Value> = r
+        .as_ref()
+        .ok()
+        .and_then(Value::as_array)
+        .map(|l| l.iter().collect())
+        .unwrap_or_default();
+    rows.sort_by(|a, b| text(&b["started_at"]).cmp(&text(&a["started_at"])));
+    let body = html! {
+        @if may(&ctx.caller, "POST", "/api/v1/senders/{address}/suspend") {
+            (suspend_sender(&ctx))
+        }
+        p.tabs {
+            @if history {
+                a href="/console/suspensions" { (ctx.t("susp.current")) } " · " strong { (ctx.t("susp.history")) }
+            } @else {
+                strong { (ctx.t("susp.current")) } " · " a href="/console/suspensions?history=true" { (ctx.t("susp.history")) }
+            }
+        }
+        @match &r {
+            Ok(_) if rows.is_empty() => p { (ctx.t("susp.none")) }
+            Ok(_) => (suspension_table(&ctx, &rows)),
+            Err(e) => (failure(&ctx, e)),
+        }
+    };
+    page(&ctx, "/console/suspensions", ctx.t("nav.suspensions"), body)
+}
+
+/// The rows of connection-log records.
+pub fn session_table(ctx: &Ctx, list: &[Value]) -> Markup {
+    html! {
+        @if list.is_empty() {
+            p { (ctx.t("sessions.none")) }
+        } @else {
+            table.sessions {
+                thead { tr {
+                    th scope="col" { (ctx.t("sessions.started")) }
+                    th scope="col" { (ctx.t("sessions.peer")) }
+                    th scope="col" { "EHLO" }
+                    th scope="col" { "TLS" }
+                    th scope="col" { (ctx.t("sessions.domains")) }
+                    th scope="col" { (ctx.t("sessions.messages")) }
+                    th scope="col" { (ctx.t("sessions.refusals")) }
+                    th scope="col" { (ctx.t("sessions.close")) }
+                } }
+                tbody {
+                    @for s in list {
+                        tr {
+                            td { (when(&s["started_at"])) }
+                            td { (text(&s["peer"])) }
+                            td { (text(&s["ehlo"])) }
+                            td { (text(&s["tls"])) }
+                            td { (text(&s["domains"])) }
+                            td { (text(&s["messages"])) }
+                            td {
+                                @for r in s["refusals"].as_array().into_iter().flatten() {
+                                    div { code { (text(&r["command"])) } " " (text(&r["code"])) " " (text(&r["text"])) }
+                                }
+                            }
+                            td { (text(&s["close"])) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /console/sessions?domain=&ip=&limit=`.
+pub async fn sessions(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
+    let (domain, ip) = (param(&q, "domain"), param(&q, "ip"));
+    let limit = match param(&q, "limit") {
+        "" => "100",
+        l => l,
+    };
+    let r = c
+        .call(&ctx)
+        .run(
+            "GET",
+            "/api/v1/connections",
+            &[],
+            &[("domain", domain), ("ip", ip), ("limit", limit)],
+            None,
+        )
+        .await;
+    let body = html! {
+        form.filters method="get" action="/console/sessions" role="search" {
+            label for="s-domain" { (ctx.t("queue.domain")) }
+            input #s-domain type="text" name="domain" value=(domain);
+            label for="s-ip" { (ctx.t("sessions.ip")) }
+            input #s-ip type="text" name="ip" value=(ip);
+            label for="s-limit" { (ctx.t("filter.limit")) }
+            input #s-limit type="number" min="1" max="10000" name="limit" value=(limit);
+            button type="submit" { (ctx.t("filter.apply")) }
+        }
+        @match &r {
+            Ok(Value::Array(list)) => (session_table(&ctx, list)),
+            Ok(_) => {}
+            Err(e) => (failure(&ctx, e)),
+        }
+    };
+    page(&ctx, "/console/sessions", ctx.t("nav.sessions"), body)
+}
+
+/// `GET /console/audit?actor=&action=&limit=`: the API gives the newest
+/// records; the filters narrow them here.
+pub async fn audit(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
+    let (actor, action) = (param(&q, "actor"), param(&q, "action"));
+    let limit = match param(&q, "limit") {
+        "" => "200",
+        l => l,
+    };
+    let r = c
+        .call(&ctx)
+        .run("GET", "/api/v1/audit", &[], &[("limit", limit)], None)
+        .await;
+    let body = html! {
+        form.filters method="get" action="/console/audit" role="search" {
+            label for="a-actor" { (ctx.t("audit.actor")) }
+            input #a-actor type="text" name="actor" value=(actor);
+            label for="a-action" { (ctx.t("audit.action")) }
+            input #a-action type="text" name="action" value=(action);
+            label for="a-limit" { (ctx.t("filter.limit")) }
+            input #a-limit type="number" min="1" max="10000" name="limit" value=(limit);
+            button type="submit" { (ctx.t("filter.apply")) }
+        }
+        @match &r {
+            Ok(Value::Array(list)) => {
+                table #audit {
+                    thead { tr {
+                        th scope="col" { (ctx.t("audit.at")) }
+                        th scope="col" { (ctx.t("audit.actor")) }
+                        th scope="col" { (ctx.t("audit.action")) }
+                        th scope="col" { (ctx.t("audit.target")) }
+                        th scope="col" { (ctx.t("audit.client")) }
+                        th scope="col" { (ctx.t("audit.outcome")) }
+                    } }
+                    tbody {
+                        @for a in list.iter().filter(|a| (actor.is_empty() || text(&a["actor"]).contains(actor))
+                            && (action.is_empty() || text(&a["action"]).contains(action))) {
+                            tr {
+                                td { (when(&a["at"])) }
+                                td { (text(&a["actor"])) }
+                                td { code { (text(&a["action"])) } }
+                                td { (text(&a["target"])) }
+                                td { (text(&a["client"])) }
+                                td { (text(&a["outcome"])) @if a["count"].as_u64().unwrap_or(1) > 1 { " ×" (a["count"]) } }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => (failure(&ctx, e)),
+        }
+    };
+    page(&ctx, "/console/audit", ctx.t("nav.audit"), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::console::i18n::Lang;
+
+    #[test]
+    fn every_rule_and_evidence_figure_has_words_in_each_language() {
+        for (code, key) in RULES.iter().chain(EVIDENCE) {
+            for l in Lang::ALL {
+                assert_ne!(l.t(key), *key, "{l:?}: {code}");
+            }
+        }
+    }
+}
