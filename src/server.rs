@@ -260,6 +260,7 @@ pub async fn run(
         client_settings,
         governor.clone(),
         mta_sts,
+        Some(store.clone()),
     );
     let mut delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));
 

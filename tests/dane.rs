@@ -165,7 +165,18 @@ fn deferred_with(gw: &Gateway, address: &str, f: impl Fn(&str) -> bool) -> bool 
 /// A gateway whose MX look-ups go to `dns`, trusting `anchor`, with the
 /// fake MXs on `port`.
 fn gateway(dns: &SignedDns, anchor: &std::path::Path, port: u16, tls: &str) -> Gateway {
-    let mut cfg: toml::Table = config_text("").parse().unwrap();
+    gateway_with(dns, anchor, port, tls, "")
+}
+
+/// [`gateway`] with `top` (whole sections) added to the configuration.
+fn gateway_with(
+    dns: &SignedDns,
+    anchor: &std::path::Path,
+    port: u16,
+    tls: &str,
+    top: &str,
+) -> Gateway {
+    let mut cfg: toml::Table = config_text(top).parse().unwrap();
     let delivery: toml::Table = format!(
         "routes = {{}}\nnameservers = [\"{}\"]\nmx_port = {port}\n\
          min_backoff = \"1s\"\nmax_backoff = \"2s\"\nconnect_timeout = \"3s\"\n\
@@ -471,4 +482,166 @@ fn dane_ta_needs_the_chain_to_the_published_ca_and_the_mx_name() {
     assert!(got[0].tls);
     let t = delivery_line(&gw.log_text(), "t@ta.test").unwrap();
     assert_eq!(t["tls_policy"], "dane", "{t}");
+}
+
+/// The TLS report (RFC 8460) JSON in a report mail.
+fn tls_report(raw: &[u8]) -> Value {
+    use mail_parser::MimeHeaders;
+    use std::io::Read;
+    let msg = mail_parser::MessageParser::default().parse(raw).unwrap();
+    let att = msg.attachment(0).expect("the report attachment");
+    let ct = att.content_type().unwrap();
+    assert_eq!(
+        (ct.ctype(), ct.subtype()),
+        ("application", Some("tlsrpt+gzip"))
+    );
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(att.contents())
+        .read_to_end(&mut json)
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
+}
+
+#[test]
+fn dane_sessions_are_reported_to_the_mx_hosts_tls_reporting_address() {
+    // RFC 8460 §3: under DANE the policy domain is the TLSA base domain,
+    // the MX host, so each MX host publishes its own _smtp._tls record.
+    let (cert, server) = self_signed_server(&["mx.dane.test"]);
+    let mut dns_root = Vec::new();
+    let (other, _) = self_signed_server(&["mx.dane.test"]);
+    dns_root.extend(mail_domain("dane.test", TLS_MX, Some(dane_ee(&cert))));
+    dns_root.extend(mail_domain("wrongtlsa.test", TLS_MX, Some(dane_ee(&other))));
+    dns_root.extend(mail_domain("notls.test", PLAIN_MX, Some(dane_ee(&cert))));
+    // Signed, but only a PKIX usage (1): unusable for SMTP.
+    dns_root.extend(mail_domain(
+        "pkix.test",
+        TLS_MX,
+        Some(SRec::Tlsa(1, 1, 1, vec![7; 32])),
+    ));
+    for host in [
+        "mx.dane.test",
+        "mx.wrongtlsa.test",
+        "mx.notls.test",
+        "mx.pkix.test",
+    ] {
+        dns_root.push((
+            format!("_smtp._tls.{host}"),
+            SRec::Txt(s("v=TLSRPTv1; rua=mailto:tlsrpt@reports.test")),
+        ));
+    }
+    // The reports' own destination, no DANE (delivered under `may`).
+    dns_root.extend(mail_domain("reports.test", TLS_MX, None));
+    let dns = SignedDns::start(&dns_root, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = anchor_file(&dir, dns.anchor());
+    let (tls_mx, plain_mx) = fake_mxs(server);
+    let gw = gateway_with(
+        &dns,
+        &anchor,
+        tls_mx.addr().port(),
+        "tls = \"dane\"",
+        "[tlsrpt]\nenabled = true\n",
+    );
+    let mut smtp = Smtp::greeted(gw.smtp);
+    let r = smtp.send_mail(
+        "clerk@agency.example.kz",
+        &[
+            "a@dane.test",
+            "b@wrongtlsa.test",
+            "c@notls.test",
+            "p@pkix.test",
+        ],
+        "Subject: dane\r\n\r\nhello\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    smtp.expect("QUIT", 221);
+    assert!(
+        wait_for(30, || tls_mx
+            .messages()
+            .iter()
+            .any(|m| m.recipients == ["a@dane.test"])
+            && tls_mx
+                .messages()
+                .iter()
+                .any(|m| m.recipients == ["p@pkix.test"])
+            && deferred_with(&gw, "b@wrongtlsa.test", |t| t
+                .starts_with("4.7.5"))
+            && deferred_with(&gw, "c@notls.test", |t| t.starts_with("4.7.4"))),
+        "{:#?}\nlog:\n{}",
+        queued(&gw),
+        gw.log_text()
+    );
+    assert!(plain_mx.messages().is_empty());
+
+    let today = chrono::Utc::now().date_naive().to_string();
+    let sent: Value =
+        serde_json::from_str(&gw.cli_ok(&["--json", "tlsrpt", "send", "--day", &today])).unwrap();
+    assert_eq!(sent["reports"].as_array().unwrap().len(), 4, "{sent}");
+    assert!(
+        wait_for(30, || tls_mx
+            .messages()
+            .iter()
+            .filter(|m| m.recipients == ["tlsrpt@reports.test"])
+            .count()
+            == 4),
+        "{sent}\nlog:\n{}",
+        gw.log_text()
+    );
+    let reports: std::collections::BTreeMap<String, Value> = tls_mx
+        .messages()
+        .iter()
+        .filter(|m| m.recipients == ["tlsrpt@reports.test"])
+        .map(|m| {
+            let v = tls_report(&m.body);
+            let p = &v["policies"][0];
+            (
+                p["policy"]["policy-domain"].as_str().unwrap().to_string(),
+                p.clone(),
+            )
+        })
+        .collect();
+    let counts = |host: &str| {
+        let p = &reports[host];
+        assert_eq!(p["policy"]["policy-type"], "tlsa", "{p}");
+        (
+            p["summary"]["total-successful-session-count"]
+                .as_u64()
+                .unwrap(),
+            p["summary"]["total-failure-session-count"]
+                .as_u64()
+                .unwrap(),
+            p["failure-details"][0]["result-type"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+    };
+    // The matching certificate: a success, the record quoted.
+    assert_eq!(counts("mx.dane.test"), (1, 0, s("")));
+    let quoted = reports["mx.dane.test"]["policy"]["policy-string"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        quoted.starts_with("3 1 1 ") && quoted.len() == 6 + 64,
+        "{quoted}"
+    );
+    // Every retry of the others counts again.
+    let (ok, failed, kind) = counts("mx.wrongtlsa.test");
+    assert!(
+        ok == 0 && failed >= 1 && kind == "validation-failure",
+        "{kind} {failed}"
+    );
+    let (ok, failed, kind) = counts("mx.notls.test");
+    assert!(
+        ok == 0 && failed >= 1 && kind == "starttls-not-supported",
+        "{kind}"
+    );
+    // Only unusable records: TLS without a check, reported as tlsa-invalid.
+    let (ok, failed, kind) = counts("mx.pkix.test");
+    assert!(ok == 0 && failed == 1 && kind == "tlsa-invalid", "{kind}");
+    assert_eq!(
+        reports["mx.pkix.test"]["policy"]["policy-string"],
+        serde_json::json!([])
+    );
 }

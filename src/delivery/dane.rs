@@ -85,6 +85,25 @@ impl Tlsa {
         })
     }
 
+    /// The record's data in presentation form, `3 1 1 <hex>`, as TLS
+    /// reports quote it.
+    pub fn presentation(&self) -> String {
+        let usage = match self.usage {
+            Usage::DaneTa => 2,
+            Usage::DaneEe => 3,
+        };
+        let selector = match self.selector {
+            Selector::Cert => 0,
+            Selector::Spki => 1,
+        };
+        let matching = match self.matching {
+            Matching::Full => 0,
+            Matching::Sha256 => 1,
+            Matching::Sha512 => 2,
+        };
+        format!("{usage} {selector} {matching} {}", hex::encode(&self.data))
+    }
+
     /// Whether `cert` is the certificate (or holds the key) this record names.
     pub fn matches(&self, cert: &CertificateDer<'_>) -> bool {
         let covered = match self.selector {

@@ -45,6 +45,9 @@ pub struct Scheduler {
     governor: Arc<crate::governor::Governor>,
     /// Recipient domains' MTA-STS policies (off with `delivery.mta_sts = false`).
     mta_sts: Option<Arc<super::mta_sts::MtaSts>>,
+    /// Where TLS sessions are counted for reporting (RFC 8460) while
+    /// `tlsrpt.enabled` is on.
+    tls_reports: Option<crate::store::LocalStore>,
     /// The postmaster's local mailbox, used while `server.postmaster_mailbox`
     /// is on (a live key: read per message).
     mailbox: crate::mailbox::Mailbox,
@@ -76,6 +79,7 @@ impl Scheduler {
         mut settings: ClientSettings,
         governor: Arc<crate::governor::Governor>,
         mta_sts: Option<Arc<super::mta_sts::MtaSts>>,
+        tls_reports: Option<crate::store::LocalStore>,
     ) -> Arc<Scheduler> {
         // Every outbound source address is one of ours: a blocklist refusal
         // naming it (even in a greeting) is about the gateway.
@@ -108,6 +112,7 @@ impl Scheduler {
             settings,
             governor,
             mta_sts,
+            tls_reports,
         })
     }
 
@@ -767,7 +772,7 @@ impl Scheduler {
                 HostDane::None => Connection::open_as(&t.into(), &self.settings, tls).await,
             };
             clock.set_up();
-            self.count_tls_session(&g.route, sts.as_ref(), tls, t, &opened);
+            self.count_tls_session(&g.route, sts.as_ref(), host_dane, tls, t, &opened);
             let mut conn = match opened {
                 Ok(c) => c,
                 Err(e) => {
@@ -816,13 +821,42 @@ impl Scheduler {
         &self,
         route: &Route,
         sts: Option<&(&Domain, Arc<super::mta_sts::Policy>)>,
+        host_dane: &HostDane,
         tls: TlsPolicy,
         t: &super::route::Target,
         opened: &Result<Connection, ConnError>,
     ) {
         use super::tlsrpt::session::{
-            Attempt, classify, policy_failure, sts_policy, unfetched_policy,
+            Attempt, classify, classify_dane, policy_failure, sts_policy, tlsa_policy,
+            unfetched_policy,
         };
+        let Some(store) = &self.tls_reports else {
+            return;
+        };
+        if !self.cfg.current().tlsrpt.enabled {
+            return;
+        }
+        let attempt = match opened {
+            Ok(c) => Attempt::Open {
+                tls: c.tls().is_some(),
+                verified: c.tls_verified(),
+                problem: c.tls_problem(),
+            },
+            Err(e) => Attempt::Failed(e),
+        };
+        // DANE governs the host: its session is reported under the TLSA
+        // records, not the MTA-STS policy (RFC 8461 §2).
+        let set = match host_dane {
+            HostDane::Usable(set) => Some(Some(set.as_ref())),
+            HostDane::Unusable => Some(None),
+            HostDane::None | HostDane::Failed(_) => None,
+        };
+        if let Some(set) = set {
+            if let Some(r) = classify_dane(&attempt, set.is_some(), &t.host, t.addr) {
+                super::tlsrpt::count(store, tlsa_policy(&t.host, set), r);
+            }
+            return;
+        }
         let Some(m) = &self.mta_sts else {
             return;
         };
@@ -833,8 +867,7 @@ impl Scheduler {
                 Ok(_) => true,
                 Err(e) => matches!(e, ConnError::TlsRequired { .. } | ConnError::Tls { .. }),
             };
-            if let (Route::Mx(d), Some(store), true) = (route, m.store(), reached)
-                && self.cfg.current().tlsrpt.enabled
+            if let (Route::Mx(d), true) = (route, reached)
                 && let Some((kind, why)) = m.policy_failure(d)
             {
                 let r = policy_failure(kind, &why, &t.host, t.addr);
@@ -844,20 +877,9 @@ impl Scheduler {
         };
         // With `tls = "none"` a testing policy's sessions never try TLS:
         // nothing to report about it.
-        if tls == TlsPolicy::None || !self.cfg.current().tlsrpt.enabled {
+        if tls == TlsPolicy::None {
             return;
         }
-        let Some(store) = m.store() else {
-            return;
-        };
-        let attempt = match opened {
-            Ok(c) => Attempt::Open {
-                tls: c.tls().is_some(),
-                verified: c.tls_verified(),
-                problem: c.tls_problem(),
-            },
-            Err(e) => Attempt::Failed(e),
-        };
         if let Some(r) = classify(&attempt, &t.host, p.allows(&t.host), t.addr) {
             super::tlsrpt::count(store, sts_policy(d.as_str(), p), r);
         }

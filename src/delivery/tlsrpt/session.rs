@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::delivery::client::ConnError;
+use crate::delivery::dane::TlsaSet;
 use crate::delivery::mta_sts::Policy;
 use crate::model::tlsrpt::{FailureDetail, ReportPolicy, SessionResult};
 
@@ -25,6 +26,57 @@ pub fn sts_policy(domain: &str, p: &Policy) -> ReportPolicy {
         policy_string: lines,
         policy_domain: domain.to_string(),
         mx_host: p.mx.clone(),
+    }
+}
+
+/// The report's view of a DANE policy (RFC 8460 §4.3, type `tlsa`): the
+/// host's usable TLSA records in presentation form, none when it has only
+/// unusable ones. The policy domain is the TLSA base domain, the MX host
+/// (RFC 8460 §3), so the report goes to `_smtp._tls.<mx-host>`.
+pub fn tlsa_policy(mx_host: &str, set: Option<&TlsaSet>) -> ReportPolicy {
+    ReportPolicy {
+        policy_type: "tlsa".into(),
+        policy_string: set
+            .map(|s| s.records.iter().map(|r| r.presentation()).collect())
+            .unwrap_or_default(),
+        policy_domain: mx_host.trim_end_matches('.').to_string(),
+        mx_host: Vec::new(),
+    }
+}
+
+/// A session to a host under DANE, or `None` when the attempt says nothing
+/// about TLS. `usable`: the host has usable TLSA records (else only
+/// unusable ones, RFC 8460's `tlsa-invalid`, though TLS still went on).
+pub fn classify_dane(
+    attempt: &Attempt<'_>,
+    usable: bool,
+    mx_host: &str,
+    addr: SocketAddr,
+) -> Option<SessionResult> {
+    let fail = |result_type: &str, info: Option<String>| {
+        Some(SessionResult::Failure(FailureDetail {
+            result_type: result_type.into(),
+            sending_mta_ip: None,
+            receiving_mx_hostname: mx_host.trim_end_matches('.').to_string(),
+            receiving_ip: Some(addr.ip().to_string()),
+            failed_session_count: 1,
+            additional_information: info,
+        }))
+    };
+    match attempt {
+        Attempt::Open { tls: false, .. } | Attempt::Failed(ConnError::TlsRequired { .. }) => {
+            fail("starttls-not-supported", None)
+        }
+        Attempt::Open { .. } if !usable => fail(
+            "tlsa-invalid",
+            Some("no usable TLSA record (RFC 7672 §3.1.3)".into()),
+        ),
+        Attempt::Open { .. } => Some(SessionResult::Success),
+        // The certificate matched none of the records.
+        Attempt::Failed(ConnError::Tls { reason }) => {
+            fail("validation-failure", Some(reason.clone()))
+        }
+        Attempt::Failed(_) => None,
     }
 }
 
@@ -214,6 +266,39 @@ mod tests {
         };
         assert_eq!(f.receiving_mx_hostname, "mx.example.org");
         assert_eq!(f.receiving_ip.as_deref(), Some("192.0.2.1"));
+    }
+
+    #[test]
+    fn dane_sessions_are_classified_per_rfc_8460() {
+        let open = Attempt::Open {
+            tls: true,
+            verified: false,
+            problem: None,
+        };
+        let c = |a: &Attempt<'_>, usable| kind(classify_dane(a, usable, "mx.example.org.", addr()));
+        assert_eq!(c(&open, true), "success");
+        assert_eq!(c(&open, false), "tlsa-invalid");
+        let required = ConnError::TlsRequired { reply: None };
+        assert_eq!(
+            c(&Attempt::Failed(&required), true),
+            "starttls-not-supported"
+        );
+        let tls = ConnError::Tls {
+            reason: "the certificate matches no TLSA record of mx.example.org".into(),
+        };
+        assert_eq!(c(&Attempt::Failed(&tls), true), "validation-failure");
+        let connect = ConnError::Connect {
+            source: std::io::Error::other("refused"),
+        };
+        assert_eq!(c(&Attempt::Failed(&connect), true), "none");
+        let set = TlsaSet {
+            host: "mx.example.org".into(),
+            records: vec![crate::delivery::dane::Tlsa::usable(3, 1, 1, &[0xab; 32]).unwrap()],
+        };
+        let p = tlsa_policy("mx.example.org.", Some(&set));
+        assert_eq!(p.policy_type, "tlsa");
+        assert_eq!(p.policy_domain, "mx.example.org");
+        assert_eq!(p.policy_string, [format!("3 1 1 {}", "ab".repeat(32))]);
     }
 
     #[test]
