@@ -116,11 +116,13 @@ pub async fn run(
         None => Arc::new(embedded),
         Some(url) => Arc::new(open_shared(url, &cfg.store).await?),
     };
-    let registry = Arc::new(
-        Registry::open(shared.clone())
-            .await
-            .context("cannot load the registry")?,
-    );
+    // With a shared store, this node's automatic decisions made while it is
+    // out of reach wait in the node's own outbox (fail-static).
+    let registry = match &cfg.store.url {
+        None => Registry::open(shared.clone()).await,
+        Some(_) => Registry::open_with_outbox(shared.clone(), store.clone()).await,
+    };
+    let registry = Arc::new(registry.context("cannot load the registry")?);
     // Another node's changes reach this one's snapshot through the store's
     // change feed (PostgreSQL's LISTEN); the embedded store has none.
     let follower_stop = watch::channel(false);
@@ -264,6 +266,12 @@ pub async fn run(
     );
     let mut delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));
 
+    let mut outbox_task = tokio::spawn(crate::notify::outbox::drain(
+        registry.clone(),
+        queue.clone(),
+        live.clone(),
+        stop_rx.clone(),
+    ));
     let deadlines_task = tokio::spawn(crate::notify::overdue_alerts(
         registry.clone(),
         queue.clone(),
@@ -362,6 +370,14 @@ pub async fn run(
         }
     };
     tokio::join!(sessions, deliveries, admin);
+    // The outbox task ends at its next pause; not aborted mid-write, where a
+    // write done but not yet crossed off would be made again at the next start.
+    if tokio::time::timeout(Duration::from_secs(2), &mut outbox_task)
+        .await
+        .is_err()
+    {
+        outbox_task.abort();
+    }
     prune_task.abort();
     deadlines_task.abort();
     alarms_task.abort();

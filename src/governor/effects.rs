@@ -362,6 +362,9 @@ impl Governor {
                 Counters::bump(&self.counters.notices);
                 tracing::info!(queue_id = %id, number, notice = text.name, "governor notice queued");
             }
+            Err(e @ crate::notify::NotifyError::Deferred) => {
+                tracing::info!(notice = text.name, "{e}")
+            }
             Err(e) => tracing::error!(error = %e, "cannot queue the governor notice"),
         }
     }

@@ -527,6 +527,8 @@ impl Governor {
             "throttled": throttled,
             "active_suspensions": {"domain": domains, "sender": senders},
             "tracked_scopes": tracked,
+            // Automatic decisions waiting for the shared store (PostgreSQL).
+            "store_pending_writes": self.registry.pending_writes(),
             "gateway_listings": listings,
             "blocklists": self.blocklist_status(),
             "limiter_keys": self.limits.keys(),
