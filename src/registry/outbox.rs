@@ -163,10 +163,11 @@ impl Registry {
         }
         // Between this node's changes, like a reload.
         let _one_at_a_time = self.lock().await;
-        let all = o.local.pending_writes()?;
         let mut done = 0;
         let mut result = Ok(());
-        for (seq, w) in all {
+        // One at a time from the table: a replay may rewrite the ones after
+        // it (the store's id for a provisional one).
+        while let Some((seq, w)) = o.local.first_pending()? {
             let remap = match &w {
                 PendingWrite::Notice { notice } => notices.queue(notice).await.map(|()| None),
                 w => self.replay(seq, w).await,

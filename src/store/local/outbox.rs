@@ -145,6 +145,20 @@ impl LocalStore {
         })
     }
 
+    /// The oldest waiting write.
+    pub fn first_pending(&self) -> Result<Option<(u64, PendingWrite)>, StoreError> {
+        self.db.read(|tx| {
+            let t = tx.open_table(TABLE)?;
+            match t.first()? {
+                Some((k, v)) => Ok(Some((
+                    k.value(),
+                    decode("store_outbox", k.value(), v.value())?,
+                ))),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// How many writes wait.
     pub fn pending_count(&self) -> Result<u64, StoreError> {
         self.db.read(|tx| Ok(tx.open_table(TABLE)?.len()?))
