@@ -348,3 +348,267 @@ fn apply(snap: &mut Snapshot, seq: u64, w: &PendingWrite) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::model::applications::{ApplicationRecord, ApplicationStatus};
+    use crate::model::audit::{AUTO, AuditFilter, AuditRecord, AuditSize, RefusedUpdate};
+    use crate::model::changes::{ChangeRequest, ChangeStatus, DomainVersion};
+    use crate::model::domains::DomainRecord;
+    use crate::model::listings::GatewayListing;
+    use crate::model::servers::ServerSuspension;
+    use crate::model::sightings::UnregisteredServer;
+    use crate::model::suspensions::{Restoration, SuspensionRecord};
+    use crate::registry::{RestoreRequest, SuspendRequest};
+    use crate::store::{RedbRegistry, RegistryStore};
+
+    /// The embedded store, made out of reach at will (as PostgreSQL is when
+    /// it stops).
+    #[derive(Debug)]
+    struct Flaky {
+        inner: RedbRegistry,
+        down: AtomicBool,
+    }
+
+    impl Flaky {
+        fn up(&self) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable(
+                    "PostgreSQL: connection refused".into(),
+                ));
+            }
+            Ok(())
+        }
+    }
+
+    macro_rules! flaky {
+        ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )*) => {
+            #[async_trait::async_trait]
+            impl RegistryStore for Flaky {
+                $( async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, StoreError> {
+                    self.up()?;
+                    self.inner.$name($($arg),*).await
+                } )*
+            }
+        };
+    }
+
+    flaky! {
+        fn list_domains(&self) -> Vec<DomainRecord>;
+        fn get_domain(&self, name: &crate::domain::Domain) -> Option<DomainRecord>;
+        fn put_domain(&self, w: &DomainWrite) -> ();
+        fn list_suspensions(&self) -> Vec<SuspensionRecord>;
+        fn get_suspension(&self, id: u64) -> Option<SuspensionRecord>;
+        fn start_suspension(&self, rec: &SuspensionRecord, domain: Option<&DomainWrite>) -> SuspensionRecord;
+        fn end_suspension(&self, scope: &Scope, how: &Restoration, domain: Option<&DomainWrite>) -> SuspensionRecord;
+        fn list_applications(&self) -> Vec<ApplicationRecord>;
+        fn get_application(&self, id: u64) -> Option<ApplicationRecord>;
+        fn insert_application(&self, rec: &ApplicationRecord) -> ApplicationRecord;
+        fn update_application(&self, rec: &ApplicationRecord, expect: ApplicationStatus) -> ();
+        fn append_audit(&self, rec: &AuditRecord) -> u64;
+        fn append_refused(&self, rec: &AuditRecord) -> u64;
+        fn update_refused(&self, updates: &[RefusedUpdate]) -> ();
+        fn prune_refused_audit(&self, before: DateTime<Utc>) -> u64;
+        fn audit_size(&self) -> AuditSize;
+        fn list_audit(&self, limit: usize) -> Vec<AuditRecord>;
+        fn query_audit(&self, filter: &AuditFilter) -> Vec<AuditRecord>;
+        fn prune_audit(&self, before: DateTime<Utc>) -> u64;
+        fn claim_notice(&self, key: &str, now_ms: u64) -> bool;
+        fn prune_notices(&self, before_ms: u64) -> usize;
+        fn next_notice_number(&self, year: i32) -> u64;
+        fn put_domain_versioned(&self, w: &DomainWrite, previous: &DomainVersion) -> u64;
+        fn list_domain_versions(&self, name: &crate::domain::Domain) -> Vec<DomainVersion>;
+        fn insert_change_request(&self, rec: &ChangeRequest) -> ChangeRequest;
+        fn update_change_request(&self, rec: &ChangeRequest, expect: ChangeStatus) -> ();
+        fn get_change_request(&self, id: u64) -> Option<ChangeRequest>;
+        fn list_change_requests(&self) -> Vec<ChangeRequest>;
+        fn record_unregistered(&self, batch: &[UnregisteredServer]) -> Vec<UnregisteredServer>;
+        fn list_unregistered(&self, domain: &crate::domain::Domain) -> Vec<UnregisteredServer>;
+        fn start_server_suspension(&self, rec: &ServerSuspension) -> ServerSuspension;
+        fn end_server_suspension(&self, address: std::net::IpAddr, how: &Restoration) -> ServerSuspension;
+        fn list_server_suspensions(&self) -> Vec<ServerSuspension>;
+        fn record_listing(&self, rec: &GatewayListing) -> (GatewayListing, bool);
+        fn end_listing(&self, address: std::net::IpAddr, list: &str, at: DateTime<Utc>) -> GatewayListing;
+        fn list_listings(&self) -> Vec<GatewayListing>;
+    }
+
+    /// No notices in these tests.
+    struct NoNotices;
+
+    #[async_trait::async_trait]
+    impl KeptNotices for NoNotices {
+        async fn queue(&self, _: &serde_json::Value) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    const SENDER: &str = "clerk@agency.example.kz";
+
+    async fn setup() -> (tempfile::TempDir, Arc<Flaky>, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, redb) = crate::store::open(dir.path()).unwrap();
+        let store = Arc::new(Flaky {
+            inner: redb,
+            down: AtomicBool::new(false),
+        });
+        let r = Registry::open_with_outbox(store.clone(), local)
+            .await
+            .unwrap();
+        r.add_domain(crate::registry::NewDomain {
+            name: crate::domain::Domain::parse("agency.example.kz").unwrap(),
+            owner: "Agency".into(),
+            servers: vec!["192.0.2.10/32".parse().unwrap()],
+            contacts: vec![crate::registry::parse_contact("IT <it@agency.example.kz>").unwrap()],
+            inbound: None,
+            shared_servers: false,
+        })
+        .await
+        .unwrap();
+        (dir, store, r)
+    }
+
+    fn auto(reason: &str) -> SuspendRequest {
+        SuspendRequest {
+            actor: AUTO.into(),
+            rule: "novelty".into(),
+            reason: reason.into(),
+            evidence: serde_json::Value::Null,
+            expires_at: None,
+        }
+    }
+
+    fn sender() -> Scope {
+        Scope::Sender(SENDER.into())
+    }
+
+    #[tokio::test]
+    async fn an_automatic_suspension_while_down_is_in_force_at_once_and_written_when_back() {
+        let (_d, store, r) = setup().await;
+        store.down.store(true, Ordering::SeqCst);
+        let rec = r.suspend_sender(SENDER, auto("flood")).await.unwrap();
+        assert!(crate::store::local::outbox::is_provisional(rec.id));
+        assert_eq!(r.snapshot().suspension(&sender()).unwrap().id, rec.id);
+        // Its audit record names the provisional id.
+        let mut audit = AuditRecord::auto(Utc::now(), "sender.suspend", SENDER, "flood");
+        audit.after = Some(r.scope_state(&sender()));
+        r.audit(audit).await;
+        assert_eq!(r.pending_writes(), 2);
+        // A reload that fails keeps it; still down, the drain keeps all.
+        assert!(r.refresh().await.is_err());
+        assert!(r.snapshot().suspension(&sender()).is_some());
+        assert!(matches!(
+            r.drain_outbox(&NoNotices).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(r.pending_writes(), 2);
+        // Staff changes are refused meanwhile.
+        assert!(matches!(
+            r.suspend_sender(
+                "other@agency.example.kz",
+                SuspendRequest::manual("root", "x")
+            )
+            .await,
+            Err(RegistryError::Store(StoreError::Unavailable(_)))
+        ));
+
+        store.down.store(false, Ordering::SeqCst);
+        assert_eq!(r.drain_outbox(&NoNotices).await.unwrap(), 2);
+        assert_eq!(r.pending_writes(), 0);
+        let stored = store.inner.list_suspensions().await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert!(!crate::store::local::outbox::is_provisional(stored[0].id));
+        // The snapshot has the store's id now, the audit record too.
+        assert_eq!(r.snapshot().suspension(&sender()).unwrap().id, stored[0].id);
+        let audit = store.inner.list_audit(10).await.unwrap();
+        assert_eq!(audit[0].after.as_ref().unwrap()["suspension"], stored[0].id);
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_a_pending_decision_and_replays_do_not_duplicate() {
+        let (_d, store, r) = setup().await;
+        store.down.store(true, Ordering::SeqCst);
+        r.suspend_sender(SENDER, auto("flood")).await.unwrap();
+        store.down.store(false, Ordering::SeqCst);
+        // A reload from a store that lacks it does not drop this node's
+        // pending decision.
+        r.refresh().await.unwrap();
+        let pending = r.snapshot().suspension(&sender()).unwrap().id;
+        assert!(crate::store::local::outbox::is_provisional(pending));
+        // Meanwhile another node suspended the sender too: the replay finds
+        // it and makes no second one.
+        let other = SuspendRequest::manual("other-node", "seen there").into_record(sender());
+        store.inner.start_suspension(&other, None).await.unwrap();
+        assert_eq!(r.drain_outbox(&NoNotices).await.unwrap(), 1);
+        let stored = store.inner.list_suspensions().await.unwrap();
+        assert_eq!(stored.len(), 1, "{stored:?}");
+        assert_eq!(stored[0].actor, "other-node");
+    }
+
+    #[tokio::test]
+    async fn an_expiry_while_down_ends_the_suspension_started_while_down() {
+        let (_d, store, r) = setup().await;
+        let domain = crate::domain::Domain::parse("agency.example.kz").unwrap();
+        store.down.store(true, Ordering::SeqCst);
+        r.suspend_sender(SENDER, auto("flood")).await.unwrap();
+        r.suspend_domain(&domain, auto("senders")).await.unwrap();
+        assert_eq!(
+            r.get(&domain).unwrap().status,
+            DomainStatus::Suspended,
+            "in force here"
+        );
+        let expired = |_: ()| RestoreRequest {
+            actor: AUTO.into(),
+            reason: Some("the automatic suspension expired".into()),
+            held_mail: "released".into(),
+        };
+        let ended = r.restore_sender(SENDER, expired(())).await.unwrap();
+        assert!(ended.restored.is_some());
+        r.restore_domain(&domain, expired(())).await.unwrap();
+        assert!(r.snapshot().suspension(&sender()).is_none());
+        assert_eq!(r.get(&domain).unwrap().status, DomainStatus::Connected);
+        // Staff may not restore while down.
+        assert!(
+            r.restore_sender(
+                SENDER,
+                RestoreRequest {
+                    actor: "root".into(),
+                    reason: None,
+                    held_mail: "released".into()
+                }
+            )
+            .await
+            .is_err()
+        );
+
+        store.down.store(false, Ordering::SeqCst);
+        assert_eq!(r.drain_outbox(&NoNotices).await.unwrap(), 4);
+        let stored = store.inner.list_suspensions().await.unwrap();
+        assert_eq!(stored.len(), 2);
+        assert!(stored.iter().all(|s| !s.is_active()));
+        let d = store.inner.get_domain(&domain).await.unwrap().unwrap();
+        assert_eq!(d.status, DomainStatus::Connected);
+        // Replaying again (a crash before the outbox was crossed off) changes nothing.
+        let again = PendingWrite::EndSuspension {
+            scope: sender(),
+            how: stored[0].restored.clone().unwrap(),
+        };
+        assert_eq!(r.replay(99, &again).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn claims_while_down_are_once_per_node_and_reach_the_store() {
+        let (_d, store, r) = setup().await;
+        store.down.store(true, Ordering::SeqCst);
+        assert!(r.claim_notice("warn|x|day", 1).await.unwrap());
+        assert!(!r.claim_notice("warn|x|day", 2).await.unwrap());
+        store.down.store(false, Ordering::SeqCst);
+        r.drain_outbox(&NoNotices).await.unwrap();
+        // Another node asking now finds it taken.
+        assert!(!store.inner.claim_notice("warn|x|day", 3).await.unwrap());
+    }
+}
