@@ -195,7 +195,8 @@ mod tests {
     use super::*;
 
     fn audit(suspension: u64) -> PendingWrite {
-        let mut rec = AuditRecord::auto(Utc::now(), "sender.suspend", "a@b.kz", "flood");
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut rec = AuditRecord::auto(at, "sender.suspend", "a@b.kz", "flood");
         rec.after = Some(serde_json::json!({"status": "suspended", "suspension": suspension}));
         PendingWrite::Audit { rec }
     }
