@@ -281,6 +281,10 @@ impl Registry {
                 }
                 Ok(None)
             }
+            PendingWrite::Disconnect { domain, reason, at } => {
+                self.replay_disconnect(domain, reason, *at).await?;
+                Ok(None)
+            }
             PendingWrite::Audit { rec } => self.store.append_audit(rec).await.map(|_| None),
             PendingWrite::Claim { key, at_ms } => {
                 self.store.claim_notice(key, *at_ms).await.map(|_| None)
@@ -293,6 +297,86 @@ impl Registry {
                 }
             }
             PendingWrite::Notice { .. } => Ok(None),
+        }
+    }
+
+    /// A disconnection kept while the store was down, written as
+    /// [`Registry::disconnect_domain`] does; nothing when the domain is
+    /// disconnected already (or gone).
+    async fn replay_disconnect(
+        &self,
+        name: &crate::domain::Domain,
+        reason: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let scope = Scope::Domain(name.clone());
+        let mut tries = 0;
+        loop {
+            let Some(cur) = self.store.get_domain(name).await? else {
+                return Ok(());
+            };
+            let was = cur.status;
+            if was == DomainStatus::Disconnected {
+                return Ok(());
+            }
+            let expect = Expect::unchanged(&cur);
+            let mut record =
+                Self::with_status(cur, DomainStatus::Disconnected, Some(reason.to_string()));
+            record.disconnect_on = None;
+            let w = DomainWrite { record, expect };
+            let written = if was == DomainStatus::Suspended {
+                let how = crate::model::suspensions::Restoration {
+                    by: "disconnect".into(),
+                    at,
+                    reason: Some(reason.to_string()),
+                    held_mail: "disconnected".into(),
+                };
+                match self.store.end_suspension(&scope, &how, Some(&w)).await {
+                    // Suspended without an active record: the domain write alone.
+                    Err(StoreError::NotFound(_)) => self.store.put_domain(&w).await,
+                    r => r.map(|_| ()),
+                }
+            } else {
+                self.store.put_domain(&w).await
+            };
+            match written {
+                Err(StoreError::Conflict(_)) if tries < RETRIES => tries += 1,
+                r => return r,
+            }
+        }
+    }
+
+    /// A disconnection agreed for a date, taking effect now: as
+    /// [`Registry::disconnect_domain`], but kept in the outbox (in force
+    /// here at once) when the store is out of reach.
+    pub async fn disconnect_domain_as_agreed(
+        &self,
+        name: &crate::domain::Domain,
+        reason: &str,
+    ) -> Result<crate::model::domains::DomainRecord, RegistryError> {
+        match self.disconnect_domain(name, reason).await {
+            Err(RegistryError::Store(StoreError::Unavailable(why))) => {
+                let _g = self.lock().await;
+                let Some(cur) = self.get(name) else {
+                    return Err(RegistryError::NotFound(format!("domain {name}")));
+                };
+                if cur.status == DomainStatus::Disconnected {
+                    return Err(RegistryError::State(format!(
+                        "domain {name} is already disconnected"
+                    )));
+                }
+                let w = PendingWrite::Disconnect {
+                    domain: name.clone(),
+                    reason: reason.to_string(),
+                    at: chrono::Utc::now(),
+                };
+                let seq = self.defer(w.clone(), why).await?;
+                self.publish_pending(seq, &w);
+                self.get(name)
+                    .map(|d| (*d).clone())
+                    .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")))
+            }
+            r => r,
         }
     }
 
@@ -331,6 +415,19 @@ fn apply(snap: &mut Snapshot, seq: u64, w: &PendingWrite) {
                 snap.domains.insert(d.clone(), Arc::new(dom));
             }
             snap.suspensions.insert(rec.scope.clone(), Arc::new(rec));
+        }
+        PendingWrite::Disconnect { domain, reason, at } => {
+            snap.suspensions.remove(&Scope::Domain(domain.clone()));
+            if let Some(cur) = snap.domains.get(domain)
+                && cur.status != DomainStatus::Disconnected
+            {
+                let mut dom = (**cur).clone();
+                dom.status = DomainStatus::Disconnected;
+                dom.status_reason = Some(reason.clone());
+                dom.status_since = *at;
+                dom.disconnect_on = None;
+                snap.domains.insert(domain.clone(), Arc::new(dom));
+            }
         }
         PendingWrite::EndSuspension { scope, how } => {
             snap.suspensions.remove(scope);
@@ -598,6 +695,38 @@ mod tests {
             how: stored[0].restored.clone().unwrap(),
         };
         assert_eq!(r.replay(99, &again).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_disconnection_agreed_for_today_takes_effect_while_down_and_is_written_once() {
+        let (_d, store, r) = setup().await;
+        let domain = crate::domain::Domain::parse("agency.example.kz").unwrap();
+        store.down.store(true, Ordering::SeqCst);
+        r.suspend_domain(&domain, auto("flood")).await.unwrap();
+        let rec = r
+            .disconnect_domain_as_agreed(&domain, "agreed for today")
+            .await
+            .unwrap();
+        assert_eq!(rec.status, DomainStatus::Disconnected);
+        assert!(
+            r.snapshot()
+                .suspension(&Scope::Domain(domain.clone()))
+                .is_none()
+        );
+        // Not twice (the next housekeeping round).
+        assert!(
+            r.disconnect_domain_as_agreed(&domain, "again")
+                .await
+                .is_err()
+        );
+        store.down.store(false, Ordering::SeqCst);
+        assert_eq!(r.drain_outbox(&NoNotices).await.unwrap(), 2);
+        let d = store.inner.get_domain(&domain).await.unwrap().unwrap();
+        assert_eq!(d.status, DomainStatus::Disconnected);
+        let s = store.inner.list_suspensions().await.unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].restored.as_ref().unwrap().held_mail, "disconnected");
+        assert_eq!(r.get(&domain).unwrap().status, DomainStatus::Disconnected);
     }
 
     #[tokio::test]

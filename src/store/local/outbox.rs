@@ -50,6 +50,15 @@ pub enum PendingWrite {
         /// How it ended.
         how: Restoration,
     },
+    /// A disconnection agreed for a date that came while the store was down.
+    Disconnect {
+        /// The domain.
+        domain: crate::domain::Domain,
+        /// Why (the agreed date and staff's reason).
+        reason: String,
+        /// When it took effect on this node.
+        at: DateTime<Utc>,
+    },
     /// An audit record of the gateway's own decision.
     Audit {
         /// The record.
@@ -90,6 +99,7 @@ impl PendingWrite {
         match self {
             PendingWrite::StartSuspension { .. } => "start_suspension",
             PendingWrite::EndSuspension { .. } => "end_suspension",
+            PendingWrite::Disconnect { .. } => "disconnect",
             PendingWrite::Audit { .. } => "audit",
             PendingWrite::Claim { .. } => "claim",
             PendingWrite::Listing { .. } => "listing",
