@@ -118,7 +118,11 @@ pub async fn enqueue_notice(
             let w = crate::store::local::outbox::PendingWrite::Notice {
                 notice: serde_json::to_value(&kept).unwrap_or_default(),
             };
-            registry.defer(w, why).await?;
+            // Rounds that retry what they could not finish (a reminder whose
+            // mark could not be written either) keep one copy, not one a round.
+            if !registry.is_pending(&w) {
+                registry.defer(w, why).await?;
+            }
             Err(NotifyError::Deferred)
         }
         r => r,

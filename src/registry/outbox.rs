@@ -95,6 +95,19 @@ impl Registry {
         Ok(seq)
     }
 
+    /// True when the outbox already holds `w` as it is (a notice kept by an
+    /// earlier round that retries what it could not finish).
+    pub(crate) fn is_pending(&self, w: &PendingWrite) -> bool {
+        let Some(o) = &self.outbox else { return false };
+        if o.pending.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        o.local
+            .pending_writes()
+            .map(|all| all.iter().any(|(_, p)| p == w))
+            .unwrap_or(false)
+    }
+
     /// Claims notice `key` while the store is down: true the first time on
     /// this node (the claim is queued for the store), false after.
     pub(crate) async fn claim_while_down(
@@ -727,6 +740,19 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].restored.as_ref().unwrap().held_mail, "disconnected");
         assert_eq!(r.get(&domain).unwrap().status, DomainStatus::Disconnected);
+    }
+
+    #[tokio::test]
+    async fn a_kept_notice_is_known_as_pending_so_a_retrying_round_keeps_one_copy() {
+        let (_d, store, r) = setup().await;
+        store.down.store(true, Ordering::SeqCst);
+        let notice = |n: u32| PendingWrite::Notice {
+            notice: serde_json::json!({"to": ["it@agency.example.kz"], "name": "reconfirm_reminder", "n": n}),
+        };
+        assert!(!r.is_pending(&notice(1)));
+        r.defer(notice(1), "down".into()).await.unwrap();
+        assert!(r.is_pending(&notice(1)));
+        assert!(!r.is_pending(&notice(2)));
     }
 
     #[tokio::test]
