@@ -219,6 +219,17 @@ fn an_automatic_suspension_made_while_postgresql_is_down_reaches_it_and_the_othe
     within(Duration::from_secs(10), "the outbox empty", || {
         pending_writes(&a) == 0
     });
+    // The node says so, with how long the writing itself took.
+    let log = a.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("local outbox written to the shared store"))
+        .unwrap_or_else(|| panic!("no drain logged:\n{log}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    eprintln!(
+        "drain: {} writes in {} ms, after retrying for {} ms",
+        v["written"], v["drain_ms"], v["retried_ms"]
+    );
     let id = sql(&pg, "SELECT id FROM suspensions WHERE active");
     // Its audit record names the id PostgreSQL gave, not the provisional one.
     let audited = sql(
