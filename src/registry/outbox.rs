@@ -181,6 +181,18 @@ impl Registry {
         // One at a time from the table: a replay may rewrite the ones after
         // it (the store's id for a provisional one).
         while let Some((seq, w)) = o.local.first_pending()? {
+            let w = match w {
+                Ok(w) => w,
+                Err(e) => {
+                    // Written by another build, or damaged: never replayable.
+                    tracing::error!(seq, error = %e, "unreadable write in the local outbox; dropped");
+                    let local = o.local.clone();
+                    tokio::task::spawn_blocking(move || local.finish_pending(seq, None))
+                        .await
+                        .map_err(|e| StoreError::Backend(e.to_string()))??;
+                    continue;
+                }
+            };
             let remap = match &w {
                 PendingWrite::Notice { notice } => notices.queue(notice).await.map(|()| None),
                 w => self.replay(seq, w).await,
@@ -205,8 +217,8 @@ impl Registry {
             let left = o.pending.load(Ordering::Relaxed).saturating_sub(1);
             o.set_pending(left);
         }
+        o.set_pending(o.local.pending_count()?);
         if done > 0 {
-            o.set_pending(o.local.pending_count()?);
             if o.pending.load(Ordering::Relaxed) == 0 {
                 o.claimed.lock().unwrap_or_else(|p| p.into_inner()).clear();
             }
@@ -753,6 +765,26 @@ mod tests {
         r.defer(notice(1), "down".into()).await.unwrap();
         assert!(r.is_pending(&notice(1)));
         assert!(!r.is_pending(&notice(2)));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_write_is_set_aside_not_retried_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, redb) = crate::store::open(dir.path()).unwrap();
+        local
+            .push_pending_raw(br#"{"write":"from_a_newer_build"}"#)
+            .unwrap();
+        let claim = PendingWrite::Claim {
+            key: "k".into(),
+            at_ms: 1,
+        };
+        local.push_pending(&claim).unwrap();
+        let r = Registry::open_with_outbox(Arc::new(redb), local.clone())
+            .await
+            .unwrap();
+        assert_eq!(r.pending_writes(), 2);
+        assert_eq!(r.drain_outbox(&NoNotices).await.unwrap(), 1);
+        assert_eq!(r.pending_writes(), 0);
     }
 
     #[tokio::test]

@@ -155,14 +155,29 @@ impl LocalStore {
         })
     }
 
-    /// The oldest waiting write.
-    pub fn first_pending(&self) -> Result<Option<(u64, PendingWrite)>, StoreError> {
+    /// Stores raw bytes as the next write (tests: an entry another build wrote).
+    #[cfg(test)]
+    pub(crate) fn push_pending_raw(&self, bytes: &[u8]) -> Result<u64, StoreError> {
+        self.db.write(|tx| {
+            let mut t = tx.open_table(TABLE)?;
+            let seq = next_u64_key(&t)?;
+            t.insert(seq, bytes)?;
+            Ok(seq)
+        })
+    }
+
+    /// The oldest waiting write, with its number even when it cannot be
+    /// decoded (so that the caller can set it aside rather than stall).
+    #[allow(clippy::type_complexity)]
+    pub fn first_pending(
+        &self,
+    ) -> Result<Option<(u64, Result<PendingWrite, StoreError>)>, StoreError> {
         self.db.read(|tx| {
             let t = tx.open_table(TABLE)?;
             match t.first()? {
                 Some((k, v)) => Ok(Some((
                     k.value(),
-                    decode("store_outbox", k.value(), v.value())?,
+                    decode("store_outbox", k.value(), v.value()),
                 ))),
                 None => Ok(None),
             }
