@@ -323,8 +323,9 @@ fn postgresql_stopped_and_started_mid_traffic_loses_and_doubles_nothing() {
         .filter(|(_, t)| *t >= down && *t <= up)
         .count();
     eprintln!(
-        "{} messages accepted, {during} while PostgreSQL was down",
-        accepted.len()
+        "{} messages accepted, {during} while PostgreSQL was down ({:?} from the stop until it answered again)",
+        accepted.len(),
+        up - down
     );
     assert!(
         during > 0,
