@@ -440,7 +440,8 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on admin.listen {}", cfg.admin.listen))?;
     let addr = listener.local_addr()?;
-    let refused = Arc::new(RefusedLog::new(state.audit.clone()));
+    let refused =
+        Arc::new(RefusedLog::new(state.audit.clone()).with_outbox(state.registry.clone()));
     let upkeep = tokio::spawn(refused_upkeep(
         refused.clone(),
         state.audit.clone(),

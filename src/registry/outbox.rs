@@ -311,6 +311,19 @@ impl Registry {
                 Ok(None)
             }
             PendingWrite::Audit { rec } => self.store.append_audit(rec).await.map(|_| None),
+            PendingWrite::Refused { rec } => {
+                let real = self.store.append_refused(rec).await?;
+                Ok(Some((provisional_id(seq), real)))
+            }
+            PendingWrite::RefusedCounts { updates } => {
+                // One not yet renumbered was never written: nothing to count on.
+                let known: Vec<_> = updates
+                    .iter()
+                    .filter(|u| !crate::store::local::outbox::is_provisional(u.seq))
+                    .cloned()
+                    .collect();
+                self.store.update_refused(&known).await.map(|()| None)
+            }
             PendingWrite::Claim { key, at_ms } => {
                 self.store.claim_notice(key, *at_ms).await.map(|_| None)
             }
@@ -472,7 +485,7 @@ fn apply(snap: &mut Snapshot, seq: u64, w: &PendingWrite) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::AtomicBool;
 
     use chrono::{DateTime, Utc};
@@ -492,12 +505,20 @@ mod tests {
     /// The embedded store, made out of reach at will (as PostgreSQL is when
     /// it stops).
     #[derive(Debug)]
-    struct Flaky {
-        inner: RedbRegistry,
-        down: AtomicBool,
+    pub(crate) struct Flaky {
+        pub(crate) inner: RedbRegistry,
+        pub(crate) down: AtomicBool,
     }
 
     impl Flaky {
+        /// Over `redb`, reachable.
+        pub(crate) fn new(inner: RedbRegistry) -> Flaky {
+            Flaky {
+                inner,
+                down: AtomicBool::new(false),
+            }
+        }
+
         fn up(&self) -> Result<(), StoreError> {
             if self.down.load(Ordering::SeqCst) {
                 return Err(StoreError::Unavailable(
@@ -560,7 +581,7 @@ mod tests {
     }
 
     /// No notices in these tests.
-    struct NoNotices;
+    pub(crate) struct NoNotices;
 
     #[async_trait::async_trait]
     impl KeptNotices for NoNotices {

@@ -11,7 +11,7 @@ use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::LocalStore;
-use crate::model::audit::AuditRecord;
+use crate::model::audit::{AuditRecord, RefusedUpdate};
 use crate::model::listings::GatewayListing;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 use crate::store::StoreError;
@@ -64,6 +64,18 @@ pub enum PendingWrite {
         /// The record.
         rec: AuditRecord,
     },
+    /// A record of refused admin calls (its number is provisional until
+    /// written, like a suspension's id).
+    Refused {
+        /// The record.
+        rec: AuditRecord,
+    },
+    /// Final counts of refused-call records, some named by a provisional
+    /// number.
+    RefusedCounts {
+        /// The counts.
+        updates: Vec<RefusedUpdate>,
+    },
     /// A notice claimed while the store was down (so that other nodes do
     /// not send it again once they can see the claim).
     Claim {
@@ -101,6 +113,8 @@ impl PendingWrite {
             PendingWrite::EndSuspension { .. } => "end_suspension",
             PendingWrite::Disconnect { .. } => "disconnect",
             PendingWrite::Audit { .. } => "audit",
+            PendingWrite::Refused { .. } => "refused",
+            PendingWrite::RefusedCounts { .. } => "refused_counts",
             PendingWrite::Claim { .. } => "claim",
             PendingWrite::Listing { .. } => "listing",
             PendingWrite::EndListing { .. } => "end_listing",
@@ -111,6 +125,14 @@ impl PendingWrite {
     /// Replaces the provisional suspension id `from` by `to` where this
     /// write names it (an audit record's before and after states).
     fn remap(&mut self, from: u64, to: u64) -> bool {
+        if let PendingWrite::RefusedCounts { updates } = self {
+            let mut changed = false;
+            for u in updates.iter_mut().filter(|u| u.seq == from) {
+                u.seq = to;
+                changed = true;
+            }
+            return changed;
+        }
         let PendingWrite::Audit { rec } = self else {
             return false;
         };
