@@ -35,6 +35,7 @@ pub mod servers;
 pub mod settings;
 pub mod state;
 pub mod suspension;
+pub mod throughput;
 pub mod unregistered;
 
 use std::collections::HashMap;
@@ -315,6 +316,8 @@ pub struct Governor {
     state_dir: Option<PathBuf>,
     /// What it has done.
     pub counters: Counters,
+    /// Delivery results per minute, last hour.
+    pub deliveries: throughput::Throughput,
 }
 
 impl std::fmt::Debug for Governor {
@@ -413,6 +416,7 @@ impl Governor {
             webhooks,
             state_dir,
             counters: Counters::default(),
+            deliveries: Default::default(),
             clock,
             cfg,
             registry,
@@ -527,6 +531,7 @@ impl Governor {
             "throttled": throttled,
             "active_suspensions": {"domain": domains, "sender": senders},
             "tracked_scopes": tracked,
+            "deliveries": self.deliveries.to_json(now),
             "gateway_listings": listings,
             "blocklists": self.blocklist_status(),
             "limiter_keys": self.limits.keys(),
