@@ -99,6 +99,7 @@ pub fn bars(
     let (tid, did) = (format!("{id}-title"), format!("{id}-desc"));
     html! {
         figure.chart {
+            figcaption { (title) }
             svg id=(id) class="chart" role="img" aria-labelledby={ (tid) " " (did) }
                 viewBox={ "0 0 " (W) " " (height) } preserveAspectRatio="xMinYMin meet" {
                 title id=(tid) { (title) }
@@ -135,14 +136,12 @@ pub fn bars(
                     }
                 }
             }
-            figcaption {
-                ul.legend {
-                    @for s in series {
-                        li { span class={ "swatch " (s.class) } aria-hidden="true" {} (s.name) }
-                    }
-                    @if let Some(l) = &limit {
-                        li { span.swatch.limit aria-hidden="true" {} (l.name) }
-                    }
+            ul.legend {
+                @for s in series {
+                    li { span class={ "swatch " (s.class) } aria-hidden="true" {} (s.name) }
+                }
+                @if let Some(l) = &limit {
+                    li { span.swatch.limit aria-hidden="true" {} (l.name) }
                 }
             }
         }
@@ -183,6 +182,7 @@ pub fn figures(id: &str, title: &str, limit_word: &str, rows: &[Figure<'_>]) -> 
     let (tid, did) = (format!("{id}-title"), format!("{id}-desc"));
     html! {
         figure.chart {
+            figcaption { (title) }
             svg id=(id) class="chart" role="img" aria-labelledby={ (tid) " " (did) }
                 viewBox={ "0 0 " (W) " " (height) } preserveAspectRatio="xMinYMin meet" {
                 title id=(tid) { (title) }

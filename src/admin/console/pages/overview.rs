@@ -262,7 +262,7 @@ pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
         @if let Ok(g) = &gov {
             @if g["deliveries"].is_object() {
                 section aria-labelledby="rc-h" {
-                    h2 #rc-h { (ctx.t("overview.deliveries_chart")) }
+                    h2 #rc-h { (ctx.t("overview.deliveries_per_minute")) }
                     (deliveries_chart(ctx, &g["deliveries"]))
                 }
             }
