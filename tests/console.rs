@@ -171,6 +171,14 @@ fn the_duty_desk_works_in_a_real_browser() {
         ("other.example.kz", "192.0.2.10"),
     ] {
         b.goto(&format!("{}/console/applications/new", gw.admin_url()));
+        // The form's own fields: number, date, channel, reference, document.
+        b.type_into("#form_number", &format!("EG-{}", domain.len()));
+        b.script(
+            "document.getElementById('form_dated').value = '2026-11-30';
+             document.getElementById('form_channel').value = 'letter'; return 0;",
+        );
+        b.type_into("#form_reference", "01-12/345");
+        b.type_into("#form_document", "scan-7781");
         b.type_into("#domain", domain);
         b.type_into("#owner", "Ministry of Examples");
         b.type_into("#head", "A. Head");
@@ -180,6 +188,7 @@ fn the_duty_desk_works_in_a_real_browser() {
         b.type_into("#contact_name", "IT Desk");
         b.type_into("#contact_email", "it@contact.example.kz");
         b.type_into("#office_phone", "+7 7172 000000");
+        b.type_into("#mobile_phone", "+7 701 000 0000");
         if domain.starts_with("desk") {
             shot(&b, "application-intake");
         }
@@ -235,6 +244,12 @@ fn the_duty_desk_works_in_a_real_browser() {
     wait_page(&b, "id=\"checks\"");
     assert!(b.text("main h1").contains("desk.example.kz"));
     assert!(b.source().contains("A. Head"));
+    assert!(
+        b.text("#form-number").contains("2026-11-30"),
+        "{}",
+        b.source()
+    );
+    assert!(b.source().contains("01-12/345") && b.source().contains("Official letter"));
     shot(&b, "application");
     b.goto(&format!("{}/console/applications", gw.admin_url()));
     b.click(&format!("#approve-{desk}"));

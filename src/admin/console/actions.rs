@@ -408,6 +408,19 @@ pub async fn submit_application(State(c): State<Console>, ctx: Ctx, Form(f): Fie
             body[k] = v;
         }
     }
+    // The form's own number, date, channel, reference and document.
+    if !field(&f, "form_number").is_empty() {
+        let mut form = json!({
+            "number": field(&f, "form_number"),
+            "dated": field(&f, "form_dated"),
+            "channel": field(&f, "form_channel"),
+            "reference": field(&f, "form_reference"),
+        });
+        if let v @ Value::String(_) = optional(&f, "form_document") {
+            form["document"] = v;
+        }
+        body["form"] = form;
+    }
     let r = c
         .call(&ctx)
         .run("POST", "/api/v1/applications", &[], &[], Some(body))

@@ -330,7 +330,7 @@ pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
                 } @else {
                     table #throttled {
                         thead { tr {
-                            th scope="col" { (ctx.t("susp.scope")) }
+                            th scope="col" { (ctx.t("overview.scope")) }
                             th scope="col" { (ctx.t("overview.until")) }
                             th scope="col" { (ctx.t("overview.rule")) }
                         } }
@@ -366,7 +366,13 @@ pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
                                     td { (text(&l["address"])) }
                                     td { (text(&l["list"])) br; small { (text(&l["code"])) } }
                                     td { (when(&l["listed_at"])) }
-                                    td { (text(&l["source"])) }
+                                    td {
+                                        @match l["source"].as_str() {
+                                            Some("refusal") => (ctx.t("overview.seen_refusal")),
+                                            Some("dnsbl") => (ctx.t("overview.seen_dnsbl")),
+                                            _ => (text(&l["source"])),
+                                        }
+                                    }
                                 }
                             }
                         }
