@@ -241,8 +241,8 @@ pub fn intake_form(
                 legend { (ctx.t("intake.contact")) }
                 (field("contact_name", "contact.name", "text", true))
                 (field("contact_email", "contact.email", "email", true))
-                (field("office_phone", "contact.office_phone", "tel", false))
-                (field("mobile_phone", "contact.mobile_phone", "tel", false))
+                (field("office_phone", "contact.office_phone", "tel", true))
+                (field("mobile_phone", "contact.mobile_phone", "tel", true))
                 p.hint { (ctx.t("intake.phone_rule")) }
             }
             button type="submit" #submit-application { (ctx.t("intake.submit")) }
