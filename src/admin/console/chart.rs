@@ -54,36 +54,84 @@ fn num(v: f64) -> String {
     }
 }
 
-/// Bars per bucket (one group per bucket, one bar per series), labelled
-/// below every `label_every` buckets with `labels`, and an optional limit
-/// line. `id` makes the title and description ids unique on the page.
-pub fn bars(
-    id: &str,
-    title: &str,
-    series: &[Bars<'_>],
-    labels: &[String],
-    label_every: usize,
-    limit: Option<Limit<'_>>,
-    height: f64,
-) -> Markup {
+/// What frames a chart of buckets: its id (which makes the title's and
+/// description's ids unique on the page), title, the buckets' labels (one
+/// written below every `label_every`), its height in drawing units, and
+/// whether the series stack (one column a bucket) or stand side by side.
+pub struct Frame<'a> {
+    /// The SVG element's id.
+    pub id: &'a str,
+    /// Shown above the chart and read out as its name.
+    pub title: &'a str,
+    /// One label a bucket, oldest first.
+    pub labels: &'a [String],
+    /// Write every this many labels.
+    pub label_every: usize,
+    /// Height in drawing units (the width is 640).
+    pub height: f64,
+    /// One stacked column a bucket instead of a group of bars.
+    pub stacked: bool,
+}
+
+/// Bars per bucket (one group per bucket, one bar per series, or one
+/// stacked column per bucket), labelled below, and an optional limit line.
+pub fn bars(frame: &Frame<'_>, series: &[Bars<'_>], limit: Option<Limit<'_>>) -> Markup {
+    let Frame {
+        id,
+        title,
+        labels,
+        label_every,
+        height,
+        stacked,
+    } = *frame;
     let n = series
         .iter()
         .map(|s| s.values.len())
         .max()
         .unwrap_or(0)
         .max(1);
-    let top_value = series
-        .iter()
-        .flat_map(|s| s.values.iter().copied())
-        .max()
-        .unwrap_or(0) as f64;
+    let top_value = if stacked {
+        (0..n)
+            .map(|i| {
+                series
+                    .iter()
+                    .map(|s| s.values.get(i).copied().unwrap_or(0))
+                    .sum::<u64>()
+            })
+            .max()
+            .unwrap_or(0)
+    } else {
+        series
+            .iter()
+            .flat_map(|s| s.values.iter().copied())
+            .max()
+            .unwrap_or(0)
+    } as f64;
     let max = nice_max(top_value.max(limit.as_ref().map_or(0.0, |l| l.value)));
     let plot_h = height - TOP - BOTTOM;
     let plot_w = W - LEFT - RIGHT;
     let group = plot_w / n as f64;
-    let k = series.len().max(1) as f64;
+    let k = if stacked {
+        1.0
+    } else {
+        series.len().max(1) as f64
+    };
     let bar_w = (group * 0.8 / k).max(1.0);
     let y = |v: f64| TOP + plot_h - v / max * plot_h;
+    // Each bar: (series, bucket, x, bottom value, top value).
+    let mut base = vec![0u64; n];
+    let mut rects = Vec::new();
+    for (si, s) in series.iter().enumerate() {
+        for (i, v) in s.values.iter().enumerate().filter(|(_, v)| **v > 0) {
+            let (x, from) = if stacked {
+                (LEFT + group * i as f64 + group * 0.1, base[i])
+            } else {
+                (LEFT + group * i as f64 + group * 0.1 + bar_w * si as f64, 0)
+            };
+            base[i] += v;
+            rects.push((si, i, x, from, from + v));
+        }
+    }
     // The text alternative: every series' values in order, and the limit.
     let mut desc = series
         .iter()
@@ -113,13 +161,10 @@ pub fn bars(
                 text.tick x=(LEFT - 6.0) y=(y(max) + 4.0) text-anchor="end" { (num(max)) }
                 @for (si, s) in series.iter().enumerate() {
                     g class=(s.class) {
-                        @for (i, v) in s.values.iter().enumerate() {
-                            @if *v > 0 {
-                                @let x = LEFT + group * i as f64 + group * 0.1 + bar_w * si as f64;
-                                rect x=(format!("{x:.1}")) y=(format!("{:.1}", y(*v as f64)))
-                                    width=(format!("{bar_w:.1}")) height=(format!("{:.1}", y(0.0) - y(*v as f64))) {
-                                    title { (s.name) ": " (v) @if let Some(l) = labels.get(i) { " (" (l) ")" } }
-                                }
+                        @for (_, i, x, from, to) in rects.iter().filter(|r| r.0 == si) {
+                            rect x=(format!("{x:.1}")) y=(format!("{:.1}", y(*to as f64)))
+                                width=(format!("{bar_w:.1}")) height=(format!("{:.1}", y(*from as f64) - y(*to as f64))) {
+                                title { (s.name) ": " (to - from) @if let Some(l) = labels.get(*i) { " (" (l) ")" } }
                             }
                         }
                     }
@@ -216,21 +261,26 @@ mod tests {
         assert_eq!(nice_max(3.0), 5.0);
         assert_eq!(nice_max(12.0), 20.0);
         assert_eq!(nice_max(100.0), 100.0);
+        let labels = ["10:00".to_string(), "10:05".into(), "10:10".into()];
+        let mut frame = Frame {
+            id: "c1",
+            title: "Recipients per 5 minutes",
+            labels: &labels,
+            label_every: 1,
+            height: 180.0,
+            stacked: false,
+        };
         let svg = bars(
-            "c1",
-            "Recipients per 5 minutes",
+            &frame,
             &[Bars {
                 name: "refused",
                 class: "bar-c",
                 values: &[0, 4, 1],
             }],
-            &["10:00".into(), "10:05".into(), "10:10".into()],
-            1,
             Some(Limit {
                 name: "allowance",
                 value: 3.0,
             }),
-            180.0,
         )
         .into_string();
         assert!(
@@ -242,6 +292,28 @@ mod tests {
         // Two bars (no rect for a zero), the limit line and its label.
         assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
         assert!(svg.contains("class=\"limit\""));
+        // Stacked, the second series starts where the first ends.
+        frame.stacked = true;
+        let svg = bars(
+            &frame,
+            &[
+                Bars {
+                    name: "a",
+                    class: "bar-a",
+                    values: &[2, 0, 0],
+                },
+                Bars {
+                    name: "b",
+                    class: "bar-b",
+                    values: &[3, 0, 0],
+                },
+            ],
+            None,
+        )
+        .into_string();
+        assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
+        assert!(svg.contains(">5</text>"), "the axis goes to 5: {svg}");
+        assert!(svg.contains("<title>b: 3 (10:00)</title>"), "{svg}");
         let f = figures(
             "f1",
             "Figures",

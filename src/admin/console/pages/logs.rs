@@ -161,18 +161,15 @@ pub fn trip_chart(ctx: &Ctx, rec: &Value) -> Markup {
             @let labels: Vec<String> = (0..rcpt.len()).map(|i| first
                 .map(|t| (t + chrono::Duration::seconds(step * i as i64)).format("%H:%M").to_string())
                 .unwrap_or_default()).collect();
+            @let title = ctx.tf("chart.trip_title", &[("scope", &scope)]);
             (chart::bars(
-                &id,
-                &ctx.tf("chart.trip_title", &[("scope", &scope)]),
+                &chart::Frame { id: &id, title: &title, labels: &labels, label_every: 2, height: 200.0, stacked: false },
                 &[
                     Bars { name: ctx.t("chart.recipients"), class: "bar-a", values: &rcpt },
                     Bars { name: ctx.t("chart.new_recipients"), class: "bar-b", values: &new },
                     Bars { name: ctx.t("chart.rejected"), class: "bar-c", values: &rej },
                 ],
-                &labels,
-                2,
                 ev["allowance_5min"].as_f64().map(|v| Limit { name: ctx.t("ev.allowance_5min"), value: v }),
-                200.0,
             ))
         }
         @if !figures.is_empty() {

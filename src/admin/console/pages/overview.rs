@@ -64,8 +64,14 @@ fn deliveries_chart(ctx: &Ctx, d: &Value) -> Markup {
         })
         .collect();
     chart::bars(
-        "deliveries-chart",
-        ctx.t("overview.deliveries_chart"),
+        &chart::Frame {
+            id: "deliveries-chart",
+            title: ctx.t("overview.deliveries_chart"),
+            labels: &labels,
+            label_every: 10,
+            height: 150.0,
+            stacked: true,
+        },
         &[
             Bars {
                 name: ctx.t("status.delivered"),
@@ -83,10 +89,7 @@ fn deliveries_chart(ctx: &Ctx, d: &Value) -> Markup {
                 values: &failed,
             },
         ],
-        &labels,
-        10,
         None,
-        150.0,
     )
 }
 
