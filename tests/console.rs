@@ -659,6 +659,8 @@ fn viewers_see_no_actions_and_forms_need_the_csrf_token() {
     assert_eq!(d["owner"], "Agency of Renamed Examples", "{d}");
     assert_eq!(d["contacts"][0]["mobile_phone"], "+77011112233", "{d}");
     assert!(b.text("#domain-versions").contains("Letter of the agency"));
+    // The advice on its DNS records, as the API gives it.
+    assert!(b.text("#domain-advice").contains("dmarc"), "{}", b.source());
     shot(&b, "domain-edited");
     b.type_into("#disconnect-reason", "The agency left the gateway");
     b.click("#disconnect");

@@ -258,7 +258,7 @@ pub fn intake_form(
 }
 
 /// A check's verdict as a badge (ok, unknown, warning, problem).
-fn verdict(ctx: &Ctx, v: &str) -> Markup {
+pub fn verdict(ctx: &Ctx, v: &str) -> Markup {
     let key = match v {
         "ok" => "verdict.ok",
         "unknown" => "verdict.unknown",

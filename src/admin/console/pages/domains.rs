@@ -252,6 +252,27 @@ pub async fn show(State(c): State<Console>, ctx: Ctx, Path(name): Path<String>) 
                 (actions(&ctx, &name, &status, &d))
             }
         }
+        @if let Some(advice) = d["advice"].as_array().filter(|a| !a.is_empty()) {
+            section aria-labelledby="adv-h" {
+                h2 #adv-h { (ctx.t("domain.advice")) }
+                table #domain-advice {
+                    thead { tr {
+                        th scope="col" { (ctx.t("apps.check")) }
+                        th scope="col" { (ctx.t("apps.verdict")) }
+                        th scope="col" { (ctx.t("apps.found")) }
+                    } }
+                    tbody {
+                        @for a in advice {
+                            tr {
+                                td { code { (text(&a["check"])) } }
+                                td { (super::applications::verdict(&ctx, a["verdict"].as_str().unwrap_or(""))) }
+                                td { (text(&a["detail"])) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         section aria-labelledby="h-h" {
             h2 #h-h { (ctx.t("domain.history")) }
             @match &history {
