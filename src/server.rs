@@ -98,6 +98,45 @@ pub async fn open_shared(
     Ok(pg)
 }
 
+/// Tells the other nodes sharing the store who this node is and where its
+/// admin API answers, at start and every 30 s (a database that is down
+/// meanwhile only delays it).
+fn announce_node(
+    cfg: &Config,
+    store: Arc<dyn RegistryStore>,
+    admin_addr: std::net::SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let scheme = if cfg.admin.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    // A wildcard address says nothing about where peers reach it.
+    let admin_url = cfg.store.admin_url.clone().or_else(|| {
+        (!admin_addr.ip().is_unspecified()).then(|| format!("{scheme}://{admin_addr}"))
+    });
+    let now = chrono::Utc::now();
+    let mut node = crate::model::nodes::NodeRecord {
+        name: cfg.node_name(),
+        admin_url,
+        started_at: now,
+        seen_at: now,
+    };
+    tokio::spawn(async move {
+        loop {
+            node.seen_at = chrono::Utc::now();
+            if let Err(e) = store.announce_node(&node).await {
+                tracing::debug!(error = %e, "cannot announce this node to the shared store");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+                _ = stopped(&mut stop) => break,
+            }
+        }
+    });
+}
+
 /// Runs the gateway until `shutdown` resolves. Components read the
 /// configuration from `live`; SIGHUP and `POST /api/v1/reload` replace it.
 pub async fn run(
@@ -211,13 +250,16 @@ pub async fn run(
         live: live.clone(),
         registry: registry.clone(),
         store: store.clone(),
-        audit: shared,
+        audit: shared.clone(),
         queue: queue.clone(),
         tokens: Arc::new(LiveTokens::default()),
         ready: ready.clone(),
     };
     // HTTPS when admin.tls_cert is set; also keeps refused calls' audit compact.
     let (admin_addr, mut admin_task) = admin::serve(admin_state, stop_rx.clone()).await?;
+    if cfg.store.url.is_some() {
+        announce_node(&cfg, shared.clone(), admin_addr, stop_rx.clone());
+    }
 
     let smtp = crate::smtp::listener::Listeners::bind(&cfg.smtp.listen)
         .await
@@ -259,8 +301,10 @@ pub async fn run(
         resolver,
         client_settings,
         governor.clone(),
-        mta_sts,
-        Some(store.clone()),
+        crate::delivery::scheduler::TlsPolicies {
+            mta_sts,
+            reports: Some(store.clone()),
+        },
     );
     let mut delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));
 

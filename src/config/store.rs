@@ -14,16 +14,20 @@ use super::ConfigProblem;
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
     /// `postgres://user@host:port/db[?options]`; unset: the embedded redb file.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// A file whose first line is the database password (kept out of the
     /// configuration, which `config show` prints).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
     /// CA certificates (PEM) that vouch for the database server's TLS
     /// certificate, besides the system's.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<PathBuf>,
+    /// This node's name among the nodes sharing the store; default
+    /// `server.hostname` (give each node its own when they share one).
+    pub node_name: Option<String>,
+    /// Where the other nodes reach this node's admin API
+    /// (`http(s)://host:port`); default the address `admin.listen` bound,
+    /// unless that is a wildcard (then the node cannot be asked).
+    pub admin_url: Option<String>,
 }
 
 impl StoreSection {
@@ -50,6 +54,24 @@ impl StoreSection {
             && let Err(e) = crate::trust::load_roots(p)
         {
             out.push(ConfigProblem::new("store.tls_ca_file", e.to_string()));
+        }
+        if let Some(u) = &self.admin_url
+            && !((u.starts_with("http://") || u.starts_with("https://"))
+                && u.len() > "https://".len()
+                && !u.contains(char::is_whitespace))
+        {
+            out.push(ConfigProblem::new(
+                "store.admin_url",
+                "must be an http:// or https:// URL of this node's admin API",
+            ));
+        }
+        if let Some(n) = &self.node_name
+            && (n.is_empty() || n.len() > 253 || !n.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            out.push(ConfigProblem::new(
+                "store.node_name",
+                "must be 1 to 253 printable ASCII characters",
+            ));
         }
         if let Some(p) = &self.password_file
             && let Err(e) = std::fs::read_to_string(p)
@@ -86,5 +108,16 @@ impl StoreSection {
                 Ok(Some(text.lines().next().unwrap_or("").to_string()))
             }
         }
+    }
+}
+
+impl super::Config {
+    /// This node's name among the nodes sharing the store:
+    /// `store.node_name`, else `server.hostname`.
+    pub fn node_name(&self) -> String {
+        self.store
+            .node_name
+            .clone()
+            .unwrap_or_else(|| self.server.hostname.to_string())
     }
 }
