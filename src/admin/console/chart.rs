@@ -241,7 +241,7 @@ pub fn figures(id: &str, title: &str, limit_word: &str, rows: &[Figure<'_>]) -> 
                     text.tick x=(label_w - 8.0) y=(top + 15.0) text-anchor="end" { (r.name) }
                     rect class=(class)
                         x=(label_w) y=(top + 3.0) width=(format!("{w:.1}")) height="16" {}
-                    line.limit x1=(format!("{lx:.1}")) y1=(top) x2=(format!("{lx:.1}")) y2=(top + 22.0) {}
+                    line.marker x1=(format!("{lx:.1}")) y1=(top - 1.0) x2=(format!("{lx:.1}")) y2=(top + 23.0) {}
                     text.tick x=(label_w + plot_w + 8.0) y=(top + 15.0) {
                         (show(r.value, r.unit)) " / " (show(r.limit, r.unit))
                     }

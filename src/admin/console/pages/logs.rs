@@ -140,14 +140,14 @@ pub fn trip_chart(ctx: &Ctx, rec: &Value) -> Markup {
             })
         })
         .collect();
-    let share_limit = match ev["rule"].as_str() {
-        Some("unknown_recipients") => ev["unknown_share"].as_f64(),
-        Some("rejections") => ev["rejection_share"].as_f64(),
-        _ => None,
+    let (share_name, share_limit) = match ev["rule"].as_str() {
+        Some("unknown_recipients") => ("chart.share_unknown", ev["unknown_share"].as_f64()),
+        Some("rejections") => ("chart.share_rejected", ev["rejection_share"].as_f64()),
+        _ => ("ev.share", None),
     };
     if let (Some(share), Some(limit)) = (ev["share"].as_f64(), share_limit) {
         figures.push(Figure {
-            name: ctx.t("ev.share"),
+            name: ctx.t(share_name),
             value: (share * 1000.0).round() / 10.0,
             limit: (limit * 1000.0).round() / 10.0,
             unit: "%",
