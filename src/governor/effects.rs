@@ -72,6 +72,8 @@ impl Governor {
                     "steps".into(),
                     serde_json::to_value(&t.ladder.history).unwrap_or_default(),
                 );
+                // The last hour in 5-minute buckets: the chart of the trip.
+                o.insert("series".into(), t.stats.series.to_json(now));
             }
             step
         };

@@ -35,6 +35,7 @@ pub mod servers;
 pub mod settings;
 pub mod state;
 pub mod suspension;
+pub mod throughput;
 pub mod unregistered;
 
 use std::collections::HashMap;
@@ -315,6 +316,8 @@ pub struct Governor {
     state_dir: Option<PathBuf>,
     /// What it has done.
     pub counters: Counters,
+    /// Delivery results per minute, last hour.
+    pub deliveries: throughput::Throughput,
 }
 
 impl std::fmt::Debug for Governor {
@@ -413,6 +416,7 @@ impl Governor {
             webhooks,
             state_dir,
             counters: Counters::default(),
+            deliveries: Default::default(),
             clock,
             cfg,
             registry,
@@ -529,6 +533,7 @@ impl Governor {
             "tracked_scopes": tracked,
             // Automatic decisions waiting for the shared store (PostgreSQL).
             "store_pending_writes": self.registry.pending_writes(),
+            "deliveries": self.deliveries.to_json(now),
             "gateway_listings": listings,
             "blocklists": self.blocklist_status(),
             "limiter_keys": self.limits.keys(),
