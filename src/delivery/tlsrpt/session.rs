@@ -53,16 +53,8 @@ pub fn classify_dane(
     mx_host: &str,
     addr: SocketAddr,
 ) -> Option<SessionResult> {
-    let fail = |result_type: &str, info: Option<String>| {
-        Some(SessionResult::Failure(FailureDetail {
-            result_type: result_type.into(),
-            sending_mta_ip: None,
-            receiving_mx_hostname: mx_host.trim_end_matches('.').to_string(),
-            receiving_ip: Some(addr.ip().to_string()),
-            failed_session_count: 1,
-            additional_information: info,
-        }))
-    };
+    let fail =
+        |result_type: &str, info: Option<String>| Some(failure(result_type, mx_host, addr, info));
     match attempt {
         Attempt::Open { tls: false, .. } | Attempt::Failed(ConnError::TlsRequired { .. }) => {
             fail("starttls-not-supported", None)
@@ -105,16 +97,8 @@ pub fn classify(
     mx_listed: bool,
     addr: SocketAddr,
 ) -> Option<SessionResult> {
-    let fail = |result_type: &str, info: Option<String>| {
-        Some(SessionResult::Failure(FailureDetail {
-            result_type: result_type.into(),
-            sending_mta_ip: None,
-            receiving_mx_hostname: mx_host.trim_end_matches('.').to_string(),
-            receiving_ip: Some(addr.ip().to_string()),
-            failed_session_count: 1,
-            additional_information: info,
-        }))
-    };
+    let fail =
+        |result_type: &str, info: Option<String>| Some(failure(result_type, mx_host, addr, info));
     match attempt {
         Attempt::Open { tls: false, .. } => fail("starttls-not-supported", None),
         Attempt::Open {
@@ -139,6 +123,23 @@ pub fn classify(
         }
         Attempt::Failed(_) => None,
     }
+}
+
+/// One failed session of `result_type` to `mx_host` at `addr`.
+fn failure(
+    result_type: &str,
+    mx_host: &str,
+    addr: SocketAddr,
+    info: Option<String>,
+) -> SessionResult {
+    SessionResult::Failure(FailureDetail {
+        result_type: result_type.into(),
+        sending_mta_ip: None,
+        receiving_mx_hostname: mx_host.trim_end_matches('.').to_string(),
+        receiving_ip: Some(addr.ip().to_string()),
+        failed_session_count: 1,
+        additional_information: info,
+    })
 }
 
 /// The RFC 8460 §4.3.2.2 result type of a policy that could not be had.
@@ -172,14 +173,7 @@ pub fn policy_failure(
     mx_host: &str,
     addr: SocketAddr,
 ) -> SessionResult {
-    SessionResult::Failure(FailureDetail {
-        result_type: result_type.into(),
-        sending_mta_ip: None,
-        receiving_mx_hostname: mx_host.trim_end_matches('.').to_string(),
-        receiving_ip: Some(addr.ip().to_string()),
-        failed_session_count: 1,
-        additional_information: Some(why.to_string()),
-    })
+    failure(result_type, mx_host, addr, Some(why.to_string()))
 }
 
 /// The RFC 8460 §4.3.2 result type of a certificate problem, from the
