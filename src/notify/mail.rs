@@ -114,7 +114,7 @@ pub async fn enqueue_notice(
         Err(NotifyError::Number(RegistryError::Store(crate::store::StoreError::Unavailable(
             why,
         )))) => {
-            let kept = super::outbox::Deferred::new(to, text);
+            let kept = super::kept::Deferred::new(to, text);
             let w = crate::store::local::outbox::PendingWrite::Notice {
                 notice: serde_json::to_value(&kept).unwrap_or_default(),
             };

@@ -10,6 +10,7 @@
 pub mod alarms;
 pub mod contacts;
 pub mod deadlines;
+pub mod kept;
 pub mod lifecycle;
 pub mod mail;
 pub mod notices;
