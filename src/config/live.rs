@@ -44,6 +44,9 @@ pub const RESTART_KEYS: &[(&str, Keep)] = &[
     ("store.tls_ca_file", |n, o| {
         n.store.tls_ca_file = o.store.tls_ca_file.clone()
     }),
+    ("store.governor_sync", |n, o| {
+        n.store.governor_sync = o.store.governor_sync
+    }),
     ("server.log_format", |n, o| {
         n.server.log_format = o.server.log_format
     }),

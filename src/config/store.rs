@@ -4,13 +4,15 @@
 //! on each node's disk either way.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::ConfigProblem;
+use crate::values::Span;
 
 /// `[store]`: where the registry lives.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
     /// `postgres://user@host:port/db[?options]`; unset: the embedded redb file.
@@ -24,6 +26,28 @@ pub struct StoreSection {
     /// certificate, besides the system's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<PathBuf>,
+    /// With `url`: how often the governor sends the other nodes what it
+    /// accepted, so that limits and detection hold across them; `0s`: never
+    /// (each node governs alone).
+    pub governor_sync: Span,
+}
+
+/// The default `store.governor_sync`: a split flood gets past the
+/// cluster-wide limits by what one node accepts in this long, at most.
+pub const GOVERNOR_SYNC: Duration = Duration::from_millis(200);
+
+/// Beyond this the exchange is too slow to matter against a flood.
+const GOVERNOR_SYNC_MAX: Duration = Duration::from_secs(10);
+
+impl Default for StoreSection {
+    fn default() -> StoreSection {
+        StoreSection {
+            url: None,
+            password_file: None,
+            tls_ca_file: None,
+            governor_sync: Span(GOVERNOR_SYNC),
+        }
+    }
 }
 
 impl StoreSection {
@@ -44,6 +68,13 @@ impl StoreSection {
             out.push(ConfigProblem::new(
                 "store.password_file",
                 "only used with store.url",
+            ));
+        }
+        let sync = self.governor_sync.0;
+        if sync > GOVERNOR_SYNC_MAX || (!sync.is_zero() && sync < Duration::from_millis(10)) {
+            out.push(ConfigProblem::new(
+                "store.governor_sync",
+                "must be 0s (off) or from 10ms to 10s",
             ));
         }
         if let Some(p) = &self.tls_ca_file

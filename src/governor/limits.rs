@@ -117,6 +117,16 @@ impl Cell {
         true
     }
 
+    /// Takes one cell whatever the rate says: traffic another node already
+    /// accepted. The cell ends at most empty, as a single node's would, so
+    /// the excess two nodes let through together is not charged twice.
+    pub fn charge(&mut self, rate: Rate, now_ms: u64) {
+        let now = now_ms.saturating_mul(1000);
+        let t = rate.interval_us();
+        let full = now + t.saturating_mul(u64::from(rate.burst));
+        self.0 = (self.0.max(now) + t).min(full.max(self.0));
+    }
+
     /// True when the cell is full again (nothing to remember).
     pub fn is_idle(&self, now_ms: u64) -> bool {
         self.0 <= now_ms.saturating_mul(1000)
