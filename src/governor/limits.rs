@@ -225,6 +225,24 @@ mod tests {
     const K_B: u128 = 2;
 
     #[test]
+    fn a_charge_takes_a_cell_past_the_limit_but_never_beyond_empty() {
+        let r = Rate::per_minute(5, 100);
+        let mut c = Cell::default();
+        for _ in 0..3 {
+            c.charge(r, 1_000);
+        }
+        assert!(c.take(r, 1_000) && c.take(r, 1_000));
+        assert!(!c.take(r, 1_000));
+        // Ten more charged: still as empty as five takes leave it, so a
+        // cell comes back one interval (12 s) later, not ten.
+        for _ in 0..10 {
+            c.charge(r, 1_000);
+        }
+        assert!(!c.take(r, 12_999));
+        assert!(c.take(r, 13_000));
+    }
+
+    #[test]
     fn hourly_limit_with_full_burst_then_refill() {
         let clock = FakeRelativeClock::default();
         let l = Limiters::with_clock(clock.clone());
