@@ -6,7 +6,8 @@
 //! figures to compare. The tolerance asserted, and printed with the
 //! measurements: the split flood accepts at most what one node accepts plus
 //! what the flood sends in one exchange interval and the link's latency,
-//! plus one message of recipients.
+//! plus one message of recipients. With PostgreSQL down, each node
+//! governs alone.
 
 mod common;
 
@@ -284,4 +285,17 @@ fn a_recipient_rate_split_across_two_nodes_holds_cluster_wide() {
     assert!(split.accepted >= 20, "{split:?}");
     assert!(split.accepted <= one.accepted + tolerance, "{split:?}");
     assert!(split.accepted < 40, "{split:?}");
+
+    // PostgreSQL down (fail-static): each node governs alone on its own
+    // traffic; nothing on the SMTP path waits for the exchange.
+    pg.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let alone = flood(&[&a, &b], "other@rates.example.kz", "d", 20, RATE_PACE);
+    eprintln!("PostgreSQL down: {alone:?} in {:?}", started.elapsed());
+    // 20 a minute on each node: 40 in all, as two separate nodes.
+    assert_eq!(alone.accepted, 40, "{alone:?}\n{}", a.log_text());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let dropped = api(&a, "/api/v1/governor")["cluster"]["dropped"].clone();
+    eprintln!("observations dropped on node A while PostgreSQL was down: {dropped}");
 }

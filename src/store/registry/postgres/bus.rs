@@ -4,7 +4,8 @@
 //! stored: NOTIFY is fire-and-forget, which is what the governor's
 //! observations need (a lost batch costs a little precision, never mail).
 //! When the connection drops it is made again after [`RETRY`]; what is
-//! published meanwhile waits in the link's queue, dropped once it is full.
+//! published meanwhile is dropped, not sent late: another node would count
+//! it as traffic of the moment it arrives.
 
 use std::time::Duration;
 
@@ -68,7 +69,8 @@ pub(super) fn spawn(pg: tokio_postgres::Config, tls: MakeRustlsConnect) -> PeerL
                     match ready.await {
                         Ok(notify) => {
                             if !first {
-                                tracing::info!("PostgreSQL peer link back");
+                                let stale = discard(&mut out);
+                                tracing::info!(dropped = stale, "PostgreSQL peer link back");
                             }
                             first = false;
                             loop {
@@ -104,7 +106,17 @@ pub(super) fn spawn(pg: tokio_postgres::Config, tls: MakeRustlsConnect) -> PeerL
                 }
             }
             tokio::time::sleep(RETRY).await;
+            discard(&mut out);
         }
     });
     PeerLink { send, received }
+}
+
+/// Drops what waits to be published; how many messages that was.
+fn discard(out: &mut mpsc::Receiver<String>) -> usize {
+    let mut n = 0;
+    while out.try_recv().is_ok() {
+        n += 1;
+    }
+    n
 }
