@@ -257,7 +257,7 @@ impl Governor {
         every: Duration,
         mut stop: watch::Receiver<bool>,
     ) {
-        if self.cluster.set(Cluster::new(every)).is_err() {
+        if !self.join_cluster(every) {
             return;
         }
         let Some(c) = self.cluster.get() else {
@@ -302,6 +302,17 @@ impl Governor {
                 _ = crate::shutdown::stopped(&mut stop) => break,
             }
         }
+    }
+
+    /// Starts keeping observations for the other nodes (what
+    /// [`Governor::run_cluster`] sends); false if already joined.
+    pub fn join_cluster(&self, every: Duration) -> bool {
+        self.cluster.set(Cluster::new(every)).is_ok()
+    }
+
+    /// This node's part in the exchange, once joined.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.get()
     }
 
     /// Takes in one message from the link (this node's own are skipped).
