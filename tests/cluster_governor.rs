@@ -190,7 +190,12 @@ fn a_novelty_flood_split_across_two_nodes_is_stopped_as_on_one_node() {
         assert!(c["received"].as_u64().unwrap() > 0, "{c}");
         assert_eq!(c["dropped"], 0, "{c}");
     }
-    assert!(split.suspended, "{split:?}\n{}\n{}", a.log_text(), b.log_text());
+    assert!(
+        split.suspended,
+        "{split:?}\n{}\n{}",
+        a.log_text(),
+        b.log_text()
+    );
     // The stated tolerance: one interval and the latency at the flood's
     // rate, one message's recipients.
     let window = (200 + latency) as f64 / 1000.0;
@@ -198,7 +203,12 @@ fn a_novelty_flood_split_across_two_nodes_is_stopped_as_on_one_node() {
     eprintln!(
         "accepted before the first deferral: one node {}, split {} (tolerance {tolerance} = \
          {:.0} RCPT/s x {:.3} s + {PER_MESSAGE}); deferred before suspension: one node {}, split {}",
-        one.before_deferral, split.before_deferral, split.rate, window, one.deferred, split.deferred
+        one.before_deferral,
+        split.before_deferral,
+        split.rate,
+        window,
+        one.deferred,
+        split.deferred
     );
     assert!(
         split.accepted <= one.accepted + tolerance,
@@ -229,10 +239,8 @@ fn a_novelty_flood_split_across_two_nodes_is_stopped_as_on_one_node() {
 
     // Without the exchange each node judges half the flood: twice as many
     // get through before the first deferral.
-    let apart_cfg = node_config(&pg, "apart", GOVERNOR).replace(
-        "[store]\n",
-        "[store]\ngovernor_sync = \"0s\"\n",
-    );
+    let apart_cfg = node_config(&pg, "apart", GOVERNOR)
+        .replace("[store]\n", "[store]\ngovernor_sync = \"0s\"\n");
     let c = Gateway::start(&apart_cfg);
     let d = Gateway::start(&apart_cfg);
     c.register_shared(DOMAIN);
@@ -272,7 +280,11 @@ fn a_recipient_rate_split_across_two_nodes_holds_cluster_wide() {
     let split = flood(&[&a, &b], SENDER, "c", 20, RATE_PACE);
     let latency = [&a, &b]
         .iter()
-        .map(|n| api(n, "/api/v1/governor")["cluster"]["max_latency_ms"].as_u64().unwrap())
+        .map(|n| {
+            api(n, "/api/v1/governor")["cluster"]["max_latency_ms"]
+                .as_u64()
+                .unwrap()
+        })
         .max()
         .unwrap();
     let window = (200 + latency) as f64 / 1000.0;

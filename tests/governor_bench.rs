@@ -186,7 +186,12 @@ fn unbounded_governor(
     (g.domain_new_recipients_5min, g.domain_new_recipients_hour) = (big, big);
     g.max_tracked_senders = 200_000;
     cfg.server.data_dir = dir.to_path_buf();
-    let gov = Governor::new(ugem::config::Live::fixed(cfg), registry.clone(), local, queue);
+    let gov = Governor::new(
+        ugem::config::Live::fixed(cfg),
+        registry.clone(),
+        local,
+        queue,
+    );
     (gov, registry, domain)
 }
 
@@ -220,7 +225,9 @@ fn cluster_exchange_cost_per_rcpt() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let rcpts: Vec<String> = (0..n).map(|i| format!("r{i}@far{}.example", i % 97)).collect();
+    let rcpts: Vec<String> = (0..n)
+        .map(|i| format!("r{i}@far{}.example", i % 97))
+        .collect();
     let median = |v: &mut Vec<std::time::Duration>| {
         v.sort();
         (v[v.len() / 2], v[v.len() * 99 / 100])
@@ -255,7 +262,12 @@ fn cluster_exchange_cost_per_rcpt() {
 
     // The background: encoding on the sending node.
     let t = Instant::now();
-    let msgs = encode("0123456789abcdef", 0, &pushed, ugem::store::PEER_MESSAGE_MAX);
+    let msgs = encode(
+        "0123456789abcdef",
+        0,
+        &pushed,
+        ugem::store::PEER_MESSAGE_MAX,
+    );
     let enc = t.elapsed();
     let bytes: usize = msgs.iter().map(String::len).sum();
     println!(

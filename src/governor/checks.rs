@@ -195,7 +195,12 @@ impl Governor {
     /// What the MAIL and RCPT checks share: the time, the limits in force
     /// (from the caller's registry snapshot) and both scope keys; `None`
     /// when the governor is off.
-    pub(super) fn subject(&self, snap: &Snapshot, domain: &Domain, sender: &str) -> Option<Subject> {
+    pub(super) fn subject(
+        &self,
+        snap: &Snapshot,
+        domain: &Domain,
+        sender: &str,
+    ) -> Option<Subject> {
         if !self.enabled() {
             return None;
         }

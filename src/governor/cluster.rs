@@ -132,7 +132,10 @@ impl Batch {
 /// long for a message on its own (an address is at most 256 octets, so
 /// never in practice) is dropped.
 pub fn encode(node: &str, at: u64, obs: &[Obs], max: usize) -> Vec<String> {
-    let head = format!("{{\"v\":{VERSION},\"node\":{},\"at\":{at},\"o\":[", json_str(node));
+    let head = format!(
+        "{{\"v\":{VERSION},\"node\":{},\"at\":{at},\"o\":[",
+        json_str(node)
+    );
     let mut out = Vec::new();
     let mut cur = head.clone();
     let mut n = 0;
@@ -510,7 +513,10 @@ mod tests {
     fn batches_stay_under_the_limit_and_lose_nothing() {
         let obs: Vec<Obs> = (0..1000).map(rcpt).collect();
         let msgs = encode("node-a", 42, &obs, PEER_MESSAGE_MAX);
-        assert!(msgs.len() > 1, "1000 observations need more than one message");
+        assert!(
+            msgs.len() > 1,
+            "1000 observations need more than one message"
+        );
         let mut back = Vec::new();
         for m in &msgs {
             assert!(m.len() <= PEER_MESSAGE_MAX, "{} bytes", m.len());

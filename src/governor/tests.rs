@@ -353,7 +353,10 @@ async fn a_flood_split_across_two_nodes_stops_where_one_node_stops_it() {
     // Exchanged every 6 RCPTs (3 per node): at most one interval's worth more.
     let (mut a, mut b) = two_nodes(flood_tune).await;
     let (acc, susp) = flood(&mut [&mut a, &mut b], 6);
-    assert!(acc >= single_accepted && acc <= single_accepted + 6, "{acc}");
+    assert!(
+        acc >= single_accepted && acc <= single_accepted + 6,
+        "{acc}"
+    );
     let susp = susp.expect("suspended across the nodes");
     assert!(susp <= single_suspended + 6, "{susp} vs {single_suspended}");
 
@@ -400,7 +403,10 @@ async fn the_others_recipients_become_known_and_throttles_are_copied() {
         a.rcpt(s, &format!("friend{i}@far.example")).unwrap();
     }
     let t = a.tracked(&format!("s:{s}")).unwrap();
-    assert_eq!(detector::Novelty::of(&t.stats, None, a.clock.now_ms()).new_5, 10);
+    assert_eq!(
+        detector::Novelty::of(&t.stats, None, a.clock.now_ms()).new_5,
+        10
+    );
     // The allowance is used up cluster-wide: A's first new one throttles.
     assert!(a.rcpt(s, "stranger@far.example").is_err());
     assert_eq!(
