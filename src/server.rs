@@ -271,8 +271,10 @@ pub async fn run(
         resolver,
         client_settings,
         governor.clone(),
-        mta_sts,
-        Some(store.clone()),
+        crate::delivery::scheduler::TlsPolicies {
+            mta_sts,
+            reports: Some(store.clone()),
+        },
     );
     let mut delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));
 

@@ -446,3 +446,73 @@ fn the_yearly_reconfirmation_is_reminded_once_and_confirming_clears_it() {
     );
     assert!(!out.status.success());
 }
+
+/// `application submit` for `domain` with `--language lang`; its id.
+fn apply(gw: &Gateway, domain: &str, server: &str, lang: &str) -> u64 {
+    let out = gw.cli_ok(&[
+        "--json",
+        "application",
+        "submit",
+        "--domain",
+        domain,
+        "--owner",
+        "Akimat of Examples",
+        "--category",
+        "local-government",
+        "--head",
+        "Asel Bekova",
+        "--server",
+        server,
+        "--contact",
+        "Duty Officer <postmaster@gw.test.example>; mobile=+7 701 000 0000; office=+7 (7172) 00-00-00",
+        "--language",
+        lang,
+    ]);
+    let v = json(&out);
+    v["application"]["id"]
+        .as_u64()
+        .or_else(|| v["id"].as_u64())
+        .unwrap_or_else(|| panic!("no id in {v}"))
+}
+
+#[test]
+fn an_applications_languages_choose_its_notices_and_stay_with_the_domain() {
+    let gw = Gateway::start(CONFIG);
+    // Rejected: the reasons go out in the application's language only.
+    let id = apply(&gw, "ru-app.example.kz", "192.0.2.21", "ru");
+    gw.cli_ok(&[
+        "application",
+        "reject",
+        &id.to_string(),
+        "--reason",
+        "нет подписи руководителя",
+    ]);
+    let rejected = notice_about(&gw, "ru-app.example.kz");
+    assert!(
+        rejected.body.contains("нет подписи руководителя"),
+        "{}",
+        rejected.body
+    );
+    assert!(
+        !rejected.body.contains("өтінім") && !rejected.body.contains("Application"),
+        "{}",
+        rejected.body
+    );
+
+    // Approved: the notice in Kazakh only, and the domain keeps Kazakh.
+    let id = apply(&gw, "kk-app.example.kz", "192.0.2.22", "kk");
+    gw.cli_ok(&["application", "approve", &id.to_string()]);
+    let approved = notice_about(&gw, "kk-app.example.kz");
+    assert!(approved.body.contains("өтінім"), "{}", approved.body);
+    assert!(
+        !approved.body.contains("Заявка") && !approved.body.contains("Application"),
+        "{}",
+        approved.body
+    );
+    let shown = json(&gw.cli_ok(&["--json", "domain", "show", "kk-app.example.kz"]));
+    let langs = shown["languages"]
+        .as_array()
+        .or_else(|| shown["domain"]["languages"].as_array())
+        .unwrap_or_else(|| panic!("no languages in {shown}"));
+    assert_eq!(langs, &[Value::from("kk")], "{shown}");
+}

@@ -107,6 +107,10 @@ pub struct ApplicationSubmit {
     /// The attached document's reference (e.g. the scanned signed form's id).
     #[arg(long, requires = "form_number")]
     pub document: Option<String>,
+    /// Languages of the applicant's notices, e.g. `ru` or `kk,ru` (kept by
+    /// the domain once connected; default: `[notify] languages`).
+    #[arg(long = "language", value_parser = super::lifecycle::parse_language_choice)]
+    pub languages: Option<super::lifecycle::LanguageChoice>,
 }
 
 fn parse_channel(s: &str) -> Result<Channel, String> {
@@ -156,6 +160,9 @@ pub fn run(c: &AdminClient, cmd: ApplicationCmd, as_json: bool) -> Result<(), Cl
                 "received_on": a.received,
                 "allow_wide_range": a.allow_wide_range,
             });
+            if let Some(l) = &a.languages {
+                body["languages"] = json!(l.0);
+            }
             // Only when given, so that a server from before the form takes the rest.
             if let Some(number) = a.form_number {
                 body["form"] = json!({

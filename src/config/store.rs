@@ -16,15 +16,12 @@ use crate::values::Span;
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
     /// `postgres://user@host:port/db[?options]`; unset: the embedded redb file.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// A file whose first line is the database password (kept out of the
     /// configuration, which `config show` prints).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
     /// CA certificates (PEM) that vouch for the database server's TLS
     /// certificate, besides the system's.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<PathBuf>,
     /// With `url`: how often the governor sends the other nodes what it
     /// accepted, so that limits and detection hold across them; `0s`: never

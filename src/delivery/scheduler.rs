@@ -53,6 +53,15 @@ pub struct Scheduler {
     mailbox: crate::mailbox::Mailbox,
 }
 
+/// What outbound TLS is held to besides the configuration, and where its
+/// sessions are counted.
+pub struct TlsPolicies {
+    /// Recipient domains' MTA-STS policy cache (none: `delivery.mta_sts = false`).
+    pub mta_sts: Option<Arc<super::mta_sts::MtaSts>>,
+    /// Where sessions are counted for TLS reports (RFC 8460).
+    pub reports: Option<crate::store::LocalStore>,
+}
+
 /// The recipients of one message that share a destination.
 struct Group {
     route: Route,
@@ -69,8 +78,8 @@ struct Group {
 }
 
 impl Scheduler {
-    /// Builds the scheduler from the configuration; `mta_sts` is the policy
-    /// cache (none: MTA-STS off).
+    /// Builds the scheduler from the configuration and `tls` (MTA-STS, TLS
+    /// reports).
     pub fn new(
         cfg: Live,
         queue: Queue,
@@ -78,9 +87,12 @@ impl Scheduler {
         resolver: Resolver,
         mut settings: ClientSettings,
         governor: Arc<crate::governor::Governor>,
-        mta_sts: Option<Arc<super::mta_sts::MtaSts>>,
-        tls_reports: Option<crate::store::LocalStore>,
+        tls: TlsPolicies,
     ) -> Arc<Scheduler> {
+        let TlsPolicies {
+            mta_sts,
+            reports: tls_reports,
+        } = tls;
         // Every outbound source address is one of ours: a blocklist refusal
         // naming it (even in a greeting) is about the gateway.
         let g = governor.clone();

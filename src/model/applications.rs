@@ -166,6 +166,10 @@ pub struct ApplicationRecord {
     /// before they were recorded have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub form: Option<ApplicationForm>,
+    /// The languages of the applicant's notices, in order (empty: the
+    /// default); the domain keeps them when it is connected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<super::language::Lang>,
 }
 
 #[cfg(test)]

@@ -184,6 +184,7 @@ mod tests {
                 received_on: received,
                 allow_wide_range: false,
                 form: None,
+                languages: Vec::new(),
             },
             "root",
         )

@@ -124,6 +124,7 @@ pub fn application_rejected(
             "resubmit_days": cfg.registration.resubmit_days,
         }),
     )
+    .in_languages(&app.languages)
 }
 
 /// To the contacts: the domain is disconnected.

@@ -148,6 +148,10 @@ pub struct NewApplication {
     /// The form's number, date, channel and document.
     #[serde(default)]
     pub form: Option<ApplicationForm>,
+    /// The languages of the applicant's notices, in order (empty: `[notify]
+    /// languages`); the connected domain keeps them.
+    #[serde(default)]
+    pub languages: Vec<crate::model::language::Lang>,
 }
 
 fn servers_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
@@ -407,6 +411,7 @@ impl Applications {
             alerted_on: None,
             allow_wide_range: new.allow_wide_range,
             form: new.form,
+            languages: new.languages,
         };
         let rec = self
             .registry
@@ -590,13 +595,13 @@ impl Applications {
         let (domain, reconnected) = match self.registry.get(&app.domain) {
             None => (
                 self.registry
-                    .add_domain_as(new, Some(app.category), Some(app.id))
+                    .add_domain_as(new, Some(app.category), Some(app.id), &app.languages)
                     .await?,
                 false,
             ),
             Some(d) if d.status == DomainStatus::Disconnected => (
                 self.registry
-                    .reconnect_domain(new, Some(app.category), Some(app.id))
+                    .reconnect_domain(new, Some(app.category), Some(app.id), &app.languages)
                     .await?,
                 true,
             ),

@@ -356,10 +356,12 @@ impl Registry {
         new: NewDomain,
         category: Option<ApplicantCategory>,
         application: Option<u64>,
+        languages: &[crate::model::language::Lang],
     ) -> Result<DomainRecord, RegistryError> {
         self.register(new, |rec| {
             rec.category = category;
             rec.application = application;
+            rec.languages = languages.to_vec();
         })
         .await
     }
@@ -418,6 +420,7 @@ impl Registry {
         new: NewDomain,
         category: Option<ApplicantCategory>,
         application: Option<u64>,
+        languages: &[crate::model::language::Lang],
     ) -> Result<DomainRecord, RegistryError> {
         let _g = self.lock().await;
         self.check_new_domain(&new)?;
@@ -455,7 +458,12 @@ impl Registry {
                     application: application.or(cur.application),
                     // Reconnected through an application: the procedure was followed.
                     without_application: None,
-                    languages: cur.languages.clone(),
+                    // The new application's choice, else the one kept.
+                    languages: if languages.is_empty() {
+                        cur.languages.clone()
+                    } else {
+                        languages.to_vec()
+                    },
                     // A new connection: the yearly cycle starts again.
                     confirmed: Some(crate::model::domains::Confirmation {
                         on: now.date_naive(),

@@ -147,6 +147,7 @@ pub fn application(domain: &str) -> ApplicationRecord {
         alerted_on: None,
         allow_wide_range: false,
         form: None,
+        languages: Vec::new(),
     }
 }
 

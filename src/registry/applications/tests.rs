@@ -40,6 +40,7 @@ fn new_app(domain: &str, server: &str) -> NewApplication {
         received_on: None,
         allow_wide_range: false,
         form: None,
+        languages: Vec::new(),
     }
 }
 

@@ -83,6 +83,7 @@ fn app(id: u64, domain: &str, servers: &[&str]) -> ApplicationRecord {
         alerted_on: None,
         allow_wide_range: false,
         form: None,
+        languages: Vec::new(),
     }
 }
 
