@@ -116,3 +116,27 @@ impl StoreSection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sync_problems(s: &str) -> Vec<String> {
+        let sec = StoreSection {
+            governor_sync: s.parse().unwrap(),
+            ..StoreSection::default()
+        };
+        sec.check().into_iter().map(|p| p.key.clone()).collect()
+    }
+
+    #[test]
+    fn governor_sync_is_off_or_between_10ms_and_10s() {
+        assert_eq!(StoreSection::default().governor_sync.0, GOVERNOR_SYNC);
+        for ok in ["0s", "10ms", "200ms", "10s"] {
+            assert!(sync_problems(ok).is_empty(), "{ok}");
+        }
+        for bad in ["5ms", "11s", "1h"] {
+            assert_eq!(sync_problems(bad), ["store.governor_sync"], "{bad}");
+        }
+    }
+}
