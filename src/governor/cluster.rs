@@ -505,7 +505,7 @@ mod tests {
             d: "agency.example.kz".into(),
             s: "clerk@agency.example.kz".into(),
             r: format!("citizen-{i}@example.org"),
-            n: i % 2 == 0,
+            n: i.is_multiple_of(2),
         }
     }
 
