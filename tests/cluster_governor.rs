@@ -298,6 +298,19 @@ fn a_recipient_rate_split_across_two_nodes_holds_cluster_wide() {
     assert!(split.accepted <= one.accepted + tolerance, "{split:?}");
     assert!(split.accepted < 40, "{split:?}");
 
+    // What is not a governor batch on the channel is counted and skipped.
+    let out = pg.psql_in("cluster", "NOTIFY ugem_governor, 'not a batch'");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(common::wait_for(5, || {
+        [&a, &b]
+            .iter()
+            .all(|n| api(n, "/api/v1/governor")["cluster"]["unreadable"] == 1)
+    }));
+
     // PostgreSQL down (fail-static): each node governs alone on its own
     // traffic; nothing on the SMTP path waits for the exchange.
     pg.stop();
