@@ -223,7 +223,7 @@ def run_rss(args, work):
     gw = Ugem(work, config()).start()
     try:
         gw.cli("domain", "add", "agency.example", "--server", "127.0.0.2",
-               "--contact", "IT Desk <it@contact.example>")
+               "--contact", "IT Desk <it@contact.example>", "--reason", "bench")
         time.sleep(1)
         before = gw.rss_mb()
         clients = []
@@ -351,7 +351,7 @@ def run_shutdown(args, work):
     ok = True
     try:
         gw.cli("domain", "add", "agency.example", "--server", "127.0.0.1",
-               "--contact", "IT Desk <it@contact.example>")
+               "--contact", "IT Desk <it@contact.example>", "--reason", "bench")
         c = Client(gw.smtp)
         c.start_data("clerk@agency.example", "citizen@external.example")
         c.s.sendall(b"Subject: stuck\r\n\r\nheld by a slow next hop\r\n.\r\n")

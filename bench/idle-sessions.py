@@ -159,7 +159,7 @@ new_recipients_hour = 1000000000
         env = dict(os.environ, UGEM_ADMIN_TOKEN="bench-admin-token-0123456789")
         subprocess.run([a.bin, "--config", cfg, "domain", "add", "agency.example",
                         "--server", "127.0.0.1", "--inbound", f"127.0.0.1:{sink_port}",
-                        "--contact", "it@agency.example"],
+                        "--contact", "it@agency.example", "--reason", "bench"],
                        check=True, stdout=subprocess.DEVNULL, env=env)
         relay(smtp_port, 50)  # warm up
         base_rate = relay(smtp_port, a.messages)

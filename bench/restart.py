@@ -202,7 +202,8 @@ def register(bin_, work, addr, admin):
                 break
             time.sleep(0.1)
         subprocess.run([bin_, "--admin", f"http://{admin}", "domain", "add", "agency.example",
-                        "--server", "127.0.0.1", "--contact", "it@agency.example"],
+                        "--server", "127.0.0.1", "--contact", "it@agency.example",
+                        "--reason", "bench"],
                        env=dict(os.environ, UGEM_ADMIN_TOKEN=TOKEN), check=True,
                        capture_output=True)
     finally:

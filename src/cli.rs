@@ -446,6 +446,10 @@ pub struct ConnectionsArgs {
     /// At most N sessions.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Every node sharing the registry, not only this one (each keeps its
+    /// own log); a NODE column says whose.
+    #[arg(long)]
+    pub all_nodes: bool,
 }
 
 /// Builds the API client from `--admin` or the configuration. An https API
@@ -776,31 +780,24 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
         Verb::Mailbox(MailboxCmd::Delete { id }) => {
             Output::Record(c.delete(&format!("/api/v1/mailbox/{}", segment(&id)))?)
         }
-        Verb::Connections(a) => Output::Table(
-            with_refused_commands(c.get(&format!(
+        Verb::Connections(a) => {
+            let all = a.all_nodes;
+            let v = c.get(&format!(
                 "/api/v1/connections{}",
                 query(&[
                     ("domain", a.domain),
                     ("ip", a.ip),
                     ("since", a.since),
                     ("limit", Some(a.limit.to_string())),
+                    ("nodes", all.then(|| "all".to_string())),
                 ])
-            ))?),
-            &[
-                ("STARTED", "/started_at"),
-                ("PEER", "/peer"),
-                ("EHLO", "/ehlo"),
-                ("TLS", "/tls"),
-                ("DOMAINS", "/domains"),
-                ("CLAIMED", "/claimed"),
-                ("MAIL", "/mail_count"),
-                ("RCPT", "/rcpt_count"),
-                ("MSGS", "/messages"),
-                ("REFUSED", "/refusals"),
-                ("LAST REFUSED", "/last_refused"),
-                ("CLOSE", "/close"),
-            ],
-        ),
+            ))?;
+            if !all {
+                Output::Table(with_refused_commands(v), &CONNECTION_COLUMNS[1..])
+            } else {
+                all_nodes_connections(v)
+            }
+        }
         Verb::Reload => Output::Record(c.post("/api/v1/reload", &json!({}))?),
         Verb::Tlsrpt(TlsRptCmd::Send { day }) => {
             let body = match day {
@@ -820,6 +817,39 @@ pub fn run(c: &AdminClient, verb: Verb, as_json: bool) -> Result<(), CliError> {
 
 /// Adds `last_refused` to each session record: its last refused command
 /// and the reply code (`RCPT TO:<x@y> -> 550`).
+/// Every node's connection log: the nodes that could not be asked are
+/// named on stderr, the sessions tabled with their node.
+fn all_nodes_connections(v: Value) -> Output {
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        if n["ok"] != true {
+            eprintln!(
+                "warning: node {} not asked: {}",
+                n["name"].as_str().unwrap_or("?"),
+                n["error"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    let rows = with_refused_commands(v["connections"].clone());
+    Output::History(v, rows, CONNECTION_COLUMNS)
+}
+
+/// The connection log's columns; the first only for `--all-nodes`.
+const CONNECTION_COLUMNS: &[(&str, &str)] = &[
+    ("NODE", "/node"),
+    ("STARTED", "/started_at"),
+    ("PEER", "/peer"),
+    ("EHLO", "/ehlo"),
+    ("TLS", "/tls"),
+    ("DOMAINS", "/domains"),
+    ("CLAIMED", "/claimed"),
+    ("MAIL", "/mail_count"),
+    ("RCPT", "/rcpt_count"),
+    ("MSGS", "/messages"),
+    ("REFUSED", "/refusals"),
+    ("LAST REFUSED", "/last_refused"),
+    ("CLOSE", "/close"),
+];
+
 fn with_refused_commands(mut v: Value) -> Value {
     for r in v.as_array_mut().into_iter().flatten() {
         let last = r["refusals"].as_array().and_then(|a| a.last()).map(|f| {

@@ -56,6 +56,8 @@ type ResidenceFamily = Family<FixedLabel, Histogram, fn() -> Histogram>;
 struct Metrics {
     sessions: Counter,
     sessions_active: Gauge,
+    /// Registry writes waiting in the node's outbox for the shared store.
+    store_pending_writes: Gauge,
     session_outcomes: Family<FixedLabel, Counter>,
     messages_accepted: Counter,
     bytes_accepted: Counter,
@@ -95,6 +97,7 @@ fn residence_histogram() -> Histogram {
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     sessions: Counter::default(),
     sessions_active: Gauge::default(),
+    store_pending_writes: Gauge::default(),
     session_outcomes: Family::default(),
     messages_accepted: Counter::default(),
     bytes_accepted: Counter::default(),
@@ -258,6 +261,13 @@ pub fn admin_refused(status: u16) {
     METRICS.admin_refused.bump("status", &status.to_string());
 }
 
+/// Sets how many registry writes wait for the shared store (PostgreSQL).
+pub fn set_store_pending_writes(n: u64) {
+    METRICS
+        .store_pending_writes
+        .set(i64::try_from(n).unwrap_or(i64::MAX));
+}
+
 /// Counts one governor throttle.
 pub fn throttle(limit: &str) {
     METRICS.throttles.bump("limit", limit);
@@ -339,6 +349,11 @@ pub fn render(g: &Gauges) -> String {
         "ugem_smtp_sessions_active",
         "SMTP sessions in progress",
         m.sessions_active.clone(),
+    );
+    r.register(
+        "ugem_store_pending_writes",
+        "Registry writes this node made while the shared store (PostgreSQL) was out of reach, waiting in its local outbox",
+        m.store_pending_writes.clone(),
     );
     r.register(
         "ugem_smtp_session_outcomes",

@@ -98,6 +98,45 @@ pub async fn open_shared(
     Ok(pg)
 }
 
+/// Tells the other nodes sharing the store who this node is and where its
+/// admin API answers, at start and every 30 s (a database that is down
+/// meanwhile only delays it).
+fn announce_node(
+    cfg: &Config,
+    store: Arc<dyn RegistryStore>,
+    admin_addr: std::net::SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let scheme = if cfg.admin.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    // A wildcard address says nothing about where peers reach it.
+    let admin_url = cfg.store.admin_url.clone().or_else(|| {
+        (!admin_addr.ip().is_unspecified()).then(|| format!("{scheme}://{admin_addr}"))
+    });
+    let now = chrono::Utc::now();
+    let mut node = crate::model::nodes::NodeRecord {
+        name: cfg.node_name(),
+        admin_url,
+        started_at: now,
+        seen_at: now,
+    };
+    tokio::spawn(async move {
+        loop {
+            node.seen_at = chrono::Utc::now();
+            if let Err(e) = store.announce_node(&node).await {
+                tracing::debug!(error = %e, "cannot announce this node to the shared store");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+                _ = stopped(&mut stop) => break,
+            }
+        }
+    });
+}
+
 /// Runs the gateway until `shutdown` resolves. Components read the
 /// configuration from `live`; SIGHUP and `POST /api/v1/reload` replace it.
 pub async fn run(
@@ -116,11 +155,13 @@ pub async fn run(
         None => Arc::new(embedded),
         Some(url) => Arc::new(open_shared(url, &cfg.store).await?),
     };
-    let registry = Arc::new(
-        Registry::open(shared.clone())
-            .await
-            .context("cannot load the registry")?,
-    );
+    // With a shared store, this node's automatic decisions made while it is
+    // out of reach wait in the node's own outbox (fail-static).
+    let registry = match &cfg.store.url {
+        None => Registry::open(shared.clone()).await,
+        Some(_) => Registry::open_with_outbox(shared.clone(), store.clone()).await,
+    };
+    let registry = Arc::new(registry.context("cannot load the registry")?);
     // Another node's changes reach this one's snapshot through the store's
     // change feed (PostgreSQL's LISTEN); the embedded store has none.
     let follower_stop = watch::channel(false);
@@ -223,13 +264,16 @@ pub async fn run(
         live: live.clone(),
         registry: registry.clone(),
         store: store.clone(),
-        audit: shared,
+        audit: shared.clone(),
         queue: queue.clone(),
         tokens: Arc::new(LiveTokens::default()),
         ready: ready.clone(),
     };
     // HTTPS when admin.tls_cert is set; also keeps refused calls' audit compact.
     let (admin_addr, mut admin_task) = admin::serve(admin_state, stop_rx.clone()).await?;
+    if cfg.store.url.is_some() {
+        announce_node(&cfg, shared.clone(), admin_addr, stop_rx.clone());
+    }
 
     let smtp = crate::smtp::listener::Listeners::bind(&cfg.smtp.listen)
         .await
@@ -278,6 +322,12 @@ pub async fn run(
     );
     let mut delivery_task = tokio::spawn(scheduler.run(stop_rx.clone()));
 
+    let mut outbox_task = tokio::spawn(crate::notify::outbox::drain(
+        registry.clone(),
+        queue.clone(),
+        live.clone(),
+        stop_rx.clone(),
+    ));
     let deadlines_task = tokio::spawn(crate::notify::overdue_alerts(
         registry.clone(),
         queue.clone(),
@@ -376,6 +426,14 @@ pub async fn run(
         }
     };
     tokio::join!(sessions, deliveries, admin);
+    // The outbox task ends at its next pause; not aborted mid-write, where a
+    // write done but not yet crossed off would be made again at the next start.
+    if tokio::time::timeout(Duration::from_secs(2), &mut outbox_task)
+        .await
+        .is_err()
+    {
+        outbox_task.abort();
+    }
     prune_task.abort();
     deadlines_task.abort();
     alarms_task.abort();

@@ -171,6 +171,14 @@ fn the_duty_desk_works_in_a_real_browser() {
         ("other.example.kz", "192.0.2.10"),
     ] {
         b.goto(&format!("{}/console/applications/new", gw.admin_url()));
+        // The form's own fields: number, date, channel, reference, document.
+        b.type_into("#form_number", &format!("EG-{}", domain.len()));
+        b.script(
+            "document.getElementById('form_dated').value = '2026-11-30';
+             document.getElementById('form_channel').value = 'letter'; return 0;",
+        );
+        b.type_into("#form_reference", "01-12/345");
+        b.type_into("#form_document", "scan-7781");
         b.type_into("#domain", domain);
         b.type_into("#owner", "Ministry of Examples");
         b.type_into("#head", "A. Head");
@@ -180,6 +188,7 @@ fn the_duty_desk_works_in_a_real_browser() {
         b.type_into("#contact_name", "IT Desk");
         b.type_into("#contact_email", "it@contact.example.kz");
         b.type_into("#office_phone", "+7 7172 000000");
+        b.type_into("#mobile_phone", "+7 701 000 0000");
         if domain.starts_with("desk") {
             shot(&b, "application-intake");
         }
@@ -235,6 +244,12 @@ fn the_duty_desk_works_in_a_real_browser() {
     wait_page(&b, "id=\"checks\"");
     assert!(b.text("main h1").contains("desk.example.kz"));
     assert!(b.source().contains("A. Head"));
+    assert!(
+        b.text("#form-number").contains("2026-11-30"),
+        "{}",
+        b.source()
+    );
+    assert!(b.source().contains("01-12/345") && b.source().contains("Official letter"));
     shot(&b, "application");
     b.goto(&format!("{}/console/applications", gw.admin_url()));
     b.click(&format!("#approve-{desk}"));
@@ -300,6 +315,14 @@ fn the_duty_desk_works_in_a_real_browser() {
     shot(&b, "queue-held");
     b.click("#queue tbody a");
     wait_page(&b, "someone@remote.example");
+    // The headers are read on request (audited as queue.message).
+    b.click("#show-headers");
+    wait_page(&b, "id=\"headers\"");
+    assert!(
+        b.text("#headers").contains("Subject: before"),
+        "{}",
+        b.text("#headers")
+    );
     shot(&b, "queue-message");
 
     // The remote comes up; the operator restores and releases the mail.
@@ -329,6 +352,12 @@ fn the_duty_desk_works_in_a_real_browser() {
         gw.admin_url()
     ));
     wait_page(&b, "Password changed, mailbox cleaned");
+    // Its application is on its page, with the decision.
+    assert!(
+        b.text("#domain-applications").contains(&format!("#{desk}")),
+        "{}",
+        b.source()
+    );
     shot(&b, "domain");
 
     // The queue's actions: the two notices still waiting (approval and
@@ -404,6 +433,7 @@ fn the_duty_desk_works_in_a_real_browser() {
         has("duty", "domain.restore", "desk.example.kz"),
         "{audit:#}"
     );
+    assert!(has("duty", "queue.message", "headers"), "{audit:#}");
     for (action, id) in [
         ("queue.hold", &ids[0]),
         ("queue.hold", &ids[1]),
@@ -617,6 +647,21 @@ fn viewers_see_no_actions_and_forms_need_the_csrf_token() {
     sign_out(&b);
     sign_in(&b, &gw, ADMIN_TOKEN);
     b.goto(&format!("{}/console/domains/{AGENCY}", gw.admin_url()));
+    // First its data: a new owner name and a mobile phone for the contact.
+    b.click("#edit-open");
+    b.clear("#edit-owner");
+    b.type_into("#edit-owner", "Agency of Renamed Examples");
+    b.type_into("#edit-mobile-phone", "+7 701 111 2233");
+    b.type_into("#edit-reason", "Letter of the agency, renamed by decree");
+    b.click("#edit");
+    wait_page(&b, &format!("The data of {AGENCY} is changed"));
+    let d = api_json(&gw, &format!("/api/v1/domains/{AGENCY}"));
+    assert_eq!(d["owner"], "Agency of Renamed Examples", "{d}");
+    assert_eq!(d["contacts"][0]["mobile_phone"], "+77011112233", "{d}");
+    assert!(b.text("#domain-versions").contains("Letter of the agency"));
+    // The advice on its DNS records, as the API gives it.
+    assert!(b.text("#domain-advice").contains("dmarc"), "{}", b.source());
+    shot(&b, "domain-edited");
     b.type_into("#disconnect-reason", "The agency left the gateway");
     b.click("#disconnect");
     wait_page(&b, &format!("Domain {AGENCY} is disconnected."));
@@ -631,11 +676,167 @@ fn viewers_see_no_actions_and_forms_need_the_csrf_token() {
                 a["actor"] == "desk" && a["action"] == "domain.suspend" && a["outcome"] != "ok"
             }) && list.iter().any(|a| {
                 a["actor"] == "root" && a["action"] == "domain.disconnect" && a["outcome"] == "ok"
+            }) && list.iter().any(|a| {
+                a["actor"] == "root" && a["action"] == "domain.update" && a["outcome"] == "ok"
             })
         }),
         "{:#}",
         api_json(&gw, "/api/v1/audit?limit=100")
     );
+}
+
+/// One message over SMTP from `from` to `to`; the final reply's code.
+fn mail(gw: &Gateway, from: &str, to: &[&str]) -> u16 {
+    let mut smtp = Smtp::greeted(gw.smtp);
+    let r = smtp.send_mail(from, to, "Subject: traffic\r\n\r\nsome traffic\r\n");
+    smtp.expect("QUIT", 221);
+    r.code
+}
+
+/// The overview's panels show what real traffic did: deliveries per
+/// minute, a sender throttled by the governor, the gateway's address
+/// listed on a blocklist (named in a receiver's refusal) with its alarm;
+/// a sender the governor suspended has, on the suspensions page, the chart
+/// of the traffic that tripped the rule, as SVG with a text alternative.
+#[test]
+fn the_overview_and_a_tripped_suspension_show_real_traffic() {
+    let Some(b) = browser("en-US") else { return };
+    let mx = FakeMx::start(Behaviour::accept());
+    let listed = FakeMx::start(Behaviour {
+        rcpt_reply: Some(
+            "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using \
+             zen.spamhaus.org"
+                .into(),
+        ),
+        ..Behaviour::accept()
+    });
+    // The ladder's first step is a throttle; after a reload, a suspension.
+    let cfg = |step: &str| {
+        format!(
+            "[governor]\nrejection_min = 3\nrejection_share = 0.5\nunknown_min = 100000\n\
+             ladder = [\"{step}\"]\n[delivery.routes]\n\"*\" = \"{}\"\n\
+             \"listed.example\" = \"{}\"\n",
+            mx.addr(),
+            listed.addr()
+        )
+    };
+    let gw = Gateway::start(&cfg("throttle"));
+    gw.register(AGENCY, &["127.0.0.1"]);
+    let clerk = format!("clerk@{AGENCY}");
+    let far = ["a@far.example", "b@far.example", "c@far.example"];
+    assert_eq!(mail(&gw, &clerk, &far), 250);
+    // Refused for good (550 5.1.1) by the receiver, all four: throttled.
+    let refused = |p: &str| -> Vec<String> {
+        (0..4)
+            .map(|i| format!("reject-{p}{i}@far.example"))
+            .collect()
+    };
+    let m = refused("m");
+    let m: Vec<&str> = m.iter().map(String::as_str).collect();
+    let mallory = format!("mallory@{AGENCY}");
+    assert_eq!(mail(&gw, &mallory, &m), 250);
+    // A receiver names the gateway's address on a blocklist.
+    assert_eq!(mail(&gw, &clerk, &["someone@listed.example"]), 250);
+    let ready = wait_for(30, || {
+        let g = api_json(&gw, "/api/v1/governor");
+        g["deliveries"]["delivered_hour"].as_u64() >= Some(3)
+            && g["throttled"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|s| s["scope"]["value"] == mallory.as_str()))
+            && g["gateway_listings"][0]["address"] == "127.0.0.1"
+    });
+    assert!(ready, "{:#}", api_json(&gw, "/api/v1/governor"));
+
+    // Now a trip suspends: eve's refused recipients.
+    std::fs::write(&gw.config, config_text(&cfg("suspend"))).unwrap();
+    let (st, body) = http(gw.admin, "POST", "/api/v1/reload", Some(ADMIN_TOKEN), None);
+    assert_eq!(st, 200, "{body}");
+    let e = refused("e");
+    let e: Vec<&str> = e.iter().map(String::as_str).collect();
+    let eve = format!("eve@{AGENCY}");
+    assert_eq!(mail(&gw, &eve, &e), 250);
+    let find = || {
+        api_json(&gw, "/api/v1/suspensions")
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["scope"]["value"] == eve.as_str() && s["rule"] == "rejections")
+            .cloned()
+    };
+    assert!(
+        wait_for(30, || find().is_some()),
+        "{:#}",
+        api_json(&gw, "/api/v1/suspensions")
+    );
+    let rec = find().unwrap();
+    // The evidence keeps the last hour in 5-minute buckets.
+    let series = &rec["evidence"]["series"];
+    let total = |k: &str| -> u64 {
+        series[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(series["bucket_seconds"], 300, "{rec:#}");
+    assert_eq!(total("recipients"), 4, "{rec:#}");
+    assert_eq!(total("rejected"), 4, "{rec:#}");
+
+    // A viewer's overview: the panels with the real figures.
+    sign_in(&b, &gw, VIEWER_TOKEN);
+    let hour: u64 = b.text("#deliveries-hour").trim().parse().unwrap();
+    assert!(hour >= 3, "{}", b.source());
+    assert!(b.text("#throttled").contains(&mallory));
+    assert!(b.text("#listing-refusals").contains("127.0.0.1"));
+    assert!(b.text("#listing-refusals").contains("zen.spamhaus.org"));
+    // The registry's record of the listing, and its alarm.
+    let url = format!("{}/console", gw.admin_url());
+    let recorded = wait_for(15, || {
+        b.goto(&url);
+        b.try_find("#listings").is_some()
+    });
+    assert!(recorded, "{}", b.source());
+    assert!(b.text("#listings").contains("zen.spamhaus.org"));
+    assert!(
+        b.text("#alarms").contains("127.0.0.1"),
+        "{}",
+        b.text("#alarms")
+    );
+    assert!(b.try_find("svg#deliveries-chart").is_some());
+    shot(&b, "overview-traffic");
+    b.script("window.scrollTo(0, document.body.scrollHeight); return 0;");
+    shot(&b, "overview-traffic-lower");
+
+    // The suspension's chart: SVG, named and described for screen readers.
+    b.goto(&format!("{}/console/suspensions", gw.admin_url()));
+    let id = format!("chart-{}", rec["id"]);
+    wait_page(&b, &format!("id=\"{id}\""));
+    let svg = b.script(&format!(
+        "const s = document.getElementById('{id}');
+         return [s.tagName, s.getAttribute('role'), s.querySelector('title').textContent,
+                 s.querySelector('desc').textContent, s.querySelectorAll('rect').length];"
+    ));
+    assert_eq!(svg[0], "svg", "{svg}");
+    assert_eq!(svg[1], "img", "{svg}");
+    assert!(svg[2].as_str().unwrap().contains(&eve), "{svg}");
+    assert!(
+        svg[3]
+            .as_str()
+            .unwrap()
+            .contains("Refused by receivers: 0, 0"),
+        "{svg}"
+    );
+    assert!(svg[4].as_u64().unwrap() >= 2, "{svg}");
+    // And the figures against their limits: 4 refusals, the limit 3.
+    let figures = b.script(&format!(
+        "return document.getElementById('{id}-figures').querySelector('desc').textContent;"
+    ));
+    assert!(
+        figures.as_str().unwrap().contains("4 (limit 3)"),
+        "{figures}"
+    );
+    shot(&b, "suspension-chart");
 }
 
 /// One HTTPS request trusting `cert`, with cookies and a form body;

@@ -74,7 +74,7 @@ fn two_nodes_share_the_registry_through_postgresql() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("schema version 4"), "{text}");
+    assert!(text.contains("schema version 5"), "{text}");
 
     let a = Gateway::start(&extra);
     let b = Gateway::start(&extra);
@@ -279,4 +279,99 @@ fn the_shared_store_speaks_tls_verified_against_store_tls_ca_file() {
     let node = Gateway::start(&extra);
     node.register(DOMAIN, &["127.0.0.1"]);
     assert_eq!(mail_from(&node), 250);
+}
+
+#[test]
+fn the_connection_log_of_every_node_is_read_through_any_node() {
+    let pg = TestPostgres::start();
+    pg.create_db("ugem");
+    let base = store_config(&pg);
+    let a = Gateway::start(&base.replace("[store]\n", "[store]\nnode_name = \"node-a\"\n"));
+    let b = Gateway::start(&base.replace("[store]\n", "[store]\nnode_name = \"node-b\"\n"));
+    a.register(DOMAIN, &["127.0.0.1"]);
+    in_force_within_2s(&b, 250, "registration");
+    // One session refused on each node, from an address the domain did not
+    // register, claiming the domain: each stays in its own node's log.
+    for (node, tag) in [(&a, "from-a"), (&b, "from-b")] {
+        let mut s = Smtp::greeted(node.smtp);
+        s.expect(&format!("EHLO {tag}.client.test"), 250);
+        s.expect(&format!("MAIL FROM:<{SENDER}>"), 250);
+        s.expect("QUIT", 221);
+    }
+    let ehlos = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["ehlo"]
+                    .as_str()
+                    .is_some_and(|e| e.ends_with(".client.test"))
+            })
+            .map(|r| {
+                (
+                    r["node"].as_str().unwrap().to_string(),
+                    r["ehlo"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // Asked through A: A's own session and B's, each named with its node.
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let v: serde_json::Value =
+            serde_json::from_str(&a.cli_ok(&["--json", "connections", "--all-nodes"])).unwrap();
+        got = ehlos(&v);
+        got.sort();
+        if got.len() == 2 {
+            assert_eq!(
+                v["nodes"],
+                serde_json::json!([
+                    { "name": "node-a", "ok": true, "sessions": v["nodes"][0]["sessions"] },
+                    { "name": "node-b", "ok": true, "sessions": v["nodes"][1]["sessions"] },
+                ]),
+                "{v}"
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        got,
+        [
+            ("node-a".to_string(), "from-a.client.test".to_string()),
+            ("node-b".to_string(), "from-b.client.test".to_string())
+        ]
+    );
+    // Without --all-nodes, only this node's own.
+    let own: serde_json::Value =
+        serde_json::from_str(&a.cli_ok(&["--json", "connections"])).unwrap();
+    let own_ehlos: Vec<&str> = own
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["ehlo"].as_str())
+        .collect();
+    assert!(
+        own_ehlos.contains(&"from-a.client.test") && !own_ehlos.contains(&"from-b.client.test")
+    );
+
+    // B stopped: A still answers with its own, and names B as not asked.
+    let mut b = b;
+    assert_eq!(b.terminate().code(), Some(0));
+    let out = a.cli(
+        common::ADMIN_TOKEN,
+        &["--json", "connections", "--all-nodes"],
+    );
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        ehlos(&v),
+        [("node-a".to_string(), "from-a.client.test".to_string())]
+    );
+    assert_eq!(v["nodes"][1]["name"], "node-b");
+    assert_eq!(v["nodes"][1]["ok"], false, "{v}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("node node-b not asked"), "{stderr}");
 }

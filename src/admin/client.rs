@@ -55,6 +55,16 @@ impl AdminClient {
         token: Option<String>,
         roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     ) -> AdminClient {
+        Self::with_roots_timeout(base, token, roots, Duration::from_secs(30))
+    }
+
+    /// Like [`AdminClient::with_roots`], each call given up after `timeout`.
+    pub fn with_roots_timeout(
+        base: &str,
+        token: Option<String>,
+        roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+        timeout: Duration,
+    ) -> AdminClient {
         let roots: Vec<ureq::tls::Certificate<'static>> = roots
             .iter()
             .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
@@ -68,7 +78,7 @@ impl AdminClient {
             .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_global(Some(timeout))
             .tls_config(tls)
             .build()
             .into();
@@ -148,6 +158,20 @@ impl AdminClient {
             _ => ClientError::Api { status, message },
         })
     }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (a
+/// query value).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Percent-encodes one path segment (addresses hold `@` and `+`).

@@ -125,6 +125,18 @@ impl ApiError {
         }
     }
 
+    /// A staff change refused because the shared store is out of reach,
+    /// said so that staff know what is down and what still works.
+    pub(crate) fn store_unreachable(detail: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "unavailable",
+            message: format!(
+                "PostgreSQL (the shared registry) cannot be reached, so staff changes are refused until it answers; mail keeps flowing under the registry as last known and automatic decisions wait in each node's outbox ({detail})"
+            ),
+        }
+    }
+
     fn internal(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -146,6 +158,9 @@ impl IntoResponse for ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
+        if let RegistryError::Store(StoreError::Unavailable(detail)) = &e {
+            return ApiError::store_unreachable(detail);
+        }
         let (status, kind) = match &e {
             RegistryError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             RegistryError::Exists(_) | RegistryError::Overlap { .. } | RegistryError::State(_) => {
@@ -170,11 +185,7 @@ impl From<RegistryError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                kind: "unavailable",
-                message: e.to_string(),
-            },
+            StoreError::Unavailable(detail) => ApiError::store_unreachable(&detail),
             e => ApiError::internal(e.to_string()),
         }
     }
@@ -429,7 +440,8 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on admin.listen {}", cfg.admin.listen))?;
     let addr = listener.local_addr()?;
-    let refused = Arc::new(RefusedLog::new(state.audit.clone()));
+    let refused =
+        Arc::new(RefusedLog::new(state.audit.clone()).with_outbox(state.registry.clone()));
     let upkeep = tokio::spawn(refused_upkeep(
         refused.clone(),
         state.audit.clone(),
@@ -522,6 +534,15 @@ mod tests {
         assert_eq!(
             (e.status, e.kind),
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        // Staff read what is down and what is refused.
+        assert!(
+            e.message
+                .starts_with("PostgreSQL (the shared registry) cannot be reached")
+                && e.message.contains("staff changes are refused")
+                && e.message.contains("connection refused"),
+            "{}",
+            e.message
         );
         assert_eq!(
             ApiError::from(down()).status,

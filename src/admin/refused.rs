@@ -19,7 +19,8 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::model::audit::{AuditRecord, DENIED, RefusedUpdate};
-use crate::store::RegistryStore;
+use crate::store::local::outbox::{PendingWrite, is_provisional, provisional_id};
+use crate::store::{RegistryStore, StoreError};
 
 /// Records of unauthenticated clients written per minute.
 pub const MAX_RECORDS_PER_MINUTE: usize = 20;
@@ -81,6 +82,9 @@ struct Minute {
 #[derive(Debug)]
 pub struct RefusedLog {
     store: Arc<dyn RegistryStore>,
+    /// Where records wait while a shared store is out of reach (none: they
+    /// are only logged then).
+    outbox: Option<Arc<crate::registry::Registry>>,
     /// Held across the store's writes: a minute's buckets learn their
     /// record's number from the write.
     state: tokio::sync::Mutex<Minute>,
@@ -104,8 +108,16 @@ impl RefusedLog {
     pub fn new(store: Arc<dyn RegistryStore>) -> RefusedLog {
         RefusedLog {
             store,
+            outbox: None,
             state: tokio::sync::Mutex::new(Minute::default()),
         }
+    }
+
+    /// The same log, keeping its records in `registry`'s outbox while the
+    /// shared store is out of reach.
+    pub fn with_outbox(mut self, registry: Arc<crate::registry::Registry>) -> RefusedLog {
+        self.outbox = Some(registry);
+        self
     }
 
     /// Records one refused call of `action` (a route's audit name); writes
@@ -170,7 +182,18 @@ impl RefusedLog {
             before: None,
             after: None,
         };
-        match self.store.append_refused(&rec).await {
+        let written = match self.store.append_refused(&rec).await {
+            // Kept; the bucket counts on under the provisional number.
+            Err(StoreError::Unavailable(why)) if self.outbox.is_some() => {
+                let reg = self.outbox.as_ref().expect("checked");
+                reg.defer(PendingWrite::Refused { rec }, why)
+                    .await
+                    .map(provisional_id)
+                    .map_err(|e| StoreError::Backend(e.to_string()))
+            }
+            r => r,
+        };
+        match written {
             Ok(seq) => {
                 m.buckets.insert(
                     key,
@@ -206,7 +229,23 @@ impl RefusedLog {
     }
 
     /// Writes `updates` and empties it; false (keeping them) on failure.
+    /// Counts of records still in the outbox (a provisional number) follow
+    /// them there, so that they are written after the record.
     async fn write(&self, updates: &mut Vec<RefusedUpdate>) -> bool {
+        if let Some(reg) = &self.outbox
+            && updates.iter().any(|u| is_provisional(u.seq))
+        {
+            let (kept, rest): (Vec<_>, Vec<_>) =
+                updates.drain(..).partition(|u| is_provisional(u.seq));
+            *updates = rest;
+            let w = PendingWrite::RefusedCounts { updates: kept };
+            if let Err(e) = reg.defer(w, "records still in the outbox".into()).await {
+                tracing::error!(error = %e, "counts of refused calls not kept");
+            }
+        }
+        if updates.is_empty() {
+            return true;
+        }
         match self.store.update_refused(updates).await {
             Ok(()) => {
                 updates.clear();
@@ -223,6 +262,40 @@ impl RefusedLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn refused_calls_while_postgresql_is_down_are_kept_with_their_counts() {
+        use crate::registry::outbox::tests::{Flaky, NoNotices};
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let (local, redb) = crate::store::open(dir.path()).unwrap();
+        let store = Arc::new(Flaky::new(redb));
+        let registry = Arc::new(
+            crate::registry::Registry::open_with_outbox(store.clone(), local)
+                .await
+                .unwrap(),
+        );
+        let log = RefusedLog::new(store.clone()).with_outbox(registry.clone());
+        store.down.store(true, Ordering::SeqCst);
+        for _ in 0..5 {
+            log.note(
+                "192.0.2.7".parse().unwrap(),
+                UNAUTHENTICATED,
+                "domain.suspend",
+                "/x",
+            )
+            .await;
+        }
+        log.flush().await;
+        // The record and its count wait, in that order.
+        assert_eq!(registry.pending_writes(), 2);
+        store.down.store(false, Ordering::SeqCst);
+        registry.drain_outbox(&NoNotices).await.unwrap();
+        let recs = store.inner.list_audit(10).await.unwrap();
+        assert_eq!(recs.len(), 1, "{recs:#?}");
+        assert_eq!(recs[0].count, 5);
+        assert_eq!(recs[0].outcome, DENIED);
+    }
 
     #[tokio::test]
     async fn one_record_per_client_and_a_cap_per_minute() {

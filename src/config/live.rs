@@ -44,6 +44,12 @@ pub const RESTART_KEYS: &[(&str, Keep)] = &[
     ("store.tls_ca_file", |n, o| {
         n.store.tls_ca_file = o.store.tls_ca_file.clone()
     }),
+    ("store.node_name", |n, o| {
+        n.store.node_name = o.store.node_name.clone()
+    }),
+    ("store.admin_url", |n, o| {
+        n.store.admin_url = o.store.admin_url.clone()
+    }),
     ("store.governor_sync", |n, o| {
         n.store.governor_sync = o.store.governor_sync
     }),

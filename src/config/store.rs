@@ -23,6 +23,13 @@ pub struct StoreSection {
     /// CA certificates (PEM) that vouch for the database server's TLS
     /// certificate, besides the system's.
     pub tls_ca_file: Option<PathBuf>,
+    /// This node's name among the nodes sharing the store; default
+    /// `server.hostname` (give each node its own when they share one).
+    pub node_name: Option<String>,
+    /// Where the other nodes reach this node's admin API
+    /// (`http(s)://host:port`); default the address `admin.listen` bound,
+    /// unless that is a wildcard (then the node cannot be asked).
+    pub admin_url: Option<String>,
     /// With `url`: how often the governor sends the other nodes what it
     /// accepted, so that limits and detection hold across them; `0s`: never
     /// (each node governs alone).
@@ -42,6 +49,8 @@ impl Default for StoreSection {
             url: None,
             password_file: None,
             tls_ca_file: None,
+            node_name: None,
+            admin_url: None,
             governor_sync: Span(GOVERNOR_SYNC),
         }
     }
@@ -79,6 +88,24 @@ impl StoreSection {
         {
             out.push(ConfigProblem::new("store.tls_ca_file", e.to_string()));
         }
+        if let Some(u) = &self.admin_url
+            && !((u.starts_with("http://") || u.starts_with("https://"))
+                && u.len() > "https://".len()
+                && !u.contains(char::is_whitespace))
+        {
+            out.push(ConfigProblem::new(
+                "store.admin_url",
+                "must be an http:// or https:// URL of this node's admin API",
+            ));
+        }
+        if let Some(n) = &self.node_name
+            && (n.is_empty() || n.len() > 253 || !n.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            out.push(ConfigProblem::new(
+                "store.node_name",
+                "must be 1 to 253 printable ASCII characters",
+            ));
+        }
         if let Some(p) = &self.password_file
             && let Err(e) = std::fs::read_to_string(p)
         {
@@ -114,6 +141,17 @@ impl StoreSection {
                 Ok(Some(text.lines().next().unwrap_or("").to_string()))
             }
         }
+    }
+}
+
+impl super::Config {
+    /// This node's name among the nodes sharing the store:
+    /// `store.node_name`, else `server.hostname`.
+    pub fn node_name(&self) -> String {
+        self.store
+            .node_name
+            .clone()
+            .unwrap_or_else(|| self.server.hostname.to_string())
     }
 }
 

@@ -295,6 +295,9 @@ impl Governor {
             Ok((id, number)) => {
                 tracing::info!(queue_id = %id, number, notice = text.name, "blocklist alarm queued")
             }
+            Err(e @ crate::notify::NotifyError::Deferred) => {
+                tracing::info!(notice = text.name, "{e}")
+            }
             Err(e) => tracing::error!(error = %e, "cannot queue the blocklist alarm"),
         }
         self.webhooks.send(

@@ -192,6 +192,65 @@ pub struct ScopeStats {
     /// When a rule last tripped: buckets holding a trip teach no peak.
     #[serde(default)]
     pub last_trip_ms: u64,
+    /// The last hour in 5-minute buckets, for the evidence of a trip.
+    #[serde(default)]
+    pub series: Series,
+}
+
+/// How many 5-minute buckets a [`Series`] keeps (an hour).
+pub const SERIES_LEN: usize = 12;
+
+/// A scope's traffic over the last hour in 5-minute buckets (the newest
+/// last): recipients accepted, of those never written to before, and
+/// permanent remote refusals. Fixed size (80 bytes, no allocation); it
+/// goes into a trip's evidence as the chart of what tripped it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Series {
+    /// Start of the newest bucket (unix ms, a multiple of 5 minutes).
+    pub start_ms: u64,
+    /// Per bucket: recipients, never-seen recipients, refusals.
+    pub buckets: [[u16; 3]; SERIES_LEN],
+}
+
+impl Series {
+    /// Moves forward to `now_ms`: buckets older than an hour drop out.
+    fn roll(&mut self, now_ms: u64) {
+        let target = now_ms - now_ms % SHORT_MS;
+        if self.start_ms >= target {
+            return;
+        }
+        let shift = ((target - self.start_ms) / SHORT_MS).min(SERIES_LEN as u64) as usize;
+        self.buckets.rotate_left(shift);
+        for b in &mut self.buckets[SERIES_LEN - shift..] {
+            *b = [0; 3];
+        }
+        self.start_ms = target;
+    }
+
+    /// Adds to the bucket of `now_ms` (field 0 recipients, 1 new, 2 refused).
+    fn add(&mut self, now_ms: u64, field: usize) {
+        self.roll(now_ms);
+        let b = &mut self.buckets[SERIES_LEN - 1][field];
+        *b = b.saturating_add(1);
+    }
+
+    /// The series as evidence: the buckets up to `now_ms`, oldest first,
+    /// each field a list.
+    pub fn to_json(&self, now_ms: u64) -> serde_json::Value {
+        let mut s = *self;
+        s.roll(now_ms);
+        let col = |i: usize| s.buckets.iter().map(|b| b[i]).collect::<Vec<_>>();
+        let first = s
+            .start_ms
+            .saturating_sub((SERIES_LEN as u64 - 1) * SHORT_MS);
+        json!({
+            "bucket_seconds": SHORT_MS / 1000,
+            "first_bucket": super::clock::utc(first),
+            "recipients": col(0),
+            "new_recipients": col(1),
+            "rejected": col(2),
+        })
+    }
 }
 
 impl ScopeStats {
@@ -210,6 +269,7 @@ impl ScopeStats {
             first_ms: now_ms,
             last_seen_ms: now_ms,
             last_trip_ms: 0,
+            series: Series::default(),
         }
     }
 
@@ -276,6 +336,10 @@ impl ScopeStats {
                 w.cur.new += 1;
             }
         }
+        self.series.add(now_ms, 0);
+        if new {
+            self.series.add(now_ms, 1);
+        }
     }
 
     /// Notes the destination domain (`domain_hash`) of a never-seen recipient.
@@ -295,14 +359,22 @@ impl ScopeStats {
     /// Counts one recipient's first delivery result.
     pub fn note_outcome(&mut self, kind: OutcomeKind, now_ms: u64) {
         self.last_seen_ms = now_ms;
-        self.outcomes.cur.add(&Counts::of_result(kind, true));
+        let c = Counts::of_result(kind, true);
+        if c.rejected > 0 {
+            self.series.add(now_ms, 2);
+        }
+        self.outcomes.cur.add(&c);
     }
 
     /// Counts the refusal in a retried recipient's later result (its
     /// outcome was counted at its first attempt).
     pub fn note_refusal(&mut self, kind: OutcomeKind, now_ms: u64) {
         self.last_seen_ms = now_ms;
-        self.outcomes.cur.add(&Counts::of_result(kind, false));
+        let c = Counts::of_result(kind, false);
+        if c.rejected > 0 {
+            self.series.add(now_ms, 2);
+        }
+        self.outcomes.cur.add(&c);
     }
 
     /// Forgets recent activity (after a restore) but keeps what was learned.
@@ -310,6 +382,7 @@ impl ScopeStats {
         self.short = Window::default();
         self.hour = Window::default();
         self.outcomes = Window::default();
+        self.series = Series::default();
     }
 
     /// True once the scope has enough history for its own peaks to count.
@@ -785,5 +858,49 @@ mod tests {
         let back: ScopeStats = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
         assert_eq!(back.hour, s.hour);
         assert_eq!(back.peak_new_5, s.peak_new_5);
+    }
+
+    #[test]
+    fn the_series_keeps_the_last_hour_in_five_minute_buckets() {
+        let mut s = ScopeStats::new(MONDAY);
+        s.note_recipient(true, MONDAY + MIN);
+        s.note_recipient(false, MONDAY + 2 * MIN);
+        s.note_outcome(OutcomeKind::Unknown, MONDAY + 3 * MIN);
+        s.note_recipient(true, MONDAY + 11 * MIN);
+        let v = s.series.to_json(MONDAY + 12 * MIN);
+        assert_eq!(v["bucket_seconds"], 300);
+        let col = |k: &str| {
+            v[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+                .collect::<Vec<_>>()
+        };
+        let mut want = vec![0u64; SERIES_LEN];
+        want[9] = 2;
+        want[11] = 1;
+        assert_eq!(col("recipients"), want);
+        want[9] = 1;
+        assert_eq!(col("new_recipients"), want);
+        want = vec![0; SERIES_LEN];
+        want[9] = 1;
+        assert_eq!(col("rejected"), want);
+        // The first bucket is 11 buckets before the newest (the 10-minute one).
+        assert_eq!(
+            v["first_bucket"],
+            serde_json::json!(super::super::clock::utc(MONDAY + 10 * MIN - 11 * SHORT_MS))
+        );
+        // Two hours later all of it has dropped out; old records read without it.
+        assert!(
+            s.series.to_json(MONDAY + 2 * HOUR_MS)["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n == 0)
+        );
+        let mut old = serde_json::to_value(&s).unwrap();
+        old.as_object_mut().unwrap().remove("series");
+        let back: ScopeStats = serde_json::from_value(old).unwrap();
+        assert_eq!(back.series, Series::default());
     }
 }

@@ -29,15 +29,22 @@ pub enum DisconnectError {
 }
 
 /// Disconnects `domain` now with every effect; returns the record and
-/// what became of the notice to its contacts.
+/// what became of the notice to its contacts. `agreed`: staff agreed it for
+/// today earlier, so it also takes effect while the shared store is out of
+/// reach (kept in the outbox); staff's own call is refused then.
 pub async fn disconnect(
     registry: &Registry,
     queue: &ugem_queue::Queue,
     cfg: &Config,
     domain: &Domain,
     reason: &str,
+    agreed: bool,
 ) -> Result<(DomainRecord, NoticeOutcome), DisconnectError> {
-    let rec = registry.disconnect_domain(domain, reason).await?;
+    let rec = if agreed {
+        registry.disconnect_domain_as_agreed(domain, reason).await?
+    } else {
+        registry.disconnect_domain(domain, reason).await?
+    };
     match cfg.registration.disconnect_queued {
         crate::config::DisconnectQueued::Hold => {
             let held = super::actions::hold_scope_mail(
@@ -91,7 +98,7 @@ impl Governor {
             }
             if s.on <= today {
                 let reason = format!("disconnection agreed for {}: {}", s.on, s.reason);
-                match disconnect(&self.registry, &self.queue, &cfg, &d.name, &reason).await {
+                match disconnect(&self.registry, &self.queue, &cfg, &d.name, &reason, true).await {
                     Ok((rec, notice)) => {
                         tracing::warn!(
                             domain = %d.name,

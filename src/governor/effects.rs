@@ -72,6 +72,8 @@ impl Governor {
                     "steps".into(),
                     serde_json::to_value(&t.ladder.history).unwrap_or_default(),
                 );
+                // The last hour in 5-minute buckets: the chart of the trip.
+                o.insert("series".into(), t.stats.series.to_json(now));
             }
             step
         };
@@ -369,6 +371,9 @@ impl Governor {
             Ok((id, number)) => {
                 Counters::bump(&self.counters.notices);
                 tracing::info!(queue_id = %id, number, notice = text.name, "governor notice queued");
+            }
+            Err(e @ crate::notify::NotifyError::Deferred) => {
+                tracing::info!(notice = text.name, "{e}")
             }
             Err(e) => tracing::error!(error = %e, "cannot queue the governor notice"),
         }

@@ -39,6 +39,7 @@ pub mod servers;
 pub mod settings;
 pub mod state;
 pub mod suspension;
+pub mod throughput;
 pub mod unregistered;
 
 use std::collections::HashMap;
@@ -319,6 +320,8 @@ pub struct Governor {
     state_dir: Option<PathBuf>,
     /// What it has done.
     pub counters: Counters,
+    /// Delivery results per minute, last hour.
+    pub deliveries: throughput::Throughput,
     /// The exchange with the other nodes, once joined (a shared registry).
     cluster: std::sync::OnceLock<cluster::Cluster>,
 }
@@ -419,6 +422,7 @@ impl Governor {
             webhooks,
             state_dir,
             counters: Counters::default(),
+            deliveries: Default::default(),
             cluster: std::sync::OnceLock::new(),
             clock,
             cfg,
@@ -534,6 +538,9 @@ impl Governor {
             "throttled": throttled,
             "active_suspensions": {"domain": domains, "sender": senders},
             "tracked_scopes": tracked,
+            // Automatic decisions waiting for the shared store (PostgreSQL).
+            "store_pending_writes": self.registry.pending_writes(),
+            "deliveries": self.deliveries.to_json(now),
             "gateway_listings": listings,
             "blocklists": self.blocklist_status(),
             "limiter_keys": self.limits.keys(),

@@ -20,7 +20,7 @@ fn evidence_text(cfg: &Config, v: &serde_json::Value) -> String {
     };
     let mut out = String::new();
     for (k, v) in m {
-        if k == "steps" {
+        if k == "steps" || k == "series" {
             continue;
         }
         let v = match v {

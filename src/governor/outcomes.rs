@@ -25,6 +25,8 @@ impl Governor {
     /// index of its recipient. `env` is the message before this attempt
     /// was recorded.
     pub fn observe_delivery(&self, env: &ugem_queue::Envelope, outcomes: &[(usize, Outcome)]) {
+        self.deliveries
+            .count(outcomes.iter().map(|(_, o)| &o.fate), self.now_ms());
         let results: Vec<Result<'_>> = outcomes
             .iter()
             .map(|(i, o)| Result {

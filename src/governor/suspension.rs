@@ -78,10 +78,27 @@ impl Governor {
         let auto = (req.actor == AUTO).then(|| req.reason.clone().unwrap_or_default());
         let (ended, domain) = match scope {
             Scope::Domain(d) => {
-                let active = self.registry.snapshot().suspension(scope).map(|s| s.id);
+                let active = self.registry.snapshot().suspension(scope).cloned();
+                let how = crate::model::suspensions::Restoration {
+                    by: req.actor.clone(),
+                    at: chrono::Utc::now(),
+                    reason: req.reason.clone(),
+                    held_mail: req.held_mail.clone(),
+                };
                 let rec = self.registry.restore_domain(d, req).await?;
                 let ended = match active {
-                    Some(id) => self.registry.suspension(id).await.ok().flatten(),
+                    Some(a) => match self.registry.suspension(a.id).await.ok().flatten() {
+                        Some(e) => Some(e),
+                        // Ended while the store is out of reach: as this node knows it.
+                        None if crate::store::local::outbox::is_provisional(a.id)
+                            || self.registry.pending_writes() > 0 =>
+                        {
+                            let mut e = (*a).clone();
+                            e.restored = Some(how);
+                            Some(e)
+                        }
+                        None => None,
+                    },
                     None => None,
                 };
                 (ended, Some(rec))

@@ -130,7 +130,7 @@ fn is_one(n: &u64) -> bool {
 pub const DENIED: &str = "denied";
 
 /// New count and actions of a refused-call record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusedUpdate {
     /// The record.
     pub seq: u64,

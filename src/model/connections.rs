@@ -73,6 +73,19 @@ pub struct ConnectionFilter {
     pub since: Option<DateTime<Utc>>,
     /// At most this many (default 100).
     pub limit: Option<usize>,
+    /// `all`: every node sharing the registry is asked for its own log
+    /// (the admin API only); default this node's.
+    pub nodes: Option<NodeScope>,
+}
+
+/// Whose connection log a listing reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeScope {
+    /// This node's own.
+    Local,
+    /// Every live node's, merged newest first.
+    All,
 }
 
 /// Longest command line kept with a refusal.

@@ -10,6 +10,7 @@ pub mod connections;
 pub mod domains;
 pub mod language;
 pub mod listings;
+pub mod nodes;
 pub mod phone;
 pub mod servers;
 pub mod sightings;

@@ -27,6 +27,12 @@ pub enum NotifyError {
     /// Its template (the embedded one included) did not render.
     #[error("notice not written: {0}")]
     Template(#[from] TemplateError),
+    /// The shared store (PostgreSQL) is out of reach for its number: the
+    /// notice waits in the node's outbox and is queued when it answers.
+    #[error(
+        "notice kept in the local outbox: PostgreSQL is out of reach for its number; it is numbered and queued when the database answers"
+    )]
+    Deferred,
 }
 
 /// A message ready for the queue.
@@ -94,8 +100,37 @@ pub fn build_notice(
 }
 
 /// Numbers `text`, writes it in its languages and queues it for delivery,
-/// from the postmaster; returns the queue id and the number.
+/// from the postmaster; returns the queue id and the number. When the
+/// shared store cannot give a number, the notice is kept in the node's
+/// outbox ([`NotifyError::Deferred`]) and queued once it answers.
 pub async fn enqueue_notice(
+    queue: &ugem_queue::Queue,
+    registry: &Registry,
+    cfg: &Config,
+    to: &[String],
+    text: &Text,
+) -> Result<(ugem_queue::QueueId, String), NotifyError> {
+    match enqueue_numbered(queue, registry, cfg, to, text).await {
+        Err(NotifyError::Number(RegistryError::Store(crate::store::StoreError::Unavailable(
+            why,
+        )))) => {
+            let kept = super::outbox::Deferred::new(to, text);
+            let w = crate::store::local::outbox::PendingWrite::Notice {
+                notice: serde_json::to_value(&kept).unwrap_or_default(),
+            };
+            // Rounds that retry what they could not finish (a reminder whose
+            // mark could not be written either) keep one copy, not one a round.
+            if !registry.is_pending(&w) {
+                registry.defer(w, why).await?;
+            }
+            Err(NotifyError::Deferred)
+        }
+        r => r,
+    }
+}
+
+/// [`enqueue_notice`] without the outbox: a store out of reach is an error.
+pub(crate) async fn enqueue_numbered(
     queue: &ugem_queue::Queue,
     registry: &Registry,
     cfg: &Config,

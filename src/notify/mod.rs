@@ -13,6 +13,7 @@ pub mod deadlines;
 pub mod lifecycle;
 pub mod mail;
 pub mod notices;
+pub mod outbox;
 pub mod reconfirm;
 pub mod render;
 pub mod templates;

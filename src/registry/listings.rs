@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 
 use super::{Registry, RegistryError};
 use crate::model::listings::GatewayListing;
+use crate::store::StoreError;
+use crate::store::local::outbox::PendingWrite;
 
 /// Blocklists named in refusals, by a part of their zone or wording.
 const KNOWN_LISTS: &[(&str, &str)] = &[
@@ -84,7 +86,16 @@ impl Registry {
         &self,
         rec: &GatewayListing,
     ) -> Result<(GatewayListing, bool), RegistryError> {
-        Ok(self.store.record_listing(rec).await?)
+        match self.store.record_listing(rec).await {
+            // Kept for the store; this node alarms as if it were new (the
+            // notice claim settles whether it was).
+            Err(StoreError::Unavailable(why)) => {
+                let w = PendingWrite::Listing { rec: rec.clone() };
+                self.defer(w, why).await?;
+                Ok((rec.clone(), true))
+            }
+            r => Ok(r?),
+        }
     }
 
     /// Ends the open listing of `address` on `list` (delisted at `at`).
@@ -94,7 +105,21 @@ impl Registry {
         list: &str,
         at: DateTime<Utc>,
     ) -> Result<GatewayListing, RegistryError> {
-        Ok(self.store.end_listing(address, list, at).await?)
+        match self.store.end_listing(address, list, at).await {
+            Err(StoreError::Unavailable(why)) => {
+                let w = PendingWrite::EndListing {
+                    address,
+                    list: list.to_string(),
+                    at,
+                };
+                self.defer(w, why).await?;
+                // As this node knows it: the record the store will end.
+                Err(RegistryError::State(format!(
+                    "the end of the listing of {address} on {list} waits in the local outbox"
+                )))
+            }
+            r => Ok(r?),
+        }
     }
 
     /// Every gateway listing, open or ended, oldest first.

@@ -12,6 +12,7 @@ pub mod checks;
 mod contact;
 pub mod follow;
 pub mod listings;
+pub mod outbox;
 pub mod reconfirm;
 pub mod reports;
 pub mod schedule;
@@ -27,10 +28,12 @@ use ipnet::IpNet;
 use crate::config::HostPort;
 use crate::domain::Domain;
 use crate::model::applications::ApplicantCategory;
+use crate::model::audit::AUTO;
 use crate::model::domains::{
     Contact, DirectRegistration, DomainLimits, DomainRecord, DomainStatus, SenderLimits,
 };
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
+use crate::store::local::outbox::{PendingWrite, provisional_id};
 use crate::store::{DomainWrite, Expect, RegistryStore, StoreError};
 
 pub use contact::parse_contact;
@@ -89,7 +92,7 @@ pub struct NewDomain {
 }
 
 /// An immutable view of the registry, swapped whole on every change.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     domains: HashMap<Domain, Arc<DomainRecord>>,
     suspensions: HashMap<Scope, Arc<SuspensionRecord>>,
@@ -141,6 +144,9 @@ pub struct Registry {
     change: tokio::sync::Mutex<()>,
     /// Unregistered servers noted by the SMTP path, not yet written.
     sightings: sightings::SightingBuffer,
+    /// Automatic writes kept while a shared store is out of reach (none
+    /// for the embedded store, which is never out of reach).
+    outbox: Option<outbox::Outbox>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -165,11 +171,29 @@ const RETRIES: usize = 3;
 impl Registry {
     /// Loads every domain and active suspension from the store.
     pub async fn open(store: Arc<dyn RegistryStore>) -> Result<Registry, RegistryError> {
+        Self::open_inner(store, None).await
+    }
+
+    /// Loads the registry from a shared store, keeping this node's
+    /// automatic writes in `local`'s outbox while the store is out of reach
+    /// (and the ones an earlier run left there in force until written).
+    pub async fn open_with_outbox(
+        store: Arc<dyn RegistryStore>,
+        local: crate::store::LocalStore,
+    ) -> Result<Registry, RegistryError> {
+        Self::open_inner(store, Some(outbox::Outbox::new(local)?)).await
+    }
+
+    async fn open_inner(
+        store: Arc<dyn RegistryStore>,
+        outbox: Option<outbox::Outbox>,
+    ) -> Result<Registry, RegistryError> {
         let r = Registry {
             store,
             snap: RwLock::new(Arc::new(Snapshot::default())),
             change: tokio::sync::Mutex::new(()),
             sightings: Default::default(),
+            outbox,
         };
         r.reload().await?;
         Ok(r)
@@ -200,11 +224,13 @@ impl Registry {
             .filter(|s| s.is_active())
             .map(|s| (s.address, Arc::new(s)))
             .collect();
-        *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Snapshot {
+        let mut snap = Snapshot {
             domains,
             suspensions,
             servers,
-        });
+        };
+        self.overlay(&mut snap);
+        *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
         Ok(())
     }
 
@@ -242,15 +268,31 @@ impl Registry {
     /// Claims the notice `key`: true the first time (on any node), false
     /// after, so that a notice goes out once.
     pub async fn claim_notice(&self, key: &str, now_ms: u64) -> Result<bool, RegistryError> {
-        Ok(self.store.claim_notice(key, now_ms).await?)
+        match self.store.claim_notice(key, now_ms).await {
+            // Claimed here, and for the store once it answers.
+            Err(StoreError::Unavailable(why)) => self.claim_while_down(key, now_ms, why).await,
+            r => Ok(r?),
+        }
     }
 
     /// Appends a record of the gateway's own decision to the audit trail; a
     /// failure is logged, never raised (the decision stands).
     pub async fn audit(&self, rec: crate::model::audit::AuditRecord) {
-        if let Err(e) = self.store.append_audit(&rec).await {
-            tracing::error!(action = %rec.action, target = %rec.target, error = %e, "audit record not written");
-        }
+        let e = match self.store.append_audit(&rec).await {
+            Ok(_) => return,
+            Err(StoreError::Unavailable(why)) => {
+                let (action, target) = (rec.action.clone(), rec.target.clone());
+                match self.defer(PendingWrite::Audit { rec }, why).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::error!(%action, %target, error = %e, "audit record not written");
+                        return;
+                    }
+                }
+            }
+            Err(e) => e,
+        };
+        tracing::error!(action = %rec.action, target = %rec.target, error = %e, "audit record not written");
     }
 
     /// A scope's state as the audit trail records it before and after a
@@ -524,34 +566,56 @@ impl Registry {
         let _g = self.lock().await;
         check_text("reason", &s.reason, 1000)?;
         let scope = Scope::Domain(name.clone());
-        let mut tries = 0;
-        let rec = loop {
-            let cur = self.stored(name).await?;
-            match cur.status {
-                DomainStatus::Connected => {}
-                DomainStatus::Suspended => {
-                    return Err(RegistryError::State(format!(
-                        "domain {name} is already suspended"
-                    )));
+        let attempt = async {
+            let mut tries = 0;
+            let rec = loop {
+                let cur = self.stored(name).await?;
+                match cur.status {
+                    DomainStatus::Connected => {}
+                    DomainStatus::Suspended => {
+                        return Err(RegistryError::State(format!(
+                            "domain {name} is already suspended"
+                        )));
+                    }
+                    DomainStatus::Disconnected => {
+                        return Err(RegistryError::State(format!(
+                            "domain {name} is disconnected"
+                        )));
+                    }
                 }
-                DomainStatus::Disconnected => {
-                    return Err(RegistryError::State(format!(
-                        "domain {name} is disconnected"
-                    )));
+                let rec = s.clone().into_record(scope.clone());
+                let expect = Expect::unchanged(&cur);
+                let w = DomainWrite {
+                    record: Self::with_status(
+                        cur,
+                        DomainStatus::Suspended,
+                        Some(rec.reason.clone()),
+                    ),
+                    expect,
+                };
+                match self.store.start_suspension(&rec, Some(&w)).await {
+                    // Read again: the status says what the other writer did.
+                    Err(StoreError::Conflict(_)) if tries < RETRIES => tries += 1,
+                    Err(StoreError::Conflict(m)) => return Err(RegistryError::State(m)),
+                    r => break r?,
                 }
-            }
-            let rec = s.clone().into_record(scope.clone());
-            let expect = Expect::unchanged(&cur);
-            let w = DomainWrite {
-                record: Self::with_status(cur, DomainStatus::Suspended, Some(rec.reason.clone())),
-                expect,
             };
-            match self.store.start_suspension(&rec, Some(&w)).await {
-                // Read again: the status says what the other writer did.
-                Err(StoreError::Conflict(_)) if tries < RETRIES => tries += 1,
-                Err(StoreError::Conflict(m)) => return Err(RegistryError::State(m)),
-                r => break r?,
+            Ok(rec)
+        };
+        let rec = match attempt.await {
+            // The governor's own decision stands while the store is away.
+            Err(RegistryError::Store(StoreError::Unavailable(why))) if s.actor == AUTO => {
+                let snap = self.snapshot();
+                match snap.domain(name).map(|d| d.status) {
+                    Some(DomainStatus::Connected) => {}
+                    Some(st) => {
+                        return Err(RegistryError::State(format!("domain {name} is {st}")));
+                    }
+                    None => return Err(RegistryError::NotFound(format!("domain {name}"))),
+                }
+                return self.suspend_while_down(s.into_record(scope), why).await;
             }
+            r => r?,
         };
         self.reload().await?;
         Ok(rec)
@@ -566,32 +630,45 @@ impl Registry {
         let _g = self.lock().await;
         let scope = Scope::Domain(name.clone());
         let how = r.restoration();
-        let mut tries = 0;
-        let rec = loop {
-            let cur = self.stored(name).await?;
-            if cur.status != DomainStatus::Suspended {
-                return Err(RegistryError::State(format!(
-                    "domain {name} is {}, not suspended",
-                    cur.status
-                )));
-            }
-            let expect = Expect::unchanged(&cur);
-            let w = DomainWrite {
-                record: Self::with_status(cur, DomainStatus::Connected, None),
-                expect,
-            };
-            match self.store.end_suspension(&scope, &how, Some(&w)).await {
-                Err(StoreError::Conflict(_)) if tries < RETRIES => tries += 1,
-                Err(StoreError::NotFound(_)) => {
-                    return Err(RegistryError::NotFound(format!(
-                        "an active suspension of {scope}"
+        let attempt = async {
+            let mut tries = 0;
+            let rec = loop {
+                let cur = self.stored(name).await?;
+                if cur.status != DomainStatus::Suspended {
+                    return Err(RegistryError::State(format!(
+                        "domain {name} is {}, not suspended",
+                        cur.status
                     )));
                 }
-                r => {
-                    r?;
-                    break w.record;
+                let expect = Expect::unchanged(&cur);
+                let w = DomainWrite {
+                    record: Self::with_status(cur, DomainStatus::Connected, None),
+                    expect,
+                };
+                match self.store.end_suspension(&scope, &how, Some(&w)).await {
+                    Err(StoreError::Conflict(_)) if tries < RETRIES => tries += 1,
+                    Err(StoreError::NotFound(_)) => {
+                        return Err(RegistryError::NotFound(format!(
+                            "an active suspension of {scope}"
+                        )));
+                    }
+                    r => {
+                        r?;
+                        break w.record;
+                    }
                 }
+            };
+            Ok(rec)
+        };
+        let rec = match attempt.await {
+            Err(RegistryError::Store(StoreError::Unavailable(why))) if how.by == AUTO => {
+                self.restore_while_down(scope, how.clone(), why).await?;
+                return self
+                    .get(name)
+                    .map(|d| (*d).clone())
+                    .ok_or_else(|| RegistryError::NotFound(format!("domain {name}")));
             }
+            r => r?,
         };
         self.reload().await?;
         Ok(rec)
@@ -668,6 +745,9 @@ impl Registry {
                     "sender {addr} is already suspended"
                 )));
             }
+            Err(StoreError::Unavailable(why)) if rec.actor == AUTO => {
+                return self.suspend_while_down(rec, why).await;
+            }
             r => r?,
         };
         self.reload().await?;
@@ -682,11 +762,11 @@ impl Registry {
     ) -> Result<SuspensionRecord, RegistryError> {
         let _g = self.lock().await;
         let scope = Scope::Sender(normalize_sender(address)?);
-        let rec = match self
-            .store
-            .end_suspension(&scope, &r.restoration(), None)
-            .await
-        {
+        let how = r.restoration();
+        let rec = match self.store.end_suspension(&scope, &how, None).await {
+            Err(StoreError::Unavailable(why)) if how.by == AUTO => {
+                return self.restore_while_down(scope, how, why).await;
+            }
             Err(StoreError::NotFound(_)) => {
                 return Err(RegistryError::NotFound(format!(
                     "an active suspension of {scope}"
@@ -696,6 +776,54 @@ impl Registry {
         };
         self.reload().await?;
         Ok(rec)
+    }
+
+    /// An automatic suspension the store could not take: in force here at
+    /// once (the snapshot has it, with a provisional id), written later.
+    async fn suspend_while_down(
+        &self,
+        rec: SuspensionRecord,
+        why: String,
+    ) -> Result<SuspensionRecord, RegistryError> {
+        if self.snapshot().suspension(&rec.scope).is_some() {
+            return Err(RegistryError::State(format!(
+                "{} is already suspended",
+                rec.scope
+            )));
+        }
+        let w = PendingWrite::StartSuspension { rec };
+        let seq = self.defer(w.clone(), why).await?;
+        self.publish_pending(seq, &w);
+        let PendingWrite::StartSuspension { mut rec } = w else {
+            unreachable!("made above")
+        };
+        rec.id = provisional_id(seq);
+        Ok(rec)
+    }
+
+    /// An automatic end of a suspension (an expiry) the store could not
+    /// take: in force here at once, written later. Returns the ended record
+    /// as this node knows it.
+    async fn restore_while_down(
+        &self,
+        scope: Scope,
+        how: Restoration,
+        why: String,
+    ) -> Result<SuspensionRecord, RegistryError> {
+        let Some(active) = self.snapshot().suspension(&scope).cloned() else {
+            return Err(RegistryError::NotFound(format!(
+                "an active suspension of {scope}"
+            )));
+        };
+        let w = PendingWrite::EndSuspension {
+            scope,
+            how: how.clone(),
+        };
+        let seq = self.defer(w.clone(), why).await?;
+        self.publish_pending(seq, &w);
+        let mut ended = (*active).clone();
+        ended.restored = Some(how);
+        Ok(ended)
     }
 
     /// Sets (or with `None`, clears) a domain's governor overrides.

@@ -212,7 +212,44 @@ fn optional(f: &HashMap<String, String>, k: &str) -> Value {
     }
 }
 
-/// `POST /console/domains/{name}/{suspend|restore|disconnect}`.
+/// The body of `POST /api/v1/domains/{name}/update` from the edit form:
+/// the fields that differ from `cur` (the domain as it is), the first
+/// contact replaced in the list, and the reason.
+fn update_body(cur: &Value, f: &HashMap<String, String>) -> Value {
+    let mut body = json!({"reason": field(f, "reason")});
+    let owner = field(f, "owner");
+    if !owner.is_empty() && cur["owner"] != owner.as_str() {
+        body["owner"] = json!(owner);
+    }
+    let now: Vec<String> = cur["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let asked = servers(&field(f, "servers"));
+    if !asked.is_empty() && asked != now {
+        body["servers"] = json!(asked);
+    }
+    let mut contacts = cur["contacts"].as_array().cloned().unwrap_or_default();
+    let mut first = json!({"name": field(f, "contact_name"), "email": field(f, "contact_email")});
+    for k in ["office_phone", "mobile_phone"] {
+        if let v @ Value::String(_) = optional(f, k) {
+            first[k] = v;
+        }
+    }
+    if first["email"] != "" && contacts.first() != Some(&first) {
+        if contacts.is_empty() {
+            contacts.push(first);
+        } else {
+            contacts[0] = first;
+        }
+        body["contacts"] = json!(contacts);
+    }
+    body
+}
+
+/// `POST /console/domains/{name}/{suspend|restore|disconnect|update}`.
 pub async fn domain(
     State(c): State<Console>,
     ctx: Ctx,
@@ -221,6 +258,29 @@ pub async fn domain(
 ) -> Response {
     if let Some(r) = refuse_csrf(&ctx, &f) {
         return r;
+    }
+    let back = format!("/console/domains/{}", encode(&name));
+    if op == "update" {
+        let call = c.call(&ctx);
+        let r = match call
+            .run("GET", "/api/v1/domains/{name}", &[&name], &[], None)
+            .await
+        {
+            Ok(cur) => {
+                let body = update_body(&cur, &f);
+                call.run(
+                    "POST",
+                    "/api/v1/domains/{name}/update",
+                    &[&name],
+                    &[],
+                    Some(body),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        let done = ctx.tf("done.updated", &[("name", &name)]);
+        return finish(&c, &ctx, r, &back, done);
     }
     let (template, body, done) = match op.as_str() {
         "suspend" => (
@@ -244,7 +304,6 @@ pub async fn domain(
         .call(&ctx)
         .run("POST", template, &[&name], &[], Some(body))
         .await;
-    let back = format!("/console/domains/{}", encode(&name));
     finish(&c, &ctx, r, &back, ctx.tf(done, &[("name", &name)]))
 }
 
@@ -349,6 +408,19 @@ pub async fn submit_application(State(c): State<Console>, ctx: Ctx, Form(f): Fie
             body[k] = v;
         }
     }
+    // The form's own number, date, channel, reference and document.
+    if !field(&f, "form_number").is_empty() {
+        let mut form = json!({
+            "number": field(&f, "form_number"),
+            "dated": field(&f, "form_dated"),
+            "channel": field(&f, "form_channel"),
+            "reference": field(&f, "form_reference"),
+        });
+        if let v @ Value::String(_) = optional(&f, "form_document") {
+            form["document"] = v;
+        }
+        body["form"] = form;
+    }
     let r = c
         .call(&ctx)
         .run("POST", "/api/v1/applications", &[], &[], Some(body))
@@ -412,6 +484,41 @@ pub async fn queue(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_edit_form_sends_only_what_changed() {
+        let cur = json!({
+            "owner": "Ministry", "servers": ["192.0.2.1/32"],
+            "contacts": [{"name": "Desk", "email": "it@a.kz"}, {"name": "B", "email": "b@a.kz"}],
+        });
+        let form = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let same = form(&[
+            ("owner", "Ministry"),
+            ("servers", "192.0.2.1/32"),
+            ("contact_name", "Desk"),
+            ("contact_email", "it@a.kz"),
+            ("reason", "r"),
+        ]);
+        assert_eq!(update_body(&cur, &same), json!({"reason": "r"}));
+        let changed = form(&[
+            ("owner", "Agency"),
+            ("servers", "192.0.2.1/32\n192.0.2.2"),
+            ("contact_name", "Desk"),
+            ("contact_email", "it@a.kz"),
+            ("mobile_phone", "+7 701 000 0000"),
+            ("reason", "moved"),
+        ]);
+        let b = update_body(&cur, &changed);
+        assert_eq!(b["owner"], "Agency");
+        assert_eq!(b["servers"], json!(["192.0.2.1/32", "192.0.2.2"]));
+        assert_eq!(b["contacts"][0]["mobile_phone"], "+7 701 000 0000");
+        assert_eq!(b["contacts"][1]["email"], "b@a.kz");
+    }
 
     #[test]
     fn servers_split_on_lines_commas_and_spaces() {

@@ -45,18 +45,7 @@ pub fn may(caller: &Caller, method: &str, template: &str) -> bool {
     }
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use crate::admin::client::encode;
 
 /// `template` with its `{placeholders}` replaced by `args` in order.
 pub fn fill(template: &str, args: &[&str]) -> String {

@@ -10,6 +10,7 @@
 
 mod actions;
 pub mod api;
+mod chart;
 pub mod i18n;
 mod layout;
 mod pages;

@@ -23,6 +23,13 @@ impl From<ApplicationError> for ApiError {
             ApplicationError::Registry(r) => return r.into(),
             other => other,
         };
+        if let ApplicationError::Store(crate::store::StoreError::Unavailable(d))
+        | ApplicationError::Registry(crate::registry::RegistryError::Store(
+            crate::store::StoreError::Unavailable(d),
+        )) = &e
+        {
+            return ApiError::store_unreachable(d);
+        }
         let (status, kind) = match &e {
             ApplicationError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApplicationError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),

@@ -206,7 +206,8 @@ pub(super) async fn disconnect_domain(
             return with_notice(&rec, notice);
         }
         let (rec, notice) =
-            crate::governor::disconnection::disconnect(&reg, &queue, &cfg, &domain, reason).await?;
+            crate::governor::disconnection::disconnect(&reg, &queue, &cfg, &domain, reason, false)
+                    .await?;
         note.change(
             before.unwrap_or_default(),
             serde_json::json!({"status": rec.status, "disconnect_on": null}),

@@ -16,7 +16,23 @@ pub(super) async fn metrics(State(st): State<AdminState>) -> Result<impl IntoRes
     let queue = st.queue.clone();
     let store = st.store.clone();
     let snap = st.registry.snapshot();
-    let audit = st.audit.audit_size().await?;
+    // While the shared store is out of reach the scrape still answers (the
+    // outage is when the rest matters most), with the audit size as last read.
+    static LAST_AUDIT: std::sync::Mutex<crate::model::audit::AuditSize> =
+        std::sync::Mutex::new(crate::model::audit::AuditSize {
+            records: 0,
+            bytes: 0,
+        });
+    let audit = match st.audit.audit_size().await {
+        Ok(a) => {
+            *LAST_AUDIT.lock().unwrap_or_else(|p| p.into_inner()) = a;
+            a
+        }
+        Err(crate::store::StoreError::Unavailable(_)) => {
+            *LAST_AUDIT.lock().unwrap_or_else(|p| p.into_inner())
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut g = tokio::task::spawn_blocking(move || -> Result<crate::metrics::Gauges, ApiError> {
         let c = queue.counts()?;
         let now = ugem_queue::unix_ms();

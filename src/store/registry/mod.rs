@@ -274,4 +274,19 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
 
     /// Every gateway listing, open or ended, oldest first.
     async fn list_listings(&self) -> Result<Vec<GatewayListing>, StoreError>;
+
+    /// Announces this node to the others sharing the store (a shared store
+    /// keeps it; a node alone has no one to tell).
+    async fn announce_node(
+        &self,
+        _node: &crate::model::nodes::NodeRecord,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The nodes sharing the store, as they last announced themselves
+    /// (none for a store of one node).
+    async fn list_nodes(&self) -> Result<Vec<crate::model::nodes::NodeRecord>, StoreError> {
+        Ok(Vec::new())
+    }
 }

@@ -202,6 +202,21 @@ pub fn intake_form(
         form.intake method="post" action="/console/applications" {
             (csrf(ctx))
             fieldset {
+                legend { (ctx.t("intake.form")) }
+                (field("form_number", "intake.number", "text", true))
+                (field("form_dated", "intake.dated", "date", true))
+                div.field {
+                    label for="form_channel" { (ctx.t("intake.channel")) }
+                    select #form_channel name="form_channel" required {
+                        @for (v, k) in [("portal", "intake.portal"), ("letter", "intake.letter")] {
+                            option value=(v) selected[value("form_channel") == v] { (ctx.t(k)) }
+                        }
+                    }
+                }
+                (field("form_reference", "intake.reference", "text", true))
+                (field("form_document", "intake.document", "text", false))
+            }
+            fieldset {
                 legend { (ctx.t("intake.organisation")) }
                 (field("domain", "apps.domain", "text", true))
                 (field("owner", "apps.owner", "text", true))
@@ -226,8 +241,8 @@ pub fn intake_form(
                 legend { (ctx.t("intake.contact")) }
                 (field("contact_name", "contact.name", "text", true))
                 (field("contact_email", "contact.email", "email", true))
-                (field("office_phone", "contact.office_phone", "tel", false))
-                (field("mobile_phone", "contact.mobile_phone", "tel", false))
+                (field("office_phone", "contact.office_phone", "tel", true))
+                (field("mobile_phone", "contact.mobile_phone", "tel", true))
                 p.hint { (ctx.t("intake.phone_rule")) }
             }
             button type="submit" #submit-application { (ctx.t("intake.submit")) }
@@ -243,7 +258,7 @@ pub fn intake_form(
 }
 
 /// A check's verdict as a badge (ok, unknown, warning, problem).
-fn verdict(ctx: &Ctx, v: &str) -> Markup {
+pub fn verdict(ctx: &Ctx, v: &str) -> Markup {
     let key = match v {
         "ok" => "verdict.ok",
         "unknown" => "verdict.unknown",
@@ -299,6 +314,21 @@ pub async fn show(State(c): State<Console>, ctx: Ctx, Path(id): Path<String>) ->
                     }
                     @if !a["reason"].is_null() {
                         dt { (ctx.t("form.reason")) } dd { (text(&a["reason"])) }
+                    }
+                    @if a["form"].is_object() {
+                        @let f = &a["form"];
+                        dt { (ctx.t("intake.number")) } dd #form-number { (text(&f["number"])) ", " (text(&f["dated"])) }
+                        dt { (ctx.t("intake.channel")) } dd {
+                            @match f["channel"].as_str() {
+                                Some("letter") => (ctx.t("intake.letter")),
+                                Some("portal") => (ctx.t("intake.portal")),
+                                _ => (text(&f["channel"])),
+                            }
+                            ", " (text(&f["reference"]))
+                        }
+                        @if !f["document"].is_null() {
+                            dt { (ctx.t("intake.document")) } dd { (text(&f["document"])) }
+                        }
                     }
                 }
                 h2 { (ctx.t("domain.contacts")) }

@@ -60,8 +60,47 @@ pub async fn list(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
     page(&ctx, "/console/domains", ctx.t("nav.domains"), body)
 }
 
+/// The form that changes a domain's data (owner, servers, first contact),
+/// filled with what it has now; only what is changed is sent.
+fn edit(ctx: &Ctx, base: &str, d: &Value) -> Markup {
+    let servers: Vec<String> = d["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    let c = &d["contacts"][0];
+    let val = |v: &Value| v.as_str().unwrap_or("").to_string();
+    html! {
+        details.edit {
+            summary #edit-open { (ctx.t("domain.edit")) }
+            form.action method="post" action={ (base) "/update" } {
+                (csrf(ctx))
+                label for="edit-owner" { (ctx.t("domain.owner")) }
+                input #edit-owner type="text" name="owner" value=(val(&d["owner"]));
+                label for="edit-servers" { (ctx.t("domain.servers")) }
+                textarea #edit-servers name="servers" rows="3" { (servers.join("\n")) }
+                fieldset {
+                    legend { (ctx.t("domain.first_contact")) }
+                    label for="edit-contact-name" { (ctx.t("contact.name")) }
+                    input #edit-contact-name type="text" name="contact_name" value=(val(&c["name"]));
+                    label for="edit-contact-email" { (ctx.t("contact.email")) }
+                    input #edit-contact-email type="email" name="contact_email" value=(val(&c["email"]));
+                    label for="edit-office-phone" { (ctx.t("contact.office_phone")) }
+                    input #edit-office-phone type="tel" name="office_phone" value=(val(&c["office_phone"]));
+                    label for="edit-mobile-phone" { (ctx.t("contact.mobile_phone")) }
+                    input #edit-mobile-phone type="tel" name="mobile_phone" value=(val(&c["mobile_phone"]));
+                }
+                label for="edit-reason" { (ctx.t("form.reason")) }
+                textarea #edit-reason name="reason" required rows="2" {}
+                button type="submit" #edit { (ctx.t("domain.edit_submit")) }
+            }
+        }
+    }
+}
+
 /// The action forms of a domain, each only for a role that may use it.
-fn actions(ctx: &Ctx, name: &str, status: &str) -> Markup {
+fn actions(ctx: &Ctx, name: &str, status: &str, d: &Value) -> Markup {
     let base = format!("/console/domains/{}", encode(name));
     let can = |t: &str| may(&ctx.caller, "POST", t);
     html! {
@@ -93,6 +132,9 @@ fn actions(ctx: &Ctx, name: &str, status: &str) -> Markup {
                 }
                 button type="submit" #restore { (ctx.t("domain.restore")) }
             }
+        }
+        @if status != "disconnected" && can("/api/v1/domains/{name}/update") {
+            (edit(ctx, &base, d))
         }
         @if status != "disconnected" && can("/api/v1/domains/{name}/disconnect") {
             form.action method="post" action={ (base) "/disconnect" } {
@@ -147,6 +189,18 @@ pub async fn show(State(c): State<Console>, ctx: Ctx, Path(name): Path<String>) 
             None,
         )
         .await;
+    let apps = call
+        .run(
+            "GET",
+            "/api/v1/applications",
+            &[],
+            &[("domain", &name)],
+            None,
+        )
+        .await;
+    let versions = call
+        .run("GET", "/api/v1/domains/{name}/history", &[&name], &[], None)
+        .await;
     let status = d["status"].as_str().unwrap_or("").to_string();
     let body = html! {
         div.columns {
@@ -195,7 +249,28 @@ pub async fn show(State(c): State<Console>, ctx: Ctx, Path(name): Path<String>) 
                 }
             }
             aside aria-label=(ctx.t("domain.actions")) {
-                (actions(&ctx, &name, &status))
+                (actions(&ctx, &name, &status, &d))
+            }
+        }
+        @if let Some(advice) = d["advice"].as_array().filter(|a| !a.is_empty()) {
+            section aria-labelledby="adv-h" {
+                h2 #adv-h { (ctx.t("domain.advice")) }
+                table #domain-advice {
+                    thead { tr {
+                        th scope="col" { (ctx.t("apps.check")) }
+                        th scope="col" { (ctx.t("apps.verdict")) }
+                        th scope="col" { (ctx.t("apps.found")) }
+                    } }
+                    tbody {
+                        @for a in advice {
+                            tr {
+                                td { code { (text(&a["check"])) } }
+                                td { (super::applications::verdict(&ctx, a["verdict"].as_str().unwrap_or(""))) }
+                                td { (text(&a["detail"])) }
+                            }
+                        }
+                    }
+                }
             }
         }
         section aria-labelledby="h-h" {
@@ -207,6 +282,72 @@ pub async fn show(State(c): State<Console>, ctx: Ctx, Path(name): Path<String>) 
                     @else { (super::logs::suspension_table(&ctx, &mine)) }
                 }
                 Ok(_) => {}
+                Err(e) => (failure(&ctx, e)),
+            }
+        }
+        section aria-labelledby="ap-h" {
+            h2 #ap-h { (ctx.t("domain.applications")) }
+            @match &apps {
+                Ok(Value::Array(list)) if list.is_empty() => p { (ctx.t("apps.none")) }
+                Ok(Value::Array(list)) => {
+                    table #domain-applications {
+                        thead { tr {
+                            th scope="col" { "#" }
+                            th scope="col" { (ctx.t("apps.received")) }
+                            th scope="col" { (ctx.t("apps.due")) }
+                            th scope="col" { (ctx.t("apps.status")) }
+                            th scope="col" { (ctx.t("domain.decided")) }
+                        } }
+                        tbody {
+                            @for a in list {
+                                tr {
+                                    th scope="row" { a href={ "/console/applications/" (a["id"]) } { "#" (a["id"]) } }
+                                    td { (text(&a["received_on"])) }
+                                    td { (text(&a["decision_due"])) }
+                                    td { (badge(&ctx, a["status"].as_str().unwrap_or(""))) }
+                                    td {
+                                        @if !a["decided_at"].is_null() { (when(&a["decided_at"])) ", " (text(&a["decided_by"])) }
+                                        @if let Some(r) = a["reason"].as_str() { br; small { (r) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => (failure(&ctx, e)),
+            }
+        }
+        section aria-labelledby="v-h" {
+            h2 #v-h { (ctx.t("domain.versions")) }
+            @match versions.as_ref().map(|v| v["versions"].as_array()) {
+                Ok(Some(list)) if !list.is_empty() => {
+                    table #domain-versions {
+                        thead { tr {
+                            th scope="col" { (ctx.t("domain.version")) }
+                            th scope="col" { (ctx.t("audit.at")) }
+                            th scope="col" { (ctx.t("susp.actor")) }
+                            th scope="col" { (ctx.t("form.reason")) }
+                            th scope="col" { (ctx.t("domain.changes")) }
+                        } }
+                        tbody {
+                            @for v in list.iter().rev() {
+                                tr {
+                                    td { (text(&v["version"])) }
+                                    td { (when(&v["replaced_at"])) }
+                                    td { (text(&v["by"])) }
+                                    td { (text(&v["reason"])) }
+                                    td {
+                                        @for ch in v["changes"].as_array().into_iter().flatten() {
+                                            div { code { (text(&ch["field"])) } ": " (text(&ch["before"])) " → " (text(&ch["after"])) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(_) => p { (ctx.t("domain.no_versions")) }
                 Err(e) => (failure(&ctx, e)),
             }
         }

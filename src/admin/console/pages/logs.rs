@@ -7,6 +7,7 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::super::api::{encode, may};
+use super::super::chart::{self, Bars, Figure, Limit};
 use super::super::layout::{csrf, failure, page, text, when};
 use super::super::{Console, Ctx};
 use super::{Params, param};
@@ -67,6 +68,14 @@ fn named(ctx: &Ctx, table: &[(&str, &'static str)], code: &str) -> String {
         .unwrap_or_else(|| code.replace('_', " "))
 }
 
+/// A governor rule in words.
+pub fn rule_name(ctx: &Ctx, rule: &Value) -> String {
+    match rule.as_str() {
+        Some(r) => named(ctx, RULES, r),
+        None => "—".into(),
+    }
+}
+
 /// A suspension's scope, a domain linked to its page.
 pub fn scope_link(scope: &Value) -> Markup {
     let v = text(&scope["value"]);
@@ -88,12 +97,88 @@ fn evidence(ctx: &Ctx, ev: &Value) -> Markup {
                 summary { (ctx.t("susp.evidence")) }
                 ul.evidence {
                     @for (k, v) in m {
-                        @if k != "scope" && k != "rule" {
+                        @if !["scope", "rule", "series", "steps"].contains(&k.as_str()) {
                             li { (named(ctx, EVIDENCE, k)) ": " strong { (text(v)) } }
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// The figures of a rule's evidence and the limits they are held to.
+const AGAINST: &[(&str, &str)] = &[
+    ("new_recipients_5min", "allowance_5min"),
+    ("new_recipients_hour", "allowance_hour"),
+    ("unknown", "unknown_min"),
+    ("rejected", "rejection_min"),
+];
+
+/// The chart of the traffic that tripped a rule: the scope's last hour in
+/// 5-minute buckets (recipients, never-seen recipients, refusals) against
+/// its allowance, when the record keeps that series, and the figures of
+/// the evidence against their limits. Nothing for a staff suspension.
+pub fn trip_chart(ctx: &Ctx, rec: &Value) -> Markup {
+    let ev = &rec["evidence"];
+    let id = format!("chart-{}", rec["id"].as_u64().unwrap_or(0));
+    let scope = text(&rec["scope"]["value"]);
+    let series = ev.get("series").filter(|s| s.is_object());
+    let col = |s: &Value, k: &str| -> Vec<u64> {
+        s[k].as_array()
+            .map(|a| a.iter().map(|n| n.as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default()
+    };
+    let mut figures: Vec<Figure<'_>> = AGAINST
+        .iter()
+        .filter_map(|(fig, lim)| {
+            Some(Figure {
+                name: ctx.t(EVIDENCE.iter().find(|(c, _)| c == fig)?.1),
+                value: ev[*fig].as_f64()?,
+                limit: ev[*lim].as_f64()?,
+                unit: "",
+            })
+        })
+        .collect();
+    let (share_name, share_limit) = match ev["rule"].as_str() {
+        Some("unknown_recipients") => ("chart.share_unknown", ev["unknown_share"].as_f64()),
+        Some("rejections") => ("chart.share_rejected", ev["rejection_share"].as_f64()),
+        _ => ("ev.share", None),
+    };
+    if let (Some(share), Some(limit)) = (ev["share"].as_f64(), share_limit) {
+        figures.push(Figure {
+            name: ctx.t(share_name),
+            value: (share * 1000.0).round() / 10.0,
+            limit: (limit * 1000.0).round() / 10.0,
+            unit: "%",
+        });
+    }
+    html! {
+        @if let Some(s) = series {
+            @let first = s["first_bucket"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            @let step = s["bucket_seconds"].as_i64().unwrap_or(300);
+            @let (rcpt, new, rej) = (col(s, "recipients"), col(s, "new_recipients"), col(s, "rejected"));
+            @let labels: Vec<String> = (0..rcpt.len()).map(|i| first
+                .map(|t| (t + chrono::Duration::seconds(step * i as i64)).format("%H:%M").to_string())
+                .unwrap_or_default()).collect();
+            @let title = ctx.tf("chart.trip_title", &[("scope", &scope)]);
+            (chart::bars(
+                &chart::Frame { id: &id, title: &title, labels: &labels, label_every: 2, height: 200.0, stacked: false },
+                &[
+                    Bars { name: ctx.t("chart.recipients"), class: "bar-a", values: &rcpt },
+                    Bars { name: ctx.t("chart.new_recipients"), class: "bar-b", values: &new },
+                    Bars { name: ctx.t("chart.rejected"), class: "bar-c", values: &rej },
+                ],
+                ev["allowance_5min"].as_f64().map(|v| Limit { name: ctx.t("ev.allowance_5min"), value: v }),
+            ))
+        }
+        @if !figures.is_empty() {
+            (chart::figures(
+                &format!("{id}-figures"),
+                &ctx.tf("chart.figures_title", &[("scope", &scope)]),
+                ctx.t("chart.limit"),
+                &figures,
+            ))
         }
     }
 }
@@ -177,6 +262,10 @@ pub fn suspension_table(ctx: &Ctx, list: &[&Value]) -> Markup {
                                 }
                             }
                         }
+                    }
+                    @let ch = trip_chart(ctx, s);
+                    @if !ch.0.is_empty() {
+                        tr.chart-row { td colspan="5" { (ch) } }
                     }
                 }
             }
@@ -265,12 +354,18 @@ pub fn session_table(ctx: &Ctx, list: &[Value]) -> Markup {
     }
 }
 
-/// `GET /console/sessions?domain=&ip=&limit=`.
+/// `GET /console/sessions?domain=&ip=&since=&limit=` (`since` in UTC).
 pub async fn sessions(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
-    let (domain, ip) = (param(&q, "domain"), param(&q, "ip"));
+    let (domain, ip, since) = (param(&q, "domain"), param(&q, "ip"), param(&q, "since"));
     let limit = match param(&q, "limit") {
         "" => "100",
         l => l,
+    };
+    // A `datetime-local` field's value (UTC, as the console shows times).
+    let since_utc = match since {
+        "" => String::new(),
+        s if s.len() == 16 => format!("{s}:00Z"),
+        s => s.to_string(),
     };
     let r = c
         .call(&ctx)
@@ -278,7 +373,12 @@ pub async fn sessions(State(c): State<Console>, ctx: Ctx, q: Params) -> Response
             "GET",
             "/api/v1/connections",
             &[],
-            &[("domain", domain), ("ip", ip), ("limit", limit)],
+            &[
+                ("domain", domain),
+                ("ip", ip),
+                ("since", &since_utc),
+                ("limit", limit),
+            ],
             None,
         )
         .await;
@@ -288,6 +388,8 @@ pub async fn sessions(State(c): State<Console>, ctx: Ctx, q: Params) -> Response
             input #s-domain type="text" name="domain" value=(domain);
             label for="s-ip" { (ctx.t("sessions.ip")) }
             input #s-ip type="text" name="ip" value=(ip);
+            label for="s-since" { (ctx.t("sessions.since")) }
+            input #s-since type="datetime-local" name="since" value=(since);
             label for="s-limit" { (ctx.t("filter.limit")) }
             input #s-limit type="number" min="1" max="10000" name="limit" value=(limit);
             button type="submit" { (ctx.t("filter.apply")) }
@@ -301,29 +403,51 @@ pub async fn sessions(State(c): State<Console>, ctx: Ctx, q: Params) -> Response
     page(&ctx, "/console/sessions", ctx.t("nav.sessions"), body)
 }
 
-/// `GET /console/audit?actor=&action=&limit=`: the API gives the newest
-/// records; the filters narrow them here.
+/// `GET /console/audit?actor=&action=&target=&from=&to=&limit=`: the
+/// filters are the API's (an action family as `domain.`; dates are local
+/// days), so they search the whole trail, not the newest records only.
 pub async fn audit(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
-    let (actor, action) = (param(&q, "actor"), param(&q, "action"));
+    let (actor, action, target) = (param(&q, "actor"), param(&q, "action"), param(&q, "target"));
+    let (from, to) = (param(&q, "from"), param(&q, "to"));
     let limit = match param(&q, "limit") {
         "" => "200",
         l => l,
     };
     let r = c
         .call(&ctx)
-        .run("GET", "/api/v1/audit", &[], &[("limit", limit)], None)
+        .run(
+            "GET",
+            "/api/v1/audit",
+            &[],
+            &[
+                ("actor", actor),
+                ("action", action),
+                ("target", target),
+                ("from", from),
+                ("to", to),
+                ("limit", limit),
+            ],
+            None,
+        )
         .await;
     let body = html! {
         form.filters method="get" action="/console/audit" role="search" {
             label for="a-actor" { (ctx.t("audit.actor")) }
-            input #a-actor type="text" name="actor" value=(actor);
+            input #a-actor type="text" name="actor" value=(actor) size="10";
             label for="a-action" { (ctx.t("audit.action")) }
-            input #a-action type="text" name="action" value=(action);
+            input #a-action type="text" name="action" value=(action) size="14" placeholder="domain.";
+            label for="a-target" { (ctx.t("audit.target")) }
+            input #a-target type="text" name="target" value=(target) size="16";
+            label for="a-from" { (ctx.t("filter.from")) }
+            input #a-from type="date" name="from" value=(from);
+            label for="a-to" { (ctx.t("filter.to")) }
+            input #a-to type="date" name="to" value=(to);
             label for="a-limit" { (ctx.t("filter.limit")) }
             input #a-limit type="number" min="1" max="10000" name="limit" value=(limit);
             button type="submit" { (ctx.t("filter.apply")) }
         }
         @match &r {
+            Ok(Value::Array(list)) if list.is_empty() => p { (ctx.t("audit.none")) }
             Ok(Value::Array(list)) => {
                 table #audit {
                     thead { tr {
@@ -335,8 +459,7 @@ pub async fn audit(State(c): State<Console>, ctx: Ctx, q: Params) -> Response {
                         th scope="col" { (ctx.t("audit.outcome")) }
                     } }
                     tbody {
-                        @for a in list.iter().filter(|a| (actor.is_empty() || text(&a["actor"]).contains(actor))
-                            && (action.is_empty() || text(&a["action"]).contains(action))) {
+                        @for a in list {
                             tr {
                                 td { (when(&a["at"])) }
                                 td { (text(&a["actor"])) }

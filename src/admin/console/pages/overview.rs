@@ -1,13 +1,106 @@
-//! The overview: what the duty desk looks at first (queue, suspensions,
-//! applications whose deadline has come, domains by status).
+//! The overview: what the duty desk looks at first: alarms, the queue,
+//! deliveries per minute, domains by status, applications whose deadline
+//! has come, suspensions in force, throttled scopes and the gateway's own
+//! listings. Everything is read through the API: the queue counts, the
+//! governor's status (deliveries, throttles, listings seen in refusals,
+//! the blocklist watch) and the listings report (the registry's records).
 
 use axum::extract::State;
 use axum::response::Response;
-use maud::html;
+use maud::{Markup, html};
 use serde_json::Value;
 
+use super::super::api::CallError;
+use super::super::chart::{self, Bars};
 use super::super::layout::{age, failure, page, since_ms, text, when};
 use super::super::{Console, Ctx};
+
+/// Deliveries per minute over the last hour (from the governor's status):
+/// the rates and a chart of the minutes.
+fn deliveries(ctx: &Ctx, gov: &Result<Value, CallError>) -> Markup {
+    let d = gov.as_ref().map(|g| &g["deliveries"]);
+    let col = |d: &Value, k: &str| -> Vec<u64> {
+        d[k].as_array()
+            .map(|a| a.iter().map(|n| n.as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default()
+    };
+    html! {
+        @match d {
+            Ok(d) if d.is_object() => {
+                dl.stats {
+                    dt { (ctx.t("overview.last_minute")) } dd #deliveries-minute { (d["delivered_last_minute"]) }
+                    dt { (ctx.t("overview.per_minute_15")) } dd #deliveries-rate { (d["delivered_per_minute_15min"]) }
+                    dt { (ctx.t("overview.delivered_hour")) } dd #deliveries-hour { (d["delivered_hour"]) }
+                    dt { (ctx.t("overview.deferred_hour")) } dd { (col(d, "deferred").iter().sum::<u64>()) }
+                    dt { (ctx.t("overview.failed_hour")) } dd { (col(d, "failed").iter().sum::<u64>()) }
+                }
+            }
+            Ok(_) => p { "—" }
+            Err(e) => (failure(ctx, e)),
+        }
+    }
+}
+
+/// The chart of deliveries per minute, last hour.
+fn deliveries_chart(ctx: &Ctx, d: &Value) -> Markup {
+    let col = |k: &str| -> Vec<u64> {
+        d[k].as_array()
+            .map(|a| a.iter().map(|n| n.as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default()
+    };
+    let (ok, later, failed) = (col("delivered"), col("deferred"), col("failed"));
+    let first = d["first_bucket"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let labels: Vec<String> = (0..ok.len())
+        .map(|i| {
+            first
+                .map(|t| {
+                    (t + chrono::Duration::minutes(i as i64))
+                        .format("%H:%M")
+                        .to_string()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    chart::bars(
+        &chart::Frame {
+            id: "deliveries-chart",
+            title: ctx.t("overview.deliveries_chart"),
+            labels: &labels,
+            label_every: 10,
+            height: 150.0,
+            stacked: true,
+        },
+        &[
+            Bars {
+                name: ctx.t("status.delivered"),
+                class: "bar-a",
+                values: &ok,
+            },
+            Bars {
+                name: ctx.t("status.deferred"),
+                class: "bar-b",
+                values: &later,
+            },
+            Bars {
+                name: ctx.t("status.failed"),
+                class: "bar-c",
+                values: &failed,
+            },
+        ],
+        None,
+    )
+}
+
+/// Today in the registration's time zone (the reports' dates).
+fn today(c: &Console) -> String {
+    let offset = c.admin.cfg().registration.utc_offset.0;
+    chrono::Utc::now()
+        .with_timezone(&offset)
+        .date_naive()
+        .to_string()
+}
 
 /// `GET /console`.
 pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
@@ -27,6 +120,35 @@ pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
         )
         .await;
     let domains = call.run("GET", "/api/v1/domains", &[], &[], None).await;
+    let gov = call.run("GET", "/api/v1/governor", &[], &[], None).await;
+    let day = today(&c);
+    let listings = call
+        .run(
+            "GET",
+            "/api/v1/reports/{kind}",
+            &["listings"],
+            &[("from", &day), ("to", &day)],
+            None,
+        )
+        .await;
+    // The registry's listings of the gateway's addresses still open.
+    let open: Vec<&Value> = listings
+        .as_ref()
+        .ok()
+        .and_then(|r| r["rows"].as_array())
+        .map(|rows| rows.iter().filter(|l| l["delisted_at"].is_null()).collect())
+        .unwrap_or_default();
+    let empty = Vec::new();
+    let throttled = gov
+        .as_ref()
+        .ok()
+        .and_then(|g| g["throttled"].as_array())
+        .unwrap_or(&empty);
+    let refusals = gov
+        .as_ref()
+        .ok()
+        .and_then(|g| g["gateway_listings"].as_array())
+        .unwrap_or(&empty);
     let pending: Vec<Value> = apps
         .as_ref()
         .ok()
@@ -60,9 +182,32 @@ pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
             ));
         }
     }
+    // A listed gateway address: every agency's mail suffers.
+    for l in &open {
+        alarm.push(ctx.tf(
+            "overview.alarm_listed",
+            &[
+                ("address", &text(&l["address"])),
+                ("list", &text(&l["list"])),
+            ],
+        ));
+    }
+    if !overdue.is_empty() {
+        alarm.push(ctx.tf(
+            "overview.alarm_overdue",
+            &[("n", &overdue.len().to_string())],
+        ));
+    }
     let body = html! {
-        @for a in &alarm {
-            p.flash.error role="alert" { (a) }
+        section.alarms aria-labelledby="alarms-h" {
+            h2 #alarms-h { (ctx.t("overview.alarms")) }
+            @if alarm.is_empty() {
+                p.flash.ok #alarms { (ctx.t("overview.no_alarms")) }
+            } @else {
+                ul.flash.error #alarms role="alert" {
+                    @for a in &alarm { li { (a) } }
+                }
+            }
         }
         div.cards {
             section.card aria-labelledby="q-h" {
@@ -85,6 +230,10 @@ pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
                     }
                     Err(e) => (failure(ctx, e)),
                 }
+            }
+            section.card aria-labelledby="r-h" {
+                h2 #r-h { (ctx.t("overview.deliveries")) }
+                (deliveries(ctx, &gov))
             }
             section.card aria-labelledby="d-h" {
                 h2 #d-h { (ctx.t("overview.domains")) }
@@ -110,6 +259,14 @@ pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
                     dd { (today.len()) }
                     dt { (ctx.t("apps.pending")) }
                     dd { a href="/console/applications" { (pending.len()) } }
+                }
+            }
+        }
+        @if let Ok(g) = &gov {
+            @if g["deliveries"].is_object() {
+                section aria-labelledby="rc-h" {
+                    h2 #rc-h { (ctx.t("overview.deliveries_per_minute")) }
+                    (deliveries_chart(ctx, &g["deliveries"]))
                 }
             }
         }
@@ -165,6 +322,84 @@ pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
                 }
                 Ok(_) => {}
                 Err(e) => (failure(ctx, e)),
+            }
+        }
+        div.columns-even {
+            section aria-labelledby="t-h" {
+                h2 #t-h { (ctx.t("overview.throttled")) }
+                @if let Err(e) = &gov { (failure(ctx, e)) }
+                @if throttled.is_empty() {
+                    p { (ctx.t("overview.none_throttled")) }
+                } @else {
+                    table #throttled {
+                        thead { tr {
+                            th scope="col" { (ctx.t("overview.scope")) }
+                            th scope="col" { (ctx.t("overview.until")) }
+                            th scope="col" { (ctx.t("overview.rule")) }
+                        } }
+                        tbody {
+                            @for t in throttled {
+                                tr {
+                                    td { (super::logs::scope_link(&t["scope"])) }
+                                    td { (when(&t["until"])) }
+                                    td { (super::logs::rule_name(ctx, &t["last_step"]["rule"])) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section aria-labelledby="l-h" {
+                h2 #l-h { (ctx.t("overview.listings")) }
+                @if let Err(e) = &listings { (failure(ctx, e)) }
+                @if open.is_empty() && refusals.is_empty() {
+                    p { (ctx.t("overview.none_listed")) }
+                }
+                @if !open.is_empty() {
+                    table #listings {
+                        thead { tr {
+                            th scope="col" { (ctx.t("overview.address")) }
+                            th scope="col" { (ctx.t("overview.list")) }
+                            th scope="col" { (ctx.t("overview.listed_since")) }
+                            th scope="col" { (ctx.t("overview.seen_by")) }
+                        } }
+                        tbody {
+                            @for l in &open {
+                                tr {
+                                    td { (text(&l["address"])) }
+                                    td { (text(&l["list"])) br; small { (text(&l["code"])) } }
+                                    td { (when(&l["listed_at"])) }
+                                    td {
+                                        @match l["source"].as_str() {
+                                            Some("refusal") => (ctx.t("overview.seen_refusal")),
+                                            Some("dnsbl") => (ctx.t("overview.seen_dnsbl")),
+                                            _ => (text(&l["source"])),
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if !refusals.is_empty() {
+                    h3 { (ctx.t("overview.listing_refusals")) }
+                    table #listing-refusals {
+                        thead { tr {
+                            th scope="col" { (ctx.t("overview.address")) }
+                            th scope="col" { (ctx.t("overview.refusals")) }
+                            th scope="col" { (ctx.t("overview.last_reply")) }
+                        } }
+                        tbody {
+                            @for l in refusals {
+                                tr {
+                                    td { (text(&l["address"])) }
+                                    td { (text(&l["refusals"])) }
+                                    td { small { (when(&l["last_at"])) ", " (text(&l["last_domain"])) } br; (text(&l["last_reply"])) }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
     };

@@ -119,12 +119,27 @@ fn badge_word(ctx: &Ctx, s: &str) -> &'static str {
     }
 }
 
-/// `GET /console/queue/{id}`.
-pub async fn show(State(c): State<Console>, ctx: Ctx, Path(id): Path<String>) -> Response {
-    let r = c
-        .call(&ctx)
+/// `GET /console/queue/{id}?headers=true`: the headers are read only when
+/// asked for (reading a message is audited, as over the API).
+pub async fn show(
+    State(c): State<Console>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    q: Params,
+) -> Response {
+    let call = c.call(&ctx);
+    let r = call
         .run("GET", "/api/v1/queue/{id}", &[&id], &[], None)
         .await;
+    let headers_route = "/api/v1/queue/{id}/message";
+    let headers = if param(&q, "headers") == "true" && r.is_ok() {
+        Some(
+            call.run("GET", headers_route, &[&id], &[("part", "headers")], None)
+                .await,
+        )
+    } else {
+        None
+    };
     let base = format!("/console/queue/{}", encode(&id));
     let op = |m: &str, t: &str| may(&ctx.caller, m, t);
     let body = html! {
@@ -164,6 +179,20 @@ pub async fn show(State(c): State<Console>, ctx: Ctx, Path(id): Path<String>) ->
                                 }
                             }
                         }
+                    }
+                }
+                section aria-labelledby="hd-h" {
+                    h2 #hd-h { (ctx.t("queue.headers")) }
+                    @match &headers {
+                        Some(Ok(h)) => {
+                            pre #headers tabindex="0" { (text(&h["text"])) }
+                            @if h["truncated"] == true { p.hint { (ctx.t("queue.truncated")) } }
+                        }
+                        Some(Err(e)) => (failure(&ctx, e)),
+                        None if op("GET", headers_route) => {
+                            p { a #show-headers href={ (base) "?headers=true" } { (ctx.t("queue.show_headers")) } " " span.hint { (ctx.t("queue.headers_audited")) } }
+                        }
+                        None => p.hint { (ctx.t("queue.headers_role")) },
                     }
                 }
                 div.actions {

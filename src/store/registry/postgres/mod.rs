@@ -625,4 +625,33 @@ impl RegistryStore for PgRegistry {
     async fn list_listings(&self) -> Result<Vec<GatewayListing>, StoreError> {
         numbered::LISTINGS.list(&*self.client().await?).await
     }
+
+    async fn announce_node(
+        &self,
+        node: &crate::model::nodes::NodeRecord,
+    ) -> Result<(), StoreError> {
+        let record = json(node);
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO nodes (name, seen_at, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET seen_at = $2, record = $3",
+                &[&node.name, &node.seen_at, &record],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<crate::model::nodes::NodeRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT name, record FROM nodes ORDER BY name", &[])
+            .await
+            .map_err(pg_error)?;
+        rows.iter()
+            .map(|r| decode("nodes", r.get::<_, String>(0), r.get(1)))
+            .collect()
+    }
 }

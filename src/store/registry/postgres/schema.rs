@@ -106,6 +106,14 @@ CREATE TABLE notice_numbers (
     last bigint  NOT NULL
 );
 "#,
+    // 5: the nodes sharing the registry and where their admin API answers.
+    r#"
+CREATE TABLE nodes (
+    name    text        PRIMARY KEY,
+    seen_at timestamptz NOT NULL,
+    record  jsonb       NOT NULL
+);
+"#,
 ];
 
 /// The channel the change triggers notify.
