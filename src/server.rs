@@ -214,6 +214,18 @@ pub async fn run(
         store.clone(),
         queue.clone(),
     );
+    // Limits and detection across the nodes: each tells the others what
+    // it accepted (PostgreSQL's NOTIFY); alone (redb) there is no one to tell.
+    let sync = cfg.store.governor_sync.0;
+    if !sync.is_zero()
+        && let Some(link) = shared.peer_link()
+    {
+        tokio::spawn(
+            governor
+                .clone()
+                .run_cluster(link, sync, governor_stop_rx.clone()),
+        );
+    }
     let mut governor_task = tokio::spawn(governor.clone().run(governor_stop_rx));
 
     // The validating resolver is always set up, so that `dane` in a

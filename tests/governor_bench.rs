@@ -155,3 +155,144 @@ fn rcpt_check_cost_with_100k_keys() {
         t.elapsed() / senders.len() as u32
     );
 }
+
+/// A governor on a fresh store with limits too high to refuse anything, and
+/// its registry and domain.
+fn unbounded_governor(
+    dir: &std::path::Path,
+    rt: &tokio::runtime::Runtime,
+) -> (Arc<Governor>, Arc<Registry>, Domain) {
+    let (local, shared) = ugem::store::open(dir).unwrap();
+    let registry = Arc::new(rt.block_on(Registry::open(Arc::new(shared))).unwrap());
+    let domain = Domain::parse("agency.example.kz").unwrap();
+    rt.block_on(registry.add_domain(NewDomain {
+        name: domain.clone(),
+        owner: "Agency".into(),
+        servers: vec!["127.0.0.1/32".parse().unwrap()],
+        contacts: vec![ugem::registry::parse_contact("it@agency.example.kz").unwrap()],
+        inbound: None,
+        shared_servers: false,
+    }))
+    .unwrap();
+    let queue =
+        ugem_queue::Queue::open(&dir.join("queue"), ugem_queue::QueueOptions::default()).unwrap();
+    let mut cfg = Config::default();
+    let big = u32::MAX / 4;
+    let g = &mut cfg.governor;
+    (g.domain_recipients_per_hour, g.domain_messages_per_hour) = (big, big);
+    (g.sender_recipients_per_hour, g.sender_recipients_per_minute) = (big, big);
+    (g.new_recipients_5min, g.new_recipients_hour) = (big, big);
+    (g.unproven_recipients_5min, g.unproven_recipients_hour) = (big, big);
+    (g.domain_new_recipients_5min, g.domain_new_recipients_hour) = (big, big);
+    g.max_tracked_senders = 200_000;
+    cfg.server.data_dir = dir.to_path_buf();
+    let gov = Governor::new(
+        ugem::config::Live::fixed(cfg),
+        registry.clone(),
+        local,
+        queue,
+    );
+    (gov, registry, domain)
+}
+
+/// The cost of the cluster exchange (issue #19, item 3): per RCPT on the
+/// SMTP path (the observation pushed), and per observation in the
+/// background on both sides (encoding the batch; reading it and taking it
+/// in on the other node). Run with
+/// `cargo test --release --test governor_bench cluster -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn cluster_exchange_cost_per_rcpt() {
+    use ugem::governor::cluster::{Batch, encode};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (da, db, dc) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (alone, reg_alone, domain) = unbounded_governor(da.path(), &rt);
+    let (joined, reg_joined, _) = unbounded_governor(db.path(), &rt);
+    let (other, _, _) = unbounded_governor(dc.path(), &rt);
+    let every = std::time::Duration::from_millis(200);
+    assert!(joined.join_cluster(every) && other.join_cluster(every));
+    let senders: Vec<String> = (0..1000)
+        .map(|i| format!("user{i}@agency.example.kz"))
+        .collect();
+    let n: usize = std::env::var("CLUSTER_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let rcpts: Vec<String> = (0..n)
+        .map(|i| format!("r{i}@far{}.example", i % 97))
+        .collect();
+    let median = |v: &mut Vec<std::time::Duration>| {
+        v.sort();
+        (v[v.len() / 2], v[v.len() * 99 / 100])
+    };
+    // Interleaved rounds, so that both governors see the same machine load.
+    let (mut t_alone, mut t_joined) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (sa, sj) = (reg_alone.snapshot(), reg_joined.snapshot());
+    let mut pushed = Vec::new();
+    for (i, r) in rcpts.iter().enumerate() {
+        let s = &senders[i % senders.len()];
+        let t = Instant::now();
+        assert!(alone.check_rcpt(&sa, &domain, s, r).is_ok());
+        t_alone.push(t.elapsed());
+        let t = Instant::now();
+        assert!(joined.check_rcpt(&sj, &domain, s, r).is_ok());
+        t_joined.push(t.elapsed());
+        // Taken out every 1000 RCPTs, as the sender task does every 200 ms.
+        if i % 1000 == 999 {
+            pushed.extend(joined.cluster().unwrap().take());
+        }
+    }
+    pushed.extend(joined.cluster().unwrap().take());
+    let (ma, pa) = median(&mut t_alone);
+    let (mj, pj) = median(&mut t_joined);
+    let mean = |v: &[std::time::Duration]| v.iter().sum::<std::time::Duration>() / v.len() as u32;
+    println!(
+        "check_rcpt per RCPT, {n} never-seen recipients over 1000 senders: alone median {ma:?} \
+         (p99 {pa:?}, mean {:?}); in a cluster median {mj:?} (p99 {pj:?}, mean {:?})",
+        mean(&t_alone),
+        mean(&t_joined)
+    );
+
+    // The background: encoding on the sending node.
+    let t = Instant::now();
+    let msgs = encode(
+        "0123456789abcdef",
+        0,
+        &pushed,
+        ugem::store::PEER_MESSAGE_MAX,
+    );
+    let enc = t.elapsed();
+    let bytes: usize = msgs.iter().map(String::len).sum();
+    println!(
+        "encode: {:?} per observation; {} messages of {} bytes on average, {:.1} bytes per RCPT",
+        enc / pushed.len() as u32,
+        msgs.len(),
+        bytes / msgs.len(),
+        bytes as f64 / pushed.len() as f64
+    );
+    // Reading and taking in on the other node.
+    let t = Instant::now();
+    let mut read = 0;
+    for m in &msgs {
+        read += Batch::decode(m).unwrap().o.len();
+    }
+    let dec = t.elapsed();
+    let c = other.cluster().unwrap();
+    let t = Instant::now();
+    for m in &msgs {
+        other.take_in(c, m);
+    }
+    let all = t.elapsed();
+    println!(
+        "receiving node: decode {:?}, decode + take in {:?} per observation ({read} observations)",
+        dec / read as u32,
+        all / read as u32
+    );
+}

@@ -50,6 +50,9 @@ pub const RESTART_KEYS: &[(&str, Keep)] = &[
     ("store.admin_url", |n, o| {
         n.store.admin_url = o.store.admin_url.clone()
     }),
+    ("store.governor_sync", |n, o| {
+        n.store.governor_sync = o.store.governor_sync
+    }),
     ("server.log_format", |n, o| {
         n.server.log_format = o.server.log_format
     }),

@@ -4,13 +4,15 @@
 //! on each node's disk either way.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::ConfigProblem;
+use crate::values::Span;
 
 /// `[store]`: where the registry lives.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
     /// `postgres://user@host:port/db[?options]`; unset: the embedded redb file.
@@ -28,6 +30,30 @@ pub struct StoreSection {
     /// (`http(s)://host:port`); default the address `admin.listen` bound,
     /// unless that is a wildcard (then the node cannot be asked).
     pub admin_url: Option<String>,
+    /// With `url`: how often the governor sends the other nodes what it
+    /// accepted, so that limits and detection hold across them; `0s`: never
+    /// (each node governs alone).
+    pub governor_sync: Span,
+}
+
+/// The default `store.governor_sync`: a split flood gets past the
+/// cluster-wide limits by what one node accepts in this long, at most.
+pub const GOVERNOR_SYNC: Duration = Duration::from_millis(200);
+
+/// Beyond this the exchange is too slow to matter against a flood.
+const GOVERNOR_SYNC_MAX: Duration = Duration::from_secs(10);
+
+impl Default for StoreSection {
+    fn default() -> StoreSection {
+        StoreSection {
+            url: None,
+            password_file: None,
+            tls_ca_file: None,
+            node_name: None,
+            admin_url: None,
+            governor_sync: Span(GOVERNOR_SYNC),
+        }
+    }
 }
 
 impl StoreSection {
@@ -48,6 +74,13 @@ impl StoreSection {
             out.push(ConfigProblem::new(
                 "store.password_file",
                 "only used with store.url",
+            ));
+        }
+        let sync = self.governor_sync.0;
+        if sync > GOVERNOR_SYNC_MAX || (!sync.is_zero() && sync < Duration::from_millis(10)) {
+            out.push(ConfigProblem::new(
+                "store.governor_sync",
+                "must be 0s (off) or from 10ms to 10s",
             ));
         }
         if let Some(p) = &self.tls_ca_file
@@ -119,5 +152,29 @@ impl super::Config {
             .node_name
             .clone()
             .unwrap_or_else(|| self.server.hostname.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sync_problems(s: &str) -> Vec<String> {
+        let sec = StoreSection {
+            governor_sync: s.parse().unwrap(),
+            ..StoreSection::default()
+        };
+        sec.check().into_iter().map(|p| p.key.clone()).collect()
+    }
+
+    #[test]
+    fn governor_sync_is_off_or_between_10ms_and_10s() {
+        assert_eq!(StoreSection::default().governor_sync.0, GOVERNOR_SYNC);
+        for ok in ["0s", "10ms", "200ms", "10s"] {
+            assert!(sync_problems(ok).is_empty(), "{ok}");
+        }
+        for bad in ["5ms", "11s", "1h"] {
+            assert_eq!(sync_problems(bad), ["store.governor_sync"], "{bad}");
+        }
     }
 }

@@ -17,6 +17,7 @@ use crate::model::suspensions::Scope;
 use crate::registry::Snapshot;
 use crate::reply::Reply;
 
+use super::cluster::Obs;
 use super::detector::{self, Allowance, Basis, Novelty};
 use super::limits::{self, Cell, Rate};
 use super::novelty::PairKind;
@@ -106,11 +107,11 @@ impl Resolved {
 }
 
 /// What the MAIL and RCPT checks share.
-struct Subject {
-    now: u64,
-    r: Resolved,
-    kd: ScopeKey,
-    ks: ScopeKey,
+pub(super) struct Subject {
+    pub(super) now: u64,
+    pub(super) r: Resolved,
+    pub(super) kd: ScopeKey,
+    pub(super) ks: ScopeKey,
 }
 
 /// What a sender's domain says about it, read before the sender is judged.
@@ -194,7 +195,12 @@ impl Governor {
     /// What the MAIL and RCPT checks share: the time, the limits in force
     /// (from the caller's registry snapshot) and both scope keys; `None`
     /// when the governor is off.
-    fn subject(&self, snap: &Snapshot, domain: &Domain, sender: &str) -> Option<Subject> {
+    pub(super) fn subject(
+        &self,
+        snap: &Snapshot,
+        domain: &Domain,
+        sender: &str,
+    ) -> Option<Subject> {
         if !self.enabled() {
             return None;
         }
@@ -266,6 +272,11 @@ impl Governor {
                 &format!("domain {domain}"),
             ));
         }
+        drop(shard);
+        self.tell_peers(|| Obs::Mail {
+            d: domain.to_string(),
+            s: sender.to_string(),
+        });
         Ok(())
     }
 
@@ -327,6 +338,11 @@ impl Governor {
                     // its deferred mail tries the same ones again.
                     if mem.insert(mem.pair(PairKind::Tried, sid, rid)) {
                         t.stats.note_tried(now);
+                        self.tell_peers(|| Obs::Tried {
+                            d: domain.to_string(),
+                            s: sender.to_string(),
+                            r: rcpt.to_string(),
+                        });
                     }
                     if judged {
                         let n = Novelty::of(&t.stats, None, now);
@@ -453,6 +469,12 @@ impl Governor {
                 None
             }
         };
+        self.tell_peers(|| Obs::Rcpt {
+            d: domain.to_string(),
+            s: sender.to_string(),
+            r: rcpt.to_string(),
+            n: !known,
+        });
         if let Some(trip) = trip {
             self.decide(Scope::Domain(domain.clone()), domain, trip, None, now);
         }
@@ -482,7 +504,7 @@ impl Governor {
 }
 
 /// The sender's windows (for its domain to leave out).
-fn s_windows(gov: &Governor, ks: ScopeKey) -> super::Excluded {
+pub(super) fn s_windows(gov: &Governor, ks: ScopeKey) -> super::Excluded {
     let shard = gov.scopes.shard(ks);
     shard
         .get(&ks)

@@ -78,6 +78,14 @@ impl Governor {
             step
         };
         tracing::warn!(scope = %scope, rule = trip.rule, step = step.as_str(), summary = %trip.summary, "governor decision");
+        // The other nodes copy the step: a throttle holds there too, and a
+        // suspension on its way is not started twice.
+        self.tell_peers(|| super::cluster::Obs::Step {
+            scope: k.clone(),
+            d: domain.to_string(),
+            step,
+            rule: trip.rule.to_string(),
+        });
         let _ = self.events.send(Event::Step {
             scope,
             domain: domain.clone(),

@@ -117,6 +117,16 @@ impl Cell {
         true
     }
 
+    /// Takes one cell whatever the rate says: traffic another node already
+    /// accepted. The cell ends at most empty, as a single node's would, so
+    /// the excess two nodes let through together is not charged twice.
+    pub fn charge(&mut self, rate: Rate, now_ms: u64) {
+        let now = now_ms.saturating_mul(1000);
+        let t = rate.interval_us();
+        let full = now + t.saturating_mul(u64::from(rate.burst));
+        self.0 = (self.0.max(now) + t).min(full.max(self.0));
+    }
+
     /// True when the cell is full again (nothing to remember).
     pub fn is_idle(&self, now_ms: u64) -> bool {
         self.0 <= now_ms.saturating_mul(1000)
@@ -213,6 +223,24 @@ mod tests {
 
     const K_A: u128 = 1;
     const K_B: u128 = 2;
+
+    #[test]
+    fn a_charge_takes_a_cell_past_the_limit_but_never_beyond_empty() {
+        let r = Rate::per_minute(5, 100);
+        let mut c = Cell::default();
+        for _ in 0..3 {
+            c.charge(r, 1_000);
+        }
+        assert!(c.take(r, 1_000) && c.take(r, 1_000));
+        assert!(!c.take(r, 1_000));
+        // Ten more charged: still as empty as five takes leave it, so a
+        // cell comes back one interval (12 s) later, not ten.
+        for _ in 0..10 {
+            c.charge(r, 1_000);
+        }
+        assert!(!c.take(r, 12_999));
+        assert!(c.take(r, 13_000));
+    }
 
     #[test]
     fn hourly_limit_with_full_burst_then_refill() {

@@ -12,6 +12,9 @@
 //!   are the hot paths: memory only. Decisions go over a channel to
 //!   [`effects`] ([`Governor::run`]), which writes the store, holds mail and
 //!   notifies off the hot path; [`state`] saves and bounds what decides.
+//! - [`cluster`]: with a registry shared in PostgreSQL, the nodes send
+//!   each other what their checks accepted, so limits and detection hold
+//!   across the nodes.
 //! - [`clock`]: time is a dependency, so [`replay`] feeds weeks of traffic
 //!   through this same code on a virtual clock.
 
@@ -21,6 +24,7 @@ pub mod blocklists;
 pub mod checks;
 pub mod classify;
 pub mod clock;
+pub mod cluster;
 pub mod detector;
 pub mod disconnection;
 pub mod effects;
@@ -318,6 +322,8 @@ pub struct Governor {
     pub counters: Counters,
     /// Delivery results per minute, last hour.
     pub deliveries: throughput::Throughput,
+    /// The exchange with the other nodes, once joined (a shared registry).
+    cluster: std::sync::OnceLock<cluster::Cluster>,
 }
 
 impl std::fmt::Debug for Governor {
@@ -417,6 +423,7 @@ impl Governor {
             state_dir,
             counters: Counters::default(),
             deliveries: Default::default(),
+            cluster: std::sync::OnceLock::new(),
             clock,
             cfg,
             registry,
@@ -537,6 +544,7 @@ impl Governor {
             "gateway_listings": listings,
             "blocklists": self.blocklist_status(),
             "limiter_keys": self.limits.keys(),
+            "cluster": self.cluster.get().map(cluster::Cluster::to_json),
             "recipient_memory_bytes": self.memory.bytes(),
             "webhooks": {
                 "delivered": self.webhooks.stats.delivered.load(Ordering::Relaxed),

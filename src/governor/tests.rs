@@ -268,3 +268,153 @@ async fn one_senders_unknown_recipients_suspend_the_sender_not_its_domain() {
         )]
     );
 }
+
+/// Two nodes' governors, each joined to a cluster exchange that the test
+/// carries by hand ([`pump`]): no PostgreSQL, no timing.
+async fn two_nodes(tune: impl Fn(&mut Config) + Copy) -> (Rig, Rig) {
+    let (a, b) = (rig(tune).await, rig(tune).await);
+    for r in [&a, &b] {
+        let every = std::time::Duration::from_millis(200);
+        r.gov.cluster.set(cluster::Cluster::new(every)).unwrap();
+    }
+    // Both on one clock's time.
+    b.clock.set(a.clock.now_ms());
+    (a, b)
+}
+
+/// What `from` observed since the last pump, taken in by `to` (and its own
+/// messages ignored by `from`).
+fn pump(from: &Rig, to: &Rig) {
+    let c = from.gov.cluster.get().unwrap();
+    let obs = c.take();
+    for m in cluster::encode(&c.node, 0, &obs, crate::store::PEER_MESSAGE_MAX) {
+        from.gov.take_in(c, &m);
+        to.gov.take_in(to.gov.cluster.get().unwrap(), &m);
+    }
+}
+
+/// A never-seen recipient flood of one sender, RCPT by RCPT on `node(i)`;
+/// the exchange pumped every `lag` RCPTs (0: never). Returns the RCPTs
+/// accepted before the first deferral, and the index of the RCPT whose
+/// deferral suspended the sender.
+fn flood(nodes: &mut [&mut Rig], lag: usize) -> (usize, Option<usize>) {
+    let s = "mallory@agency.example.kz";
+    let (mut accepted, mut deferred) = (0, false);
+    for i in 0..400 {
+        let n = i % nodes.len();
+        let ok = nodes[n].rcpt(s, &format!("r{i}@far{i}.example")).is_ok();
+        if !ok {
+            deferred = true;
+        } else if !deferred {
+            accepted += 1;
+        }
+        let suspended = nodes[n]
+            .steps()
+            .iter()
+            .any(|(_, step, _)| *step == Step::Suspend);
+        if suspended {
+            return (accepted, Some(i));
+        }
+        if lag > 0 && (i + 1) % lag == 0 && nodes.len() == 2 {
+            let (x, y) = nodes.split_at_mut(1);
+            pump(x[0], y[0]);
+            pump(y[0], x[0]);
+        }
+    }
+    (accepted, None)
+}
+
+fn flood_tune(c: &mut Config) {
+    c.governor.history_hours = 0;
+    c.governor.new_recipients_5min = 10;
+    c.governor.new_recipients_hour = 1000;
+}
+
+#[tokio::test]
+async fn a_flood_split_across_two_nodes_stops_where_one_node_stops_it() {
+    let mut one = rig(flood_tune).await;
+    let (single_accepted, single_suspended) = flood(&mut [&mut one], 0);
+    assert_eq!(single_accepted, 10);
+    let single_suspended = single_suspended.expect("one node suspends");
+
+    // Exchanged after every RCPT: exactly the single node's figures.
+    let (mut a, mut b) = two_nodes(flood_tune).await;
+    let (acc, susp) = flood(&mut [&mut a, &mut b], 1);
+    assert_eq!((acc, susp), (single_accepted, Some(single_suspended)));
+    // The other node learns of the suspension on its way and does not ask
+    // for a second one when the flood goes on there.
+    pump(&a, &b);
+    pump(&b, &a);
+    for (i, r) in [&mut a, &mut b].into_iter().enumerate() {
+        let _ = r.rcpt("mallory@agency.example.kz", &format!("late{i}@x.example"));
+        assert!(r.steps().is_empty());
+    }
+
+    // Exchanged every 6 RCPTs (3 per node): at most one interval's worth more.
+    let (mut a, mut b) = two_nodes(flood_tune).await;
+    let (acc, susp) = flood(&mut [&mut a, &mut b], 6);
+    assert!(
+        acc >= single_accepted && acc <= single_accepted + 6,
+        "{acc}"
+    );
+    let susp = susp.expect("suspended across the nodes");
+    assert!(susp <= single_suspended + 6, "{susp} vs {single_suspended}");
+
+    // Never exchanged: each node judges half the flood, as before.
+    let (mut a, mut b) = two_nodes(flood_tune).await;
+    let (acc, _) = flood(&mut [&mut a, &mut b], 0);
+    assert_eq!(acc, 2 * single_accepted);
+}
+
+#[tokio::test]
+async fn rate_cells_are_charged_by_the_other_nodes_traffic() {
+    let tune = |c: &mut Config| {
+        c.governor.sender_recipients_per_minute = 5;
+    };
+    let (a, b) = two_nodes(tune).await;
+    let s = "clerk@agency.example.kz";
+    for i in 0..3 {
+        a.rcpt(s, &format!("x{i}@far.example")).unwrap();
+    }
+    for i in 3..5 {
+        b.rcpt(s, &format!("x{i}@far.example")).unwrap();
+    }
+    pump(&a, &b);
+    pump(&b, &a);
+    // Five in the minute across the cluster: the sixth is refused on both.
+    let e = a.rcpt(s, "x6@far.example").unwrap_err();
+    assert!(e.to_string().contains("5 recipients/minute"), "{e}");
+    assert!(b.rcpt(s, "x7@far.example").is_err());
+    // A minute later the cells are full again.
+    a.clock.advance(61_000);
+    a.rcpt(s, "x8@far.example").unwrap();
+}
+
+#[tokio::test]
+async fn the_others_recipients_become_known_and_throttles_are_copied() {
+    let (mut a, b) = two_nodes(flood_tune).await;
+    let s = "clerk@agency.example.kz";
+    for i in 0..10 {
+        b.rcpt(s, &format!("friend{i}@far.example")).unwrap();
+    }
+    pump(&b, &a);
+    // A knows B's correspondents: writing to them is no novelty there.
+    for i in 0..10 {
+        a.rcpt(s, &format!("friend{i}@far.example")).unwrap();
+    }
+    let t = a.tracked(&format!("s:{s}")).unwrap();
+    assert_eq!(
+        detector::Novelty::of(&t.stats, None, a.clock.now_ms()).new_5,
+        10
+    );
+    // The allowance is used up cluster-wide: A's first new one throttles.
+    assert!(a.rcpt(s, "stranger@far.example").is_err());
+    assert_eq!(
+        a.steps(),
+        [(format!("sender {s}"), Step::Throttle, "novelty")]
+    );
+    pump(&a, &b);
+    let t = b.tracked(&format!("s:{s}")).unwrap();
+    assert!(t.throttled_until_ms > b.clock.now_ms(), "throttle copied");
+    assert_eq!(t.ladder.history.last().unwrap().step, Step::Throttle);
+}

@@ -27,7 +27,7 @@ pub use db::SCHEMA_VERSION;
 pub use local::LocalStore;
 pub use registry::postgres::PgRegistry;
 pub use registry::redb::RedbRegistry;
-pub use registry::{DomainWrite, Expect, RegistryStore};
+pub use registry::{DomainWrite, Expect, PEER_MESSAGE_MAX, PeerLink, RegistryStore};
 
 /// Opens (or creates) `data_dir/ugem.redb`: the node-local store and the
 /// registry's redb backend over the same file.

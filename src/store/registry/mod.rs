@@ -27,6 +27,22 @@ use crate::model::servers::ServerSuspension;
 use crate::model::sightings::UnregisteredServer;
 use crate::model::suspensions::{Restoration, Scope, SuspensionRecord};
 
+/// The longest message a [`PeerLink`] carries, in bytes (PostgreSQL's
+/// NOTIFY payload must stay under 8000).
+pub const PEER_MESSAGE_MAX: usize = 7900;
+
+/// Messages between the nodes sharing a store, best effort: a message sent
+/// while the store is unreachable, or beyond the queue's room, is dropped,
+/// and each node goes on alone meanwhile.
+#[derive(Debug)]
+pub struct PeerLink {
+    /// Publishes one message (at most [`PEER_MESSAGE_MAX`] bytes) to every
+    /// node, this one included; `try_send` it, never wait on it.
+    pub send: tokio::sync::mpsc::Sender<String>,
+    /// The messages of every node, as they arrive.
+    pub received: tokio::sync::mpsc::Receiver<String>,
+}
+
 /// What a conditional domain write expects to find in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -60,6 +76,13 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
     /// changed domains or suspensions, for a node to reload what it keeps
     /// in memory; `None` when this process is the only writer.
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// A channel to the other nodes sharing this store, for messages that
+    /// need no keeping (the governor's observations); `None` when this
+    /// process is the only node.
+    fn peer_link(&self) -> Option<PeerLink> {
         None
     }
 

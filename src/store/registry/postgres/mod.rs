@@ -11,6 +11,7 @@
 //! write lost its race.
 
 mod audit;
+mod bus;
 mod import;
 mod listen;
 mod numbered;
@@ -205,6 +206,10 @@ pub(crate) fn column<T: serde::de::DeserializeOwned>(
 impl RegistryStore for PgRegistry {
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(listen::spawn(self.config.clone(), self.tls.clone()))
+    }
+
+    fn peer_link(&self) -> Option<super::PeerLink> {
+        Some(bus::spawn(self.config.clone(), self.tls.clone()))
     }
 
     async fn list_domains(&self) -> Result<Vec<DomainRecord>, StoreError> {
