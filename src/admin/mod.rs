@@ -39,7 +39,7 @@ use crate::store::{LocalStore, RegistryStore, StoreError};
 pub use auth::{Access, RouteSpec};
 pub use auth::{Caller, LiveTokens, Tokens};
 pub use refused::RefusedLog;
-pub use routes::{ROUTES, router, router_with};
+pub use routes::ROUTES;
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -417,6 +417,18 @@ async fn record<T>(state: &AdminState, who: &Authed, target: String, result: &Re
 const REFUSED_FLUSH: Duration = Duration::from_secs(5);
 /// How often old records of refused calls are pruned.
 const REFUSED_PRUNE: Duration = Duration::from_secs(3600);
+
+/// The whole admin listener: the API and the staff console beside it.
+pub fn router(state: AdminState) -> axum::Router {
+    let refused = Arc::new(RefusedLog::new(state.audit.clone()));
+    router_with(state, refused)
+}
+
+/// [`router`], recording refused calls in `refused`.
+pub fn router_with(state: AdminState, refused: Arc<RefusedLog>) -> axum::Router {
+    let console = console::router(state.clone(), refused.clone());
+    routes::api_router(state, refused).merge(console)
+}
 
 /// Binds `admin.listen` and serves the API on it (HTTPS when `admin.tls_cert`
 /// is set) until `stop` turns true; also keeps the records of refused calls

@@ -450,16 +450,9 @@ fn handler(r: &RouteSpec) -> MethodRouter<AdminState> {
     }
 }
 
-/// The whole API, with its own log of refused calls (whose counts are
-/// written as each minute ends; [`super::serve`] also flushes them).
-pub fn router(state: AdminState) -> Router {
-    let refused = Arc::new(RefusedLog::new(state.audit.clone()));
-    router_with(state, refused)
-}
-
-/// The whole API, recording refused calls in `refused`. Each route gets
-/// the authentication middleware with its own entry of [`ROUTES`].
-pub fn router_with(state: AdminState, refused: Arc<RefusedLog>) -> Router {
+/// The API, recording refused calls in `refused`. Each route gets the
+/// authentication middleware with its own entry of [`ROUTES`].
+pub fn api_router(state: AdminState, refused: Arc<RefusedLog>) -> Router {
     let mut r = Router::new();
     for spec in ROUTES {
         let guard = Guard {
@@ -472,8 +465,7 @@ pub fn router_with(state: AdminState, refused: Arc<RefusedLog>) -> Router {
             handler(spec).route_layer(axum::middleware::from_fn_with_state(guard, authenticate)),
         );
     }
-    let console = super::console::router(state.clone(), refused);
-    r.with_state(state).merge(console)
+    r.with_state(state)
 }
 
 /// The API's routes without the authentication middleware, for the staff

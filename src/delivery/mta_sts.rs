@@ -249,6 +249,20 @@ pub enum FetchError {
     Timeout,
 }
 
+impl FetchError {
+    /// Its RFC 8460 §4.3.2.2 result type, for TLS reports.
+    pub fn report_type(&self) -> &'static str {
+        match self {
+            FetchError::Certificate(_) => "sts-webpki-invalid",
+            FetchError::Policy(PolicyError::Policy(_)) => "sts-policy-invalid",
+            FetchError::Policy(_)
+            | FetchError::Io(_)
+            | FetchError::Resolve(_)
+            | FetchError::Timeout => "sts-policy-fetch-error",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Cached {
     policy: Option<Arc<Policy>>,
@@ -479,7 +493,7 @@ impl MtaSts {
                 self.touch(&key, now);
                 let kept = live(&cached);
                 if kept.is_none() {
-                    let kind = super::tlsrpt::session::fetch_failure_type(&e);
+                    let kind = e.report_type();
                     self.note_failure(&key, Some((kind, e.to_string())));
                 }
                 kept
@@ -491,7 +505,7 @@ impl MtaSts {
                 let kept = live(&cached);
                 if kept.is_none() {
                     let why = FetchError::Timeout;
-                    let kind = super::tlsrpt::session::fetch_failure_type(&why);
+                    let kind = why.report_type();
                     self.note_failure(&key, Some((kind, why.to_string())));
                 }
                 kept

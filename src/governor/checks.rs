@@ -407,7 +407,7 @@ impl Governor {
                 }
                 if let Some((st, trip)) = step {
                     // Its traffic so far is now its own, not its domain's.
-                    self.exclude(sj.kd, now, s_windows(self, sj.ks));
+                    self.exclude(sj.kd, now, self.sender_windows(sj.ks));
                     self.decide(
                         Scope::Sender(sender.to_string()),
                         domain,
@@ -501,17 +501,17 @@ impl Governor {
             t.dirty = true;
         }
     }
-}
 
-/// The sender's windows (for its domain to leave out).
-pub(super) fn s_windows(gov: &Governor, ks: ScopeKey) -> super::Excluded {
-    let shard = gov.scopes.shard(ks);
-    shard
-        .get(&ks)
-        .map(|t| super::Excluded {
-            short: t.stats.short,
-            hour: t.stats.hour,
-            outcomes: t.stats.outcomes,
-        })
-        .unwrap_or_default()
+    /// The sender's windows (for its domain to leave out).
+    pub(crate) fn sender_windows(&self, ks: ScopeKey) -> super::Excluded {
+        let shard = self.scopes.shard(ks);
+        shard
+            .get(&ks)
+            .map(|t| super::Excluded {
+                short: t.stats.short,
+                hour: t.stats.hour,
+                outcomes: t.stats.outcomes,
+            })
+            .unwrap_or_default()
+    }
 }

@@ -496,7 +496,7 @@ impl Governor {
         // its own, not its domain's.
         if newly_accountable && let Ok(domain) = Domain::parse(d) {
             let kd = self.keyer.domain(domain.as_str());
-            self.exclude(kd, now, super::checks::s_windows(self, sk));
+            self.exclude(kd, now, self.sender_windows(sk));
         }
     }
 }

@@ -142,19 +142,6 @@ fn failure(
     })
 }
 
-/// The RFC 8460 §4.3.2.2 result type of a policy that could not be had.
-pub fn fetch_failure_type(e: &crate::delivery::mta_sts::FetchError) -> &'static str {
-    use crate::delivery::mta_sts::{FetchError, PolicyError};
-    match e {
-        FetchError::Certificate(_) => "sts-webpki-invalid",
-        FetchError::Policy(PolicyError::Policy(_)) => "sts-policy-invalid",
-        FetchError::Policy(_)
-        | FetchError::Io(_)
-        | FetchError::Resolve(_)
-        | FetchError::Timeout => "sts-policy-fetch-error",
-    }
-}
-
 /// The report's view of a domain whose MTA-STS policy could not be had:
 /// type `sts`, no policy lines.
 pub fn unfetched_policy(domain: &str) -> ReportPolicy {
@@ -298,7 +285,7 @@ mod tests {
     #[test]
     fn policy_failures_have_their_result_types() {
         use crate::delivery::mta_sts::{FetchError, PolicyError};
-        let t = fetch_failure_type;
+        let t = |e: &crate::delivery::mta_sts::FetchError| e.report_type();
         assert_eq!(t(&FetchError::Timeout), "sts-policy-fetch-error");
         assert_eq!(
             t(&FetchError::Io("refused".into())),
