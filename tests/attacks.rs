@@ -22,17 +22,6 @@ fn raw(s: &mut Smtp, bytes: &[u8]) -> Reply {
     s.reply()
 }
 
-/// Resident memory of a process in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
-
 /// Waits up to `secs` for the peer to close; true when it did (EOF or reset),
 /// false when it still sends or stays open.
 fn closed_within(tcp: &mut TcpStream, secs: u64) -> bool {
@@ -188,7 +177,7 @@ fn ten_mib_without_a_newline_keeps_memory_flat() {
     let pid = gw.child.as_ref().unwrap().id();
     let mut s = Smtp::greeted(gw.smtp);
     s.expect("EHLO client.test.example", 250);
-    let before = rss_kib(pid);
+    let before = proc_status_kib(pid, "VmRSS");
     let chunk = vec![b'A'; 64 << 10];
     s.tcp
         .set_write_timeout(Some(Duration::from_secs(30)))
@@ -199,7 +188,7 @@ fn ten_mib_without_a_newline_keeps_memory_flat() {
         w.write_all(&chunk)
             .expect("server stopped reading a long line");
     }
-    let peak = rss_kib(pid);
+    let peak = proc_status_kib(pid, "VmRSS");
     w.write_all(b"\r\n").unwrap();
     assert!(
         start.elapsed() < Duration::from_secs(60),
@@ -209,7 +198,7 @@ fn ten_mib_without_a_newline_keeps_memory_flat() {
     let r = s.reply();
     assert_eq!(r.code, 500, "{r:?}");
     assert!(r.text().starts_with("5.5.2"), "{r:?}");
-    let after = rss_kib(pid);
+    let after = proc_status_kib(pid, "VmRSS");
     let growth = peak.max(after).saturating_sub(before);
     eprintln!("VmRSS before {before} KiB, peak {peak} KiB, after {after} KiB");
     assert!(
@@ -242,7 +231,7 @@ fn unfinished_data_from_many_clients_stays_out_of_memory() {
     // Registered for another address: mail from 127.0.0.1 to it is inbound.
     gw.register(AGENCY, &["127.0.0.2"]);
     let pid = gw.child.as_ref().unwrap().id();
-    let before = rss_kib(pid);
+    let before = proc_status_kib(pid, "VmRSS");
     let mut clients = Vec::new();
     for i in 0..40 {
         let mut c = Smtp::greeted(gw.smtp);
@@ -264,7 +253,7 @@ fn unfinished_data_from_many_clients_stays_out_of_memory() {
         }
     }
     std::thread::sleep(Duration::from_secs(1));
-    let held = rss_kib(pid);
+    let held = proc_status_kib(pid, "VmRSS");
     let growth = held.saturating_sub(before);
     eprintln!("VmRSS before {before} KiB, with 40 x 6 MiB unfinished {held} KiB");
     assert!(

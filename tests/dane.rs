@@ -219,6 +219,14 @@ fn fake_mxs(server: std::sync::Arc<rustls::ServerConfig>) -> (FakeMx, FakeMx) {
     panic!("no port free on both 127.0.0.1 and 127.0.0.2");
 }
 
+/// The agency's clerk sends `body` to `rcpts` through `gw`: accepted.
+fn send(gw: &Gateway, rcpts: &[&str], body: &str) {
+    let mut smtp = Smtp::greeted(gw.smtp);
+    let r = smtp.send_mail("clerk@agency.example.kz", rcpts, body);
+    assert_eq!(r.code, 250, "{r:?}");
+    smtp.expect("QUIT", 221);
+}
+
 /// The first `delivery` line of the (JSON) log for `to`.
 fn delivery_line(log: &str, to: &str) -> Option<Value> {
     log.lines()
@@ -234,9 +242,8 @@ fn dane_policy_delivers_only_to_matching_certificates_and_defers_the_rest() {
     let anchor = anchor_file(&dir, dns.anchor());
     let (tls_mx, plain_mx) = fake_mxs(server);
     let gw = gateway(&dns, &anchor, tls_mx.addr().port(), "tls = \"dane\"");
-    let mut smtp = Smtp::greeted(gw.smtp);
-    let r = smtp.send_mail(
-        "clerk@agency.example.kz",
+    send(
+        &gw,
         &[
             "a@dane.test",
             "b@wrongtlsa.test",
@@ -246,8 +253,6 @@ fn dane_policy_delivers_only_to_matching_certificates_and_defers_the_rest() {
         ],
         "Subject: dane\r\n\r\nhello\r\n",
     );
-    assert_eq!(r.code, 250, "{r:?}");
-    smtp.expect("QUIT", 221);
 
     // (1) signed zone, TLSA matching the self-signed certificate: over TLS.
     // (4) unsigned zone: as before (opportunistic TLS; its TLSA, which
@@ -321,14 +326,11 @@ fn dnssec_on_makes_dane_apply_under_may_and_a_wrong_anchor_defers_everything_sig
         tls_mx.addr().port(),
         "dnssec = true\ntls = \"may\"",
     );
-    let mut smtp = Smtp::greeted(gw.smtp);
-    let r = smtp.send_mail(
-        "clerk@agency.example.kz",
+    send(
+        &gw,
         &["a@dane.test", "b@wrongtlsa.test", "n@nodane.test"],
         "Subject: dnssec\r\n\r\nhello\r\n",
     );
-    assert_eq!(r.code, 250, "{r:?}");
-    smtp.expect("QUIT", 221);
     assert!(
         tls_mx.wait_for_messages(2, Duration::from_secs(30)),
         "log:\n{}",
@@ -352,14 +354,11 @@ fn dnssec_on_makes_dane_apply_under_may_and_a_wrong_anchor_defers_everything_sig
     let dir2 = tempfile::tempdir().unwrap();
     let wrong = anchor_file(&dir2, &stranger_anchor());
     let gw2 = gateway(&dns, &wrong, tls_mx.addr().port(), "tls = \"dane\"");
-    let mut smtp = Smtp::greeted(gw2.smtp);
-    let r = smtp.send_mail(
-        "clerk@agency.example.kz",
+    send(
+        &gw2,
         &["z@dane.test"],
         "Subject: wrong anchor\r\n\r\nhello\r\n",
     );
-    assert_eq!(r.code, 250, "{r:?}");
-    smtp.expect("QUIT", 221);
     assert!(
         wait_for(30, || deferred_with(&gw2, "z@dane.test", |t| t
             .contains("DNSSEC validation failed"))),
@@ -414,14 +413,11 @@ fn dane_wins_over_an_mta_sts_policy_that_would_refuse_the_mx() {
             ca.display()
         ),
     );
-    let mut smtp = Smtp::greeted(gw.smtp);
-    let r = smtp.send_mail(
-        "clerk@agency.example.kz",
+    send(
+        &gw,
         &["x@both.test", "y@stsonly.test"],
         "Subject: both\r\n\r\nhello\r\n",
     );
-    assert_eq!(r.code, 250, "{r:?}");
-    smtp.expect("QUIT", 221);
     assert!(
         mx.wait_for_messages(1, Duration::from_secs(30)),
         "{:#?}\nlog:\n{}",
@@ -456,14 +452,11 @@ fn dane_ta_needs_the_chain_to_the_published_ca_and_the_mx_name() {
     let anchor = anchor_file(&dir, dns.anchor());
     let mx = FakeMx::start(Behaviour::starttls(pki.server.clone()));
     let gw = gateway(&dns, &anchor, mx.addr().port(), "tls = \"dane\"");
-    let mut smtp = Smtp::greeted(gw.smtp);
-    let r = smtp.send_mail(
-        "clerk@agency.example.kz",
+    send(
+        &gw,
         &["t@ta.test", "u@badname.test"],
         "Subject: ta\r\n\r\nhello\r\n",
     );
-    assert_eq!(r.code, 250, "{r:?}");
-    smtp.expect("QUIT", 221);
     assert!(
         mx.wait_for_messages(1, Duration::from_secs(30)),
         "{:#?}\nlog:\n{}",
@@ -542,9 +535,8 @@ fn dane_sessions_are_reported_to_the_mx_hosts_tls_reporting_address() {
         "tls = \"dane\"",
         "[tlsrpt]\nenabled = true\n",
     );
-    let mut smtp = Smtp::greeted(gw.smtp);
-    let r = smtp.send_mail(
-        "clerk@agency.example.kz",
+    send(
+        &gw,
         &[
             "a@dane.test",
             "b@wrongtlsa.test",
@@ -553,8 +545,6 @@ fn dane_sessions_are_reported_to_the_mx_hosts_tls_reporting_address() {
         ],
         "Subject: dane\r\n\r\nhello\r\n",
     );
-    assert_eq!(r.code, 250, "{r:?}");
-    smtp.expect("QUIT", 221);
     assert!(
         wait_for(30, || tls_mx
             .messages()

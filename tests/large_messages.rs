@@ -12,17 +12,6 @@ use std::time::Duration;
 use common::fake_mx::{Behaviour, FakeMx};
 use common::*;
 
-/// A `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM`).
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("proc status")
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim_start_matches(':').split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
-}
-
 /// A message of about `size` bytes: headers, then 78-octet lines of text
 /// that vary, so that nothing compresses or dedups by accident.
 fn message(i: usize, size: usize) -> Vec<u8> {
@@ -76,7 +65,7 @@ fn six_25_mib_messages_are_relayed_intact_and_memory_stops_growing() {
     );
     assert_eq!(r.code, 250, "{r:?}");
     assert!(mx.wait_for_messages(1, Duration::from_secs(20)));
-    let base = status_kib(pid, "VmRSS");
+    let base = proc_status_kib(pid, "VmRSS");
     let size = 25 * 1024 * 1024 - 4096;
     let bodies: Vec<Vec<u8>> = (0..6).map(|i| message(i, size)).collect();
     // One after the other, as one smarthost connection sends them; the
@@ -86,7 +75,7 @@ fn six_25_mib_messages_are_relayed_intact_and_memory_stops_growing() {
         send(gw.smtp, body);
         if i == 1 {
             assert!(mx.wait_for_messages(3, Duration::from_secs(120)));
-            after_two = status_kib(pid, "VmHWM");
+            after_two = proc_status_kib(pid, "VmHWM");
         }
     }
     assert!(
@@ -102,7 +91,7 @@ fn six_25_mib_messages_are_relayed_intact_and_memory_stops_growing() {
             "a 25 MiB message did not arrive intact"
         );
     }
-    let peak = status_kib(pid, "VmHWM");
+    let peak = proc_status_kib(pid, "VmHWM");
     eprintln!(
         "VmRSS before {base} KiB; peak after 2 messages {after_two} KiB, after 6 {peak} KiB \
          (+{} KiB, then +{} KiB)",
