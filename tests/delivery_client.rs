@@ -349,7 +349,7 @@ async fn a_refused_sender_fails_every_recipient_and_the_connection_stays_usable(
 }
 
 #[tokio::test]
-async fn two_messages_share_one_connection_with_rset_between() {
+async fn messages_share_one_connection_and_rset_comes_only_after_an_open_transaction() {
     let mx = FakeMx::start(Behaviour::accept());
     let mut c = Connection::open(&target(&mx), &settings(TlsPolicy::None))
         .await
@@ -366,26 +366,46 @@ async fn two_messages_share_one_connection_with_rset_between() {
         )
         .await
         .unwrap();
-    assert!(delivered(&first[0]) && delivered(&second[0]));
+    // Every recipient refused: MAIL was accepted, no DATA, the transaction stays open.
+    let refused = c
+        .send(
+            "u@agency.example",
+            &rcpts(&["reject-me@remote.example"]),
+            BODY,
+        )
+        .await
+        .unwrap();
+    let third = c
+        .send("v@agency.example", &rcpts(&["c@remote.example"]), BODY)
+        .await
+        .unwrap();
+    assert!(delivered(&first[0]) && delivered(&second[0]) && delivered(&third[0]));
+    assert!(
+        matches!(refused[0], RcptResult::Failed { .. }),
+        "{refused:?}"
+    );
     assert!(c.is_usable());
     c.quit().await;
     assert_eq!(mx.connections(), 1);
     let msgs = mx.messages();
-    assert_eq!(msgs.len(), 2);
+    assert_eq!(msgs.len(), 3);
     assert_eq!(msgs[1].sender, "t@agency.example");
     assert_eq!(msgs[1].body, b"Subject: 2\r\n\r\nsecond\r\n");
     let verbs = mx.verbs();
-    let rset = verbs
-        .iter()
-        .position(|v| v == "RSET")
-        .expect("RSET before the second message");
-    let datas: Vec<usize> = verbs
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| *v == "DATA")
-        .map(|(i, _)| i)
-        .collect();
-    assert!(datas[0] < rset && rset < datas[1], "{verbs:?}");
+    let at = |verb: &str| -> Vec<usize> {
+        verbs
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| *v == verb)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let (mails, rsets) = (at("MAIL"), at("RSET"));
+    // After a message that ended with the reply to its dot the next MAIL goes straight
+    // out (RFC 5321 4.1.1.4); after the refused one, RSET first.
+    assert_eq!(mails.len(), 4, "{verbs:?}");
+    assert_eq!(rsets.len(), 1, "{verbs:?}");
+    assert!(mails[2] < rsets[0] && rsets[0] < mails[3], "{verbs:?}");
 }
 
 #[tokio::test]

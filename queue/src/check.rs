@@ -172,7 +172,7 @@ impl Check {
 
     /// Has the writer repair `problems` (durably: repairs are rare) and waits for it.
     fn repair(&self, problems: Vec<Problem>) -> Result<usize, QueueError> {
-        let (job, answer) = TypedJob::boxed(move |ctx| ctx.repair(&problems), true);
+        let (job, answer) = TypedJob::boxed(move |ctx| ctx.repair(&problems), true, None);
         self.jobs.send(job).map_err(|_| QueueError::Closed)?;
         answer.blocking_recv().map_err(|_| QueueError::Closed)?
     }

@@ -58,6 +58,7 @@ mod db;
 mod disk;
 mod envelope;
 mod error;
+mod fresh;
 mod id;
 mod queue;
 mod store;
@@ -69,6 +70,7 @@ pub use envelope::{
     Recipient, RecipientUpdate,
 };
 pub use error::QueueError;
+pub use fresh::{FreshMessage, MAX_HANDED_BODY};
 pub use id::{ParseQueueIdError, QueueId, unix_ms};
 pub use queue::{DB_FILE, Queue, QueueOptions};
 pub use writer::QueueStats;

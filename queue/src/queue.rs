@@ -16,8 +16,9 @@ use tokio::sync::{Notify, watch};
 use crate::check::{Check, CheckReport};
 use crate::db::DbSlot;
 use crate::disk;
+use crate::fresh::Fresh;
 use crate::store::{self, WriteCtx};
-use crate::writer::{Counters, Job, QueueStats, TypedJob, Writer};
+use crate::writer::{Counters, Job, Orphan, QueueStats, TypedJob, Writer};
 use crate::{
     AttemptOutcome, Counts, Envelope, ListFilter, NewEnvelope, QueueError, QueueId, unix_ms,
 };
@@ -74,6 +75,8 @@ struct Inner {
     stop_check: Option<Sender<()>>,
     check: Option<JoinHandle<()>>,
     checked: watch::Receiver<Option<CheckReport>>,
+    /// New messages handed straight to the scheduler (`fresh.rs`).
+    fresh: Arc<Fresh>,
 }
 
 impl Drop for Inner {
@@ -197,6 +200,7 @@ impl Queue {
                 stop_check: Some(stop_check),
                 check: Some(check),
                 checked,
+                fresh: Arc::default(),
             }),
         })
     }
@@ -252,16 +256,75 @@ impl Queue {
         T: Send + 'static,
         F: FnOnce(&mut WriteCtx<'_>) -> Result<T, QueueError> + Send + 'static,
     {
-        let (job, answer) = TypedJob::boxed(work, durable);
+        self.send_job_with(work, durable, None).await
+    }
+
+    /// [`Queue::send_job`] with what to do with the output should the caller be gone.
+    async fn send_job_with<T, F>(
+        &self,
+        work: F,
+        durable: bool,
+        orphan: Option<Orphan<T>>,
+    ) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, QueueError> + Send + 'static,
+    {
+        let (job, answer) = TypedJob::boxed(work, durable, orphan);
         let jobs = self.inner.jobs.as_ref().ok_or(QueueError::Closed)?;
         jobs.send(job).map_err(|_| QueueError::Closed)?;
         answer.await.map_err(|_| QueueError::Closed)?
     }
 
     /// Stores a message durably; returns only once envelope and body are fsynced.
+    ///
+    /// When the scheduler has a slot free ([`Queue::offer_fresh`]) the message is stored
+    /// leased and handed to it with its body (`fresh.rs`), so its delivery starts without
+    /// another round trip through the writer.
     pub async fn enqueue(&self, env: NewEnvelope, body: Vec<u8>) -> Result<QueueId, QueueError> {
         self.check_room(u64::try_from(body.len()).unwrap_or(u64::MAX))?;
-        self.submit(move |ctx| ctx.enqueue(env, &body)).await
+        let fresh = &self.inner.fresh;
+        let lease = fresh.take();
+        // A caller gone before the answer (a dropped future) must not leave a leased message
+        // to wait for its lease to run out: the writer hands it over then.
+        let orphan: Option<Orphan<_>> = lease.map(|_| {
+            let fresh = fresh.clone();
+            Box::new(
+                move |(_, leased, body): (QueueId, Option<Envelope>, Vec<u8>)| {
+                    if let Some(envelope) = leased {
+                        fresh.hand(envelope, body);
+                    }
+                },
+            ) as Orphan<_>
+        });
+        let stored = self
+            .send_job_with(
+                move |ctx| {
+                    let (id, leased) = ctx.enqueue(env, &body, lease)?;
+                    Ok((id, leased, body))
+                },
+                true,
+                orphan,
+            )
+            .await;
+        match stored {
+            Ok((id, leased, body)) => {
+                if let Some(envelope) = leased {
+                    fresh.hand(envelope, body);
+                }
+                Ok(id)
+            }
+            Err(e) => {
+                if lease.is_some() {
+                    fresh.give_back();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn fresh(&self) -> &Fresh {
+        &self.inner.fresh
     }
 
     /// Stores a message whose body is `head` followed by the first `len` octets of `file`

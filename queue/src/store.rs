@@ -228,13 +228,26 @@ impl<'t> WriteCtx<'t> {
     }
 
     /// Stores a new message, due at its arrival time.
-    pub(crate) fn enqueue(&mut self, new: NewEnvelope, body: &[u8]) -> Result<QueueId, QueueError> {
+    ///
+    /// With `lease` (a slot of [`crate::Queue::offer_fresh`]) it is stored leased until then and
+    /// returned, for the scheduler that took it; no wake-up then, the scheduler has it already.
+    pub(crate) fn enqueue(
+        &mut self,
+        new: NewEnvelope,
+        body: &[u8],
+        lease: Option<u64>,
+    ) -> Result<(QueueId, Option<Envelope>), QueueError> {
         let id = self.fresh_id()?;
-        let env = Envelope::new(id, new);
+        let mut env = Envelope::new(id, new);
+        let wake = self.wake;
+        env.leased_until_ms = lease;
         self.put(None, &env)?;
+        if lease.is_some() {
+            self.wake = wake;
+        }
         self.bodies.insert(id.key(), body)?;
         self.created.push(id);
-        Ok(id)
+        Ok((id, lease.map(|_| env)))
     }
 
     /// Stores a new message whose body is `head` followed by the first `len` octets of `file`,

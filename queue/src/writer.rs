@@ -41,12 +41,16 @@ pub(crate) trait Job: Send {
     fn finish(self: Box<Self>, batch: Result<(), QueueError>);
 }
 
+/// What to do with a committed job's output when its caller has gone.
+pub(crate) type Orphan<T> = Box<dyn FnOnce(T) + Send>;
+
 /// A job computing a `T` from the transaction and answering over a oneshot.
 pub(crate) struct TypedJob<T, F> {
     durable: bool,
     work: Option<F>,
     output: Option<T>,
     reply: oneshot::Sender<Result<T, QueueError>>,
+    orphan: Option<Orphan<T>>,
 }
 
 impl<T, F> TypedJob<T, F>
@@ -58,6 +62,7 @@ where
     pub(crate) fn boxed(
         work: F,
         durable: bool,
+        orphan: Option<Orphan<T>>,
     ) -> (Box<dyn Job>, oneshot::Receiver<Result<T, QueueError>>) {
         let (reply, rx) = oneshot::channel();
         let job = TypedJob {
@@ -65,6 +70,7 @@ where
             work: Some(work),
             output: None,
             reply,
+            orphan,
         };
         (Box::new(job), rx)
     }
@@ -92,8 +98,13 @@ where
             (Ok(()), None) => Err(QueueError::Storage("job was not applied".into())),
             (Err(e), _) => Err(e),
         };
-        // The caller may have given up (its future was dropped); the outcome stands anyway.
-        let _ = self.reply.send(answer);
+        // The caller may have given up (its future was dropped); the outcome stands anyway,
+        // and what it would have done with it is done here.
+        if let Err(Ok(output)) = self.reply.send(answer)
+            && let Some(orphan) = self.orphan
+        {
+            orphan(output);
+        }
     }
 }
 

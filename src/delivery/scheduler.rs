@@ -133,6 +133,9 @@ impl Scheduler {
     /// it): the next start delivers them at once.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut tasks = tokio::task::JoinSet::new();
+        // New messages come leased, with their body, straight from the enqueue (the queue's
+        // `fresh.rs`); the rest through `lease_due`.
+        let mut fresh = self.queue.fresh_messages(LEASE_MS);
         loop {
             if *stop.borrow() {
                 break;
@@ -156,8 +159,11 @@ impl Scheduler {
             for env in leased {
                 let me = self.clone();
                 let stop = stop.clone();
-                tasks.spawn(async move { me.attempt(env, stop).await });
+                tasks.spawn(async move { me.attempt(env, None, stop).await });
             }
+            // A few more than `free` may start in a burst (slots taken while this runs);
+            // they wait for their connection permits like any attempt.
+            self.queue.offer_fresh(free.saturating_sub(got));
             if got > 0 && got == free.min(256) {
                 continue;
             }
@@ -168,12 +174,23 @@ impl Scheduler {
             }
             .clamp(Duration::from_millis(10), Duration::from_secs(5));
             tokio::select! {
+                Some(m) = fresh.recv() => {
+                    for m in std::iter::once(m).chain(std::iter::from_fn(|| fresh.try_recv().ok())) {
+                        let me = self.clone();
+                        let stop = stop.clone();
+                        tasks.spawn(async move { me.attempt(m.envelope, m.body, stop).await });
+                    }
+                }
                 _ = self.queue.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = crate::shutdown::stopped(&mut stop) => break,
             }
         }
+        // Nothing more is handed over; what was, and is still in the channel, keeps its lease
+        // until the next start ends it.
+        self.queue.offer_fresh(0);
+        drop(fresh);
         while tasks.join_next().await.is_some() {}
         let conns: Vec<Connection> = {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
@@ -231,7 +248,12 @@ impl Scheduler {
     /// already in are recorded with the message due again at once, and
     /// without any result nothing is recorded (the next start ends the
     /// lease).
-    async fn attempt(self: Arc<Self>, env: Envelope, mut stop: watch::Receiver<bool>) {
+    async fn attempt(
+        self: Arc<Self>,
+        env: Envelope,
+        handed: Option<Vec<u8>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let id = env.id;
         if let Some(why) = self.suspended_scope(&env) {
             tracing::info!(target: crate::maillog::TARGET, queue_id = %id, reason = %why, "holding mail of a suspended scope");
@@ -257,16 +279,31 @@ impl Scheduler {
         let need = u32::try_from(env.size.div_ceil(1024).max(1))
             .unwrap_or(u32::MAX)
             .min(self.body_budget_kib);
-        let _memory = tokio::select! {
-            biased;
-            _ = crate::shutdown::stopped(&mut stop) => return,
-            p = self.body_budget.clone().acquire_many_owned(need) => p.ok(),
+        // A body handed over with the message is used if the budget has room for it now;
+        // otherwise it is let go and read back when the budget allows.
+        let handed = handed.and_then(|b| {
+            let p = self.body_budget.clone().try_acquire_many_owned(need).ok()?;
+            Some((p, b))
+        });
+        let (_memory, handed) = match handed {
+            Some((p, b)) => (Some(p), Some(b)),
+            None => {
+                let p = tokio::select! {
+                    biased;
+                    _ = crate::shutdown::stopped(&mut stop) => return,
+                    p = self.body_budget.clone().acquire_many_owned(need) => p.ok(),
+                };
+                (p, None)
+            }
         };
         let q = self.queue.clone();
-        let body = match tokio::task::spawn_blocking(move || q.body(id))
-            .await
-            .unwrap_or_else(|e| Err(ugem_queue::QueueError::Storage(e.to_string())))
-        {
+        let read = match handed {
+            Some(b) => Ok(Some(b)),
+            None => tokio::task::spawn_blocking(move || q.body(id))
+                .await
+                .unwrap_or_else(|e| Err(ugem_queue::QueueError::Storage(e.to_string()))),
+        };
+        let body = match read {
             Ok(Some(b)) => Arc::new(b),
             Ok(None) => return,
             Err(e) => {

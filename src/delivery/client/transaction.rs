@@ -180,6 +180,8 @@ impl Connection {
             if mail_reply.code == 421 {
                 self.closing = true;
             }
+            // No transaction began.
+            self.used = false;
             results.all(&todo, class, &mail_reply);
             return Ok(results.finish());
         }
@@ -383,6 +385,8 @@ impl Connection {
                 reply,
             });
         }
+        // Accepted or refused, the reply to the dot ends the transaction.
+        self.used = false;
         results.all(accepted, class, &reply);
         Ok(())
     }
