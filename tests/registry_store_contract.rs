@@ -32,7 +32,7 @@ async fn the_postgres_store_keeps_the_contract() {
         let store = PgRegistry::new(&pg.url(&db), Some(postgres::PASSWORD), &[]).unwrap();
         assert_eq!(
             store.migrate().await.unwrap(),
-            vec![1, 2, 3, 4, 5],
+            vec![1, 2, 3, 4, 5, 6],
             "a new database is migrated"
         );
         let store: Arc<dyn RegistryStore> = Arc::new(store);
@@ -54,8 +54,8 @@ async fn postgres_migrations_apply_once_and_refuse_a_newer_schema() {
     let mut applied = ra.unwrap();
     applied.extend(rb.unwrap());
     applied.sort_unstable();
-    assert_eq!(applied, vec![1, 2, 3, 4, 5]);
-    assert_eq!(a.schema_version().await.unwrap(), 5);
+    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(a.schema_version().await.unwrap(), 6);
     assert_eq!(a.migrate().await.unwrap(), Vec::<u64>::new());
 
     // A database a newer ugem migrated is not written to.
@@ -64,7 +64,7 @@ async fn postgres_migrations_apply_once_and_refuse_a_newer_schema() {
     match a.migrate().await {
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 5,
+            supported: 6,
         }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
