@@ -527,6 +527,36 @@ mod tests {
     }
 
     #[test]
+    fn a_memory_adopts_another_nodes_seed_and_snapshot() {
+        let a = RecipientMemory::in_memory(10_000);
+        let pair = |m: &RecipientMemory| {
+            m.pair(
+                PairKind::Sender,
+                m.scope_id_of(b's', "clerk@a.kz"),
+                m.recipient_id("x@y"),
+            )
+        };
+        a.insert(pair(&a));
+        let b = RecipientMemory::in_memory(10_000);
+        assert_ne!(b.seed(), a.seed());
+        assert!(!b.contains(pair(&b)));
+        assert!(b.adopt(a.seed(), Some(&a.encode())));
+        assert_eq!((b.seed(), b.seed_tag()), (a.seed(), a.seed_tag()));
+        assert_eq!(pair(&b), pair(&a));
+        assert!(b.contains(pair(&b)));
+        // A snapshot of another seed, or of another size, is not taken:
+        // the memory starts empty under the seed given.
+        let c = RecipientMemory::in_memory(10_000);
+        assert!(!c.adopt([1, 2], Some(&a.encode())));
+        assert_eq!(c.seed(), [1, 2]);
+        let d = RecipientMemory::in_memory(20_000);
+        assert!(!d.adopt(a.seed(), Some(&a.encode())));
+        assert!(!d.contains(pair(&d)));
+        d.apply(&[pair(&d)]);
+        assert!(d.contains(pair(&d)));
+    }
+
+    #[test]
     fn snapshot_and_journal_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b, c);
