@@ -228,7 +228,7 @@ impl Governor {
         }
         let now = self.now_ms();
         let memory = self.memory.clone();
-        let task = tokio::spawn(async move { flush(&shared, &memory, now).await });
+        let task = tokio::spawn(async move { flush(&shared, memory, now).await });
         if wait {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
@@ -259,7 +259,7 @@ fn apply_chunks(memory: &super::novelty::RecipientMemory, chunks: &[Vec<u8>]) ->
 }
 
 /// Writes what waits; what fails waits for the next call.
-async fn flush(shared: &Shared, memory: &super::novelty::RecipientMemory, now: u64) {
+async fn flush(shared: &Shared, memory: Arc<super::novelty::RecipientMemory>, now: u64) {
     let Ok(_one) = shared.busy.try_lock() else {
         return;
     };
@@ -304,7 +304,11 @@ async fn flush(shared: &Shared, memory: &super::novelty::RecipientMemory, now: u
     if failed.is_none()
         && now.saturating_sub(shared.last_snapshot_ms.load(Ordering::Relaxed)) >= SNAPSHOT_EVERY_MS
     {
-        let bytes = memory.encode();
+        // A few MB copied: off the async workers.
+        let m = memory.clone();
+        let bytes = tokio::task::spawn_blocking(move || m.encode())
+            .await
+            .unwrap_or_default();
         let r = async {
             if shared.memory.load(Ordering::Relaxed) {
                 shared

@@ -104,7 +104,4 @@ pub trait SharedState: Send + Sync + std::fmt::Debug {
         id: u64,
         retry: Option<&WebhookJob>,
     ) -> Result<(), StoreError>;
-
-    /// How many webhook jobs wait (for `ugem`'s status).
-    async fn pending_webhook_jobs(&self) -> Result<u64, StoreError>;
 }

@@ -274,8 +274,4 @@ impl crate::store::SharedState for PgRegistry {
     ) -> Result<(), StoreError> {
         self.pg_finish_webhook_job(id, retry).await
     }
-
-    async fn pending_webhook_jobs(&self) -> Result<u64, StoreError> {
-        self.pg_pending_webhook_jobs().await
-    }
 }

@@ -93,13 +93,4 @@ impl PgRegistry {
         .map_err(pg_error)?;
         Ok(())
     }
-
-    pub(super) async fn pg_pending_webhook_jobs(&self) -> Result<u64, StoreError> {
-        let c = self.client().await?;
-        let row = c
-            .query_one("SELECT count(*) FROM webhook_jobs", &[])
-            .await
-            .map_err(pg_error)?;
-        Ok(row.get::<_, i64>(0).max(0) as u64)
-    }
 }
