@@ -40,7 +40,7 @@ pub fn decode(chunk: &[u8], tag: u64) -> Result<Vec<u64>, ChunkError> {
         return Err(ChunkError::Magic);
     }
     let body = &chunk[16..];
-    if body.len() % 8 != 0 {
+    if !body.len().is_multiple_of(8) {
         return Err(ChunkError::Torn(chunk.len()));
     }
     let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());

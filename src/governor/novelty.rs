@@ -212,7 +212,7 @@ impl RecipientMemory {
     /// A fingerprint of the seed (not the seed): what journal chunks are
     /// marked with, so that pairs hashed with another seed are refused.
     pub fn seed_tag(&self) -> u64 {
-        self.hash_str(0x7365_6564_7461_67, "journal")
+        self.hash_str(0x0073_6565_6474_6167, "journal")
     }
 
     fn hash_str(&self, tag: u64, s: &str) -> u64 {
