@@ -144,6 +144,10 @@ fn a_new_node_judges_a_sender_with_the_history_another_node_built() {
     let codes = send(&b, "colleague@agency.example.kz", &addrs("m", 35));
     assert_eq!(codes[..30], [250; 30]);
     assert!(codes[30..].iter().all(|&c| c == 451), "{codes:?}");
+    let g: Value =
+        serde_json::from_str(&http(b.admin, "GET", "/api/v1/governor", Some(ADMIN_TOKEN), None).1)
+            .unwrap();
+    assert_eq!(g["shared_state"]["memory_shared"], true, "{g}");
     // B took the cluster's seed (one row) and writes its own chunks.
     assert_eq!(sql(&pg, "c", "SELECT count(*) FROM recipient_memory"), "1");
     assert!(wait_for(10, || sql(

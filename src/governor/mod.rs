@@ -553,6 +553,8 @@ impl Governor {
             "blocklists": self.blocklist_status(),
             "limiter_keys": self.limits.keys(),
             "cluster": self.cluster.get().map(cluster::Cluster::to_json),
+            // The detector's state kept in the shared store (PostgreSQL).
+            "shared_state": self.shared.get().map(|s| s.to_json()),
             "recipient_memory_bytes": self.memory.bytes(),
             "webhooks": {
                 "delivered": self.webhooks.stats.delivered.load(Ordering::Relaxed),

@@ -77,6 +77,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// What `GET /api/v1/governor` shows of it: whether the memory is the
+    /// cluster's, and what waits to be written.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "memory_shared": self.memory.load(Ordering::Relaxed),
+            "pending_scopes": lock(&self.scopes).len(),
+            "pending_evictions": lock(&self.evicted).len(),
+            "pending_pairs": lock(&self.pairs).len(),
+        })
+    }
+
     fn keep_scopes(&self, rows: Vec<ScopeRow>) {
         let mut m = lock(&self.scopes);
         for r in rows {
