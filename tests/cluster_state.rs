@@ -3,7 +3,7 @@
 //! sender with the history another node built; a webhook event of a node
 //! that died is delivered by another, once; an event raised while
 //! PostgreSQL is down waits in the local outbox and goes through the
-//! shared one once it is back.
+//! shared one once it is back, as does the detector's state of the time.
 
 mod common;
 
@@ -298,7 +298,7 @@ fn a_webhook_event_of_a_node_that_died_is_delivered_once_by_another() {
 }
 
 #[test]
-fn a_webhook_event_raised_while_postgres_is_down_goes_through_it_once_back() {
+fn a_webhook_event_and_the_detector_state_of_an_outage_reach_postgres_once_back() {
     let pg = TestPostgres::start();
     pg.create_db("o");
     let hook = receiver(false);
@@ -322,6 +322,18 @@ fn a_webhook_event_raised_while_postgres_is_down_goes_through_it_once_back() {
         a.log_text()
     );
     assert!(a.log_text().contains("shared webhook outbox unreachable"));
+    // The detector's state written meanwhile waits for the next ticks.
+    let shared_state = |gw: &Gateway| {
+        let g: Value = serde_json::from_str(
+            &http(gw.admin, "GET", "/api/v1/governor", Some(ADMIN_TOKEN), None).1,
+        )
+        .unwrap();
+        g["shared_state"].clone()
+    };
+    assert!(wait_for(10, || {
+        let s = shared_state(&a);
+        s["pending_scopes"].as_u64() > Some(0) && s["pending_pairs"].as_u64() > Some(0)
+    }));
     // PostgreSQL back: the job moves there...
     pg.restart();
     assert!(
@@ -347,4 +359,17 @@ fn a_webhook_event_raised_while_postgres_is_down_goes_through_it_once_back() {
     ) == "0"));
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(hook.accepted.lock().unwrap().len(), 1);
+    // ...and the detector's state and pairs kept meanwhile are written.
+    assert!(wait_for(10, || {
+        let s = shared_state(&a);
+        s["pending_scopes"] == 0 && s["pending_pairs"] == 0
+    }));
+    assert_eq!(
+        sql(
+            &pg,
+            "o",
+            "SELECT count(*) FROM governor_scopes WHERE scope = 's:mallory@agency.example.kz'"
+        ),
+        "1"
+    );
 }
