@@ -154,7 +154,25 @@ fn a_new_node_judges_a_sender_with_the_history_another_node_built() {
         &pg,
         "c",
         "SELECT count(*) FROM recipient_journal WHERE node = 'b'"
-    ) != "0"));
+    ) != "0"
+        && sql(
+            &pg,
+            "c",
+            &format!(
+                "SELECT count(*) FROM governor_scopes WHERE scope = 's:{CLERK}' AND node = 'b'"
+            )
+        ) == "1"));
+    drop(b);
+
+    // A back on its own folder (its seed is the cluster's): it takes B's
+    // newer state of the clerk (30 never-seen recipients in 5 minutes) and
+    // the pairs B added, so the 5 addresses B accepted are known on A
+    // (otherwise they would be deferred: the floor is reached).
+    a.spawn();
+    let codes = send(&a, CLERK, &addrs("n", 5));
+    assert_eq!(codes, vec![250; 5], "{}", a.log_text());
+    let codes = send(&a, CLERK, &addrs("z", 1));
+    assert_eq!(codes, vec![451], "{}", a.log_text());
 }
 
 /// A webhook receiver: the first request is held without an answer (its
