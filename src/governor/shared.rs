@@ -239,7 +239,7 @@ impl Governor {
         }
         let now = self.now_ms();
         let memory = self.memory.clone();
-        let task = tokio::spawn(async move { flush(&shared, memory, now).await });
+        let task = tokio::spawn(async move { flush(&shared, memory, now, wait).await });
         if wait {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
@@ -269,10 +269,22 @@ fn apply_chunks(memory: &super::novelty::RecipientMemory, chunks: &[Vec<u8>]) ->
     n
 }
 
-/// Writes what waits; what fails waits for the next call.
-async fn flush(shared: &Shared, memory: Arc<super::novelty::RecipientMemory>, now: u64) {
-    let Ok(_one) = shared.busy.try_lock() else {
-        return;
+/// Writes what waits; what fails waits for the next call. A call that
+/// finds another writing leaves its rows to the next, unless it is the
+/// last (`wait`): that one waits its turn.
+async fn flush(
+    shared: &Shared,
+    memory: Arc<super::novelty::RecipientMemory>,
+    now: u64,
+    wait: bool,
+) {
+    let _one = if wait {
+        shared.busy.lock().await
+    } else {
+        match shared.busy.try_lock() {
+            Ok(g) => g,
+            Err(_) => return,
+        }
     };
     let rows: Vec<ScopeRow> = lock(&shared.scopes).drain().map(|(_, r)| r).collect();
     let mut failed = None;
