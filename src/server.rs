@@ -214,6 +214,11 @@ pub async fn run(
         store.clone(),
         queue.clone(),
     );
+    // With a shared store, the detector's history, the recipient memory
+    // and the webhook outbox are the cluster's: taken before any traffic.
+    if let Some(state) = shared.shared_state() {
+        governor.join_shared(state, cfg.node_name()).await;
+    }
     // Limits and detection across the nodes: each tells the others what
     // it accepted (PostgreSQL's NOTIFY); alone (redb) there is no one to tell.
     let sync = cfg.store.governor_sync.0;

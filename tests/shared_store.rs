@@ -74,7 +74,7 @@ fn two_nodes_share_the_registry_through_postgresql() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("schema version 5"), "{text}");
+    assert!(text.contains("schema version 6"), "{text}");
 
     let a = Gateway::start(&extra);
     let b = Gateway::start(&extra);

@@ -18,8 +18,8 @@
 //! shared registry (one active suspension per scope: the database refuses
 //! a second one, and the copied step keeps the other node from trying).
 //!
-//! Recipients travel as addresses, not as hashes: each node's recipient
-//! memory hashes with its own secret seed. When PostgreSQL is unreachable
+//! Recipients travel as addresses, not as hashes: the nodes share one
+//! seed ([`super::shared`]) only when each reached the store at start. When PostgreSQL is unreachable
 //! batches are dropped and each node governs alone on its own traffic
 //! (fail-static); nothing on the SMTP path waits for the link.
 

@@ -15,6 +15,9 @@
 //! - [`cluster`]: with a registry shared in PostgreSQL, the nodes send
 //!   each other what their checks accepted, so limits and detection hold
 //!   across the nodes.
+//! - [`shared`]: with that shared registry, the scopes' state and the
+//!   recipient memory are kept there too, so a new node starts with the
+//!   cluster's history ([`journal`]: the memory's chunks there).
 //! - [`clock`]: time is a dependency, so [`replay`] feeds weeks of traffic
 //!   through this same code on a virtual clock.
 
@@ -28,6 +31,7 @@ pub mod cluster;
 pub mod detector;
 pub mod disconnection;
 pub mod effects;
+pub mod journal;
 pub mod ladder;
 pub mod limits;
 pub mod notices;
@@ -37,6 +41,7 @@ pub mod replay;
 pub mod scopes;
 pub mod servers;
 pub mod settings;
+pub mod shared;
 pub mod state;
 pub mod suspension;
 pub mod throughput;
@@ -324,6 +329,8 @@ pub struct Governor {
     pub deliveries: throughput::Throughput,
     /// The exchange with the other nodes, once joined (a shared registry).
     cluster: std::sync::OnceLock<cluster::Cluster>,
+    /// The state kept in the shared store, once joined.
+    shared: std::sync::OnceLock<Arc<shared::Shared>>,
 }
 
 impl std::fmt::Debug for Governor {
@@ -424,6 +431,7 @@ impl Governor {
             counters: Counters::default(),
             deliveries: Default::default(),
             cluster: std::sync::OnceLock::new(),
+            shared: std::sync::OnceLock::new(),
             clock,
             cfg,
             registry,
@@ -545,6 +553,8 @@ impl Governor {
             "blocklists": self.blocklist_status(),
             "limiter_keys": self.limits.keys(),
             "cluster": self.cluster.get().map(cluster::Cluster::to_json),
+            // The detector's state kept in the shared store (PostgreSQL).
+            "shared_state": self.shared.get().map(|s| s.to_json()),
             "recipient_memory_bytes": self.memory.bytes(),
             "webhooks": {
                 "delivered": self.webhooks.stats.delivered.load(Ordering::Relaxed),

@@ -16,7 +16,10 @@
 //! snapshot file (`recipients.bin`, written whole, fsynced and renamed) and
 //! a journal of the pairs added since (`recipients.log`, appended at every
 //! housekeeping tick), replayed at start. Hashes are keyed with a secret
-//! seed kept in the snapshot, so senders cannot aim collisions.
+//! seed kept in the snapshot, so senders cannot aim collisions. With a
+//! store shared by several nodes the seed is the cluster's, and a copy of
+//! the memory is kept there too ([`super::shared`]): a node whose seed
+//! differs adopts the cluster's ([`RecipientMemory::adopt`]).
 
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
@@ -62,7 +65,9 @@ fn zeroed(words: usize) -> Box<[AtomicU64]> {
 
 /// The recipient memory; see the module text.
 pub struct RecipientMemory {
-    seed: [u64; 2],
+    /// Atomics only so that a node joining a cluster can adopt its seed
+    /// ([`RecipientMemory::adopt`]) before any traffic; read relaxed.
+    seed: [AtomicU64; 2],
     capacity: u64,
     blocks: u64,
     gens: RwLock<Generations>,
@@ -95,7 +100,7 @@ impl RecipientMemory {
         let blocks = (capacity * BITS_PER_PAIR).div_ceil(512).max(1);
         let words = (blocks as usize) * BLOCK_WORDS;
         RecipientMemory {
-            seed,
+            seed: [AtomicU64::new(seed[0]), AtomicU64::new(seed[1])],
             capacity,
             blocks,
             gens: RwLock::new(Generations {
@@ -190,9 +195,24 @@ impl RecipientMemory {
     }
 
     fn hasher(&self, tag: u64) -> impl Hasher {
-        let mut h = foldhash::quality::FixedState::with_seed(self.seed[0]).build_hasher();
-        h.write_u64(self.seed[1] ^ tag);
+        let [s0, s1] = self.seed();
+        let mut h = foldhash::quality::FixedState::with_seed(s0).build_hasher();
+        h.write_u64(s1 ^ tag);
         h
+    }
+
+    /// The secret seed of the hashes.
+    pub fn seed(&self) -> [u64; 2] {
+        [
+            self.seed[0].load(Ordering::Relaxed),
+            self.seed[1].load(Ordering::Relaxed),
+        ]
+    }
+
+    /// A fingerprint of the seed (not the seed): what journal chunks are
+    /// marked with, so that pairs hashed with another seed are refused.
+    pub fn seed_tag(&self) -> u64 {
+        self.hash_str(0x0073_6565_6474_6167, "journal")
     }
 
     fn hash_str(&self, tag: u64, s: &str) -> u64 {
@@ -270,10 +290,11 @@ impl RecipientMemory {
     }
 
     /// Appends the pairs added since the last call to the journal, and
-    /// folds the journal into a new snapshot once it is long. Blocking I/O.
-    pub fn persist(&self) -> std::io::Result<()> {
+    /// folds the journal into a new snapshot once it is long; returns the
+    /// pairs appended (for the cluster's copy). Blocking I/O.
+    pub fn persist(&self) -> std::io::Result<Vec<u64>> {
         let Some(dir) = &self.dir else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let pending: Vec<u64> = self
             .pending
@@ -299,7 +320,68 @@ impl RecipientMemory {
             self.snapshot()?;
             *journaled = 0;
         }
-        Ok(())
+        Ok(pending)
+    }
+
+    /// Takes the pairs added since the last journal append without writing
+    /// them (for [`RecipientMemory::snapshot`], which holds them all).
+    fn take_pending(&self) -> Vec<u64> {
+        self.pending
+            .iter()
+            .flat_map(|p| std::mem::take(&mut *p.lock().unwrap_or_else(|p| p.into_inner())))
+            .collect()
+    }
+
+    /// The whole memory in the snapshot format: its seed, size, and both
+    /// generations.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(48 + self.words() * 16);
+        out.extend_from_slice(MAGIC);
+        let [s0, s1] = self.seed();
+        for v in [s0, s1, self.capacity, self.blocks] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        let g = self.gens.read().unwrap_or_else(|p| p.into_inner());
+        out.extend_from_slice(&g.cur_n.load(Ordering::Relaxed).to_le_bytes());
+        for w in g.cur.iter().chain(g.old.iter()) {
+            out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+        }
+        out
+    }
+
+    /// Replaces this memory with the cluster's: its `seed`, and `snapshot`
+    /// (the [`RecipientMemory::encode`] format) when it is of that seed and
+    /// this size (else empty). Pairs not yet journaled are dropped (they
+    /// were hashed with the old seed). For a node joining, before traffic.
+    /// True if the snapshot was taken.
+    pub fn adopt(&self, seed: [u64; 2], snapshot: Option<&[u8]>) -> bool {
+        let from = snapshot
+            .and_then(|b| decode(b, self.capacity as u32).ok().flatten())
+            .filter(|m| m.seed() == seed);
+        let used = from.is_some();
+        let from = from.unwrap_or_else(|| RecipientMemory::empty(seed, self.capacity as u32, None));
+        let fresh = std::mem::replace(
+            &mut *from.gens.write().unwrap_or_else(|p| p.into_inner()),
+            Generations {
+                cur: zeroed(0),
+                old: zeroed(0),
+                cur_n: AtomicU64::new(0),
+            },
+        );
+        let mut g = self.gens.write().unwrap_or_else(|p| p.into_inner());
+        *g = fresh;
+        self.seed[0].store(seed[0], Ordering::Relaxed);
+        self.seed[1].store(seed[1], Ordering::Relaxed);
+        drop(g);
+        self.take_pending();
+        used
+    }
+
+    /// Sets pairs read from the cluster's journal (not journaled again here).
+    pub fn apply(&self, pairs: &[u64]) {
+        for &p in pairs {
+            self.set(p);
+        }
     }
 
     /// Writes the whole memory as a new snapshot and empties the journal.
@@ -307,18 +389,7 @@ impl RecipientMemory {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        let mut out = Vec::with_capacity(48 + self.words() * 16);
-        out.extend_from_slice(MAGIC);
-        for v in [self.seed[0], self.seed[1], self.capacity, self.blocks] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        {
-            let g = self.gens.read().unwrap_or_else(|p| p.into_inner());
-            out.extend_from_slice(&g.cur_n.load(Ordering::Relaxed).to_le_bytes());
-            for w in g.cur.iter().chain(g.old.iter()) {
-                out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
-            }
-        }
+        let out = self.encode();
         let tmp = dir.join("recipients.bin.tmp");
         {
             let mut f = File::create(&tmp)?;
@@ -349,6 +420,11 @@ fn read_snapshot(path: &Path, capacity: u32) -> std::io::Result<Option<Recipient
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    decode(&buf, capacity)
+}
+
+/// A memory from the snapshot format; `None` when it is of another size.
+fn decode(buf: &[u8], capacity: u32) -> std::io::Result<Option<RecipientMemory>> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     if buf.len() < 48 || &buf[..8] != MAGIC {
         return Err(bad("not a recipient memory snapshot"));
@@ -448,6 +524,36 @@ mod tests {
         let left = first.iter().filter(|&&p| m.contains(p)).count();
         assert!(left < 10, "{left} of 100 old pairs still read as known");
         assert_eq!(m.bytes(), bytes);
+    }
+
+    #[test]
+    fn a_memory_adopts_another_nodes_seed_and_snapshot() {
+        let a = RecipientMemory::in_memory(10_000);
+        let pair = |m: &RecipientMemory| {
+            m.pair(
+                PairKind::Sender,
+                m.scope_id_of(b's', "clerk@a.kz"),
+                m.recipient_id("x@y"),
+            )
+        };
+        a.insert(pair(&a));
+        let b = RecipientMemory::in_memory(10_000);
+        assert_ne!(b.seed(), a.seed());
+        assert!(!b.contains(pair(&b)));
+        assert!(b.adopt(a.seed(), Some(&a.encode())));
+        assert_eq!((b.seed(), b.seed_tag()), (a.seed(), a.seed_tag()));
+        assert_eq!(pair(&b), pair(&a));
+        assert!(b.contains(pair(&b)));
+        // A snapshot of another seed, or of another size, is not taken:
+        // the memory starts empty under the seed given.
+        let c = RecipientMemory::in_memory(10_000);
+        assert!(!c.adopt([1, 2], Some(&a.encode())));
+        assert_eq!(c.seed(), [1, 2]);
+        let d = RecipientMemory::in_memory(20_000);
+        assert!(!d.adopt(a.seed(), Some(&a.encode())));
+        assert!(!d.contains(pair(&d)));
+        d.apply(&[pair(&d)]);
+        assert!(d.contains(pair(&d)));
     }
 
     #[test]

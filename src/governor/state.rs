@@ -1,7 +1,8 @@
 //! What decides, kept: every scope's state (windows, peaks, rate cells,
 //! throttles, ladder) in the store and the recipient memory on disk, saved
 //! at every housekeeping tick (a kill -9 loses at most one interval), and
-//! bounded (idle senders beyond `max_tracked_senders` are evicted).
+//! bounded (idle senders beyond `max_tracked_senders` are evicted). With a
+//! shared store the same is written there too ([`super::shared`]).
 
 use super::scopes::ScopeKey;
 use super::{Governor, Tracked};
@@ -81,6 +82,7 @@ impl Governor {
         if self.state_dir.is_none() {
             return;
         }
+        self.evicted_shared(&gone);
         let store = self.local.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = store.delete_governor_stats(&gone) {
@@ -96,31 +98,51 @@ impl Governor {
             // A replay keeps nothing.
             return;
         }
+        let shared = self.shared.get().is_some();
         let mut rows: Vec<(String, Vec<u8>)> = Vec::new();
+        // The shared store needs only what changed, even at the last save.
+        let mut changed: Vec<crate::store::ScopeRow> = Vec::new();
         self.scopes.each_shard(|m| {
-            rows.extend(m.values_mut().filter(|t| all || t.dirty).map(|t| {
+            for t in m.values_mut().filter(|t| all || t.dirty) {
+                let state = serde_json::to_vec(t).unwrap_or_default();
+                if shared && t.dirty {
+                    changed.push(crate::store::ScopeRow {
+                        scope: t.name.clone(),
+                        state: state.clone(),
+                        stamp_ms: t.stats.last_seen_ms,
+                    });
+                }
                 t.dirty = false;
-                (t.name.clone(), serde_json::to_vec(t).unwrap_or_default())
-            }))
+                rows.push((t.name.clone(), state));
+            }
         });
         let store = self.local.clone();
         let memory = self.memory.clone();
         let r = tokio::task::spawn_blocking(move || {
+            // Pairs of a last snapshot are journaled for the cluster too.
             let m = if all {
-                memory.snapshot()
+                memory.persist().and_then(|p| memory.snapshot().map(|()| p))
             } else {
                 memory.persist()
             };
-            if let Err(e) = m {
+            let pairs = m.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot save the recipient memory");
-            }
-            store.save_governor_stats(&rows)
+                Vec::new()
+            });
+            (store.save_governor_stats(&rows), pairs)
         })
         .await;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot save detector state"),
-            Err(e) => tracing::warn!(error = %e, "detector save task failed"),
-        }
+        let pairs = match r {
+            Ok((Ok(()), pairs)) => pairs,
+            Ok((Err(e), pairs)) => {
+                tracing::warn!(error = %e, "cannot save detector state");
+                pairs
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "detector save task failed");
+                Vec::new()
+            }
+        };
+        self.save_shared(changed, pairs, all).await;
     }
 }

@@ -8,6 +8,10 @@ pub struct WebhookJob {
     /// Identifier (assigned by the store).
     #[serde(default)]
     pub id: u64,
+    /// Unique across the nodes (random), so that moving a job from the
+    /// local outbox into a shared one twice stores it once.
+    #[serde(default)]
+    pub key: String,
     /// Where it goes.
     pub url: String,
     /// The JSON event.

@@ -2,6 +2,16 @@
 //! (one job per URL), and a background task POSTs due jobs, retrying with
 //! exponential backoff. Like the e-mail notices, pending events survive a
 //! restart.
+//!
+//! With a store shared by several nodes ([`Webhooks::share`]) the jobs
+//! written locally are moved into the shared outbox, from which any node
+//! delivers them under a lease (a job of a node that died is sent by
+//! another). While the shared store is unreachable the jobs stay in the
+//! local outbox, which this node then delivers itself (fail-static), and
+//! are moved once it answers again. A job is moved under its random key,
+//! so moving it twice (a crash between the two writes) stores it once; a
+//! node that dies between a POST and its record of it makes the job be
+//! sent again after the lease: at least once, never lost.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,12 +20,17 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::model::webhooks::WebhookJob;
-use crate::store::LocalStore;
+use crate::store::{LocalStore, SharedState};
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Jobs sent per round.
 const BATCH: usize = 32;
+/// Jobs moved to the shared outbox per transaction.
+const MOVE_BATCH: usize = 256;
+/// A claim outlives the request's timeout by this much before another
+/// node may take the job.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// Counters of webhook deliveries.
 #[derive(Debug, Default)]
@@ -30,6 +45,8 @@ pub struct WebhookStats {
 #[derive(Clone)]
 pub struct Webhooks {
     store: Option<LocalStore>,
+    /// The shared outbox and this node's name, once joined.
+    shared: Arc<std::sync::OnceLock<(Arc<dyn SharedState>, String)>>,
     wake: Arc<Notify>,
     /// Delivery counters.
     pub stats: Arc<WebhookStats>,
@@ -46,6 +63,7 @@ impl Webhooks {
     pub fn disabled() -> Webhooks {
         Webhooks {
             store: None,
+            shared: Arc::default(),
             wake: Arc::default(),
             stats: Arc::default(),
         }
@@ -55,9 +73,17 @@ impl Webhooks {
     pub fn new(store: LocalStore) -> Webhooks {
         Webhooks {
             store: Some(store),
+            shared: Arc::default(),
             wake: Arc::default(),
             stats: Arc::default(),
         }
+    }
+
+    /// Delivers through the outbox `shared` by the nodes, as `node`, from
+    /// now on (the local outbox's jobs are moved there).
+    pub fn share(&self, shared: Arc<dyn SharedState>, node: String) {
+        let _ = self.shared.set((shared, node));
+        self.wake.notify_one();
     }
 
     /// Starts the background sender; jobs left in the store by an earlier
@@ -87,6 +113,7 @@ impl Webhooks {
             .iter()
             .map(|u| WebhookJob {
                 id: 0,
+                key: new_key(),
                 url: u.clone(),
                 body: event.clone(),
                 attempts: 0,
@@ -125,23 +152,43 @@ impl Webhooks {
             .tls_config(tls)
             .build()
             .into();
+        let lease = timeout + LEASE_MARGIN;
+        let mut shared_down = false;
         loop {
-            let s = store.clone();
             let now = crate::store::now_ms();
-            let due = tokio::task::spawn_blocking(move || s.due_webhook_jobs(now, BATCH))
-                .await
-                .unwrap_or_else(|e| Err(crate::store::StoreError::Backend(e.to_string())))
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "cannot read the webhook outbox");
-                    Vec::new()
-                });
+            let (due, outbox) = match self.shared.get() {
+                Some((shared, node)) => match move_local(&store, shared.as_ref(), node).await {
+                    Ok(()) => {
+                        if shared_down {
+                            tracing::info!("webhook outbox shared again");
+                            shared_down = false;
+                        }
+                        let due = shared
+                            .claim_webhook_jobs(node, now, lease.as_millis() as u64, BATCH)
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "cannot claim webhook jobs");
+                                Vec::new()
+                            });
+                        (due, Outbox::Shared(shared.clone()))
+                    }
+                    Err(e) => {
+                        if !shared_down {
+                            tracing::warn!(error = %e, "shared webhook outbox unreachable; this node delivers its own events meanwhile");
+                            shared_down = true;
+                        }
+                        (local_due(&store, now).await, Outbox::Local(store.clone()))
+                    }
+                },
+                None => (local_due(&store, now).await, Outbox::Local(store.clone())),
+            };
             let full = due.len() == BATCH;
             // One task per job: a dead receiver delays the others by one timeout at most.
             let mut tasks = tokio::task::JoinSet::new();
             for job in due {
                 tasks.spawn(deliver(
                     agent.clone(),
-                    store.clone(),
+                    outbox.clone(),
                     job,
                     attempts,
                     self.stats.clone(),
@@ -160,9 +207,88 @@ impl Webhooks {
     }
 }
 
+/// A random key for a new job, unique across the nodes.
+fn new_key() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Where a job came from, and so where its attempt is recorded.
+#[derive(Clone)]
+enum Outbox {
+    Local(LocalStore),
+    Shared(Arc<dyn SharedState>),
+}
+
+impl Outbox {
+    async fn finish(&self, id: u64, retry: Option<WebhookJob>) -> Result<(), String> {
+        match self {
+            Outbox::Local(store) => {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || store.finish_webhook_job(id, retry.as_ref()))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            }
+            Outbox::Shared(shared) => shared
+                .finish_webhook_job(id, retry.as_ref())
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The local outbox's due jobs.
+async fn local_due(store: &LocalStore, now: u64) -> Vec<WebhookJob> {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.due_webhook_jobs(now, BATCH))
+        .await
+        .unwrap_or_else(|e| Err(crate::store::StoreError::Backend(e.to_string())))
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the webhook outbox");
+            Vec::new()
+        })
+}
+
+/// Moves every job of the local outbox into the shared one, oldest first;
+/// each batch is removed locally only once the shared store has it.
+async fn move_local(
+    store: &LocalStore,
+    shared: &dyn SharedState,
+    node: &str,
+) -> Result<(), crate::store::StoreError> {
+    loop {
+        let s = store.clone();
+        let mut jobs =
+            tokio::task::spawn_blocking(move || s.due_webhook_jobs(u64::MAX, MOVE_BATCH))
+                .await
+                .map_err(|e| crate::store::StoreError::Backend(e.to_string()))??;
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        // Oldest first, so that the shared outbox keeps their order.
+        jobs.sort_by_key(|j| (j.next_at_ms, j.id));
+        for j in &mut jobs {
+            if j.key.is_empty() {
+                // A job written by an older ugem.
+                j.key = format!("{node}:{}:{}", j.id, new_key());
+            }
+        }
+        shared.add_webhook_jobs(&jobs).await?;
+        let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
+        let full = ids.len() == MOVE_BATCH;
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.remove_webhook_jobs(&ids))
+            .await
+            .map_err(|e| crate::store::StoreError::Backend(e.to_string()))??;
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
 async fn deliver(
     agent: ureq::Agent,
-    store: LocalStore,
+    outbox: Outbox,
     mut job: WebhookJob,
     attempts: u32,
     stats: Arc<WebhookStats>,
@@ -200,11 +326,8 @@ async fn deliver(
             None
         }
     };
-    let id = job.id;
-    let done =
-        tokio::task::spawn_blocking(move || store.finish_webhook_job(id, retry.as_ref())).await;
-    if !matches!(done, Ok(Ok(()))) {
-        tracing::error!(id, "cannot update the webhook outbox");
+    if let Err(e) = outbox.finish(job.id, retry).await {
+        tracing::error!(id = job.id, error = %e, "cannot update the webhook outbox");
     }
 }
 

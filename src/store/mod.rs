@@ -11,6 +11,9 @@
 //!   cache, governor state, webhook outbox), on the concrete [`LocalStore`],
 //!   whose calls block.
 //!
+//! - [`shared`]: with a shared store, the governor's state that every node
+//!   needs (scopes, recipient memory, webhook outbox), as bytes.
+//!
 //! Both open the one redb file `data_dir/ugem.redb` ([`open`]); nothing
 //! outside this module touches redb. The records themselves are in
 //! [`crate::model`].
@@ -20,6 +23,7 @@ mod db;
 pub mod export;
 pub mod local;
 pub mod registry;
+pub mod shared;
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +32,7 @@ pub use local::LocalStore;
 pub use registry::postgres::PgRegistry;
 pub use registry::redb::RedbRegistry;
 pub use registry::{DomainWrite, Expect, PEER_MESSAGE_MAX, PeerLink, RegistryStore};
+pub use shared::{MemoryCopy, ScopeRow, SharedState};
 
 /// Opens (or creates) `data_dir/ugem.redb`: the node-local store and the
 /// registry's redb backend over the same file.

@@ -47,6 +47,20 @@ impl LocalStore {
         })
     }
 
+    /// Removes jobs (moved to the shared outbox) in one transaction.
+    pub fn remove_webhook_jobs(&self, ids: &[u64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.db.write(|tx| {
+            let mut t = tx.open_table(TABLE)?;
+            for id in ids {
+                t.remove(*id)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Records a failed attempt (or removes the job with `None`).
     pub fn finish_webhook_job(
         &self,
@@ -77,6 +91,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let job = |url: &str, at| WebhookJob {
             id: 0,
+            key: String::new(),
             url: url.into(),
             body: serde_json::json!({"event": "suspend"}),
             attempts: 0,
@@ -99,5 +114,7 @@ mod tests {
         assert_eq!(s.due_webhook_jobs(5000, 10).unwrap().len(), 2);
         s.finish_webhook_job(j.id, None).unwrap();
         assert_eq!(s.due_webhook_jobs(5000, 10).unwrap().len(), 1);
+        s.remove_webhook_jobs(&[j.id + 1, 999]).unwrap();
+        assert!(s.due_webhook_jobs(u64::MAX, 10).unwrap().is_empty());
     }
 }

@@ -86,6 +86,12 @@ pub trait RegistryStore: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The governor's state shared by the nodes (scopes, recipient memory,
+    /// webhook outbox); `None` when this process is the only node.
+    fn shared_state(&self) -> Option<std::sync::Arc<dyn crate::store::SharedState>> {
+        None
+    }
+
     /// Every domain, by name.
     async fn list_domains(&self) -> Result<Vec<DomainRecord>, StoreError>;
 

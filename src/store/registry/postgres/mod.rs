@@ -17,6 +17,8 @@ mod listen;
 mod numbered;
 mod records;
 pub mod schema;
+mod state;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -210,6 +212,10 @@ impl RegistryStore for PgRegistry {
 
     fn peer_link(&self) -> Option<super::PeerLink> {
         Some(bus::spawn(self.config.clone(), self.tls.clone()))
+    }
+
+    fn shared_state(&self) -> Option<std::sync::Arc<dyn crate::store::SharedState>> {
+        Some(std::sync::Arc::new(self.clone()))
     }
 
     async fn list_domains(&self) -> Result<Vec<DomainRecord>, StoreError> {

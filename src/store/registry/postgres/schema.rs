@@ -114,6 +114,45 @@ CREATE TABLE nodes (
     record  jsonb       NOT NULL
 );
 "#,
+    // 6: what each node's governor learned, so that a new or replacement
+    // node starts with the cluster's history: every scope's state (last
+    // writer wins, by the state's own last-seen time), the recipient
+    // memory (its hash seed, a snapshot and journal chunks of pairs added
+    // since), and the webhook outbox that any node delivers from.
+    r#"
+CREATE TABLE governor_scopes (
+    scope    text        PRIMARY KEY,
+    state    jsonb       NOT NULL,
+    stamp_ms bigint      NOT NULL,
+    node     text        NOT NULL,
+    saved_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX governor_scopes_saved_at ON governor_scopes (saved_at);
+CREATE TABLE recipient_memory (
+    id          integer PRIMARY KEY CHECK (id = 1),
+    seed0       bigint  NOT NULL,
+    seed1       bigint  NOT NULL,
+    snapshot    bytea,
+    taken_at_ms bigint  NOT NULL DEFAULT 0,
+    node        text    NOT NULL
+);
+CREATE TABLE recipient_journal (
+    id    bigserial PRIMARY KEY,
+    node  text   NOT NULL,
+    at_ms bigint NOT NULL,
+    pairs bytea  NOT NULL
+);
+CREATE INDEX recipient_journal_at ON recipient_journal (at_ms);
+CREATE TABLE webhook_jobs (
+    id             bigserial PRIMARY KEY,
+    key            text   NOT NULL UNIQUE,
+    record         jsonb  NOT NULL,
+    next_at_ms     bigint NOT NULL,
+    lease_until_ms bigint NOT NULL DEFAULT 0,
+    leased_by      text
+);
+CREATE INDEX webhook_jobs_due ON webhook_jobs (next_at_ms, id);
+"#,
 ];
 
 /// The channel the change triggers notify.
