@@ -215,25 +215,47 @@ async fn without_pipelining_commands_wait_for_replies() {
 }
 
 #[tokio::test]
-async fn no_data_when_every_recipient_is_refused() {
-    let mx = FakeMx::start(Behaviour::accept());
-    let mut c = Connection::open(&target(&mx), &settings(TlsPolicy::None))
-        .await
-        .unwrap();
-    let res = c
-        .send(
-            "s@agency.example",
-            &rcpts(&["reject1@remote.example", "reject2@remote.example"]),
-            BODY,
-        )
-        .await
-        .unwrap();
-    assert!(
-        res.iter().all(|r| matches!(r, RcptResult::Failed { .. })),
-        "{res:?}"
-    );
-    assert!(!mx.verbs().contains(&"DATA".to_string()));
-    assert!(mx.attempts().is_empty());
+async fn no_message_when_every_recipient_is_refused() {
+    // With PIPELINING, DATA ends the group (RFC 2920) and is refused with 503;
+    // without it, DATA is never sent.
+    for (pipelining, lax) in [(true, false), (false, false), (true, true)] {
+        // `lax`: a server that answers 354 to DATA anyway; the client ends the empty
+        // message with the bare dot.
+        let b = if lax {
+            Behaviour::accept().with_lax_data()
+        } else {
+            Behaviour::accept()
+        };
+        let mx = FakeMx::start(if pipelining {
+            b
+        } else {
+            b.without_pipelining()
+        });
+        let mut c = Connection::open(&target(&mx), &settings(TlsPolicy::None))
+            .await
+            .unwrap();
+        let res = c
+            .send(
+                "s@agency.example",
+                &rcpts(&["reject1@remote.example", "reject2@remote.example"]),
+                BODY,
+            )
+            .await
+            .unwrap();
+        assert!(
+            res.iter().all(|r| matches!(r, RcptResult::Failed { .. })),
+            "{res:?}"
+        );
+        assert_eq!(mx.verbs().contains(&"DATA".to_string()), pipelining);
+        assert!(mx.attempts().is_empty());
+        // The connection stays in step: the next message goes through.
+        let ok = c
+            .send("s@agency.example", &rcpts(&["a@remote.example"]), BODY)
+            .await
+            .unwrap();
+        assert!(delivered(&ok[0]), "{ok:?}");
+        assert_eq!(mx.messages().len(), 1);
+    }
 }
 
 #[tokio::test]
@@ -281,7 +303,8 @@ async fn deferral_at_rcpt() {
         reply: "451 4.3.0 try again later".into(),
     };
     assert_eq!(res, vec![expected.clone(), expected]);
-    assert!(!mx.verbs().contains(&"DATA".to_string()));
+    // The pipelined DATA was refused: nothing was sent.
+    assert!(mx.attempts().is_empty());
 }
 
 #[tokio::test]
@@ -366,7 +389,7 @@ async fn messages_share_one_connection_and_rset_comes_only_after_an_open_transac
         )
         .await
         .unwrap();
-    // Every recipient refused: MAIL was accepted, no DATA, the transaction stays open.
+    // Every recipient refused: MAIL was accepted, DATA refused, the transaction stays open.
     let refused = c
         .send(
             "u@agency.example",

@@ -96,27 +96,17 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NewEnvelope, QueueOptions};
 
-    fn env() -> NewEnvelope {
-        NewEnvelope {
-            sender: "a@agency.example".into(),
-            recipients: vec!["b@remote.example".into()],
-            client_ip: None,
-            helo: "h".into(),
-            tls: None,
-            domain: None,
-            direction: crate::Direction::Local,
-            arrived_at_ms: 1_000,
-            size: 1,
-        }
-    }
+    use crate::queue::tests::{new_env as env, opts};
 
-    fn opts() -> QueueOptions {
-        QueueOptions {
-            min_free_bytes: 0,
-            ..QueueOptions::default()
-        }
+    /// The ids `lease_due` hands out now.
+    async fn leased_now(q: &Queue) -> Vec<crate::QueueId> {
+        q.lease_due(unix_ms(), 10, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
     }
 
     #[tokio::test]
@@ -139,26 +129,12 @@ mod tests {
         assert!(rx.try_recv().is_err());
         let stored = q.get(handed).unwrap().unwrap();
         assert_eq!(stored.leased_until_ms, got.envelope.leased_until_ms);
-        let leased: Vec<_> = q
-            .lease_due(unix_ms(), 10, 1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(leased, vec![plain, due, after]);
+        assert_eq!(leased_now(&q).await, vec![plain, due, after]);
         // A reopen ends the lease, as any other: the message is due again.
         drop(q);
         drop(rx);
         let q = Queue::open(dir.path(), opts()).unwrap();
-        let again: Vec<_> = q
-            .lease_due(unix_ms(), 10, 1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        assert!(again.contains(&handed));
+        assert!(leased_now(&q).await.contains(&handed));
     }
 
     #[tokio::test]

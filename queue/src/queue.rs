@@ -600,12 +600,13 @@ impl Queue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::Direction;
     use redb::Database;
 
-    fn new_env() -> NewEnvelope {
+    /// A new envelope due at once, for the crate's tests.
+    pub(crate) fn new_env() -> NewEnvelope {
         NewEnvelope {
             sender: "a@agency.example".into(),
             recipients: vec!["b@remote.example".into()],
@@ -619,7 +620,8 @@ mod tests {
         }
     }
 
-    fn opts() -> QueueOptions {
+    /// Options without the free-space floor, for the crate's tests.
+    pub(crate) fn opts() -> QueueOptions {
         QueueOptions {
             min_free_bytes: 0,
             ..QueueOptions::default()

@@ -68,6 +68,9 @@ pub struct Behaviour {
     pub delay: Duration,
     /// Misbehave instead of speaking SMTP.
     pub hostile: Option<Hostile>,
+    /// Answer 354 to DATA even without a recipient (against RFC 2920 3.1), then
+    /// refuse what comes with 554.
+    pub lax_data: bool,
 }
 
 impl Behaviour {
@@ -85,6 +88,7 @@ impl Behaviour {
             drop_in_data: false,
             delay: Duration::ZERO,
             hostile: None,
+            lax_data: false,
         }
     }
 
@@ -162,6 +166,12 @@ impl Behaviour {
     /// Answers EHLO with 502.
     pub fn without_ehlo(mut self) -> Behaviour {
         self.ehlo = false;
+        self
+    }
+
+    /// Answers 354 to DATA without a recipient ([`Behaviour::lax_data`]).
+    pub fn with_lax_data(mut self) -> Behaviour {
+        self.lax_data = true;
         self
     }
 }
@@ -705,7 +715,17 @@ fn serve(stream: TcpStream, shared: &Shared, n: usize) -> io::Result<()> {
             }
             "DATA" => {
                 let Some(t) = tx.take().filter(|t| !t.rcpts.is_empty()) else {
-                    c.reply("503 5.5.1 no valid recipients")?;
+                    if !b.lax_data {
+                        c.reply("503 5.5.1 no valid recipients")?;
+                        continue;
+                    }
+                    c.reply("354 go ahead")?;
+                    while let Some(l) = c.line(MAX_MESSAGE)? {
+                        if l == b".\r\n" {
+                            break;
+                        }
+                    }
+                    c.reply("554 5.5.1 no valid recipients")?;
                     continue;
                 };
                 c.reply("354 end data with <CR><LF>.<CR><LF>")?;
