@@ -106,6 +106,16 @@ impl LocalCopy {
     /// Saves `content` read from the store now, unless the copy already
     /// holds it (then only its time moves, at most once a minute).
     pub(super) async fn save(&self, content: &Content) {
+        // The store answered: the snapshot is the store's again.
+        if self
+            .serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .is_some()
+        {
+            crate::metrics::set_store_local_copy_since(None);
+        }
         let bytes = match serde_json::to_vec(content) {
             Ok(b) => b,
             Err(e) => {
@@ -128,16 +138,6 @@ impl LocalCopy {
             Ok(Ok(())) => *self.saved.lock().unwrap_or_else(|p| p.into_inner()) = Some((h, now)),
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the registry's local copy"),
             Err(e) => tracing::warn!(error = %e, "cannot save the registry's local copy"),
-        }
-        // The store answered: the snapshot is the store's again.
-        if self
-            .serving
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .is_some()
-        {
-            crate::metrics::set_store_local_copy_since(None);
         }
     }
 }
@@ -191,5 +191,98 @@ impl Registry {
             .serving
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::registry::outbox::tests::Flaky;
+    use crate::registry::{NewDomain, SuspendRequest};
+
+    fn domain(name: &str) -> NewDomain {
+        NewDomain {
+            name: crate::domain::Domain::parse(name).unwrap(),
+            owner: "Agency".into(),
+            servers: vec!["192.0.2.10/32".parse().unwrap()],
+            contacts: vec![crate::registry::parse_contact("IT <it@agency.example.kz>").unwrap()],
+            inbound: None,
+            shared_servers: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_registry_opened_from_the_copy_is_the_last_one_read_until_the_store_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, redb) = crate::store::open(dir.path()).unwrap();
+        let store = Arc::new(Flaky {
+            inner: redb,
+            down: AtomicBool::new(false),
+        });
+        let r = Registry::open_with_outbox(store.clone(), local.clone())
+            .await
+            .unwrap();
+        r.add_domain(domain("open.example.kz")).await.unwrap();
+        r.add_domain(domain("held.example.kz")).await.unwrap();
+        let held = crate::domain::Domain::parse("held.example.kz").unwrap();
+        r.suspend_domain(&held, SuspendRequest::manual("staff", "audit"))
+            .await
+            .unwrap();
+        let saved = local.load_registry_copy().unwrap().unwrap();
+        // The same content read again is not written again.
+        r.refresh().await.unwrap();
+        assert_eq!(local.load_registry_copy().unwrap().unwrap(), saved);
+        drop(r);
+
+        store.down.store(true, Ordering::SeqCst);
+        assert!(
+            Registry::open_with_outbox(store.clone(), local.clone())
+                .await
+                .is_err()
+        );
+        let r = Registry::open_from_copy(store.clone(), local.clone())
+            .await
+            .unwrap()
+            .expect("a copy");
+        let snap = r.snapshot();
+        assert_eq!(snap.len(), 2);
+        assert!(
+            snap.suspension(&crate::model::suspensions::Scope::Domain(held.clone()))
+                .is_some()
+        );
+        let on = r.on_local_copy().expect("on the copy");
+        assert_eq!(on.as_of.timestamp_millis() as u64, saved.as_of_ms);
+        // Staff changes need the store.
+        assert!(matches!(
+            r.add_domain(domain("new.example.kz")).await,
+            Err(RegistryError::Store(crate::store::StoreError::Unavailable(
+                _
+            )))
+        ));
+        assert!(r.refresh().await.is_err());
+        assert!(r.on_local_copy().is_some());
+
+        store.down.store(false, Ordering::SeqCst);
+        r.refresh().await.unwrap();
+        assert_eq!(r.on_local_copy(), None);
+    }
+
+    #[tokio::test]
+    async fn a_node_that_never_read_the_store_has_no_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, redb) = crate::store::open(dir.path()).unwrap();
+        let store = Arc::new(Flaky {
+            inner: redb,
+            down: AtomicBool::new(true),
+        });
+        assert!(
+            Registry::open_from_copy(store, local)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }
