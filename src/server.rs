@@ -195,12 +195,13 @@ async fn open_shared_registry(
         );
     };
     let on = r.on_local_copy().expect("opened from the copy");
+    let as_of = on.as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let age = (on.since - on.as_of).num_seconds().max(0);
     tracing::error!(
         error = %why,
-        as_of = %on.as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        age_seconds = (on.since - on.as_of).num_seconds(),
-        "PostgreSQL unreachable at start; serving the registry as of {}, refusing staff changes until it answers",
-        on.as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        as_of = %as_of,
+        age_seconds = age,
+        "PostgreSQL unreachable at start; serving the registry as of {as_of} ({age} s old), refusing staff changes until it answers"
     );
     Ok((r, true))
 }

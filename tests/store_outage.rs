@@ -611,5 +611,23 @@ fn a_node_restarted_while_postgresql_is_down_serves_its_local_copy_and_catches_u
             &format!("after-{}@held.example.kz", back.elapsed().as_millis()),
         ) == 250
     });
+
+    // A database that answers but cannot be used (migrated by a newer ugem)
+    // still stops the start, copy or not.
+    assert!(b.terminate().success());
+    sql(&pg, "INSERT INTO ugem_schema (version) VALUES (99)");
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(&b.config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "B started on a newer schema:\n{said}"
+    );
+    assert!(said.contains("newer"), "{said}");
+    assert!(!said.contains("serving the registry as of"), "{said}");
     eprintln!("whole test {:?}", t0.elapsed());
 }
