@@ -565,6 +565,15 @@ fn a_node_restarted_while_postgresql_is_down_serves_its_local_copy_and_catches_u
         "{said}"
     );
 
+    // Stopped and started again on the copy (a second deploy during the
+    // outage): the shutdown is clean and the copy is still there.
+    let stopping = Instant::now();
+    assert!(b.terminate().success());
+    eprintln!("B stopped in {:?} on its local copy", stopping.elapsed());
+    b.spawn();
+    assert_eq!(send(&b, OPEN, "during-2@open.example.kz"), 250);
+    assert_eq!(send(&b, HELD, "during-held-2@held.example.kz"), held_code);
+
     // PostgreSQL back: a domain added on A reaches B.
     pg.restart();
     let back = Instant::now();
