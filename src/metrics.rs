@@ -58,6 +58,8 @@ struct Metrics {
     sessions_active: Gauge,
     /// Registry writes waiting in the node's outbox for the shared store.
     store_pending_writes: Gauge,
+    /// Unix time since which the registry served is the local copy (0: not).
+    store_local_copy_since: Gauge,
     session_outcomes: Family<FixedLabel, Counter>,
     messages_accepted: Counter,
     bytes_accepted: Counter,
@@ -98,6 +100,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     sessions: Counter::default(),
     sessions_active: Gauge::default(),
     store_pending_writes: Gauge::default(),
+    store_local_copy_since: Gauge::default(),
     session_outcomes: Family::default(),
     messages_accepted: Counter::default(),
     bytes_accepted: Counter::default(),
@@ -268,6 +271,13 @@ pub fn set_store_pending_writes(n: u64) {
         .set(i64::try_from(n).unwrap_or(i64::MAX));
 }
 
+/// Sets since when (unix seconds) the node serves the local copy of the
+/// registry because the shared store has not answered since its start;
+/// `None` once it has.
+pub fn set_store_local_copy_since(unix_s: Option<i64>) {
+    METRICS.store_local_copy_since.set(unix_s.unwrap_or(0));
+}
+
 /// Counts one governor throttle.
 pub fn throttle(limit: &str) {
     METRICS.throttles.bump("limit", limit);
@@ -354,6 +364,11 @@ pub fn render(g: &Gauges) -> String {
         "ugem_store_pending_writes",
         "Registry writes this node made while the shared store (PostgreSQL) was out of reach, waiting in its local outbox",
         m.store_pending_writes.clone(),
+    );
+    r.register(
+        "ugem_store_local_copy_since_seconds",
+        "Unix time since which this node serves its local copy of the registry because the shared store (PostgreSQL) has not answered since the node started; 0 when it serves the store's",
+        m.store_local_copy_since.clone(),
     );
     r.register(
         "ugem_smtp_session_outcomes",

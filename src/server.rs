@@ -10,10 +10,10 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState, LiveTokens};
 use crate::config::{Config, ConfigSource, Live};
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryError};
 use crate::shutdown::stopped;
 use crate::store::local::ConnectionLog;
-use crate::store::{LocalStore, RegistryStore};
+use crate::store::{LocalStore, RegistryStore, StoreError};
 
 /// Installs the tracing subscriber from `[server] log_format` and
 /// `log_level` (see [`crate::logging`]).
@@ -82,20 +82,128 @@ pub async fn open_shared(
     url: &str,
     section: &crate::config::StoreSection,
 ) -> anyhow::Result<crate::store::PgRegistry> {
+    let pg = connect_shared(url, section)?;
+    migrate_shared(&pg)
+        .await
+        .context("cannot bring the PostgreSQL store up to date")?;
+    Ok(pg)
+}
+
+/// The pool for `url` (nothing is connected yet).
+fn connect_shared(
+    url: &str,
+    section: &crate::config::StoreSection,
+) -> anyhow::Result<crate::store::PgRegistry> {
     let password = section
         .password()
         .context("cannot read store.password_file")?;
     let roots = crate::trust::all_certs(section.tls_ca_file.as_deref());
-    let pg = crate::store::PgRegistry::new(url, password.as_deref(), &roots)
-        .context("cannot use store.url")?;
-    let applied = pg
-        .migrate()
-        .await
-        .context("cannot bring the PostgreSQL store up to date")?;
+    crate::store::PgRegistry::new(url, password.as_deref(), &roots).context("cannot use store.url")
+}
+
+/// Brings the database to this build's schema.
+async fn migrate_shared(pg: &crate::store::PgRegistry) -> Result<(), StoreError> {
+    let applied = pg.migrate().await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "PostgreSQL store migrated");
     }
-    Ok(pg)
+    Ok(())
+}
+
+/// First pause of [`catch_up`] between attempts; it grows to [`CATCH_UP_MAX`].
+const CATCH_UP_FIRST: Duration = Duration::from_secs(2);
+
+/// Longest pause of [`catch_up`]: a database back is noticed within it.
+const CATCH_UP_MAX: Duration = Duration::from_secs(5);
+
+/// For a node started on its local copy of the registry: tries the
+/// migration until PostgreSQL answers, then reads the registry from it
+/// (from then on the change feed and the outbox drain keep it current) and
+/// joins the governor's shared state it could not take at start.
+async fn catch_up(
+    pg: crate::store::PgRegistry,
+    registry: Arc<Registry>,
+    governor: Arc<crate::governor::Governor>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut pause = CATCH_UP_FIRST;
+    let mut told = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stopped(&mut stop) => return,
+        }
+        pause = (pause * 3 / 2).min(CATCH_UP_MAX);
+        match migrate_shared(&pg).await {
+            Ok(()) => {}
+            Err(StoreError::Unavailable(e)) => {
+                tracing::debug!(error = %e, "PostgreSQL still unreachable");
+                continue;
+            }
+            Err(e) => {
+                // A database that answers but cannot be migrated (schema
+                // too new, no permission) needs staff; mail keeps flowing
+                // under the local copy meanwhile.
+                if !told {
+                    tracing::error!(error = %e, "PostgreSQL answers but cannot be brought up to date; still serving the local copy of the registry");
+                    told = true;
+                }
+                continue;
+            }
+        }
+        match registry.refresh().await {
+            Ok(()) => {
+                tracing::info!(
+                    "PostgreSQL answers again: the registry is the shared store's, staff changes are accepted"
+                );
+                break;
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read the registry from PostgreSQL yet"),
+        }
+    }
+    while !governor.rejoin_shared().await {
+        tokio::select! {
+            _ = tokio::time::sleep(CATCH_UP_MAX) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Opens the registry of a shared store; when the store cannot be reached
+/// (`down`, or the first read), from the node's local copy of the last one
+/// read. True in the second element when the copy is served.
+async fn open_shared_registry(
+    shared: Arc<dyn RegistryStore>,
+    local: LocalStore,
+    down: Option<String>,
+) -> anyhow::Result<(Registry, bool)> {
+    let first = match down {
+        None => Registry::open_with_outbox(shared.clone(), local.clone()).await,
+        Some(why) => Err(RegistryError::Store(StoreError::Unavailable(why))),
+    };
+    let why = match first {
+        Ok(r) => return Ok((r, false)),
+        Err(RegistryError::Store(StoreError::Unavailable(why))) => why,
+        Err(e) => return Err(e).context("cannot load the registry"),
+    };
+    let Some(r) = Registry::open_from_copy(shared, local)
+        .await
+        .context("cannot read the local copy of the registry")?
+    else {
+        anyhow::bail!(
+            "PostgreSQL (store.url) cannot be reached at start ({why}), and this node has no local copy of the registry (it never read it from PostgreSQL): it knows no domain, so it does not start until PostgreSQL answers"
+        );
+    };
+    let on = r.on_local_copy().expect("opened from the copy");
+    let as_of = on.as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let age = (on.since - on.as_of).num_seconds().max(0);
+    tracing::error!(
+        error = %why,
+        as_of = %as_of,
+        age_seconds = age,
+        "PostgreSQL unreachable at start; serving the registry as of {as_of} ({age} s old), refusing staff changes until it answers"
+    );
+    Ok((r, true))
 }
 
 /// Tells the other nodes sharing the store who this node is and where its
@@ -151,17 +259,43 @@ pub async fn run(
     // The node's own records (connection log, detector state) are always in
     // its redb file; the registry is there too unless `[store] url` shares it.
     let (store, embedded) = crate::store::open(&data_dir).context("cannot open the store")?;
+    // A database that cannot be reached at start does not stop it: the
+    // node serves its local copy of the registry and catches up (`pg_down`).
+    let mut pg_handle: Option<crate::store::PgRegistry> = None;
+    let mut down_why = None;
     let shared: Arc<dyn RegistryStore> = match &cfg.store.url {
         None => Arc::new(embedded),
-        Some(url) => Arc::new(open_shared(url, &cfg.store).await?),
+        Some(url) => {
+            let pg = connect_shared(url, &cfg.store)?;
+            match migrate_shared(&pg).await {
+                Ok(()) => {}
+                Err(StoreError::Unavailable(why)) => {
+                    pg.hold_until_migrated();
+                    down_why = Some(why);
+                }
+                Err(e) => {
+                    return Err(e).context("cannot bring the PostgreSQL store up to date");
+                }
+            }
+            pg_handle = Some(pg.clone());
+            Arc::new(pg)
+        }
     };
     // With a shared store, this node's automatic decisions made while it is
     // out of reach wait in the node's own outbox (fail-static).
-    let registry = match &cfg.store.url {
-        None => Registry::open(shared.clone()).await,
-        Some(_) => Registry::open_with_outbox(shared.clone(), store.clone()).await,
+    let mut pg_down = None;
+    let registry = match pg_handle {
+        None => Registry::open(shared.clone())
+            .await
+            .context("cannot load the registry")?,
+        Some(pg) => {
+            let (r, on_copy) =
+                open_shared_registry(shared.clone(), store.clone(), down_why).await?;
+            pg_down = on_copy.then_some(pg);
+            r
+        }
     };
-    let registry = Arc::new(registry.context("cannot load the registry")?);
+    let registry = Arc::new(registry);
     // Another node's changes reach this one's snapshot through the store's
     // change feed (PostgreSQL's LISTEN); the embedded store has none.
     let follower_stop = watch::channel(false);
@@ -232,6 +366,14 @@ pub async fn run(
         );
     }
     let mut governor_task = tokio::spawn(governor.clone().run(governor_stop_rx));
+    if let Some(pg) = pg_down {
+        tokio::spawn(catch_up(
+            pg,
+            registry.clone(),
+            governor.clone(),
+            stop_rx.clone(),
+        ));
+    }
 
     // The validating resolver is always set up, so that `dane` in a
     // reloaded policy map works; it is used only where DANE applies.

@@ -434,3 +434,209 @@ fn a_node_killed_mid_traffic_delivers_its_queue_after_restart() {
     }
     assert!(got.values().all(|n| *n <= 2), "{got:?}");
 }
+
+/// The registry and node status as `ugem governor --json` shows them.
+fn local_copy(node: &Gateway) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&node.cli_ok(&["--json", "governor"])).unwrap();
+    v["registry_local_copy"].clone()
+}
+
+/// The gauge `ugem_store_local_copy_since_seconds` of `node`.
+fn local_copy_gauge(node: &Gateway) -> u64 {
+    let (status, metrics) = http(node.admin, "GET", "/metrics", Some(ADMIN_TOKEN), None);
+    assert_eq!(status, 200);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ugem_store_local_copy_since_seconds "))
+        .unwrap_or_else(|| panic!("no local copy gauge:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_node_restarted_while_postgresql_is_down_serves_its_local_copy_and_catches_up() {
+    const OPEN: &str = "open.example.kz";
+    const HELD: &str = "held.example.kz";
+    const LATER: &str = "later.example.kz";
+    const STRANGER: &str = "stranger.example.org";
+    let t0 = Instant::now();
+    let pg = TestPostgres::start();
+    pg.create_db("ugem");
+    let sink = FakeMx::start(Behaviour::accept());
+    let extra = format!(
+        "{}[governor]\nenabled = false\n[delivery]\nmin_backoff = \"1s\"\nmax_backoff = \"2s\"\n\
+         [delivery.routes]\n\"*\" = \"{}\"\n",
+        store_config(&pg),
+        sink.addr()
+    );
+    let a = Gateway::start(&extra);
+    let mut b = Gateway::start(&extra);
+    a.register_shared(OPEN);
+    a.register_shared(HELD);
+    a.cli_ok(&["domain", "suspend", HELD, "--reason", "audit in progress"]);
+    let send = |node: &Gateway, domain: &str, id: &str| {
+        try_send(
+            node.smtp,
+            &format!("clerk@{domain}"),
+            "citizen@example.org",
+            &format!(
+                "Message-ID: <{id}>\r\nSubject: {id}\r\nFrom: <clerk@{domain}>\r\n\r\nhello\r\n"
+            ),
+        )
+        .unwrap()
+    };
+    within(Duration::from_secs(5), "the suspension on B", || {
+        send(&b, HELD, "probe-held@held.example.kz") != 250
+    });
+    let held_code = send(&b, HELD, "before-held@held.example.kz");
+    assert!((400..500).contains(&held_code), "{held_code}");
+    assert_eq!(
+        send(&b, STRANGER, "before-stranger@stranger.example.org"),
+        550
+    );
+    assert_eq!(send(&b, OPEN, "before@open.example.kz"), 250);
+    assert!(local_copy(&b).is_null());
+    assert_eq!(local_copy_gauge(&b), 0);
+
+    // B stops, then PostgreSQL; B starts again on the same folder.
+    assert!(b.terminate().success());
+    pg.stop();
+
+    // A brand-new node knows no domain: it must not start.
+    let fresh = tempfile::tempdir().unwrap();
+    let config = fresh.path().join("ugem.toml");
+    std::fs::write(&config, common::config_text(&extra)).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a new node started without PostgreSQL:\n{said}"
+    );
+    assert!(
+        said.contains("PostgreSQL") && said.contains("no local copy"),
+        "{said}"
+    );
+
+    let restarted = Instant::now();
+    b.spawn();
+    eprintln!(
+        "B ready {:?} after its start with PostgreSQL down",
+        restarted.elapsed()
+    );
+    let log = b.log_text();
+    assert!(
+        log.contains("PostgreSQL unreachable at start; serving the registry as of"),
+        "{log}"
+    );
+    let copy = local_copy(&b);
+    assert!(
+        copy["as_of"].is_string() && copy["since"].is_string(),
+        "{copy}"
+    );
+    assert!(local_copy_gauge(&b) > 0);
+    // The registry as last known: the open domain relays, the suspended one
+    // and the stranger are refused as before.
+    within(
+        Duration::from_secs(5),
+        "mail from the registered domain",
+        || send(&b, OPEN, "during@open.example.kz") == 250,
+    );
+    within(Duration::from_secs(15), "the message at the sink", || {
+        delivered(&sink).contains_key("during@open.example.kz")
+    });
+    assert_eq!(send(&b, HELD, "during-held@held.example.kz"), held_code);
+    assert_eq!(
+        send(&b, STRANGER, "during-stranger@stranger.example.org"),
+        550
+    );
+    // Staff changes are refused, naming PostgreSQL.
+    let refused = b.cli(ADMIN_TOKEN, &["domain", "restore", HELD, "--reason", "x"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("PostgreSQL (the shared registry) cannot be reached")
+            && said.contains("staff changes are refused"),
+        "{said}"
+    );
+
+    // Stopped and started again on the copy (a second deploy during the
+    // outage): the shutdown is clean and the copy is still there.
+    let stopping = Instant::now();
+    assert!(b.terminate().success());
+    eprintln!("B stopped in {:?} on its local copy", stopping.elapsed());
+    b.spawn();
+    assert_eq!(send(&b, OPEN, "during-2@open.example.kz"), 250);
+    assert_eq!(send(&b, HELD, "during-held-2@held.example.kz"), held_code);
+
+    // PostgreSQL back: a domain added on A reaches B.
+    pg.restart();
+    let back = Instant::now();
+    within(Duration::from_secs(15), "the domain added on A", || {
+        a.cli(
+            ADMIN_TOKEN,
+            &[
+                "domain",
+                "add",
+                LATER,
+                "--server",
+                "127.0.0.1",
+                "--shared-servers",
+                "--contact",
+                "IT Desk <it@contact.example.kz>",
+                "--reason",
+                "after the outage",
+            ],
+        )
+        .status
+        .success()
+    });
+    let took = within(Duration::from_secs(15), "the new domain on B", || {
+        send(
+            &b,
+            LATER,
+            &format!("later-{}@later.example.kz", back.elapsed().as_millis()),
+        ) == 250
+    });
+    eprintln!(
+        "B accepts the domain added on A {:?} after it was added",
+        took
+    );
+    within(Duration::from_secs(5), "B off its local copy", || {
+        local_copy(&b).is_null()
+    });
+    assert_eq!(local_copy_gauge(&b), 0);
+    // Staff changes through B are accepted again.
+    b.cli_ok(&["domain", "restore", HELD, "--reason", "audit done"]);
+    within(Duration::from_secs(5), "the restored domain on B", || {
+        send(
+            &b,
+            HELD,
+            &format!("after-{}@held.example.kz", back.elapsed().as_millis()),
+        ) == 250
+    });
+
+    // A database that answers but cannot be used (migrated by a newer ugem)
+    // still stops the start, copy or not.
+    assert!(b.terminate().success());
+    sql(&pg, "INSERT INTO ugem_schema (version) VALUES (99)");
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(&b.config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "B started on a newer schema:\n{said}"
+    );
+    assert!(said.contains("newer"), "{said}");
+    assert!(!said.contains("serving the registry as of"), "{said}");
+    eprintln!("whole test {:?}", t0.elapsed());
+}

@@ -548,6 +548,12 @@ impl Governor {
             "tracked_scopes": tracked,
             // Automatic decisions waiting for the shared store (PostgreSQL).
             "store_pending_writes": self.registry.pending_writes(),
+            // Set while the node serves its local copy of the registry: the
+            // shared store has not answered since the node started.
+            "registry_local_copy": self.registry.on_local_copy().map(|c| serde_json::json!({
+                "as_of": c.as_of,
+                "since": c.since,
+            })),
             "deliveries": self.deliveries.to_json(now),
             "gateway_listings": listings,
             "blocklists": self.blocklist_status(),

@@ -152,6 +152,35 @@ impl Governor {
         let _ = self.shared.set(shared);
     }
 
+    /// Tries again what [`Governor::join_shared`] could not do because the
+    /// shared store was out of reach (a node started on its local copy of
+    /// the registry): takes the newer scope states and the cluster's
+    /// recipient memory. True once the memory is the cluster's (or there is
+    /// no shared store).
+    pub async fn rejoin_shared(&self) -> bool {
+        let Some(shared) = self.shared.get().cloned() else {
+            return true;
+        };
+        if shared.memory.load(Ordering::Relaxed) {
+            return true;
+        }
+        match tokio::time::timeout(JOIN_WAIT, self.take_shared_scopes(&shared)).await {
+            Ok(Ok(n)) => tracing::info!(scopes = n, "detector state taken from the shared store"),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot read the detector state of the shared store yet");
+                return false;
+            }
+            Err(_) => return false,
+        }
+        match tokio::time::timeout(JOIN_WAIT, self.join_memory(&shared)).await {
+            Ok(Ok(())) => {
+                shared.memory.store(true, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Takes the scopes this node lacks or saw earlier; returns how many.
     async fn take_shared_scopes(&self, shared: &Shared) -> Result<usize, crate::store::StoreError> {
         let rows = shared.store.load_scopes().await?;

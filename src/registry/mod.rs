@@ -10,6 +10,7 @@ pub use crate::calendar;
 pub mod changes;
 pub mod checks;
 mod contact;
+pub mod copy;
 pub mod follow;
 pub mod listings;
 pub mod outbox;
@@ -147,6 +148,9 @@ pub struct Registry {
     /// Automatic writes kept while a shared store is out of reach (none
     /// for the embedded store, which is never out of reach).
     outbox: Option<outbox::Outbox>,
+    /// The local copy of the last registry read from a shared store (with
+    /// the outbox: only a shared store can be out of reach at a start).
+    copy: Option<copy::LocalCopy>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -181,7 +185,9 @@ impl Registry {
         store: Arc<dyn RegistryStore>,
         local: crate::store::LocalStore,
     ) -> Result<Registry, RegistryError> {
-        Self::open_inner(store, Some(outbox::Outbox::new(local)?)).await
+        let r = Self::build(store, outbox::Outbox::new(local.clone())?, local);
+        r.reload().await?;
+        Ok(r)
     }
 
     async fn open_inner(
@@ -194,43 +200,59 @@ impl Registry {
             change: tokio::sync::Mutex::new(()),
             sightings: Default::default(),
             outbox,
+            copy: None,
         };
         r.reload().await?;
         Ok(r)
     }
 
-    /// Rebuilds the snapshot from the store.
+    /// A registry over a shared store with an empty snapshot, keeping its
+    /// outbox and its local copy in `local`.
+    fn build(
+        store: Arc<dyn RegistryStore>,
+        outbox: outbox::Outbox,
+        local: crate::store::LocalStore,
+    ) -> Registry {
+        Registry {
+            store,
+            snap: RwLock::new(Arc::new(Snapshot::default())),
+            change: tokio::sync::Mutex::new(()),
+            sightings: Default::default(),
+            outbox: Some(outbox),
+            copy: Some(copy::LocalCopy::new(local)),
+        }
+    }
+
+    /// Makes `snap` the current view.
+    fn publish(&self, snap: Snapshot) {
+        *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
+    }
+
+    /// Rebuilds the snapshot from the store (and, with a shared store,
+    /// saves it as the local copy when it changed).
     pub async fn reload(&self) -> Result<(), RegistryError> {
-        let domains = self
-            .store
-            .list_domains()
-            .await?
-            .into_iter()
-            .map(|d| (d.name.clone(), Arc::new(d)))
-            .collect();
-        let suspensions = self
+        let domains = self.store.list_domains().await?;
+        let suspensions: Vec<SuspensionRecord> = self
             .store
             .list_suspensions()
             .await?
             .into_iter()
             .filter(|s| s.is_active())
-            .map(|s| (s.scope.clone(), Arc::new(s)))
             .collect();
-        let servers = self
+        let servers: Vec<_> = self
             .store
             .list_server_suspensions()
             .await?
             .into_iter()
             .filter(|s| s.is_active())
-            .map(|s| (s.address, Arc::new(s)))
             .collect();
-        let mut snap = Snapshot {
-            domains,
-            suspensions,
-            servers,
-        };
+        let content = copy::Content::new(domains, suspensions, servers);
+        let mut snap = content.snapshot();
         self.overlay(&mut snap);
-        *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);
+        self.publish(snap);
+        if let Some(c) = &self.copy {
+            c.save(&content).await;
+        }
         Ok(())
     }
 

@@ -60,6 +60,7 @@ fn tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(registry::redb::listings::TABLE)?;
     tx.open_table(local::tlsrpt::TABLE)?;
     tx.open_table(local::outbox::TABLE)?;
+    tx.open_table(local::registry_copy::TABLE)?;
     Ok(())
 }
 

@@ -1,13 +1,15 @@
 //! The node-local store: what this node keeps for itself and no other node
 //! needs (the connection log, the MTA-STS policy cache, the governor's
-//! detector state, the webhook outbox, the TLS-RPT day counts, and the
-//! registry writes waiting for an unreachable shared store). Calls block on disk I/O: from async
+//! detector state, the webhook outbox, the TLS-RPT day counts, the
+//! registry writes waiting for an unreachable shared store, and the last
+//! registry read from it). Calls block on disk I/O: from async
 //! code, call them inside `spawn_blocking` when they write.
 
 pub mod connections;
 pub mod governor;
 pub mod mta_sts;
 pub mod outbox;
+pub mod registry_copy;
 pub mod tlsrpt;
 pub mod webhooks;
 

@@ -54,6 +54,9 @@ pub struct PgRegistry {
     /// For the change feed's own connection.
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
+    /// Set while calls are held back until [`PgRegistry::migrate`]
+    /// succeeds ([`PgRegistry::hold_until_migrated`]).
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for PgRegistry {
@@ -100,13 +103,26 @@ impl PgRegistry {
             pool,
             config: pg,
             tls,
+            held: Default::default(),
         })
     }
 
     /// Applies the migrations the database lacks; returns those applied.
+    /// Calls held back ([`PgRegistry::hold_until_migrated`]) go through
+    /// from then on.
     pub async fn migrate(&self) -> Result<Vec<u64>, StoreError> {
-        let mut c = self.client().await?;
-        schema::migrate(&mut c).await
+        let mut c = self.connect().await?;
+        let applied = schema::migrate(&mut c).await?;
+        self.held.store(false, std::sync::atomic::Ordering::Release);
+        Ok(applied)
+    }
+
+    /// Makes every call but [`PgRegistry::migrate`] fail as unavailable
+    /// until a migration succeeds: a node that started without reaching
+    /// the database must not read or write a schema older than its own
+    /// when the database comes back before the migration is tried again.
+    pub fn hold_until_migrated(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Loads an export into this store, which must be empty; all or nothing.
@@ -124,6 +140,15 @@ impl PgRegistry {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        if self.held.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError::Unavailable(
+                "PostgreSQL: not reached since this node started".into(),
+            ));
+        }
+        self.connect().await
+    }
+
+    async fn connect(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool
             .get()
             .await
