@@ -12,6 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::console_http::*;
 use common::fake_mx::{Behaviour, FakeMx};
 use common::*;
 use webdriver::Browser;
@@ -45,67 +46,6 @@ fn api_json(gw: &Gateway, path: &str) -> serde_json::Value {
     let (st, body) = http(gw.admin, "GET", path, Some(ADMIN_TOKEN), None);
     assert_eq!(st, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
-}
-
-/// A raw HTTP request with cookies and a form body; (status, headers, body).
-fn http_form(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    cookies: &str,
-    form: &str,
-) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect admin");
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if !cookies.is_empty() {
-        req.push_str(&format!("Cookie: {cookies}\r\n"));
-    }
-    if method == "POST" {
-        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{form}", form.len()));
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    (status, head.to_string(), body.to_string())
-}
-
-/// The value a `Set-Cookie` header of `head` gives `name`.
-fn set_cookie(head: &str, name: &str) -> Option<String> {
-    head.lines()
-        .filter_map(|l| {
-            l.strip_prefix("set-cookie: ")
-                .or(l.strip_prefix("Set-Cookie: "))
-        })
-        .filter_map(|c| c.split(';').next()?.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
-/// The CSRF token in a page's forms.
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    html[at..].split('"').next().unwrap().to_string()
-}
-
-/// Signs in over plain HTTP; the session cookie.
-fn http_sign_in(gw: &Gateway, token: &str) -> String {
-    let (st, head, body) = http_form(gw.admin, "GET", "/console/signin", "", "");
-    assert_eq!(st, 200);
-    let pre = set_cookie(&head, "ugem_console_signin").expect("sign-in cookie");
-    let form = format!("csrf={}&token={token}", csrf_of(&body));
-    let (st, head, body) = http_form(
-        gw.admin,
-        "POST",
-        "/console/signin",
-        &format!("ugem_console_signin={pre}"),
-        &form,
-    );
-    assert_eq!(st, 303, "{head}\n{body}");
-    set_cookie(&head, "ugem_console").expect("session cookie")
 }
 
 /// A browser with a 1280x800 viewport, the size the console is made for.

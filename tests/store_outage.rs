@@ -12,6 +12,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::console_http::{http_form, http_sign_in};
 use common::fake_mx::{Behaviour, FakeMx};
 use common::postgres::TestPostgres;
 use common::{ADMIN_TOKEN, Gateway, http};
@@ -540,6 +541,15 @@ fn a_node_restarted_while_postgresql_is_down_serves_its_local_copy_and_catches_u
         "{copy}"
     );
     assert!(local_copy_gauge(&b) > 0);
+    // The duty desk sees why in the console's alarms.
+    let console = format!(
+        "ugem_console={}; ugem_lang=en",
+        http_sign_in(&b, ADMIN_TOKEN)
+    );
+    let alarm = "PostgreSQL has not answered since this node started";
+    let (st, _, page) = http_form(b.admin, "GET", "/console", &console, "");
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains(alarm), "{page}");
     // The registry as last known: the open domain relays, the suspended one
     // and the stranger are refused as before.
     within(
@@ -611,6 +621,14 @@ fn a_node_restarted_while_postgresql_is_down_serves_its_local_copy_and_catches_u
         local_copy(&b).is_null()
     });
     assert_eq!(local_copy_gauge(&b), 0);
+    // (B was restarted since: a new console session.)
+    let console = format!(
+        "ugem_console={}; ugem_lang=en",
+        http_sign_in(&b, ADMIN_TOKEN)
+    );
+    let (st, _, page) = http_form(b.admin, "GET", "/console", &console, "");
+    assert_eq!(st, 200, "{page}");
+    assert!(!page.contains(alarm), "{page}");
     // Staff changes through B are accepted again.
     b.cli_ok(&["domain", "restore", HELD, "--reason", "audit done"]);
     within(Duration::from_secs(5), "the restored domain on B", || {

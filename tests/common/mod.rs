@@ -2,6 +2,7 @@
 //! talks SMTP and HTTP to it.
 #![allow(dead_code)]
 
+pub mod console_http;
 pub mod dns;
 pub mod dnssec;
 pub mod fake_mx;

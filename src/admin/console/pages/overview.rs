@@ -192,6 +192,27 @@ pub async fn overview(State(c): State<Console>, ctx: Ctx) -> Response {
             ],
         ));
     }
+    // The shared store (PostgreSQL) out of reach: staff changes are refused
+    // meanwhile, and the duty desk must know why.
+    if let Ok(g) = &gov {
+        let copy = &g["registry_local_copy"];
+        if !copy.is_null() {
+            alarm.push(ctx.tf(
+                "overview.alarm_local_copy",
+                &[
+                    ("as_of", &when(&copy["as_of"])),
+                    ("since", &when(&copy["since"])),
+                ],
+            ));
+        }
+        let pending = g["store_pending_writes"].as_u64().unwrap_or(0);
+        if pending > 0 {
+            alarm.push(ctx.tf(
+                "overview.alarm_pending_writes",
+                &[("n", &pending.to_string())],
+            ));
+        }
+    }
     if !overdue.is_empty() {
         alarm.push(ctx.tf(
             "overview.alarm_overdue",
