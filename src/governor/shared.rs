@@ -140,10 +140,10 @@ impl Governor {
         match tokio::time::timeout(JOIN_WAIT, self.join_memory(&shared)).await {
             Ok(Ok(())) => shared.memory.store(true, Ordering::Relaxed),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "recipient memory not shared this run: the shared store failed")
+                tracing::warn!(error = %e, "recipient memory not joined with the cluster's yet: the shared store failed (joined when it answers after a start without it, else at the next start)")
             }
             Err(_) => tracing::warn!(
-                "recipient memory not shared this run: the shared store did not answer"
+                "recipient memory not joined with the cluster's yet: the shared store did not answer (joined when it answers after a start without it, else at the next start)"
             ),
         }
         let shared = Arc::new(shared);
