@@ -220,11 +220,16 @@ fn an_automatic_suspension_made_while_postgresql_is_down_reaches_it_and_the_othe
     within(Duration::from_secs(10), "the outbox empty", || {
         pending_writes(&a) == 0
     });
-    // The node says so, with how long the writing itself took.
+    // The node says so, with how long the writing itself took (logged once
+    // the drain's last step is done, a moment after the count reads 0).
+    const DRAINED: &str = "local outbox written to the shared store";
+    within(Duration::from_secs(5), "the drain logged", || {
+        a.log_text().contains(DRAINED)
+    });
     let log = a.log_text();
     let line = log
         .lines()
-        .find(|l| l.contains("local outbox written to the shared store"))
+        .find(|l| l.contains(DRAINED))
         .unwrap_or_else(|| panic!("no drain logged:\n{log}"));
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     eprintln!(
