@@ -7,7 +7,6 @@ mod common;
 #[path = "common/webdriver.rs"]
 mod webdriver;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -808,20 +807,7 @@ fn https_form(
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if !cookies.is_empty() {
-        req.push_str(&format!("Cookie: {cookies}\r\n"));
-    }
-    if method == "POST" {
-        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{form}", form.len()));
-    tls.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    let _ = tls.read_to_string(&mut resp);
-    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    (status, head.to_string(), body.to_string())
+    exchange(&mut tls, addr, method, path, cookies, form)
 }
 
 /// The `Set-Cookie` line of `head` that sets `name`.

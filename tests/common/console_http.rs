@@ -17,6 +17,18 @@ pub fn http_form(
 ) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).expect("connect admin");
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    exchange(&mut s, addr, method, path, cookies, form)
+}
+
+/// Writes the request on `s` (plain or TLS) and reads the whole answer.
+pub fn exchange(
+    s: &mut (impl Read + Write),
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookies: &str,
+    form: &str,
+) -> (u16, String, String) {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if !cookies.is_empty() {
         req.push_str(&format!("Cookie: {cookies}\r\n"));
