@@ -323,6 +323,7 @@ impl Queue {
         }
     }
 
+    /// The hand-off of new messages to the scheduler.
     pub(crate) fn fresh(&self) -> &Fresh {
         &self.inner.fresh
     }
