@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -208,7 +208,7 @@ fn receiver(hold_first: bool) -> Receiver {
         for s in l.incoming() {
             let Ok(mut s) = s else { break };
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let Some(body) = read_request(&mut s) else {
+            let Some(body) = common::read_http_body(&mut s) else {
                 continue;
             };
             let n = seen.fetch_add(1, Ordering::SeqCst);
@@ -237,32 +237,6 @@ fn receiver(hold_first: bool) -> Receiver {
         }
     });
     r
-}
-
-fn read_request(s: &mut impl Read) -> Option<Vec<u8>> {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = s.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
-        }
-        data.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&data).to_string();
-        if let Some(i) = text.find("\r\n\r\n") {
-            let len = text[..i]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                })
-                .unwrap_or(0);
-            if data.len() >= i + 4 + len {
-                return Some(data[i + 4..i + 4 + len].to_vec());
-            }
-        }
-    }
 }
 
 #[test]

@@ -7,14 +7,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::dns::{Rec, TestDns};
 use common::fake_mx::{Behaviour, FakeMx};
-use common::{ADMIN_TOKEN, Gateway, http, wait_for};
+use common::{ADMIN_TOKEN, Gateway, http, read_http_body, wait_for};
 use serde_json::Value;
 
 /// The DNSBL test entry every list carries (RFC 5782 §5).
@@ -32,31 +32,8 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
         for s in l.incoming() {
             let Ok(mut s) = s else { break };
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut data = Vec::new();
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                data.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&data).to_string();
-                let Some(i) = text.find("\r\n\r\n") else {
-                    continue;
-                };
-                let len = text[..i]
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                    })
-                    .unwrap_or(0);
-                if data.len() >= i + 4 + len {
-                    if let Ok(v) = serde_json::from_slice(&data[i + 4..i + 4 + len]) {
-                        g.lock().unwrap().push(v);
-                    }
-                    break;
-                }
+            if let Some(v) = read_http_body(&mut s).and_then(|b| serde_json::from_slice(&b).ok()) {
+                g.lock().unwrap().push(v);
             }
             let _ =
                 s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");

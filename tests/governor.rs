@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::fake_mx::{Behaviour, FakeMx};
-use common::{ADMIN_TOKEN, Gateway, Smtp, http, wait_for};
+use common::{ADMIN_TOKEN, Gateway, Smtp, http, read_http_body, wait_for};
 use serde_json::Value;
 
 /// Registers a domain on 127.0.0.1 that shares the server with others.
@@ -90,30 +90,8 @@ fn receiver(tls: Option<Arc<rustls::ServerConfig>>) -> (String, Arc<Mutex<Vec<Va
 }
 
 fn serve_one(mut s: impl Read + Write, got: &Mutex<Vec<Value>>) {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 8192];
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&data).to_string();
-        if let Some(i) = text.find("\r\n\r\n") {
-            let len = text[..i]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                })
-                .unwrap_or(0);
-            if data.len() >= i + 4 + len {
-                if let Ok(v) = serde_json::from_slice(&data[i + 4..i + 4 + len]) {
-                    got.lock().unwrap().push(v);
-                }
-                break;
-            }
-        }
+    if let Some(v) = read_http_body(&mut s).and_then(|b| serde_json::from_slice(&b).ok()) {
+        got.lock().unwrap().push(v);
     }
     let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     let _ = s.flush();

@@ -529,3 +529,32 @@ pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
 }
+
+/// Reads one HTTP request from `s` and returns its body (by Content-Length),
+/// or None if the peer closes or the read fails first: the test receivers of
+/// webhooks use it.
+pub fn read_http_body(s: &mut impl Read) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        data.extend_from_slice(&buf[..n]);
+        let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let len = String::from_utf8_lossy(&data[..i])
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            })
+            .unwrap_or(0);
+        if data.len() >= i + 4 + len {
+            return Some(data[i + 4..i + 4 + len].to_vec());
+        }
+    }
+}
