@@ -25,8 +25,20 @@ pub const HOUR_MS: u64 = 3600 * 1000;
 /// After a trip, a scope's buckets teach no peak for this long.
 pub const QUARANTINE_MS: u64 = 24 * HOUR_MS;
 
-/// The (5-minute, hour) buckets a roll completed, clean of trips.
+/// The (5-minute, hour) buckets a roll confirmed: completed, then clean of
+/// trips for one more bucket.
 pub type Learned = (Option<Counts>, Option<Counts>);
+
+/// A completed bucket waiting for the next one to pass before it teaches a
+/// peak: a flood that begins just before a boundary trips in the bucket
+/// after it, and its first part must not become the habit it is judged by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The bucket's start (unix ms).
+    pub start_ms: u64,
+    /// What it counted.
+    pub counts: Counts,
+}
 
 /// Counters of one bucket.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +207,12 @@ pub struct ScopeStats {
     /// The last hour in 5-minute buckets, for the evidence of a trip.
     #[serde(default)]
     pub series: Series,
+    /// The last completed 5-minute bucket, not learned from yet.
+    #[serde(default)]
+    pub held_5: Option<Held>,
+    /// The last completed hour bucket, not learned from yet.
+    #[serde(default)]
+    pub held_hour: Option<Held>,
 }
 
 /// How many 5-minute buckets a [`Series`] keeps (an hour).
@@ -270,12 +288,21 @@ impl ScopeStats {
             last_seen_ms: now_ms,
             last_trip_ms: 0,
             series: Series::default(),
+            held_5: None,
+            held_hour: None,
         }
     }
 
-    /// Moves every window to `now_ms` and learns from the completed buckets;
-    /// returns the completed (5-minute, hour) buckets a domain learns its
-    /// senders' peaks from.
+    /// Moves every window to `now_ms` and learns from the buckets it
+    /// confirms; returns those (5-minute, hour) buckets, which a domain
+    /// learns its senders' peaks from.
+    ///
+    /// A completed bucket is held until the next one completes too, and
+    /// teaches only if no rule tripped in it, in the one after it, or
+    /// within a day before it. Without the wait, a flood that started a
+    /// minute before a boundary would teach its first part as the scope's
+    /// peak at the boundary (a proven sender's allowance is a multiple of
+    /// it) before the rule trips in the next bucket.
     pub fn roll(&mut self, now_ms: u64, g: &GovernorSection) -> Learned {
         let short_start = self.short.start_ms;
         let hour_start = self.hour.start_ms;
@@ -286,19 +313,25 @@ impl ScopeStats {
             return (None, None);
         }
         self.decay(now_ms, g);
-        // A bucket in which, or within a day before which, a rule tripped
-        // shows the attack (or its aftermath), not the habit.
-        let quiet =
-            |start: u64| self.last_trip_ms == 0 || self.last_trip_ms + QUARANTINE_MS < start;
-        let clean5 = done5.filter(|_| quiet(short_start));
-        let clean60 = done60.filter(|_| quiet(hour_start));
-        if let Some(c) = clean5 {
-            self.peak_new_5 = self.peak_new_5.max(f64::from(c.new));
-        }
         if let Some(c) = done60
             && c.recipients > 0
         {
             self.active_hours = self.active_hours.saturating_add(1);
+        }
+        let last_trip = self.last_trip_ms;
+        let quiet = |h: &Held| last_trip == 0 || last_trip + QUARANTINE_MS < h.start_ms;
+        let confirm = |held: &mut Option<Held>, done: Option<Counts>, start: u64| {
+            let c = done?;
+            let prev = held.replace(Held {
+                start_ms: start,
+                counts: c,
+            });
+            prev.filter(quiet).map(|h| h.counts)
+        };
+        let clean5 = confirm(&mut self.held_5, done5, short_start);
+        let clean60 = confirm(&mut self.held_hour, done60, hour_start);
+        if let Some(c) = clean5 {
+            self.peak_new_5 = self.peak_new_5.max(f64::from(c.new));
         }
         if let Some(c) = clean60 {
             self.peak_new_hour = self.peak_new_hour.max(f64::from(c.new));
@@ -383,6 +416,8 @@ impl ScopeStats {
         self.hour = Window::default();
         self.outcomes = Window::default();
         self.series = Series::default();
+        self.held_5 = None;
+        self.held_hour = None;
     }
 
     /// True once the scope has enough history for its own peaks to count.
@@ -721,14 +756,18 @@ mod tests {
         for _ in 0..7 {
             s.note_recipient(true, MONDAY + MIN);
         }
+        // Completed, then held for one more bucket.
         s.roll(MONDAY + 6 * MIN, &g);
+        assert_eq!(s.peak_new_5, 0.0);
+        s.roll(MONDAY + 11 * MIN, &g);
         assert_eq!(s.peak_new_5, 7.0);
         // A bucket with a trip teaches nothing.
         for _ in 0..50 {
-            s.note_recipient(true, MONDAY + 7 * MIN);
+            s.note_recipient(true, MONDAY + 12 * MIN);
         }
-        s.last_trip_ms = MONDAY + 7 * MIN;
-        s.roll(MONDAY + 11 * MIN, &g);
+        s.last_trip_ms = MONDAY + 12 * MIN;
+        s.roll(MONDAY + 16 * MIN, &g);
+        s.roll(MONDAY + 21 * MIN, &g);
         assert!((s.peak_new_5 - 7.0).abs() < 0.01, "{}", s.peak_new_5);
         // Nor does a busy bucket within a day after it.
         s.roll(MONDAY + 3 * HOUR_MS, &g);
@@ -736,11 +775,55 @@ mod tests {
             s.note_recipient(true, MONDAY + 3 * HOUR_MS);
         }
         s.roll(MONDAY + 3 * HOUR_MS + 6 * MIN, &g);
+        s.roll(MONDAY + 3 * HOUR_MS + 11 * MIN, &g);
         assert!(s.peak_new_5 < 7.01, "{}", s.peak_new_5);
         // Two weeks later (one half-life) it has halved.
         s.roll(MONDAY + 14 * 24 * HOUR_MS + 11 * MIN, &g);
         assert!((s.peak_new_5 - 3.5).abs() < 0.01, "{}", s.peak_new_5);
         assert_eq!(s.active_hours, 2);
+    }
+
+    #[test]
+    fn a_flood_across_a_boundary_does_not_teach_its_first_part() {
+        let g = g();
+        let mut s = ScopeStats::new(MONDAY);
+        s.active_hours = 200;
+        s.roll(MONDAY, &g);
+        // 29 never-seen recipients in the last minute of a bucket: under
+        // the floor of 30, nothing trips yet.
+        for _ in 0..29 {
+            s.note_recipient(true, MONDAY + 4 * MIN + 30_000);
+        }
+        let floors = (30, 120);
+        let before = sender_allowance(&s, None, floors, None, &g);
+        // The boundary: the bucket completes but does not teach yet, so the
+        // allowance stays at the floor and the sliding estimate still holds
+        // the 29.
+        let at = MONDAY + SHORT_MS + 1_000;
+        let (five, _) = s.roll(at, &g);
+        assert_eq!(five.map_or(0, |c| c.new), 0);
+        assert_eq!(s.peak_new_5, 0.0);
+        let a = sender_allowance(&s, None, floors, None, &g);
+        assert_eq!(a, before);
+        assert_eq!(Novelty::of(&s, None, at).new_5, 29);
+        s.note_recipient(true, at);
+        assert!(Novelty::of(&s, None, at).at_allowance(&a));
+        // The rule trips in the next bucket: the held one never teaches.
+        s.last_trip_ms = at;
+        s.roll(MONDAY + 2 * SHORT_MS + 1_000, &g);
+        s.roll(MONDAY + 3 * SHORT_MS + 1_000, &g);
+        assert_eq!(s.peak_new_5, 0.0);
+        assert_eq!(sender_allowance(&s, None, floors, None, &g), before);
+        // Without a trip it would have, one bucket later.
+        let mut quiet = ScopeStats::new(MONDAY);
+        quiet.roll(MONDAY, &g);
+        for _ in 0..29 {
+            quiet.note_recipient(true, MONDAY + 4 * MIN);
+        }
+        quiet.roll(MONDAY + SHORT_MS, &g);
+        let (five, _) = quiet.roll(MONDAY + 2 * SHORT_MS, &g);
+        assert_eq!(five.map(|c| c.new), Some(29));
+        assert_eq!(quiet.peak_new_5, 29.0);
     }
 
     #[test]

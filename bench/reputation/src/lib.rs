@@ -81,6 +81,7 @@ pub const PROFILES: &[&str] = &[
     "burst_takeover",
     "bcc_takeover",
     "slow_compromise",
+    "boundary_takeover",
     "tax_office_declared",
     "tax_office_undeclared",
     "notification_service",
@@ -418,6 +419,44 @@ pub fn build(name: &str, seed: u64) -> Profile {
                 expect: Expect::Caught {
                     within_ms: HOUR,
                     max_recipients: 900,
+                },
+                span_ms: 2 * WEEK,
+            }
+        }
+        "boundary_takeover" => {
+            // 25 never-seen addresses in the 50 s before 10:00 (with the
+            // clerk's own mail, under the floor of 30): the 5-minute and
+            // hour buckets complete with them before any rule trips. Judged
+            // on the floor all the same, not on a peak the flood taught.
+            let start = COMPROMISE - 50 * SEC;
+            let mut rng = StdRng::seed_from_u64(seed ^ 0xb0d);
+            let from = bad.clone();
+            let mut t = start;
+            let end = start + 30 * MIN;
+            let attack: Source = Box::new(std::iter::once(mark(start, &bad)).chain(
+                std::iter::from_fn(move || {
+                    if t >= end {
+                        return None;
+                    }
+                    let now = t;
+                    t += 2 * SEC;
+                    Some(TraceEvent::Message {
+                        t: now,
+                        from: from.clone(),
+                        to: vec![stranger(&mut rng, "b")],
+                        replies: BTreeMap::new(),
+                        ip: None,
+                    })
+                }),
+            ));
+            Profile {
+                name: "boundary_takeover",
+                about: "a clerk's mailbox writes to one never-seen address every 2 s from 09:59:10",
+                events: with_office(vec![attack], 0.0),
+                bad: Some(bad),
+                expect: Expect::Caught {
+                    within_ms: 5 * MIN,
+                    max_recipients: 60,
                 },
                 span_ms: 2 * WEEK,
             }

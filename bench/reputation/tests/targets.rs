@@ -48,6 +48,11 @@ fn slow_compromise_is_caught_within_an_hour() {
 }
 
 #[test]
+fn a_takeover_across_a_window_boundary_is_caught_on_the_floor() {
+    check("boundary_takeover");
+}
+
+#[test]
 fn declared_tax_office_is_never_suspended() {
     check("tax_office_declared");
 }
