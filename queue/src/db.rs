@@ -16,10 +16,11 @@
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use redb::{Database, DatabaseError, Durability};
 
+use crate::journal::Journal;
 use crate::store::WriteCtx;
 use crate::{QueueError, QueueId};
 
@@ -35,6 +36,11 @@ pub(crate) struct DbSlot {
     db: RwLock<Option<Database>>,
     /// Messages of failed commits, removed at the next successful reopen.
     refused: Mutex<Vec<QueueId>>,
+    /// The acceptance journal (`journal.rs`), None when turned off. Lock order: the
+    /// database's lock first, then this one.
+    journal: Mutex<Option<Journal>>,
+    /// Messages brought back from the journal by reopens.
+    pub(crate) restored: std::sync::atomic::AtomicU64,
 }
 
 /// A borrowed open database; keep it alive as long as any transaction begun from it.
@@ -52,13 +58,25 @@ impl Deref for DbRef<'_> {
 
 impl DbSlot {
     /// Wraps a database opened from `path`.
-    pub(crate) fn new(path: &Path, db: Database, cache_bytes: usize) -> DbSlot {
+    pub(crate) fn new(
+        path: &Path,
+        db: Database,
+        cache_bytes: usize,
+        journal: Option<Journal>,
+    ) -> DbSlot {
         DbSlot {
             path: path.to_path_buf(),
             cache_bytes,
             db: RwLock::new(Some(db)),
             refused: Mutex::new(Vec::new()),
+            journal: Mutex::new(journal),
+            restored: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The acceptance journal, for the writer (taken after [`DbSlot::get`]).
+    pub(crate) fn journal(&self) -> MutexGuard<'_, Option<Journal>> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The open database, reopening it first if a storage error closed it; a storage error
@@ -94,8 +112,9 @@ impl DbSlot {
     }
 
     /// Closes the handle and opens the file again (redb repairs it if the failed commit left
-    /// it needing so), then removes the messages of failed commits. On failure the slot stays
-    /// closed until the next attempt.
+    /// it needing so, and drops the relaxed commits since the last durable one), replays the
+    /// acceptance journal (which holds every message those commits accepted), then removes
+    /// the messages of failed commits. On failure the slot stays closed until the next attempt.
     pub(crate) fn reopen(&self) -> Result<(), QueueError> {
         let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
         // Drop the poisoned handle first: the file can be open only once.
@@ -106,22 +125,40 @@ impl DbSlot {
             },
             e => QueueError::Storage(format!("reopening {}: {e}", self.path.display())),
         })?;
+        let mut journal = self.journal();
         let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| QueueError::Storage(e.to_string()))?;
+        let replayed = match journal.as_ref() {
+            Some(j) => Some(crate::store::replay_journal(&txn, j)?),
+            None => None,
+        };
         if !refused.is_empty() {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(|e| QueueError::Storage(e.to_string()))?;
-            {
-                let mut ctx = WriteCtx::open(&txn)?;
-                for id in refused.iter() {
-                    if ctx.delete(*id)? {
-                        tracing::warn!(queue_id = %id,
-                            "removed a message whose commit failed (its sender got 451)");
-                    }
+            let mut ctx = WriteCtx::open(&txn)?;
+            for id in refused.iter() {
+                if ctx.delete(*id)? {
+                    tracing::warn!(queue_id = %id,
+                        "removed a message whose commit failed (its sender got 451)");
                 }
             }
+        }
+        if replayed.is_none() && refused.is_empty() {
+            txn.abort()?;
+        } else {
             txn.commit()?;
-            refused.clear();
+        }
+        refused.clear();
+        if let (Some(j), Some((back, generation))) = (journal.as_mut(), replayed) {
+            j.checkpointed(generation);
+            if back > 0 {
+                self.restored
+                    .fetch_add(back as u64, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    messages = back,
+                    "messages accepted since the last durable commit restored from the acceptance journal"
+                );
+            }
         }
         *slot = Some(db);
         Ok(())

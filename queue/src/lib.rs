@@ -60,6 +60,7 @@ mod envelope;
 mod error;
 mod fresh;
 mod id;
+mod journal;
 mod queue;
 mod store;
 mod writer;
@@ -72,6 +73,7 @@ pub use envelope::{
 pub use error::QueueError;
 pub use fresh::{FreshMessage, MAX_HANDED_BODY};
 pub use id::{ParseQueueIdError, QueueId, unix_ms};
+pub use journal::JOURNAL_FILE;
 pub use queue::{DB_FILE, Queue, QueueOptions};
 pub use writer::QueueStats;
 

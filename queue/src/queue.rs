@@ -17,7 +17,8 @@ use crate::check::{Check, CheckReport};
 use crate::db::DbSlot;
 use crate::disk;
 use crate::fresh::Fresh;
-use crate::store::{self, WriteCtx};
+use crate::journal::{JOURNAL_FILE, Journal};
+use crate::store::{self, WriteCtx, replay_journal};
 use crate::writer::{Counters, Job, Orphan, QueueStats, TypedJob, Writer};
 use crate::{
     AttemptOutcome, Counts, Envelope, ListFilter, NewEnvelope, QueueError, QueueId, unix_ms,
@@ -43,6 +44,15 @@ pub struct QueueOptions {
     /// For tests only: an extra rest between the chunks of the background check after open,
     /// so that a test can stop the process while the check is still running.
     pub check_pause: Duration,
+    /// Make the 250 of small messages durable by the acceptance journal (`journal.rs`)
+    /// rather than by a durable database commit; default on.
+    pub journal: bool,
+    /// The longest state made durable only by the journal (or not at all: the scheduler's
+    /// relaxed bookkeeping) waits for a durable database commit while the writer is busy;
+    /// default 200 ms. A crash repeats at most this much work.
+    pub checkpoint_after: Duration,
+    /// How long the writer, idle, waits before making such state durable; default 50 ms.
+    pub idle_flush: Duration,
 }
 
 impl Default for QueueOptions {
@@ -53,6 +63,9 @@ impl Default for QueueOptions {
             cache_bytes: 64 << 20,
             fail_next_commits: None,
             check_pause: Duration::ZERO,
+            journal: true,
+            checkpoint_after: Duration::from_millis(200),
+            idle_flush: Duration::from_millis(50),
         }
     }
 }
@@ -134,21 +147,38 @@ impl Queue {
 
         let file_ms = started.elapsed().as_millis() as u64;
         let opened = Instant::now();
+        let mut journal = if opts.journal {
+            Some(Journal::open(dir).map_err(|e| {
+                QueueError::Storage(format!("opening {}: {e}", dir.join(JOURNAL_FILE).display()))
+            })?)
+        } else {
+            None
+        };
         let txn = db.begin_write()?;
+        // The journal first: a restored message is then recovered like any other.
+        let replayed = match journal.as_ref() {
+            Some(j) => Some(replay_journal(&txn, j)?),
+            None => None,
+        };
         let (report, dirty) = {
             let mut ctx = WriteCtx::open(&txn)?;
             let report = ctx.recover(&txn)?;
             (report, ctx.dirty)
         };
-        if dirty {
+        if dirty || replayed.is_some() {
             txn.commit()?;
         } else {
             txn.abort()?;
+        }
+        let restored = replayed.map_or(0, |(n, _)| n);
+        if let (Some(j), Some((_, generation))) = (journal.as_mut(), replayed) {
+            j.checkpointed(generation);
         }
         tracing::info!(
             dir = %dir.display(),
             format_found = report.format_found,
             leases_cleared = report.leases_cleared,
+            restored_from_journal = restored,
             quarantined = report.quarantined.len(),
             file_ms,
             elapsed_ms = opened.elapsed().as_millis() as u64,
@@ -161,7 +191,9 @@ impl Queue {
             );
         }
 
-        let db = Arc::new(DbSlot::new(&path, db, opts.cache_bytes));
+        let db = Arc::new(DbSlot::new(&path, db, opts.cache_bytes, journal));
+        db.restored
+            .fetch_add(restored as u64, std::sync::atomic::Ordering::Relaxed);
         let counters = Arc::new(Counters::default());
         let changed = Arc::new(Notify::new());
         let (jobs, rx) = mpsc::channel();
@@ -172,6 +204,8 @@ impl Queue {
             fail_next_commits: opts.fail_next_commits.clone(),
             counters: counters.clone(),
             changed: changed.clone(),
+            checkpoint_after: opts.checkpoint_after,
+            idle_flush: opts.idle_flush,
         };
         let writer = std::thread::Builder::new()
             .name("ugem-queue-writer".into())
@@ -228,7 +262,13 @@ impl Queue {
 
     /// Counters of the group-commit writer.
     pub fn stats(&self) -> QueueStats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        stats.restored = self
+            .inner
+            .db
+            .restored
+            .load(std::sync::atomic::Ordering::Relaxed);
+        stats
     }
 
     /// Sends a mutation to the writer and waits until its batch is durably committed (or

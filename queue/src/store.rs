@@ -22,8 +22,66 @@ pub(crate) const QUARANTINE_BODIES: TableDefinition<u128, &[u8]> =
 /// Queue id -> lease end (unix ms): the messages under a lease, so that the next open ends
 /// them without reading every envelope.
 pub(crate) const LEASES: TableDefinition<u128, u64> = TableDefinition::new("leases");
-/// Settings of the file itself; `format` is [`FORMAT`] once the file has been migrated to it.
+/// Settings of the file itself; `format` is [`FORMAT`] once the file has been migrated to it,
+/// `journal_gen` the acceptance journal's watermark (`journal.rs`).
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The `meta` key of the journal's watermark.
+const JOURNAL_GEN: &str = "journal_gen";
+
+/// The journal generation the durable state of `txn`'s file has taken in (0 if none yet).
+pub(crate) fn journal_gen(txn: &WriteTransaction) -> Result<u64, QueueError> {
+    let meta = txn.open_table(META)?;
+    let generation = meta.get(JOURNAL_GEN)?.map_or(0, |v| v.value());
+    Ok(generation)
+}
+
+/// Stores the journal's watermark: this commit holds every record of earlier generations.
+pub(crate) fn set_journal_gen(txn: &WriteTransaction, generation: u64) -> Result<(), QueueError> {
+    txn.open_table(META)?.insert(JOURNAL_GEN, generation)?;
+    Ok(())
+}
+
+/// Replays the journal's current generation into `txn` (messages not in the database come
+/// back, due at once) and stores the next generation as the watermark: once `txn` commits
+/// durably, the journal starts over in it. Returns how many came back and that generation.
+pub(crate) fn replay_journal(
+    txn: &WriteTransaction,
+    journal: &crate::journal::Journal,
+) -> Result<(usize, u64), QueueError> {
+    let generation = journal_gen(txn)?;
+    let (records, end) = journal
+        .records(generation)
+        .map_err(|e| QueueError::Storage(format!("reading {}: {e}", journal.path().display())))?;
+    let mut back = 0;
+    {
+        let mut ctx = WriteCtx::open(txn)?;
+        for r in records {
+            let id = r.env.id;
+            if ctx.replay(r.env, &r.body)? {
+                tracing::info!(queue_id = %id, "message restored from the acceptance journal");
+                back += 1;
+            }
+        }
+    }
+    if end == crate::journal::End::Torn {
+        // The batch being appended when the process stopped: none of its senders got a 250.
+        tracing::warn!(
+            "the acceptance journal ends in an incomplete record (an append cut short); ignored"
+        );
+    }
+    set_journal_gen(txn, generation + 1)?;
+    Ok((back, generation + 1))
+}
+
+/// The journal records of one batch, while it may still be made durable by them.
+pub(crate) struct JournalBatch {
+    /// Their generation.
+    pub generation: u64,
+    /// The records ([`crate::journal::encode`]).
+    pub buf: Vec<u8>,
+    /// How many enqueues wrote one.
+    pub count: usize,
+}
 
 /// The layout this code writes. 0 (no `meta` table): before `leases` existed, when every open
 /// read every envelope to end the leases. 1: `leases` is kept with the envelopes.
@@ -102,6 +160,8 @@ pub(crate) struct WriteCtx<'t> {
     /// Messages enqueued in this transaction: if its commit fails they were refused (451),
     /// and must not show up should the failed commit have reached the disk after all.
     pub(crate) created: Vec<QueueId>,
+    /// The journal records of this batch's new messages, when the batch may use the journal.
+    pub(crate) journal: Option<JournalBatch>,
 }
 
 impl<'t> WriteCtx<'t> {
@@ -117,6 +177,7 @@ impl<'t> WriteCtx<'t> {
             dirty: false,
             wake: false,
             created: Vec::new(),
+            journal: None,
         })
     }
 
@@ -247,7 +308,25 @@ impl<'t> WriteCtx<'t> {
         }
         self.bodies.insert(id.key(), body)?;
         self.created.push(id);
+        if let Some(j) = self.journal.as_mut()
+            && body.len() <= crate::journal::MAX_BODY
+        {
+            crate::journal::encode(&mut j.buf, j.generation, &encode(&env)?, body);
+            j.count += 1;
+        }
         Ok((id, lease.map(|_| env)))
+    }
+
+    /// Stores a message read back from the journal unless it is here already; it is due at
+    /// once if its lease (a hand-off to a scheduler now gone) had kept it.
+    pub(crate) fn replay(&mut self, mut env: Envelope, body: &[u8]) -> Result<bool, QueueError> {
+        if self.envelopes.get(env.id.key())?.is_some() {
+            return Ok(false);
+        }
+        env.leased_until_ms = None;
+        self.put(None, &env)?;
+        self.bodies.insert(env.id.key(), body)?;
+        Ok(true)
     }
 
     /// Stores a new message whose body is `head` followed by the first `len` octets of `file`,

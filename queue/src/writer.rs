@@ -9,11 +9,16 @@
 //! are durable when answered. The scheduler's own bookkeeping, leases and attempt records, is
 //! *relaxed*: a batch of only relaxed jobs commits with `Durability::None` (written, not synced),
 //! and becomes durable with the next durable commit, or with an empty durable commit the writer
-//! makes once it has been idle for [`RELAXED_FLUSH`]. A crash before that rolls back to the last
+//! makes once it has been idle for `idle_flush` (50 ms). A crash before that rolls back to the last
 //! durable state: leases are ended at open anyway, and a lost attempt record means the message
 //! is tried again (a delivered one may be delivered twice; Postfix's queue manager, too, removes
 //! a delivered queue file without an fsync). It never loses a message, and saves the one or two
 //! fsyncs per message that delivery used to add to every acceptance.
+//!
+//! A batch whose durable jobs are all enqueues of small messages is made durable by the
+//! acceptance journal instead (`journal.rs`): its records are appended and synced, and its
+//! transaction commits relaxed. The next durable commit (a *checkpoint*) moves the journal's
+//! watermark; one is made whenever relaxed state has waited `checkpoint_after`, busy or idle.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -21,15 +26,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
+use std::time::Instant;
+
 use redb::Durability;
 use tokio::sync::{Notify, oneshot};
 
 use crate::QueueError;
 use crate::db::DbSlot;
-use crate::store::WriteCtx;
-
-/// How long the writer waits, idle, before making relaxed commits durable.
-pub(crate) const RELAXED_FLUSH: Duration = Duration::from_millis(50);
+use crate::store::{JournalBatch, WriteCtx, set_journal_gen};
 
 /// A mutation waiting for the writer.
 pub(crate) trait Job: Send {
@@ -117,6 +121,7 @@ pub(crate) struct Counters {
     pub failed_batches: AtomicU64,
     pub largest_batch: AtomicUsize,
     pub reopens: AtomicU64,
+    pub journaled: AtomicU64,
 }
 
 /// Snapshot of the writer's counters.
@@ -137,6 +142,10 @@ pub struct QueueStats {
     /// Times the database was reopened after a failed batch (redb refuses writes after an
     /// I/O error until reopened).
     pub reopens: u64,
+    /// Batches made durable by the acceptance journal (their commits are counted as relaxed).
+    pub journaled: u64,
+    /// Messages brought back from the acceptance journal, at open and by reopens.
+    pub restored: u64,
 }
 
 impl Counters {
@@ -149,6 +158,8 @@ impl Counters {
             failed_batches: self.failed_batches.load(Ordering::Relaxed),
             largest_batch: self.largest_batch.load(Ordering::Relaxed),
             reopens: self.reopens.load(Ordering::Relaxed),
+            journaled: self.journaled.load(Ordering::Relaxed),
+            restored: 0,
         }
     }
 }
@@ -161,6 +172,10 @@ pub(crate) struct Writer {
     pub fail_next_commits: Option<Arc<AtomicUsize>>,
     pub counters: Arc<Counters>,
     pub changed: Arc<Notify>,
+    /// The longest relaxed state waits for a durable commit while the writer is busy.
+    pub checkpoint_after: Duration,
+    /// How long the writer waits, idle, before making relaxed state durable.
+    pub idle_flush: Duration,
 }
 
 /// What a successful batch did.
@@ -178,7 +193,7 @@ impl Writer {
         let mut unsynced = false;
         loop {
             let first = if unsynced {
-                match self.rx.recv_timeout(RELAXED_FLUSH) {
+                match self.rx.recv_timeout(self.idle_flush) {
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => {
                         unsynced = !self.flush();
@@ -253,10 +268,17 @@ impl Writer {
     fn flush(&self) -> bool {
         let done = (|| -> Result<(), QueueError> {
             let db = self.db.get()?;
+            let mut journal = self.db.journal();
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)
                 .map_err(|e| QueueError::Storage(e.to_string()))?;
+            if let Some(j) = journal.as_ref() {
+                set_journal_gen(&txn, j.generation() + 1)?;
+            }
             txn.commit()?;
+            if let Some(j) = journal.as_mut() {
+                j.checkpointed(j.generation() + 1);
+            }
             Ok(())
         })();
         match done {
@@ -286,46 +308,102 @@ impl Writer {
         }
     }
 
-    /// Applies every job in one transaction and commits it: durably when any job needs it.
+    /// Applies every job in one transaction and commits it: durably when any job needs it and
+    /// the journal cannot stand in for the commit's sync, or when a checkpoint is due.
     fn commit_batch(&self, jobs: &mut [Box<dyn Job>]) -> Result<Applied, QueueError> {
         // Reopens the database first if a storage error left it closed.
         let db = self.db.get()?;
+        let mut journal = self.db.journal();
         let mut txn = db.begin_write()?;
-        // Immediate is redb's default; stated because the 250 after DATA depends on it.
-        let durable = jobs.iter().any(|j| j.durable());
-        txn.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })
-        .map_err(|e| QueueError::Storage(e.to_string()))?;
-        let (dirty, wake, created) = {
+        let durable_jobs = jobs.iter().filter(|j| j.durable()).count();
+        let checkpoint = journal
+            .as_ref()
+            .and_then(|j| j.waiting())
+            .is_some_and(|w| w >= self.checkpoint_after);
+        let (dirty, wake, created, records) = {
             let mut ctx = WriteCtx::open(&txn)?;
+            if durable_jobs > 0
+                && !checkpoint
+                && let Some(j) = journal.as_ref().filter(|j| j.takes(0))
+            {
+                ctx.journal = Some(JournalBatch {
+                    generation: j.generation(),
+                    buf: Vec::new(),
+                    count: 0,
+                });
+            }
             for job in jobs.iter_mut() {
                 job.apply(&mut ctx)?;
             }
-            (ctx.dirty, ctx.wake, std::mem::take(&mut ctx.created))
+            (
+                ctx.dirty,
+                ctx.wake,
+                std::mem::take(&mut ctx.created),
+                ctx.journal.take(),
+            )
         };
         if !dirty {
             // Nothing to make durable: skip the fsync.
             txn.abort()?;
             return Ok(Applied {
                 committed: false,
-                durable,
+                durable: durable_jobs > 0,
                 wake: false,
             });
         }
-        if self.take_injected_failure() {
-            txn.abort()?;
-            return Err(QueueError::Storage(
-                "injected commit failure (test hook)".into(),
-            ));
+        // The journal stands in for the sync only if every durable job wrote its record.
+        let mut appended = None;
+        if let (Some(b), Some(j)) = (records, journal.as_mut())
+            && b.count == durable_jobs
+            && j.takes(b.buf.len())
+        {
+            let started = Instant::now();
+            match j.append(&b.buf) {
+                Ok(start) => appended = Some(start),
+                Err(e) => {
+                    tracing::warn!(error = %e, elapsed_us = started.elapsed().as_micros() as u64,
+                    "acceptance journal not written; this batch commits durably instead")
+                }
+            }
         }
-        if let Err(e) = txn.commit() {
+        let durable = (durable_jobs > 0 && appended.is_none()) || checkpoint;
+        if durable && let Some(j) = journal.as_ref() {
+            set_journal_gen(&txn, j.generation() + 1)?;
+        }
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })
+        .map_err(|e| QueueError::Storage(e.to_string()))?;
+        let failed = if self.take_injected_failure() {
+            txn.abort()?;
+            Some(QueueError::Storage(
+                "injected commit failure (test hook)".into(),
+            ))
+        } else {
+            txn.commit().err().map(QueueError::from)
+        };
+        if let Some(e) = failed {
+            if let (Some(start), Some(j)) = (appended, journal.as_mut())
+                && let Err(je) = j.retract(start)
+            {
+                tracing::warn!(error = %je, "acceptance journal: a failed batch's records could not be taken back; the reopen removes its messages");
+            }
             // The commit may still have reached the file; its senders get 451, so the reopen
             // that follows removes these messages before anyone sees them.
             self.db.refuse(created);
-            return Err(e.into());
+            return Err(e);
+        }
+        if let Some(j) = journal.as_mut() {
+            if durable {
+                j.checkpointed(j.generation() + 1);
+            } else {
+                j.relaxed();
+            }
+        }
+        if appended.is_some() {
+            self.counters.journaled.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Applied {
             committed: true,
