@@ -306,13 +306,17 @@ pub async fn run(
             follower_stop.1.clone(),
         ));
     }
+    let defaults = ugem_queue::QueueOptions::default();
     let queue = ugem_queue::Queue::open(
         &data_dir.join("queue"),
         ugem_queue::QueueOptions {
             min_free_bytes: cfg.smtp.min_free_space.0,
             cache_bytes: usize::try_from(cfg.server.queue_cache_size.0).unwrap_or(usize::MAX),
             check_pause: check_pause_for_tests(),
-            ..Default::default()
+            journal: cfg.server.queue_journal,
+            checkpoint_after: checkpoint_for_tests().unwrap_or(defaults.checkpoint_after),
+            idle_flush: checkpoint_for_tests().unwrap_or(defaults.idle_flush),
+            ..defaults
         },
     )
     .context("cannot open the queue")?;
@@ -600,6 +604,15 @@ fn check_pause_for_tests() -> Duration {
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(Duration::ZERO, Duration::from_millis)
+}
+
+/// For tests only: how long the queue leaves journaled acceptances without a durable
+/// database commit (so that a kill finds them only in the journal).
+fn checkpoint_for_tests() -> Option<Duration> {
+    std::env::var("UGEM_TEST_QUEUE_CHECKPOINT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
 }
 
 /// Makes the connection log durable, waiting until `deadline` at most.

@@ -59,6 +59,9 @@ pub const RESTART_KEYS: &[(&str, Keep)] = &[
     ("server.queue_cache_size", |n, o| {
         n.server.queue_cache_size = o.server.queue_cache_size
     }),
+    ("server.queue_journal", |n, o| {
+        n.server.queue_journal = o.server.queue_journal
+    }),
     ("smtp.listen", |n, o| n.smtp.listen = o.smtp.listen.clone()),
     ("smtp.min_free_space", |n, o| {
         n.smtp.min_free_space = o.smtp.min_free_space

@@ -53,6 +53,9 @@ pub struct ServerSection {
     pub shutdown_timeout: Span,
     /// Memory for the queue database's page cache.
     pub queue_cache_size: ByteSize,
+    /// The 250 after DATA waits for an append to the queue's acceptance journal rather than
+    /// for a durable commit of the queue database (`queue/src/journal.rs`).
+    pub queue_journal: bool,
 }
 
 impl Default for ServerSection {
@@ -66,6 +69,7 @@ impl Default for ServerSection {
             log_level: "info".into(),
             shutdown_timeout: Span(Duration::from_secs(20)),
             queue_cache_size: ByteSize(64 << 20),
+            queue_journal: true,
         }
     }
 }
