@@ -53,6 +53,11 @@ fn queue_record_corpus() {
 }
 
 #[test]
+fn queue_journal_corpus() {
+    replay("queue_journal", ugem_queue::fuzzing::journal);
+}
+
+#[test]
 fn config_corpus() {
     replay("config", checks::config);
 }

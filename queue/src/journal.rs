@@ -113,51 +113,9 @@ impl Journal {
         })
     }
 
-    /// The generation's records, in order, with why reading stopped. A record whose envelope
-    /// does not decode ends the reading as torn (the CRC matched, so only a bug writes one).
+    /// The generation's records, in order, with why reading stopped.
     pub(crate) fn records(&self, generation: u64) -> io::Result<(Vec<Record>, End)> {
-        let mut out = Vec::new();
-        let mut at = 0u64;
-        loop {
-            let mut head = [0u8; HEADER];
-            if at + HEADER as u64 > self.filled {
-                return Ok((out, End::Clean));
-            }
-            self.file.read_exact_at(&mut head, at)?;
-            let magic = u32::from_le_bytes(word(&head, 0));
-            let len = u64::from(u32::from_le_bytes(word(&head, 4)));
-            let rgeneration = u64::from_le_bytes(dword(&head, 8));
-            if magic != MAGIC || rgeneration != generation {
-                let end = if head.iter().all(|b| *b == 0)
-                    || (magic == MAGIC && rgeneration != generation)
-                {
-                    End::Clean
-                } else {
-                    End::Torn
-                };
-                return Ok((out, end));
-            }
-            let crc = u32::from_le_bytes(word(&head, 16));
-            let env_len = u32::from_le_bytes(word(&head, 20)) as usize;
-            if len > MAX_LEN || at + HEADER as u64 + len > self.filled || env_len as u64 > len {
-                return Ok((out, End::Torn));
-            }
-            let mut payload = vec![0u8; len as usize];
-            self.file.read_exact_at(&mut payload, at + HEADER as u64)?;
-            if checksum(&head, &payload) != crc {
-                return Ok((out, End::Torn));
-            }
-            let body = payload.split_off(env_len);
-            let env = match serde_json::from_slice::<Envelope>(&payload) {
-                Ok(env) => env,
-                Err(why) => {
-                    tracing::error!(error = %why, "journal record does not decode; replay stops");
-                    return Ok((out, End::Torn));
-                }
-            };
-            out.push(Record { env, body });
-            at += HEADER as u64 + len;
-        }
+        read(&self.file, self.filled, generation)
     }
 
     /// Starts writing generation `generation` at the beginning (after a durable commit stored it).
@@ -248,6 +206,81 @@ impl Journal {
     }
 }
 
+/// Where records are read from: the journal file, or bytes (the fuzz target).
+pub(crate) trait Source {
+    /// Fills `buf` from offset `at`.
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<()>;
+}
+
+impl Source for File {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
+        self.read_exact_at(buf, at)
+    }
+}
+
+impl Source for [u8] {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
+        let from = usize::try_from(at).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+        let part = from
+            .checked_add(buf.len())
+            .and_then(|to| self.get(from..to))
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(part);
+        Ok(())
+    }
+}
+
+/// Reads the records of `generation` from the first `len` octets of `src`, in order, with why
+/// reading stopped. A record whose envelope does not decode ends the reading as torn (the CRC
+/// matched, so only a bug writes one). Memory: one record at a time beyond the results, each
+/// at most `len`.
+pub(crate) fn read(
+    src: &(impl Source + ?Sized),
+    len: u64,
+    generation: u64,
+) -> io::Result<(Vec<Record>, End)> {
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    loop {
+        let mut head = [0u8; HEADER];
+        if at + HEADER as u64 > len {
+            return Ok((out, End::Clean));
+        }
+        src.read_at(&mut head, at)?;
+        let magic = u32::from_le_bytes(word(&head, 0));
+        let size = u64::from(u32::from_le_bytes(word(&head, 4)));
+        let rgeneration = u64::from_le_bytes(dword(&head, 8));
+        if magic != MAGIC || rgeneration != generation {
+            let end = if head.iter().all(|b| *b == 0) || magic == MAGIC {
+                End::Clean
+            } else {
+                End::Torn
+            };
+            return Ok((out, end));
+        }
+        let crc = u32::from_le_bytes(word(&head, 16));
+        let env_len = u64::from(u32::from_le_bytes(word(&head, 20)));
+        if size > MAX_LEN || at + HEADER as u64 + size > len || env_len > size {
+            return Ok((out, End::Torn));
+        }
+        let mut payload = vec![0u8; size as usize];
+        src.read_at(&mut payload, at + HEADER as u64)?;
+        if checksum(&head, &payload) != crc {
+            return Ok((out, End::Torn));
+        }
+        let body = payload.split_off(env_len as usize);
+        let env = match serde_json::from_slice::<Envelope>(&payload) {
+            Ok(env) => env,
+            Err(e) => {
+                tracing::error!(error = %e, "journal record does not decode; replay stops");
+                return Ok((out, End::Torn));
+            }
+        };
+        out.push(Record { env, body });
+        at += HEADER as u64 + size;
+    }
+}
+
 /// Appends one record of generation `generation` to `buf`.
 pub(crate) fn encode(buf: &mut Vec<u8>, generation: u64, env_json: &[u8], body: &[u8]) {
     let len = env_json.len() + body.len();
@@ -286,4 +319,66 @@ fn dword(b: &[u8; HEADER], at: usize) -> [u8; 8] {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[at..at + 8]);
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(name: &str) -> Vec<u8> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus/queue_journal")
+            .join(name);
+        std::fs::read(p).unwrap()
+    }
+
+    fn read_corpus(name: &str) -> (Vec<Record>, End) {
+        let b = corpus(name);
+        read(&b[8..], (b.len() - 8) as u64, 7).unwrap()
+    }
+
+    #[test]
+    fn records_end_where_the_writer_stopped() {
+        let (r, end) = read_corpus("two-records");
+        assert_eq!((r.len(), end), (2, End::Clean));
+        assert_eq!(r[0].body, b"Subject: hello\r\n\r\nbody\r\n");
+        assert!(r[1].body.is_empty());
+        assert_eq!(r[1].env.leased_until_ms, Some(1_764_400_060_000));
+        let (r, end) = read_corpus("torn-second");
+        assert_eq!((r.len(), end), (1, End::Torn));
+        assert_eq!(read_corpus("bad-crc").1, End::Torn);
+        let (r, end) = read_corpus("older-generation-after");
+        assert_eq!((r.len(), end), (1, End::Clean));
+        assert_eq!(read_corpus("undecodable-envelope").1, End::Torn);
+        assert_eq!(read_corpus("huge-length").1, End::Torn);
+        assert_eq!(read_corpus("zeros").0.len(), 0);
+    }
+
+    #[test]
+    fn an_append_is_read_back_and_a_retracted_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.checkpointed(3);
+        let env = serde_json::to_vec(&read_corpus("two-records").0[0].env).unwrap();
+        let mut buf = Vec::new();
+        encode(&mut buf, 3, &env, b"one");
+        j.append(&buf).unwrap();
+        let mut second = Vec::new();
+        encode(&mut second, 3, &env, b"two");
+        let at = j.append(&second).unwrap();
+        assert_eq!(j.records(3).unwrap().0.len(), 2);
+        j.retract(at).unwrap();
+        let (r, end) = j.records(3).unwrap();
+        assert_eq!((r.len(), end), (1, End::Clean));
+        // A new generation starts over at the beginning; the old records read as nothing.
+        j.checkpointed(4);
+        assert!(j.records(4).unwrap().0.is_empty());
+        // The file was grown in written zeros, not left sparse.
+        assert_eq!(
+            std::fs::metadata(dir.path().join(JOURNAL_FILE))
+                .unwrap()
+                .len(),
+            GROW
+        );
+    }
 }
