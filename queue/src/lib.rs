@@ -10,7 +10,14 @@
 //! message, one writer thread owns the write side: every mutation is a job sent to it over a
 //! channel; it takes everything waiting (up to [`QueueOptions::max_batch`]), applies it in
 //! **one** write transaction, commits once, then answers each job. If the commit fails, every
-//! job of the batch gets the error and nothing of it is visible. Reads ([`Queue::get`],
+//! job of the batch gets the error and nothing of it is visible.
+//!
+//! A batch whose durable jobs are all enqueues of bodies up to 256 KiB is made durable by the
+//! **acceptance journal** instead (`DIR/accept.journal`, `journal.rs`): one sequential append
+//! of envelopes and bodies and one fdatasync of those few blocks, while the redb transaction
+//! commits with `Durability::None`. Every durable redb commit (at most 200 ms later) stores
+//! the journal's generation watermark in `meta`; open, and every reopen after a failed batch,
+//! replay the records of the current generation. Reads ([`Queue::get`],
 //! [`Queue::body`], [`Queue::list`], [`Queue::counts`]) use redb read transactions (MVCC
 //! snapshots) from any thread and never wait for the writer.
 //!
@@ -25,7 +32,8 @@
 //! - `leases`: id -> lease end, the messages under a lease;
 //! - `quarantine` and `quarantine_bodies`: records that did not decode, kept for staff;
 //! - `meta`: `format`, the layout version (absent in files written before `leases` existed,
-//!   which are migrated at their first open: one pass over the envelopes).
+//!   which are migrated at their first open: one pass over the envelopes), and `journal_gen`,
+//!   the acceptance journal's watermark.
 //!
 //! Ids ([`QueueId`]) are 48 bits of unix milliseconds then 48 bits of a strictly increasing,
 //! randomly seeded per-process sequence, so keys and their hex text both sort by arrival.
