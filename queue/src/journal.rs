@@ -17,9 +17,16 @@
 //! [`crate::QueueOptions::checkpoint_after`], so a crash repeats at most that much work.
 //!
 //! **Records.** A 24-byte header (magic, payload length, generation, CRC-32 of header and
-//! payload, envelope length), then the envelope's JSON and the body. Reading stops at the
+//! payload, envelope length), then the envelope's JSON and the body; a tombstone has
+//! [`TOMBSTONE`] for the envelope length and 16-byte queue ids for payload. Reading stops at the
 //! first record that is not whole and of the current generation: a torn append, the zeros
 //! ahead of the tail, or older records beyond it.
+//!
+//! **Removals.** A relaxed batch that removed messages (delivered, bounced) appends a
+//! *tombstone* naming them, without a sync of its own: a process that is killed leaves it in
+//! the page cache, so its replay does not deliver those messages again (a power cut may lose
+//! it, and they are delivered twice then). The next synced append makes it durable with it,
+//! so an unsynced tombstone can only be torn at the very end, where it costs nothing.
 //!
 //! **Failures.** A journal that cannot be written or synced is not trusted: the batch falls
 //! back to a durable redb commit (which starts a new generation). A redb commit that fails
@@ -36,7 +43,9 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::Envelope;
+use std::collections::HashSet;
+
+use crate::{Envelope, QueueId};
 
 /// The journal's file name in the queue directory.
 pub const JOURNAL_FILE: &str = "accept.journal";
@@ -52,6 +61,8 @@ const GROW: u64 = 1 << 20;
 /// "UGJ1".
 const MAGIC: u32 = 0x5547_4a31;
 const HEADER: usize = 24;
+/// The envelope length that marks a tombstone.
+const TOMBSTONE: u32 = u32::MAX;
 
 /// One message read back from the journal.
 pub(crate) struct Record {
@@ -162,18 +173,57 @@ impl Journal {
         Ok(start)
     }
 
+    /// Notes that `ids` were removed by a relaxed commit: a tombstone, written without a sync
+    /// (see the module's notes). Nothing if the journal cannot take it; on failure the journal
+    /// takes nothing more until the next checkpoint.
+    pub(crate) fn note_removed(&mut self, ids: &[QueueId]) {
+        if ids.is_empty() || self.tail == 0 {
+            // No record of this generation to cancel.
+            return;
+        }
+        let mut buf = Vec::with_capacity(HEADER + 16 * ids.len() + HEADER);
+        encode_removed(&mut buf, self.generation, ids);
+        if !self.takes(buf.len()) {
+            return;
+        }
+        let start = self.tail;
+        let len = buf.len() as u64;
+        buf.extend_from_slice(&[0u8; HEADER]);
+        let end = start + buf.len() as u64;
+        let r = if end > self.filled {
+            // Growing needs its sync; rare (once per MiB of high water).
+            self.grow(end)
+                .and_then(|()| self.file.write_all_at(&buf, start))
+        } else {
+            self.file.write_all_at(&buf, start)
+        };
+        match r {
+            Ok(()) => self.tail = start + len,
+            Err(e) => {
+                tracing::warn!(error = %e, "acceptance journal: a removal could not be noted");
+                self.broken = true;
+            }
+        }
+    }
+
+    /// Extends the zero-filled part of the file to at least `end`.
+    fn grow(&mut self, end: u64) -> io::Result<()> {
+        // Written zeros, not a hole or fallocate's unwritten extents: later overwrites
+        // then change no metadata, and their sync is the short one.
+        let to = end.div_ceil(GROW) * GROW;
+        let zeros = vec![0u8; (to - self.filled) as usize];
+        self.file.write_all_at(&zeros, self.filled)?;
+        self.file.sync_all()?;
+        self.filled = to;
+        Ok(())
+    }
+
     fn write_synced(&mut self, records: &[u8], start: u64) -> io::Result<()> {
         // A zeroed header after the records ends the reading exactly there: what lies
         // beyond is the previous generation's leftovers.
         let end = start + records.len() as u64 + HEADER as u64;
         if end > self.filled {
-            // Written zeros, not a hole or fallocate's unwritten extents: later overwrites
-            // then change no metadata, and their sync is the short one.
-            let to = end.div_ceil(GROW) * GROW;
-            let zeros = vec![0u8; (to - self.filled) as usize];
-            self.file.write_all_at(&zeros, self.filled)?;
-            self.file.sync_all()?;
-            self.filled = to;
+            self.grow(end)?;
         }
         let mut buf = Vec::with_capacity(records.len() + HEADER);
         buf.extend_from_slice(records);
@@ -239,6 +289,20 @@ pub(crate) fn read(
     len: u64,
     generation: u64,
 ) -> io::Result<(Vec<Record>, End)> {
+    let mut gone = HashSet::new();
+    let (mut out, end) = read_all(src, len, generation, &mut gone)?;
+    // Removed after they were written: not brought back.
+    out.retain(|r| !gone.contains(&r.env.id.key()));
+    Ok((out, end))
+}
+
+/// Every message record of `generation`, and in `gone` the ids its tombstones name.
+fn read_all(
+    src: &(impl Source + ?Sized),
+    len: u64,
+    generation: u64,
+    gone: &mut HashSet<u128>,
+) -> io::Result<(Vec<Record>, End)> {
     let mut out = Vec::new();
     let mut at = 0u64;
     loop {
@@ -259,14 +323,28 @@ pub(crate) fn read(
             return Ok((out, end));
         }
         let crc = u32::from_le_bytes(word(&head, 16));
-        let env_len = u64::from(u32::from_le_bytes(word(&head, 20)));
-        if size > MAX_LEN || at + HEADER as u64 + size > len || env_len > size {
+        let kind = u32::from_le_bytes(word(&head, 20));
+        let env_len = u64::from(kind);
+        if size > MAX_LEN
+            || at + HEADER as u64 + size > len
+            || (kind != TOMBSTONE && env_len > size)
+            || (kind == TOMBSTONE && size % 16 != 0)
+        {
             return Ok((out, End::Torn));
         }
         let mut payload = vec![0u8; size as usize];
         src.read_at(&mut payload, at + HEADER as u64)?;
         if checksum(&head, &payload) != crc {
             return Ok((out, End::Torn));
+        }
+        at += HEADER as u64 + size;
+        if kind == TOMBSTONE {
+            for id in payload.chunks_exact(16) {
+                let mut k = [0u8; 16];
+                k.copy_from_slice(id);
+                gone.insert(u128::from_be_bytes(k));
+            }
+            continue;
         }
         let body = payload.split_off(env_len as usize);
         let env = match serde_json::from_slice::<Envelope>(&payload) {
@@ -277,7 +355,6 @@ pub(crate) fn read(
             }
         };
         out.push(Record { env, body });
-        at += HEADER as u64 + size;
     }
 }
 
@@ -297,6 +374,22 @@ pub(crate) fn encode(buf: &mut Vec<u8>, generation: u64, env_json: &[u8], body: 
     buf.extend_from_slice(&head);
     buf.extend_from_slice(env_json);
     buf.extend_from_slice(body);
+}
+
+/// Appends a tombstone of generation `generation` naming `ids` to `buf`.
+pub(crate) fn encode_removed(buf: &mut Vec<u8>, generation: u64, ids: &[QueueId]) {
+    let payload: Vec<u8> = ids.iter().flat_map(|id| id.key().to_be_bytes()).collect();
+    let mut head = [0u8; HEADER];
+    head[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    head[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    head[8..16].copy_from_slice(&generation.to_le_bytes());
+    head[20..24].copy_from_slice(&TOMBSTONE.to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&head);
+    h.update(&payload);
+    head[16..20].copy_from_slice(&h.finalize().to_le_bytes());
+    buf.extend_from_slice(&head);
+    buf.extend_from_slice(&payload);
 }
 
 /// The CRC of a record: its header with the CRC field zeroed, then its payload.
@@ -352,6 +445,9 @@ mod tests {
         assert_eq!(read_corpus("undecodable-envelope").1, End::Torn);
         assert_eq!(read_corpus("huge-length").1, End::Torn);
         assert_eq!(read_corpus("zeros").0.len(), 0);
+        let (r, end) = read_corpus("tombstone");
+        assert_eq!((r.len(), end), (1, End::Clean));
+        assert_eq!(r[0].env.id.to_string(), "0192f0a1b2c3000000000008");
     }
 
     #[test]

@@ -162,6 +162,8 @@ pub(crate) struct WriteCtx<'t> {
     pub(crate) created: Vec<QueueId>,
     /// The journal records of this batch's new messages, when the batch may use the journal.
     pub(crate) journal: Option<JournalBatch>,
+    /// Messages removed in this transaction (a relaxed batch notes them in the journal).
+    pub(crate) removed: Vec<QueueId>,
 }
 
 impl<'t> WriteCtx<'t> {
@@ -178,6 +180,7 @@ impl<'t> WriteCtx<'t> {
             wake: false,
             created: Vec::new(),
             journal: None,
+            removed: Vec::new(),
         })
     }
 
@@ -266,6 +269,7 @@ impl<'t> WriteCtx<'t> {
     /// Removes a message entirely: envelope, body and schedule entry.
     fn remove(&mut self, env: &Envelope) -> Result<(), QueueError> {
         self.dirty = true;
+        self.removed.push(env.id);
         self.envelopes.remove(env.id.key())?;
         self.bodies.remove(env.id.key())?;
         if let Some(key) = env.schedule_key() {

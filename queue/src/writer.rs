@@ -320,7 +320,7 @@ impl Writer {
             .as_ref()
             .and_then(|j| j.waiting())
             .is_some_and(|w| w >= self.checkpoint_after);
-        let (dirty, wake, created, records) = {
+        let (dirty, wake, created, records, removed) = {
             let mut ctx = WriteCtx::open(&txn)?;
             if durable_jobs > 0
                 && !checkpoint
@@ -340,6 +340,7 @@ impl Writer {
                 ctx.wake,
                 std::mem::take(&mut ctx.created),
                 ctx.journal.take(),
+                std::mem::take(&mut ctx.removed),
             )
         };
         if !dirty {
@@ -400,6 +401,8 @@ impl Writer {
                 j.checkpointed(j.generation() + 1);
             } else {
                 j.relaxed();
+                // A killed process must not bring these back from the journal.
+                j.note_removed(&removed);
             }
         }
         if appended.is_some() {
