@@ -307,6 +307,31 @@ fn declare(t: u64, sender: &str, per_hour: u32, per_minute: u32, note: &str) -> 
     }
 }
 
+/// A compromise marked at `start`: `from` writes one message to one never-seen address
+/// every `every` for `span`.
+fn trickle(from: &str, start: u64, span: u64, every: u64, seed: u64, tag: &'static str) -> Source {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let sender = from.to_owned();
+    let mut t = start;
+    let end = start + span;
+    Box::new(
+        std::iter::once(mark(start, from)).chain(std::iter::from_fn(move || {
+            if t >= end {
+                return None;
+            }
+            let now = t;
+            t += every;
+            Some(TraceEvent::Message {
+                t: now,
+                from: sender.clone(),
+                to: vec![stranger(&mut rng, tag)],
+                replies: BTreeMap::new(),
+                ip: None,
+            })
+        })),
+    )
+}
+
 fn mark(t: u64, sender: &str) -> TraceEvent {
     TraceEvent::Mark {
         t,
@@ -391,26 +416,7 @@ pub fn build(name: &str, seed: u64) -> Profile {
             }
         }
         "slow_compromise" => {
-            let mut rng = StdRng::seed_from_u64(seed ^ 0x51);
-            let from = bad.clone();
-            let mut t = COMPROMISE;
-            let end = COMPROMISE + 5 * DAY;
-            let attack: Source = Box::new(std::iter::once(mark(COMPROMISE, &bad)).chain(
-                std::iter::from_fn(move || {
-                    if t >= end {
-                        return None;
-                    }
-                    let now = t;
-                    t += 4 * SEC;
-                    Some(TraceEvent::Message {
-                        t: now,
-                        from: from.clone(),
-                        to: vec![stranger(&mut rng, "s")],
-                        replies: BTreeMap::new(),
-                        ip: None,
-                    })
-                }),
-            ));
+            let attack = trickle(&bad, COMPROMISE, 5 * DAY, 4 * SEC, seed ^ 0x51, "s");
             Profile {
                 name: "slow_compromise",
                 about: "a clerk's mailbox writes to one never-seen address every 4 s, day and night",
@@ -429,26 +435,7 @@ pub fn build(name: &str, seed: u64) -> Profile {
             // hour buckets complete with them before any rule trips. Judged
             // on the floor all the same, not on a peak the flood taught.
             let start = COMPROMISE - 50 * SEC;
-            let mut rng = StdRng::seed_from_u64(seed ^ 0xb0d);
-            let from = bad.clone();
-            let mut t = start;
-            let end = start + 30 * MIN;
-            let attack: Source = Box::new(std::iter::once(mark(start, &bad)).chain(
-                std::iter::from_fn(move || {
-                    if t >= end {
-                        return None;
-                    }
-                    let now = t;
-                    t += 2 * SEC;
-                    Some(TraceEvent::Message {
-                        t: now,
-                        from: from.clone(),
-                        to: vec![stranger(&mut rng, "b")],
-                        replies: BTreeMap::new(),
-                        ip: None,
-                    })
-                }),
-            ));
+            let attack = trickle(&bad, start, 30 * MIN, 2 * SEC, seed ^ 0xb0d, "b");
             Profile {
                 name: "boundary_takeover",
                 about: "a clerk's mailbox writes to one never-seen address every 2 s from 09:59:10",
