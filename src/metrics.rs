@@ -300,6 +300,12 @@ pub struct Gauges {
     pub store_bytes: u64,
     /// Queue file size, bytes.
     pub queue_file_bytes: u64,
+    /// The queue's acceptance journal file size, bytes.
+    pub journal_file_bytes: u64,
+    /// Syncs the queue made so far: durable database commits, journal appends.
+    pub queue_syncs: Vec<(&'static str, u64)>,
+    /// Messages the queue brought back from its journal (open, reopen after a failure).
+    pub queue_restored: u64,
     /// Audit records in the store.
     pub audit_records: u64,
     /// Bytes the audit records take in the store.
@@ -336,6 +342,21 @@ fn labelled_gauges(
     for (k, v) in rows {
         f.get_or_create(&[(label, k.to_string())])
             .set(i64::try_from(*v).unwrap_or(i64::MAX));
+    }
+    r.register(name, help, f);
+}
+
+/// A family of counters read from elsewhere at scrape time (rendered `NAME_total{LABEL=..}`).
+fn labelled_counters(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    rows: &[(&str, u64)],
+) {
+    let f: Family<Label, Counter> = Family::default();
+    for (k, v) in rows {
+        f.get_or_create(&[(label, k.to_string())]).inc_by(*v);
     }
     r.register(name, help, f);
 }
@@ -490,7 +511,25 @@ pub fn render(g: &Gauges) -> String {
         "ugem_store_size_bytes",
         "Size of the store and queue files",
         "file",
-        &[("store", g.store_bytes), ("queue", g.queue_file_bytes)],
+        &[
+            ("store", g.store_bytes),
+            ("queue", g.queue_file_bytes),
+            ("journal", g.journal_file_bytes),
+        ],
+    );
+    labelled_counters(
+        &mut r,
+        "ugem_queue_syncs",
+        "Syncs that made queue changes durable: database commits, acceptance journal appends",
+        "kind",
+        &g.queue_syncs,
+    );
+    let restored: Counter = Counter::default();
+    restored.inc_by(g.queue_restored);
+    r.register(
+        "ugem_queue_journal_restored",
+        "Messages brought back from the acceptance journal (after a crash or a failed commit)",
+        restored,
     );
     process::register(&mut r);
     let mut out = String::with_capacity(8192);

@@ -435,6 +435,15 @@ fn mail_accepted_on_the_journal_survives_sigkill_and_is_delivered() {
         .max()
         .unwrap_or(0);
     assert!(restored >= 5, "{log}");
+    let metrics = http(gw.admin, "GET", "/metrics", None, None).1;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("ugem_queue_journal_restored_total "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(
+        line,
+        format!("ugem_queue_journal_restored_total {restored}")
+    );
     let delivered = || {
         let got: Vec<String> = mx
             .messages()

@@ -43,6 +43,7 @@ pub(super) async fn metrics(State(st): State<AdminState>) -> Result<impl IntoRes
             .iter()
             .filter(|e| e.direction == ugem_queue::Direction::Local)
             .count() as u64;
+        let stats = queue.stats();
         Ok(crate::metrics::Gauges {
             queue: vec![
                 ("active", c.active as u64),
@@ -61,6 +62,11 @@ pub(super) async fn metrics(State(st): State<AdminState>) -> Result<impl IntoRes
             queue_file_bytes: std::fs::metadata(queue.dir().join(ugem_queue::DB_FILE))
                 .map(|m| m.len())
                 .unwrap_or(0),
+            journal_file_bytes: std::fs::metadata(queue.dir().join(ugem_queue::JOURNAL_FILE))
+                .map(|m| m.len())
+                .unwrap_or(0),
+            queue_syncs: vec![("database", stats.commits), ("journal", stats.journaled)],
+            queue_restored: stats.restored,
             audit_records: audit.records,
             audit_bytes: audit.bytes,
         })
