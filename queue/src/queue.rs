@@ -147,7 +147,9 @@ impl Queue {
 
         let file_ms = started.elapsed().as_millis() as u64;
         let opened = Instant::now();
-        let mut journal = if opts.journal {
+        // A journal left by a run that used it is replayed even with the journal now off:
+        // its records hold messages that were answered 250.
+        let mut journal = if opts.journal || dir.join(JOURNAL_FILE).exists() {
             Some(Journal::open(dir).map_err(|e| {
                 QueueError::Storage(format!("opening {}: {e}", dir.join(JOURNAL_FILE).display()))
             })?)
@@ -191,6 +193,7 @@ impl Queue {
             );
         }
 
+        let journal = journal.filter(|_| opts.journal);
         let db = Arc::new(DbSlot::new(&path, db, opts.cache_bytes, journal));
         db.restored
             .fetch_add(restored as u64, std::sync::atomic::Ordering::Relaxed);
