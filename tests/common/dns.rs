@@ -241,7 +241,7 @@ fn record(owner: &str, rec: &Rec<'_>) -> Option<Record> {
 
 /// Binds UDP and TCP on the same loopback port, as the resolver config
 /// (`ip:port`) uses one port for both.
-fn bind_pair() -> (std::net::UdpSocket, std::net::TcpListener) {
+pub fn bind_pair() -> (std::net::UdpSocket, std::net::TcpListener) {
     for _ in 0..100 {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
         let port = udp.local_addr().expect("udp addr").port();

@@ -141,11 +141,9 @@ impl SignedDns {
         );
         let router = Router { all, parent };
 
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        // One port for both (another test's connection may hold a UDP port's TCP twin).
+        let (udp, tcp) = super::dns::bind_pair();
         let addr = udp.local_addr().unwrap();
-        let tcp = std::net::TcpListener::bind(addr).expect("bind tcp on the same port");
-        udp.set_nonblocking(true).unwrap();
-        tcp.set_nonblocking(true).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
