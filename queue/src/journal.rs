@@ -451,6 +451,45 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_keeps_the_lease_of_a_handed_message_and_skips_what_is_there() {
+        use redb::ReadableTable;
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(&dir.path().join("q.redb"), 1 << 20).unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.checkpointed(0);
+        let (records, _) = read_corpus("two-records");
+        let mut buf = Vec::new();
+        for r in &records {
+            encode(&mut buf, 0, &serde_json::to_vec(&r.env).unwrap(), &r.body);
+        }
+        j.append(&buf).unwrap();
+        let leased = records[1].env.id;
+        for round in 0..2 {
+            let txn = db.begin_write().unwrap();
+            let (back, generation) = crate::store::replay_journal(&txn, &j).unwrap();
+            {
+                // A reopen's replay: the delivery holding the lease is still running.
+                let leases = txn.open_table(crate::store::LEASES).unwrap();
+                assert_eq!(
+                    leases.get(leased.key()).unwrap().map(|v| v.value()),
+                    records[1].env.leased_until_ms
+                );
+            }
+            txn.commit().unwrap();
+            if round == 0 {
+                assert_eq!((back, generation), (2, 1));
+                // Not checkpointed: the same records are read again, and skipped.
+                j.checkpointed(0);
+                let txn = db.begin_write().unwrap();
+                crate::store::set_journal_gen(&txn, 0).unwrap();
+                txn.commit().unwrap();
+            } else {
+                assert_eq!(back, 0);
+            }
+        }
+    }
+
+    #[test]
     fn an_append_is_read_back_and_a_retracted_one_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();

@@ -42,7 +42,7 @@ pub(crate) fn set_journal_gen(txn: &WriteTransaction, generation: u64) -> Result
 }
 
 /// Replays the journal's current generation into `txn` (messages not in the database come
-/// back, due at once) and stores the next generation as the watermark: once `txn` commits
+/// back as they were accepted) and stores the next generation as the watermark: once `txn` commits
 /// durably, the journal starts over in it. Returns how many came back and that generation.
 pub(crate) fn replay_journal(
     txn: &WriteTransaction,
@@ -321,13 +321,14 @@ impl<'t> WriteCtx<'t> {
         Ok((id, lease.map(|_| env)))
     }
 
-    /// Stores a message read back from the journal unless it is here already; it is due at
-    /// once if its lease (a hand-off to a scheduler now gone) had kept it.
-    pub(crate) fn replay(&mut self, mut env: Envelope, body: &[u8]) -> Result<bool, QueueError> {
+    /// Stores a message read back from the journal unless it is here already, as it was
+    /// accepted: with the lease of its hand-off to the scheduler, if it had one. At open the
+    /// recovery that follows ends that lease; at a reopen the delivery holding it is still
+    /// running, and must not find its message leased to another.
+    pub(crate) fn replay(&mut self, env: Envelope, body: &[u8]) -> Result<bool, QueueError> {
         if self.envelopes.get(env.id.key())?.is_some() {
             return Ok(false);
         }
-        env.leased_until_ms = None;
         self.put(None, &env)?;
         self.bodies.insert(env.id.key(), body)?;
         Ok(true)
