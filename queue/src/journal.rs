@@ -160,16 +160,21 @@ impl Journal {
     /// Appends a batch's records (made by [`encode`]) and syncs them; returns where they
     /// start, for [`Journal::retract`]. On failure the journal takes nothing more until the
     /// next checkpoint.
-    pub(crate) fn append(&mut self, records: &[u8]) -> io::Result<u64> {
+    pub(crate) fn append(&mut self, records: &mut Vec<u8>) -> io::Result<u64> {
         let start = self.tail;
+        let len = records.len();
+        // A zeroed header after the records ends the reading exactly there: what lies
+        // beyond is the previous generation's leftovers. (Added in place: no copy.)
+        records.extend_from_slice(&[0u8; HEADER]);
         let r = self.write_synced(records, start);
+        records.truncate(len);
         if r.is_err() {
             self.broken = true;
             // Best effort: a record that reached the file must not be replayed.
             let _ = self.zero_header(start);
         }
         r?;
-        self.tail = start + records.len() as u64;
+        self.tail = start + len as u64;
         Ok(start)
     }
 
@@ -218,17 +223,12 @@ impl Journal {
         Ok(())
     }
 
-    fn write_synced(&mut self, records: &[u8], start: u64) -> io::Result<()> {
-        // A zeroed header after the records ends the reading exactly there: what lies
-        // beyond is the previous generation's leftovers.
-        let end = start + records.len() as u64 + HEADER as u64;
+    fn write_synced(&mut self, bytes: &[u8], start: u64) -> io::Result<()> {
+        let end = start + bytes.len() as u64;
         if end > self.filled {
             self.grow(end)?;
         }
-        let mut buf = Vec::with_capacity(records.len() + HEADER);
-        buf.extend_from_slice(records);
-        buf.extend_from_slice(&[0u8; HEADER]);
-        self.file.write_all_at(&buf, start)?;
+        self.file.write_all_at(bytes, start)?;
         self.file.sync_data()
     }
 
@@ -462,7 +462,7 @@ mod tests {
         for r in &records {
             encode(&mut buf, 0, &serde_json::to_vec(&r.env).unwrap(), &r.body);
         }
-        j.append(&buf).unwrap();
+        j.append(&mut buf).unwrap();
         let leased = records[1].env.id;
         for round in 0..2 {
             let txn = db.begin_write().unwrap();
@@ -497,10 +497,10 @@ mod tests {
         let env = serde_json::to_vec(&read_corpus("two-records").0[0].env).unwrap();
         let mut buf = Vec::new();
         encode(&mut buf, 3, &env, b"one");
-        j.append(&buf).unwrap();
+        j.append(&mut buf).unwrap();
         let mut second = Vec::new();
         encode(&mut second, 3, &env, b"two");
-        let at = j.append(&second).unwrap();
+        let at = j.append(&mut second).unwrap();
         assert_eq!(j.records(3).unwrap().0.len(), 2);
         j.retract(at).unwrap();
         let (r, end) = j.records(3).unwrap();

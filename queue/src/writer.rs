@@ -352,12 +352,12 @@ impl Writer {
         }
         // The journal stands in for the sync only if every durable job wrote its record.
         let mut appended = None;
-        if let (Some(b), Some(j)) = (records, journal.as_mut())
+        if let (Some(mut b), Some(j)) = (records, journal.as_mut())
             && b.count == durable_jobs
             && j.takes(b.buf.len())
         {
             let started = Instant::now();
-            match j.append(&b.buf) {
+            match j.append(&mut b.buf) {
                 Ok(start) => appended = Some(start),
                 Err(e) => {
                     tracing::warn!(error = %e, elapsed_us = started.elapsed().as_micros() as u64,
