@@ -29,20 +29,14 @@ pub fn exchange(
     cookies: &str,
     form: &str,
 ) -> (u16, String, String) {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut headers = Vec::new();
     if !cookies.is_empty() {
-        req.push_str(&format!("Cookie: {cookies}\r\n"));
+        headers.push(("Cookie", cookies));
     }
     if method == "POST" {
-        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        headers.push(("Content-Type", "application/x-www-form-urlencoded"));
     }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{form}", form.len()));
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    (status, head.to_string(), body.to_string())
+    super::request_on(s, addr, method, path, &headers, form)
 }
 
 /// The value a `Set-Cookie` header of `head` gives `name`.
