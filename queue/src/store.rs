@@ -234,9 +234,19 @@ impl<'t> WriteCtx<'t> {
 
     /// Stores `new`, moving its schedule entry from where `old` had it.
     fn put(&mut self, old: Option<&Envelope>, new: &Envelope) -> Result<(), QueueError> {
+        let record = encode(new)?;
+        self.put_encoded(old, new, &record)
+    }
+
+    /// [`WriteCtx::put`] with `new` already encoded as `record`.
+    fn put_encoded(
+        &mut self,
+        old: Option<&Envelope>,
+        new: &Envelope,
+        record: &[u8],
+    ) -> Result<(), QueueError> {
         self.dirty = true;
-        self.envelopes
-            .insert(new.id.key(), encode(new)?.as_slice())?;
+        self.envelopes.insert(new.id.key(), record)?;
         let old_key = old.and_then(Envelope::schedule_key);
         let new_key = new.schedule_key();
         if old_key != new_key {
@@ -306,7 +316,9 @@ impl<'t> WriteCtx<'t> {
         let mut env = Envelope::new(id, new);
         let wake = self.wake;
         env.leased_until_ms = lease;
-        self.put(None, &env)?;
+        // One encoding for the table and the journal.
+        let record = encode(&env)?;
+        self.put_encoded(None, &env, &record)?;
         if lease.is_some() {
             self.wake = wake;
         }
@@ -315,7 +327,7 @@ impl<'t> WriteCtx<'t> {
         if let Some(j) = self.journal.as_mut()
             && body.len() <= crate::journal::MAX_BODY
         {
-            crate::journal::encode(&mut j.buf, j.generation, &encode(&env)?, body);
+            crate::journal::encode(&mut j.buf, j.generation, &record, body);
             j.count += 1;
         }
         Ok((id, lease.map(|_| env)))
