@@ -134,6 +134,21 @@ fn two_nodes_share_the_registry_through_postgresql() {
         std::thread::sleep(Duration::from_millis(200));
     }
     in_force_within_2s(&b, 451, "suspension after the database came back");
+
+    // Disconnected on A: B no longer relays for the domain (its mail is
+    // then only inbound mail, and relaying to the outside is denied).
+    a.cli_ok(&["domain", "restore", DOMAIN, "--reason", "clean again"]);
+    in_force_within_2s(&b, 250, "restoration after the outage");
+    a.cli_ok(&[
+        "domain",
+        "disconnect",
+        DOMAIN,
+        "--reason",
+        "left the sector",
+    ]);
+    in_force_within_2s(&b, 550, "disconnection");
+    let on_b = b.cli_ok(&["domain", "list"]);
+    assert!(on_b.contains("disconnected"), "{on_b}");
 }
 
 /// Runs `ugem store ...` with `config`; returns its standard output.
