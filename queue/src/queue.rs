@@ -471,7 +471,12 @@ impl Queue {
     pub fn quarantined(&self) -> Result<Vec<QueueId>, QueueError> {
         let db = self.inner.db.get()?;
         let txn = db.begin_read()?;
-        let table = txn.open_table(store::QUARANTINE)?;
+        // Created by the first quarantine, not before.
+        let table = match txn.open_table(store::QUARANTINE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
         let mut ids = Vec::new();
         for entry in table.iter()? {
             let (key, _) = entry?;

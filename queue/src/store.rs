@@ -149,9 +149,10 @@ pub(crate) struct WriteCtx<'t> {
     envelopes: Table<'t, u128, &'static [u8]>,
     bodies: Table<'t, u128, &'static [u8]>,
     schedule: Table<'t, (u64, u128), ()>,
-    quarantine: Table<'t, u128, &'static [u8]>,
-    quarantine_bodies: Table<'t, u128, &'static [u8]>,
     leases: Table<'t, u128, u64>,
+    /// For the quarantine tables, opened only when a record is quarantined (rare), not by
+    /// every batch.
+    txn: &'t WriteTransaction,
     /// Whether anything was written: a batch that wrote nothing needs no commit (no fsync),
     /// which keeps an idle scheduler's polling free.
     pub(crate) dirty: bool,
@@ -167,15 +168,14 @@ pub(crate) struct WriteCtx<'t> {
 }
 
 impl<'t> WriteCtx<'t> {
-    /// Opens (creating on first use) every table in the transaction.
+    /// Opens (creating on first use) the tables every batch uses.
     pub(crate) fn open(txn: &'t WriteTransaction) -> Result<WriteCtx<'t>, QueueError> {
         Ok(WriteCtx {
             envelopes: txn.open_table(ENVELOPES)?,
             bodies: txn.open_table(BODIES)?,
             schedule: txn.open_table(SCHEDULE)?,
-            quarantine: txn.open_table(QUARANTINE)?,
-            quarantine_bodies: txn.open_table(QUARANTINE_BODIES)?,
             leases: txn.open_table(LEASES)?,
+            txn,
             dirty: false,
             wake: false,
             created: Vec::new(),
@@ -221,10 +221,12 @@ impl<'t> WriteCtx<'t> {
     fn quarantine(&mut self, id: QueueId, raw: &[u8], why: &str) -> Result<(), QueueError> {
         tracing::error!(queue_id = %id, error = why, "queue record does not decode; quarantined");
         self.dirty = true;
-        self.quarantine.insert(id.key(), raw)?;
+        self.txn.open_table(QUARANTINE)?.insert(id.key(), raw)?;
         self.envelopes.remove(id.key())?;
         if let Some(body) = self.bodies.remove(id.key())? {
-            self.quarantine_bodies.insert(id.key(), body.value())?;
+            self.txn
+                .open_table(QUARANTINE_BODIES)?
+                .insert(id.key(), body.value())?;
         }
         self.leases.remove(id.key())?;
         // Its schedule entry, if any, cannot be computed without the record; lease_due drops

@@ -276,6 +276,8 @@ async fn corrupt_envelope_is_quarantined_and_queue_opens() {
     let dir = tempfile::tempdir().unwrap();
     let (bad, good) = {
         let q = open(dir.path());
+        // Nothing quarantined yet (the table is created by the first quarantine).
+        assert!(q.quarantined().unwrap().is_empty());
         let bad = q.enqueue(simple(), b"bad".to_vec()).await.unwrap();
         let good = q.enqueue(simple(), b"good".to_vec()).await.unwrap();
         (bad, good)
