@@ -25,11 +25,6 @@ use crate::reply::{Enhanced, Fate, Outcome};
 /// live delivery is never leased twice (a crash leaves it to run out).
 const LEASE_MS: u64 = 30 * 60 * 1000;
 
-/// One destination's delivery of one message: its recipients (indices) and their results.
-type GroupDelivery = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (Vec<usize>, (Vec<Outcome>, Hop))> + Send>,
->;
-
 /// The delivery engine.
 pub struct Scheduler {
     /// Read on each use: routes, TLS policy, lifetimes follow a reload.
@@ -360,16 +355,15 @@ impl Scheduler {
         } else {
             Vec::new()
         };
-        // Each destination's delivery, as a future yielding its recipients' results.
-        let mut work: Vec<GroupDelivery> = Vec::new();
+        let mut handles = tokio::task::JoinSet::new();
         if !local.is_empty() {
             let me = self.clone();
             let env = env.clone();
             let body = body.clone();
-            work.push(Box::pin(async move {
+            handles.spawn(async move {
                 let res = me.deliver_to_mailbox(&env, &local, &body).await;
                 (local, res)
-            }));
+            });
         }
         for g in groups {
             let me = self.clone();
@@ -380,49 +374,27 @@ impl Scheduler {
                 .map(|&i| env.recipients[i].address.clone())
                 .collect();
             let body = body.clone();
-            work.push(Box::pin(async move {
+            handles.spawn(async move {
                 let started = Instant::now();
                 let res = me.deliver_group(&g, &sender, &rcpts, &body).await;
                 crate::metrics::delivery_attempt(started.elapsed());
                 (g.rcpts, res)
-            }));
-        }
-        // One destination (the common case) runs in this task: a task of its own would cost
-        // a spawn and a wake-up of another worker per message. Several run side by side.
-        let mut single = if work.len() == 1 { work.pop() } else { None };
-        let mut handles = tokio::task::JoinSet::new();
-        for w in work {
-            handles.spawn(w);
+            });
         }
         let mut given_up = false;
         loop {
-            let joined = match single.as_mut() {
-                Some(one) => tokio::select! {
-                    biased;
-                    r = one => {
-                        single = None;
-                        Some(Ok(r))
-                    }
-                    _ = crate::shutdown::stopped(&mut stop) => {
-                        // As below: dropped mid-transaction, retried at the next start.
-                        single = None;
-                        given_up = true;
-                        None
-                    }
-                },
-                None => tokio::select! {
-                    biased;
-                    j = handles.join_next() => j,
-                    _ = crate::shutdown::stopped(&mut stop) => {
-                        // Shutting down: the destinations still talking are
-                        // dropped mid-transaction (nothing is known delivered
-                        // there, so they are retried; a rare duplicate beats a
-                        // loss, and waiting could take the data timeout).
-                        handles.abort_all();
-                        given_up = true;
-                        None
-                    }
-                },
+            let joined = tokio::select! {
+                biased;
+                j = handles.join_next() => j,
+                _ = crate::shutdown::stopped(&mut stop) => {
+                    // Shutting down: the destinations still talking are
+                    // dropped mid-transaction (nothing is known delivered
+                    // there, so they are retried; a rare duplicate beats a
+                    // loss, and waiting could take the data timeout).
+                    handles.abort_all();
+                    given_up = true;
+                    None
+                }
             };
             let Some(joined) = joined else { break };
             let Ok((idx, (results, mta))) = joined else {
