@@ -74,8 +74,9 @@ pub async fn run<S: ClientStream>(
     .await
 }
 
-/// The command loop's read buffer starts at this size...
-const READ_BUF_MIN: usize = 1024;
+/// The command loop's read buffer starts at this size (a command line, or a short
+/// pipelined group, fits)...
+const READ_BUF_MIN: usize = 256;
 /// ...and doubles while reads fill it, up to this.
 const READ_BUF_MAX: usize = 16 * 1024;
 
@@ -202,7 +203,8 @@ impl Session {
             tls: None,
             txn: None,
             lines: LineBuffer::new(max_line),
-            out: Vec::with_capacity(512),
+            // Grows with the first replies; an idle session keeps only what its greeting took.
+            out: Vec::new(),
             errors: 0,
             deadline,
             txn_seq: 0,
@@ -263,8 +265,8 @@ impl Session {
     /// asks for the upgrade.
     async fn command_loop<S: ClientStream>(&mut self, conn: &mut Conn<S>) -> Flow {
         // Small until a read fills it: an idle session (10,000 of them must
-        // fit in 200 MB) holds 1 KiB here, a pipelining client grows it to
-        // 16 KiB within a few reads.
+        // fit in 200 MB, 50,000 should) holds 256 bytes here, a pipelining
+        // client grows it to 16 KiB within a few reads.
         let mut buf = vec![0u8; READ_BUF_MIN];
         // A total deadline per command line, not per read: a client that
         // trickles one byte a second (slowloris) is cut off all the same.

@@ -124,7 +124,7 @@ async fn the_end_of_the_stream_ends_the_session() {
 #[tokio::test]
 async fn an_idle_session_stays_small() {
     // What a session waiting for its next command holds: its task's future
-    // (the session inside it) and the 1 KiB read buffer. 10,000 idle
+    // (the session inside it) and the 256-byte read buffer. 10,000 idle
     // sessions must fit in 200 MB (bench/idle-sessions.py); the verbs'
     // large futures are boxed for the time a command runs.
     let rig = super::testkit::rig();
